@@ -1,0 +1,40 @@
+"""biaskit weights: one row per t with t, snr, logsnr and one column per weighting."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import weighting as W
+from ..schedules import get_schedule
+
+
+def add_arguments(p):
+    p.add_argument("--schedule", default="linear", help="linear, scaled_linear, cosine, sigmoid; "
+                   "append _zsnr for zero terminal SNR (default: linear)")
+    p.add_argument("--timesteps", type=int, default=1000, help="T (default 1000)")
+    p.add_argument("--space", default="x0", choices=W.SPACES, help="loss space (default x0)")
+    p.add_argument("--weightings", default=None,
+                   help="comma list, e.g. constant,debias,min_snr:5,p2:k=1:gamma=0.5 (default: all)")
+    p.add_argument("--snr-min", type=float, default=None,
+                   help="clamp snr from below (needed for eps-space weights at zero terminal SNR)")
+    p.add_argument("--format", default="table", choices=["csv", "table"])
+    p.add_argument("--plot", default=None, help="save a figure (PNG/PDF by extension)")
+
+
+def run(args) -> int:
+    schedule = get_schedule(args.schedule, args.timesteps)
+    specs = args.weightings.split(",") if args.weightings else W.names()
+    df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min)
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False, float_format="%.8g")
+    else:
+        import pandas as pd
+        with pd.option_context("display.max_rows", 40, "display.width", 200,
+                               "display.float_format", "{:.4g}".format):
+            print(df.to_string(index=False, max_rows=40))
+    if args.plot:
+        from ..plots import plot_weightings
+        fig = plot_weightings(df, space=args.space, schedule_name=schedule.name)
+        fig.savefig(args.plot, bbox_inches="tight", dpi=150)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,132 @@
+"""The one interface every model in biaskit implements: trained networks, exact oracles and
+third-party checkpoints alike.
+
+A :class:`Denoiser` wraps a network ``net(x_in, time_in, **net_kwargs)`` with what is needed to read
+its output: the schedule, the parameterization, how t is fed, the data range and channel count.
+Called on (x_t, t) with t an integer step of ``schedule`` it returns a :class:`Prediction`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import parameterization as P
+from .schedules import Schedule
+
+TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
+
+
+@dataclass
+class Prediction:
+    """Per-sample estimates, each shaped like x_t: (B, C, H, W) or (B, D)."""
+
+    x0_hat: torch.Tensor
+    eps_hat: torch.Tensor
+    out: torch.Tensor            # the network's mean output in its own parameterization
+    var_out: torch.Tensor | None = None  # the learned-variance half of a 2C output (ADM learn_sigma)
+    alpha: torch.Tensor | None = None
+    sigma: torch.Tensor | None = None
+
+    @property
+    def v_hat(self) -> torch.Tensor:
+        return P.v_from(self.x0_hat, self.eps_hat, self.alpha, self.sigma)
+
+
+def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return c.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class Denoiser(nn.Module):
+    """A network plus everything needed to turn its output into x0_hat and eps_hat.
+
+    Args:
+        net: module called as ``net(x_in, time_in, **net_kwargs)``; returns C or 2C channels.
+        schedule: the (possibly respaced) schedule whose integer steps ``t`` the caller passes.
+        parameterization: ``eps``, ``x0``, ``v`` or ``flow`` (diffusers' spellings accepted).
+        time_input: how t reaches the network: ``index`` (the parent-schedule timestep, as ADM and
+            diffusers), ``scaled`` (timestep * time_scale; default time_scale = 1 / T_train),
+            ``sigma``, ``logsnr``, ``alpha_sigma`` (the tensor [alpha, sigma]), or a callable
+            ``f(schedule, t) -> tensor``.
+        data_range: (lo, hi) of clean data, used for clipping and clip fractions.
+        channels: data channels C (dimension D for vectors).
+        input_scale: multiply x_t by this before the network (e.g. 1 / (alpha + sigma) for a flow net)
+            — a float, or None.
+        clip: clamp x0_hat to data_range (and recompute eps_hat) when True.
+    """
+
+    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", *,
+                 time_input: str | Callable = "index", time_scale: float | None = None,
+                 data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
+                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None):
+        super().__init__()
+        self.net = net
+        self.schedule = schedule
+        self.parameterization = P.canonical(parameterization)
+        if not callable(time_input) and time_input not in TIME_INPUTS:
+            raise ValueError(f"unknown time_input {time_input!r}; valid: {', '.join(TIME_INPUTS)} "
+                             "or a callable f(schedule, t)")
+        self.time_input = time_input
+        self.time_scale = time_scale
+        self.data_range = tuple(float(v) for v in data_range)
+        self.channels = channels
+        self.clip = clip
+        self.name = name
+        self.info = dict(info or {})
+        self.net_kwargs = dict(net_kwargs or {})
+
+    def with_schedule(self, schedule: Schedule) -> "Denoiser":
+        """The same network read through another (e.g. respaced) view of its schedule."""
+        d = Denoiser(self.net, schedule, self.parameterization, time_input=self.time_input,
+                     time_scale=self.time_scale if self.time_scale is not None else
+                     1.0 / self.schedule.num_train_timesteps, data_range=self.data_range,
+                     channels=self.channels, clip=self.clip, name=self.name, info=self.info,
+                     net_kwargs=self.net_kwargs)
+        return d
+
+    def time_features(self, t: torch.Tensor) -> torch.Tensor:
+        """What the network receives as its time argument, for integer steps t (shape (B,))."""
+        s = self.schedule
+        if callable(self.time_input):
+            return self.time_input(s, t)
+        if self.time_input == "index":
+            return s.timesteps.to(t.device)[t]
+        if self.time_input == "scaled":
+            scale = self.time_scale if self.time_scale is not None else 1.0 / s.num_train_timesteps
+            return s.timesteps.to(t.device)[t].float() * scale
+        if self.time_input == "sigma":
+            return s.sigma.to(t.device, torch.float32)[t]
+        if self.time_input == "logsnr":
+            return s.logsnr.to(t.device, torch.float32)[t]
+        alpha, sigma = s.coefficients(t)
+        return torch.stack([alpha, sigma], dim=-1)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        """x_t: (B, C, H, W) or (B, D); t: (B,) integer steps of ``self.schedule`` (or a scalar)."""
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        t = t.long()
+        alpha, sigma = self.schedule.coefficients(t, dtype=torch.float32)
+        alpha, sigma = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
+        raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+        raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
+        channels = self.channels or x_t.shape[1]
+        out, var_out = P.split_learned_variance(raw, channels)
+        x0_hat, eps_hat = P.to_x0_eps(self.parameterization, out, x_t, alpha, sigma)
+        if self.clip:
+            x0_hat = P.clip_to_range(x0_hat, self.data_range)
+            eps_hat = (x_t - alpha * x0_hat) / sigma
+        return Prediction(x0_hat, eps_hat, out, var_out, alpha, sigma)
+
+    def describe(self) -> dict:
+        """JSON-able identity for metadata files."""
+        return {"name": self.name, "parameterization": self.parameterization,
+                "time_input": self.time_input if isinstance(self.time_input, str) else
+                getattr(self.time_input, "__name__", "callable"),
+                "time_scale": self.time_scale, "data_range": list(self.data_range),
+                "channels": self.channels, "schedule": self.schedule.name, "T": self.schedule.T,
+                "clip": self.clip, **self.info}

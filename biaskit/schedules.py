@@ -1,0 +1,269 @@
+"""Discrete variance-preserving noise schedules.
+
+A schedule is the sequence abar_t, t = 0..T-1, of x_t = alpha_t x0 + sigma_t eps with
+alpha_t^2 = abar_t and sigma_t^2 = 1 - abar_t. Everything else is derived from abar:
+betas (beta_t = 1 - abar_t / abar_{t-1}), snr = abar / (1 - abar), logsnr = log snr.
+
+A respaced schedule keeps, in ``timesteps``, the index of each of its steps in the schedule it
+was cut from (the index a network trained on the full schedule must be fed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Schedule", "SCHEDULES", "get_schedule", "linear", "scaled_linear", "cosine", "sigmoid",
+    "from_betas", "from_abar", "rescale_zero_terminal_snr", "respace", "space_timesteps",
+    "diffusers_spacing", "from_diffusers_config",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """abar_t for t = 0..T-1 (float64, shape (T,)), plus where each step sits in its parent.
+
+    ``timesteps[t]`` is the parent-schedule index of step t (``arange(T)`` unless respaced) and
+    ``num_train_timesteps`` the parent's length: a network trained on the parent is fed those.
+    """
+
+    abar: torch.Tensor
+    name: str = "custom"
+    timesteps: torch.Tensor | None = None
+    num_train_timesteps: int | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        abar = torch.as_tensor(self.abar, dtype=torch.float64).flatten()
+        if abar.numel() < 1:
+            raise ValueError("a schedule needs at least one timestep")
+        if not torch.all(torch.isfinite(abar)) or abar.min() < 0 or abar.max() > 1:
+            raise ValueError("abar must lie in [0, 1] at every timestep")
+        if torch.any(abar[1:] > abar[:-1] + 1e-12):
+            raise ValueError("abar must be non-increasing in t (noise grows with t)")
+        ts = torch.arange(abar.numel()) if self.timesteps is None else torch.as_tensor(self.timesteps).long()
+        if ts.numel() != abar.numel():
+            raise ValueError(f"timesteps has {ts.numel()} entries but abar has {abar.numel()}")
+        object.__setattr__(self, "abar", abar)
+        object.__setattr__(self, "timesteps", ts)
+        object.__setattr__(self, "num_train_timesteps", int(self.num_train_timesteps or abar.numel()))
+
+    @property
+    def T(self) -> int:
+        return self.abar.numel()
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.abar.sqrt()
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return (1 - self.abar).sqrt()
+
+    @property
+    def snr(self) -> torch.Tensor:
+        return self.abar / (1 - self.abar)
+
+    @property
+    def logsnr(self) -> torch.Tensor:
+        return self.abar.log() - torch.log1p(-self.abar)
+
+    @property
+    def betas(self) -> torch.Tensor:
+        # beta_t = 1 - abar_t / abar_{t-1}, abar_{-1} = 1 (also the respaced betas, as ADM computes them)
+        prev = torch.cat([self.abar.new_ones(1), self.abar[:-1]])
+        return 1 - self.abar / prev
+
+    @property
+    def abar_prev(self) -> torch.Tensor:
+        return torch.cat([self.abar.new_ones(1), self.abar[:-1]])
+
+    def coefficients(self, t: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_t, sigma_t) gathered at integer steps ``t`` (any shape), on t's device."""
+        key = (t.device, dtype)
+        if key not in self._cache:
+            self._cache[key] = (self.alpha.to(t.device, dtype), self.sigma.to(t.device, dtype))
+        alpha, sigma = self._cache[key]
+        return alpha[t], sigma[t]
+
+    def table(self) -> "pd.DataFrame":  # noqa: F821
+        import pandas as pd
+        return pd.DataFrame({
+            "t": np.arange(self.T), "timestep": self.timesteps.numpy(), "abar": self.abar.numpy(),
+            "alpha": self.alpha.numpy(), "sigma": self.sigma.numpy(), "snr": self.snr.numpy(),
+            "logsnr": self.logsnr.numpy(),
+        })
+
+    def to_dict(self) -> dict:
+        """JSON-able description that :func:`from_dict` rebuilds exactly."""
+        return {"name": self.name, "abar": self.abar.tolist(), "timesteps": self.timesteps.tolist(),
+                "num_train_timesteps": self.num_train_timesteps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Schedule":
+        return cls(torch.tensor(d["abar"], dtype=torch.float64), name=d.get("name", "custom"),
+                   timesteps=torch.tensor(d["timesteps"]) if "timesteps" in d else None,
+                   num_train_timesteps=d.get("num_train_timesteps"))
+
+    def __repr__(self) -> str:
+        return (f"Schedule({self.name!r}, T={self.T}, snr {float(self.snr[0]):.3g} .. "
+                f"{float(self.snr[-1]):.3g})")
+
+
+def from_betas(betas, name: str = "betas") -> Schedule:
+    betas = torch.as_tensor(np.asarray(betas, dtype=np.float64))
+    if betas.ndim != 1 or torch.any(betas <= 0) or torch.any(betas > 1):
+        raise ValueError("betas must be a 1-D sequence with 0 < beta <= 1")
+    return Schedule(torch.cumprod(1 - betas, 0), name=name)
+
+
+def from_abar(abar, name: str = "abar") -> Schedule:
+    return Schedule(torch.as_tensor(np.asarray(abar, dtype=np.float64)), name=name)
+
+
+# Ho et al. 2020 (DDPM), Sec. 4
+def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
+    return from_betas(np.linspace(beta_start, beta_end, T), name="linear")
+
+
+# Rombach et al. 2022 (LDM / Stable Diffusion): linear in sqrt(beta)
+def scaled_linear(T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> Schedule:
+    return from_betas(np.linspace(beta_start**0.5, beta_end**0.5, T) ** 2, name="scaled_linear")
+
+
+# Nichol & Dhariwal 2021 (iDDPM), Eq. 17; betas capped at max_beta as they do
+def cosine(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
+    f = np.cos((np.arange(T + 1) / T + s) / (1 + s) * math.pi / 2) ** 2
+    return from_betas(np.minimum(1 - f[1:] / f[:-1], max_beta), name="cosine")
+
+
+# Xu et al. 2022 (GeoDiff), as diffusers' beta_schedule="sigmoid"
+def sigmoid(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
+    x = np.linspace(-6, 6, T)
+    return from_betas(1 / (1 + np.exp(-x)) * (beta_end - beta_start) + beta_start, name="sigmoid")
+
+
+# Lin et al. 2023, Algorithm 1: shift and scale sqrt(abar) so that abar_{T-1} = 0, abar_0 unchanged
+def rescale_zero_terminal_snr(schedule: Schedule) -> Schedule:
+    s = schedule.abar.sqrt()
+    s0, sT = s[0].clone(), s[-1].clone()
+    s = (s - sT) * s0 / (s0 - sT)
+    return Schedule(s**2, name=f"{schedule.name}+zero_snr", timesteps=schedule.timesteps,
+                    num_train_timesteps=schedule.num_train_timesteps)
+
+
+SCHEDULES = {"linear": linear, "scaled_linear": scaled_linear, "cosine": cosine, "sigmoid": sigmoid}
+_ALIASES = {"squaredcos_cap_v2": "cosine", "ddpm": "linear"}
+
+
+def get_schedule(name: str, T: int = 1000, zero_terminal_snr: bool = False, **kwargs) -> Schedule:
+    """A named schedule (``linear``, ``scaled_linear``, ``cosine``, ``sigmoid``) with T steps.
+
+    ``name + "_zsnr"`` or ``zero_terminal_snr=True`` applies :func:`rescale_zero_terminal_snr`.
+    """
+    if name.endswith("_zsnr"):
+        name, zero_terminal_snr = name[: -len("_zsnr")], True
+    key = _ALIASES.get(name, name)
+    if key not in SCHEDULES:
+        valid = sorted(SCHEDULES) + sorted(_ALIASES)
+        raise ValueError(f"unknown schedule {name!r}; valid schedules: {', '.join(valid)} "
+                         "(append _zsnr for zero terminal SNR)")
+    if int(T) < 1:
+        raise ValueError(f"T must be a positive integer, got {T}")
+    sched = SCHEDULES[key](int(T), **kwargs)
+    return rescale_zero_terminal_snr(sched) if zero_terminal_snr else sched
+
+
+def space_timesteps(T: int, section_counts) -> list[int]:
+    """guided-diffusion's ``space_timesteps``: which of T steps to keep.
+
+    ``section_counts`` is ``"ddimN"`` (a constant stride giving N steps), an int, or a list / comma
+    string of counts: T is cut into equal sections and each gets that many evenly spaced steps.
+    """
+    if isinstance(section_counts, str) and section_counts.startswith("ddim"):
+        n = int(section_counts[4:])
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == n:
+                return list(range(0, T, stride))
+        raise ValueError(f"cannot make {n} steps from {T} with a constant stride")
+    if isinstance(section_counts, int):
+        section_counts = [section_counts]
+    elif isinstance(section_counts, str):
+        section_counts = [int(x) for x in section_counts.split(",")]
+    size, extra = divmod(T, len(section_counts))
+    kept, start = [], 0
+    for i, count in enumerate(section_counts):
+        section = size + (1 if i < extra else 0)
+        if count > section or count < 1:
+            raise ValueError(f"cannot take {count} steps from a section of {section}")
+        stride = (section - 1) / (count - 1) if count > 1 else 1
+        kept += [start + round(stride * j) for j in range(count)]
+        start += section
+    return kept
+
+
+def diffusers_spacing(T: int, n: int, spacing: str = "leading", steps_offset: int = 0) -> list[int]:
+    """The n timesteps diffusers' ``set_timesteps`` picks from T (increasing order)."""
+    if not 1 <= n <= T:
+        raise ValueError(f"number of steps must be in 1..{T}, got {n}")
+    if spacing == "linspace":
+        ts = np.linspace(0, T - 1, n).round()
+    elif spacing == "leading":
+        ts = (np.arange(0, n) * (T // n)).round() + steps_offset
+    elif spacing == "trailing":
+        ts = np.round(np.arange(T, 0, -T / n)) - 1
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; valid: linspace, leading, trailing")
+    return sorted(int(t) for t in ts)
+
+
+def respace(schedule: Schedule, steps) -> Schedule:
+    """Keep some steps of a schedule: ``steps`` is a list of indices, or an int / str that
+    :func:`space_timesteps` understands (``50`` = 50 evenly spaced steps, ``"ddim25"``, ``"10,5"``).
+
+    The kept abar are unchanged, so the respaced betas are 1 - abar_t / abar_prev (ADM's rule).
+    """
+    if isinstance(steps, (list, tuple, np.ndarray, torch.Tensor)):
+        idx = sorted({int(s) for s in steps})
+    else:
+        idx = space_timesteps(schedule.T, steps)
+    if not idx:
+        raise ValueError("respace needs at least one step")
+    if idx[0] < 0 or idx[-1] >= schedule.T:
+        raise ValueError(f"respaced steps must lie in 0..{schedule.T - 1}")
+    idx_t = torch.tensor(idx)
+    return Schedule(schedule.abar[idx_t], name=f"{schedule.name}[{len(idx)}]",
+                    timesteps=schedule.timesteps[idx_t], num_train_timesteps=schedule.num_train_timesteps)
+
+
+def from_diffusers_config(config) -> Schedule:
+    """Build the training schedule of a diffusers scheduler config (dict, or path to its JSON)."""
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if path.is_dir():
+            path = path / "scheduler_config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"scheduler config not found: {path}")
+        try:
+            config = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"scheduler config {path} is not valid JSON: {e}") from None
+    T = int(config.get("num_train_timesteps", 1000))
+    b0, b1 = float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02))
+    kind = config.get("beta_schedule", "linear")
+    if config.get("trained_betas") is not None:
+        sched = from_betas(config["trained_betas"], name="trained_betas")
+    elif kind in ("linear", "scaled_linear", "sigmoid"):
+        sched = SCHEDULES[kind](T, beta_start=b0, beta_end=b1)
+    elif kind == "squaredcos_cap_v2":
+        sched = cosine(T)
+    else:
+        raise ValueError(f"unsupported diffusers beta_schedule {kind!r}; supported: linear, "
+                         "scaled_linear, squaredcos_cap_v2, sigmoid, or trained_betas")
+    return rescale_zero_terminal_snr(sched) if config.get("rescale_betas_zero_snr") else sched

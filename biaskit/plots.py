@@ -43,11 +43,13 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     palette = sns.color_palette("colorblind", len(cols)) if len(cols) <= 10 else \
         sns.color_palette("husl", len(cols))
-    for c, colour in zip(cols, palette):
+    dashes = ("-", "--", "-.", ":")  # with many curves colour alone does not separate them
+    for i, (c, colour) in enumerate(zip(cols, palette)):
         y = df[c].to_numpy(dtype=float)
         y = np.where(y > 0, y, np.nan)
-        axes[0].plot(df["t"], y, label=c, color=colour)
-        axes[1].plot(df["logsnr"], y, label=c, color=colour)
+        kw = dict(label=c, color=colour, ls=dashes[i % len(dashes)], lw=1.6)
+        axes[0].plot(df["t"], y, **kw)
+        axes[1].plot(df["logsnr"], y, **kw)
     axes[0].set_xlabel("timestep t")
     axes[1].set_xlabel("log SNR (nats)")
     axes[1].invert_xaxis()  # noise grows to the right in both panels

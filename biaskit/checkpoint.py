@@ -1,0 +1,187 @@
+"""Run directories: everything needed to rebuild a trained denoiser, and to resume its training.
+
+Layout::
+
+    RUN_DIR/biaskit.json                       model, schedule, parameterization, time input,
+                                               data range/spec, training config
+    RUN_DIR/log.csv                            training log (see biaskit.train)
+    RUN_DIR/checkpoints/latest                 name of the newest complete checkpoint
+    RUN_DIR/checkpoints/step_0001000/model.safetensors   online weights
+                                     ema.safetensors     EMA weights
+                                     state.pt            optimizer, step, RNG states (tensors)
+
+Every write is atomic: files go to a temporary name (a checkpoint to a temporary directory) and
+are renamed into place, so a run killed during a save keeps its previous checkpoint loadable.
+Damaged files raise ``ValueError`` naming the file, never a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+RUN_FILE = "biaskit.json"
+FORMAT = "biaskit.run"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+__all__ = ["RUN_FILE", "write_json", "read_run_info", "save_checkpoint", "checkpoint_steps",
+           "checkpoint_dir", "load_weights", "load_state", "build_net", "load_run"]
+
+
+def _fsync(path: Path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_json(path, obj: dict):
+    """Write JSON atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_run_info(run_dir) -> dict:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a biaskit run directory")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is corrupt (not valid JSON: {e})") from None
+    missing = [k for k in ("model", "schedule", "parameterization", "time_input") if k not in info]
+    if info.get("format") != FORMAT or missing:
+        raise ValueError(f"{path} is not a biaskit run description (format {info.get('format')!r}, "
+                         f"missing {missing})")
+    return info
+
+
+# --- saving -----------------------------------------------------------------------------------
+def _save_tensors(tensors: dict, path: Path):
+    from safetensors.torch import save_file
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    _fsync(path)
+
+
+def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, state: dict,
+                    keep: int = 0) -> Path:
+    """Write checkpoints/step_{step:07d}/ atomically, point ``latest`` at it, keep the newest ``keep``
+    (0 = all). ``state`` may hold only what ``torch.load(weights_only=True)`` reads back."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
+    try:
+        _save_tensors(model_state, tmp / "model.safetensors")
+        _save_tensors(ema_state, tmp / "ema.safetensors")
+        torch.save(state, tmp / "state.pt")
+        _fsync(tmp / "state.pt")
+        if final.exists():  # a re-save of the same step: move the old one aside first
+            old = root / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(final.name + "\n")
+    os.replace(pointer, root / "latest")
+    if keep > 0:
+        for s in checkpoint_steps(run_dir)[:-keep]:
+            shutil.rmtree(root / f"step_{s:07d}", ignore_errors=True)
+    return final
+
+
+# --- loading ----------------------------------------------------------------------------------
+def checkpoint_steps(run_dir) -> list[int]:
+    """Steps of the complete checkpoints present, ascending."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir())
+
+
+def checkpoint_dir(run_dir, step: int | None = None) -> Path:
+    """The checkpoint of ``step``, or the latest one (the ``latest`` pointer, else the highest step)."""
+    root = Path(run_dir) / "checkpoints"
+    steps = checkpoint_steps(run_dir)
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(f"no checkpoint for step {step} in {root}; available steps: "
+                                    f"{', '.join(map(str, steps)) or 'none'}")
+        return root / f"step_{step:07d}"
+    pointer = root / "latest"
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if _STEP_DIR.match(path.name) and path.is_dir():
+            return path
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {root}")
+    return root / f"step_{steps[-1]:07d}"
+
+
+def load_weights(path, device=None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file missing: {path}")
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path), device=str(device or "cpu"))
+    except Exception as e:  # safetensors raises its own error types for truncated/garbled files
+        raise ValueError(f"checkpoint file {path} is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+
+def load_state(path, device=None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file missing: {path}")
+    try:
+        return torch.load(path, map_location=device or "cpu", weights_only=True)
+    except Exception as e:  # zip/pickle errors from a truncated file
+        raise ValueError(f"checkpoint file {path} is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+
+def build_net(info: dict, state_dict: dict | None = None, source="weights"):
+    """The network of a run description, with ``state_dict`` loaded (strict)."""
+    from .models import build_model
+    net = build_model(info["model"]["name"], **info["model"].get("config", {}))
+    if state_dict is not None:
+        try:
+            net.load_state_dict(state_dict)
+        except RuntimeError as e:
+            raise ValueError(f"{source} do not match the model in {RUN_FILE}: "
+                             f"{str(e).splitlines()[0]}") from None
+    return net
+
+
+def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
+    """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step."""
+    from .denoiser import Denoiser
+    from .schedules import Schedule
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    ckpt = checkpoint_dir(run_dir, step)
+    file = ckpt / ("ema.safetensors" if ema else "model.safetensors")
+    net = build_net(info, load_weights(file), source=str(file))
+    net.eval().requires_grad_(False)
+    if device is not None:
+        net.to(device)
+    schedule = Schedule.from_dict(info["schedule"])
+    loss = info.get("train_config", {}).get("loss", {})
+    return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"],
+                    data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
+                    name=info.get("name", run_dir.name),
+                    info={"run_dir": str(run_dir), "step": int(ckpt.name.split("_")[1]),
+                          "weights": "ema" if ema else "online", "weighting": loss.get("weighting"),
+                          "data": info.get("data")})

@@ -1,0 +1,280 @@
+"""Training configuration: one validated dataclass, loadable from YAML/JSON, presets, ``--set`` overrides.
+
+Unknown keys and ill-typed values raise ``ValueError`` naming the dotted key (``loss.target``).
+Presets live in ``biaskit/presets/<family>.yaml``: a ``base`` config, ``profiles`` (``quick`` trains
+on 2 CPU cores in minutes, ``full`` is GPU-sized) and ``variants`` (one per loss weighting);
+preset ``<family>-<variant>`` is base, then the profile, then the variant, merged in that order.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["TrainConfig", "ScheduleConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
+           "EMAConfig", "load_config", "apply_overrides", "get_preset", "preset_names", "to_dict"]
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "linear"
+    T: int = 1000
+    zero_terminal_snr: bool = False
+
+
+@dataclass
+class DataConfig:
+    """A built-in dataset name (``gaussian``, ``gmm``, ``digits``, ``patches`` ...) or an image folder."""
+    name: str = "gaussian"
+    n_train: int = 10000
+    n_test: int = 1000
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """A registry name (:mod:`biaskit.models`) and its JSON-able constructor config."""
+    name: str = "mlp"
+    config: dict = field(default_factory=dict)
+    time_input: str = "index"
+
+
+@dataclass
+class LossConfig:
+    """target: eps, x0, v or flow; weighting: a spec string of :func:`biaskit.weighting.get_weighting`
+    (``debias``, ``min_snr:5``, ``p2:k=1:gamma=0.5``), applied in the target's space;
+    snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max;
+    t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr)."""
+    target: str = "eps"
+    weighting: str = "constant"
+    snr_min: float | None = None
+    normalize: str = "none"
+    t_sampling: str = "uniform"
+
+
+@dataclass
+class OptimConfig:
+    """AdamW, linear warm-up then a constant or cosine learning rate (to min_lr_ratio * lr)."""
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class EMAConfig:
+    """EMA of the weights; before ``start`` the EMA copies the online weights."""
+    decay: float = 0.999
+    start: int = 0
+
+
+@dataclass
+class TrainConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    batch_size: int = 256          # global: split over DDP ranks
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"           # auto = cuda when present, else cpu
+    precision: str = "fp32"        # fp32 or bf16 (autocast)
+    log_every: int = 50
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3      # 0 keeps all
+    probe_every: int = 0           # 0 = never
+    probe_n: int = 512
+    out: str = "runs/run"
+
+    def __post_init__(self):
+        choices = {"precision": ("fp32", "bf16"), "loss.normalize": ("none", "mean", "max"),
+                   "optim.lr_schedule": ("constant", "cosine")}
+        values = {"precision": self.precision, "loss.normalize": self.loss.normalize,
+                  "optim.lr_schedule": self.optim.lr_schedule}
+        for key, valid in choices.items():
+            if values[key] not in valid:
+                raise ValueError(f"{key}: {values[key]!r} is not one of {', '.join(valid)}")
+        for key in ("batch_size", "steps", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.ema.decay < 1:
+            raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
+        from . import parameterization
+        parameterization.canonical(self.loss.target)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+# --- typed construction from plain dicts --------------------------------------------------------
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp, value, key: str, from_text: bool = False):
+    """``value`` as type ``tp`` or ValueError naming ``key``; ``from_text`` parses a --set string."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (from_text and str(value).lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key, from_text)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, "
+                             f"got {value!r}")
+        return _build(tp, value, key + ".")
+    if from_text and tp is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"{key}: cannot parse {value!r} as {_type_name(tp)}") from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if from_text:
+            return str(value)
+    elif origin is list:
+        (item,) = typing.get_args(tp) or (typing.Any,)
+        if isinstance(value, (list, tuple)):
+            return [v if item is typing.Any else _coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return copy.deepcopy(value)
+    raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _build(cls, d: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise ValueError(f"unknown config key {prefix}{unknown[0]}; valid keys"
+                         f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(names)}")
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def load_config(source) -> TrainConfig:
+    """A :class:`TrainConfig` from a dict, a TrainConfig, or a YAML/JSON file path."""
+    if isinstance(source, TrainConfig):
+        return copy.deepcopy(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            source = (json.loads(path.read_text()) if path.suffix == ".json"
+                      else yaml.safe_load(path.read_text()))
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"config file {path} cannot be parsed: {e}") from None
+        source = source or {}
+    if not isinstance(source, dict):
+        raise ValueError(f"a config must be a mapping, got {type(source).__name__}")
+    return _build(TrainConfig, source)
+
+
+def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
+    """Apply ``["optim.lr=1e-4", "loss.weighting=min_snr:5", ...]``, coercing by field type.
+
+    A key inside a dict field (``model.config.channels=64``) is parsed as YAML.
+    """
+    d = to_dict(config)
+    for item in overrides or []:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key.sub=value")
+        node, cls = d, TrainConfig
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if cls is None:  # inside a free-form dict
+                if last:
+                    node[part] = yaml.safe_load(text)
+                else:
+                    node = node.setdefault(part, {})
+                continue
+            hints = typing.get_type_hints(cls)
+            if part not in hints:
+                raise ValueError(f"unknown config key {'.'.join(parts[:i + 1])}; valid keys: "
+                                 f"{', '.join(hints)}")
+            tp = hints[part]
+            if last:
+                node[part] = _coerce(tp, text, key, from_text=True)
+                if dataclasses.is_dataclass(node[part]):
+                    node[part] = to_dict(node[part])
+            elif dataclasses.is_dataclass(tp):
+                node, cls = node[part], tp
+            elif tp is dict or typing.get_origin(tp) is dict:
+                node, cls = node[part], None
+            else:
+                raise ValueError(f"config key {'.'.join(parts[:i + 1])} has no sub-keys")
+    return _build(TrainConfig, d)
+
+
+# --- presets ------------------------------------------------------------------------------------
+def _merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in (b or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _families() -> dict:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(PRESET_DIR.glob("*.yaml"))}
+
+
+def preset_names() -> list[str]:
+    return [f"{fam}-{v}" for fam, spec in _families().items() for v in spec.get("variants", {})]
+
+
+def get_preset(name: str, profile: str = "quick") -> TrainConfig:
+    """Preset ``family-variant`` (e.g. ``digits-debias``) at a profile (``quick`` or ``full``)."""
+    fam, _, variant = name.partition("-")
+    spec = _families().get(fam)
+    if spec is None or variant not in spec.get("variants", {}):
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
+    profiles = spec.get("profiles", {})
+    if profile not in profiles:
+        raise ValueError(f"unknown profile {profile!r} for preset {name!r}; valid: {', '.join(profiles)}")
+    d = _merge(_merge(spec.get("base", {}), profiles[profile]), spec["variants"][variant])
+    d.setdefault("out", f"runs/{name}-{profile}")
+    return load_config(d)

@@ -1,0 +1,66 @@
+"""MLP denoiser for vector data (B, D): a sinusoidal embedding of the time input, residual blocks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(time_in: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer sinusoids of a (B,) time input (Vaswani et al. 2017, as DDPM/ADM): (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=time_in.device) / half)
+    args = time_in.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return torch.cat([emb, emb.new_zeros(emb.shape[0], dim % 2)], dim=-1)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoids of the time input, then a 2-layer MLP: (B,) -> (B, dim).
+
+    ``time_scale`` multiplies the time input first (e.g. 100 for a logsnr input of order 10)."""
+
+    def __init__(self, dim: int, freq_dim: int = 64, time_scale: float = 1.0):
+        super().__init__()
+        self.freq_dim, self.time_scale = freq_dim, time_scale
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, time_in: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(time_in.reshape(-1) * self.time_scale, self.freq_dim))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, hidden: int, emb_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.emb = nn.Linear(emb_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return h + self.fc2(self.act(self.fc1(self.act(self.norm(h))) + self.emb(emb)))
+
+
+class MLP(nn.Module):
+    """net(x, time_in): x (B, dim) (or any (B, ...) with dim elements each), time_in (B,) -> shaped
+    like x (or (B, out_dim) when out_dim differs from dim)."""
+
+    def __init__(self, dim: int = 2, hidden: int = 256, blocks: int = 3, emb_dim: int = 128,
+                 freq_dim: int = 64, time_scale: float = 1.0, out_dim: int | None = None):
+        super().__init__()
+        self.time = TimeEmbedding(emb_dim, freq_dim, time_scale)
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(ResidualBlock(hidden, emb_dim) for _ in range(blocks))
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, out_dim or dim)
+
+    def forward(self, x: torch.Tensor, time_in: torch.Tensor) -> torch.Tensor:
+        emb = self.time(time_in)
+        h = self.inp(x.reshape(x.shape[0], -1))
+        for block in self.blocks:
+            h = block(h, emb)
+        out = self.out(torch.nn.functional.silu(self.norm(h)))
+        return out.reshape(x.shape) if out.shape[1] == x[0].numel() else out

@@ -266,6 +266,22 @@ def per_logsnr_density(w_t, schedule, p_t=None, normalize: str = "integral") -> 
     return rho
 
 
+def timestep_probabilities(density, schedule) -> np.ndarray:
+    """The inverse of :func:`per_logsnr_density`: probabilities p(t) of drawing step t when logsnr
+    should follow ``density(logsnr)`` (unnormalised), p(t) ∝ density(logsnr_t) |d logsnr/dt|.
+    Steps with infinite logsnr (zero terminal SNR) get probability 0."""
+    lam = schedule.logsnr.numpy()
+    finite = np.isfinite(lam)
+    if finite.sum() < 2:
+        raise ValueError("a density over logsnr needs at least two steps with finite logsnr")
+    dlam = np.zeros_like(lam)
+    dlam[finite] = np.abs(np.gradient(lam[finite]))
+    p = np.where(finite, np.asarray(density(np.where(finite, lam, 0.0)), float) * dlam, 0.0)
+    if not np.all(np.isfinite(p)) or p.sum() <= 0:
+        raise ValueError("the logsnr density puts no finite, positive mass on this schedule's steps")
+    return p / p.sum()
+
+
 def normalize_weights(w_t, mode: str = "mean", p_t=None):
     """Rescale per-sample weights: ``"mean"`` makes E_t[w] = 1 under p_t (uniform by default),
     ``"max"`` makes the largest weight 1, ``"none"`` leaves them."""

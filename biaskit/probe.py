@@ -1,0 +1,591 @@
+"""Per-timestep probe: error, per-channel bias, variance, clipping and frequency split of the x0
+estimate of any :class:`~biaskit.denoiser.Denoiser` on held-out data, with 95% intervals.
+
+Draws (common random numbers). For every timestep t of the grid the same n held-out samples x0_i
+are noised as x_t = alpha_t x0_i + sigma_t eps_{t,i}, with eps_{t,i} drawn from a generator seeded
+by (seed, t, i // CHUNK). A draw therefore depends on nothing but (seed, t, i): not on the batch
+size, the number of processes, the t grid or the other models. :func:`compare` feeds every model
+the same draws, so per-sample differences between models are paired.
+
+Statistics, one row per (model, t). Every error is a per-element mean (over C, H, W for images,
+over D for vectors), never a sum; d = C H W or D:
+  eps_mse          mean_i ||eps_hat - eps||^2 / d
+  x0_mse           mean_i ||x0_hat - x0||^2 / d          (= eps_mse / snr for every model)
+  v_mse            mean_i ||v_hat - v||^2 / d
+  x0_bias_c{k}     b_k: mean of x0_hat - x0 over samples and the pixels of channel k (RGB: colour bias)
+  x0_bias_l2       ||b||_2, the Euclidean norm of (b_0, .., b_{C-1})
+  x0_var           x0_mse - ||b||^2 / C: what is left of x0_mse once the channel bias is removed
+  clip_frac        fraction of x0_hat elements outside the model's data range
+  x0_err_band{j}   the share of x0_mse in radial spatial-frequency band j (images only): the bands
+                   split x0_mse exactly (Parseval), so they sum to it. Band j holds the frequencies
+                   of radius [j, j + 1) * 0.5 / bands cycles per pixel; the last band also takes the
+                   corners beyond the Nyquist radius 0.5.
+  oracle_mse       mean_i ||E[x0 | x_t] - x0||^2 / d: the irreducible error (with an oracle)
+  excess_mse       mean_i ||x0_hat - E[x0 | x_t]||^2 / d: the model's estimation error
+
+Intervals (columns ``_lo``, ``_hi``): 95%. Means of per-sample values (every statistic except
+x0_bias_l2 and x0_var) get the t-interval mean +- t_{0.975, n-1} s / sqrt(n) (CLT over samples).
+x0_bias_l2 and x0_var are smooth functions of such means: the delta method (the same interval on
+their per-sample influence values), or, with ``bootstrap=B``, percentile intervals from B
+resamples of the n samples. Paired differences (:func:`compare`) use the same rules on
+per-sample differences. ``METHODS`` describes this in the metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import parameterization as P
+from .denoiser import Denoiser
+from .results import load_results, save_results
+
+__all__ = ["probe", "compare", "timestep_grid", "draw_noise", "select_samples", "save_results",
+           "load_results", "METHODS", "CHUNK"]
+
+CHUNK = 64          # samples per noise generator: part of the definition of the draws
+LEVEL = 0.95
+METHODS = {
+    "level": LEVEL,
+    "means": "t-interval: mean +- t_{0.975,n-1} * sd / sqrt(n) over the n per-sample values (CLT)",
+    "nonlinear_delta": "x0_bias_l2 and x0_var: delta method, the t-interval of their per-sample "
+                       "influence values (lower bound clipped at 0)",
+    "nonlinear_bootstrap": "x0_bias_l2 and x0_var: percentile interval over bootstrap resamples "
+                           "of the n samples",
+    "paired": "differences: the same rules applied to per-sample differences of the two models "
+              "on the same draws (common random numbers)",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# what is drawn
+
+def timestep_grid(T: int, timesteps=None, num_timesteps: int | None = None, stratified: bool = False,
+                  seed: int = 0) -> np.ndarray:
+    """The probed steps (sorted, unique, in 0..T-1): ``timesteps`` as given, else K =
+    ``num_timesteps`` (default min(T, 50)) evenly spaced from 0 to T-1, or with ``stratified`` one
+    uniform step in each of K equal strata of 0..T-1 (drawn with ``seed``)."""
+    if timesteps is not None:
+        ts = np.unique(np.asarray([int(t) for t in np.ravel(timesteps)], dtype=np.int64))
+        if ts.size == 0:
+            raise ValueError("timesteps is empty")
+        if ts[0] < 0 or ts[-1] >= T:
+            raise ValueError(f"timesteps must lie in 0..{T - 1} (the model's schedule has T = {T}); "
+                             f"got {ts[0]}..{ts[-1]}")
+        return ts
+    K = min(T, 50) if num_timesteps is None else int(num_timesteps)
+    if not 1 <= K <= T:
+        raise ValueError(f"num_timesteps must be in 1..{T}, got {K}")
+    if stratified:
+        edges = np.linspace(0, T, K + 1).round().astype(np.int64)
+        u = np.random.default_rng(seed).random(K)
+        return np.unique(edges[:-1] + np.floor(u * (edges[1:] - edges[:-1])).astype(np.int64))
+    return np.unique(np.linspace(0, T - 1, K).round().astype(np.int64))
+
+
+def _generator_seed(seed: int, t: int, chunk: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(t), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
+    device = torch.device(device)
+    on_device = device.type in ("cpu", "cuda")
+    g = torch.Generator(device=device if on_device else "cpu").manual_seed(_generator_seed(seed, t, chunk))
+    eps = torch.randn((CHUNK, *shape), generator=g, device=device if on_device else "cpu")
+    return eps if on_device else eps.to(device)
+
+
+def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
+    """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
+    chunks = range(i0 // CHUNK, (i1 - 1) // CHUNK + 1)
+    eps = torch.cat([_noise_chunk(seed, t, c, shape, device) for c in chunks])
+    start = i0 - chunks[0] * CHUNK
+    return eps[start:start + i1 - i0]
+
+
+class _Noise:
+    """draw_noise with the last few chunks cached: batches walk t-major through (t, i)."""
+
+    def __init__(self, seed, shape, device, keep: int = 8):
+        self.seed, self.shape, self.device, self.keep, self.cache = seed, tuple(shape), device, keep, {}
+
+    def __call__(self, t: int, i0: int, i1: int) -> torch.Tensor:
+        parts = []
+        for c in range(i0 // CHUNK, (i1 - 1) // CHUNK + 1):
+            if (t, c) not in self.cache:
+                if len(self.cache) >= self.keep:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[(t, c)] = _noise_chunk(self.seed, t, c, self.shape, self.device)
+            lo, hi = max(i0 - c * CHUNK, 0), min(i1 - c * CHUNK, CHUNK)
+            parts.append(self.cache[(t, c)][lo:hi])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """The n held-out x0 the probe uses, (n, *shape) float32, and a JSON-able description.
+
+    ``data``: a :class:`biaskit.data.Dataset` (its ``test`` split) or a tensor (N, ...) of held-out
+    samples. With n < N the samples are the first n of a permutation seeded by ``seed``, so a
+    larger n extends a smaller one.
+    """
+    if hasattr(data, "test"):
+        x, spec = data.test, {"dataset": getattr(data, "spec", None) or getattr(data, "name", None),
+                              "split": "test"}
+    elif isinstance(data, (torch.Tensor, np.ndarray)):
+        x, spec = torch.as_tensor(data), {"dataset": "tensor", "split": "given"}
+    else:
+        raise ValueError(f"data must be a biaskit Dataset or a tensor of held-out x0, got {type(data).__name__}")
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"held-out data must have shape (N, ...) with N >= 2, got {tuple(x.shape)}")
+    N = x.shape[0]
+    if int(n) < 2:
+        raise ValueError(f"n must be at least 2 (intervals need a spread), got {n}")
+    if n > N:
+        warnings.warn(f"asked for n={n} samples but the held-out set has {N}; using all {N}")
+    n = min(int(n), N)
+    idx = np.arange(N) if n == N else np.sort(np.random.default_rng(seed).permutation(N)[:n])
+    x0 = x[torch.as_tensor(idx)].to(torch.float32).contiguous()
+    return x0, {**spec, "N": int(N), "n": n, "shape": list(x0.shape[1:])}
+
+
+# ---------------------------------------------------------------------------------------------
+# per-sample statistics
+
+@dataclass(frozen=True)
+class _Layout:
+    """Columns of the per-sample statistics matrix Z (one row per (t, sample))."""
+
+    C: int
+    bands: int
+    oracle: bool
+
+    @property
+    def bias(self) -> slice:
+        return slice(3, 3 + self.C)
+
+    @property
+    def means(self) -> list[tuple[str, int]]:
+        """(statistic, column) of every statistic that is a plain mean of one column."""
+        cols = [("eps_mse", 0), ("x0_mse", 1), ("v_mse", 2)]
+        cols += [(f"x0_bias_c{k}", 3 + k) for k in range(self.C)]
+        j = 3 + self.C
+        cols += [("clip_frac", j)] + [(f"x0_err_band{b}", j + 1 + b) for b in range(self.bands)]
+        if self.oracle:
+            cols += [("oracle_mse", j + 1 + self.bands), ("excess_mse", j + 2 + self.bands)]
+        return cols
+
+    @property
+    def width(self) -> int:
+        return 4 + self.C + self.bands + 2 * self.oracle
+
+    @property
+    def names(self) -> list[str]:
+        m = [name for name, _ in self.means]
+        at = 3 + self.C
+        return m[:at] + ["x0_bias_l2", "x0_var"] + m[at:]
+
+
+def band_matrix(H: int, W: int, bands: int, device=None) -> torch.Tensor:
+    """(H * (W // 2 + 1), bands) weights M so that |rfft2(e)|^2 flattened @ M sums the power of
+    the full spectrum in each radial band (rfft2 keeps half the columns: the mirrored ones count
+    twice)."""
+    fy = torch.fft.fftfreq(H, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(W, dtype=torch.float64)[None, :]
+    radius = (fy**2 + fx**2).sqrt()
+    band = (radius / (0.5 / bands)).floor().clamp_max(bands - 1).long().flatten()
+    mult = torch.full((W // 2 + 1,), 2.0, dtype=torch.float64)
+    mult[0] = 1.0
+    if W % 2 == 0:
+        mult[-1] = 1.0
+    M = torch.zeros(H * (W // 2 + 1), bands, dtype=torch.float64)
+    M[torch.arange(band.numel()), band] = mult.expand(H, -1).flatten()
+    return M.to(device=device, dtype=torch.float32)
+
+
+def _per_sample(x0, eps, alpha, sigma, pred, o_hat, lay: _Layout, data_range, M) -> torch.Tensor:
+    """Z rows (B, lay.width) for one batch; every error a per-element mean."""
+    B = x0.shape[0]
+    x0_hat, eps_hat = pred.x0_hat.float(), pred.eps_hat.float()
+    e = x0_hat - x0
+    v = P.v_from(x0, eps, alpha, sigma)
+    v_hat = P.v_from(x0_hat, eps_hat, alpha, sigma)
+    lo, hi = data_range
+    cols = [(eps_hat - eps).reshape(B, -1).square().mean(1, keepdim=True),
+            e.reshape(B, -1).square().mean(1, keepdim=True),
+            (v_hat - v).reshape(B, -1).square().mean(1, keepdim=True),
+            e.reshape(B, lay.C, -1).mean(2),
+            ((x0_hat < lo) | (x0_hat > hi)).reshape(B, -1).float().mean(1, keepdim=True)]
+    if lay.bands:
+        H, W = e.shape[-2:]
+        # Parseval: sum_f |E(f)|^2 = H W sum_x e(x)^2, so dividing by (H W) (C H W) gives x0_mse
+        power = torch.fft.rfft2(e.contiguous()).abs().square().sum(1).reshape(B, -1)
+        cols.append(power @ M / (e[0].numel() * H * W))
+    if lay.oracle:
+        o_hat = o_hat.float()
+        cols += [(o_hat - x0).reshape(B, -1).square().mean(1, keepdim=True),
+                 (x0_hat - o_hat).reshape(B, -1).square().mean(1, keepdim=True)]
+    return torch.cat(cols, 1)
+
+
+def _dist():
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+def _gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenate every rank's Z (M, sizes[r], S) along dim 1, on every rank."""
+    d = torch.distributed
+    comm_device = Z.device if d.get_backend() == "nccl" else torch.device("cpu")
+    width = max(sizes)
+    pad = torch.zeros(Z.shape[0], width, Z.shape[2], dtype=Z.dtype, device=comm_device)
+    pad[:, :Z.shape[1]] = Z.to(comm_device)
+    parts = [torch.empty_like(pad) for _ in sizes]
+    d.all_gather(parts, pad)
+    return torch.cat([p[:, :s] for p, s in zip(parts, sizes)], 1)
+
+
+def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
+              lay: _Layout, progress) -> np.ndarray:
+    """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
+    t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
+    under torch.distributed each rank takes a contiguous shard of the pairs."""
+    n, K = x0.shape[0], len(ts)
+    rank, world = _dist()
+    sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
+    start = (K * n * rank) // world
+    stop = start + sizes[rank]
+    x0 = x0.to(device)
+    ts_dev = torch.as_tensor(ts, device=device)
+    noise = _Noise(seed, x0.shape[1:], device)
+    M = band_matrix(*x0.shape[-2:], lay.bands, device) if lay.bands else None
+    Z = torch.empty(len(models), stop - start, lay.width, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    bar = tqdm(total=stop - start, desc="probe", unit="pair", disable=not progress or rank != 0)
+    with torch.inference_mode():
+        for p0 in range(start, stop, batch_size):
+            p1 = min(p0 + batch_size, stop)
+            pieces, p = [], p0
+            while p < p1:
+                k, i0 = divmod(p, n)
+                i1 = min(n, i0 + p1 - p)
+                pieces.append((k, i0, i1))
+                p += i1 - i0
+            x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces]) if len(pieces) > 1 else x0[pieces[0][1]:pieces[0][2]]
+            eps_b = torch.cat([noise(int(ts[k]), i0, i1) for k, i0, i1 in pieces])
+            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
+            alpha, sigma = models[0].schedule.coefficients(t_b)
+            shape = (-1,) + (1,) * (x0.ndim - 1)
+            alpha, sigma = alpha.reshape(shape), sigma.reshape(shape)
+            x_t = alpha * x0_b + sigma * eps_b
+            o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
+            x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
+            for m, model in enumerate(models):
+                with autocast:
+                    pred = model(x_in, t_b)
+                Z[m, p0 - start:p1 - start] = _per_sample(x0_b, eps_b, alpha, sigma, pred, o_hat, lay,
+                                                          model.data_range, M)
+            bar.update(p1 - p0)
+    bar.close()
+    if world > 1:
+        Z = _gather(Z, sizes)
+    return Z.double().cpu().numpy().reshape(len(models), K, n, lay.width)
+
+
+def _check_finite(Z: np.ndarray, ts, names: list[str], schedule):
+    for m, Zm in enumerate(Z):
+        bad = ~np.isfinite(Zm).all(axis=(1, 2))
+        if bad.any():
+            t = int(ts[np.argmax(bad)])
+            hint = " (alpha = 0 there: an eps-model's x0_hat = (x_t - sigma eps_hat) / alpha is undefined)" \
+                if float(schedule.abar[t]) == 0 else ""
+            raise ValueError(f"model {names[m]!r} returned NaN or inf at t={t} "
+                             f"(snr {float(schedule.snr[t]):.4g}){hint}")
+
+
+# ---------------------------------------------------------------------------------------------
+# estimates and intervals
+
+def _point(zbar: np.ndarray, lay: _Layout) -> dict[str, np.ndarray]:
+    """Every statistic from column means zbar (..., S)."""
+    est = {name: zbar[..., j] for name, j in lay.means}
+    b2 = (zbar[..., lay.bias] ** 2).sum(-1)
+    est["x0_bias_l2"] = np.sqrt(b2)
+    est["x0_var"] = zbar[..., 1] - b2 / lay.C
+    return est
+
+
+def _influence(Z: np.ndarray, lay: _Layout) -> dict[str, np.ndarray]:
+    """Per-sample influence values psi (K, n) of every statistic: z - zbar for means, the
+    gradient of the statistic at zbar applied to z - zbar for x0_bias_l2 and x0_var (delta method)."""
+    zbar = Z.mean(1, keepdims=True)
+    D = Z - zbar
+    psi = {name: D[..., j] for name, j in lay.means}
+    b = zbar[..., lay.bias]
+    norm = np.sqrt((b**2).sum(-1, keepdims=True))
+    psi["x0_bias_l2"] = (D[..., lay.bias] * (b / np.where(norm > 0, norm, 1.0))).sum(-1)
+    psi["x0_var"] = D[..., 1] - (2.0 / lay.C) * (D[..., lay.bias] * b).sum(-1)
+    return psi
+
+
+def _t_quantile(n: int) -> float:
+    from scipy.stats import t as student_t
+    return float(student_t.ppf(0.5 + LEVEL / 2, n - 1))
+
+
+def _bootstrap_weights(n: int, B: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([int(seed), 0xB007])
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=B) / n          # (B, n)
+
+
+NONLINEAR = ("x0_bias_l2", "x0_var")
+
+
+def _summarise(Zs: list[np.ndarray], signs: list[float], lay: _Layout, W: np.ndarray | None) -> dict:
+    """Estimate and interval of sum_m signs[m] * statistic(model m), per t: one model (signs [1])
+    or a paired difference ([1, -1]). Returns name -> (est, lo, hi), each (K,)."""
+    n = Zs[0].shape[1]
+    tq = _t_quantile(n)
+    ests = [_point(Z.mean(1), lay) for Z in Zs]
+    psis = [_influence(Z, lay) for Z in Zs]
+    boot = [_point(np.einsum("bn,kns->kbs", W, Z), lay) for Z in Zs] if W is not None else None
+    out = {}
+    for name in lay.names:
+        est = sum(s * e[name] for s, e in zip(signs, ests))
+        psi = sum(s * p[name] for s, p in zip(signs, psis))
+        half = tq * psi.std(1, ddof=1) / math.sqrt(n)
+        lo, hi = est - half, est + half
+        if name in NONLINEAR:
+            if boot is not None:
+                draws = sum(s * b[name] for s, b in zip(signs, boot))            # (K, B)
+                lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=1)
+            elif len(Zs) == 1:
+                lo = np.maximum(lo, 0.0)
+        out[name] = (est, lo, hi)
+    return out
+
+
+def _frame(model: str, summary: dict, ts, n: int, schedule, lay: _Layout) -> pd.DataFrame:
+    idx = torch.as_tensor(ts)
+    cols = {"model": model, "t": np.asarray(ts, dtype=np.int64),
+            "timestep": schedule.timesteps[idx].numpy().astype(np.int64),
+            "snr": schedule.snr[idx].numpy(), "logsnr": schedule.logsnr[idx].numpy(), "n": n}
+    for name in lay.names:
+        est, lo, hi = summary[name]
+        cols[name], cols[f"{name}_lo"], cols[f"{name}_hi"] = est, lo, hi
+    return pd.DataFrame(cols)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+def _resolve_device(models, device):
+    if device is not None:
+        return torch.device(device)
+    for p in list(models[0].parameters()) + list(models[0].buffers()):
+        return p.device
+    return torch.device("cpu")
+
+
+def _same_schedule(a, b) -> bool:
+    return a.T == b.T and torch.allclose(a.abar, b.abar, rtol=1e-6, atol=1e-10)
+
+
+def _default_oracle(data, schedule, x0_shape):
+    mixture = getattr(data, "mixture", None)
+    if mixture is None:
+        return None
+    from .oracle import oracle_denoiser
+    return oracle_denoiser(mixture, schedule, x0_shape, getattr(data, "data_range", (-1.0, 1.0)),
+                           name="oracle")
+
+
+def sha256_file(path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_identity(denoiser: Denoiser) -> dict:
+    """denoiser.describe(), plus the sha256 of its file when it names one and has no hash yet."""
+    info = dict(denoiser.describe()) if hasattr(denoiser, "describe") else {"name": str(denoiser)}
+    if "sha256" not in info:
+        for key in ("path", "checkpoint", "file"):
+            if isinstance(info.get(key), str) and Path(info[key]).is_file():
+                info["sha256"] = sha256_file(info[key])
+                break
+    return info
+
+
+def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps, stratified, n, seed,
+                  batch_size, oracle, device, bootstrap, progress, amp, channels_last, bands):
+    names = list(models)
+    dens = list(models.values())
+    schedule = dens[0].schedule
+    for name, d in models.items():
+        if not _same_schedule(d.schedule, schedule):
+            raise ValueError(f"model {name!r} uses schedule {d.schedule!r}, but {names[0]!r} uses "
+                             f"{schedule!r}: compared models must share one schedule")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = _resolve_device(dens, device)
+    x0, data_spec = select_samples(data, n, seed)
+    n = x0.shape[0]
+    ts = timestep_grid(schedule.T, timesteps, num_timesteps, stratified, seed)
+    if oracle is None:
+        oracle = _default_oracle(data, schedule, tuple(x0.shape[1:]))
+    elif oracle is False:
+        oracle = None
+    if oracle is not None and not _same_schedule(oracle.schedule, schedule):
+        raise ValueError(f"the oracle's schedule {oracle.schedule!r} differs from the model's {schedule!r}")
+    for name, d in models.items():
+        data_range = getattr(data, "data_range", None)
+        if data_range is not None and tuple(map(float, data_range)) != tuple(d.data_range):
+            warnings.warn(f"model {name!r} expects data in {d.data_range} but the data lie in "
+                          f"{tuple(data_range)}; probing without rescaling")
+    image = x0.ndim == 4
+    lay = _Layout(C=x0.shape[1], bands=int(bands) if image else 0, oracle=oracle is not None)
+    amp = (device.type == "cuda") if amp is None else bool(amp)
+    channels_last = (device.type == "cuda" and image) if channels_last is None else bool(channels_last) and image
+    modes = [d.training for d in dens]
+    for d in dens:
+        d.to(device).eval()
+        if channels_last:
+            d.to(memory_format=torch.channels_last)
+    if oracle is not None:
+        oracle.to(device).eval()
+    start = time.perf_counter()
+    try:
+        Z = _evaluate(dens, oracle, x0, ts, seed=seed, batch_size=int(batch_size), device=device, amp=amp,
+                      channels_last=channels_last, lay=lay, progress=progress)
+    finally:
+        for d, mode in zip(dens, modes):
+            d.train(mode)
+    wall = time.perf_counter() - start
+    _check_finite(Z, ts, names, schedule)
+    W = _bootstrap_weights(n, int(bootstrap), seed) if bootstrap else None
+    rank, world = _dist()
+    meta = {
+        "schedule": schedule.to_dict(), "parameterization": {k: d.parameterization for k, d in models.items()},
+        "data": data_spec, "n": n, "seed": int(seed), "noise": f"randn per (seed, t, sample // {CHUNK})",
+        "timesteps": [int(t) for t in ts], "grid": {"timesteps": None if timesteps is None else "given",
+                                                    "num_timesteps": num_timesteps, "stratified": stratified},
+        "models": {k: model_identity(d) for k, d in models.items()},
+        "oracle": model_identity(oracle) if oracle is not None else None,
+        "statistics": lay.names, "errors": "per-element means over C, H, W (or D)",
+        "ci": {**METHODS, "nonlinear": "bootstrap" if bootstrap else "delta", "bootstrap": int(bootstrap)},
+        "bands": lay.bands, "batch_size": int(batch_size), "device": str(device), "amp_bf16": amp,
+        "channels_last": channels_last, "world_size": world, "wall_time_s": wall,
+        "versions": {"biaskit": _version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "pandas": pd.__version__, "python": platform.python_version()},
+    }
+    return names, Z, ts, n, schedule, lay, W, meta
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None = None,
+          stratified: bool = False, n: int = 512, seed: int = 0, batch_size: int = 256, oracle=None,
+          device=None, bootstrap: int = 0, progress: bool = True, amp: bool | None = None,
+          channels_last: bool | None = None, bands: int = 4) -> pd.DataFrame:
+    """Per-timestep statistics of ``denoiser`` on held-out data (see the module docstring).
+
+    Args:
+        denoiser: any :class:`Denoiser`; t are integer steps of its schedule.
+        data: a Dataset (its test split is used) or a tensor (N, C, H, W) / (N, D) of held-out x0.
+        timesteps / num_timesteps / stratified: the grid, see :func:`timestep_grid`.
+        n: held-out samples per t (all of them if fewer). seed: samples, noise, grid, bootstrap.
+        batch_size: (t, sample) pairs per forward pass; the results do not depend on it.
+        oracle: a Denoiser giving E[x0 | x_t] (same schedule); None builds it from ``data.mixture``
+            when the Dataset has one; False turns it off. Adds oracle_mse and excess_mse.
+        device: where to run (default: the denoiser's device). The models are moved there.
+        bootstrap: B > 0 gives x0_bias_l2 / x0_var percentile-bootstrap intervals (else delta method).
+        amp, channels_last: bf16 autocast and channels_last inputs (default on for cuda, off on cpu).
+        bands: spatial-frequency bands for x0_err_band{j} (images only).
+
+    Returns a DataFrame with one row per t: model, t, timestep (index in the parent schedule), snr,
+    logsnr, n, then each statistic followed by its ``_lo`` and ``_hi``. ``df.attrs["metadata"]``
+    holds the metadata for :func:`save_results`. Under torch.distributed every rank computes a
+    shard and every rank returns the full, identical frame. NaN/inf from the model raise a
+    ValueError naming the t.
+    """
+    name = getattr(denoiser, "name", None) or "model"
+    names, Z, ts, n, schedule, lay, W, meta = _probe_models(
+        {name: denoiser}, data, timesteps=timesteps, num_timesteps=num_timesteps, stratified=stratified,
+        n=n, seed=seed, batch_size=batch_size, oracle=oracle, device=device, bootstrap=bootstrap,
+        progress=progress, amp=amp, channels_last=channels_last, bands=bands)
+    df = _frame(name, _summarise([Z[0]], [1.0], lay, W), ts, n, schedule, lay)
+    df.attrs["metadata"] = meta
+    return df
+
+
+def compare(denoisers, data, *, reference: str | None = None, timesteps=None,
+            num_timesteps: int | None = None, stratified: bool = False, n: int = 512, seed: int = 0,
+            batch_size: int = 256, oracle=None, device=None, bootstrap: int = 0, progress: bool = True,
+            amp: bool | None = None, channels_last: bool | None = None, bands: int = 4) -> pd.DataFrame:
+    """Probe several models on the same draws (common random numbers) and difference them.
+
+    ``denoisers``: {name: Denoiser} or a list (named by ``.name``, made unique). ``reference``: the
+    name the others are compared to (default: the first). Other arguments as :func:`probe`.
+
+    Returns the :func:`probe` columns plus ``kind`` and ``reference`` after ``model``:
+      - kind == "model": one row per (model, t) with that model's statistics, reference "";
+      - kind == "difference": one row per (other model, t) with model "NAME - REF", reference REF,
+        and every statistic replaced by statistic(NAME) - statistic(REF), its interval computed
+        from the per-sample paired differences.
+    """
+    if isinstance(denoisers, dict):
+        models = dict(denoisers)
+    else:
+        models = {}
+        for d in denoisers:
+            base = getattr(d, "name", None) or "model"
+            name, k = base, 1
+            while name in models:
+                k += 1
+                name = f"{base}#{k}"
+            models[name] = d
+    if len(models) < 1:
+        raise ValueError("compare needs at least one model")
+    reference = list(models)[0] if reference is None else reference
+    if reference not in models:
+        raise ValueError(f"reference {reference!r} is not one of the models: {', '.join(models)}")
+    names, Z, ts, n, schedule, lay, W, meta = _probe_models(
+        models, data, timesteps=timesteps, num_timesteps=num_timesteps, stratified=stratified, n=n,
+        seed=seed, batch_size=batch_size, oracle=oracle, device=device, bootstrap=bootstrap,
+        progress=progress, amp=amp, channels_last=channels_last, bands=bands)
+    r = names.index(reference)
+    frames = []
+    for m, name in enumerate(names):
+        df = _frame(name, _summarise([Z[m]], [1.0], lay, W), ts, n, schedule, lay)
+        df.insert(1, "kind", "model")
+        df.insert(2, "reference", "")
+        frames.append(df)
+    for m, name in enumerate(names):
+        if m == r:
+            continue
+        df = _frame(f"{name} - {reference}", _summarise([Z[m], Z[r]], [1.0, -1.0], lay, W), ts, n,
+                    schedule, lay)
+        df.insert(1, "kind", "difference")
+        df.insert(2, "reference", reference)
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["metadata"] = {**meta, "reference": reference}
+    return out

@@ -1,0 +1,421 @@
+"""Samplers over any :class:`biaskit.Denoiser`: a flat list with one signature, k-diffusion style.
+
+Native samplers walk a respaced view of the denoiser's schedule, k = n-1 .. 0, with
+abar_prev = abar of the next kept step (1 after the last), so that the respaced betas are
+beta_k = 1 - abar_k / abar_prev (ADM's rule):
+
+  ddpm  ancestral, Ho et al. 2020 Eq. 6-7: x_prev ~ N(c0 x0_hat + ct x_t, s^2), with s^2 the
+        posterior variance beta_tilde ("fixed_small"), beta ("fixed_large"), or ADM's learned
+        interpolation of their logs ("learned", Nichol & Dhariwal 2021 Eq. 15).
+  ddim  Song et al. 2021 Eq. 12/16: x_prev = sqrt(abar_prev) x0_hat
+        + sqrt(1 - abar_prev - s^2) eps_hat + s z,  s = eta sqrt(beta_tilde).
+
+Every other name goes to a diffusers scheduler (see :data:`DIFFUSERS_SAMPLERS`), built from the
+denoiser's own schedule and fed the model's output in its own parameterization.
+
+Each model call reports a :class:`StepInfo` to ``callback`` and can be kept in a
+:class:`Trajectory`. Noise comes from one ``torch.Generator`` seeded by ``seed``: the initial
+x_T first, then each stochastic step's draw, in order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import parameterization as P
+from .denoiser import Denoiser
+from .schedules import Schedule, diffusers_spacing, space_timesteps
+
+__all__ = ["sample", "hybrid_sample", "hybrid_sweep", "SampleResult", "Trajectory", "StepInfo",
+           "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS", "VARIANCES", "SPACINGS", "sampler_names",
+           "kept_steps", "ddpm_coefficients", "ddim_sigma", "make_scheduler", "model_calls"]
+
+NATIVE_SAMPLERS = ("ddpm", "ddim")
+# short name -> (diffusers class, extra config)
+DIFFUSERS_SAMPLERS = {
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm_solver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm_solver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_order": 2}),
+    "dpmpp_3m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "diffusers_ddim": ("DDIMScheduler", {}),
+    "diffusers_ddpm": ("DDPMScheduler", {}),
+}
+VARIANCES = ("fixed_small", "fixed_large", "learned")
+SPACINGS = ("even", "linspace", "leading", "trailing")
+_PREDICTION_TYPE = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+_DIFFUSERS_VARIANCE = {"fixed_small": "fixed_small", "fixed_large": "fixed_large",
+                       "learned": "learned_range"}
+
+
+def sampler_names() -> list[str]:
+    """Every accepted sampler name (any diffusers ``*Scheduler`` class name works too)."""
+    return list(NATIVE_SAMPLERS) + sorted(DIFFUSERS_SAMPLERS)
+
+
+@dataclass
+class StepInfo:
+    """What ``callback`` receives at each model call (i = 0 is the noisiest).
+
+    ``t`` is the step of the denoiser's schedule the model was called at; ``x_t`` the model's
+    input (B, ...) in variance-preserving scale; ``x0_hat`` / ``eps_hat`` its estimates (after
+    clipping when ``clip``); ``x_next`` the sampler's state after the step.
+    """
+
+    i: int
+    t: int
+    x_t: torch.Tensor
+    x0_hat: torch.Tensor
+    eps_hat: torch.Tensor
+    x_next: torch.Tensor
+
+
+@dataclass
+class Trajectory:
+    """Stacked per-call states: ``t`` (S,) steps of the denoiser's schedule, ``x_t`` and
+    ``x0_hat`` (S, B, ...), noisiest first."""
+
+    t: torch.Tensor
+    x_t: torch.Tensor
+    x0_hat: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.t.numel()
+
+
+@dataclass
+class SampleResult:
+    """``x0`` (B, ...): final samples; ``timesteps``: the schedule steps visited, noisiest first."""
+
+    x0: torch.Tensor
+    timesteps: list[int]
+    sampler: str
+    trajectory: Trajectory | None = None
+
+    @property
+    def nfe(self) -> int:
+        return len(self.timesteps)
+
+
+def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
+    """Which of T schedule steps a sampler with ``steps`` steps visits (increasing order).
+
+    ``even``: ADM's ``space_timesteps`` (first and last step kept); ``linspace``, ``leading``,
+    ``trailing``: diffusers' ``timestep_spacing``.
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    if not 1 <= int(steps) <= T:
+        raise ValueError(f"steps must be in 1..{T} for a schedule of T = {T}, got {steps}")
+    if spacing == "even":
+        return space_timesteps(T, int(steps))
+    return diffusers_spacing(T, int(steps), spacing)
+
+
+# Ho et al. 2020, Eq. 7: q(x_prev | x_t, x0) = N(c0 x0 + ct x_t, beta_tilde)
+def ddpm_coefficients(abar: torch.Tensor, abar_prev: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Posterior coefficients per step: c0, ct, beta, beta_tilde (each shaped like abar)."""
+    beta = 1 - abar / abar_prev
+    beta_tilde = beta * (1 - abar_prev) / (1 - abar)
+    c0 = abar_prev.sqrt() * beta / (1 - abar)
+    ct = (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)
+    return {"c0": c0, "ct": ct, "beta": beta, "beta_tilde": beta_tilde}
+
+
+# Song et al. 2021, Eq. 16: sigma_t(eta) = eta sqrt((1 - abar_prev) / (1 - abar) (1 - abar / abar_prev))
+def ddim_sigma(abar: torch.Tensor, abar_prev: torch.Tensor, eta: float) -> torch.Tensor:
+    return eta * ddpm_coefficients(abar, abar_prev)["beta_tilde"].sqrt()
+
+
+def _denoiser_device(den: Denoiser) -> torch.device:
+    for p in list(den.parameters()) + list(den.buffers()):
+        return p.device
+    return torch.device("cpu")
+
+
+def _pick(denoiser, n: int) -> Callable[[int], Denoiser]:
+    if isinstance(denoiser, (list, tuple)):
+        if len(denoiser) != n:
+            raise ValueError(f"got {len(denoiser)} denoisers for {n} model calls; pass one per call")
+        return denoiser.__getitem__
+    return lambda i: denoiser
+
+
+def _first(denoiser) -> Denoiser:
+    return denoiser[0] if isinstance(denoiser, (list, tuple)) else denoiser
+
+
+def _initial_noise(shape_or_noise, device, generator) -> torch.Tensor:
+    if isinstance(shape_or_noise, torch.Tensor):
+        dtype = shape_or_noise.dtype if shape_or_noise.is_floating_point() else torch.float32
+        return shape_or_noise.to(device, dtype)
+    shape = (shape_or_noise,) if isinstance(shape_or_noise, int) else tuple(shape_or_noise)
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+
+
+def _estimates(pred, x_t, clip: bool, data_range):
+    """(x0_hat, eps_hat), x0_hat clamped to data_range and eps_hat re-derived from it when clip."""
+    if not clip:
+        return pred.x0_hat, pred.eps_hat
+    x0_hat = P.clip_to_range(pred.x0_hat, data_range)
+    return x0_hat, P.to_x0_eps("x0", x0_hat, x_t, pred.alpha, pred.sigma)[1]
+
+
+class _Recorder:
+    def __init__(self, callback, keep: bool):
+        self.callback, self.keep = callback, keep
+        self.t, self.x_t, self.x0_hat = [], [], []
+        self.last = None
+
+    def __call__(self, i, t, x_t, x0_hat, eps_hat, x_next):
+        self.last = x_next
+        if self.keep:
+            self.t.append(t)
+            self.x_t.append(x_t)
+            self.x0_hat.append(x0_hat)
+        if self.callback is not None:
+            self.callback(StepInfo(i, t, x_t, x0_hat, eps_hat, x_next))
+
+    def trajectory(self) -> Trajectory | None:
+        if not self.keep:
+            return None
+        return Trajectory(torch.tensor(self.t), torch.stack(self.x_t), torch.stack(self.x0_hat))
+
+
+def _native(kind, pick, x, schedule: Schedule, steps, spacing, eta, variance, clip, generator,
+            record, progress) -> list[int]:
+    idx = kept_steps(schedule.T, steps, spacing)
+    abar = schedule.abar[idx]
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    c = ddpm_coefficients(abar, abar_prev)
+    if kind == "ddim":
+        s = ddim_sigma(abar, abar_prev, eta)
+        coef = {"a0": abar_prev.sqrt(), "ae": (1 - abar_prev - s**2).clamp_min(0).sqrt(), "s": s}
+    else:
+        # ADM: the log variances at the first kept step use beta_tilde of the second (beta_tilde_0 = 0)
+        bt = c["beta_tilde"].clone()
+        if len(bt) > 1:
+            bt[0] = bt[1]
+        coef = {"c0": c["c0"], "ct": c["ct"], "s": c["beta_tilde"].sqrt() if variance == "fixed_small"
+                else c["beta"].sqrt(), "log_small": bt.log(), "log_large": c["beta"].log()}
+    coef = {k: v.tolist() for k, v in coef.items()}  # python floats: no device syncs in the loop
+    t_dev = [torch.tensor(k, device=x.device) for k in idx]
+    data_range = pick(0).data_range
+    for i, k in enumerate(tqdm(range(len(idx) - 1, -1, -1), disable=not progress, leave=False,
+                               desc=kind)):
+        den = pick(i)
+        pred = den(x, t_dev[k])
+        x0_hat, eps_hat = _estimates(pred, x, clip, data_range)
+        noisy = k > 0 and (kind == "ddpm" or eta > 0)
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if noisy else None
+        if kind == "ddim":
+            x_next = coef["a0"][k] * x0_hat + coef["ae"][k] * eps_hat
+            if noisy:
+                x_next = x_next + coef["s"][k] * z
+        else:
+            x_next = coef["c0"][k] * x0_hat + coef["ct"][k] * x
+            if noisy:
+                x_next = x_next + _ddpm_std(variance, coef, k, pred) * z
+        record(i, idx[k], x, x0_hat, eps_hat, x_next)
+        x = x_next
+    return idx[::-1]
+
+
+# Nichol & Dhariwal 2021, Eq. 15: log s^2 = frac log beta + (1 - frac) log beta_tilde, frac = (v + 1) / 2
+def _ddpm_std(variance, coef, k, pred):
+    if variance != "learned":
+        return coef["s"][k]
+    if pred.var_out is None:
+        raise ValueError("variance='learned' needs a network with 2C outputs (ADM learn_sigma); "
+                         "this denoiser returns C channels: use fixed_small or fixed_large")
+    frac = (pred.var_out + 1) / 2
+    return torch.exp(0.5 * (frac * coef["log_large"][k] + (1 - frac) * coef["log_small"][k]))
+
+
+def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,
+                   variance: str = "fixed_small", clip: bool = False, spacing: str = "even",
+                   **scheduler_kwargs):
+    """A diffusers scheduler for ``schedule`` (trained_betas = its betas), by short name
+    (:data:`DIFFUSERS_SAMPLERS`) or class name. Returns (scheduler, prediction_type it expects)."""
+    import diffusers
+    cls_name, extra = DIFFUSERS_SAMPLERS.get(sampler, (sampler, {}))
+    cls = getattr(diffusers, cls_name, None) if cls_name.endswith("Scheduler") else None
+    if cls is None:
+        raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(sampler_names())} "
+                         "or any diffusers *Scheduler class name")
+    prediction_type = "epsilon" if clip else _PREDICTION_TYPE.get(parameterization, "epsilon")
+    accepted = inspect.signature(cls.__init__).parameters
+    config = {"num_train_timesteps": schedule.T, "trained_betas": schedule.betas.numpy(),
+              "prediction_type": prediction_type, "clip_sample": False, "thresholding": False,
+              "timestep_spacing": "linspace" if spacing == "even" else spacing,
+              "variance_type": _DIFFUSERS_VARIANCE.get(variance), "set_alpha_to_one": True,
+              "steps_offset": 0, **extra, **scheduler_kwargs}
+    if not (cls_name == "DDPMScheduler" and variance in _DIFFUSERS_VARIANCE):
+        config.pop("variance_type")
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    return cls(**{k: v for k, v in config.items() if k in accepted}), prediction_type
+
+
+def _set_timesteps(scheduler, steps: int, spacing: str, device) -> list[int]:
+    """Set the scheduler's timesteps; where its own spacing gives fractional steps (Euler & co.
+    with linspace), pass it the integer :func:`kept_steps` instead when it accepts custom ones."""
+    scheduler.set_timesteps(int(steps), device=device)
+    ts = scheduler.timesteps.detach().cpu().double()
+    if not torch.equal(ts, ts.round()):
+        if "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+            T = scheduler.config.num_train_timesteps
+            custom = kept_steps(T, steps, "linspace" if spacing == "even" else spacing)[::-1]
+            scheduler.set_timesteps(timesteps=custom, device=device)
+            ts = scheduler.timesteps.detach().cpu().double()
+        if not torch.equal(ts, ts.round()):
+            warnings.warn(f"{type(scheduler).__name__} picked non-integer timesteps; the network is "
+                          "fed the nearest integer step (spacing='leading' or 'trailing' avoids this)",
+                          stacklevel=3)
+    return ts.round().long().tolist()
+
+
+@contextmanager
+def _quiet_numpy():
+    # some diffusers schedulers call numpy on tensors: numpy 2 deprecation noise, not ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _diffusers(name, pick, x, schedule, parameterization, steps, spacing, variance, clip, generator,
+               record, progress, scheduler_kwargs) -> list[int]:
+    first = pick(0)
+    with _quiet_numpy():
+        scheduler, prediction_type = make_scheduler(name, schedule, parameterization,
+                                                    variance=variance, clip=clip, spacing=spacing,
+                                                    **(scheduler_kwargs or {}))
+        ts = _set_timesteps(scheduler, steps, spacing, x.device)
+    step_params = inspect.signature(scheduler.step).parameters
+    step_kwargs = {"generator": generator} if "generator" in step_params else {}
+    t_dev = [torch.tensor(t, device=x.device) for t in ts]
+    x = x * scheduler.init_noise_sigma
+    with _quiet_numpy():
+        for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, leave=False, desc=name)):
+            x = _diffusers_step(scheduler, pick(i), i, t, t_dev[i], ts[i], x, prediction_type, clip,
+                                first.data_range, step_kwargs, record)
+    return ts
+
+
+def _diffusers_step(scheduler, den, i, t, t_dev, t_int, x, prediction_type, clip, data_range,
+                    step_kwargs, record):
+    x_t = scheduler.scale_model_input(x, t)
+    pred = den(x_t, t_dev)
+    x0_hat, eps_hat = _estimates(pred, x_t, clip, data_range)
+    out = eps_hat if prediction_type == "epsilon" else pred.out
+    if getattr(scheduler.config, "variance_type", None) == "learned_range":
+        if pred.var_out is None:
+            raise ValueError("variance='learned' needs a network with 2C outputs (ADM learn_sigma)")
+        out = torch.cat([out, pred.var_out], 1)
+    x_next = scheduler.step(out, t, x, return_dict=True, **step_kwargs).prev_sample
+    record(i, t_int, x_t, x0_hat, eps_hat, x_next)
+    return x_next
+
+
+def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
+                scheduler_kwargs: dict | None = None) -> int:
+    """How many network evaluations ``sample`` makes (2nd-order diffusers schedulers make more)."""
+    if sampler in NATIVE_SAMPLERS:
+        return len(kept_steps(_first(denoiser).schedule.T, steps, spacing))
+    den = _first(denoiser)
+    with _quiet_numpy():
+        scheduler, _ = make_scheduler(sampler, den.schedule, den.parameterization, spacing=spacing,
+                                      **(scheduler_kwargs or {}))
+        return len(_set_timesteps(scheduler, steps, spacing, None))
+
+
+@torch.inference_mode()
+def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+           variance: str = "fixed_small", clip: bool = False, seed: int = 0,
+           callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
+           progress: bool = True, spacing: str = "even", device=None,
+           scheduler_kwargs: dict | None = None) -> SampleResult:
+    """Draw samples from ``denoiser`` with ``steps`` steps of ``sampler``.
+
+    Args:
+        denoiser: a :class:`Denoiser`, or a list of them, one per model call (noisiest first;
+            they must share a schedule), as :func:`hybrid_sample` builds.
+        shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself.
+        sampler: ``ddpm`` or ``ddim`` (native), or a diffusers name (see :func:`sampler_names`).
+        eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like variance).
+        variance: DDPM reverse variance: fixed_small (beta_tilde), fixed_large (beta), learned.
+        clip: clamp x0_hat to the denoiser's data_range at every step.
+        seed: seeds the generator for x_T (when a shape is given) and every step's noise.
+        callback: called with a :class:`StepInfo` after every model call.
+        spacing: which steps to keep: even (ADM), linspace, leading, trailing (diffusers).
+        device: where to sample (default: the denoiser's device, else the noise's, else CPU).
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
+    first = _first(denoiser)
+    schedule = first.schedule
+    if isinstance(denoiser, (list, tuple)) and any(
+            d.schedule.T != schedule.T or not torch.allclose(d.schedule.abar, schedule.abar)
+            for d in denoiser):
+        raise ValueError("hybrid sampling needs denoisers that share one schedule")
+    if device is None:
+        device = shape_or_noise.device if isinstance(shape_or_noise, torch.Tensor) else \
+            _denoiser_device(first)
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    x = _initial_noise(shape_or_noise, device, generator)
+    record = _Recorder(callback, return_trajectory)
+    n_calls = model_calls(sampler, denoiser, steps, spacing, scheduler_kwargs)
+    pick = _pick(denoiser, n_calls)
+    if sampler in NATIVE_SAMPLERS:
+        ts = _native(sampler, pick, x, schedule, steps, spacing, eta, variance, clip, generator,
+                     record, progress)
+    else:
+        kinds = {d.parameterization for d in denoiser} if isinstance(denoiser, (list, tuple)) else \
+            {first.parameterization}
+        # a chain of models with different outputs is fed to the scheduler as eps
+        parameterization = kinds.pop() if len(kinds) == 1 else "eps"
+        ts = _diffusers(sampler, pick, x, schedule, parameterization, steps, spacing, variance, clip,
+                        generator, record, progress, scheduler_kwargs)
+    return SampleResult(record.last, ts, sampler, record.trajectory())
+
+
+def hybrid_sample(den_a: Denoiser, den_b: Denoiser, k: int, shape_or_noise, *,
+                  sampler: str = "ddim", steps: int = 50, spacing: str = "even",
+                  scheduler_kwargs: dict | None = None, **kwargs) -> SampleResult:
+    """Model A for the first (noisiest) ``k`` model calls, model B for the rest; other keyword
+    arguments as :func:`sample`. k = 0 is pure B, k = the number of calls pure A."""
+    n = model_calls(sampler, den_a, steps, spacing, scheduler_kwargs)
+    if not 0 <= int(k) <= n:
+        raise ValueError(f"k must be in 0..{n} (the number of model calls), got {k}")
+    chain = [den_a] * int(k) + [den_b] * (n - int(k))
+    return sample(chain, shape_or_noise, sampler=sampler, steps=steps, spacing=spacing,
+                  scheduler_kwargs=scheduler_kwargs, **kwargs)
+
+
+def hybrid_sweep(den_a: Denoiser, den_b: Denoiser, ks: Sequence[int], metric_fn, shape_or_noise, *,
+                 progress: bool = True, **kwargs) -> pd.DataFrame:
+    """:func:`hybrid_sample` for each k in ``ks`` (same seed, same x_T), scored by
+    ``metric_fn(x0) -> float | dict[str, float]``. One row per (k, metric)."""
+    rows = []
+    for k in tqdm(list(ks), disable=not progress, desc="hybrid k"):
+        x0 = hybrid_sample(den_a, den_b, int(k), shape_or_noise, progress=False, **kwargs).x0
+        scores = metric_fn(x0)
+        if not isinstance(scores, dict):
+            scores = {"value": scores}
+        rows += [{"k": int(k), "model_a": den_a.name, "model_b": den_b.name, "metric": name,
+                  "value": float(v)} for name, v in scores.items()]
+    return pd.DataFrame(rows)

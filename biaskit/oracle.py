@@ -49,6 +49,7 @@ class GaussianMixture:
     means: torch.Tensor
     covs: torch.Tensor
     _factors: dict = field(default_factory=dict, init=False, repr=False)
+    _on_device: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         w = torch.as_tensor(self.weights, dtype=torch.float64).flatten()
@@ -115,6 +116,14 @@ class GaussianMixture:
                 self._factors.update(U=U.expand(self.K, -1, -1), l=l.clamp_min(0).expand(self.K, -1))
         return self._factors
 
+    def on(self, device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(means, log weights, factors) on ``device``, copied once per device."""
+        device = torch.device(device)
+        if device not in self._on_device:
+            self._on_device[device] = (self.means.to(device), self.weights.log().to(device),
+                                       {k: v.to(device) for k, v in self.factors().items()})
+        return self._on_device[device]
+
     def sample(self, n: int, generator: torch.Generator | None = None,
                dtype=torch.float32) -> torch.Tensor:
         """n draws, shape (n, D), in ``dtype``: x0 = m_k + U_k diag(sqrt(l_k)) z with k ~ w."""
@@ -171,7 +180,8 @@ def _posterior_mean(x, alpha, sigma, means, log_w, f, chunk_elems: int = 2**22):
     """E[x0 | x_t] (3) in float64 with a running log-sum-exp over chunks of components."""
     B, D = x.shape
     K = means.shape[0]
-    per = B * (D if "iso_var" in f else D * D)
+    # memory per component: a few (B,) columns when isotropic, (B, D) vectors otherwise
+    per = B * (16 if "iso_var" in f else 4 * D)
     step = max(1, min(K, chunk_elems // max(per, 1)))
     run_max = x.new_full((B, 1), -math.inf)
     num, den = torch.zeros_like(x), x.new_zeros(B, 1)
@@ -195,12 +205,11 @@ def _as_rows(c, B, like):
 def posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """E[x0 | x_t] for x_t = alpha x0 + sigma eps, x0 ~ ``mixture``.
 
-    x_t: (B, D); alpha, sigma: scalars, (B,) or (B, 1). Computed in float64 on x_t's device,
-    returned in x_t's dtype. At sigma = 0 exactly it is x_t / alpha.
+    x_t: (B, D) or (B, *shape) with prod(shape) = D; alpha, sigma: scalars, (B,) or (B, 1).
+    Computed in float64 on x_t's device, returned in x_t's shape and dtype. At sigma = 0 exactly
+    it is x_t / alpha.
     """
-    f = {k: v.to(x_t.device) for k, v in mixture.factors().items()}
-    return _posterior_mean_rows(x_t, alpha, sigma, mixture.means.to(x_t.device),
-                                mixture.weights.log().to(x_t.device), f)
+    return _posterior_mean_rows(x_t, alpha, sigma, *mixture.on(x_t.device))
 
 
 def _posterior_mean_rows(x_t, alpha, sigma, means, log_w, f):
@@ -211,7 +220,7 @@ def _posterior_mean_rows(x_t, alpha, sigma, means, log_w, f):
     noisy = sigma > 0
     if noisy.any():
         out[noisy] = _posterior_mean(x[noisy], alpha[noisy], sigma[noisy], means, log_w, f)
-    return out.to(x_t.dtype)
+    return out.to(x_t.dtype).reshape(x_t.shape)
 
 
 class OracleNet(nn.Module):
@@ -238,8 +247,7 @@ class OracleNet(nn.Module):
             raise ValueError(f"x_t has per-sample shape {tuple(x_t.shape[1:])} but the oracle "
                              f"expects {self.shape}")
         f = {key: getattr(self, f"f_{key}") for key in self._keys}
-        x0 = _posterior_mean_rows(x_t, time_in[:, 0], time_in[:, 1], self.means, self.log_w, f)
-        return x0.reshape(x_t.shape)
+        return _posterior_mean_rows(x_t, time_in[:, 0], time_in[:, 1], self.means, self.log_w, f)
 
 
 def oracle_denoiser(mixture: GaussianMixture, schedule: Schedule, shape=None, data_range=(-1.0, 1.0),

@@ -63,6 +63,21 @@ def test_gmm_oracle_matches_importance_weighted_monte_carlo():
         assert abs(got - est)[0] < 5 * se[0] + 1e-4, (t, x_t, got, est, se)
 
 
+def test_full_covariance_gmm_matches_importance_weighted_monte_carlo():
+    rng = np.random.default_rng(6)
+    w, mu = np.array([0.6, 0.4]), np.array([[-0.5, 0.2], [0.6, -0.3]])
+    S = np.array([[[0.09, 0.08], [0.08, 0.09]], [[0.04, -0.03], [-0.03, 0.05]]])
+    mix = GaussianMixture(torch.tensor(w), torch.tensor(mu), torch.tensor(S))
+    k = rng.choice(2, size=400_000, p=w)
+    x0 = mu[k] + np.einsum("nde,ne->nd", np.linalg.cholesky(S)[k], rng.standard_normal((k.size, 2)))
+    for t in (150, 450, 850):
+        a, s = float(SCHED.alpha[t]), float(SCHED.sigma[t])
+        x_t = a * x0[t] + s * rng.standard_normal(2)
+        est, se = _importance_mean(x0, x_t, a, s)
+        got = posterior_mean(mix, torch.tensor(x_t)[None], a, s).numpy()[0]
+        assert np.all(np.abs(got - est) < 5 * se + 1e-4), (t, got, est, se)
+
+
 def test_empirical_oracle_matches_monte_carlo_and_memorises():
     rng = np.random.default_rng(3)
     points = rng.uniform(-1, 1, size=(20, 2))

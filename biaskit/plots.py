@@ -61,3 +61,176 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
+
+
+# --- probe results (biaskit.probe) -------------------------------------------------------------
+
+_X_LABELS = {"t": "timestep t", "logsnr": "log SNR (nats)"}
+
+
+def _models(df):
+    """Rows of single models (compare() frames also hold difference rows)."""
+    return df[df["kind"] == "model"] if "kind" in df else df
+
+
+def _x_values(d, x):
+    v = d[x].to_numpy(dtype=float)
+    return np.where(np.isfinite(v), v, np.nan)  # logsnr = -inf at zero terminal SNR
+
+
+def _band(ax, d, x, stat, colour, label, log, **line):
+    xs = _x_values(d, x)
+    y = d[stat].to_numpy(dtype=float)
+    lo = d[f"{stat}_lo"].to_numpy(dtype=float) if f"{stat}_lo" in d else None
+    hi = d[f"{stat}_hi"].to_numpy(dtype=float) if f"{stat}_hi" in d else None
+    if log:
+        y = np.where(y > 0, y, np.nan)
+        lo = None if lo is None else np.where(lo > 0, lo, np.nan)
+    ax.plot(xs, y, color=colour, label=label, **line)
+    if lo is not None and hi is not None:
+        ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, linewidth=0)
+
+
+def _spans_decades(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return v.size > 1 and v.max() / v.min() > 30
+
+
+def _finish_x(ax, x):
+    ax.set_xlabel(_X_LABELS.get(x, x))
+    if x == "logsnr":
+        ax.invert_xaxis()  # noise grows to the right, as against t
+
+
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
+    """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
+    tuple), every model overlaid with its 95% band; log y where a statistic spans decades."""
+    style()
+    df = _models(df)
+    stats = [stats] if isinstance(stats, str) else list(stats)
+    xs = [x] if isinstance(x, str) else list(x)
+    missing = [s for s in stats if s not in df]
+    if missing:
+        raise ValueError(f"statistics {missing} not in the frame; available: "
+                         f"{', '.join(c for c in df.columns if not c.endswith(('_lo', '_hi')))}")
+    names = list(dict.fromkeys(df["model"])) if models is None else list(models)
+    colours = sns.color_palette("colorblind", max(len(names), 1))
+    fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
+                             squeeze=False)
+    for i, stat in enumerate(stats):
+        log = _spans_decades(df[stat])
+        for j, xv in enumerate(xs):
+            ax = axes[i, j]
+            for name, colour in zip(names, colours):
+                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log)
+            if log:
+                ax.set_yscale("log")
+            ax.set_ylabel(stat.replace("_", " ") + " (per element)")
+            _finish_x(ax, xv)
+    axes[0, -1].legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _channel_colours(C: int):
+    if C == 1:
+        return ["0.35"]
+    if C == 3:
+        return list(RGB)
+    return sns.color_palette("husl", C)
+
+
+def plot_colour_bias(df, x="t"):
+    """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
+    colour (one grey line for grayscale); one panel per model."""
+    style()
+    df = _models(df)
+    chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
+                   key=lambda c: int(c[9:]))
+    if not chans:
+        raise ValueError("the frame has no x0_bias_c{k} columns")
+    names = list(dict.fromkeys(df["model"]))
+    names_rgb = ["red", "green", "blue"] if len(chans) == 3 else None
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        d = df[df["model"] == name].sort_values("t")
+        for k, (c, colour) in enumerate(zip(chans, _channel_colours(len(chans)))):
+            label = names_rgb[k] if names_rgb else ("gray" if len(chans) == 1 else f"channel {k}")
+            _band(ax, d, x, c, colour, label, log=False)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_title(name)
+        ax.set_ylabel("mean of x0_hat - x0 (data units)")
+        _finish_x(ax, x)
+    axes[0, -1].legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
+    """Paired differences statistic(model) - statistic(reference) of a :func:`biaskit.probe.compare`
+    frame with their 95% bands and the zero line; one panel per statistic."""
+    style()
+    if "kind" not in df_compare:
+        raise ValueError("plot_paired_difference needs a compare() frame (it has a 'kind' column)")
+    d = df_compare[df_compare["kind"] == "difference"]
+    if d.empty:
+        raise ValueError("the frame has no difference rows (compare() needs two or more models)")
+    stats = [stats] if isinstance(stats, str) else list(stats)
+    names = list(dict.fromkeys(d["model"]))
+    colours = sns.color_palette("colorblind", len(names))
+    fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
+    for ax, stat in zip(axes[0], stats):
+        for name, colour in zip(names, colours):
+            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_ylabel(f"paired difference of {stat.replace('_', ' ')}")
+        _finish_x(ax, x)
+    axes[0, -1].legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _to_image(x, data_range):
+    lo, hi = data_range
+    img = ((x.float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+
+
+def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
+    """Rows: the first ``n`` images of ``x0`` (N, C, H, W); columns: x0, then x_t and x0_hat at
+    each t in ``timesteps``. x_t uses the probe's noise for (seed, t, sample), so the grid shows
+    the draws :func:`biaskit.probe.probe` scored. Images are mapped from the model's data range
+    to [0, 1] (x_t and x0_hat clipped)."""
+    import torch
+    from .probe import draw_noise
+
+    style()
+    x0 = torch.as_tensor(x0)
+    if x0.ndim != 4:
+        raise ValueError(f"plot_x0_grid needs images (N, C, H, W), got shape {tuple(x0.shape)}")
+    x0 = x0[:n].float()
+    n = x0.shape[0]
+    ts = [int(t) for t in timesteps]
+    dev = next((p.device for p in list(denoiser.parameters()) + list(denoiser.buffers())), torch.device("cpu"))
+    cols = 1 + 2 * len(ts)
+    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
+    cmap = "gray" if x0.shape[1] == 1 else None
+    with torch.inference_mode():
+        for j, t in enumerate(ts):
+            eps = draw_noise(seed, t, 0, n, x0.shape[1:], dev)
+            alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), t, device=dev))
+            x_t = alpha[:, None, None, None] * x0.to(dev) + sigma[:, None, None, None] * eps
+            x0_hat = denoiser(x_t, torch.full((n,), t, device=dev)).x0_hat
+            for i in range(n):
+                axes[i, 1 + 2 * j].imshow(_to_image(x_t[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
+                axes[i, 2 + 2 * j].imshow(_to_image(x0_hat[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
+            axes[0, 1 + 2 * j].set_title(f"x_t, t={t}", fontsize=8)
+            axes[0, 2 + 2 * j].set_title(f"x0_hat, t={t}", fontsize=8)
+    for i in range(n):
+        axes[i, 0].imshow(_to_image(x0[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
+    axes[0, 0].set_title("x0", fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig

@@ -423,11 +423,20 @@ def sha256_file(path, block: int = 1 << 20) -> str:
 def model_identity(denoiser: Denoiser) -> dict:
     """denoiser.describe(), plus the sha256 of its file when it names one and has no hash yet."""
     info = dict(denoiser.describe()) if hasattr(denoiser, "describe") else {"name": str(denoiser)}
-    if "sha256" not in info:
-        for key in ("path", "checkpoint", "file"):
-            if isinstance(info.get(key), str) and Path(info[key]).is_file():
-                info["sha256"] = sha256_file(info[key])
-                break
+    if "sha256" in info:
+        return info
+    files = [info[k] for k in ("path", "checkpoint", "file") if isinstance(info.get(k), str)]
+    if isinstance(info.get("run_dir"), str):  # a biaskit run: the weights file of its step
+        from .checkpoint import checkpoint_dir
+        try:
+            ckpt = checkpoint_dir(info["run_dir"], info.get("step"))
+            files.append(str(ckpt / f"{'model' if info.get('weights') == 'online' else 'ema'}.safetensors"))
+        except (FileNotFoundError, ValueError):
+            pass
+    for f in files:
+        if Path(f).is_file():
+            info["sha256"], info["sha256_of"] = sha256_file(f), f
+            break
     return info
 
 

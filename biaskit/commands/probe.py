@@ -1,0 +1,160 @@
+"""biaskit probe: per-timestep error, bias and variance of a model on held-out data.
+
+Writes DIR/per_timestep.csv, DIR/metadata.json, figures (PNG + PDF) and, when the report module
+is present, DIR/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..probe import probe, sha256_file
+from ..results import save_results
+
+
+def _thirdparty():
+    """biaskit.thirdparty when it is installed (it adds the third-party loader flags)."""
+    try:
+        from .. import thirdparty
+    except ImportError:
+        return None
+    return thirdparty
+
+
+def add_arguments(p):
+    p.add_argument("model", help="oracle:NAME (e.g. oracle:gmm), a biaskit run directory, or a "
+                   "third-party checkpoint")
+    p.add_argument("--data", required=True, help="built-in dataset name or a folder of images")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option (repeatable), e.g. dim=4, K=8, size=32, n_test=5000")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset split (default 0)")
+    p.add_argument("--out", required=True, help="output directory")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--timesteps", default=None, help="comma list of steps t, e.g. 0,250,500,999")
+    grid.add_argument("--num-timesteps", type=int, default=None,
+                      help="K steps evenly spaced over 0..T-1 (default min(T, 50))")
+    p.add_argument("--stratified", action="store_true",
+                   help="with --num-timesteps: one random step per stratum instead of even spacing")
+    p.add_argument("--samples", type=int, default=512, help="held-out samples per t (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of samples, noise and grid (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=256, help="(t, sample) pairs per forward (default 256)")
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help="bootstrap resamples for the x0_bias_l2 / x0_var intervals (default 0: delta method)")
+    p.add_argument("--bands", type=int, default=4, help="spatial-frequency bands (images; default 4)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (--amp / --no-amp; default on for cuda, off on cpu)")
+    p.add_argument("--schedule", default="linear",
+                   help="schedule of an oracle model (trained models carry their own; default linear)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step of a biaskit run (default latest)")
+    p.add_argument("--online-weights", action="store_true",
+                   help="probe a biaskit run's online weights instead of its EMA weights")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tp = _thirdparty()
+    if tp is not None and hasattr(tp, "add_loader_arguments"):
+        tp.add_loader_arguments(p.add_argument_group("third-party checkpoints"))
+
+
+def _options(items) -> dict:
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option expects KEY=VALUE, got {item!r}")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+def _load(args, device):
+    """(denoiser, dataset): the data are loaded in the model's data range."""
+    from ..data import load_dataset
+    from ..loading import load
+    from ..schedules import get_schedule
+    opts = _options(args.data_option)
+    if args.model.startswith("oracle:"):
+        ds = load_dataset(args.data, seed=args.data_seed, **opts)
+        oracle_data = args.model.split(":")[-1]
+        same = oracle_data in (ds.name, args.data)
+        model = load(args.model, schedule=get_schedule(args.schedule), **({"dataset": ds} if same else {}))
+        return model, ds
+    path = Path(args.model)
+    if path.is_dir() and (path / "biaskit.json").is_file():
+        kwargs = {"ema": not args.online_weights, "step": args.step, "device": device}
+    else:
+        tp = _thirdparty()
+        kwargs = tp.loader_kwargs_from_args(args) if tp is not None and hasattr(tp, "loader_kwargs_from_args") else {}
+    model = load(args.model, **kwargs)
+    ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
+    return model, ds
+
+
+def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .. import plots
+    written = []
+    stats = [s for s in ("x0_mse", "eps_mse", "excess_mse") if s in df]
+    figs = {"per_timestep": plots.plot_per_timestep(df, stats, x=("t", "logsnr")),
+            "colour_bias": plots.plot_colour_bias(df)}
+    bands = [c for c in df.columns if c.startswith("x0_err_band") and c[11:].isdigit()]
+    if bands:
+        figs["error_bands"] = plots.plot_per_timestep(df, bands, x="logsnr")
+    if ds.is_image:
+        ts = df["t"].to_numpy()
+        chosen = sorted({int(ts[round(q * (len(ts) - 1))]) for q in (0.1, 0.4, 0.7, 0.95)})
+        figs["x0_grid"] = plots.plot_x0_grid(model, ds.test[:4], chosen, seed=seed)
+    for name, fig in figs.items():
+        written += plots.save(fig, out / name)
+        plt.close(fig)
+    return written
+
+
+def _report(out: Path, df, meta) -> Path | None:
+    try:
+        from ..report import write_report
+    except ImportError:
+        return None
+    accepted = inspect.signature(write_report).parameters
+    kwargs = {k: v for k, v in {"df": df, "metadata": meta}.items() if k in accepted}
+    return write_report(out, **kwargs)
+
+
+def run(args) -> int:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()] if args.timesteps else None
+    if args.stratified and args.timesteps:
+        raise ValueError("--stratified goes with --num-timesteps, not with --timesteps")
+    model, ds = _load(args, device)
+    df = probe(model, ds, timesteps=timesteps, num_timesteps=args.num_timesteps, stratified=args.stratified,
+               n=args.samples, seed=args.seed, batch_size=args.batch_size, device=device,
+               bootstrap=args.bootstrap, progress=not args.no_progress, amp=args.amp, bands=args.bands)
+    meta = dict(df.attrs["metadata"])
+    meta["model_spec"] = args.model
+    meta["command"] = ["biaskit", "probe", *sys.argv[2:]] if sys.argv[1:2] == ["probe"] else None
+    if Path(args.model).is_file():
+        meta["models"] = {k: {**v, "sha256": v.get("sha256") or sha256_file(args.model)}
+                          for k, v in meta["models"].items()}
+    out = save_results(df, args.out, meta)
+    written = [out / "per_timestep.csv", out / "metadata.json"]
+    if not args.no_plots:
+        written += _figures(df, model, ds, out, args.seed)
+    report = _report(out, df, meta)
+    if report:
+        written.append(Path(report))
+    cols = [c for c in ("t", "snr", "x0_mse", "eps_mse", "x0_bias_l2", "clip_frac", "excess_mse") if c in df]
+    print(df[cols].to_string(index=False, max_rows=12, float_format="{:.4g}".format))
+    for p in written:
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .oracle import GaussianMixture
 
@@ -30,7 +31,7 @@ BOX = (-1.0, 1.0)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # skimage.data photos shipped inside the package (no download needed)
 PATCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-                "immunohistochemistry", "retina")
+                "immunohistochemistry")
 
 
 def to_range(x, data_range, src=UNIT):
@@ -293,9 +294,19 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
         raise ValueError(f"no PNG/JPEG images found in {path}")
     n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files))
     train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
-    load = lambda fs: np.stack([_open_image(f, int(size), mode) for f in fs]) if len(fs) else \
-        np.zeros((0, 1 if mode == "L" else 3, size, size), np.float32)  # noqa: E731
-    return _Raw(load(train_files), load(test_files), UNIT)
+    bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
+               disable=len(files) < 1000)
+
+    def load(fs):
+        out = np.zeros((len(fs), 1 if mode == "L" else 3, size, size), np.float32)
+        for i, f in enumerate(fs):
+            out[i] = _open_image(f, int(size), mode)
+            bar.update()
+        return out
+
+    train, test = load(train_files), load(test_files)
+    bar.close()
+    return _Raw(train, test, UNIT)
 
 
 DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboard": checkerboard,
@@ -314,6 +325,30 @@ def _jsonable(v):
     return v
 
 
+_SPLIT_ARGS = ("seed", "n_train", "n_test", "path")
+
+
+def _builder(name: str):
+    """(builder, canonical name, fixed options) for a registry name or an image-folder path."""
+    if name in DATASETS:
+        return DATASETS[name], name, {}
+    path = Path(name).expanduser()
+    if not path.exists() and not any(ch in name for ch in "/\\~."):  # a typo, not a path
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}, "
+                         "or the path of a directory of PNG/JPEG images")
+    name = str(path.resolve())
+    return image_folder, name, {"path": name}
+
+
+def _options(builder, name: str, options: dict) -> dict:
+    """All of the builder's options, defaults filled in; unknown ones are an error."""
+    params = {k: p.default for k, p in inspect.signature(builder).parameters.items() if k not in _SPLIT_ARGS}
+    bad = [k for k in options if k not in params]
+    if bad:
+        raise ValueError(f"unknown option(s) {bad} for dataset {name!r}; valid options: {', '.join(params)}")
+    return {**params, **options}
+
+
 def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test: int | None = None,
                  data_range=BOX, **options) -> Dataset:
     """Dataset ``name`` (see :func:`dataset_names`, or a directory of images), split by ``seed``.
@@ -321,35 +356,18 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
     ``options`` go to the builder (e.g. ``dim``, ``K``, ``std`` for gmm; ``size``, ``mode`` for
     patches and folders). Same arguments -> identical tensors.
     """
-    name = str(name)
-    folder = name not in DATASETS
-    if folder:
-        path = Path(name).expanduser()
-        if not path.is_dir() and not path.exists() and not any(ch in name for ch in "/\\~."):
-            raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}, "
-                             "or the path of a directory of PNG/JPEG images")
-        builder, name = image_folder, str(path.resolve())
-        options = {"path": name, **options}
-    else:
-        builder = DATASETS[name]
-    sig = inspect.signature(builder)
-    valid = [p for p in sig.parameters if p not in ("seed", "n_train", "n_test", "path")]
-    bad = [k for k in options if k not in valid and k != "path"]
-    if bad:
-        raise ValueError(f"unknown option(s) {bad} for dataset {name!r}; valid options: {', '.join(valid)}")
+    builder, name, fixed = _builder(str(name))
+    options = _options(builder, name, options)
     lo, hi = (float(v) for v in data_range)
     if not hi > lo:
         raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
-    raw = builder(seed=seed, n_train=n_train, n_test=n_test, **options)
-    data_range = (lo, hi)
-    convert = lambda x: to_range(torch.as_tensor(x, dtype=torch.float32), data_range, raw.src)  # noqa: E731
-    train, test = convert(raw.train).contiguous(), convert(raw.test).contiguous()
+    raw = builder(seed=seed, n_train=n_train, n_test=n_test, **fixed, **options)
+    train, test = (to_range(torch.as_tensor(x, dtype=torch.float32), (lo, hi), raw.src).contiguous()
+                   for x in (raw.train, raw.test))
     mixture = None
     if raw.mixture is not None:
-        b = to_range(0.0, data_range, raw.src)
-        mixture = raw.mixture.affine(to_range(1.0, data_range, raw.src) - b, b)
-    resolved = {k: v.default for k, v in sig.parameters.items() if k not in ("seed", "n_train", "n_test", "path")}
-    resolved.update({k: v for k, v in options.items() if k != "path"})
+        b = to_range(0.0, (lo, hi), raw.src)
+        mixture = raw.mixture.affine(to_range(1.0, (lo, hi), raw.src) - b, b)
     spec = {"name": name, "seed": int(seed), "n_train": len(train), "n_test": len(test),
-            "data_range": [lo, hi], **{k: _jsonable(v) for k, v in resolved.items()}}
-    return Dataset(name, train, test, data_range, mixture, spec)
+            "data_range": [lo, hi], **{k: _jsonable(v) for k, v in options.items()}}
+    return Dataset(name, train, test, (lo, hi), mixture, spec)

@@ -109,7 +109,8 @@ class GaussianMixture:
             shared = self.covs.stride(0) == 0  # one covariance expanded over all K components
             covs = self.covs[:1] if shared else self.covs
             var = covs.diagonal(dim1=1, dim2=2).mean(1)
-            if torch.allclose(covs, var[:, None, None] * torch.eye(self.dim, dtype=torch.float64)):
+            off = (covs - var[:, None, None] * torch.eye(self.dim, dtype=torch.float64)).abs().max()
+            if off <= 1e-12 * covs.abs().max():
                 self._factors["iso_var"] = var.clamp_min(0).expand(self.K).clone()
             else:
                 l, U = torch.linalg.eigh(0.5 * (covs + covs.transpose(1, 2)))
@@ -188,7 +189,8 @@ def _posterior_mean(x, alpha, sigma, means, log_w, f, chunk_elems: int = 2**22):
     for k0 in range(0, K, step):
         fk = {key: v[k0:k0 + step] for key, v in f.items()}
         logp, contract = _log_marginal(x, alpha, sigma, means[k0:k0 + step], log_w[k0:k0 + step], fk)
-        new_max = torch.maximum(run_max, logp.max(1, keepdim=True).values)
+        # floored so that a chunk of zero-weight components (log w = -inf) gives no nan
+        new_max = torch.maximum(run_max, logp.max(1, keepdim=True).values).clamp_min(torch.finfo(x.dtype).min)
         scale = torch.exp(run_max - new_max)
         p = torch.exp(logp - new_max)
         num = num * scale + contract(p)

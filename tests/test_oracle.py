@@ -107,7 +107,8 @@ def test_limits_sigma_zero_and_alpha_zero_in_one_batch():
 
 
 def test_dtype_shape_and_device_follow_the_input():
-    mix = GaussianMixture.isotropic(torch.ones(3), torch.randn(3, 16, generator=torch.Generator().manual_seed(0)), 0.3)
+    means = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    mix = GaussianMixture.isotropic(torch.ones(3), means, 0.3)
     den = oracle_denoiser(mix, SCHED, (1, 4, 4))
     pred = den(torch.randn(5, 1, 4, 4), torch.full((5,), 500))
     assert pred.x0_hat.shape == (5, 1, 4, 4) and pred.x0_hat.dtype == torch.float32

@@ -1,0 +1,256 @@
+"""The probe against closed forms: every expected value below is derived on paper from the
+denoiser's definition, never read off the probe.
+
+Several intervals are checked per test, so each check uses the Bonferroni-widened interval
+(family-wise 95%): the half-width is scaled from z_0.975 to z_{1 - 0.05 / (2 m)} for m checks.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from biaskit.cli import main as cli_main
+from biaskit.data import load_dataset
+from biaskit.denoiser import Denoiser
+from biaskit.oracle import from_spec, irreducible_error
+from biaskit.probe import compare, draw_noise, load_results, probe, save_results, timestep_grid
+from biaskit.schedules import get_schedule, rescale_zero_terminal_snr
+
+SCHEDULE = get_schedule("linear", 1000)
+TS = [10, 200, 500, 900]
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, t):
+        return self.fn(x, t)
+
+
+def denoiser(fn, parameterization="eps", schedule=SCHEDULE, name="model"):
+    return Denoiser(Fn(fn), schedule, parameterization, name=name)
+
+
+def images(n=256, C=3, H=8, W=8, seed=0, mean=(0.2, -0.1, 0.4), std=0.3):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.tensor(mean[:C]).view(1, C, 1, 1)
+    return (m + std * torch.randn(n, C, H, W, generator=g)).float()
+
+
+def covers(df, stat, truth, m):
+    """Bonferroni-widened interval of ``stat`` covers ``truth`` (array over rows)."""
+    scale = norm.ppf(1 - 0.05 / (2 * m)) / norm.ppf(0.975)
+    est = df[stat].to_numpy()
+    lo, hi = df[f"{stat}_lo"].to_numpy(), df[f"{stat}_hi"].to_numpy()
+    lo_w, hi_w = est - scale * (est - lo), est + scale * (hi - est)
+    truth = np.broadcast_to(np.asarray(truth, dtype=float), est.shape)
+    ok = (lo_w <= truth) & (truth <= hi_w)
+    assert ok.all(), f"{stat}: truth {truth[~ok]} outside [{lo_w[~ok]}, {hi_w[~ok]}] at t={df['t'].to_numpy()[~ok]}"
+
+
+def snr_at(ts):
+    return SCHEDULE.snr[torch.tensor(ts)].numpy()
+
+
+def test_eps_zero_x0_mse_is_one_over_snr_and_white_error_bands():
+    x0 = images()
+    df = probe(denoiser(lambda x, t: torch.zeros_like(x)), x0, timesteps=TS, n=256, bands=4, progress=False)
+    snr = snr_at(TS)
+    # x0_hat = x_t / alpha, so x0_hat - x0 = eps / sqrt(snr): E = 1 / snr per element; eps_hat - eps = -eps
+    m = len(TS) * 7
+    covers(df, "x0_mse", 1 / snr, m)
+    covers(df, "eps_mse", 1.0, m)
+    # white error: each band holds its share of the 8 x 8 frequencies (radius in cycles / pixel)
+    f = np.fft.fftfreq(8)
+    radius = np.hypot(f[:, None], f[None, :])
+    band = np.minimum(np.floor(radius / (0.5 / 4)), 3).astype(int)
+    share = np.bincount(band.ravel(), minlength=4) / 64
+    for j in range(4):
+        covers(df, f"x0_err_band{j}", share[j] / snr, m)
+    # x0_hat = x0 + eps / sqrt(snr) leaves [-1, 1] with probability 1 - Phi((1 - x0) s) + Phi((-1 - x0) s)
+    s = np.sqrt(snr)[:, None]
+    x = x0.numpy().ravel()[None]
+    p_out = (norm.sf((1 - x) * s) + norm.cdf((-1 - x) * s)).mean(1)
+    covers(df, "clip_frac", p_out, m)
+
+
+def test_constant_eps_offset_gives_channel_bias_minus_c_over_sqrt_snr():
+    c = torch.tensor([0.3, -0.2, 0.1])
+    model = denoiser(lambda x, t: c.view(1, 3, 1, 1).expand_as(x).clone())
+    snr = snr_at(TS)
+    for bootstrap in (0, 300):
+        df = probe(model, images(), timesteps=TS, n=256, bootstrap=bootstrap, progress=False)
+        m = len(TS) * 7
+        for k in range(3):
+            covers(df, f"x0_bias_c{k}", -float(c[k]) / np.sqrt(snr), m)
+        # x0_hat - x0 = (eps - c) / sqrt(snr): the bias vector has norm ||c|| / sqrt(snr), what is
+        # left is the unit noise variance, 1 / snr, and x0_mse = (1 + mean c^2) / snr
+        covers(df, "x0_bias_l2", float(c.norm()) / np.sqrt(snr), m)
+        covers(df, "x0_var", 1 / snr, m)
+        covers(df, "x0_mse", (1 + float((c**2).mean())) / snr, m)
+    assert df.attrs["metadata"]["ci"]["nonlinear"] == "bootstrap"
+
+
+def test_v_zero_x0_mse_closed_form():
+    x0 = images(n=200, seed=3)
+    df = probe(denoiser(lambda x, t: torch.zeros_like(x), "v"), x0, timesteps=TS, n=200, progress=False)
+    abar = SCHEDULE.abar[torch.tensor(TS)].numpy()
+    ex2 = float((x0.double() ** 2).mean())
+    m = len(TS) * 3
+    # x0_hat = alpha x_t = abar x0 + alpha sigma eps
+    covers(df, "x0_mse", (1 - abar) ** 2 * ex2 + abar * (1 - abar), m)
+    # eps_hat = sigma x_t = alpha sigma x0 + (1 - abar) eps, so eps_hat - eps = alpha sigma x0 - abar eps
+    covers(df, "eps_mse", abar * (1 - abar) * ex2 + abar**2, m)
+    # v_hat = 0: v_mse = E||alpha eps - sigma x0||^2 / d = abar + (1 - abar) E[x0^2]
+    covers(df, "v_mse", abar + (1 - abar) * ex2, m)
+
+
+def test_gaussian_oracle_matches_closed_form_irreducible_error():
+    ds = load_dataset("gaussian", dim=4, n_test=600)
+    oracle = from_spec("oracle:gaussian", schedule=SCHEDULE, dataset=ds)
+    df = probe(oracle, ds, timesteps=TS, n=600, progress=False)
+    truth = irreducible_error(ds.mixture, SCHEDULE, TS, progress=False)
+    assert (truth["method"] == "closed_form").all()
+    m = len(TS) * 5
+    covers(df, "x0_mse", truth["oracle_mse"].to_numpy(), m)
+    for k in range(4):
+        covers(df, f"x0_bias_c{k}", 0.0, m)
+    # the default oracle (built from ds.mixture) is the probed model itself
+    assert np.abs(df["excess_mse"]).max() < 1e-12
+    np.testing.assert_allclose(df["oracle_mse"], df["x0_mse"], rtol=1e-6)
+
+
+def test_gmm_oracle_agrees_with_monte_carlo_irreducible_error():
+    ds = load_dataset("gmm", n_test=1024)
+    oracle = from_spec("oracle:gmm", schedule=SCHEDULE, dataset=ds)
+    df = probe(oracle, ds, timesteps=TS, n=1024, progress=False)
+    mc = irreducible_error(ds.mixture, SCHEDULE, TS, n=4000, seed=7, progress=False)
+    # two independent estimates of one number: their difference has half-width sqrt(h1^2 + h2^2)
+    z = norm.ppf(1 - 0.05 / (2 * len(TS))) / norm.ppf(0.975)
+    h1 = (df["x0_mse_hi"] - df["x0_mse_lo"]).to_numpy() / 2
+    h2 = (mc["oracle_mse_hi"] - mc["oracle_mse_lo"]).to_numpy() / 2
+    assert (np.abs(df["x0_mse"].to_numpy() - mc["oracle_mse"].to_numpy()) <= z * np.hypot(h1, h2)).all()
+    m = len(TS) * 2
+    for k in range(2):
+        covers(df, f"x0_bias_c{k}", 0.0, m)
+    assert np.abs(df["excess_mse"]).max() < 1e-12
+
+
+def test_compare_pairs_draws_and_narrows_intervals(tmp_path):
+    c = 0.1
+    a = denoiser(lambda x, t: torch.zeros_like(x), name="zero")
+    b = denoiser(lambda x, t: torch.full_like(x, c), name="offset")
+    x0 = images()
+    df = compare([a, b], x0, timesteps=TS, n=256, progress=False)
+    diff = df[df["kind"] == "difference"].reset_index(drop=True)
+    assert list(diff["model"].unique()) == ["offset - zero"] and (diff["reference"] == "zero").all()
+    # x0 error of b minus a, per element: ((eps - c)^2 - eps^2) / snr, expectation c^2 / snr
+    covers(diff, "x0_mse", c**2 / snr_at(TS), len(TS))
+    # model rows do not depend on the other models (common random numbers)
+    alone = probe(a, x0, timesteps=TS, n=256, progress=False)
+    rows = df[df["model"] == "zero"].drop(columns=["kind", "reference"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, alone, check_exact=True)
+    # unpaired: independent probes (different seeds), half-widths add in quadrature
+    pa = probe(a, x0, timesteps=TS, n=256, seed=1, progress=False)
+    pb = probe(b, x0, timesteps=TS, n=256, seed=2, progress=False)
+    unpaired = np.hypot(pa["x0_mse_hi"] - pa["x0_mse_lo"], pb["x0_mse_hi"] - pb["x0_mse_lo"]) / 2
+    paired = (diff["x0_mse_hi"] - diff["x0_mse_lo"]) / 2
+    assert (paired < unpaired / 3).all()
+    # round trip of a compare frame (text columns with empty references)
+    save_results(df, tmp_path, df.attrs["metadata"])
+    back, meta = load_results(tmp_path)
+    pd.testing.assert_frame_equal(back, df, check_exact=True)
+    assert meta["reference"] == "zero"
+    from biaskit.plots import plot_paired_difference, plot_per_timestep
+    plot_paired_difference(df, ("x0_mse", "eps_mse"))
+    plot_per_timestep(df, "x0_mse", x=("t", "logsnr"))
+
+
+class TinyConv(nn.Module):
+    def __init__(self, C=1):
+        super().__init__()
+        self.a = nn.Conv2d(C, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, C, 3, padding=1)
+
+    def forward(self, x, t):
+        return self.b(torch.tanh(self.a(x) + (t.float() / 1000).view(-1, 1, 1, 1)))
+
+
+def test_same_seed_same_csv_and_batch_size_independent(tmp_path):
+    torch.manual_seed(0)
+    model = Denoiser(TinyConv(), SCHEDULE, "eps", name="tiny")
+    x0 = images(n=40, C=1, H=12, W=12)
+    kw = dict(num_timesteps=6, n=40, seed=5, progress=False)
+    d1, d2 = probe(model, x0, batch_size=64, **kw), probe(model, x0, batch_size=64, **kw)
+    save_results(d1, tmp_path / "a", {})
+    save_results(d2, tmp_path / "b", {})
+    assert (tmp_path / "a/per_timestep.csv").read_bytes() == (tmp_path / "b/per_timestep.csv").read_bytes()
+    d3 = probe(model, x0, batch_size=7, **kw)
+    num = d1.select_dtypes("number").columns
+    np.testing.assert_allclose(d3[num], d1[num], rtol=1e-6, atol=1e-9)
+    other = probe(model, x0, batch_size=64, **{**kw, "seed": 6})
+    assert not np.allclose(other["x0_mse"], d1["x0_mse"])
+    back, _ = load_results(tmp_path / "a")
+    pd.testing.assert_frame_equal(back, d1.assign(), check_exact=True)
+
+
+def test_noise_depends_only_on_seed_t_and_sample():
+    full = draw_noise(3, 17, 0, 200, (2, 4))
+    np.testing.assert_array_equal(draw_noise(3, 17, 70, 150, (2, 4)), full[70:150])
+    assert not torch.equal(draw_noise(3, 18, 0, 200, (2, 4)), full)
+    # standard normal: mean 0 and variance 1 within 5 standard errors
+    assert abs(float(full.mean())) < 5 / math.sqrt(full.numel())
+    assert abs(float(full.var()) - 1) < 5 * math.sqrt(2 / full.numel())
+
+
+def test_timestep_grid():
+    assert timestep_grid(1000, num_timesteps=5).tolist() == [0, 250, 500, 749, 999]
+    assert timestep_grid(20).tolist() == list(range(20))          # default K = min(T, 50)
+    strat = timestep_grid(1000, num_timesteps=10, stratified=True, seed=1)
+    assert [int(t) // 100 for t in strat] == list(range(10))      # one step in each stratum
+    assert timestep_grid(1000, [5, 3, 5]).tolist() == [3, 5]
+    with pytest.raises(ValueError, match="0..999"):
+        timestep_grid(1000, [1000])
+
+
+def test_nan_names_the_timestep():
+    bad = denoiser(lambda x, t: torch.where((t >= 500).view(-1, 1, 1, 1), torch.nan, 0.0).expand_as(x).clone())
+    with pytest.raises(ValueError, match="t=500"):
+        probe(bad, images(n=16), timesteps=[100, 500, 900], n=16, progress=False)
+    zsnr = rescale_zero_terminal_snr(SCHEDULE)
+    eps0 = denoiser(lambda x, t: torch.zeros_like(x), schedule=zsnr)
+    with pytest.raises(ValueError, match="t=999.*alpha = 0"):
+        probe(eps0, images(n=16), timesteps=[0, 999], n=16, progress=False)
+
+
+def test_cli_writes_results_and_figures(tmp_path):
+    out = tmp_path / "gmm"
+    assert cli_main(["probe", "oracle:gmm", "--data", "gmm", "--out", str(out), "--samples", "64",
+                     "--num-timesteps", "5", "--no-progress", "--no-plots"]) == 0
+    df, meta = load_results(out)
+    required = ["t", "snr", "logsnr", "eps_mse", "x0_mse", "v_mse", "x0_bias_l2", "x0_bias_c0", "x0_bias_c1",
+                "x0_var", "clip_frac", "oracle_mse", "excess_mse"]
+    assert all(c in df and f"{c}_lo" in df and f"{c}_hi" in df for c in required[3:])
+    assert df["t"].tolist() == [0, 250, 500, 749, 999] and (df["n"] == 64).all()
+    np.testing.assert_allclose(df["snr"], SCHEDULE.snr[torch.tensor(df["t"].to_numpy())].numpy())
+    assert meta["n"] == 64 and meta["seed"] == 0 and meta["data"]["dataset"]["name"] == "gmm"
+    assert meta["models"]["oracle:gmm"]["parameterization"] == "x0" and meta["ci"]["nonlinear"] == "delta"
+    assert np.abs(df["excess_mse"]).max() < 1e-12
+    # images: empirical oracle of the digits training set, with figures
+    img = tmp_path / "digits"
+    assert cli_main(["probe", "oracle:empirical:digits", "--data", "digits", "--out", str(img), "--samples", "16",
+                     "--timesteps", "100,500,900", "--no-progress"]) == 0
+    for name in ("per_timestep", "colour_bias", "error_bands", "x0_grid"):
+        assert (img / f"{name}.png").stat().st_size > 0 and (img / f"{name}.pdf").is_file()
+    df, _ = load_results(img)
+    bands = df[[f"x0_err_band{j}" for j in range(4)]].sum(1)
+    np.testing.assert_allclose(bands, df["x0_mse"], rtol=1e-4)   # Parseval
+    assert cli_main(["probe", "oracle:gmm", "--data", "gmm", "--out", str(out), "--timesteps", "5000",
+                     "--no-progress"]) == 2

@@ -508,11 +508,15 @@ _ADM_BOOLS = ("learn_sigma", "class_cond", "use_scale_shift_norm", "resblock_upd
               "use_new_attention_order")
 
 
-def add_loader_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that describe a third-party checkpoint (all default to None = infer / default)."""
+def add_loader_arguments(parser) -> None:
+    """Flags that describe a third-party checkpoint (all default to None = infer / default).
+
+    ``parser``: an ArgumentParser (a group is made) or an argument group to add them to.
+    """
     g = parser.add_argument_group(
         "third-party checkpoints", "diffusers folders, guided-diffusion .pt files, or any network "
-        "via --model-spec; guided-diffusion flag spellings (--num_channels ...) work too")
+        "via --model-spec; guided-diffusion flag spellings (--num_channels ...) work too") \
+        if isinstance(parser, argparse.ArgumentParser) else parser  # or a group given by the caller
     _flag(g, "model_spec", metavar="FILE.py:FACTORY",
           help="user network: a factory returning an nn.Module called as net(x, time_in)")
     _flag(g, "weights", metavar="PATH", help="state dict for --model-spec (.safetensors/.pt/...)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -68,8 +69,8 @@ def _read_safetensors(path: Path, map_location) -> dict:
 
 
 def _refusal(path: Path, err: Exception) -> ValueError:
-    detail = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln]
-    why = f" ({detail[0]})" if detail else ""
+    detail = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(err))
+    why = f" (it asks for {detail.group(0)})" if detail else ""
     return ValueError(
         f"refusing to load {path}: it is a pickle that needs Python objects other than tensors"
         f"{why}; unpickling those can run arbitrary code, so biaskit only reads pickles with "
@@ -78,13 +79,17 @@ def _refusal(path: Path, err: Exception) -> ValueError:
 
 def _read_pickle(path: Path, map_location) -> object:
     try:
-        return torch.load(path, weights_only=True, map_location=map_location)
+        with warnings.catch_warnings():  # torch's note on raw pickles; the refusal below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, weights_only=True, map_location=map_location)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise _refusal(path, e) from None
         raise ValueError(f"{path} could not be unpickled (truncated or corrupt?): {e}") from None
-    except (EOFError, RuntimeError) as e:
-        # torch reports truncation as RuntimeError (zip) or EOFError (legacy / empty file)
+    except PermissionError:
+        raise
+    except (EOFError, RuntimeError, OSError) as e:
+        # torch reports truncation as RuntimeError or OSError (zip) or EOFError (legacy / empty)
         msg = str(e).splitlines()[0] if str(e) else "unexpected end of file"
         raise ValueError(f"{path} is truncated or corrupt: {msg}") from None
 

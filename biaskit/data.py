@@ -131,13 +131,13 @@ def gaussian(seed=0, n_train=None, n_test=None, dim=2, shape=None, cov="random",
         return _sampled(GaussianMixture.isotropic(torch.ones(1), mean, std_max), seed, n_train, n_test, shape)
     std = torch.as_tensor(np.geomspace(std_max, std_min, D))
     if cov == "diag":
-        S = torch.diag(std**2)
+        U = torch.eye(D, dtype=torch.float64)
     elif cov == "random":
-        Q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
-        S = Q @ torch.diag(std**2) @ Q.T
+        U, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
     else:
         raise ValueError(f"unknown cov {cov!r}; valid: diag, random, isotropic")
-    return _sampled(GaussianMixture(torch.ones(1), mean, S[None]), seed, n_train, n_test, shape)
+    mixture = GaussianMixture.from_eigen(torch.ones(1), mean, U[None], std[None] ** 2)
+    return _sampled(mixture, seed, n_train, n_test, shape)
 
 
 def gmm(seed=0, n_train=None, n_test=None, dim=2, shape=None, K=8, std=0.1, mixture_seed=0) -> _Raw:

@@ -95,12 +95,21 @@ class GaussianMixture:
         g._factors["iso_var"] = torch.zeros(N, dtype=torch.float64)
         return g
 
+    @classmethod
+    def from_eigen(cls, weights, means, U, l) -> "GaussianMixture":
+        """Components given by their eigendecomposition S_k = U_k diag(l_k) U_k^T, U: (K, D, D)
+        orthogonal, l: (K, D) >= 0; no factorisation is needed later."""
+        U, l = torch.as_tensor(U, dtype=torch.float64), torch.as_tensor(l, dtype=torch.float64)
+        g = cls(weights, means, U @ (l[:, :, None] * U.transpose(1, 2)))
+        g._factors.update(U=U, l=l.clamp_min(0))
+        return g
+
     def affine(self, a: float, b: float) -> "GaussianMixture":
         """The law of a x + b for x from this mixture (a, b scalars)."""
-        iso = self.factors().get("iso_var")
-        if iso is not None:
-            return GaussianMixture.isotropic(self.weights, a * self.means + b, abs(a) * iso.sqrt())
-        return GaussianMixture(self.weights, a * self.means + b, a**2 * self.covs)
+        f = self.factors()
+        if "iso_var" in f:
+            return GaussianMixture.isotropic(self.weights, a * self.means + b, abs(a) * f["iso_var"].sqrt())
+        return GaussianMixture.from_eigen(self.weights, a * self.means + b, f["U"], a**2 * f["l"])
 
     def factors(self) -> dict:
         """Cached ``iso_var`` (K,) for isotropic mixtures, else ``U`` (K, D, D) and ``l`` (K, D)
@@ -134,7 +143,10 @@ class GaussianMixture:
         if "iso_var" in f:
             x = self.means[k] + f["iso_var"][k].sqrt()[:, None] * z
         else:
-            x = self.means[k] + torch.einsum("nde,ne->nd", f["U"][k], f["l"][k].sqrt() * z)
+            x = self.means[k].clone()
+            for j in k.unique().tolist():  # per component: no (n, D, D) gather
+                rows = k == j
+                x[rows] += (f["l"][j].sqrt() * z[rows]) @ f["U"][j].T
         return x.to(dtype)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +185,7 @@ def _log_marginal(x, alpha, sigma, means, log_w, f):
     gain = a[:, :, None] * l[None] / var * z
 
     def contract(p):
-        return p @ means + torch.einsum("bk,kde,bke->bd", p, U, gain)
+        return p @ means + torch.einsum("bke,kde->bd", p[:, :, None] * gain, U)
     return logp, contract
 
 
@@ -218,10 +230,13 @@ def _posterior_mean_rows(x_t, alpha, sigma, means, log_w, f):
     B = x_t.shape[0]
     x = x_t.reshape(B, -1).to(torch.float64)
     alpha, sigma = _as_rows(alpha, B, x), _as_rows(sigma, B, x)
-    out = x / alpha[:, None]
     noisy = sigma > 0
-    if noisy.any():
-        out[noisy] = _posterior_mean(x[noisy], alpha[noisy], sigma[noisy], means, log_w, f)
+    if noisy.all():
+        out = _posterior_mean(x, alpha, sigma, means, log_w, f)
+    else:
+        out = x / alpha[:, None]
+        if noisy.any():
+            out[noisy] = _posterior_mean(x[noisy], alpha[noisy], sigma[noisy], means, log_w, f)
     return out.to(x_t.dtype).reshape(x_t.shape)
 
 

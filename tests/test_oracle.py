@@ -143,7 +143,7 @@ def test_irreducible_error_closed_form_and_monte_carlo():
     twice = GaussianMixture(torch.ones(2), torch.tensor(np.stack([m, m])), torch.tensor(np.stack([S, S])))
     steps = [20, 250, 900]
     closed = irreducible_error(one, SCHED, steps)
-    mc = irreducible_error(twice, SCHED, steps, n=20_000, seed=1, progress=False)
+    mc = irreducible_error(twice, SCHED, steps, n=8192, seed=1, batch_size=4096, progress=False)
     assert list(closed.columns[:7]) == ["t", "snr", "logsnr", "oracle_mse", "oracle_mse_lo",
                                         "oracle_mse_hi", "method"]
     assert set(closed.method) == {"closed_form"} and set(mc.method) == {"monte_carlo"}

@@ -202,7 +202,8 @@ def _posterior_mean(x, alpha, sigma, means, log_w, f, chunk_elems: int = 2**22):
         fk = {key: v[k0:k0 + step] for key, v in f.items()}
         logp, contract = _log_marginal(x, alpha, sigma, means[k0:k0 + step], log_w[k0:k0 + step], fk)
         # floored so that a chunk of zero-weight components (log w = -inf) gives no nan
-        new_max = torch.maximum(run_max, logp.max(1, keepdim=True).values).clamp_min(torch.finfo(x.dtype).min)
+        new_max = torch.maximum(run_max, logp.max(1, keepdim=True).values)
+        new_max = new_max.clamp_min(torch.finfo(x.dtype).min)
         scale = torch.exp(run_max - new_max)
         p = torch.exp(logp - new_max)
         num = num * scale + contract(p)
@@ -229,6 +230,8 @@ def posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, alpha, sigma) ->
 def _posterior_mean_rows(x_t, alpha, sigma, means, log_w, f):
     B = x_t.shape[0]
     x = x_t.reshape(B, -1).to(torch.float64)
+    means, log_w = means.to(torch.float64), log_w.to(torch.float64)
+    f = {k: v.to(torch.float64) for k, v in f.items()}
     alpha, sigma = _as_rows(alpha, B, x), _as_rows(sigma, B, x)
     noisy = sigma > 0
     if noisy.all():
@@ -244,7 +247,7 @@ class OracleNet(nn.Module):
     """net(x_t, time_in) = E[x0 | x_t] with time_in the (B, 2) tensor [alpha, sigma].
 
     x_t may be (B, D) or (B, *shape); the output has x_t's shape. The mixture's factors are
-    buffers, so ``.to(device)`` moves them.
+    non-persistent buffers: ``.to(device)`` moves them, checkpoints do not store them.
     """
 
     def __init__(self, mixture: GaussianMixture, shape=None):
@@ -253,11 +256,11 @@ class OracleNet(nn.Module):
         if math.prod(self.shape) != mixture.dim:
             raise ValueError(f"shape {self.shape} has {math.prod(self.shape)} entries but the "
                              f"mixture has dimension {mixture.dim}")
-        self.register_buffer("means", mixture.means.clone())
-        self.register_buffer("log_w", mixture.weights.log())
+        self.register_buffer("means", mixture.means.clone(), persistent=False)
+        self.register_buffer("log_w", mixture.weights.log(), persistent=False)
         self._keys = sorted(mixture.factors())
         for key in self._keys:
-            self.register_buffer(f"f_{key}", mixture.factors()[key].clone())
+            self.register_buffer(f"f_{key}", mixture.factors()[key].clone(), persistent=False)
 
     def forward(self, x_t: torch.Tensor, time_in: torch.Tensor) -> torch.Tensor:
         if x_t[0].numel() != self.means.shape[1]:

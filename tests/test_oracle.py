@@ -115,6 +115,10 @@ def test_dtype_shape_and_device_follow_the_input():
     assert torch.isfinite(pred.eps_hat).all()
     with pytest.raises(ValueError, match="per-sample shape"):
         den(torch.randn(2, 1, 3, 3), torch.tensor(10))
+    half = oracle_denoiser(mix, SCHED, (1, 4, 4)).to(torch.float32)   # buffers cast by the caller
+    x_t = torch.randn(2, 1, 4, 4)
+    assert torch.allclose(half(x_t, torch.tensor(300)).x0_hat, den(x_t, torch.tensor(300)).x0_hat, atol=1e-5)
+    assert den.state_dict() == {}
 
 
 def test_sample_and_log_prob_against_scipy():

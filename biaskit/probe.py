@@ -36,7 +36,9 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
+import sys
 import time
+import types
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -598,3 +600,14 @@ def compare(denoisers, data, *, reference: str | None = None, timesteps=None,
     out = pd.concat(frames, ignore_index=True)
     out.attrs["metadata"] = {**meta, "reference": reference}
     return out
+
+
+class _CallableModule(types.ModuleType):
+    """``biaskit.probe(denoiser, data, ...)`` calls :func:`probe` even once this module has been
+    imported (importing a submodule makes ``biaskit.probe`` the module, shadowing the lazy export)."""
+
+    def __call__(self, *args, **kwargs):
+        return probe(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

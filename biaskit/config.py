@@ -35,8 +35,8 @@ class ScheduleConfig:
 class DataConfig:
     """A built-in dataset name (``gaussian``, ``gmm``, ``digits``, ``patches`` ...) or an image folder."""
     name: str = "gaussian"
-    n_train: int = 10000
-    n_test: int = 1000
+    n_train: int | None = None    # None: the dataset's default size
+    n_test: int | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -114,8 +114,13 @@ class TrainConfig:
                 raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if not 0 <= self.ema.decay < 1:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
-        from . import parameterization
-        parameterization.canonical(self.loss.target)
+        from . import parameterization, weighting
+        for key, check in (("loss.target", lambda: parameterization.canonical(self.loss.target)),
+                           ("loss.weighting", lambda: weighting.get_weighting(self.loss.weighting))):
+            try:
+                check()
+            except ValueError as e:
+                raise ValueError(f"{key}: {e}") from None
 
 
 def to_dict(config) -> dict:

@@ -106,7 +106,7 @@ class UNet(nn.Module):
                                  _zero(nn.Conv2d(ch, out_channels or in_channels, 3, padding=1)))
 
     @staticmethod
-    def _apply(layers, h, emb, size=None):
+    def _run_layers(layers, h, emb, size=None):
         for layer in layers:
             if isinstance(layer, (ResBlock, Attention)):
                 h = layer(h, emb)
@@ -121,12 +121,12 @@ class UNet(nn.Module):
         h = self.inp(x)
         hs = [h]
         for layers in self.down:
-            h = self._apply(layers, h, emb)
+            h = self._run_layers(layers, h, emb)
             hs.append(h)
-        h = self._apply(self.mid, h, emb)
+        h = self._run_layers(self.mid, h, emb)
         sizes = [s.shape[-2:] for s in hs]
         for layers in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
             sizes.pop()
-            h = self._apply(layers, h, emb, size=sizes[-1] if sizes else None)
+            h = self._run_layers(layers, h, emb, size=sizes[-1] if sizes else None)
         return self.out(h)

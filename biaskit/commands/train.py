@@ -1,0 +1,50 @@
+"""biaskit train: train a denoiser from a preset or a YAML/JSON config, with --set overrides."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", default=None, help="YAML or JSON config file")
+    src.add_argument("--preset", default=None, help="a preset, e.g. digits-debias (see --list)")
+    p.add_argument("--profile", default="quick", choices=["quick", "full"],
+                   help="preset size: quick (2 CPU cores, minutes) or full (GPU) (default quick)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=1e-4 --set loss.weighting=min_snr:5")
+    p.add_argument("--out", default=None, help="run directory (default: config's out)")
+    p.add_argument("--steps", type=int, default=None, help="total number of optimizer steps")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..config import TrainConfig, apply_overrides, get_preset, load_config, preset_names, to_dict
+    if args.list:
+        print("\n".join(preset_names()))
+        return 0
+    if args.preset:
+        config = get_preset(args.preset, args.profile)
+    elif args.config:
+        config = load_config(args.config)
+    else:
+        config = TrainConfig()
+    extra = list(args.overrides)
+    for key, value in (("out", args.out), ("steps", args.steps), ("device", args.device)):
+        if value is not None:
+            extra.append(f"{key}={value}")
+    config = apply_overrides(config, extra)
+    if args.print_config:
+        import yaml
+        yaml.safe_dump(to_dict(config), sys.stdout, sort_keys=False)
+        return 0
+    from ..train import run_training
+    trainer = run_training(config, resume=args.resume, progress=not args.no_progress)
+    if trainer.rank == 0:
+        print(f"trained {trainer.step} steps; run directory {trainer.run_dir} "
+              f"(biaskit probe {trainer.run_dir})", file=sys.stderr)
+    return 0

@@ -137,8 +137,8 @@ def test_training_approaches_wiener_estimator(tmp_path, target):
         irreducible.append(float((out_star - P.target(target, x0, eps, a, s)).square().mean()))
     ratio = sum(excess) / sum(irreducible)
     print(f"{target}: excess / irreducible = {ratio:.4f}")
-    # the oracle's own error is the floor; 400 steps of a small MLP get within 10% of it
-    assert ratio < 0.10, (target, excess, irreducible)
+    # the oracle's own error is the floor; 400 steps of a small MLP get within 5% of it (observed 0.3-1.2%)
+    assert ratio < 0.05, (target, excess, irreducible)
 
 
 # --- resume equivalence -------------------------------------------------------------------------

@@ -1,0 +1,381 @@
+"""Third-party checkpoints: diffusers folders, ADM state dicts and plugins load, their configs are
+read back, and closed-form probe results hold (a model that outputs 0 has a known x0-MSE)."""
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import biaskit
+from biaskit import safeload
+from biaskit.models.adm import ADMUNet, NOT_IN_STATE_DICT, infer_adm_config
+from biaskit.report import cell_widths, high_noise_share, write_report
+from biaskit.thirdparty import add_loader_arguments, detect_format, loader_kwargs_from_args
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / ".." / "shared" / "checkpoints" / "mnist-ddpm-cnn" / "ddpm_mnist_starter.pth"
+MNIST_SPEC = f"{ROOT / 'examples' / 'mnist_ddpm_cnn.py'}:factory"
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one thread avoids OpenMP oversubscription when the 2 cores are shared
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def _signs(n, shape, seed=0):
+    """x0 = +-0.5 in every element: E[x0^2] = 0.25 exactly."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 2, (n, *shape), generator=g).float() - 0.5)
+
+
+def _within(df, stat, truth, rel=0.06):
+    """The probe's estimate is within rel of the truth and its 95% interval is not far off."""
+    est = df[stat].to_numpy()
+    assert np.allclose(est, truth, rtol=rel), (stat, est, truth)
+    width = df[f"{stat}_hi"].to_numpy() - df[f"{stat}_lo"].to_numpy()
+    assert np.all(np.abs(est - truth) <= 2 * width), (stat, est, truth, width)
+
+
+# ---------------------------------------------------------------------------------------------
+# ADM
+
+ADM_CONFIGS = [
+    dict(in_channels=3, model_channels=32, num_res_blocks=1, attention_resolutions=[2],
+         channel_mult=[1, 2], learn_sigma=True, num_heads=1),
+    dict(in_channels=1, model_channels=32, num_res_blocks=2, attention_resolutions=[1, 4],
+         channel_mult=[1, 1, 2], num_classes=10, use_scale_shift_norm=True, resblock_updown=True,
+         num_head_channels=16),
+    dict(in_channels=3, model_channels=64, num_res_blocks=1, attention_resolutions=[],
+         channel_mult=[0.5, 1], conv_resample=False, num_heads=4),
+]
+IDENTIFIABLE = ("in_channels", "model_channels", "num_res_blocks", "attention_resolutions",
+                "channel_mult", "learn_sigma", "num_classes", "use_scale_shift_norm",
+                "resblock_updown", "conv_resample", "out_channels")
+
+
+def _known(cfg):
+    """What each test config means for every identifiable argument (written out by hand)."""
+    return {"learn_sigma": False, "num_classes": None, "use_scale_shift_norm": False,
+            "resblock_updown": False, "conv_resample": True, **cfg,
+            "out_channels": cfg["in_channels"] * (2 if cfg.get("learn_sigma") else 1)}
+
+
+def test_adm_keys_and_shapes_follow_the_guided_diffusion_layout():
+    # hand-derived from the published layout for num_channels 32, channel_mult 1,2, one res block,
+    # attention at ds 2 (the second level), learn_sigma on RGB
+    sd = ADMUNet(**ADM_CONFIGS[0]).state_dict()
+    expected = {
+        "time_embed.0.weight": (128, 32), "time_embed.2.weight": (128, 128),
+        "input_blocks.0.0.weight": (32, 3, 3, 3),
+        "input_blocks.1.0.in_layers.0.weight": (32,), "input_blocks.1.0.in_layers.2.weight": (32, 32, 3, 3),
+        "input_blocks.1.0.emb_layers.1.weight": (32, 128), "input_blocks.1.0.out_layers.3.weight": (32, 32, 3, 3),
+        "input_blocks.2.0.op.weight": (32, 32, 3, 3),
+        "input_blocks.3.0.skip_connection.weight": (64, 32, 1, 1),
+        "input_blocks.3.1.norm.weight": (64,), "input_blocks.3.1.qkv.weight": (192, 64, 1),
+        "input_blocks.3.1.proj_out.weight": (64, 64, 1),
+        "middle_block.0.in_layers.2.weight": (64, 64, 3, 3), "middle_block.1.qkv.weight": (192, 64, 1),
+        "middle_block.2.out_layers.3.weight": (64, 64, 3, 3),
+        "output_blocks.0.0.in_layers.2.weight": (64, 128, 3, 3), "output_blocks.0.1.qkv.weight": (192, 64, 1),
+        "output_blocks.1.0.skip_connection.weight": (64, 96, 1, 1), "output_blocks.1.2.conv.weight": (64, 64, 3, 3),
+        "output_blocks.2.0.in_layers.2.weight": (32, 96, 3, 3), "output_blocks.3.0.in_layers.2.weight": (32, 64, 3, 3),
+        "out.0.weight": (32,), "out.2.weight": (6, 32, 3, 3),
+    }
+    for key, shape in expected.items():
+        assert tuple(sd[key].shape) == shape, key
+    assert max(int(k.split(".")[1]) for k in sd if k.startswith("output_blocks")) == 3
+    assert not any(k.startswith("label_emb") for k in sd)
+    sd2 = ADMUNet(**ADM_CONFIGS[1]).state_dict()
+    assert sd2["label_emb.weight"].shape == (10, 128)
+    assert sd2["input_blocks.1.0.emb_layers.1.weight"].shape == (64, 128)  # scale and shift: 2 x 32
+    assert "input_blocks.3.0.in_layers.0.weight" in sd2 and "input_blocks.3.0.op.weight" not in sd2
+
+
+@pytest.mark.parametrize("i", range(len(ADM_CONFIGS)))
+def test_adm_config_is_inferred_and_loads_strictly(tmp_path, i):
+    cfg = ADM_CONFIGS[i]
+    torch.manual_seed(i)
+    net = ADMUNet(**cfg).eval()
+    path = tmp_path / "ema_0.9999_000000.pt"
+    torch.save(net.state_dict(), path)
+    inferred = infer_adm_config(safeload.read_state_dict(path))
+    known = _known(cfg)
+    assert {k: inferred[k] for k in IDENTIFIABLE} == {k: known[k] for k in IDENTIFIABLE}
+    assert set(inferred) == set(net.config)
+
+    heads = {k: cfg[k] for k in ("num_heads", "num_head_channels") if k in cfg}
+    label = {"class_label": 3} if cfg.get("num_classes") else {}
+    d = biaskit.load(path, noise_schedule="linear", diffusion_steps=1000, **heads, **label)
+    assert d.info["format"] == "adm" and d.info["sha256"] == safeload.file_sha256(path)
+    assert d.parameterization == "eps" and d.time_input == "index"
+    C = cfg["in_channels"]
+    x = torch.randn(2, C, 8, 8)
+    t = torch.tensor([10, 900])
+    with torch.no_grad():
+        y = torch.full((2,), 3) if label else None
+        raw = net(x, t, y)
+        pred = d(x, t)
+    assert torch.allclose(pred.out, raw[:, :C], atol=1e-5)
+    if cfg.get("learn_sigma"):
+        assert pred.var_out.shape == (2, C, 8, 8)
+        assert torch.allclose(pred.var_out, raw[:, C:], atol=1e-5)
+    else:
+        assert pred.var_out is None
+
+
+def test_adm_needs_a_label_for_class_conditional_and_warns_about_heads(tmp_path):
+    path = tmp_path / "cc.pt"
+    torch.save(ADMUNet(**ADM_CONFIGS[1]).state_dict(), path)
+    with pytest.raises(ValueError, match="class-conditional.*--class-label"):
+        biaskit.load(path, num_head_channels=16)
+    with pytest.warns(UserWarning, match="heads is not stored"):
+        biaskit.load(path, class_label=0)
+    # contradicting the weights is caught by name
+    with pytest.raises(ValueError, match="label_emb.weight"):
+        biaskit.load(path, class_cond=False, num_head_channels=16)
+
+
+def test_adm_flags_in_guided_diffusion_units(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(ADMUNet(**ADM_CONFIGS[0]).state_dict(), path)
+    # --attention_resolutions lists image resolutions: 16 at image size 32 is ds 2
+    d = biaskit.load(path, image_size=32, attention_resolutions="16", num_heads=2, predict_xstart=True)
+    assert d.info["config"]["attention_resolutions"] == [2] and d.parameterization == "x0"
+    with pytest.raises(ValueError, match="image-size"):
+        biaskit.load(path, attention_resolutions="16", num_heads=2)
+    with pytest.raises(ValueError, match=r"input_blocks\.3\.1\.qkv"):  # attention at ds 1 instead
+        biaskit.load(path, image_size=32, attention_resolutions="32", num_heads=2)
+
+
+def test_zero_output_adm_has_x0_mse_one_over_snr(tmp_path):
+    # eps_hat = 0 gives x0_hat = x_t / alpha, so x0_hat - x0 = eps / sqrt(snr): x0_mse = 1/snr
+    net = ADMUNet(**ADM_CONFIGS[0])
+    nn.init.zeros_(net.out[2].weight)
+    nn.init.zeros_(net.out[2].bias)
+    path = tmp_path / "zero.pt"
+    torch.save(net.state_dict(), path)
+    d = biaskit.load(path, num_heads=1, noise_schedule="cosine", diffusion_steps=100)
+    x0 = _signs(64, (3, 8, 8))
+    df = biaskit.probe(d, x0, timesteps=[5, 30, 60, 95], n=64, progress=False, batch_size=128)
+    _within(df, "x0_mse", 1 / df["snr"].to_numpy())
+    _within(df, "eps_mse", np.ones(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# diffusers
+
+def _tiny_unet(seed=0):
+    from diffusers import UNet2DModel
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D")).eval()
+
+
+def _perturb(unet, zero_out: bool):
+    with torch.no_grad():
+        for p in unet.parameters():  # diffusers zero-initialises some layers; make them count
+            p.add_(0.05 * torch.randn_like(p))
+        if zero_out:
+            unet.conv_out.weight.zero_()
+            unet.conv_out.bias.zero_()
+    return unet
+
+
+SCHEDULERS = [
+    dict(prediction_type="epsilon", beta_schedule="linear"),
+    dict(prediction_type="sample", beta_schedule="squaredcos_cap_v2", num_train_timesteps=200),
+    dict(prediction_type="v_prediction", beta_schedule="scaled_linear", beta_start=0.00085,
+         beta_end=0.012, rescale_betas_zero_snr=True),
+]
+
+
+def _pipeline(tmp_path, sched_kw, zero_out, safe=True):
+    from diffusers import DDPMPipeline, DDPMScheduler
+    unet = _perturb(_tiny_unet(), zero_out)
+    scheduler = DDPMScheduler(**sched_kw)
+    folder = tmp_path / "pipe"
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=safe)
+    return folder, unet, scheduler
+
+
+@pytest.mark.parametrize("sched_kw", SCHEDULERS, ids=lambda s: s["prediction_type"])
+def test_diffusers_pipeline_matches_diffusers(tmp_path, sched_kw):
+    folder, unet, scheduler = _pipeline(tmp_path, sched_kw, zero_out=False)
+    assert detect_format(folder) == "diffusers"
+    d = biaskit.load(folder)
+    kind = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}[sched_kw["prediction_type"]]
+    assert d.parameterization == kind and d.info["format"] == "diffusers"
+    # the schedule is diffusers' own alphas_cumprod
+    assert torch.allclose(d.schedule.abar, scheduler.alphas_cumprod.double(), atol=1e-6)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([3, d.schedule.T - 1])
+    with torch.no_grad():
+        assert torch.allclose(d(x, t).out, unet(x, t).sample, atol=1e-5)
+    assert d.info["config"]["block_out_channels"] == [8, 16]
+    assert set(d.info["sha256"]) == {"unet/diffusion_pytorch_model.safetensors"}
+
+
+@pytest.mark.parametrize("sched_kw", SCHEDULERS, ids=lambda s: s["prediction_type"])
+def test_zero_output_diffusers_closed_forms(tmp_path, sched_kw):
+    folder, _, _ = _pipeline(tmp_path, sched_kw, zero_out=True, safe=sched_kw["prediction_type"] != "sample")
+    d = biaskit.load(folder)
+    T = d.schedule.T
+    ts = [2, T // 4, T // 2, T - 1] if sched_kw["prediction_type"] != "epsilon" else [2, T // 4, T // 2, T - 2]
+    df = biaskit.probe(d, _signs(64, (3, 8, 8)), timesteps=ts, n=64, progress=False, batch_size=128)
+    abar = d.schedule.abar[ts].numpy()
+    if sched_kw["prediction_type"] == "epsilon":     # x0_hat = x_t / alpha
+        truth = (1 - abar) / abar
+    elif sched_kw["prediction_type"] == "sample":    # x0_hat = 0
+        truth = np.full(len(ts), 0.25)
+    else:                                            # x0_hat = alpha x_t
+        truth = (1 - abar) ** 2 * 0.25 + abar * (1 - abar)
+    _within(df, "x0_mse", truth)
+
+
+def test_bare_unet_folder_with_and_without_scheduler_config(tmp_path):
+    from diffusers import DDIMScheduler
+    unet = _perturb(_tiny_unet(), zero_out=False)
+    unet.save_pretrained(tmp_path / "unet")
+    DDIMScheduler(prediction_type="v_prediction", num_train_timesteps=500).save_pretrained(tmp_path / "sched")
+    assert detect_format(tmp_path / "unet") == "diffusers-unet"
+    d = biaskit.load(tmp_path / "unet", scheduler_config=tmp_path / "sched")
+    assert d.parameterization == "v" and d.schedule.T == 500
+    with pytest.warns(UserWarning, match="no scheduler config"):
+        d = biaskit.load(tmp_path / "unet")
+    assert d.parameterization == "eps" and d.schedule.T == 1000
+    assert np.isclose(float(d.schedule.betas[-1]), 0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# detection and errors
+
+def test_unknown_checkpoints_get_a_clear_error(tmp_path):
+    f = tmp_path / "mystery.pt"
+    torch.save({"encoder.weight": torch.zeros(2), "decoder.weight": torch.zeros(2)}, f)
+    with pytest.raises(ValueError, match=r"mystery\.pt.*encoder.*--model-spec"):
+        biaskit.load(f)
+    nested = tmp_path / "wrapped.pt"
+    torch.save({f"model.{k}": v for k, v in ADMUNet(**ADM_CONFIGS[2]).state_dict().items()}, nested)
+    with pytest.raises(ValueError, match=r"--state-dict-prefix model\."):
+        biaskit.load(nested)
+    assert biaskit.load(nested, state_dict_prefix="model.", num_heads=4).info["format"] == "adm"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="model_index.json"):
+        biaskit.load(tmp_path / "empty")
+    with pytest.raises(ValueError, match="do not apply to a plugin model"):
+        biaskit.load(f, model_spec=MNIST_SPEC, num_channels=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# plugins
+
+PLUGIN = '''
+import torch
+from torch import nn
+
+class Recorder(nn.Module):
+    """Outputs a constant eps_hat = c and remembers the time input it got."""
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Parameter(torch.zeros(1))
+    def forward(self, x, t):
+        self.seen = t.detach().clone()
+        return torch.zeros_like(x) + self.c
+
+def make():
+    return Recorder()
+'''
+
+
+def test_plugin_schedule_from_checkpoint_and_scaled_time(tmp_path):
+    (tmp_path / "plug.py").write_text(PLUGIN)
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1001), 0)
+    f = tmp_path / "weights.pth"
+    torch.save({"alpha_t": abar, "gt.c": torch.tensor([0.1])}, f)
+    d = biaskit.load(f, model_spec=f"{tmp_path / 'plug.py'}:make", state_dict_prefix="gt.",
+                     abar_key="alpha_t", time_input="scaled", time_scale=1e-3,
+                     data_range="-0.5,0.5", trained_timesteps="1:999")
+    assert d.schedule.T == 999 and d.data_range == (-0.5, 0.5)
+    assert torch.allclose(d.schedule.abar, abar[1:1000].double())
+    x = torch.zeros(3, 1, 4, 4)
+    pred = d(x, torch.tensor([0, 499, 998]))
+    assert torch.allclose(d.net.seen, torch.tensor([0.001, 0.5, 0.999]))
+    assert torch.allclose(pred.eps_hat, torch.full_like(x, 0.1))
+    # the same through a spec naming the plugin and --weights
+    d2 = biaskit.load(f"{tmp_path / 'plug.py'}:make", weights=f, state_dict_prefix="gt.", abar_key="alpha_t")
+    assert d2.schedule.T == 1001 and d2.info["sha256"] == safeload.file_sha256(f)
+    with pytest.raises(ValueError, match="abar key 'abar'.*alpha_t"):
+        biaskit.load(f, model_spec=f"{tmp_path / 'plug.py'}:make", state_dict_prefix="gt.", abar_key="abar")
+    with pytest.raises(ValueError, match="has no 'nope'.*make"):
+        biaskit.load(f, model_spec=f"{tmp_path / 'plug.py'}:nope")
+
+
+def test_cli_flags_round_trip_into_loader_kwargs():
+    from biaskit.cli import build_parser
+    argv = ["probe", "m.pt", "--data", "mnist", "--out", "o", "--data-range=-0.5,0.5",
+            "--num_head_channels", "64", "--learn-sigma", "--predict_xstart", "false",
+            "--noise-schedule", "cosine", "--trained-timesteps", "1:999", "--model-spec", "x.py:f"]
+    args = build_parser().parse_args(argv)
+    assert loader_kwargs_from_args(args) == {
+        "data_range": "-0.5,0.5", "num_head_channels": 64, "learn_sigma": True,
+        "predict_xstart": False, "noise_schedule": "cosine", "trained_timesteps": "1:999",
+        "model_spec": "x.py:f"}
+    p = argparse.ArgumentParser()
+    add_loader_arguments(p)
+    assert loader_kwargs_from_args(p.parse_args([])) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def test_high_noise_share_and_report(tmp_path):
+    # cells of the grid {0, 5} on 0..9 are {0,1,2} and {3..9}
+    assert np.allclose(cell_widths([0, 5], 10), [3, 7])
+    assert high_noise_share(np.arange(10), np.ones(10), 10) == 0.5
+    assert high_noise_share(np.arange(10), np.r_[np.zeros(5), np.ones(5)], 10) == 1.0
+    ts = np.arange(0, 100, 10)
+    snr = np.exp(-np.linspace(-5, 5, 10))
+    import pandas as pd
+    df = pd.DataFrame({"model": "m", "t": ts, "timestep": ts, "snr": snr, "logsnr": np.log(snr),
+                       "x0_mse": 1 / snr, "eps_mse": np.ones(10),
+                       "x0_bias_c0": np.zeros(10), "x0_bias_c1": np.r_[np.zeros(7), -0.3, 0, 0],
+                       "x0_bias_c2": np.full(10, 0.1), "clip_frac": np.zeros(10)})
+    (tmp_path / "curve.png").write_bytes(b"")
+    path = write_report(tmp_path, df, {"n": 4, "models": {"m": {"format": "adm"}},
+                                       "schedule": {"name": "s", "abar": [0.5] * 100}})
+    text = path.read_text()
+    assert "green, -0.3 at t = 70" in text
+    # T = 100: cells [-0.5, 5], ten wide ones, [85, 99.5]; the high-noise half is t >= 50
+    w = np.r_[5.5, np.full(8, 10.0), 14.5]
+    share = (w / snr)[5:].sum() / (w / snr).sum()
+    assert f"high-noise half t >= T/2: {100 * share:.1f}%" in text
+    assert "eps error (what L_simple weights): 54.5%" in text and "![curve](curve.png)" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# the real third-party MNIST checkpoint
+
+@pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
+def test_real_mnist_checkpoint_through_the_plugin_path():
+    from biaskit.data import load_dataset
+    d = biaskit.load(MNIST, model_spec=MNIST_SPEC, state_dict_prefix="gt.", abar_key="alpha_t",
+                     time_input="scaled", time_scale=1e-3, data_range=(-0.5, 0.5),
+                     trained_timesteps="1:999")
+    assert d.info["sha256"] == "ce47bd2d6d5ea30bd84bee894826267a445acf71f1090c5f624b08975b57fb88"
+    data = load_dataset("mnist", data_range=(-0.5, 0.5))
+    ts = [0, 49, 199, 499, 799, 998]  # timesteps 1, 50, 200, 500, 800, 999
+    df = biaskit.probe(d, data, timesteps=ts, n=96, progress=False, batch_size=192)
+    eps, x0, snr = df["eps_mse"].to_numpy(), df["x0_mse"].to_numpy(), df["snr"].to_numpy()
+    assert np.all(np.diff(eps) < 0) or np.all(np.diff(eps[:-1]) < 0)  # falls as t grows
+    assert eps[0] == eps.max() and eps[0] < 0.5                           # a trained net, not noise
+    assert np.all(np.diff(x0) > 0)                                        # rises with t
+    assert np.all(x0 < 0.5 / snr) and np.all(x0[2:] < 0.05 / snr[2:])     # far below eps_hat = 0

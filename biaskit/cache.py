@@ -157,6 +157,33 @@ class Cache:
             str(d / "tensors.safetensors")), label)
         return load_file(str(folder / "tensors.safetensors"))
 
+    def results(self, kind: str, config, compute: Callable[[], "pd.DataFrame"],  # noqa: F821
+                label: str | None = None) -> "pd.DataFrame":  # noqa: F821
+        """A probe / compare frame computed once per config, stored with
+        :func:`biaskit.results.save_results` (metadata kept in ``df.attrs["metadata"]``)."""
+        from .results import load_results, save_results
+        folder = self.get(kind, config, lambda d: save_results(compute(), d / "results"), label)
+        return load_results(folder / "results")[0]
+
+    def run(self, config, label: str = "run", progress: bool = False, data=None) -> Path:
+        """The run folder of :func:`biaskit.train.run_training` for ``config`` (a TrainConfig,
+        dict or YAML/JSON path), trained only on a miss. The key is the whole config except
+        ``out``; load the model with :func:`biaskit.checkpoint.load_run`. ``data`` overrides the
+        configured dataset and must then be keyed by the caller (it is not part of the key)."""
+        import copy
+        from .config import load_config, to_dict
+        cfg = load_config(config)
+        key = to_dict(cfg)
+        key.pop("out", None)
+
+        def build(folder: Path):
+            from .train import run_training
+            c = copy.deepcopy(cfg)
+            c.out = str(folder / label)
+            run_training(c, data=data, progress=progress)
+
+        return self.get("runs", key, build, label) / label
+
     def clear(self, kind: str | None = None):
         """Delete every entry (of one kind)."""
         target = self.root / kind if kind else self.root

@@ -174,13 +174,15 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
     log = folder / CACHE_LOG
     log.unlink(missing_ok=True)
     kernel = ensure_kernel()
-    os.environ["BIASKIT_CACHE_LOG"] = str(log)
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    env = {"BIASKIT_CACHE_LOG": str(log)}
+    if threads:  # torch reads these when the kernel imports it
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     inputs = {"notebook_sha256": sha256_file(path), "parameters_sha256": sha256_json(parameters),
               "biaskit_source_sha256": source_hash()}
     error = None
     start = time.perf_counter()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
     try:
         pm.execute_notebook(str(path), str(executed), parameters=parameters, kernel_name=kernel,
                             progress_bar=progress, cwd=str(Path(path).parent),
@@ -191,6 +193,12 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
     except Exception as e:  # kernel died, timeout, bad notebook: still a per-notebook failure
         error = {"cell_index": None, "exec_count": None, "ename": type(e).__name__,
                  "evalue": str(e), "source": None}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     duration = time.perf_counter() - start
     return NotebookResult(name, error is None, round(duration, 2), str(executed), parameters,
                           _figure_files(folder), _cache_summary(log), inputs, error)
@@ -203,10 +211,14 @@ def _run_one(args):
 
 def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None, jobs: int = 1,
             device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
-            progress: bool = False, echo=print) -> list[NotebookResult]:
+            threads: int | None = None, progress: bool = False, echo=print) -> list[NotebookResult]:
     """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes,
-    and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook."""
-    from .profiles import PROFILES, resolve_device
+    and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook.
+
+    ``threads``: CPU threads per kernel (OMP_NUM_THREADS); default: the profile's ``threads``,
+    else the CPU count divided by ``jobs``. Small models train faster on one thread, and
+    oversubscribed cores slow torch down many times over."""
+    from .profiles import PROFILES, resolve_device, runner_settings
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     if jobs < 1:
@@ -220,7 +232,7 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     _check_overrides(overrides or {}, chosen)
     params = {n: notebook_parameters(n, p, profile, out_dir, cache_dir, device, overrides)
               for n, p in chosen.items()}
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = threads or runner_settings(profile).get("threads") or max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()
@@ -238,7 +250,7 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
                 echo(results[-1].summary())
         results.sort(key=lambda r: r.name)
     write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
-                   jobs=jobs, wall_s=time.perf_counter() - start)
+                   jobs=jobs, threads=threads, wall_s=time.perf_counter() - start)
     return results
 
 

@@ -12,15 +12,31 @@ import copy
 
 WEIGHTINGS = ["constant", "debias", "min_snr", "p2"]
 
+
+def _overrides(ckpt_every: int, gmm=(), unet=(), patches=()) -> dict:
+    """Training-config overrides per dataset family; every notebook gets the same ones so that
+    they share cached runs. ``keep_checkpoints=0`` keeps every checkpoint (training curves)."""
+    common = [f"ckpt_every={ckpt_every}", "keep_checkpoints=0"]
+    return {"gmm": common + list(gmm), "digits": common + list(unet),
+            "patches": common + list(unet) + list(patches)}
+
+
+_TINY_UNET = ["model.config.channels=8", "model.config.channel_mult=[1]",
+              "model.config.mid_attention=false", "log_every=10", "ema.start=0"]
+
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
+        "runner": {"threads": 1},
         "common": {"seed": 0, "image_size": 8, "weightings": ["constant", "debias"],
                    "train_steps": 30, "batch_size": 32, "n_probe": 64, "num_timesteps": 8,
-                   "n_samples": 16, "progress": False},
-        "00_weighting_atlas": {"T": 100},
+                   "n_samples": 16, "progress": False,
+                   "train_overrides": _overrides(
+                       15, gmm=["model.config.hidden=32", "model.config.blocks=1", "log_every=10",
+                                "ema.start=0", "data.n_train=2000", "data.n_test=256"],
+                       unet=_TINY_UNET + ["data.n_train=512", "data.n_test=128"])},
+        "00_weighting_atlas": {"T": 100, "schedules": ["linear", "cosine", "linear_zsnr"]},
         "01_existence": {"datasets": ["gmm", "digits"]},
-        "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "ddpm"],
-                      "checkpoints": [15, 30], "fid": False},
+        "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "ddpm"], "fid": False},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     },
@@ -31,8 +47,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "00_weighting_atlas": {"T": 1000},
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches", "steps_list": [2, 3, 5, 10, 20, 50, 100],
-                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"],
-                      "checkpoints": [250, 500, 1000, 1500], "fid": True},
+                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"], "fid": True},
         "03_reasons": {"dataset": "patches", "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
@@ -45,8 +60,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches",
                       "steps_list": [2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000],
-                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"],
-                      "checkpoints": [10_000, 25_000, 50_000, 100_000], "fid": True},
+                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"], "fid": True},
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
@@ -60,6 +74,11 @@ def parameters(profile: str, notebook: str) -> dict:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     p = PROFILES[profile]
     return copy.deepcopy({**p["common"], **p.get(notebook, {})})
+
+
+def runner_settings(profile: str) -> dict:
+    """Settings of the runner itself (not notebook parameters), e.g. ``threads`` per kernel."""
+    return dict(PROFILES.get(profile, {}).get("runner", {}))
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -15,6 +15,8 @@ def add_arguments(p):
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="cache of trained models and probe results (default: .biaskit-cache "
                         "next to the output folder)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per notebook kernel (default: the profile's, else CPUs / jobs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a notebook parameter; VALUE is read as YAML (e.g. "
@@ -42,7 +44,8 @@ def run(args) -> int:
     from ..figures import NOTEBOOK_DIR, run_all
     results = run_all(args.only, profile=args.profile, out_dir=args.out, cache_dir=args.cache,
                       jobs=args.jobs, device=args.device, overrides=parse_overrides(args.overrides),
-                      notebook_dir=args.notebooks or NOTEBOOK_DIR, progress=args.progress,
+                      notebook_dir=args.notebooks or NOTEBOOK_DIR, threads=args.threads,
+                      progress=args.progress,
                       echo=lambda s: print(s, file=sys.stderr, flush=True))
     failed = [r for r in results if not r.ok]
     total = sum(r.duration_s for r in results)

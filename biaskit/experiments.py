@@ -1,0 +1,99 @@
+"""Recipes the notebooks share: train a preset family's models through the cache, load them,
+and probe them on common random numbers through the cache.
+
+A *family* is a dataset with one training preset per weighting (``digits-constant``,
+``digits-debias`` ... see :func:`biaskit.config.preset_names`); a notebook asks for a family, a
+list of weightings and a few sizes, and gets run folders back. Two notebooks asking for the same
+configs share the same cached runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cache import Cache
+
+
+def preset_config(family: str, weighting: str, *, preset_profile: str = "quick", overrides=(),
+                  **settings):
+    """The TrainConfig of preset ``family-weighting`` at ``preset_profile``, with ``settings``
+    (top-level keys: ``steps=``, ``batch_size=``, ``seed=``, ``device=``, ``ckpt_every=`` ...;
+    None values are skipped) and then ``overrides`` (``"data.options.size=8"`` ...) applied."""
+    from .config import apply_overrides, get_preset
+    cfg = get_preset(f"{family}-{weighting}", preset_profile)
+    items = [f"{k}={v}" for k, v in settings.items() if v is not None] + list(overrides or ())
+    return apply_overrides(cfg, items)
+
+
+def train_family(cache: Cache, family: str, weightings, *, progress: bool = False,
+                 **kwargs) -> dict[str, Path]:
+    """{weighting: run folder}, each trained on a cache miss only; ``kwargs`` as
+    :func:`preset_config`."""
+    return {w: cache.run(preset_config(family, w, **kwargs), label=f"{family}-{w}",
+                         progress=progress) for w in weightings}
+
+
+def load_family(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:
+    """{name: Denoiser} (EMA weights) of each run at its last or a given step, named by key."""
+    from .checkpoint import load_run
+    models = {}
+    for name, run in runs.items():
+        d = load_run(run, step=step, device=device)
+        d.name = name
+        models[name] = d
+    return models
+
+
+def run_dataset(run_dir):
+    """The :class:`biaskit.data.Dataset` a run was trained on (its test split is held out)."""
+    from .checkpoint import read_run_info
+    from .data import load_dataset
+    spec = dict(read_run_info(run_dir)["data"])
+    return load_dataset(spec.pop("name"), **spec)
+
+
+def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference: str | None = None,
+                   step: int | None = None, device=None, **probe_kwargs):
+    """:func:`biaskit.probe.compare` of the runs' models on the held-out data (default: the first
+    run's dataset), computed once per (runs, step, data, probe settings)."""
+    from .probe import compare
+    data = data if data is not None else run_dataset(next(iter(runs.values())))
+    key = {"runs": {k: Path(v).parent.name for k, v in runs.items()}, "step": step,
+           "data": getattr(data, "spec", None), "reference": reference, **probe_kwargs}
+    if key["data"] is None:
+        raise ValueError("compare_family caches by the data's spec: pass a biaskit Dataset")
+    return cache.results("compare", key, lambda: compare(
+        load_family(runs, step=step, device=device), data, reference=reference, device=device,
+        **probe_kwargs), label="-".join(runs))
+
+
+def high_t_summary(df_compare, T: int, stats=("x0_mse", "x0_bias_l2"), fraction: float = 0.5):
+    """Paired differences against the reference over the noisiest ``fraction`` of the T steps
+    (t >= (1 - fraction) T), from a :func:`biaskit.probe.compare` frame: one row per (model,
+    statistic) with the reference's mean, the mean difference, its interval and the relative
+    difference (difference / reference mean).
+
+    The interval of the mean over the grid's high-t rows averages the per-t 95% half-widths, which
+    bounds the half-width of a mean of correlated estimates from above (sd of a sum <= the sum of
+    the sds): conservative.
+    """
+    import pandas as pd
+    high = df_compare[df_compare["t"] >= (1 - fraction) * T]
+    diffs = high[high["kind"] == "difference"]
+    if diffs.empty:
+        raise ValueError("no difference rows at high t: compare() needs two or more models and a "
+                         "timestep grid reaching the noisy end")
+    reference = diffs["reference"].iloc[0]
+    ref = high[(high["kind"] == "model") & (high["model"] == reference)].set_index("t")
+    rows = []
+    for name, d in diffs.groupby("model", sort=False):
+        d = d.set_index("t")
+        for s in stats:
+            diff, half = d[s].mean(), ((d[f"{s}_hi"] - d[f"{s}_lo"]) / 2).mean()
+            base = ref.loc[d.index, s].mean()
+            rows.append({"model": name.split(" - ")[0], "reference": reference, "statistic": s,
+                         "t_from": int(d.index.min()), "n_t": len(d), "reference_mean": base,
+                         "difference": diff, "difference_lo": diff - half,
+                         "difference_hi": diff + half, "relative": diff / base,
+                         "relative_lo": (diff - half) / base, "relative_hi": (diff + half) / base})
+    return pd.DataFrame(rows)

@@ -1,0 +1,159 @@
+"""biaskit figures: the cache, and every notebook executed through papermill in the smoke profile
+by the same code path as the CLI (``biaskit.cli.main(["figures", ...])``)."""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from biaskit import cli
+from biaskit.cache import Cache, cache_key
+from biaskit.figures import notebooks, select
+from biaskit.profiles import PROFILES, parameters
+
+
+# --- the cache --------------------------------------------------------------------------------
+def test_cache_key_is_sha256_of_canonical_json():
+    config = {"b": [1, 2.5], "a": {"y": None, "x": "s"}}
+    text = '{"config":{"a":{"x":"s","y":null},"b":[1,2.5]},"kind":"runs","version":"9"}'
+    assert cache_key("runs", config, version="9") == hashlib.sha256(text.encode()).hexdigest()
+    # key order and tuple/list spelling do not matter; values, kind and version do
+    assert cache_key("runs", {"a": {"x": "s", "y": None}, "b": (1, 2.5)}, "9") == cache_key("runs", config, "9")
+    assert cache_key("runs", {**config, "b": [1, 2.6]}, "9") != cache_key("runs", config, "9")
+    assert cache_key("probe", config, "9") != cache_key("runs", config, "9")
+    assert cache_key("runs", config, "10") != cache_key("runs", config, "9")
+
+
+def test_cache_builds_once_and_logs_hits(tmp_path):
+    log = tmp_path / "log.jsonl"
+    cache = Cache(tmp_path / "c", log=log)
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "x.txt").write_text("42")
+
+    a = cache.get("things", {"n": 1}, build)
+    b = cache.get("things", {"n": 1}, build)
+    c = cache.get("things", {"n": 2}, build)
+    assert a == b != c and len(calls) == 2
+    assert (a / "x.txt").read_text() == "42"
+    assert (cache.hits, cache.misses) == (1, 2)
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["miss", "hit", "miss"]
+    # a fresh Cache object on the same folder (another process) sees the entries
+    assert Cache(tmp_path / "c").contains("things", {"n": 2})
+
+
+def test_cache_failed_build_leaves_no_entry(tmp_path):
+    cache = Cache(tmp_path)
+
+    def broken(folder):
+        (folder / "half.txt").write_text("partial")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        cache.get("things", {"n": 1}, broken)
+    assert not cache.contains("things", {"n": 1})
+    assert not any(p.name.endswith("half.txt") for p in tmp_path.rglob("*"))
+
+
+def test_cache_frames_round_trip(tmp_path):
+    import numpy as np
+    import pandas as pd
+    cache = Cache(tmp_path)
+    df = pd.DataFrame({"t": [0, 1], "x": [1 / 3, np.pi]})
+    out = cache.frame("tables", {"k": 1}, lambda: df)
+    again = cache.frame("tables", {"k": 1}, lambda: 1 / 0)  # a hit never calls compute
+    pd.testing.assert_frame_equal(out, df)
+    pd.testing.assert_frame_equal(again, df)
+
+
+# --- profiles ---------------------------------------------------------------------------------
+def test_profiles_cover_every_notebook():
+    names = set(notebooks())
+    assert {"00_weighting_atlas", "01_existence", "02_impact", "03_reasons",
+            "04_probe_checkpoint"} <= names
+    for profile in PROFILES:
+        for name in names:
+            assert PROFILES[profile].get(name) is not None, (profile, name)
+            assert parameters(profile, name)["seed"] == 0
+    assert PROFILES["full"]["common"]["image_size"] >= 32
+    assert PROFILES["full"]["common"]["n_samples"] >= 10_000
+    with pytest.raises(ValueError, match="valid profiles"):
+        parameters("huge", "00_weighting_atlas")
+    with pytest.raises(ValueError, match="available"):
+        select(["99_nothing"])
+
+
+# --- the notebooks, end to end ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("figures")
+    out, cache = root / "figures", root / "cache"
+    argv = ["figures", "--profile", "smoke", "--out", str(out), "--cache", str(cache), "--jobs", "2"]
+    start = time.perf_counter()
+    rc = cli.main(argv)
+    first = time.perf_counter() - start
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"rc": rc, "out": out, "cache": cache, "argv": argv, "seconds": first, "manifest": manifest}
+
+
+def test_every_notebook_runs_in_the_smoke_profile(smoke_run):
+    assert smoke_run["rc"] == 0
+    out, manifest = smoke_run["out"], smoke_run["manifest"]
+    assert set(manifest["notebooks"]) == set(notebooks())
+    for name, entry in manifest["notebooks"].items():
+        assert entry["ok"], (name, entry["error"])
+        assert (out / entry["executed"]).stat().st_size > 0
+        pngs = [f for f in entry["figures"] if f.endswith(".png")]
+        assert pngs, f"{name} saved no figure"
+        for f in entry["figures"]:
+            assert (out / f).stat().st_size > 1000, f
+        # every PNG has its PDF twin
+        assert {f[:-4] for f in pngs} <= {f[:-4] for f in entry["figures"] if f.endswith(".pdf")}
+        assert entry["parameters"]["profile"] == "smoke"
+        assert len(entry["inputs"]["notebook_sha256"]) == 64
+    assert manifest["versions"]["torch"]
+    # the notebooks that train did train, on a cold cache
+    assert sum(e["cache"]["misses"] for e in manifest["notebooks"].values()) > 0
+
+
+def test_second_run_hits_the_cache_and_skips_training(smoke_run):
+    trainers = ["01_existence", "02_impact", "03_reasons", "04_probe_checkpoint"]
+    argv = smoke_run["argv"][:-2] + ["--only", *trainers]
+    start = time.perf_counter()
+    assert cli.main(argv) == 0
+    second = time.perf_counter() - start
+    manifest = json.loads((smoke_run["out"] / "manifest.json").read_text())
+    for name in trainers:
+        cache = manifest["notebooks"][name]["cache"]
+        assert cache["misses"] == 0 and cache["hits"] > 0, (name, cache)
+        assert not [e for e in cache["events"] if e["kind"] == "runs" and e["event"] == "miss"]
+    first_train = sum(e["seconds"] for n in trainers
+                      for e in smoke_run["manifest"]["notebooks"][n]["cache"]["events"]
+                      if e["event"] == "miss")
+    assert first_train > 0
+    assert second < smoke_run["seconds"]
+
+
+def test_failing_parameter_set_reports_the_cell_and_exits_nonzero(smoke_run, capsys):
+    out = smoke_run["out"].parent / "failing"
+    rc = cli.main(["figures", "--profile", "smoke", "--only", "00", "--out", str(out),
+                   "--set", "schedules=[linear, no_such_schedule]"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "00_weighting_atlas: FAILED at cell" in err and "ValueError" in err
+    assert "no_such_schedule" in err
+    partly = out / "00_weighting_atlas" / "00_weighting_atlas.ipynb"
+    assert f"partly executed notebook: {partly}" in err and partly.is_file()
+    entry = json.loads((out / "manifest.json").read_text())["notebooks"]["00_weighting_atlas"]
+    assert entry["ok"] is False and entry["error"]["ename"] == "ValueError"
+
+
+def test_unknown_parameter_is_a_one_line_error(tmp_path, capsys):
+    rc = cli.main(["figures", "--profile", "smoke", "--only", "00", "--out", str(tmp_path),
+                   "--set", "no_such_parameter=3"])
+    assert rc == 2
+    assert "unknown notebook parameter(s) no_such_parameter" in capsys.readouterr().err

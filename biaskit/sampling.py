@@ -43,7 +43,8 @@ NATIVE_SAMPLERS = ("ddpm", "ddim")
 DIFFUSERS_SAMPLERS = {
     "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "dpm_solver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpm_solver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_order": 2}),
+    "dpm_solver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_order": 2,
+                                                   "final_sigmas_type": "sigma_min"}),
     "dpmpp_3m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}),
     "unipc": ("UniPCMultistepScheduler", {}),
     "deis": ("DEISMultistepScheduler", {}),
@@ -56,7 +57,9 @@ DIFFUSERS_SAMPLERS = {
 }
 VARIANCES = ("fixed_small", "fixed_large", "learned")
 SPACINGS = ("even", "linspace", "leading", "trailing")
-_PREDICTION_TYPE = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+# eps and v models are fed in their own parameterization; x0 and flow models as their eps_hat
+# (not every scheduler implements prediction_type="sample"; the scheduler's x0 is the same x0_hat)
+_PREDICTION_TYPE = {"eps": "epsilon", "v": "v_prediction"}
 _DIFFUSERS_VARIANCE = {"fixed_small": "fixed_small", "fixed_large": "fixed_large",
                        "learned": "learned_range"}
 

@@ -1,0 +1,202 @@
+"""Samplers against diffusers' own schedulers, a closed-form probability-flow solution, and the
+exact GMM oracle; trajectory statistics against hand-built trajectories."""
+
+import diffusers
+import pytest
+import torch
+from torch import nn
+
+from biaskit import Denoiser, get_schedule
+from biaskit import metrics as M
+from biaskit.data import load_dataset
+from biaskit.oracle import GaussianMixture, oracle_denoiser
+from biaskit.sampling import hybrid_sample, hybrid_sweep, kept_steps, sample
+from biaskit.trajectory import channel_stats, clip_fraction, trajectory_stats, x0_drift, x0_error
+
+SCHED = get_schedule("linear")
+
+
+class TinyNet(nn.Module):
+    """A fixed random network, eps- or v-like output, optionally with a 2C learned-variance half."""
+
+    def __init__(self, dim=3, out=3, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = nn.Linear(dim + 1, out)
+
+    def forward(self, x, t):
+        h = torch.cat([x, (t.float() / 1000)[:, None]], 1)
+        return torch.tanh(self.lin(h))
+
+
+def _close(a, b, rel=1e-5):
+    scale = 1 + max(a.abs().max(), b.abs().max())
+    assert (a - b).abs().max() <= rel * scale, float((a - b).abs().max() / scale)
+
+
+def _diffusers_loop(scheduler, den, x, steps, generator=None, var=False):
+    scheduler.set_timesteps(steps)
+    xs, x0s = [], []
+    for t in scheduler.timesteps:
+        p = den(x, t)
+        out = torch.cat([p.out, p.var_out], 1) if var else p.out
+        kw = {"generator": generator} if generator is not None else {}
+        res = scheduler.step(out, t, x, **kw)
+        xs.append(x)
+        x0s.append(res.pred_original_sample)
+        x = res.prev_sample
+    return x, torch.stack(xs), torch.stack(x0s)
+
+
+@pytest.mark.parametrize("param", ["eps", "v"])
+def test_ddim_equals_diffusers_ddim(param):
+    den = Denoiser(TinyNet(), SCHED, param)
+    noise = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
+    ours = sample(den, noise, sampler="ddim", steps=10, spacing="leading", return_trajectory=True,
+                  progress=False)
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, trained_betas=SCHED.betas.numpy(),
+                                  clip_sample=False, set_alpha_to_one=True,
+                                  prediction_type={"eps": "epsilon", "v": "v_prediction"}[param])
+    x, xs, x0s = _diffusers_loop(ref, den, noise, 10)
+    assert ours.timesteps == ref.timesteps.tolist()
+    _close(ours.x0, x)
+    _close(ours.trajectory.x_t, xs)
+    _close(ours.trajectory.x0_hat, x0s)
+
+
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large", "learned"])
+def test_ddpm_equals_diffusers_ddpm_with_same_noise(variance):
+    learned = variance == "learned"
+    den = Denoiser(TinyNet(out=6 if learned else 3), SCHED, "eps", channels=3)
+    ours = sample(den, (16, 3), sampler="ddpm", steps=20, spacing="leading", variance=variance,
+                  seed=7, progress=False)
+    g = torch.Generator().manual_seed(7)
+    noise = torch.randn(16, 3, generator=g)  # x_T first, then each step's draw, as ours
+    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, trained_betas=SCHED.betas.numpy(),
+                                  clip_sample=False, variance_type={"learned": "learned_range"}
+                                  .get(variance, variance))
+    x, _, _ = _diffusers_loop(ref, den, noise, 20, generator=g, var=learned)
+    _close(ours.x0, x)
+
+
+def test_diffusers_ddim_adapter_equals_native_ddim():
+    den = Denoiser(TinyNet(), SCHED, "eps")
+    a = sample(den, (8, 3), sampler="diffusers_ddim", steps=20, spacing="leading", progress=False)
+    b = sample(den, (8, 3), sampler="ddim", steps=20, spacing="leading", progress=False)
+    assert a.timesteps == b.timesteps
+    _close(a.x0, b.x0)
+
+
+def _gaussian_oracle(mu, s):
+    mix = GaussianMixture.isotropic([1.0], torch.tensor([mu]), s)
+    return oracle_denoiser(mix, SCHED, data_range=(-3, 3))
+
+
+# first-order samplers (ddim, euler) converge as 1/steps, the multistep ones faster
+@pytest.mark.parametrize("sampler,steps,tol", [("ddim", 100, 0.06), ("euler", 100, 0.06),
+                                               ("dpmpp_2m", 50, 0.015), ("unipc", 50, 0.02),
+                                               ("heun", 25, 0.04)])
+def test_probability_flow_of_a_gaussian(sampler, steps, tol):
+    # data N(mu, s^2 I): the probability-flow ODE keeps z = (x_t - alpha mu) / sqrt(alpha^2 s^2 + sigma^2)
+    # fixed, so from x at the first step (t = T-1) it ends at x0 = mu + s z
+    mu, s = [0.5, -0.3], 0.4
+    den = _gaussian_oracle(mu, s)
+    noise = torch.randn(128, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    a, sg = SCHED.alpha[-1].item(), SCHED.sigma[-1].item()
+    exact = torch.tensor(mu) + s * (noise - a * torch.tensor(mu)) / (a**2 * s**2 + sg**2) ** 0.5
+    x0 = sample(den, noise.float(), sampler=sampler, steps=steps, progress=False).x0
+    assert (x0.double() - exact).abs().max() < tol
+
+
+def test_callback_trajectory_and_respacing():
+    den = _gaussian_oracle([0.0, 0.0], 0.5)
+    seen = []
+    r = sample(den, (4, 2), sampler="ddim", steps=7, callback=seen.append, return_trajectory=True,
+               progress=False)
+    assert r.timesteps == kept_steps(1000, 7)[::-1] == [999, 832, 666, 500, 333, 166, 0]
+    assert [s.i for s in seen] == list(range(7)) and [s.t for s in seen] == r.timesteps
+    assert r.trajectory.x0_hat.shape == (7, 4, 2)
+    assert torch.equal(seen[-1].x_next, r.x0) and torch.equal(seen[3].x0_hat, r.trajectory.x0_hat[3])
+    with pytest.raises(ValueError, match="steps must be in"):
+        sample(den, (4, 2), steps=1001, progress=False)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample(den, (4, 2), sampler="nope", progress=False)
+
+
+def test_seeds_repeat_and_differ():
+    den = _gaussian_oracle([0.0, 0.0], 0.5)
+    a = sample(den, (8, 2), sampler="ddpm", steps=10, seed=1, progress=False).x0
+    b = sample(den, (8, 2), sampler="ddpm", steps=10, seed=1, progress=False).x0
+    c = sample(den, (8, 2), sampler="ddpm", steps=10, seed=2, progress=False).x0
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_clip_keeps_x0_hat_in_range_and_consistent_eps():
+    den = Denoiser(TinyNet(), SCHED, "eps")
+    seen = []
+    sample(den, (8, 3), steps=5, clip=True, callback=seen.append, progress=False)
+    for s in seen:
+        assert s.x0_hat.abs().max() <= 1
+        a, sg = SCHED.alpha[s.t].item(), SCHED.sigma[s.t].item()
+        _close(a * s.x0_hat + sg * s.eps_hat, s.x_t)
+
+
+def test_oracle_gmm_many_steps_reproduce_mixture_few_do_not():
+    ds = load_dataset("gmm2d", seed=0, n_train=600, n_test=600)
+    den = oracle_denoiser(ds.mixture, SCHED, ds.shape, ds.data_range)
+    base = M.sliced_wasserstein(ds.train, ds.test, n_boot=0).value
+    base_ll = M.gmm_log_likelihood(ds.test, ds.mixture, n_boot=0).value
+    many = sample(den, (600, 2), sampler="ddpm", steps=1000, seed=1, progress=False).x0
+    few = sample(den, (600, 2), sampler="ddim", steps=2, seed=1, progress=False).x0
+    swd_many = M.sliced_wasserstein(many, ds.test, n_boot=0).value
+    swd_few = M.sliced_wasserstein(few, ds.test, n_boot=0).value
+    assert swd_many < 2.5 * base and swd_few > 5 * base
+    assert abs(M.gmm_log_likelihood(many, ds.mixture, n_boot=0).value - base_ll) < 0.3
+    assert M.gmm_log_likelihood(few, ds.mixture, n_boot=0).value < base_ll - 10
+    tv_many = M.gmm_metrics(many, ds.mixture, n_boot=0)[2].value
+    assert tv_many < 0.1
+
+
+def test_hybrid_endpoints_and_sweep():
+    good = _gaussian_oracle([0.0, 0.0], 0.5)
+    bad = _gaussian_oracle([0.8, 0.8], 0.5)
+    kw = dict(sampler="ddim", steps=10, seed=0, progress=False)
+    pure_a = sample(good, (64, 2), **kw).x0
+    pure_b = sample(bad, (64, 2), **kw).x0
+    assert torch.equal(hybrid_sample(good, bad, 10, (64, 2), **kw).x0, pure_a)
+    assert torch.equal(hybrid_sample(good, bad, 0, (64, 2), **kw).x0, pure_b)
+    df = hybrid_sweep(good, bad, [0, 5, 10], lambda x: {"mean0": x[:, 0].mean()}, (64, 2),
+                      sampler="ddim", steps=10, progress=False)
+    assert list(df.k) == [0, 5, 10] and set(df.metric) == {"mean0"}
+    # the late (low-noise) steps of a mean-shifted model shift the samples' mean
+    assert df.value.iloc[0] > df.value.iloc[1] > df.value.iloc[2]
+
+
+class _Traj:
+    def __init__(self, x0_hat):
+        self.x0_hat, self.x_t = x0_hat, x0_hat
+        self.t = torch.arange(len(x0_hat)).flip(0) * 100
+
+    def __len__(self):
+        return len(self.x0_hat)
+
+
+def test_trajectory_statistics_by_hand():
+    # 3 steps, 2 samples, 2 channels, 2x2 pixels; x0_hat = c (step) + offset (channel)
+    x = torch.zeros(3, 2, 2, 2, 2)
+    for s in range(3):
+        x[s, :, 0] = 2.0 - s
+        x[s, :, 1] = -1.0 + 0.5 * s
+    traj = _Traj(x)
+    d = x0_drift(traj)
+    assert d.query("step == 0 and channel == 0").drift.item() == pytest.approx(2.0)
+    assert d.query("step == 0 and channel == 1").drift.item() == pytest.approx(-1.0)
+    assert list(clip_fraction(traj).clip_fraction) == [0.5, 0.0, 0.0]  # channel 0 at 2.0
+    assert list(x0_error(traj).mse_to_final) == pytest.approx([(4 + 1) / 2, (1 + 0.25) / 2, 0])
+    st = trajectory_stats(traj)
+    assert list(st.columns) == ["step", "t", "clip_fraction", "mse_to_final", "mean_abs_drift"]
+    assert st.mean_abs_drift.tolist() == pytest.approx([1.5, 0.75, 0.0])
+    imgs = torch.stack([torch.full((3, 2, 2), 0.5), torch.tensor([0.0, 1.0]).repeat(3, 2, 1)])
+    cs = channel_stats({"a": imgs})
+    assert cs.query("sample == 0")["mean"].tolist() == [0.5] * 3
+    assert cs.query("sample == 1")["std"].tolist() == [0.5] * 3

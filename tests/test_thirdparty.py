@@ -319,6 +319,45 @@ def test_plugin_schedule_from_checkpoint_and_scaled_time(tmp_path):
         biaskit.load(f, model_spec=f"{tmp_path / 'plug.py'}:nope")
 
 
+NAN_PLUGIN = """
+import torch
+from torch import nn
+
+class Broken(nn.Module):
+    def forward(self, x, t):
+        return torch.where(t.reshape(-1, 1, 1, 1) > 0.5, float("nan"), 0.0) + 0 * x
+"""
+
+
+def test_nan_outputs_are_reported_with_their_t(tmp_path):
+    (tmp_path / "broken.py").write_text(NAN_PLUGIN)
+    d = biaskit.load(f"{tmp_path / 'broken.py'}:Broken", noise_schedule="linear", diffusion_steps=100,
+                     time_input="scaled", time_scale=0.01)
+    with pytest.raises(ValueError, match=r"NaN or inf at t=60"):
+        biaskit.probe(d, _signs(8, (1, 4, 4)), timesteps=[10, 40, 60, 90], n=8, progress=False)
+
+
+def test_cli_probe_of_a_diffusers_folder_writes_report_and_identity(tmp_path, capsys):
+    from biaskit.cli import main
+    folder, _, _ = _pipeline(tmp_path, SCHEDULERS[0], zero_out=True)
+    out = tmp_path / "out"
+    rc = main(["probe", str(folder), "--data", "gmm", "--data-option", "shape=[3,8,8]",
+               "--data-option", "n_test=32", "--samples", "32", "--timesteps", "100,500,900",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads((out / "metadata.json").read_text())
+    (ident,) = meta["models"].values()
+    assert ident["format"] == "diffusers" and ident["parameterization"] == "eps"
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    assert ident["sha256"] == {"unet/diffusion_pytorch_model.safetensors": safeload.file_sha256(weights)}
+    assert ident["config"]["block_out_channels"] == [8, 16]
+    import pandas as pd
+    df = pd.read_csv(out / "per_timestep.csv")
+    assert np.allclose(df["x0_mse"], 1 / df["snr"], rtol=0.1)   # eps_hat = 0
+    report = (out / "report.md").read_text()
+    assert "## Headline numbers" in report and "![per_timestep](per_timestep.png)" in report
+    assert (out / "per_timestep.png").is_file()
+
 def test_cli_flags_round_trip_into_loader_kwargs():
     from biaskit.cli import build_parser
     argv = ["probe", "m.pt", "--data", "mnist", "--out", "o", "--data-range=-0.5,0.5",

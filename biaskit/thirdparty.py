@@ -302,7 +302,8 @@ def load_diffusers(path, *, scheduler_config=None, parameterization=None, noise_
 # guided-diffusion / ADM
 
 def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule=None,
-             diffusion_steps=None, abar_key=None, betas_key=None, scheduler_config=None,
+             diffusion_steps=None, rescale_timesteps=None, abar_key=None, betas_key=None,
+             scheduler_config=None,
              time_input=None, time_scale=None, data_range=None, class_label=None,
              state_dict_prefix=None, trained_timesteps=None, map_location="cpu", device=None,
              state_dict=None, **flags) -> Denoiser:
@@ -311,7 +312,8 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
     ``flags`` are guided-diffusion's script flags (``num_channels``, ``num_head_channels``,
     ``attention_resolutions`` with ``image_size``, ...; see
     :func:`biaskit.models.adm.flags_to_config`); they override what the state dict shows.
-    ``state_dict``: the file's contents when already read (saves a second read of a large file).
+    ``rescale_timesteps`` (improved-diffusion's flag, on by default there): the network was fed
+    t * 1000 / T instead of t. ``state_dict``: the file's contents when already read.
     """
     from .models.adm import NOT_IN_STATE_DICT, ADMUNet, flags_to_config, infer_adm_config
     path = Path(path).expanduser()
@@ -337,6 +339,11 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
                                         noise_schedule=noise_schedule, diffusion_steps=diffusion_steps,
                                         scheduler_config=scheduler_config)
     kind = parameterization or ("x0" if predict_xstart else "eps")
+    if rescale_timesteps:
+        if time_input not in (None, "scaled"):
+            raise ValueError("rescale_timesteps feeds t * 1000 / T; it excludes time_input "
+                             f"{time_input!r}")
+        time_input, time_scale = "scaled", 1000.0 / schedule.T
     info = _file_info(path, "adm")
     info.update(config=config, inferred_config=inferred, schedule_source=source,
                 assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None])
@@ -526,6 +533,8 @@ def add_loader_arguments(parser) -> None:
     _flag(g, "diffusion_steps", type=int, help="training steps T (default 1000)")
     _flag(g, "predict_xstart", type=_bool, nargs="?", const=True,
           help="ADM: the network predicts x0")
+    _flag(g, "rescale_timesteps", type=_bool, nargs="?", const=True,
+          help="ADM (improved-diffusion): the network was fed t * 1000 / T")
     _flag(g, "abar_key", metavar="KEY", help="read abar_t from this checkpoint tensor")
     _flag(g, "betas_key", metavar="KEY", help="read beta_t from this checkpoint tensor")
     _flag(g, "scheduler_config", metavar="PATH", help="diffusers scheduler_config.json (or folder)")
@@ -548,7 +557,7 @@ def add_loader_arguments(parser) -> None:
 
 
 _LOADER_DESTS = ("model_spec", "weights", "parameterization", "noise_schedule", "diffusion_steps",
-                 "predict_xstart", "abar_key", "betas_key", "scheduler_config", "time_input",
+                 "predict_xstart", "rescale_timesteps", "abar_key", "betas_key", "scheduler_config", "time_input",
                  "time_scale", "data_range", "state_dict_prefix", "trained_timesteps", "class_label",
                  *_ADM_FLAGS, *_ADM_BOOLS)
 

@@ -149,6 +149,9 @@ def test_adm_flags_in_guided_diffusion_units(tmp_path):
     # --attention_resolutions lists image resolutions: 16 at image size 32 is ds 2
     d = biaskit.load(path, image_size=32, attention_resolutions="16", num_heads=2, predict_xstart=True)
     assert d.info["config"]["attention_resolutions"] == [2] and d.parameterization == "x0"
+    # improved-diffusion's rescale_timesteps: a 4000-step model sees t * 1000 / 4000
+    d = biaskit.load(path, num_heads=2, diffusion_steps=4000, rescale_timesteps=True)
+    assert torch.allclose(d.time_features(torch.tensor([0, 400, 3999])), torch.tensor([0.0, 100.0, 999.75]))
     with pytest.raises(ValueError, match="image-size"):
         biaskit.load(path, attention_resolutions="16", num_heads=2)
     with pytest.raises(ValueError, match=r"input_blocks\.3\.1\.qkv"):  # attention at ds 1 instead

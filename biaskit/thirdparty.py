@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -204,10 +205,6 @@ def _file_info(path: Path, fmt: str) -> dict:
             "path": str(path), "sha256": safeload.file_sha256(path) if path.is_file() else None}
 
 
-def _prefixed(sd: dict, prefix) -> dict:
-    return safeload.strip_prefix(sd, prefix)
-
-
 def _to(net: nn.Module, device) -> nn.Module:
     return net.to(device) if device is not None else net
 
@@ -318,7 +315,7 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
     from .models.adm import NOT_IN_STATE_DICT, ADMUNet, flags_to_config, infer_adm_config
     path = Path(path).expanduser()
     full = safeload.read_state_dict(path, map_location) if state_dict is None else state_dict
-    sd = _prefixed(full, state_dict_prefix)
+    sd = safeload.strip_prefix(full, state_dict_prefix)
     if not _looks_adm(sd):
         raise ValueError(_unknown_message(path, sd))
     inferred = infer_adm_config(sd)
@@ -404,7 +401,7 @@ def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=No
     if weights is not None:
         path = Path(weights).expanduser()
         full = safeload.read_state_dict(path, map_location)
-        sd = _prefixed(full, state_dict_prefix)
+        sd = safeload.strip_prefix(full, state_dict_prefix)
         safeload.load_into(net, sd, strict=strict, what=f"weights in {path.name}")
         info.update(_file_info(path, "plugin"), model_spec=str(model_spec))
     if all(v is None for v in (noise_schedule, diffusion_steps, abar_key, betas_key, scheduler_config)):
@@ -429,9 +426,9 @@ def _unknown_message(path: Path, sd: dict) -> str:
     hint = (f" The ADM keys sit under the prefix {nested[0]!r}: pass --state-dict-prefix "
             f"{nested[0]}." if nested else "")
     return (f"cannot tell what network {path.name} is for: its keys ({safeload.key_summary(sd)}) "
-            "are not an ADM / guided-diffusion UNet's (input_blocks.*, time_embed.*).{hint} Options: "
-            "give the network with --model-spec FILE.py:FACTORY (plus --parameterization, a "
-            "schedule, --time-input and --data-range), or use a diffusers folder.").replace("{hint}", hint)
+            f"are not an ADM / guided-diffusion UNet's (input_blocks.*, time_embed.*).{hint} "
+            "Options: give the network with --model-spec FILE.py:FACTORY (plus --parameterization, "
+            "a schedule, --time-input and --data-range), or use a diffusers folder.")
 
 
 _PLUGIN_SPEC_SUFFIX = ".py:"
@@ -463,13 +460,13 @@ def load_thirdparty(spec, *, model_spec=None, weights=None, **kwargs) -> Denoise
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         detect_format(path)  # raises the unknown-file-type error
     full = safeload.read_state_dict(path, kwargs.get("map_location", "cpu"))
-    if _looks_adm(_prefixed(full, kwargs.get("state_dict_prefix"))):
+    sd = safeload.strip_prefix(full, kwargs.get("state_dict_prefix"))
+    if _looks_adm(sd):
         return load_adm(path, state_dict=full, **kwargs)
-    raise ValueError(_unknown_message(path, _prefixed(full, kwargs.get("state_dict_prefix"))))
+    raise ValueError(_unknown_message(path, sd))
 
 
 def _check_kwargs(kwargs: dict, fn, fmt: str) -> None:
-    import inspect
     valid = [p for p in inspect.signature(fn).parameters if p not in ("path", "weights", "model_spec")]
     given = {k for k, v in kwargs.items() if v is not None}
     bad = sorted(given - set(valid))
@@ -557,9 +554,9 @@ def add_loader_arguments(parser) -> None:
 
 
 _LOADER_DESTS = ("model_spec", "weights", "parameterization", "noise_schedule", "diffusion_steps",
-                 "predict_xstart", "rescale_timesteps", "abar_key", "betas_key", "scheduler_config", "time_input",
-                 "time_scale", "data_range", "state_dict_prefix", "trained_timesteps", "class_label",
-                 *_ADM_FLAGS, *_ADM_BOOLS)
+                 "predict_xstart", "rescale_timesteps", "abar_key", "betas_key", "scheduler_config",
+                 "time_input", "time_scale", "data_range", "state_dict_prefix", "trained_timesteps",
+                 "class_label", *_ADM_FLAGS, *_ADM_BOOLS)
 
 
 def loader_kwargs_from_args(args: argparse.Namespace) -> dict:

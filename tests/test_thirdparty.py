@@ -3,7 +3,6 @@ read back, and closed-form probe results hold (a model that outputs 0 has a know
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +109,10 @@ def test_adm_config_is_inferred_and_loads_strictly(tmp_path, i):
     known = _known(cfg)
     assert {k: inferred[k] for k in IDENTIFIABLE} == {k: known[k] for k in IDENTIFIABLE}
     assert set(inferred) == set(net.config)
+    # nothing in the weights depends on these: guided-diffusion's UNetModel defaults come back
+    assert {k: inferred[k] for k in NOT_IN_STATE_DICT} == dict(
+        image_size=None, num_heads=1, num_head_channels=-1, num_heads_upsample=-1,
+        use_new_attention_order=False, dropout=0.0)
 
     heads = {k: cfg[k] for k in ("num_heads", "num_head_channels") if k in cfg}
     label = {"class_label": 3} if cfg.get("num_classes") else {}

@@ -216,6 +216,9 @@ class Trainer:
         self.denoiser_template = Denoiser(self.net, self.schedule, self.target, time_input=cfg.model.time_input,
                                           data_range=self.data.data_range, channels=shape[0])
         self.time_in = self.denoiser_template.time_features(torch.arange(T, device=dev))
+        # parameter lists cached once: walking the module tree every step costs more than the EMA
+        self._params, self._ema_params = list(self.net.parameters()), list(self.ema.parameters())
+        self._buffers_pairs = list(zip(self.ema.buffers(), self.net.buffers()))
         self.has_dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.net.modules())
         self.model = self.net
         if self.world > 1:
@@ -307,7 +310,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
-            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
+            nn.utils.clip_grad_norm_(self._params, cfg.optim.grad_clip)
         self.optimizer.step()
         self.step += 1
         self._update_ema()
@@ -317,9 +320,8 @@ class Trainer:
     def _update_ema(self):
         # before ema.start the EMA follows the online weights (decay 0)
         decay = self.config.ema.decay if self.step > self.config.ema.start else 0.0
-        ema, online = list(self.ema.parameters()), list(self.net.parameters())
-        torch._foreach_lerp_(ema, online, 1.0 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
+        torch._foreach_lerp_(self._ema_params, self._params, 1.0 - decay)
+        for b_ema, b in self._buffers_pairs:
             b_ema.copy_(b)
 
     # --- the loop ----------------------------------------------------------------------------
@@ -379,6 +381,9 @@ class _Log:
         self.path = trainer.run_dir / "log.csv"
         dev = trainer.device
         self.sums = torch.zeros(3, 4, device=dev, dtype=torch.float64)  # loss sum, mse sum, count
+        T = trainer.schedule.T
+        self.quarter = (torch.arange(T, device=dev) * 4 // T).clamp(max=3)
+        self.ones = torch.ones(trainer.config.batch_size // trainer.world, device=dev, dtype=torch.float64)
         self.n, self.lr, self.t0, self.start = 0, 0.0, time.perf_counter(), time.perf_counter()
         if enabled:
             self._truncate(trainer.step)
@@ -394,10 +399,10 @@ class _Log:
             csv.writer(f).writerows(kept)
 
     def add(self, s: TrainState):
-        q = (s.t * 4 // self.trainer.schedule.T).clamp(max=3)
+        q = self.quarter[s.t]
         self.sums[1].index_add_(0, q, s.mse.double())
-        self.sums[2].index_add_(0, q, torch.ones_like(s.mse, dtype=torch.float64))
-        self.sums[0, 0] += s.loss.double()
+        self.sums[2].index_add_(0, q, self.ones)
+        self.sums[0, :1].add_(s.loss)
         self.n, self.lr = self.n + 1, s.lr
 
     def flush(self) -> dict | None:

@@ -97,3 +97,27 @@ def high_t_summary(df_compare, T: int, stats=("x0_mse", "x0_bias_l2"), fraction:
                          "difference_hi": diff + half, "relative": diff / base,
                          "relative_lo": (diff - half) / base, "relative_hi": (diff + half) / base})
     return pd.DataFrame(rows)
+
+
+def run_key(run_dir) -> str:
+    """The cache key of a run folder made by :meth:`Cache.run` (its parent folder's name)."""
+    return Path(run_dir).parent.name
+
+
+def sample_run(cache: Cache, run_dir, n: int, *, sampler: str = "ddim", steps: int = 50,
+               seed: int = 0, step: int | None = None, device=None, **sample_kwargs):
+    """``n`` samples (n, *shape) of a run's EMA model (at its last or a given checkpoint ``step``)
+    drawn by :func:`biaskit.sampling.sample`, cached per (run, step, n, sampler, steps, seed,
+    options): the same seed gives every model the same initial noise."""
+    from .checkpoint import load_run, read_run_info
+    from .sampling import sample
+    shape = tuple(read_run_info(run_dir)["shape"])
+    key = {"run": run_key(run_dir), "step": step, "n": int(n), "sampler": sampler,
+           "steps": int(steps), "seed": int(seed), **sample_kwargs}
+
+    def compute():
+        den = load_run(run_dir, step=step, device=device)
+        return {"x0": sample(den, (int(n), *shape), sampler=sampler, steps=int(steps), seed=int(seed),
+                             progress=False, **sample_kwargs).x0}
+
+    return cache.tensors("samples", key, compute, label=f"{Path(run_dir).name}-{sampler}-{steps}")["x0"]

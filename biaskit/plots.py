@@ -234,3 +234,121 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+# --- sample tables (biaskit.sampling) ----------------------------------------------------------
+
+def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile images (N, C, H, W) into one (rows*(H+pad)-pad, cols*(W+pad)-pad[, 3]) array in
+    [0, 1], row-major, white gaps; grayscale comes back 2-D."""
+    import torch
+    x = torch.as_tensor(images).detach().float().cpu()
+    if x.ndim != 4:
+        raise ValueError(f"mosaic needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    N, C, H, W = x.shape
+    cols = columns or N
+    rows = -(-N // cols)
+    lo, hi = data_range
+    x = ((x - lo) / (hi - lo)).clamp(0, 1)
+    canvas = torch.ones(C, rows * (H + pad) - pad, cols * (W + pad) - pad)
+    for i in range(N):
+        r, c = divmod(i, cols)
+        canvas[:, r * (H + pad): r * (H + pad) + H, c * (W + pad): c * (W + pad) + W] = x[i]
+    return canvas[0].numpy() if C == 1 else canvas.permute(1, 2, 0).numpy()
+
+
+def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,
+                     cell_inches: float = 1.6):
+    """Rows x columns of image mosaics: ``table[row][column]`` is a batch (N, C, H, W), e.g.
+    ``{weighting: {f"{steps} steps": samples}}`` drawn from the same seeds, so every cell shows
+    the same N noise draws."""
+    style()
+    rows = list(table)
+    cols = list(dict.fromkeys(c for r in rows for c in table[r]))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
+                                                            cell_inches * len(rows) + 0.4),
+                             squeeze=False)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c in table[r]:
+                img = mosaic(table[r][c], data_range, columns)
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
+                          interpolation="nearest")
+            if i == 0:
+                ax.set_title(str(c), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(str(r), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None):
+    """Scatter version of :func:`plot_image_table` for 2-D samples: ``table[row][column]`` is an
+    (N, 2) batch, drawn over ``reference`` (e.g. held-out data, grey) when given."""
+    style()
+    rows = list(table)
+    cols = list(dict.fromkeys(c for r in rows for c in table[r]))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
+                                                            cell_inches * len(rows) + 0.4),
+                             squeeze=False, sharex=True, sharey=True)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            if reference is not None:
+                ref = np.asarray(reference)
+                ax.scatter(ref[:, 0], ref[:, 1], s=2, color="0.8", rasterized=True)
+            if c in table[r]:
+                x = np.asarray(table[r][c].detach().cpu() if hasattr(table[r][c], "detach") else table[r][c])
+                ax.scatter(x[:, 0], x[:, 1], s=2, rasterized=True)
+            if lim is not None:
+                ax.set_xlim(*lim)
+                ax.set_ylim(*lim)
+            ax.set_aspect("equal")
+            if i == 0:
+                ax.set_title(str(c), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(str(r), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_channel_stats(df):
+    """Per-sample channel means and standard deviations (a :func:`biaskit.trajectory.channel_stats`
+    frame): one column per channel, distributions per set, so a colour shift of samples against
+    the data shows as displaced distributions."""
+    style()
+    channels = sorted(df["channel"].unique())
+    fig, axes = plt.subplots(2, len(channels), figsize=(3.2 * len(channels), 5.2), squeeze=False)
+    for j, ch in enumerate(channels):
+        d = df[df["channel"] == ch]
+        for i, stat in enumerate(("mean", "std")):
+            ax = axes[i, j]
+            sns.kdeplot(data=d, x=stat, hue="set", ax=ax, common_norm=False, fill=True, alpha=0.2,
+                        warn_singular=False, legend=(i == 0 and j == len(channels) - 1))
+            ax.set_xlabel(f"per-sample channel {stat}")
+            if i == 0:
+                ax.set_title(f"channel {ch}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_trajectory_stats(df, hue: str | None = None):
+    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the right): clip
+    fraction of x0_hat, its MSE to the final sample, and the drift of its channel means. ``hue``
+    names a column (e.g. ``model``) for several trajectories in one frame."""
+    style()
+    stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
+             ("mse_to_final", "MSE(x0_hat, final sample)"),
+             ("mean_abs_drift", "|channel-mean drift| of x0_hat")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (col, label) in zip(axes, stats):
+        sns.lineplot(data=df, x="t", y=col, hue=hue, marker="o", ax=ax, legend=(ax is axes[-1]))
+        ax.set_ylabel(label)
+        ax.set_xlabel("timestep t")
+    if hue is not None and axes[-1].get_legend() is not None:
+        sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig

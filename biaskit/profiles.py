@@ -22,7 +22,8 @@ def _overrides(ckpt_every: int, gmm=(), unet=(), patches=()) -> dict:
 
 
 _TINY_UNET = ["model.config.channels=8", "model.config.channel_mult=[1]",
-              "model.config.mid_attention=false", "log_every=10", "ema.start=0"]
+              "model.config.mid_attention=false", "log_every=10", "ema.start=0",
+              "ema.decay=0.5"]
 
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
@@ -32,11 +33,12 @@ PROFILES: dict[str, dict[str, dict]] = {
                    "n_samples": 16, "progress": False,
                    "train_overrides": _overrides(
                        15, gmm=["model.config.hidden=32", "model.config.blocks=1", "log_every=10",
-                                "ema.start=0", "data.n_train=2000", "data.n_test=256"],
+                                "ema.start=0", "ema.decay=0.5", "data.n_train=2000", "data.n_test=256"],
                        unet=_TINY_UNET + ["data.n_train=512", "data.n_test=128"])},
         "00_weighting_atlas": {"T": 100, "schedules": ["linear", "cosine", "linear_zsnr"]},
         "01_existence": {"datasets": ["gmm", "digits"]},
-        "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "ddpm"], "fid": False},
+        "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "dpm_solver++"], "fid": True,
+                      "fid_steps": [5]},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     },
@@ -47,7 +49,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "00_weighting_atlas": {"T": 1000},
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches", "steps_list": [2, 3, 5, 10, 20, 50, 100],
-                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"], "fid": True},
+                      "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True},
         "03_reasons": {"dataset": "patches", "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
@@ -60,7 +62,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches",
                       "steps_list": [2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000],
-                      "samplers": ["ddpm", "ddim", "dpmsolver++", "unipc"], "fid": True},
+                      "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True},
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},

@@ -36,7 +36,8 @@ from .schedules import Schedule, diffusers_spacing, space_timesteps
 
 __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "SampleResult", "Trajectory", "StepInfo",
            "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS", "VARIANCES", "SPACINGS", "sampler_names",
-           "kept_steps", "ddpm_coefficients", "ddim_sigma", "make_scheduler", "model_calls"]
+           "kept_steps", "ddpm_coefficients", "ddim_sigma", "make_scheduler", "model_calls",
+           "sample_table", "PAPER_STEPS"]
 
 NATIVE_SAMPLERS = ("ddpm", "ddim")
 # short name -> (diffusers class, extra config)
@@ -422,3 +423,27 @@ def hybrid_sweep(den_a: Denoiser, den_b: Denoiser, ks: Sequence[int], metric_fn,
         rows += [{"k": int(k), "model_a": den_a.name, "model_b": den_b.name, "metric": name,
                   "value": float(v)} for name, v in scores.items()]
     return pd.DataFrame(rows)
+
+
+PAPER_STEPS = (2, 3, 4, 5, 10, 50, 100, 500, 1000)  # the step counts of the paper's first figure
+
+
+def sample_table(denoisers: dict, shape_or_noise, steps=PAPER_STEPS, *, seed: int = 0,
+                 progress: bool = True, **kwargs) -> dict:
+    """``{model name: {"<n> steps": x0}}`` for every model and step count, all from the same x_T
+    (drawn once from ``seed`` when a shape is given) and the same seed, as the paper's first
+    figure; feed it to :func:`biaskit.plots.plot_image_table` (images) or
+    :func:`biaskit.plots.plot_points_table` (2-D). Other keyword arguments go to :func:`sample`."""
+    if not isinstance(shape_or_noise, torch.Tensor):
+        first = next(iter(denoisers.values()))
+        device = kwargs.get("device") or _denoiser_device(first)
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        shape_or_noise = _initial_noise(shape_or_noise, device, g)
+    T = min(d.schedule.T for d in denoisers.values())
+    table = {}
+    for name, den in denoisers.items():
+        table[name] = {}
+        for n in tqdm([s for s in steps if s <= T], disable=not progress, desc=str(name)):
+            r = sample(den, shape_or_noise, steps=int(n), seed=seed, progress=False, **kwargs)
+            table[name][f"{n} steps"] = r.x0
+    return table

@@ -344,7 +344,7 @@ class Trainer:
                 row = log.flush()
                 if row:
                     bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2g}")
-            if cfg.probe_every and self.step % cfg.probe_every == 0 and self.rank == 0:
+            if cfg.probe_every and self.step % cfg.probe_every == 0:
                 self.probe()
             if self.step % cfg.ckpt_every == 0 or self.step == last:
                 self.save()
@@ -354,20 +354,21 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def probe(self):
-        """x0_mse etc. of the EMA model on held-out data, appended to RUN_DIR/probe.csv."""
-        try:
-            from .probe import probe
-        except ImportError:
-            return
-        test = self.data.test[: self.config.probe_n].to(self.device)
+    def probe(self, num_timesteps: int = 20):
+        """Per-timestep x0_mse (and excess_mse over the oracle when the data's distribution is
+        known) of the EMA model on held-out data, appended to RUN_DIR/probe.csv. Every rank
+        calls it (the probe shards its work under DDP); rank 0 writes."""
+        from .probe import probe
         was_training = self.ema.training
         self.ema.eval()
-        df = probe(self.denoiser(ema=True), test, n=len(test), seed=self.config.seed)
+        df = probe(self.denoiser(ema=True), self.data, num_timesteps=num_timesteps, n=self.config.probe_n,
+                   seed=self.config.seed, progress=False)
         self.ema.train(was_training)
-        df.insert(0, "step", self.step)
-        path = self.run_dir / "probe.csv"
-        df.to_csv(path, mode="a", header=not path.exists(), index=False)
+        if self.rank == 0:
+            df.insert(0, "step", self.step)
+            path = self.run_dir / "probe.csv"
+            df.to_csv(path, mode="a", header=not path.exists(), index=False)
+        return df
 
 
 class _Log:

@@ -239,8 +239,12 @@ def test_cli_trains_preset_and_run_loads(tmp_path):
     from biaskit.cli import main
     out = tmp_path / "run"
     rc = main(["train", "--preset", "gmm-debias", "--steps", "3", "--out", str(out), "--no-progress",
-               "--set", "data.n_train=256", "--set", "data.n_test=64", "--set", "batch_size=32"])
+               "--set", "data.n_train=256", "--set", "data.n_test=64", "--set", "batch_size=32",
+               "--set", "probe_every=3", "--set", "probe_n=32"])
     assert rc == 0
+    import pandas as pd
+    probed = pd.read_csv(out / "probe.csv")  # the mixture is known, so the probe reports excess_mse
+    assert set(probed.step) == {3} and (probed.excess_mse > 0).all()
     d = biaskit.load(out)
     assert d.parameterization == "eps" and d.info["step"] == 3 and d.info["weighting"] == "debias"
     pred = d(torch.zeros(4, 2), torch.tensor([0, 10, 500, 999]))

@@ -59,6 +59,13 @@ class TrainState:
     t: torch.Tensor
     lr: float
 
+    def mse_by_quarter(self, T: int) -> torch.Tensor:
+        """Mean target MSE in each quarter of 0..T-1 (4,), NaN where no sample fell."""
+        q = (self.t * 4 // T).clamp(max=3)
+        sums = torch.zeros(4, device=self.mse.device).index_add_(0, q, self.mse)
+        counts = torch.zeros(4, device=self.mse.device).index_add_(0, q, torch.ones_like(self.mse))
+        return sums / counts
+
 
 # --- the pieces, each one formula ------------------------------------------------------------
 def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:

@@ -178,6 +178,19 @@ def test_resume_with_dropout_unet_is_exact(tmp_path):
         torch.testing.assert_close(_params(resumed.net)[k], v, rtol=1e-6, atol=1e-7)
 
 
+def test_generator_yields_every_step_with_quarter_losses(tmp_path):
+    from biaskit.train import train
+    x, _, _ = _gauss_data(200)
+    states = list(train(_tiny(tmp_path / "g", steps=3), data=(x, x), progress=False))
+    assert [s.step for s in states] == [1, 2, 3]
+    s = states[-1]
+    q = s.mse_by_quarter(1000)
+    for k in range(4):  # quarter k holds t in [250 k, 250 (k + 1))
+        sel = (s.t >= 250 * k) & (s.t < 250 * (k + 1))
+        expected = s.mse[sel].mean() if sel.any() else torch.tensor(float("nan"))
+        torch.testing.assert_close(q[k], expected, equal_nan=True)
+
+
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     x, _, _ = _gauss_data(200)
     run_training(_tiny(tmp_path / "a", steps=2), data=(x, x), progress=False)

@@ -3,8 +3,9 @@ estimate of any :class:`~biaskit.denoiser.Denoiser` on held-out data, with 95% i
 
 Draws (common random numbers). For every timestep t of the grid the same n held-out samples x0_i
 are noised as x_t = alpha_t x0_i + sigma_t eps_{t,i}, with eps_{t,i} drawn from a generator seeded
-by (seed, t, i // CHUNK). A draw therefore depends on nothing but (seed, t, i): not on the batch
-size, the number of processes, the t grid or the other models. :func:`compare` feeds every model
+by (seed, t, i // r), r = :func:`chunk_rows` (at least 64 samples and 2^16 numbers per generator).
+A draw therefore depends on nothing but (seed, t, i) and the sample shape: not on the batch size,
+the number of processes, the t grid or the other models. :func:`compare` feeds every model
 the same draws, so per-sample differences between models are paired.
 
 Statistics, one row per (model, t). Every error is a per-element mean (over C, H, W for images,
@@ -54,9 +55,8 @@ from .denoiser import Denoiser
 from .results import load_results, save_results
 
 __all__ = ["probe", "compare", "timestep_grid", "draw_noise", "select_samples", "save_results",
-           "load_results", "METHODS", "CHUNK"]
+           "load_results", "METHODS", "chunk_rows"]
 
-CHUNK = 64          # samples per noise generator: part of the definition of the draws
 LEVEL = 0.95
 METHODS = {
     "level": LEVEL,
@@ -100,19 +100,27 @@ def _generator_seed(seed: int, t: int, chunk: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(t), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def chunk_rows(shape) -> int:
+    """Samples per noise generator for per-sample ``shape``: part of the definition of the draws
+    (large enough that seeding a generator costs little next to filling it)."""
+    return max(64, 1 << max(0, math.ceil(math.log2(2**16 / max(math.prod(shape), 1)))))
+
+
 def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
     device = torch.device(device)
+    rows = chunk_rows(shape)
     on_device = device.type in ("cpu", "cuda")
     g = torch.Generator(device=device if on_device else "cpu").manual_seed(_generator_seed(seed, t, chunk))
-    eps = torch.randn((CHUNK, *shape), generator=g, device=device if on_device else "cpu")
+    eps = torch.randn((rows, *shape), generator=g, device=device if on_device else "cpu")
     return eps if on_device else eps.to(device)
 
 
 def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
     """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
-    chunks = range(i0 // CHUNK, (i1 - 1) // CHUNK + 1)
+    rows = chunk_rows(shape)
+    chunks = range(i0 // rows, (i1 - 1) // rows + 1)
     eps = torch.cat([_noise_chunk(seed, t, c, shape, device) for c in chunks])
-    start = i0 - chunks[0] * CHUNK
+    start = i0 - chunks[0] * rows
     return eps[start:start + i1 - i0]
 
 
@@ -121,15 +129,17 @@ class _Noise:
 
     def __init__(self, seed, shape, device, keep: int = 8):
         self.seed, self.shape, self.device, self.keep, self.cache = seed, tuple(shape), device, keep, {}
+        self.rows = chunk_rows(shape)
 
     def __call__(self, t: int, i0: int, i1: int) -> torch.Tensor:
         parts = []
-        for c in range(i0 // CHUNK, (i1 - 1) // CHUNK + 1):
+        R = self.rows
+        for c in range(i0 // R, (i1 - 1) // R + 1):
             if (t, c) not in self.cache:
                 if len(self.cache) >= self.keep:
                     self.cache.pop(next(iter(self.cache)))
                 self.cache[(t, c)] = _noise_chunk(self.seed, t, c, self.shape, self.device)
-            lo, hi = max(i0 - c * CHUNK, 0), min(i1 - c * CHUNK, CHUNK)
+            lo, hi = max(i0 - c * R, 0), min(i1 - c * R, R)
             parts.append(self.cache[(t, c)][lo:hi])
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -492,7 +502,7 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     rank, world = _dist()
     meta = {
         "schedule": schedule.to_dict(), "parameterization": {k: d.parameterization for k, d in models.items()},
-        "data": data_spec, "n": n, "seed": int(seed), "noise": f"randn per (seed, t, sample // {CHUNK})",
+        "data": data_spec, "n": n, "seed": int(seed), "noise": f"randn per (seed, t, sample // {chunk_rows(x0.shape[1:])})",
         "timesteps": [int(t) for t in ts], "grid": {"timesteps": None if timesteps is None else "given",
                                                     "num_timesteps": num_timesteps, "stratified": stratified},
         "models": {k: model_identity(d) for k, d in models.items()},

@@ -45,27 +45,38 @@ class DiffusersNet(nn.Module):
         return self.unet(x, t).sample
 
 
+class Clock:
+    """Wall and process-CPU seconds of a block (CPU time is steadier on a shared machine)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        _sync(self.device)
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        _sync(self.device)
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def bare(net, x, t, B, device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    with torch.inference_mode():
+def bare(net, x, t, B, device) -> Clock:
+    with Clock(device) as c, torch.inference_mode():
         for i in range(0, x.shape[0], B):
             net(x[i:i + B], t[i:i + B])
-    _sync(device)
-    return time.perf_counter() - start
+    return c
 
 
-def loop_per_t(model: Denoiser, x0, ts, b, device) -> float:
+def loop_per_t(model: Denoiser, x0, ts, b, device) -> Clock:
     """calc_bpd_loop: for each image batch of size b, walk the timesteps one by one."""
-    _sync(device)
-    start = time.perf_counter()
     out = []
-    with torch.inference_mode():
+    with Clock(device) as c, torch.inference_mode():
         for i in range(0, x0.shape[0], b):
             x = x0[i:i + b]
             dims = tuple(range(1, x.ndim))
@@ -78,7 +89,7 @@ def loop_per_t(model: Denoiser, x0, ts, b, device) -> float:
                 pred = model(x_t, tt)
                 out.append(torch.stack([((pred.x0_hat - x) ** 2).mean(dims),
                                         ((pred.eps_hat - eps) ** 2).mean(dims)]).cpu())
-    return time.perf_counter() - start
+    return c
 
 
 def speed(label: str, net: nn.Module, x0: torch.Tensor, K: int, B: int, loop_batches, repeats: int, device):
@@ -96,24 +107,26 @@ def speed(label: str, net: nn.Module, x0: torch.Tensor, K: int, B: int, loop_bat
     times = {"bare": [], "probe": [], **{f"loop{b}": [] for b in loop_batches}}
     for _ in range(repeats):
         times["bare"].append(bare(model.net, xb, tb, B, device))
-        _sync(device)
-        start = time.perf_counter()
-        probe(model, x0, timesteps=ts, n=n, batch_size=B, progress=False, oracle=False, device=device)
-        times["probe"].append(time.perf_counter() - start)
+        with Clock(device) as c:
+            probe(model, x0, timesteps=ts, n=n, batch_size=B, progress=False, oracle=False, device=device)
+        times["probe"].append(c)
         for b in loop_batches:
             times[f"loop{b}"].append(loop_per_t(model, x0, ts, b, device))
-    best = {k: min(v) for k, v in times.items()}
+    best = {k: min(c.wall for c in v) for k, v in times.items()}
+    cpu = {k: min(c.cpu for c in v) for k, v in times.items()}
     print(f"\n## speed: {label}, K={K} t x n={n} samples = {pairs} pairs, batch {B} "
           f"({math.ceil(pairs / B)} forwards), {device}, {torch.get_num_threads()} threads, min of {repeats}")
-    print(f"{'method':<34}{'wall s':>9}{'ratio':>9}")
-    print(f"{'bare forwards':<34}{best['bare']:>9.3f}{1.0:>9.3f}   (reference)")
-    print(f"{'probe()':<34}{best['probe']:>9.3f}{best['probe'] / best['bare']:>9.3f}   "
-          f"probe / bare (target <= 1.10)")
+    print(f"{'method':<30}{'wall s':>8}{'ratio':>8}{'cpu s':>8}{'ratio':>8}")
+    row = lambda name, k, r, r_cpu, note: print(  # noqa: E731
+        f"{name:<30}{best[k]:>8.3f}{r:>8.3f}{cpu[k]:>8.3f}{r_cpu:>8.3f}   {note}")
+    row("bare forwards", "bare", 1.0, 1.0, "(reference)")
+    row("probe()", "probe", best["probe"] / best["bare"], cpu["probe"] / cpu["bare"],
+        "probe / bare (target <= 1.10)")
     for b in loop_batches:
-        t = best[f"loop{b}"]
-        print(f"{f'per-t loop, image batch {b}':<34}{t:>9.3f}{t / best['probe']:>9.3f}   "
-              f"speed-up of probe() over it")
-    return best
+        k = f"loop{b}"
+        row(f"per-t loop, image batch {b}", k, best[k] / best["probe"], cpu[k] / cpu["probe"],
+            "speed-up of probe() over it")
+    return best, cpu
 
 
 def pairing(train_steps: int, n: int, K: int):
@@ -138,7 +151,7 @@ def pairing(train_steps: int, n: int, K: int):
     print("factor = (var unpaired) / (var paired) = forward passes saved at equal CI width")
     print(f"{'statistic':<14}{'median':>9}{'min':>9}{'max':>9}   diff at t with the largest factor")
     out = {}
-    for stat in ("x0_mse", "eps_mse", "excess_mse", "x0_bias_l2"):
+    for stat in ("x0_mse", "eps_mse", "excess_mse", "x0_bias_c0", "x0_bias_c1"):
         half = lambda f: (f[f"{stat}_hi"] - f[f"{stat}_lo"]).to_numpy() / 2  # noqa: E731
         factor = (half(a) ** 2 + half(r) ** 2) / np.maximum(half(d) ** 2, 1e-300)
         k = int(np.argmax(factor))

@@ -3,7 +3,7 @@ estimate of any :class:`~biaskit.denoiser.Denoiser` on held-out data, with 95% i
 
 Draws (common random numbers). For every timestep t of the grid the same n held-out samples x0_i
 are noised as x_t = alpha_t x0_i + sigma_t eps_{t,i}, with eps_{t,i} drawn from a generator seeded
-by (seed, t, i // r), r = :func:`chunk_rows` (at least 64 samples and 2^16 numbers per generator).
+by (seed, t, i // r), r = :func:`chunk_rows` (at least 64 samples and 2^12 numbers per generator).
 A draw therefore depends on nothing but (seed, t, i) and the sample shape: not on the batch size,
 the number of processes, the t grid or the other models. :func:`compare` feeds every model
 the same draws, so per-sample differences between models are paired.
@@ -103,7 +103,7 @@ def _generator_seed(seed: int, t: int, chunk: int) -> int:
 def chunk_rows(shape) -> int:
     """Samples per noise generator for per-sample ``shape``: part of the definition of the draws
     (large enough that seeding a generator costs little next to filling it)."""
-    return max(64, 1 << max(0, math.ceil(math.log2(2**16 / max(math.prod(shape), 1)))))
+    return max(64, 1 << max(0, math.ceil(math.log2(2**12 / max(math.prod(shape), 1)))))
 
 
 def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:

@@ -115,16 +115,21 @@ def test_gmm_metrics_on_true_and_collapsed_samples():
     mix = GaussianMixture.isotropic([0.5, 0.3, 0.2], torch.tensor([[-2.0, 0], [2, 0], [0, 3]]), 0.3)
     g = torch.Generator().manual_seed(0)
     x = mix.sample(4000, g)
-    ll, cov, tv = M.gmm_metrics(x, mix, n_boot=20)
+    ll, cov, off, tv = M.gmm_metrics(x, mix, n_boot=20)
     # E log p under p is minus the entropy, per component about log w_k - log(2 pi e s^2)
     entropy = -sum(w * (math.log(w) - math.log(2 * math.pi * math.e * 0.09)) for w in (0.5, 0.3, 0.2))
     assert ll.value == pytest.approx(-entropy, abs=0.05) and ll.lo < ll.value < ll.hi
-    assert cov.value == 1.0 and tv.value < 0.03
+    # off-mode: outside the 0.999 ellipsoid of the own component, 1e-3 in expectation
+    assert cov.value == 1.0 and off.value < 0.004 and tv.value < 0.03
     collapsed = mix.means[0].float() + 0.1 * torch.randn(100, 2, generator=g)
-    table = M.mode_table(collapsed, mix)
-    assert table.weight_hat.tolist() == [1.0, 0.0, 0.0]
-    ll, cov, tv = M.gmm_metrics(collapsed, mix, n_boot=0)
-    assert cov.value == pytest.approx(1 / 3) and tv.value == pytest.approx(0.5)
+    assert M.mode_table(collapsed, mix).weight_hat.tolist() == [1.0, 0.0, 0.0]
+    ll, cov, off, tv = M.gmm_metrics(collapsed, mix, n_boot=0)
+    assert cov.value == pytest.approx(1 / 3) and off.value == 0 and tv.value == pytest.approx(0.5)
+    # samples between the modes belong to none: chi^2_2 quantile 0.999 is 13.8, i.e. 3.7 s
+    between = torch.tensor([[0.0, 0.0], [0.0, 1.5], [-2.0, 0.0]])
+    assert M.mode_assignment(between, mix).tolist() == [-1, -1, 0]
+    ll, cov, off, tv = M.gmm_metrics(between, mix, n_boot=0)
+    assert off.value == pytest.approx(2 / 3) and tv.value == pytest.approx(0.5 * (1 / 6 + 0.3 + 0.2 + 2 / 3))
 
 
 def test_bootstrap_is_seeded_and_evaluate_is_tidy():

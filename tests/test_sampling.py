@@ -153,8 +153,10 @@ def test_oracle_gmm_many_steps_reproduce_mixture_few_do_not():
     assert swd_many < 2.5 * base and swd_few > 5 * base
     assert abs(M.gmm_log_likelihood(many, ds.mixture, n_boot=0).value - base_ll) < 0.3
     assert M.gmm_log_likelihood(few, ds.mixture, n_boot=0).value < base_ll - 10
-    tv_many = M.gmm_metrics(many, ds.mixture, n_boot=0)[2].value
-    assert tv_many < 0.1
+    _, cov_many, off_many, tv_many = M.gmm_metrics(many, ds.mixture, n_boot=0)
+    _, cov_few, off_few, _ = M.gmm_metrics(few, ds.mixture, n_boot=0)
+    assert cov_many.value == 1 and off_many.value < 0.02 and tv_many.value < 0.1
+    assert off_few.value > 0.9 and cov_few.value < 0.5  # 2 steps land between the modes
 
 
 def test_hybrid_endpoints_and_sweep():

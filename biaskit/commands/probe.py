@@ -127,7 +127,7 @@ def _report(out: Path, df, meta) -> Path | None:
         return None
     accepted = inspect.signature(write_report).parameters
     kwargs = {k: v for k, v in {"df": df, "metadata": meta}.items() if k in accepted}
-    return write_report(out, **kwargs)
+    return write_report(out.resolve(), **kwargs)  # absolute: figure links are made relative to it
 
 
 def run(args) -> int:

@@ -1,10 +1,11 @@
 """Probe speed and the forward passes that pairing saves, measured in one run.
 
 1. Speed, on a small conv UNet (diffusers ``UNet2DModel``, 16x16 one-channel images) and on a
-   small MLP (2-D points), each at one batch size B: the wall time of :func:`biaskit.probe.probe` over K timesteps x n samples, divided by
-   the wall time of the same number of bare ``net(x, t)`` forward passes of batch B (target
-   <= 1.10); and its speed-up over a loop that probes one t at a time with a fixed image batch
-   (guided-diffusion's ``calc_bpd_loop`` pattern), for image batches of 16 and of B.
+   small MLP (2-D points), each at one batch size B: the wall time of :func:`biaskit.probe.probe`
+   over K timesteps x n samples, divided by the wall time of the same number of bare
+   ``net(x, t)`` forward passes of batch B (target <= 1.10); and its speed-up over a loop that
+   probes one t at a time with a fixed image batch (guided-diffusion's ``calc_bpd_loop``
+   pattern), for image batches of 16 and of B. Process CPU time is printed beside wall time.
 2. Pairing: two real trained models (the ``gmm-constant`` and ``gmm-debias`` presets, trained here
    for ``--train-steps`` steps) compared on common random numbers. For each t, the variance of
    an unpaired difference (two independent probes) over the variance of the paired one,

@@ -157,7 +157,8 @@ def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
     elif isinstance(data, (torch.Tensor, np.ndarray)):
         x, spec = torch.as_tensor(data), {"dataset": "tensor", "split": "given"}
     else:
-        raise ValueError(f"data must be a biaskit Dataset or a tensor of held-out x0, got {type(data).__name__}")
+        raise ValueError("data must be a biaskit Dataset or a tensor of held-out x0, "
+                         f"got {type(data).__name__}")
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"held-out data must have shape (N, ...) with N >= 2, got {tuple(x.shape)}")
     N = x.shape[0]
@@ -295,7 +296,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
                 i1 = min(n, i0 + p1 - p)
                 pieces.append((k, i0, i1))
                 p += i1 - i0
-            x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces]) if len(pieces) > 1 else x0[pieces[0][1]:pieces[0][2]]
+            x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
             eps_b = torch.cat([noise(int(ts[k]), i0, i1) for k, i0, i1 in pieces])
             t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
             alpha, sigma = models[0].schedule.coefficients(t_b)
@@ -481,7 +482,7 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     image = x0.ndim == 4
     lay = _Layout(C=x0.shape[1], bands=int(bands) if image else 0, oracle=oracle is not None)
     amp = (device.type == "cuda") if amp is None else bool(amp)
-    channels_last = (device.type == "cuda" and image) if channels_last is None else bool(channels_last) and image
+    channels_last = image and (device.type == "cuda" if channels_last is None else bool(channels_last))
     modes = [d.training for d in dens]
     for d in dens:
         d.to(device).eval()
@@ -501,8 +502,10 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     W = _bootstrap_weights(n, int(bootstrap), seed) if bootstrap else None
     rank, world = _dist()
     meta = {
-        "schedule": schedule.to_dict(), "parameterization": {k: d.parameterization for k, d in models.items()},
-        "data": data_spec, "n": n, "seed": int(seed), "noise": f"randn per (seed, t, sample // {chunk_rows(x0.shape[1:])})",
+        "schedule": schedule.to_dict(),
+        "parameterization": {k: d.parameterization for k, d in models.items()},
+        "data": data_spec, "n": n, "seed": int(seed),
+        "noise": f"randn per (seed, t, sample // {chunk_rows(x0.shape[1:])})",
         "timesteps": [int(t) for t in ts], "grid": {"timesteps": None if timesteps is None else "given",
                                                     "num_timesteps": num_timesteps, "stratified": stratified},
         "models": {k: model_identity(d) for k, d in models.items()},

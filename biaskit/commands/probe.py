@@ -92,7 +92,8 @@ def _load(args, device):
         kwargs = {"ema": not args.online_weights, "step": args.step, "device": device}
     else:
         tp = _thirdparty()
-        kwargs = tp.loader_kwargs_from_args(args) if tp is not None and hasattr(tp, "loader_kwargs_from_args") else {}
+        has = tp is not None and hasattr(tp, "loader_kwargs_from_args")
+        kwargs = tp.loader_kwargs_from_args(args) if has else {}
     model = load(args.model, **kwargs)
     ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
     return model, ds

@@ -94,6 +94,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"           # auto = cuda when present, else cpu
     precision: str = "fp32"        # fp32 or bf16 (autocast)
+    threads: int = 0               # CPU threads of this process (torch.set_num_threads); 0 = torch's
     log_every: int = 50
     ckpt_every: int = 1000
     keep_checkpoints: int = 3      # 0 keeps all

@@ -142,18 +142,19 @@ class _nullcontext:
 
 
 # --- setup ------------------------------------------------------------------------------------
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); initialises the process group under torchrun."""
+def _distributed() -> tuple[int, int, int, bool]:
+    """(rank, world_size, local_rank, whether we created the process group) under torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, 0
+        return 0, 1, 0, False
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if world > 1 and not dist.is_initialized():
+    created = world > 1 and not dist.is_initialized()
+    if created:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
         dist.init_process_group(backend)
-    return rank, world, local
+    return rank, world, local, created
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -192,10 +193,12 @@ class Trainer:
 
     def __init__(self, config, *, data=None, resume: bool = False):
         cfg = self.config = load_config(config)
-        self.rank, self.world, local = _distributed()
+        self.rank, self.world, local, self._owns_group = _distributed()
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by {self.world} processes")
         self.device = _device(cfg.device, local)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -360,6 +363,8 @@ class Trainer:
         bar.close()
         if self.world > 1:
             dist.barrier()
+            if self._owns_group:
+                dist.destroy_process_group()
 
     def probe(self, num_timesteps: int = 20):
         """Per-timestep x0_mse (and excess_mse over the oracle when the data's distribution is

@@ -221,7 +221,10 @@ class Trainer:
             model_cfg.setdefault("in_channels", shape[0])
         self.model_config = model_cfg
         torch.manual_seed(cfg.seed)  # weight initialisation
-        self.net = build_model(cfg.model.name, **model_cfg).to(dev)
+        try:
+            self.net = build_model(cfg.model.name, **model_cfg).to(dev)
+        except TypeError as e:  # an unknown constructor argument
+            raise ValueError(f"model.config: {e}") from None
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.denoiser_template = Denoiser(self.net, self.schedule, self.target, time_input=cfg.model.time_input,
                                           data_range=self.data.data_range, channels=shape[0])
@@ -245,7 +248,7 @@ class Trainer:
         self.info = self._run_info()
         if resume:
             self._resume()
-        elif self.rank == 0 and C.checkpoint_steps(self.run_dir):
+        elif C.checkpoint_steps(self.run_dir):
             raise ValueError(f"{self.run_dir} already holds checkpoints: pass resume=True (--resume) "
                              "or choose another out directory")
 

@@ -214,6 +214,12 @@ def test_config_errors_name_the_key(bad, key):
         load_config(bad)
 
 
+def test_unknown_model_argument_names_model_config(tmp_path):
+    x, _, _ = _gauss_data(100)
+    with pytest.raises(ValueError, match="model.config.*widht"):
+        Trainer(_tiny(tmp_path, model={"config": {"widht": 3}}), data=(x, x))
+
+
 def test_config_files_and_overrides(tmp_path):
     (tmp_path / "c.yaml").write_text("optim:\n  lr: 1e-4\nloss: {weighting: 'p2:k=1:gamma=0.5'}\n")
     cfg = load_config(tmp_path / "c.yaml")

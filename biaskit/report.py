@@ -159,7 +159,7 @@ def write_report(out_dir, df: pd.DataFrame, metadata: dict | None = None, figure
     if figures:
         lines += ["## Figures", ""]
         for f in figures:
-            f = f if f.is_absolute() else out / f
+            f = f if f.exists() else out / f  # a bare name is taken relative to out_dir
             try:
                 link = f.resolve().relative_to(out.resolve()).as_posix()
             except ValueError:  # outside out_dir: link it where it is

@@ -219,6 +219,9 @@ class Trainer:
             model_cfg.setdefault("dim", int(np.prod(shape)))
         else:
             model_cfg.setdefault("in_channels", shape[0])
+        if model_cfg.get("learn_sigma"):
+            raise ValueError("model.config.learn_sigma: training a learned variance (ADM's hybrid loss) "
+                             "is not supported; train the mean only (learn_sigma: false)")
         self.model_config = model_cfg
         torch.manual_seed(cfg.seed)  # weight initialisation
         try:

@@ -110,9 +110,12 @@ class TrainConfig:
         for key, valid in choices.items():
             if values[key] not in valid:
                 raise ValueError(f"{key}: {values[key]!r} is not one of {', '.join(valid)}")
-        for key in ("batch_size", "steps", "log_every"):
+        for key in ("batch_size", "steps", "log_every", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        from .denoiser import TIME_INPUTS
+        if self.model.time_input not in TIME_INPUTS:
+            raise ValueError(f"model.time_input: {self.model.time_input!r} is not one of {', '.join(TIME_INPUTS)}")
         if not 0 <= self.ema.decay < 1:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
         from . import parameterization, weighting

@@ -208,6 +208,8 @@ def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     ({"ema": {"decay": 1.5}}, "ema.decay"),
     ({"model": []}, "model"),
     ({"precision": "fp8"}, "precision"),
+    ({"ckpt_every": 0}, "ckpt_every"),
+    ({"model": {"time_input": "seconds"}}, "model.time_input"),
 ])
 def test_config_errors_name_the_key(bad, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

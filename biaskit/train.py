@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import math
 import os
 import time
@@ -44,7 +45,7 @@ from .models import build_model
 from .schedules import Schedule, get_schedule
 
 __all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
-           "diffusion_loss", "learning_rate", "batch_indices", "stream_seed"]
+           "diffusion_loss", "learning_rate", "batch_indices", "epoch_permutation", "stream_seed"]
 
 _DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams
 
@@ -116,19 +117,19 @@ def stream_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def batch_indices(n: int, seed: int, start: int, size: int, _cache={}) -> torch.Tensor:
-    """Positions start..start+size-1 of the data stream: epoch e is a permutation of range(n)
-    seeded by (seed, e)."""
+@functools.lru_cache(maxsize=2)
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed(seed, _DATA, epoch)))
+
+
+def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
+    """Positions start..start+size-1 of the data stream, the epochs' permutations end to end."""
     out, pos = [], start
     while pos < start + size:
         epoch, offset = divmod(pos, n)
-        key = (n, seed, epoch)
-        if key not in _cache:
-            _cache.clear()
-            g = torch.Generator().manual_seed(stream_seed(seed, _DATA, epoch))
-            _cache[key] = torch.randperm(n, generator=g)
         take = min(n - offset, start + size - pos)
-        out.append(_cache[key][offset:offset + take])
+        out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
         pos += take
     return torch.cat(out)
 

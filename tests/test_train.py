@@ -98,6 +98,17 @@ def test_lognormal_timestep_sampling_matches_normal_cdf_over_logsnr():
         timestep_probabilities("beta:2", SCHED)
 
 
+def test_data_order_is_epochs_of_permutations():
+    from biaskit.train import batch_indices
+    n, B = 10, 4
+    stream = torch.cat([batch_indices(n, 3, s * B, B) for s in range(5)])  # 20 draws = 2 epochs
+    for epoch in stream.reshape(2, n):
+        assert sorted(epoch.tolist()) == list(range(n))   # every point once per epoch
+    assert not torch.equal(stream[:n], stream[n:])
+    # a rank's slice of a global batch is the matching slice of the stream
+    torch.testing.assert_close(batch_indices(n, 3, 8 + 2, 2), stream[10:12])
+
+
 def test_learning_rate_warmup_and_cosine():
     o = load_config({"optim": {"lr": 1.0, "warmup_steps": 10, "lr_schedule": "cosine", "min_lr_ratio": 0.2}}).optim
     assert learning_rate(o, 0, 110) == pytest.approx(0.1)

@@ -182,7 +182,35 @@ class Cache:
             c.out = str(folder / label)
             run_training(c, data=data, progress=progress)
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return self._run_distributed(key, build, label)
         return self.get("runs", key, build, label) / label
+
+    def _run_distributed(self, key: dict, build: Callable[[Path], Any], label: str) -> Path:
+        """Under torchrun every rank trains (DDP) into one shared folder; rank 0 (the only
+        writer of checkpoints) then publishes it. Needs a cache folder all ranks can see."""
+        import torch.distributed as dist
+        final = self.path("runs", key)
+        start = time.perf_counter()
+        if (final / ENTRY).is_file():
+            self._record("hit", "runs", final, time.perf_counter() - start, label)
+            return final / label
+        rank = int(os.environ.get("RANK", "0"))
+        work = final.with_name(final.name + ".ddp")
+        if rank == 0 and work.exists():  # left over by a killed run
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        build(work)  # initialises the process group (biaskit.train)
+        if rank == 0:
+            (work / ENTRY).write_text(json.dumps({"kind": "runs", "key": cache_key("runs", key),
+                                                  "label": label, "config": canonical(key)},
+                                                 indent=1, sort_keys=True))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(work, final)
+        dist.barrier()
+        self._record("miss", "runs", final, time.perf_counter() - start, label)
+        return final / label
 
     def clear(self, kind: str | None = None):
         """Delete every entry (of one kind)."""

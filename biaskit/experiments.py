@@ -9,19 +9,29 @@ configs share the same cached runs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .cache import Cache
+
+
+def override_items(overrides) -> list[str]:
+    """``{"model.config.channels": 16, "model.config.channel_mult": [1]}`` (values as YAML reads
+    them) or a list of ``"key=value"`` strings -> the list :func:`biaskit.config.apply_overrides`
+    takes. (Notebook parameters hold the dict form: papermill cannot parse '=' inside values.)"""
+    if isinstance(overrides, dict):
+        return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+    return [str(o) for o in overrides or ()]
 
 
 def preset_config(family: str, weighting: str, *, preset_profile: str = "quick", overrides=(),
                   **settings):
     """The TrainConfig of preset ``family-weighting`` at ``preset_profile``, with ``settings``
     (top-level keys: ``steps=``, ``batch_size=``, ``seed=``, ``device=``, ``ckpt_every=`` ...;
-    None values are skipped) and then ``overrides`` (``"data.options.size=8"`` ...) applied."""
+    None values are skipped) and then ``overrides`` (see :func:`override_items`) applied."""
     from .config import apply_overrides, get_preset
     cfg = get_preset(f"{family}-{weighting}", preset_profile)
-    items = [f"{k}={v}" for k, v in settings.items() if v is not None] + list(overrides or ())
+    items = [f"{k}={v}" for k, v in settings.items() if v is not None] + override_items(overrides)
     return apply_overrides(cfg, items)
 
 

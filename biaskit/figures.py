@@ -209,11 +209,11 @@ def _run_one(args):
     return run_notebook(name, path, params, out_dir, threads=threads, progress=progress)
 
 
-def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None, jobs: int = 1,
+def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None, jobs: int | None = None,
             device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
             threads: int | None = None, progress: bool = False, echo=print) -> list[NotebookResult]:
-    """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes,
-    and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook.
+    """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes
+    (default: the profile's ``jobs``, else 1), and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook.
 
     ``threads``: CPU threads per kernel (OMP_NUM_THREADS); default: the profile's ``threads``,
     else the CPU count divided by ``jobs``. Small models train faster on one thread, and
@@ -221,6 +221,7 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     from .profiles import PROFILES, resolve_device, runner_settings
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    jobs = jobs or runner_settings(profile).get("jobs", 1)
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     chosen = select(names, notebook_dir)
@@ -281,3 +282,46 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     tmp.write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(tmp, path)
     return path
+
+
+def planned_runs(profile: str, device: str) -> list[tuple[str, str, dict]]:
+    """(family, weighting, training settings) of every run the profile's notebooks train, with
+    the same settings the notebooks pass to :func:`biaskit.experiments.train_family` (so the
+    cache keys agree)."""
+    from .profiles import PROFILES, parameters
+    plan = {}
+    for name in PROFILES[profile]:
+        if name in ("common", "runner"):
+            continue
+        p = parameters(profile, name)
+        families = p.get("datasets") or ([p["dataset"]] if "dataset" in p else [])
+        for family in families:
+            for w in p.get("weightings", []):
+                settings = {"preset_profile": p.get("preset_profile", "quick"),
+                            "steps": p.get("train_steps"), "batch_size": p.get("batch_size"),
+                            "seed": p.get("seed", 0), "device": device,
+                            "overrides": p.get("train_overrides", {}).get(family, {})}
+                plan[(family, w)] = settings
+    return [(f, w, s) for (f, w), s in plan.items()]
+
+
+def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,
+              echo=print) -> list[dict]:
+    """Train every run of :func:`planned_runs` into the cache (skipping cached ones); under
+    ``torchrun`` each run is trained with DDP on all processes. Returns one dict per run:
+    family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
+    from .cache import Cache
+    from .experiments import train_family
+    from .profiles import resolve_device
+    device = resolve_device(device)
+    cache = Cache(cache_dir)
+    out = []
+    rank = int(os.environ.get("RANK", "0"))
+    for family, w, settings in planned_runs(profile, device):
+        run = train_family(cache, family, [w], progress=progress and rank == 0, **settings)[w]
+        e = cache.events[-1]
+        if rank == 0:
+            echo(f"{family}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")
+        out.append({"family": family, "weighting": w, "run": str(run), "event": e["event"],
+                    "seconds": e["seconds"]})
+    return out

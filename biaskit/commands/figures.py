@@ -10,7 +10,8 @@ def add_arguments(p):
                    help="parameter set: smoke (seconds), quick (2 CPU cores, ~15 min), full (GPUs)")
     p.add_argument("--only", nargs="+", default=(), metavar="NAME",
                    help="notebooks to run, by name or prefix (e.g. 00 02_impact); default all")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run in parallel processes (default: the profile's; quick: 2)")
     p.add_argument("--out", default="figures", help="output folder (default figures/)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="cache of trained models and probe results (default: .biaskit-cache "
@@ -23,6 +24,9 @@ def add_arguments(p):
                         "--set train_steps=200 --set 'weightings=[constant, debias]')")
     p.add_argument("--notebooks", default=None, metavar="DIR",
                    help="folder holding the notebooks (default: the repository's notebooks/)")
+    p.add_argument("--train-only", action="store_true",
+                   help="only train the profile's models into the cache (no notebooks); run it "
+                        "under torchrun to train each model with DDP on several GPUs")
     p.add_argument("--progress", action="store_true", help="show papermill's per-cell progress")
 
 
@@ -41,7 +45,13 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
-    from ..figures import NOTEBOOK_DIR, run_all
+    from ..figures import NOTEBOOK_DIR, run_all, train_all
+    if args.train_only:
+        from pathlib import Path
+        cache = args.cache or Path(args.out).resolve().parent / ".biaskit-cache"
+        train_all(args.profile, cache, args.device, progress=True,
+                  echo=lambda s: print(s, file=sys.stderr, flush=True))
+        return 0
     results = run_all(args.only, profile=args.profile, out_dir=args.out, cache_dir=args.cache,
                       jobs=args.jobs, device=args.device, overrides=parse_overrides(args.overrides),
                       notebook_dir=args.notebooks or NOTEBOOK_DIR, threads=args.threads,

@@ -189,7 +189,12 @@ class Cache:
     def _run_distributed(self, key: dict, build: Callable[[Path], Any], label: str) -> Path:
         """Under torchrun every rank trains (DDP) into one shared folder; rank 0 (the only
         writer of checkpoints) then publishes it. Needs a cache folder all ranks can see."""
+        import torch
         import torch.distributed as dist
+        if not dist.is_initialized():  # ours, so that it outlives each run's trainer
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         final = self.path("runs", key)
         start = time.perf_counter()
         if (final / ENTRY).is_file():
@@ -200,7 +205,8 @@ class Cache:
         if rank == 0 and work.exists():  # left over by a killed run
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
-        build(work)  # initialises the process group (biaskit.train)
+        dist.barrier()  # the folder is clean before any rank writes
+        build(work)
         if rank == 0:
             (work / ENTRY).write_text(json.dumps({"kind": "runs", "key": cache_key("runs", key),
                                                   "label": label, "config": canonical(key)},

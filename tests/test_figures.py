@@ -182,6 +182,26 @@ def test_train_only_plans_the_runs_the_notebooks_use(smoke_run):
     assert {p["event"] for p in planned} == {"hit"}  # nothing retrained
 
 
+def test_train_only_under_torchrun_fills_the_same_cache_entries(smoke_run, tmp_path):
+    """The documented multi-GPU path, on CPU: 2 gloo processes train each run with DDP into the
+    cache; the entries are the ones the notebooks look up (same keys)."""
+    import os
+    import subprocess
+    import sys
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "biaskit.cli", "figures", "--profile", "smoke",
+           "--train-only", "--cache", str(cache), "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
+            for e in n["cache"]["events"] if e["kind"] == "runs"}
+    built = {p.parent.name for p in cache.glob("runs/*/entry.json")}
+    assert built == used
+    assert not list(cache.glob("runs/*.ddp"))
+
+
 def test_failing_parameter_set_reports_the_cell_and_exits_nonzero(smoke_run, capsys):
     out = smoke_run["out"].parent / "failing"
     rc = cli.main(["figures", "--profile", "smoke", "--only", "00", "--out", str(out),

@@ -96,7 +96,7 @@ def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t,
     x_t = alpha * x0 + sigma * eps
     with autocast or _nullcontext():
         out = net(x_t, time_in[t])
-    mse = (out.float() - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
+    mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
     return (w_t[t] * mse).mean(), mse
 
 

@@ -28,7 +28,8 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, time_in: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(time_in.reshape(-1) * self.time_scale, self.freq_dim))
+        emb = timestep_embedding(time_in.reshape(-1) * self.time_scale, self.freq_dim)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 
 class ResidualBlock(nn.Module):

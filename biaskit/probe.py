@@ -34,7 +34,6 @@ per-sample differences. ``METHODS`` describes this in the metadata.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import platform
 import sys
@@ -53,6 +52,7 @@ from tqdm.auto import tqdm
 from . import parameterization as P
 from .denoiser import Denoiser
 from .results import load_results, save_results
+from .safeload import file_sha256
 
 __all__ = ["probe", "compare", "timestep_grid", "draw_noise", "select_samples", "save_results",
            "load_results", "METHODS", "chunk_rows"]
@@ -425,14 +425,6 @@ def _default_oracle(data, schedule, x0_shape):
                            name="oracle")
 
 
-def sha256_file(path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_identity(denoiser: Denoiser) -> dict:
     """denoiser.describe(), plus the sha256 of its file when it names one and has no hash yet."""
     info = dict(denoiser.describe()) if hasattr(denoiser, "describe") else {"name": str(denoiser)}
@@ -448,7 +440,7 @@ def model_identity(denoiser: Denoiser) -> dict:
             pass
     for f in files:
         if Path(f).is_file():
-            info["sha256"], info["sha256_of"] = sha256_file(f), f
+            info["sha256"], info["sha256_of"] = file_sha256(f), f
             break
     return info
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..probe import probe, sha256_file
+from ..probe import probe
+from ..safeload import file_sha256
 from ..results import save_results
 
 
@@ -144,7 +145,7 @@ def run(args) -> int:
     meta["model_spec"] = args.model
     meta["command"] = ["biaskit", "probe", *sys.argv[2:]] if sys.argv[1:2] == ["probe"] else None
     if Path(args.model).is_file():
-        meta["models"] = {k: {**v, "sha256": v.get("sha256") or sha256_file(args.model)}
+        meta["models"] = {k: {**v, "sha256": v.get("sha256") or file_sha256(args.model)}
                           for k, v in meta["models"].items()}
     out = save_results(df, args.out, meta)
     written = [out / "per_timestep.csv", out / "metadata.json"]

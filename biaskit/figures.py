@@ -209,11 +209,12 @@ def _run_one(args):
     return run_notebook(name, path, params, out_dir, threads=threads, progress=progress)
 
 
-def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None, jobs: int | None = None,
-            device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
+def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
+            jobs: int | None = None, device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
             threads: int | None = None, progress: bool = False, echo=print) -> list[NotebookResult]:
     """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes
-    (default: the profile's ``jobs``, else 1), and merge their entries into ``out_dir/manifest.json``. Returns one result per notebook.
+    (default: the profile's ``jobs``, else 1), and merge their entries into
+    ``out_dir/manifest.json``. Returns one result per notebook.
 
     ``threads``: CPU threads per kernel (OMP_NUM_THREADS); default: the profile's ``threads``,
     else the CPU count divided by ``jobs``. Small models train faster on one thread, and
@@ -233,7 +234,8 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     _check_overrides(overrides or {}, chosen)
     params = {n: notebook_parameters(n, p, profile, out_dir, cache_dir, device, overrides)
               for n, p in chosen.items()}
-    threads = threads or runner_settings(profile).get("threads") or max(1, (os.cpu_count() or 1) // jobs)
+    threads = (threads or runner_settings(profile).get("threads")
+               or max(1, (os.cpu_count() or 1) // jobs))
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()

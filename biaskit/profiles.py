@@ -30,7 +30,7 @@ _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
         "runner": {"threads": 1},
-        "common": {"seed": 0, "image_size": 8, "weightings": ["constant", "debias"],
+        "common": {"seed": 0, "weightings": ["constant", "debias"],
                    "preset_profile": "quick",
                    "train_steps": 30, "batch_size": 32, "n_probe": 64, "num_timesteps": 8,
                    "n_samples": 16, "progress": False,
@@ -47,7 +47,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
-        "common": {"seed": 0, "image_size": 8, "weightings": WEIGHTINGS, "train_steps": 1200,
+        "common": {"seed": 0, "weightings": WEIGHTINGS, "train_steps": 1200,
                    "preset_profile": "quick",
                    "batch_size": 64, "n_probe": 512, "num_timesteps": 20, "n_samples": 256,
                    "progress": False,
@@ -65,7 +65,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "runner": {"jobs": 1},
         # sizes, steps and batch sizes are the presets' "full" profile (biaskit/presets/*.yaml):
         # patches at 32 px, 100k-200k steps, bf16
-        "common": {"seed": 0, "image_size": 32, "weightings": WEIGHTINGS, "train_steps": None,
+        "common": {"seed": 0, "weightings": WEIGHTINGS, "train_steps": None,
                    "batch_size": None, "preset_profile": "full", "n_probe": 4096,
                    "num_timesteps": 50, "n_samples": 10_000, "progress": True,
                    "train_overrides": _overrides(10_000)},

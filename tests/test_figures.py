@@ -98,8 +98,10 @@ def test_profiles_cover_every_notebook():
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
             assert parameters(profile, name)["seed"] == 0
-    assert PROFILES["full"]["common"]["image_size"] >= 32
-    assert PROFILES["full"]["common"]["n_samples"] >= 10_000
+    from biaskit.config import get_preset
+    full = parameters("full", "02_impact")
+    assert get_preset(f"{full['dataset']}-constant", full["preset_profile"]).data.options["size"] >= 32
+    assert full["n_samples"] >= 10_000 and full["fid_n"] >= 10_000
     with pytest.raises(ValueError, match="valid profiles"):
         parameters("huge", "00_weighting_atlas")
     with pytest.raises(ValueError, match="available"):

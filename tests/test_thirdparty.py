@@ -424,3 +424,20 @@ def test_real_mnist_checkpoint_through_the_plugin_path():
     assert eps[0] == eps.max() and eps[0] < 0.5                           # a trained net, not noise
     assert np.all(np.diff(x0) > 0)                                        # rises with t
     assert np.all(x0 < 0.5 / snr) and np.all(x0[2:] < 0.05 / snr[2:])     # far below eps_hat = 0
+
+
+@pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
+def test_real_mnist_checkpoint_samples_through_the_cli(tmp_path):
+    """`biaskit sample` takes the same loader flags as `biaskit probe`; 50 DDPM steps of the real
+    model give digits whose mean brightness is close to MNIST's (computed from the data)."""
+    from biaskit.cli import main
+    from biaskit.data import load_dataset
+    out = tmp_path / "s"
+    assert main(["sample", str(MNIST), "--model-spec", MNIST_SPEC, "--state-dict-prefix", "gt.",
+                 "--abar-key", "alpha_t", "--time-input", "scaled", "--time-scale", "0.001",
+                 "--data-range=-0.5,0.5", "--sampler", "ddpm", "--steps", "50", "--n", "32",
+                 "--shape", "1,28,28", "--out", str(out), "--no-progress"]) == 0
+    x = np.load(out / "samples.npz")["x0"]
+    data_mean = float(load_dataset("mnist", data_range=(-0.5, 0.5)).train.mean())
+    assert x.shape == (32, 1, 28, 28) and abs(float(x.mean()) - data_mean) < 0.05
+    assert (out / "samples.png").stat().st_size > 5_000

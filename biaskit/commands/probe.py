@@ -17,15 +17,7 @@ import torch
 from ..probe import probe
 from ..safeload import file_sha256
 from ..results import save_results
-
-
-def _thirdparty():
-    """biaskit.thirdparty when it is installed (it adds the third-party loader flags)."""
-    try:
-        from .. import thirdparty
-    except ImportError:
-        return None
-    return thirdparty
+from .common import add_model_arguments, loader_kwargs
 
 
 def add_arguments(p):
@@ -53,14 +45,9 @@ def add_arguments(p):
                    help="bf16 autocast (--amp / --no-amp; default on for cuda, off on cpu)")
     p.add_argument("--schedule", default="linear",
                    help="schedule of an oracle model (trained models carry their own; default linear)")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step of a biaskit run (default latest)")
-    p.add_argument("--online-weights", action="store_true",
-                   help="probe a biaskit run's online weights instead of its EMA weights")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tp = _thirdparty()
-    if tp is not None and hasattr(tp, "add_loader_arguments"):
-        tp.add_loader_arguments(p.add_argument_group("third-party checkpoints"))
+    add_model_arguments(p)
 
 
 def _options(items) -> dict:
@@ -88,14 +75,7 @@ def _load(args, device):
         same = oracle_data in (ds.name, args.data)
         model = load(args.model, schedule=get_schedule(args.schedule), **({"dataset": ds} if same else {}))
         return model, ds
-    path = Path(args.model)
-    if path.is_dir() and (path / "biaskit.json").is_file():
-        kwargs = {"ema": not args.online_weights, "step": args.step, "device": device}
-    else:
-        tp = _thirdparty()
-        has = tp is not None and hasattr(tp, "loader_kwargs_from_args")
-        kwargs = tp.loader_kwargs_from_args(args) if has else {}
-    model = load(args.model, **kwargs)
+    model = load(args.model, **loader_kwargs(args, device))
     ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
     return model, ds
 

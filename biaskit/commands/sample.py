@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import sampling as S
+from .common import add_model_arguments, loader_kwargs
 
 
 def add_arguments(p):
@@ -45,6 +46,7 @@ def add_arguments(p):
     p.add_argument("--grid", type=int, default=16, help="samples shown per grid cell (default 16)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(p)
 
 
 def _steps(text: str) -> list[int]:
@@ -81,7 +83,7 @@ def _load(args, device):
         from ..schedules import get_schedule
         model = load(args.model, schedule=get_schedule(args.schedule))
     else:
-        model = load(args.model)
+        model = load(args.model, **loader_kwargs(args, device))
     return model.to(device)
 
 

@@ -6,6 +6,8 @@ from .schedules import Schedule, get_schedule
 from .weighting import get_weighting
 
 __version__ = "0.1.0"
+__all__ = ["Denoiser", "Prediction", "Schedule", "get_schedule", "get_weighting", "parameterization",
+           "schedules", "weighting", "load", "probe", "compare", "data", "oracle", "plots"]
 
 
 def __getattr__(name):

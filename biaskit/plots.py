@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -277,12 +276,17 @@ def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = 
                 img = mosaic(table[r][c], data_range, columns)
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
                           interpolation="nearest")
-            if i == 0:
-                ax.set_title(str(c), fontsize=9)
-            if j == 0:
-                ax.set_ylabel(str(r), fontsize=9)
+    _label_table(axes, rows, cols)
     fig.tight_layout()
     return fig
+
+
+def _label_table(axes, rows, cols):
+    """Column names as titles of the top row, row names as y labels of the first column."""
+    for j, c in enumerate(cols):
+        axes[0, j].set_title(str(c), fontsize=9)
+    for i, r in enumerate(rows):
+        axes[i, 0].set_ylabel(str(r), fontsize=9)
 
 
 def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None):
@@ -307,10 +311,7 @@ def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim
                 ax.set_xlim(*lim)
                 ax.set_ylim(*lim)
             ax.set_aspect("equal")
-            if i == 0:
-                ax.set_title(str(c), fontsize=9)
-            if j == 0:
-                ax.set_ylabel(str(r), fontsize=9)
+    _label_table(axes, rows, cols)
     fig.tight_layout()
     return fig
 

@@ -24,7 +24,6 @@ w(t) p(t) / |d logsnr / dt|; :func:`per_logsnr_density` converts.
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 

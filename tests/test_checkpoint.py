@@ -12,12 +12,6 @@ from biaskit import checkpoint as C
 from biaskit.train import Trainer, run_training
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _config(out, steps=4):

@@ -28,13 +28,6 @@ class _Payload:
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP oversubscription when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def _evil_files(tmp_path):
     target = tmp_path / "PWNED"

@@ -22,13 +22,6 @@ MNIST_SPEC = f"{ROOT / 'examples' / 'mnist_ddpm_cnn.py'}:factory"
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP oversubscription when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def _signs(n, shape, seed=0):
     """x0 = +-0.5 in every element: E[x0^2] = 0.25 exactly."""

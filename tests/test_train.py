@@ -16,13 +16,6 @@ from biaskit.train import Trainer, diffusion_loss, learning_rate, loss_weights, 
 SCHED = get_schedule("linear", 1000)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these models are tiny: one thread is fastest, and far faster on a shared, busy CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tiny(out, **over):

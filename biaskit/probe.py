@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from . import parameterization as P
 from .denoiser import Denoiser
 from .results import load_results, save_results
+from .rng import derive_seed
 from .safeload import file_sha256
 
 __all__ = ["probe", "compare", "timestep_grid", "draw_noise", "select_samples", "save_results",
@@ -96,10 +97,6 @@ def timestep_grid(T: int, timesteps=None, num_timesteps: int | None = None, stra
     return np.unique(np.linspace(0, T - 1, K).round().astype(np.int64))
 
 
-def _generator_seed(seed: int, t: int, chunk: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(t), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
-
-
 def chunk_rows(shape) -> int:
     """Samples per noise generator for per-sample ``shape``: part of the definition of the draws
     (large enough that seeding a generator costs little next to filling it)."""
@@ -110,7 +107,7 @@ def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
     device = torch.device(device)
     rows = chunk_rows(shape)
     on_device = device.type in ("cpu", "cuda")
-    g = torch.Generator(device=device if on_device else "cpu").manual_seed(_generator_seed(seed, t, chunk))
+    g = torch.Generator(device=device if on_device else "cpu").manual_seed(derive_seed(seed, t, chunk))
     eps = torch.randn((rows, *shape), generator=g, device=device if on_device else "cpu")
     return eps if on_device else eps.to(device)
 

@@ -42,6 +42,7 @@ from . import weighting as W
 from .config import TrainConfig, load_config, to_dict
 from .denoiser import Denoiser
 from .models import build_model
+from .rng import derive_seed
 from .schedules import Schedule, get_schedule
 
 __all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
@@ -113,8 +114,8 @@ def learning_rate(optim_cfg, step: int, total: int) -> float:
 
 
 def stream_seed(seed: int, stream: int, index: int) -> int:
-    """A well-mixed 63-bit seed for random stream ``stream`` at ``index`` (step or epoch)."""
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0] >> 1)
+    """The seed of random stream ``stream`` (data order, noise, dropout) at ``index`` (epoch or step)."""
+    return derive_seed(seed, stream, index)
 
 
 @functools.lru_cache(maxsize=2)

@@ -32,11 +32,10 @@ _WRAPPERS = ("state_dict", "model_state_dict", "model", "ema", "model_ema", "ema
              "params", "module")
 
 _CONVERT_HINT = (
-    "If you trust the file, convert it to safetensors in a trusted, sandboxed environment, e.g.\n"
-    "  python -c \"import torch, safetensors.torch as st; sd = torch.load('IN', weights_only=False, "
-    "map_location='cpu'); st.save_file({k: v.contiguous() for k, v in sd.items() "
-    "if torch.is_tensor(v)}, 'OUT.safetensors')\"\n"
-    "and pass OUT.safetensors instead.")
+    "If you trust the file, convert it to safetensors in a trusted, sandboxed environment: load it "
+    "there with torch's full unpickler (weights_only=False, map_location='cpu'), keep the tensors of "
+    "its state dict and write them with safetensors.torch.save_file(..., 'OUT.safetensors'); "
+    "then pass OUT.safetensors instead.")
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

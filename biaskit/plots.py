@@ -355,3 +355,28 @@ def plot_trajectory_stats(df, hue: str | None = None):
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
+
+
+def plot_quality(df, x: str, title: str = ""):
+    """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
+    :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
+    optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
+    with its 95% bootstrap band; log x (steps span decades)."""
+    style()
+    by_sampler = "sampler" in df
+    g = sns.FacetGrid(df, row="metric", col="sampler" if by_sampler else None, hue="weighting",
+                      sharey="row", height=2.6, aspect=1.3)
+    colours = dict(zip(df["weighting"].unique(), sns.color_palette("colorblind")))
+    for (metric, sampler), d in df.groupby(["metric", "sampler"] if by_sampler else ["metric", "metric"]):
+        ax = g.axes[list(g.row_names).index(metric), list(g.col_names).index(sampler) if by_sampler else 0]
+        for w, dw in d.groupby("weighting", sort=False):
+            dw = dw.sort_values(x)
+            ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
+            ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+    g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
+    g.set_axis_labels(x.replace("_", " "), "value (95% bootstrap band)")
+    g.axes.flat[0].legend(fontsize=8)
+    if title:
+        g.figure.suptitle(title, y=1.02)
+    return g.figure

@@ -168,7 +168,6 @@ def test_second_run_hits_the_cache_and_skips_training(smoke_run):
 
 
 def test_train_only_plans_the_runs_the_notebooks_use(smoke_run):
-    from biaskit.cache import Cache
     from biaskit.figures import train_all
     planned = train_all("smoke", smoke_run["cache"], "cpu", progress=False, echo=lambda s: None)
     used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()

@@ -240,6 +240,17 @@ def schedule_context(schedule) -> dict:
     return {"betas": schedule.betas, "abar": schedule.abar}
 
 
+def logsnr_jacobian(schedule):
+    """(logsnr_t, finite mask, |d logsnr/dt|): the Jacobian between per-step and per-unit-logsnr
+    quantities, by central differences over the steps with finite logsnr (NaN elsewhere)."""
+    lam = schedule.logsnr.numpy()
+    finite = np.isfinite(lam)
+    dlam = np.full_like(lam, np.nan)
+    if finite.sum() > 1:
+        dlam[finite] = np.abs(np.gradient(lam[finite]))
+    return lam, finite, dlam
+
+
 def per_logsnr_density(w_t, schedule, p_t=None, normalize: str = "integral") -> np.ndarray:
     """Convert a per-sample weight w(t) under timestep probabilities p(t) (uniform by default) into
     a density over logsnr: rho(logsnr_t) = w(t) p(t) / |d logsnr/dt| (central differences in t).
@@ -247,14 +258,11 @@ def per_logsnr_density(w_t, schedule, p_t=None, normalize: str = "integral") -> 
     normalize: ``"integral"`` (integrates to 1 over logsnr), ``"max"`` (peak 1) or ``"none"``.
     Steps where logsnr is infinite (zero terminal SNR) get density 0.
     """
-    lam = schedule.logsnr.numpy()
+    lam, finite, dlam = logsnr_jacobian(schedule)
     w_t = np.asarray(w_t, dtype=np.float64)
     p_t = np.full(schedule.T, 1.0 / schedule.T) if p_t is None else np.asarray(p_t, float)
-    finite = np.isfinite(lam)
-    dlam = np.full_like(lam, np.nan)
-    if finite.sum() > 1:
-        dlam[finite] = np.gradient(lam[finite])
-    rho = np.where(finite, w_t * p_t / np.abs(dlam), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(finite, w_t * p_t / dlam, 0.0)
     if normalize == "integral":
         area = np.trapezoid(rho[finite][::-1], lam[finite][::-1]) if finite.sum() > 1 else 1.0
         rho = rho / area
@@ -269,12 +277,9 @@ def timestep_probabilities(density, schedule) -> np.ndarray:
     """The inverse of :func:`per_logsnr_density`: probabilities p(t) of drawing step t when logsnr
     should follow ``density(logsnr)`` (unnormalised), p(t) ∝ density(logsnr_t) |d logsnr/dt|.
     Steps with infinite logsnr (zero terminal SNR) get probability 0."""
-    lam = schedule.logsnr.numpy()
-    finite = np.isfinite(lam)
+    lam, finite, dlam = logsnr_jacobian(schedule)
     if finite.sum() < 2:
         raise ValueError("a density over logsnr needs at least two steps with finite logsnr")
-    dlam = np.zeros_like(lam)
-    dlam[finite] = np.abs(np.gradient(lam[finite]))
     p = np.where(finite, np.asarray(density(np.where(finite, lam, 0.0)), float) * dlam, 0.0)
     if not np.all(np.isfinite(p)) or p.sum() <= 0:
         raise ValueError("the logsnr density puts no finite, positive mass on this schedule's steps")

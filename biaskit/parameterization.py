@@ -27,6 +27,11 @@ def canonical(kind: str) -> str:
     return key
 
 
+def noisy(x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
+    """x_t = alpha x0 + sigma eps, the forward (noising) process at one step."""
+    return alpha * x0 + sigma * eps
+
+
 def target(kind: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """What a network of this parameterization is trained to output."""
     kind = canonical(kind)

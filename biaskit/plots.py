@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -192,9 +191,14 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
     return fig
 
 
-def _to_image(x, data_range):
+def to_unit(x, data_range):
+    """Map data in ``data_range`` to [0, 1] for display (clipped): a float CPU tensor."""
     lo, hi = data_range
-    img = ((x.float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+
+
+def _to_image(x, data_range):
+    img = to_unit(x, data_range)
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
 
@@ -204,6 +208,8 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     the draws :func:`biaskit.probe.probe` scored. Images are mapped from the model's data range
     to [0, 1] (x_t and x0_hat clipped)."""
     import torch
+
+    from .parameterization import noisy
     from .probe import draw_noise
 
     style()
@@ -221,7 +227,7 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
         for j, t in enumerate(ts):
             eps = draw_noise(seed, t, 0, n, x0.shape[1:], dev)
             alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), t, device=dev))
-            x_t = alpha[:, None, None, None] * x0.to(dev) + sigma[:, None, None, None] * eps
+            x_t = noisy(x0.to(dev), eps, alpha[:, None, None, None], sigma[:, None, None, None])
             x0_hat = denoiser(x_t, torch.full((n,), t, device=dev)).x0_hat
             for i in range(n):
                 axes[i, 1 + 2 * j].imshow(_to_image(x_t[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
@@ -243,14 +249,13 @@ def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int 
     """Tile images (N, C, H, W) into one (rows*(H+pad)-pad, cols*(W+pad)-pad[, 3]) array in
     [0, 1], row-major, white gaps; grayscale comes back 2-D."""
     import torch
-    x = torch.as_tensor(images).detach().float().cpu()
+    x = torch.as_tensor(images)
     if x.ndim != 4:
         raise ValueError(f"mosaic needs images (N, C, H, W), got shape {tuple(x.shape)}")
     N, C, H, W = x.shape
     cols = columns or N
     rows = -(-N // cols)
-    lo, hi = data_range
-    x = ((x - lo) / (hi - lo)).clamp(0, 1)
+    x = to_unit(x, data_range)
     canvas = torch.ones(C, rows * (H + pad) - pad, cols * (W + pad) - pad)
     for i in range(N):
         r, c = divmod(i, cols)

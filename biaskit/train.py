@@ -27,6 +27,7 @@ import functools
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -46,9 +47,9 @@ from .rng import derive_seed
 from .schedules import Schedule, get_schedule
 
 __all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
-           "diffusion_loss", "learning_rate", "batch_indices", "epoch_permutation", "stream_seed"]
+           "diffusion_loss", "learning_rate", "batch_indices", "epoch_permutation"]
 
-_DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams
+_DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams: derive_seed(seed, stream, epoch or step)
 
 
 @dataclass
@@ -63,13 +64,18 @@ class TrainState:
 
     def mse_by_quarter(self, T: int) -> torch.Tensor:
         """Mean target MSE in each quarter of 0..T-1 (4,), NaN where no sample fell."""
-        q = (self.t * 4 // T).clamp(max=3)
+        q = _quarter(self.t, T)
         sums = torch.zeros(4, device=self.mse.device).index_add_(0, q, self.mse)
         counts = torch.zeros(4, device=self.mse.device).index_add_(0, q, torch.ones_like(self.mse))
         return sums / counts
 
 
 # --- the pieces, each one formula ------------------------------------------------------------
+def _quarter(t: torch.Tensor, T: int) -> torch.Tensor:
+    """Which quarter (0..3) of 0..T-1 each timestep falls in (guided-diffusion's q0..q3)."""
+    return (t * 4 // T).clamp(max=3)
+
+
 def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:
     """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised."""
     w = W.get_weighting(loss_cfg.weighting)
@@ -95,7 +101,7 @@ def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t,
     shape = (-1,) + (1,) * (x0.ndim - 1)
     alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
     x_t = alpha * x0 + sigma * eps
-    with autocast or _nullcontext():
+    with autocast or nullcontext():
         out = net(x_t, time_in[t])
     mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
     return (w_t[t] * mse).mean(), mse
@@ -113,15 +119,10 @@ def learning_rate(optim_cfg, step: int, total: int) -> float:
     return lr
 
 
-def stream_seed(seed: int, stream: int, index: int) -> int:
-    """The seed of random stream ``stream`` (data order, noise, dropout) at ``index`` (epoch or step)."""
-    return derive_seed(seed, stream, index)
-
-
 @functools.lru_cache(maxsize=2)
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed(seed, _DATA, epoch)))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, _DATA, epoch)))
 
 
 def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
@@ -133,14 +134,6 @@ def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
         out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
         pos += take
     return torch.cat(out)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -208,12 +201,12 @@ class Trainer:
         self.data = _dataset(cfg, data)
         self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
         self.target = P.canonical(cfg.loss.target)
-        self.p_t = timestep_probabilities(cfg.loss.t_sampling, self.schedule)
+        p_t = timestep_probabilities(cfg.loss.t_sampling, self.schedule)
         dev, T = self.device, self.schedule.T
-        self.w_t = loss_weights(cfg.loss, self.schedule, self.p_t).to(dev, torch.float32)
+        self.w_t = loss_weights(cfg.loss, self.schedule, p_t).to(dev, torch.float32)
         self.alpha_t = self.schedule.alpha.to(dev, torch.float32)
         self.sigma_t = self.schedule.sigma.to(dev, torch.float32)
-        self.p_t_tensor = None if self.p_t is None else torch.as_tensor(self.p_t, device=dev)
+        self.p_t = None if p_t is None else torch.as_tensor(p_t, device=dev)
 
         model_cfg = dict(cfg.model.config)
         shape = self.data.shape
@@ -231,9 +224,6 @@ class Trainer:
         except TypeError as e:  # an unknown constructor argument
             raise ValueError(f"model.config: {e}") from None
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.denoiser_template = Denoiser(self.net, self.schedule, self.target, time_input=cfg.model.time_input,
-                                          data_range=self.data.data_range, channels=shape[0])
-        self.time_in = self.denoiser_template.time_features(torch.arange(T, device=dev))
         # parameter lists cached once: walking the module tree every step costs more than the EMA
         self._params, self._ema_params = list(self.net.parameters()), list(self.ema.parameters())
         self._buffers_pairs = list(zip(self.ema.buffers(), self.net.buffers()))
@@ -243,11 +233,12 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas),
+        self.optimizer = torch.optim.AdamW(self._params, lr=o.lr, betas=tuple(o.betas),
                                            eps=o.eps, weight_decay=o.weight_decay,
                                            fused=True if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
+        self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
         self.autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None)
         self._noise = torch.Generator(dev)
         self.info = self._run_info()
@@ -292,9 +283,9 @@ class Trainer:
 
     def denoiser(self, ema: bool = True) -> Denoiser:
         """The current network (EMA by default) as a :class:`Denoiser` (shares its weights)."""
-        d = self.denoiser_template
-        return Denoiser(self.ema if ema else self.net, d.schedule, d.parameterization, time_input=d.time_input,
-                        data_range=d.data_range, channels=d.channels, name=self.run_dir.name,
+        return Denoiser(self.ema if ema else self.net, self.schedule, self.target,
+                        time_input=self.config.model.time_input, data_range=self.data.data_range,
+                        channels=self.data.shape[0], name=self.run_dir.name,
                         info={"step": self.step, "weights": "ema" if ema else "online",
                               "weighting": self.config.loss.weighting})
 
@@ -306,12 +297,12 @@ class Trainer:
         lo, hi = self.rank * b, (self.rank + 1) * b
         idx = batch_indices(self.train_x.shape[0], cfg.seed, step * B + lo, b)
         x0 = self.train_x[idx.to(self.device)]
-        g = self._noise.manual_seed(stream_seed(cfg.seed, _NOISE, step))
+        g = self._noise.manual_seed(derive_seed(cfg.seed, _NOISE, step))
         T = self.schedule.T
-        if self.p_t_tensor is None:
+        if self.p_t is None:
             t = torch.randint(T, (B,), device=self.device, generator=g)
         else:
-            t = torch.multinomial(self.p_t_tensor, B, replacement=True, generator=g)
+            t = torch.multinomial(self.p_t, B, replacement=True, generator=g)
         eps = torch.randn((B,) + tuple(x0.shape[1:]), device=self.device, generator=g)
         return x0, t[lo:hi], eps[lo:hi]
 
@@ -321,7 +312,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.has_dropout:
-            torch.manual_seed(stream_seed(cfg.seed, _DROPOUT, self.step))
+            torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
         x0, t, eps = self.batch(self.step)
         loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
                                    self.target, self.w_t, self.autocast)
@@ -402,8 +393,6 @@ class _Log:
         self.path = trainer.run_dir / "log.csv"
         dev = trainer.device
         self.sums = torch.zeros(3, 4, device=dev, dtype=torch.float64)  # loss sum, mse sum, count
-        T = trainer.schedule.T
-        self.quarter = (torch.arange(T, device=dev) * 4 // T).clamp(max=3)
         self.ones = torch.ones(trainer.config.batch_size // trainer.world, device=dev, dtype=torch.float64)
         self.n, self.lr, self.t0, self.start = 0, 0.0, time.perf_counter(), time.perf_counter()
         if enabled:
@@ -420,7 +409,7 @@ class _Log:
             csv.writer(f).writerows(kept)
 
     def add(self, s: TrainState):
-        q = self.quarter[s.t]
+        q = _quarter(s.t, self.trainer.schedule.T)
         self.sums[1].index_add_(0, q, s.mse.double())
         self.sums[2].index_add_(0, q, self.ones)
         self.sums[0, :1].add_(s.loss)

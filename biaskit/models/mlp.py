@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-
-def timestep_embedding(time_in: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoids of a (B,) time input (Vaswani et al. 2017, as DDPM/ADM): (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=time_in.device) / half)
-    args = time_in.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return torch.cat([emb, emb.new_zeros(emb.shape[0], dim % 2)], dim=-1)
+from .adm import timestep_embedding
 
 
 class TimeEmbedding(nn.Module):

@@ -124,9 +124,8 @@ class UNet(nn.Module):
             h = self._run_layers(layers, h, emb)
             hs.append(h)
         h = self._run_layers(self.mid, h, emb)
-        sizes = [s.shape[-2:] for s in hs]
         for layers in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
-            sizes.pop()
-            h = self._run_layers(layers, h, emb, size=sizes[-1] if sizes else None)
+            # an upsampling layer goes back to the next skip's exact size
+            h = self._run_layers(layers, h, emb, size=hs[-1].shape[-2:] if hs else None)
         return self.out(h)

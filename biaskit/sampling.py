@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from . import parameterization as P
 from .denoiser import Denoiser
-from .schedules import Schedule, diffusers_spacing, space_timesteps
+from .schedules import Schedule, diffusers_spacing, respace, space_timesteps
 
 __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "SampleResult", "Trajectory", "StepInfo",
            "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS", "VARIANCES", "SPACINGS", "sampler_names",
@@ -130,9 +130,10 @@ def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
 
 
 # Ho et al. 2020, Eq. 7: q(x_prev | x_t, x0) = N(c0 x0 + ct x_t, beta_tilde)
-def ddpm_coefficients(abar: torch.Tensor, abar_prev: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Posterior coefficients per step: c0, ct, beta, beta_tilde (each shaped like abar)."""
-    beta = 1 - abar / abar_prev
+def ddpm_coefficients(schedule: Schedule) -> dict[str, torch.Tensor]:
+    """Posterior coefficients per step of ``schedule`` (a respaced one for fewer steps): c0, ct,
+    beta, beta_tilde, each (T,)."""
+    abar, abar_prev, beta = schedule.abar, schedule.abar_prev, schedule.betas
     beta_tilde = beta * (1 - abar_prev) / (1 - abar)
     c0 = abar_prev.sqrt() * beta / (1 - abar)
     ct = (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)
@@ -140,8 +141,8 @@ def ddpm_coefficients(abar: torch.Tensor, abar_prev: torch.Tensor) -> dict[str, 
 
 
 # Song et al. 2021, Eq. 16: sigma_t(eta) = eta sqrt((1 - abar_prev) / (1 - abar) (1 - abar / abar_prev))
-def ddim_sigma(abar: torch.Tensor, abar_prev: torch.Tensor, eta: float) -> torch.Tensor:
-    return eta * ddpm_coefficients(abar, abar_prev)["beta_tilde"].sqrt()
+def ddim_sigma(schedule: Schedule, eta: float) -> torch.Tensor:
+    return eta * ddpm_coefficients(schedule)["beta_tilde"].sqrt()
 
 
 def _denoiser_device(den: Denoiser) -> torch.device:
@@ -199,14 +200,15 @@ class _Recorder:
         return Trajectory(torch.tensor(self.t), torch.stack(self.x_t), torch.stack(self.x0_hat))
 
 
-def _native(kind, pick, x, schedule: Schedule, steps, spacing, eta, variance, clip, generator,
+def _native(kind, denoiser, x, schedule: Schedule, steps, spacing, eta, variance, clip, generator,
             record, progress) -> list[int]:
     idx = kept_steps(schedule.T, steps, spacing)
-    abar = schedule.abar[idx]
-    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-    c = ddpm_coefficients(abar, abar_prev)
+    pick = _pick(denoiser, len(idx))
+    kept = respace(schedule, idx)
+    c = ddpm_coefficients(kept)
     if kind == "ddim":
-        s = ddim_sigma(abar, abar_prev, eta)
+        s = ddim_sigma(kept, eta)
+        abar_prev = kept.abar_prev
         coef = {"a0": abar_prev.sqrt(), "ae": (1 - abar_prev - s**2).clamp_min(0).sqrt(), "s": s}
     else:
         # ADM: the log variances at the first kept step use beta_tilde of the second (beta_tilde_0 = 0)
@@ -238,15 +240,26 @@ def _native(kind, pick, x, schedule: Schedule, steps, spacing, eta, variance, cl
     return idx[::-1]
 
 
+def _var_out(pred) -> torch.Tensor:
+    if pred.var_out is None:
+        raise ValueError("variance='learned' needs a network with 2C outputs (ADM learn_sigma); "
+                         "this denoiser returns C channels: use fixed_small or fixed_large")
+    return pred.var_out
+
+
 # Nichol & Dhariwal 2021, Eq. 15: log s^2 = frac log beta + (1 - frac) log beta_tilde, frac = (v + 1) / 2
 def _ddpm_std(variance, coef, k, pred):
     if variance != "learned":
         return coef["s"][k]
-    if pred.var_out is None:
-        raise ValueError("variance='learned' needs a network with 2C outputs (ADM learn_sigma); "
-                         "this denoiser returns C channels: use fixed_small or fixed_large")
-    frac = (pred.var_out + 1) / 2
+    frac = (_var_out(pred) + 1) / 2
     return torch.exp(0.5 * (frac * coef["log_large"][k] + (1 - frac) * coef["log_small"][k]))
+
+
+def _timestep_spacing(spacing: str) -> str:
+    """diffusers' ``timestep_spacing`` for ours (``even``, ADM's, is closest to ``linspace``)."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    return "linspace" if spacing == "even" else spacing
 
 
 def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,
@@ -264,13 +277,11 @@ def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "ep
     accepted = inspect.signature(cls.__init__).parameters
     config = {"num_train_timesteps": schedule.T, "trained_betas": schedule.betas.numpy(),
               "prediction_type": prediction_type, "clip_sample": False, "thresholding": False,
-              "timestep_spacing": "linspace" if spacing == "even" else spacing,
-              "variance_type": _DIFFUSERS_VARIANCE.get(variance), "set_alpha_to_one": True,
-              "steps_offset": 0, **extra, **scheduler_kwargs}
-    if not (cls_name == "DDPMScheduler" and variance in _DIFFUSERS_VARIANCE):
-        config.pop("variance_type")
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+              "timestep_spacing": _timestep_spacing(spacing), "set_alpha_to_one": True,
+              "steps_offset": 0}
+    if cls_name == "DDPMScheduler" and variance in _DIFFUSERS_VARIANCE:
+        config["variance_type"] = _DIFFUSERS_VARIANCE[variance]
+    config = {**config, **extra, **scheduler_kwargs}
     return cls(**{k: v for k, v in config.items() if k in accepted}), prediction_type
 
 
@@ -282,7 +293,7 @@ def _set_timesteps(scheduler, steps: int, spacing: str, device) -> list[int]:
     if not torch.equal(ts, ts.round()):
         if "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
             T = scheduler.config.num_train_timesteps
-            custom = kept_steps(T, steps, "linspace" if spacing == "even" else spacing)[::-1]
+            custom = kept_steps(T, steps, _timestep_spacing(spacing))[::-1]
             scheduler.set_timesteps(timesteps=custom, device=device)
             ts = scheduler.timesteps.detach().cpu().double()
         if not torch.equal(ts, ts.round()):
@@ -300,38 +311,32 @@ def _quiet_numpy():
         yield
 
 
-def _diffusers(name, pick, x, schedule, parameterization, steps, spacing, variance, clip, generator,
-               record, progress, scheduler_kwargs) -> list[int]:
-    first = pick(0)
+def _diffusers(name, denoiser, x, schedule, parameterization, steps, spacing, variance, clip,
+               generator, record, progress, scheduler_kwargs) -> list[int]:
     with _quiet_numpy():
         scheduler, prediction_type = make_scheduler(name, schedule, parameterization,
                                                     variance=variance, clip=clip, spacing=spacing,
                                                     **(scheduler_kwargs or {}))
         ts = _set_timesteps(scheduler, steps, spacing, x.device)
+    pick = _pick(denoiser, len(ts))
     step_params = inspect.signature(scheduler.step).parameters
     step_kwargs = {"generator": generator} if "generator" in step_params else {}
+    learned = getattr(scheduler.config, "variance_type", None) == "learned_range"
     t_dev = [torch.tensor(t, device=x.device) for t in ts]
+    data_range = pick(0).data_range
     x = x * scheduler.init_noise_sigma
     with _quiet_numpy():
         for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, leave=False, desc=name)):
-            x = _diffusers_step(scheduler, pick(i), i, t, t_dev[i], ts[i], x, prediction_type, clip,
-                                first.data_range, step_kwargs, record)
+            x_t = scheduler.scale_model_input(x, t)
+            pred = pick(i)(x_t, t_dev[i])
+            x0_hat, eps_hat = _estimates(pred, x_t, clip, data_range)
+            out = eps_hat if prediction_type == "epsilon" else pred.out
+            if learned:
+                out = torch.cat([out, _var_out(pred)], 1)
+            x_next = scheduler.step(out, t, x, return_dict=True, **step_kwargs).prev_sample
+            record(i, ts[i], x_t, x0_hat, eps_hat, x_next)
+            x = x_next
     return ts
-
-
-def _diffusers_step(scheduler, den, i, t, t_dev, t_int, x, prediction_type, clip, data_range,
-                    step_kwargs, record):
-    x_t = scheduler.scale_model_input(x, t)
-    pred = den(x_t, t_dev)
-    x0_hat, eps_hat = _estimates(pred, x_t, clip, data_range)
-    out = eps_hat if prediction_type == "epsilon" else pred.out
-    if getattr(scheduler.config, "variance_type", None) == "learned_range":
-        if pred.var_out is None:
-            raise ValueError("variance='learned' needs a network with 2C outputs (ADM learn_sigma)")
-        out = torch.cat([out, pred.var_out], 1)
-    x_next = scheduler.step(out, t, x, return_dict=True, **step_kwargs).prev_sample
-    record(i, t_int, x_t, x0_hat, eps_hat, x_next)
-    return x_next
 
 
 def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
@@ -382,18 +387,16 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
     record = _Recorder(callback, return_trajectory)
-    n_calls = model_calls(sampler, denoiser, steps, spacing, scheduler_kwargs)
-    pick = _pick(denoiser, n_calls)
     if sampler in NATIVE_SAMPLERS:
-        ts = _native(sampler, pick, x, schedule, steps, spacing, eta, variance, clip, generator,
+        ts = _native(sampler, denoiser, x, schedule, steps, spacing, eta, variance, clip, generator,
                      record, progress)
     else:
         kinds = {d.parameterization for d in denoiser} if isinstance(denoiser, (list, tuple)) else \
             {first.parameterization}
         # a chain of models with different outputs is fed to the scheduler as eps
         parameterization = kinds.pop() if len(kinds) == 1 else "eps"
-        ts = _diffusers(sampler, pick, x, schedule, parameterization, steps, spacing, variance, clip,
-                        generator, record, progress, scheduler_kwargs)
+        ts = _diffusers(sampler, denoiser, x, schedule, parameterization, steps, spacing, variance,
+                        clip, generator, record, progress, scheduler_kwargs)
     return SampleResult(record.last, ts, sampler, record.trajectory())
 
 

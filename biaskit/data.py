@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .cache import canonical
 from .oracle import GaussianMixture
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES"]
@@ -226,6 +227,11 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
 
 
+def _check_mode(mode):
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+
+
 def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mode="RGB",
             downscale=1, test_fraction=0.2) -> _Raw:
     """size x size patches cut at seeded random positions from skimage.data photos.
@@ -236,8 +242,7 @@ def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mod
     unknown = [n for n in images if n not in PATCH_IMAGES]
     if unknown:
         raise ValueError(f"unknown patch images {unknown}; valid: {', '.join(PATCH_IMAGES)}")
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    _check_mode(mode)
     n_train, n_test = _sizes(n_train, n_test, 4096, 512)
     photos = [_photo(n, int(downscale)) for n in images]
     rng = np.random.default_rng(seed)
@@ -284,8 +289,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
         raise FileNotFoundError(f"image folder not found: {path}")
     if not path.is_dir():
         raise ValueError(f"not a directory: {path}")
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    _check_mode(mode)
     try:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except OSError as e:
@@ -315,14 +319,6 @@ DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboar
 
 def dataset_names() -> list[str]:
     return sorted(DATASETS)
-
-
-def _jsonable(v):
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
-    return v
 
 
 _SPLIT_ARGS = ("seed", "n_train", "n_test", "path")
@@ -369,5 +365,5 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
         b = to_range(0.0, (lo, hi), raw.src)
         mixture = raw.mixture.affine(to_range(1.0, (lo, hi), raw.src) - b, b)
     spec = {"name": name, "seed": int(seed), "n_train": len(train), "n_test": len(test),
-            "data_range": [lo, hi], **{k: _jsonable(v) for k, v in options.items()}}
+            "data_range": [lo, hi], **canonical(options)}
     return Dataset(name, train, test, (lo, hi), mixture, spec)

@@ -178,11 +178,9 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
             f"checkpoint tensor {betas_key!r} (betas)"
     if scheduler_config is not None:
         return from_diffusers_config(scheduler_config), f"scheduler config {scheduler_config}"
-    if noise_schedule is not None:
-        T = int(diffusion_steps or 1000)
-        return get_schedule(noise_schedule, T), f"{noise_schedule}, T={T}"
-    if diffusion_steps is not None:
-        return get_schedule("linear", int(diffusion_steps)), f"linear, T={int(diffusion_steps)}"
+    if noise_schedule is not None or diffusion_steps is not None:
+        name, T = noise_schedule or "linear", 1000 if diffusion_steps is None else int(diffusion_steps)
+        return get_schedule(name, T), f"{name}, T={T}"
     return from_diffusers_config(default or DEFAULT_SCHEDULER), "default (DDPM linear, T=1000)"
 
 
@@ -203,10 +201,6 @@ def _denoiser(net, schedule, parameterization, *, time_input, time_scale, data_r
 def _file_info(path: Path, fmt: str) -> dict:
     return {"name": path.stem if path.is_file() else path.name, "format": fmt,
             "path": str(path), "sha256": safeload.file_sha256(path) if path.is_file() else None}
-
-
-def _to(net: nn.Module, device) -> nn.Module:
-    return net.to(device) if device is not None else net
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,10 +281,10 @@ def load_diffusers(path, *, scheduler_config=None, parameterization=None, noise_
         net = WithClassLabel(net, class_label, keyword="class_labels")
     kind = parameterization or sched_cfg.get("prediction_type", "epsilon")
     info = _file_info(path, fmt)
-    info.update(name=path.name, sha256={str(f.relative_to(path)): safeload.file_sha256(f) for f in files},
+    info.update(sha256={str(f.relative_to(path)): safeload.file_sha256(f) for f in files},
                 config={k: v for k, v in config.items() if not k.startswith("_")},
                 scheduler=sched_cfg.get("_class_name", "default"), schedule_source=source)
-    return _denoiser(_to(net, device), schedule, kind, time_input=time_input, time_scale=time_scale,
+    return _denoiser(net.to(device), schedule, kind, time_input=time_input, time_scale=time_scale,
                      data_range=data_range, channels=config.get("in_channels", 3),
                      trained_timesteps=trained_timesteps, info=info)
 
@@ -303,18 +297,18 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
              scheduler_config=None,
              time_input=None, time_scale=None, data_range=None, class_label=None,
              state_dict_prefix=None, trained_timesteps=None, map_location="cpu", device=None,
-             state_dict=None, **flags) -> Denoiser:
+             **flags) -> Denoiser:
     """A guided-diffusion / improved-diffusion state dict as a Denoiser.
 
     ``flags`` are guided-diffusion's script flags (``num_channels``, ``num_head_channels``,
     ``attention_resolutions`` with ``image_size``, ...; see
     :func:`biaskit.models.adm.flags_to_config`); they override what the state dict shows.
     ``rescale_timesteps`` (improved-diffusion's flag, on by default there): the network was fed
-    t * 1000 / T instead of t. ``state_dict``: the file's contents when already read.
+    t * 1000 / T instead of t.
     """
     from .models.adm import NOT_IN_STATE_DICT, ADMUNet, flags_to_config, infer_adm_config
     path = Path(path).expanduser()
-    full = safeload.read_state_dict(path, map_location) if state_dict is None else state_dict
+    full = safeload.read_state_dict(path, map_location)
     sd = safeload.strip_prefix(full, state_dict_prefix)
     if not _looks_adm(sd):
         raise ValueError(_unknown_message(path, sd))
@@ -344,7 +338,7 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
     info = _file_info(path, "adm")
     info.update(config=config, inferred_config=inferred, schedule_source=source,
                 assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None])
-    return _denoiser(_to(net, device), schedule, kind, time_input=time_input, time_scale=time_scale,
+    return _denoiser(net.to(device), schedule, kind, time_input=time_input, time_scale=time_scale,
                      data_range=data_range, channels=config["in_channels"],
                      trained_timesteps=trained_timesteps, info=info)
 
@@ -403,7 +397,7 @@ def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=No
         full = safeload.read_state_dict(path, map_location)
         sd = safeload.strip_prefix(full, state_dict_prefix)
         safeload.load_into(net, sd, strict=strict, what=f"weights in {path.name}")
-        info.update(_file_info(path, "plugin"), model_spec=str(model_spec))
+        info.update(_file_info(path, "plugin"))
     if all(v is None for v in (noise_schedule, diffusion_steps, abar_key, betas_key, scheduler_config)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
                       "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
@@ -412,7 +406,7 @@ def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=No
                                         noise_schedule=noise_schedule, diffusion_steps=diffusion_steps,
                                         scheduler_config=scheduler_config)
     info["schedule_source"] = source
-    return _denoiser(_to(net, device), schedule, parameterization or "eps", time_input=time_input,
+    return _denoiser(net.to(device), schedule, parameterization or "eps", time_input=time_input,
                      time_scale=time_scale, data_range=data_range, channels=channels,
                      trained_timesteps=trained_timesteps, info=info)
 
@@ -453,17 +447,11 @@ def load_thirdparty(spec, *, model_spec=None, weights=None, **kwargs) -> Denoise
         _check_kwargs(kwargs, load_plugin, "plugin")
         return load_plugin(spec, model_spec, **kwargs)
     path = Path(text).expanduser()
-    fmt = detect_format(path) if path.is_dir() or not path.exists() else "file"
-    if fmt in ("diffusers", "diffusers-unet"):
-        _check_kwargs(kwargs, load_diffusers, fmt)
-        return load_diffusers(path, **kwargs)
-    if path.suffix.lower() not in WEIGHT_SUFFIXES:
-        detect_format(path)  # raises the unknown-file-type error
-    full = safeload.read_state_dict(path, kwargs.get("map_location", "cpu"))
-    sd = safeload.strip_prefix(full, kwargs.get("state_dict_prefix"))
-    if _looks_adm(sd):
-        return load_adm(path, state_dict=full, **kwargs)
-    raise ValueError(_unknown_message(path, sd))
+    if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
+        return load_adm(path, **kwargs)  # raises the unknown-network error for non-ADM keys
+    fmt = detect_format(path)  # a diffusers folder; raises for missing and unknown paths
+    _check_kwargs(kwargs, load_diffusers, fmt)
+    return load_diffusers(path, **kwargs)
 
 
 def _check_kwargs(kwargs: dict, fn, fmt: str) -> None:

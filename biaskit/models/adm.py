@@ -184,7 +184,7 @@ class ADMUNet(nn.Module):
                  use_new_attention_order: bool = False, dropout: float = 0.0,
                  image_size: int | None = None, out_channels: int | None = None):
         super().__init__()
-        channel_mult = [int(m) if float(m).is_integer() else float(m) for m in channel_mult]
+        channel_mult = [_whole(m) for m in channel_mult]
         attention_resolutions = sorted({int(a) for a in attention_resolutions})
         if out_channels is None:
             out_channels = in_channels * (2 if learn_sigma else 1)
@@ -276,8 +276,9 @@ def _has(names: set[str], start: str) -> bool:
     return any(n.startswith(start) for n in names)
 
 
-def _mult(width: int, model_channels: int):
-    m = width / model_channels
+def _whole(m):
+    """A channel multiplier as an int when whole (1, 2, 2.5)."""
+    m = float(m)
     return int(m) if m.is_integer() else m
 
 
@@ -312,7 +313,7 @@ def infer_adm_config(state_dict: dict) -> dict:
                          f"levels of {nrb} + 1 blocks")
     levels = n_out // (nrb + 1)
     first = [1 + level * (nrb + 1) for level in range(levels)]  # first ResBlock of each level
-    channel_mult = [_mult(sd[f"input_blocks.{i}.0.in_layers.2.weight"].shape[0], mc) for i in first]
+    channel_mult = [_whole(sd[f"input_blocks.{i}.0.in_layers.2.weight"].shape[0] / mc) for i in first]
     attention = sorted({2 ** level for level, i in enumerate(first) for r in range(nrb)
                         if _has(inp.get(i + r, set()), "1.qkv.")})
     width = sd["input_blocks.1.0.out_layers.3.weight"].shape[0]
@@ -352,7 +353,7 @@ def flags_to_config(config: dict, flags: dict) -> dict:
     rename = {"num_channels": "model_channels"}
     for k, v in flags.items():
         if k == "channel_mult":
-            cfg[k] = [int(m) if float(m).is_integer() else float(m) for m in _csv(v, float)]
+            cfg[k] = _csv(v, _whole)
         elif k == "attention_resolutions":
             continue
         elif k == "class_cond":

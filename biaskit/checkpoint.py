@@ -12,7 +12,8 @@ Layout::
 
 Every write is atomic: files go to a temporary name (a checkpoint to a temporary directory) and
 are renamed into place, so a run killed during a save keeps its previous checkpoint loadable.
-Damaged files raise ``ValueError`` naming the file, never a traceback from deep inside torch.
+Files are read back by :func:`biaskit.safeload.read_checkpoint`: damaged ones raise ``ValueError``
+naming the file, never a traceback from deep inside torch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ FORMAT = "biaskit.run"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 __all__ = ["RUN_FILE", "write_json", "read_run_info", "save_checkpoint", "checkpoint_steps",
-           "checkpoint_dir", "load_weights", "load_state", "build_net", "load_run"]
+           "checkpoint_dir", "build_net", "load_run"]
 
 
 def _fsync(path: Path):
@@ -131,27 +132,6 @@ def checkpoint_dir(run_dir, step: int | None = None) -> Path:
     return root / f"step_{steps[-1]:07d}"
 
 
-def load_weights(path, device=None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file missing: {path}")
-    from safetensors.torch import load_file
-    try:
-        return load_file(str(path), device=str(device or "cpu"))
-    except Exception as e:  # safetensors raises its own error types for truncated/garbled files
-        raise ValueError(f"checkpoint file {path} is corrupt or truncated ({type(e).__name__}: {e})") from None
-
-
-def load_state(path, device=None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file missing: {path}")
-    try:
-        return torch.load(path, map_location=device or "cpu", weights_only=True)
-    except Exception as e:  # zip/pickle errors from a truncated file
-        raise ValueError(f"checkpoint file {path} is corrupt or truncated ({type(e).__name__}: {e})") from None
-
-
 def build_net(info: dict, state_dict: dict | None = None, source="weights"):
     """The network of a run description, with ``state_dict`` loaded (strict)."""
     from .models import build_model
@@ -168,12 +148,13 @@ def build_net(info: dict, state_dict: dict | None = None, source="weights"):
 def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step."""
     from .denoiser import Denoiser
+    from .safeload import read_checkpoint
     from .schedules import Schedule
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     ckpt = checkpoint_dir(run_dir, step)
     file = ckpt / ("ema.safetensors" if ema else "model.safetensors")
-    net = build_net(info, load_weights(file), source=str(file))
+    net = build_net(info, read_checkpoint(file), source=str(file))
     net.eval().requires_grad_(False)
     if device is not None:
         net.to(device)

@@ -44,6 +44,7 @@ from .config import TrainConfig, load_config, to_dict
 from .denoiser import Denoiser
 from .models import build_model
 from .rng import derive_seed
+from .safeload import read_checkpoint
 from .schedules import Schedule, get_schedule
 
 __all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
@@ -264,9 +265,9 @@ class Trainer:
             if old[key] != self.info[key]:
                 raise ValueError(f"cannot resume {self.run_dir}: its {key} differs from this config")
         ckpt = C.checkpoint_dir(self.run_dir)
-        self.net.load_state_dict(C.load_weights(ckpt / "model.safetensors", self.device))
-        self.ema.load_state_dict(C.load_weights(ckpt / "ema.safetensors", self.device))
-        state = C.load_state(ckpt / "state.pt", self.device)
+        self.net.load_state_dict(read_checkpoint(ckpt / "model.safetensors", self.device))
+        self.ema.load_state_dict(read_checkpoint(ckpt / "ema.safetensors", self.device))
+        state = read_checkpoint(ckpt / "state.pt", self.device)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])

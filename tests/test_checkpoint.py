@@ -9,6 +9,7 @@ import torch
 
 import biaskit
 from biaskit import checkpoint as C
+from biaskit.safeload import read_checkpoint
 from biaskit.train import Trainer, run_training
 
 
@@ -54,7 +55,7 @@ def test_truncated_weights_give_clear_error(run, name):
     path, _, _ = run
     file = path / "checkpoints" / "step_0000004" / name
     _truncate(file)
-    with pytest.raises(ValueError, match="corrupt or truncated") as e:
+    with pytest.raises(ValueError, match="truncated or corrupt") as e:
         C.load_run(path, ema=name.startswith("ema"))
     assert str(file) in str(e.value)
 
@@ -67,8 +68,8 @@ def test_garbled_weights_and_state_give_clear_errors(run):
         C.load_run(path, ema=False)
     _truncate(ckpt / "state.pt", 0.3)
     with pytest.raises(ValueError, match="state.pt"):
-        C.load_state(ckpt / "state.pt")
-    with pytest.raises(ValueError, match="corrupt or truncated"):
+        read_checkpoint(ckpt / "state.pt")
+    with pytest.raises(ValueError, match="truncated or corrupt"):
         Trainer(_config(path), data=(x, x[:16]), resume=True)
 
 
@@ -120,4 +121,4 @@ def test_keep_prunes_old_checkpoints(tmp_path):
         C.save_checkpoint(tmp_path, step, state, state, {"step": step}, keep=2)
     assert C.checkpoint_steps(tmp_path) == [3, 4]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_0000004"
-    assert C.load_state(tmp_path / "checkpoints" / "step_0000004" / "state.pt")["step"] == 4
+    assert read_checkpoint(tmp_path / "checkpoints" / "step_0000004" / "state.pt")["step"] == 4

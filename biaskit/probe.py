@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import __version__
 from . import parameterization as P
 from .denoiser import Denoiser
 from .results import load_results, save_results
@@ -112,17 +113,8 @@ def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
     return eps if on_device else eps.to(device)
 
 
-def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
-    """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
-    rows = chunk_rows(shape)
-    chunks = range(i0 // rows, (i1 - 1) // rows + 1)
-    eps = torch.cat([_noise_chunk(seed, t, c, shape, device) for c in chunks])
-    start = i0 - chunks[0] * rows
-    return eps[start:start + i1 - i0]
-
-
 class _Noise:
-    """draw_noise with the last few chunks cached: batches walk t-major through (t, i)."""
+    """:func:`draw_noise` with the last few chunks cached: batches walk t-major through (t, i)."""
 
     def __init__(self, seed, shape, device, keep: int = 8):
         self.seed, self.shape, self.device, self.keep, self.cache = seed, tuple(shape), device, keep, {}
@@ -139,6 +131,11 @@ class _Noise:
             lo, hi = max(i0 - c * R, 0), min(i1 - c * R, R)
             parts.append(self.cache[(t, c)][lo:hi])
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
+    """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
+    return _Noise(seed, shape, device)(t, i0, i1)
 
 
 def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
@@ -197,7 +194,7 @@ class _Layout:
 
     @property
     def width(self) -> int:
-        return 4 + self.C + self.bands + 2 * self.oracle
+        return len(self.means)
 
     @property
     def names(self) -> list[str]:
@@ -226,16 +223,14 @@ def band_matrix(H: int, W: int, bands: int, device=None) -> torch.Tensor:
 def _per_sample(x0, eps, alpha, sigma, pred, o_hat, lay: _Layout, data_range, M) -> torch.Tensor:
     """Z rows (B, lay.width) for one batch; every error a per-element mean."""
     B = x0.shape[0]
+    mean = lambda a: a.reshape(B, -1).float().mean(1, keepdim=True)  # noqa: E731  per element
     x0_hat, eps_hat = pred.x0_hat.float(), pred.eps_hat.float()
     e = x0_hat - x0
     v = P.v_from(x0, eps, alpha, sigma)
     v_hat = P.v_from(x0_hat, eps_hat, alpha, sigma)
     lo, hi = data_range
-    cols = [(eps_hat - eps).reshape(B, -1).square().mean(1, keepdim=True),
-            e.reshape(B, -1).square().mean(1, keepdim=True),
-            (v_hat - v).reshape(B, -1).square().mean(1, keepdim=True),
-            e.reshape(B, lay.C, -1).mean(2),
-            ((x0_hat < lo) | (x0_hat > hi)).reshape(B, -1).float().mean(1, keepdim=True)]
+    cols = [mean((eps_hat - eps).square()), mean(e.square()), mean((v_hat - v).square()),
+            e.reshape(B, lay.C, -1).mean(2), mean((x0_hat < lo) | (x0_hat > hi))]
     if lay.bands:
         H, W = e.shape[-2:]
         # Parseval: sum_f |E(f)|^2 = H W sum_x e(x)^2, so dividing by (H W) (C H W) gives x0_mse
@@ -243,8 +238,7 @@ def _per_sample(x0, eps, alpha, sigma, pred, o_hat, lay: _Layout, data_range, M)
         cols.append(power @ M / (e[0].numel() * H * W))
     if lay.oracle:
         o_hat = o_hat.float()
-        cols += [(o_hat - x0).reshape(B, -1).square().mean(1, keepdim=True),
-                 (x0_hat - o_hat).reshape(B, -1).square().mean(1, keepdim=True)]
+        cols += [mean((o_hat - x0).square()), mean((x0_hat - o_hat).square())]
     return torch.cat(cols, 1)
 
 
@@ -283,6 +277,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
     M = band_matrix(*x0.shape[-2:], lay.bands, device) if lay.bands else None
     Z = torch.empty(len(models), stop - start, lay.width, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    per_sample = (-1,) + (1,) * (x0.ndim - 1)
     bar = tqdm(total=stop - start, desc="probe", unit="pair", disable=not progress or rank != 0)
     with torch.inference_mode():
         for p0 in range(start, stop, batch_size):
@@ -296,9 +291,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
             x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
             eps_b = torch.cat([noise(int(ts[k]), i0, i1) for k, i0, i1 in pieces])
             t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
-            alpha, sigma = models[0].schedule.coefficients(t_b)
-            shape = (-1,) + (1,) * (x0.ndim - 1)
-            alpha, sigma = alpha.reshape(shape), sigma.reshape(shape)
+            alpha, sigma = (c.reshape(per_sample) for c in models[0].schedule.coefficients(t_b))
             x_t = alpha * x0_b + sigma * eps_b
             o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
             x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
@@ -463,8 +456,8 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         oracle = None
     if oracle is not None and not _same_schedule(oracle.schedule, schedule):
         raise ValueError(f"the oracle's schedule {oracle.schedule!r} differs from the model's {schedule!r}")
+    data_range = getattr(data, "data_range", None)
     for name, d in models.items():
-        data_range = getattr(data, "data_range", None)
         if data_range is not None and tuple(map(float, data_range)) != tuple(d.data_range):
             warnings.warn(f"model {name!r} expects data in {d.data_range} but the data lie in "
                           f"{tuple(data_range)}; probing without rescaling")
@@ -489,7 +482,6 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     wall = time.perf_counter() - start
     _check_finite(Z, ts, names, schedule)
     W = _bootstrap_weights(n, int(bootstrap), seed) if bootstrap else None
-    rank, world = _dist()
     meta = {
         "schedule": schedule.to_dict(),
         "parameterization": {k: d.parameterization for k, d in models.items()},
@@ -502,16 +494,11 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         "statistics": lay.names, "errors": "per-element means over C, H, W (or D)",
         "ci": {**METHODS, "nonlinear": "bootstrap" if bootstrap else "delta", "bootstrap": int(bootstrap)},
         "bands": lay.bands, "batch_size": int(batch_size), "device": str(device), "amp_bf16": amp,
-        "channels_last": channels_last, "world_size": world, "wall_time_s": wall,
-        "versions": {"biaskit": _version(), "torch": torch.__version__, "numpy": np.__version__,
+        "channels_last": channels_last, "world_size": _dist()[1], "wall_time_s": wall,
+        "versions": {"biaskit": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": platform.python_version()},
     }
     return names, Z, ts, n, schedule, lay, W, meta
-
-
-def _version() -> str:
-    from . import __version__
-    return __version__
 
 
 def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None = None,

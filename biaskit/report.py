@@ -83,7 +83,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _what(metadata: dict) -> list[str]:
+def _what(metadata: dict, T: int) -> list[str]:
     lines = []
     for name, m in (metadata.get("models") or {}).items():
         lines.append(f"- **{name}**: format `{m.get('format', 'biaskit')}`, parameterization "
@@ -98,7 +98,6 @@ def _what(metadata: dict) -> list[str]:
             lines.append(f"  - config: `{json.dumps(m['config'], default=str)}`")
     sched = metadata.get("schedule") or {}
     if sched:
-        T = len(sched.get("abar", []))
         lines.append(f"- schedule: `{sched.get('name')}`, T = {T} steps"
                      + (f" (timesteps {sched['timesteps'][0]}..{sched['timesteps'][-1]} of the "
                         f"model's {sched.get('num_train_timesteps')})" if sched.get("timesteps") else ""))
@@ -150,7 +149,7 @@ def write_report(out_dir, df: pd.DataFrame, metadata: dict | None = None, figure
     T = len((metadata.get("schedule") or {}).get("abar", [])) or int(df["t"].max()) + 1
     models = _models(df)
     title = ", ".join(models)
-    lines = [f"# Probe report: {title}", "", "## What was probed", "", *_what(metadata), "",
+    lines = [f"# Probe report: {title}", "", "## What was probed", "", *_what(metadata, T), "",
              "Errors are per-element means over C, H, W; intervals are 95%.", "",
              "## Headline numbers", ""]
     for name, d in models.items():

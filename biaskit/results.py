@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .checkpoint import write_json
+
 TABLE, METADATA = "per_timestep.csv", "metadata.json"
 _TEXT = ("model", "kind", "reference")
 
@@ -46,7 +48,7 @@ def save_results(df: pd.DataFrame, out_dir, metadata: dict | None = None) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     meta = df.attrs.get("metadata", {}) if metadata is None else metadata
     df.to_csv(out / TABLE, index=False)
-    (out / METADATA).write_text(json.dumps(_jsonable(meta), indent=2) + "\n")
+    write_json(out / METADATA, _jsonable(meta))
     return out
 
 

@@ -1,13 +1,11 @@
 """biaskit probe: per-timestep error, bias and variance of a model on held-out data.
 
-Writes DIR/per_timestep.csv, DIR/metadata.json, figures (PNG + PDF) and, when the report module
-is present, DIR/report.md.
+Writes DIR/per_timestep.csv, DIR/metadata.json, figures (PNG + PDF) and DIR/report.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -15,8 +13,8 @@ from pathlib import Path
 import torch
 
 from ..probe import probe
-from ..safeload import file_sha256
-from ..results import save_results
+from ..report import write_report
+from ..results import METADATA, TABLE, save_results
 from .common import add_model_arguments, loader_kwargs
 
 
@@ -102,16 +100,6 @@ def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
     return written
 
 
-def _report(out: Path, df, meta) -> Path | None:
-    try:
-        from ..report import write_report
-    except ImportError:
-        return None
-    accepted = inspect.signature(write_report).parameters
-    kwargs = {k: v for k, v in {"df": df, "metadata": meta}.items() if k in accepted}
-    return write_report(out.resolve(), **kwargs)  # absolute: figure links are made relative to it
-
-
 def run(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()] if args.timesteps else None
@@ -124,16 +112,11 @@ def run(args) -> int:
     meta = dict(df.attrs["metadata"])
     meta["model_spec"] = args.model
     meta["command"] = ["biaskit", "probe", *sys.argv[2:]] if sys.argv[1:2] == ["probe"] else None
-    if Path(args.model).is_file():
-        meta["models"] = {k: {**v, "sha256": v.get("sha256") or file_sha256(args.model)}
-                          for k, v in meta["models"].items()}
     out = save_results(df, args.out, meta)
-    written = [out / "per_timestep.csv", out / "metadata.json"]
+    written = [out / TABLE, out / METADATA]
     if not args.no_plots:
         written += _figures(df, model, ds, out, args.seed)
-    report = _report(out, df, meta)
-    if report:
-        written.append(Path(report))
+    written.append(write_report(out.resolve(), df, meta))  # absolute: figure links are relative to it
     cols = [c for c in ("t", "snr", "x0_mse", "eps_mse", "x0_bias_l2", "clip_frac", "excess_mse") if c in df]
     print(df[cols].to_string(index=False, max_rows=12, float_format="{:.4g}".format))
     for p in written:

@@ -43,6 +43,7 @@ from . import weighting as W
 from .config import TrainConfig, load_config, to_dict
 from .denoiser import Denoiser
 from .models import build_model
+from .profiles import resolve_device
 from .rng import derive_seed
 from .safeload import read_checkpoint
 from .schedules import Schedule, get_schedule
@@ -154,8 +155,7 @@ def _distributed() -> tuple[int, int, int, bool]:
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    name = resolve_device(name)
     if name == "cuda" and torch.cuda.device_count() > 1:
         name = f"cuda:{local_rank}"
     try:

@@ -26,7 +26,10 @@ import tempfile
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ENTRY = "entry.json"
 
@@ -73,6 +76,16 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _publish(folder: Path, final: Path, kind: str, config, label: str | None):
+    """Write ``entry.json`` into a built ``folder`` and rename it to ``final``."""
+    (folder / ENTRY).write_text(json.dumps(
+        {"kind": kind, "key": cache_key(kind, config), "label": label, "config": canonical(config)},
+        indent=1, sort_keys=True))
+    if final.exists():  # a stale entry without entry.json (killed build)
+        shutil.rmtree(final)
+    os.replace(folder, final)
+
+
 class Cache:
     """Cache rooted at ``root``. ``events`` lists every lookup as a dict (event, kind, key, ...)."""
 
@@ -107,47 +120,40 @@ class Cache:
             with open(self.log, "a") as f:
                 f.write(json.dumps(e) + "\n")
 
+    def _hit(self, kind: str, final: Path, start: float, label: str | None) -> bool:
+        if not (final / ENTRY).is_file():
+            return False
+        self._record("hit", kind, final, time.perf_counter() - start, label)
+        return True
+
     def get(self, kind: str, config, build: Callable[[Path], Any], label: str | None = None) -> Path:
         """The entry folder for (kind, config); on a miss ``build(folder)`` fills a fresh folder
         first. ``label`` is a human name for the log (e.g. the preset)."""
         final = self.path(kind, config)
         start = time.perf_counter()
-        if (final / ENTRY).is_file():
-            self._record("hit", kind, final, time.perf_counter() - start, label)
+        if self._hit(kind, final, start, label):
             return final
         with _lock(final.with_name(final.name + ".lock")):
-            if (final / ENTRY).is_file():  # built by another process while we waited
-                self._record("hit", kind, final, time.perf_counter() - start, label)
+            if self._hit(kind, final, start, label):  # built by another process while we waited
                 return final
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
             try:
                 build(tmp)
-                (tmp / ENTRY).write_text(json.dumps(
-                    {"kind": kind, "key": cache_key(kind, config), "label": label,
-                     "config": canonical(config)}, indent=1, sort_keys=True))
-                if final.exists():  # a stale entry without entry.json (killed build)
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
+                _publish(tmp, final, kind, config, label)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         self._record("miss", kind, final, time.perf_counter() - start, label)
         return final
 
-    def frame(self, kind: str, config, compute: Callable[[], "pd.DataFrame"],  # noqa: F821
-              label: str | None = None) -> "pd.DataFrame":  # noqa: F821
+    def frame(self, kind: str, config, compute: Callable[[], pd.DataFrame],
+              label: str | None = None) -> pd.DataFrame:
         """A DataFrame computed by ``compute()`` once per config, stored as CSV (floats round-trip)."""
         import pandas as pd
         folder = self.get(kind, config, lambda d: compute().to_csv(d / "frame.csv", index=False),
                           label)
         return pd.read_csv(folder / "frame.csv")
-
-    def json(self, kind: str, config, compute: Callable[[], Any], label: str | None = None):
-        """A JSON-able value computed by ``compute()`` once per config."""
-        folder = self.get(kind, config, lambda d: (d / "value.json").write_text(
-            json.dumps(canonical(compute()))), label)
-        return json.loads((folder / "value.json").read_text())
 
     def tensors(self, kind: str, config, compute: Callable[[], dict], label: str | None = None) -> dict:
         """A dict of tensors (e.g. samples) computed once per config, stored as safetensors."""
@@ -157,8 +163,8 @@ class Cache:
             str(d / "tensors.safetensors")), label)
         return load_file(str(folder / "tensors.safetensors"))
 
-    def results(self, kind: str, config, compute: Callable[[], "pd.DataFrame"],  # noqa: F821
-                label: str | None = None) -> "pd.DataFrame":  # noqa: F821
+    def results(self, kind: str, config, compute: Callable[[], pd.DataFrame],
+                label: str | None = None) -> pd.DataFrame:
         """A probe / compare frame computed once per config, stored with
         :func:`biaskit.results.save_results` (metadata kept in ``df.attrs["metadata"]``)."""
         from .results import load_results, save_results
@@ -197,8 +203,7 @@ class Cache:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         final = self.path("runs", key)
         start = time.perf_counter()
-        if (final / ENTRY).is_file():
-            self._record("hit", "runs", final, time.perf_counter() - start, label)
+        if self._hit("runs", final, start, label):
             return final / label
         rank = int(os.environ.get("RANK", "0"))
         work = final.with_name(final.name + ".ddp")
@@ -208,23 +213,7 @@ class Cache:
         dist.barrier()  # the folder is clean before any rank writes
         build(work)
         if rank == 0:
-            (work / ENTRY).write_text(json.dumps({"kind": "runs", "key": cache_key("runs", key),
-                                                  "label": label, "config": canonical(key)},
-                                                 indent=1, sort_keys=True))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(work, final)
+            _publish(work, final, "runs", key, label)
         dist.barrier()
         self._record("miss", "runs", final, time.perf_counter() - start, label)
         return final / label
-
-    def clear(self, kind: str | None = None):
-        """Delete every entry (of one kind)."""
-        target = self.root / kind if kind else self.root
-        if target.exists():
-            shutil.rmtree(target)
-
-
-def cached(kind: str, config, build_fn: Callable[[Path], Any], cache_dir) -> Path:
-    """Functional form of :meth:`Cache.get`."""
-    return Cache(cache_dir).get(kind, config, build_fn)

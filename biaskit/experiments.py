@@ -68,7 +68,7 @@ def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference:
     run's dataset), computed once per (runs, step, data, probe settings)."""
     from .probe import compare
     data = data if data is not None else run_dataset(next(iter(runs.values())))
-    key = {"runs": {k: Path(v).parent.name for k, v in runs.items()}, "step": step,
+    key = {"runs": {k: run_key(v) for k, v in runs.items()}, "step": step,
            "data": getattr(data, "spec", None), "reference": reference, **probe_kwargs}
     if key["data"] is None:
         raise ValueError("compare_family caches by the data's spec: pass a biaskit Dataset")

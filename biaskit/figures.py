@@ -26,6 +26,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .checkpoint import write_json
+from .safeload import file_sha256
+
 KERNEL_NAME = "biaskit-python"
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CACHE_LOG = "cache_log.jsonl"  # per-notebook cache events, written by biaskit.cache
@@ -82,26 +85,14 @@ def ensure_kernel(root=None) -> str:
     """Write a kernelspec that starts ipykernel with this interpreter and put it first on
     JUPYTER_PATH (inherited by the kernels this process starts). Returns the kernel name."""
     root = Path(root or Path(tempfile.gettempdir()) / f"biaskit-jupyter-{os.getuid()}")
-    spec_dir = root / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Python ({sys.executable})", "language": "python",
             "metadata": {"debugger": False}}
-    tmp = spec_dir / f"kernel.json.{os.getpid()}"
-    tmp.write_text(json.dumps(spec, indent=1))
-    os.replace(tmp, spec_dir / "kernel.json")
+    write_json(root / "kernels" / KERNEL_NAME / "kernel.json", spec)
     paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
     if str(root) not in paths:
         os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root)] + [p for p in paths if p])
     return KERNEL_NAME
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_json(obj) -> str:
@@ -149,6 +140,11 @@ def notebook_parameters(name: str, path, profile: str, out_dir, cache_dir, devic
     return {k: v for k, v in params.items() if k in declared}
 
 
+def cache_folder(out_dir, cache_dir=None) -> Path:
+    """``cache_dir``, else ``.biaskit-cache`` next to the output folder, as an absolute path."""
+    return Path(cache_dir or Path(out_dir).resolve().parent / ".biaskit-cache").expanduser().resolve()
+
+
 def _figure_files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder.parent)) for p in folder.rglob("*")
                   if p.suffix in (".png", ".pdf", ".svg") and p.is_file())
@@ -177,7 +173,7 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
     env = {"BIASKIT_CACHE_LOG": str(log)}
     if threads:  # torch reads these when the kernel imports it
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    inputs = {"notebook_sha256": sha256_file(path), "parameters_sha256": sha256_json(parameters),
+    inputs = {"notebook_sha256": file_sha256(path), "parameters_sha256": sha256_json(parameters),
               "biaskit_source_sha256": source_hash()}
     error = None
     start = time.perf_counter()
@@ -222,20 +218,20 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     from .profiles import PROFILES, resolve_device, runner_settings
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    jobs = jobs or runner_settings(profile).get("jobs", 1)
+    runner = runner_settings(profile)
+    jobs = jobs or runner.get("jobs", 1)
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     chosen = select(names, notebook_dir)
     if not chosen:
         raise FileNotFoundError(f"no notebooks in {notebook_dir}")
     out_dir = Path(out_dir).resolve()
-    cache_dir = Path(cache_dir or out_dir.parent / ".biaskit-cache").resolve()
+    cache_dir = cache_folder(out_dir, cache_dir)
     device = resolve_device(device)
     _check_overrides(overrides or {}, chosen)
     params = {n: notebook_parameters(n, p, profile, out_dir, cache_dir, device, overrides)
               for n, p in chosen.items()}
-    threads = (threads or runner_settings(profile).get("threads")
-               or max(1, (os.cpu_count() or 1) // jobs))
+    threads = threads or runner.get("threads") or max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()
@@ -276,7 +272,6 @@ def write_manifest(out_dir, results, **run_info) -> Path:
         d = asdict(r)
         d["executed"] = os.path.relpath(r.executed, out_dir)
         entries[r.name] = d
-    run_info = {k: str(v) if isinstance(v, Path) else v for k, v in run_info.items()}
     manifest = {"biaskit_figures": 1, "last_run": {**run_info, "notebooks": [r.name for r in results],
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                 "versions": versions(), "notebooks": dict(sorted(entries.items()))}

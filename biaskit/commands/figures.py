@@ -45,11 +45,9 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
-    from ..figures import NOTEBOOK_DIR, run_all, train_all
+    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, train_all
     if args.train_only:
-        from pathlib import Path
-        cache = args.cache or Path(args.out).resolve().parent / ".biaskit-cache"
-        train_all(args.profile, cache, args.device, progress=True,
+        train_all(args.profile, cache_folder(args.out, args.cache), args.device, progress=True,
                   echo=lambda s: print(s, file=sys.stderr, flush=True))
         return 0
     results = run_all(args.only, profile=args.profile, out_dir=args.out, cache_dir=args.cache,

@@ -87,17 +87,18 @@ def _load(args, device):
     return model.to(device)
 
 
-def _figure(table, model, out: Path, n_show: int) -> list[Path]:
+def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
+    """``x0s``: {"<n> steps": samples}; images show the first ``n_show``, 2-D points all."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .. import plots
-    first = next(iter(table[model.name].values()))
-    shown = {model.name: {k: v[:n_show].cpu() for k, v in table[model.name].items()}}
+    first = next(iter(x0s.values()))
     if first.ndim == 4:
+        shown = {model.name: {k: v[:n_show].cpu() for k, v in x0s.items()}}
         fig = plots.plot_image_table(shown, model.data_range, columns=math.ceil(math.sqrt(n_show)))
     elif first.ndim == 2 and first.shape[1] == 2:
-        fig = plots.plot_points_table({model.name: {k: v.cpu() for k, v in table[model.name].items()}},
+        fig = plots.plot_points_table({model.name: {k: v.cpu() for k, v in x0s.items()}},
                                       lim=model.data_range)
     else:
         return []
@@ -119,27 +120,27 @@ def run(args) -> int:
                         device=device)
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
-    arrays, table = {}, {model.name: {}}
+    arrays, x0s = {}, {}
     for n in steps:
         r = S.sample(model, noise, steps=n, return_trajectory=args.trajectory,
                      progress=not args.no_progress, **kwargs)
-        key = "x0" if len(steps) == 1 else f"x0_{n}"
-        arrays[key] = r.x0.float().cpu().numpy()
-        arrays["timesteps" if len(steps) == 1 else f"timesteps_{n}"] = np.asarray(r.timesteps)
+        suffix = "" if len(steps) == 1 else f"_{n}"
+        arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()
+        arrays[f"timesteps{suffix}"] = np.asarray(r.timesteps)
         if r.trajectory is not None:
             arrays.update(t=r.trajectory.t.numpy(), x_t=r.trajectory.x_t.float().cpu().numpy(),
                           x0_hat=r.trajectory.x0_hat.float().cpu().numpy())
-        table[model.name][f"{n} steps"] = r.x0
+        x0s[f"{n} steps"] = r.x0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "samples.npz", **arrays)
     meta = {"model": args.model, "denoiser": model.describe(), "steps": steps, "n": args.n,
-            "shape": list(shape[1:]), **{k: (str(v) if k == "device" else v) for k, v in kwargs.items()},
+            "shape": list(shape[1:]), **kwargs,
             "data_range": list(model.data_range)}
     (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    written = [out / "samples.npz", out / "sample_meta.json"] + _figure(table, model, out, args.grid)
+    written = [out / "samples.npz", out / "sample_meta.json"] + _figure(x0s, model, out, args.grid)
     for n in steps:
-        x = table[model.name][f"{n} steps"].float()
+        x = x0s[f"{n} steps"].float()
         dims = [0] + list(range(2, x.ndim))
         means = " ".join(f"{m:.3f}" for m in x.mean(dims).tolist())
         print(f"{n:>5} steps: channel means {means}  std {x.std().item():.3f}")

@@ -434,14 +434,12 @@ PAPER_STEPS = (2, 3, 4, 5, 10, 50, 100, 500, 1000)  # the step counts of the pap
 def sample_table(denoisers: dict, shape_or_noise, steps=PAPER_STEPS, *, seed: int = 0,
                  progress: bool = True, **kwargs) -> dict:
     """``{model name: {"<n> steps": x0}}`` for every model and step count, all from the same x_T
-    (drawn once from ``seed`` when a shape is given) and the same seed, as the paper's first
+    (the first draw of ``seed``'s generator when a shape is given) and the same seed, as the paper's first
     figure; feed it to :func:`biaskit.plots.plot_image_table` (images) or
     :func:`biaskit.plots.plot_points_table` (2-D). Other keyword arguments go to :func:`sample`."""
-    if not isinstance(shape_or_noise, torch.Tensor):
-        first = next(iter(denoisers.values()))
-        device = kwargs.get("device") or _denoiser_device(first)
-        g = torch.Generator(device=device).manual_seed(int(seed))
-        shape_or_noise = _initial_noise(shape_or_noise, device, g)
+    # a shape is passed on as it is: sample() draws x_T first from its seeded generator (the same
+    # x_T for every model and step count) and the step noise after it; drawing x_T here from the
+    # same seed would make the first stochastic step's noise equal to x_T
     T = min(d.schedule.T for d in denoisers.values())
     table = {}
     for name, den in denoisers.items():

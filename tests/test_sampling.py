@@ -202,3 +202,23 @@ def test_trajectory_statistics_by_hand():
     cs = channel_stats({"a": imgs})
     assert cs.query("sample == 0")["mean"].tolist() == [0.5] * 3
     assert cs.query("sample == 1")["std"].tolist() == [0.5] * 3
+
+
+def test_sample_table_shares_x_T_and_its_step_noise_is_fresh():
+    """Every step count starts from the seed's first draw, and the first DDPM step's noise is not
+    that same draw again (it was, when x_T was drawn from a second generator with the same seed)."""
+    from biaskit.sampling import sample_table
+    s = get_schedule("linear", 1000)
+    den = Denoiser(lambda x, t: torch.zeros_like(x), s, "x0")  # x0_hat = 0: x_next = ct x_t + std z
+    seen = {}
+    table = sample_table({"zero": den}, (4096, 1), steps=(3, 2), seed=7, progress=False,
+                         sampler="ddpm", callback=lambda st: seen.setdefault(st.i, (st.x_t, st.x_next)))
+    assert set(table["zero"]) == {"2 steps", "3 steps"}
+    x_T, x_next = seen[0]
+    torch.testing.assert_close(x_T, torch.randn((4096, 1), generator=torch.Generator().manual_seed(7)))
+    # kept steps of 3: 0, 500, 999 (ADM even spacing); hand posterior coefficient of x_t at 999 -> 500
+    ab_t, ab_prev = float(s.abar[999]), float(s.abar[500])
+    ct = (ab_t / ab_prev) ** 0.5 * (1 - ab_prev) / (1 - ab_t)
+    z = x_next - ct * x_T
+    corr = float(torch.corrcoef(torch.stack([z.flatten(), x_T.flatten()]))[0, 1])
+    assert abs(corr) < 0.1

@@ -116,13 +116,11 @@ def run(args) -> int:
         raise ValueError(f"--n must be positive, got {args.n}")
     model = _load(args, device)
     shape = (args.n, *_shape(model, args.shape))
-    noise = torch.randn(shape, generator=torch.Generator(device=device).manual_seed(args.seed),
-                        device=device)
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
     arrays, x0s = {}, {}
     for n in steps:
-        r = S.sample(model, noise, steps=n, return_trajectory=args.trajectory,
+        r = S.sample(model, shape, steps=n, return_trajectory=args.trajectory,
                      progress=not args.no_progress, **kwargs)
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()

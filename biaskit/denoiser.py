@@ -36,6 +36,13 @@ class Prediction:
         return P.v_from(self.x0_hat, self.eps_hat, self.alpha, self.sigma)
 
 
+def resolve_device(device=None) -> torch.device:
+    """``None`` or ``"auto"`` -> cuda when a GPU is visible, else cpu; other values as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
@@ -77,6 +84,13 @@ class Denoiser(nn.Module):
         self.name = name
         self.info = dict(info or {})
         self.net_kwargs = dict(net_kwargs or {})
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's parameters (or buffers) live; cpu for a parameter-free network."""
+        for p in list(self.parameters()) + list(self.buffers()):
+            return p.device
+        return torch.device("cpu")
 
     def with_schedule(self, schedule: Schedule) -> "Denoiser":
         """The same network read through another (e.g. respaced) view of its schedule."""

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .denoiser import resolve_device
+
 __all__ = ["Estimate", "bootstrap", "Inception", "inception_path", "fid", "kid",
            "fid_from_features", "kid_from_features", "frechet_distance", "sliced_wasserstein",
            "mmd", "gmm_log_likelihood", "mode_assignment", "mode_table", "gmm_metrics", "evaluate",
@@ -115,7 +117,7 @@ class Inception:
 
     def __init__(self, device=None, batch_size: int = 50, quantize: bool = True,
                  progress: bool = False):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.quantize = quantize
         self.progress = progress

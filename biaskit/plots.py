@@ -219,7 +219,7 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     x0 = x0[:n].float()
     n = x0.shape[0]
     ts = [int(t) for t in timesteps]
-    dev = next((p.device for p in list(denoiser.parameters()) + list(denoiser.buffers())), torch.device("cpu"))
+    dev = denoiser.device
     cols = 1 + 2 * len(ts)
     fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
     cmap = "gray" if x0.shape[1] == 1 else None

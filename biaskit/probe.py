@@ -394,18 +394,6 @@ def _frame(model: str, summary: dict, ts, n: int, schedule, lay: _Layout) -> pd.
 # ---------------------------------------------------------------------------------------------
 # public API
 
-def _resolve_device(models, device):
-    if device is not None:
-        return torch.device(device)
-    for p in list(models[0].parameters()) + list(models[0].buffers()):
-        return p.device
-    return torch.device("cpu")
-
-
-def _same_schedule(a, b) -> bool:
-    return a.T == b.T and torch.allclose(a.abar, b.abar, rtol=1e-6, atol=1e-10)
-
-
 def _default_oracle(data, schedule, x0_shape):
     mixture = getattr(data, "mixture", None)
     if mixture is None:
@@ -441,12 +429,12 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     dens = list(models.values())
     schedule = dens[0].schedule
     for name, d in models.items():
-        if not _same_schedule(d.schedule, schedule):
+        if not d.schedule.same_as(schedule):
             raise ValueError(f"model {name!r} uses schedule {d.schedule!r}, but {names[0]!r} uses "
                              f"{schedule!r}: compared models must share one schedule")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    device = _resolve_device(dens, device)
+    device = torch.device(device) if device is not None else dens[0].device
     x0, data_spec = select_samples(data, n, seed)
     n = x0.shape[0]
     ts = timestep_grid(schedule.T, timesteps, num_timesteps, stratified, seed)
@@ -454,7 +442,7 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         oracle = _default_oracle(data, schedule, tuple(x0.shape[1:]))
     elif oracle is False:
         oracle = None
-    if oracle is not None and not _same_schedule(oracle.schedule, schedule):
+    if oracle is not None and not oracle.schedule.same_as(schedule):
         raise ValueError(f"the oracle's schedule {oracle.schedule!r} differs from the model's {schedule!r}")
     data_range = getattr(data, "data_range", None)
     for name, d in models.items():

@@ -98,7 +98,5 @@ def runner_settings(profile: str) -> dict:
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from .denoiser import resolve_device as resolve
+    return device if device != "auto" else resolve(device).type

@@ -145,12 +145,6 @@ def ddim_sigma(schedule: Schedule, eta: float) -> torch.Tensor:
     return eta * ddpm_coefficients(schedule)["beta_tilde"].sqrt()
 
 
-def _denoiser_device(den: Denoiser) -> torch.device:
-    for p in list(den.parameters()) + list(den.buffers()):
-        return p.device
-    return torch.device("cpu")
-
-
 def _pick(denoiser, n: int) -> Callable[[int], Denoiser]:
     if isinstance(denoiser, (list, tuple)):
         if len(denoiser) != n:
@@ -377,12 +371,12 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     first = _first(denoiser)
     schedule = first.schedule
     if isinstance(denoiser, (list, tuple)) and any(
-            d.schedule.T != schedule.T or not torch.allclose(d.schedule.abar, schedule.abar)
+            not d.schedule.same_as(schedule)
             for d in denoiser):
         raise ValueError("hybrid sampling needs denoisers that share one schedule")
     if device is None:
         device = shape_or_noise.device if isinstance(shape_or_noise, torch.Tensor) else \
-            _denoiser_device(first)
+            first.device
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)

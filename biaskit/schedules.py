@@ -77,12 +77,15 @@ class Schedule:
     @property
     def betas(self) -> torch.Tensor:
         # beta_t = 1 - abar_t / abar_{t-1}, abar_{-1} = 1 (also the respaced betas, as ADM computes them)
-        prev = torch.cat([self.abar.new_ones(1), self.abar[:-1]])
-        return 1 - self.abar / prev
+        return 1 - self.abar / self.abar_prev
 
     @property
     def abar_prev(self) -> torch.Tensor:
         return torch.cat([self.abar.new_ones(1), self.abar[:-1]])
+
+    def same_as(self, other: "Schedule", rtol: float = 1e-6, atol: float = 1e-10) -> bool:
+        """Whether two schedules have the same steps (equal abar within float tolerance)."""
+        return self.T == other.T and torch.allclose(self.abar, other.abar, rtol=rtol, atol=atol)
 
     def coefficients(self, t: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_t, sigma_t) gathered at integer steps ``t`` (any shape), on t's device."""

@@ -55,3 +55,12 @@ def test_clip_recomputes_eps():
 def test_bad_time_input():
     with pytest.raises(ValueError, match="valid: index"):
         Denoiser(Echo(), linear(10), time_input="minutes")
+
+
+def test_device_and_resolve_device():
+    from biaskit.denoiser import resolve_device
+    assert Denoiser(Echo(), linear(10)).device == torch.device("cpu")  # no parameters: cpu
+    assert Denoiser(nn.Linear(2, 2), linear(10)).device == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == expected and resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")

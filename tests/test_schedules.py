@@ -98,3 +98,9 @@ def test_roundtrip_dict():
     r = S.respace(S.get_schedule("linear_zsnr"), 10)
     r2 = S.Schedule.from_dict(json.loads(json.dumps(r.to_dict())))
     assert torch.equal(r.abar, r2.abar) and torch.equal(r.timesteps, r2.timesteps)
+
+
+def test_same_as():
+    s = S.linear(1000)
+    assert s.same_as(S.from_diffusers_config({"beta_schedule": "linear"}))
+    assert not s.same_as(S.cosine(1000)) and not s.same_as(S.linear(999))

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
+from ..denoiser import resolve_device
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
@@ -101,7 +101,7 @@ def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
 
 
 def run(args) -> int:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()] if args.timesteps else None
     if args.stratified and args.timesteps:
         raise ValueError("--stratified goes with --num-timesteps, not with --timesteps")

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import sampling as S
+from ..denoiser import resolve_device
 from .common import add_model_arguments, loader_kwargs
 
 
@@ -108,7 +108,7 @@ def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
 
 
 def run(args) -> int:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     steps = _steps(args.steps)
     if args.trajectory and len(steps) > 1:
         raise ValueError("--trajectory saves one chain: give a single --steps value")

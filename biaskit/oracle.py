@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .denoiser import Denoiser
+from .parameterization import noisy
 from .schedules import Schedule, get_schedule
 
 __all__ = ["GaussianMixture", "posterior_mean", "OracleNet", "oracle_denoiser",
@@ -325,7 +326,7 @@ def irreducible_error(mixture: GaussianMixture, schedule: Schedule, t, n: int = 
             err = []
             for i in range(0, n, batch_size):
                 x0_b, eps_b = x0[i:i + batch_size].to(device), eps[i:i + batch_size].to(device)
-                x0_hat = posterior_mean(mixture, alpha * x0_b + sigma * eps_b, alpha, sigma)
+                x0_hat = posterior_mean(mixture, noisy(x0_b, eps_b, alpha, sigma), alpha, sigma)
                 err.append(((x0_hat - x0_b) ** 2).mean(1).cpu())
             err = torch.cat(err)
             mse, half = float(err.mean()), 1.96 * float(err.std()) / math.sqrt(n)

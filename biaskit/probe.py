@@ -292,7 +292,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
             eps_b = torch.cat([noise(int(ts[k]), i0, i1) for k, i0, i1 in pieces])
             t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
             alpha, sigma = (c.reshape(per_sample) for c in models[0].schedule.coefficients(t_b))
-            x_t = alpha * x0_b + sigma * eps_b
+            x_t = P.noisy(x0_b, eps_b, alpha, sigma)
             o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
             x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
             for m, model in enumerate(models):

@@ -102,7 +102,7 @@ def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t,
     (T,) tables gathered at t (B,), time_in the network's time input table (T, ...)."""
     shape = (-1,) + (1,) * (x0.ndim - 1)
     alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
-    x_t = alpha * x0 + sigma * eps
+    x_t = P.noisy(x0, eps, alpha, sigma)
     with autocast or nullcontext():
         out = net(x_t, time_in[t])
     mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)

@@ -134,7 +134,7 @@ def ddpm_coefficients(schedule: Schedule) -> dict[str, torch.Tensor]:
     """Posterior coefficients per step of ``schedule`` (a respaced one for fewer steps): c0, ct,
     beta, beta_tilde, each (T,)."""
     abar, abar_prev, beta = schedule.abar, schedule.abar_prev, schedule.betas
-    beta_tilde = beta * (1 - abar_prev) / (1 - abar)
+    beta_tilde = schedule.posterior_variance
     c0 = abar_prev.sqrt() * beta / (1 - abar)
     ct = (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)
     return {"c0": c0, "ct": ct, "beta": beta, "beta_tilde": beta_tilde}

@@ -83,6 +83,12 @@ class Schedule:
     def abar_prev(self) -> torch.Tensor:
         return torch.cat([self.abar.new_ones(1), self.abar[:-1]])
 
+    @property
+    def posterior_variance(self) -> torch.Tensor:
+        """beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t), the variance of q(x_{t-1} | x_t, x0)
+        (Ho et al. 2020, Eq. 7); 0 at t = 0."""
+        return self.betas * (1 - self.abar_prev) / (1 - self.abar)
+
     def same_as(self, other: "Schedule", rtol: float = 1e-6, atol: float = 1e-10) -> bool:
         """Whether two schedules have the same steps (equal abar within float tolerance)."""
         return self.T == other.T and torch.allclose(self.abar, other.abar, rtol=rtol, atol=atol)

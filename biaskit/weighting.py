@@ -174,14 +174,13 @@ def max_snr(gamma: float = 1.0) -> Weighting:
 
 def _vlb_regular(s, lam, ctx):
     # Ho et al. 2020, Eq. 12: w_eps = beta^2 / (2 s_t^2 (1 - beta) (1 - abar)), with s_t^2 the
-    # posterior variance beta~_t = beta (1 - abar_{t-1}) / (1 - abar_t); s_0^2 := s_1^2 as ADM clips.
-    if "betas" not in ctx or "abar" not in ctx:
+    # posterior variance beta~_t; s_0^2 := s_1^2 as ADM clips.
+    if "schedule" not in ctx:
         raise ValueError("the vlb weighting depends on the discrete schedule: pass "
-                         "ctx={'betas': ..., 'abar': ...} (weights_table does this)")
-    beta = torch.as_tensor(ctx["betas"], dtype=s.dtype)
-    abar = torch.as_tensor(ctx["abar"], dtype=s.dtype)
-    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-    post_var = beta * (1 - abar_prev) / (1 - abar)
+                         "ctx=schedule_context(schedule) (weights_table does this)")
+    sched = ctx["schedule"]
+    beta, abar = sched.betas.to(s.dtype), sched.abar.to(s.dtype)
+    post_var = sched.posterior_variance.to(s.dtype)
     if post_var.numel() > 1:
         post_var = torch.cat([post_var[1:2], post_var[1:]])
     return beta**2 / (2 * post_var * (1 - beta) * (1 - abar))
@@ -237,7 +236,7 @@ def get_weighting(spec, **params) -> Weighting:
 
 
 def schedule_context(schedule) -> dict:
-    return {"betas": schedule.betas, "abar": schedule.abar}
+    return {"schedule": schedule}
 
 
 def logsnr_jacobian(schedule):

@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         return int(args._run(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         return 0
-    except (ValueError, FileNotFoundError, KeyError, PermissionError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as e:
         # user errors: one clear line, no traceback
         print(f"biaskit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -256,3 +256,13 @@ def test_cli_writes_results_and_figures(tmp_path):
     np.testing.assert_allclose(bands, df["x0_mse"], rtol=1e-4)   # Parseval
     assert cli_main(["probe", "oracle:gmm", "--data", "gmm", "--out", str(out), "--timesteps", "5000",
                      "--no-progress"]) == 2
+
+
+def test_cli_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
+    from biaskit.cli import main
+    clash = tmp_path / "taken"
+    clash.write_text("not a folder")
+    assert main(["probe", "oracle:gmm", "--data", "gmm", "--out", str(clash), "--num-timesteps", "2",
+                 "--samples", "8", "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("biaskit probe: error:") and str(clash) in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from ..denoiser import resolve_device
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
-from .common import add_model_arguments, loader_kwargs
+from .common import add_model_arguments, load_model
 
 
 def add_arguments(p):
@@ -34,15 +34,12 @@ def add_arguments(p):
                    help="with --num-timesteps: one random step per stratum instead of even spacing")
     p.add_argument("--samples", type=int, default=512, help="held-out samples per t (default 512)")
     p.add_argument("--seed", type=int, default=0, help="seed of samples, noise and grid (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=256, help="(t, sample) pairs per forward (default 256)")
     p.add_argument("--bootstrap", type=int, default=0,
                    help="bootstrap resamples for the x0_bias_l2 / x0_var intervals (default 0: delta method)")
     p.add_argument("--bands", type=int, default=4, help="spatial-frequency bands (images; default 4)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (--amp / --no-amp; default on for cuda, off on cpu)")
-    p.add_argument("--schedule", default="linear",
-                   help="schedule of an oracle model (trained models carry their own; default linear)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
@@ -64,16 +61,12 @@ def _options(items) -> dict:
 def _load(args, device):
     """(denoiser, dataset): the data are loaded in the model's data range."""
     from ..data import load_dataset
-    from ..loading import load
-    from ..schedules import get_schedule
     opts = _options(args.data_option)
     if args.model.startswith("oracle:"):
         ds = load_dataset(args.data, seed=args.data_seed, **opts)
-        oracle_data = args.model.split(":")[-1]
-        same = oracle_data in (ds.name, args.data)
-        model = load(args.model, schedule=get_schedule(args.schedule), **({"dataset": ds} if same else {}))
-        return model, ds
-    model = load(args.model, **loader_kwargs(args, device))
+        same = args.model.split(":")[-1] in (ds.name, args.data)
+        return load_model(args, device, **({"dataset": ds} if same else {})), ds
+    model = load_model(args, device)
     ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
     return model, ds
 

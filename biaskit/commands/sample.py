@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import sampling as S
 from ..denoiser import resolve_device
-from .common import add_model_arguments, loader_kwargs
+from .common import add_model_arguments, load_model
 
 
 def add_arguments(p):
@@ -39,12 +39,9 @@ def add_arguments(p):
     p.add_argument("--clip", action="store_true", help="clamp x0_hat to the data range at each step")
     p.add_argument("--shape", default=None,
                    help="per-sample shape, e.g. 3,32,32 or 2 (default: from the model)")
-    p.add_argument("--schedule", default="linear",
-                   help="schedule of an oracle model (trained models carry their own; default linear)")
     p.add_argument("--trajectory", action="store_true",
                    help="also save every step's x_t and x0_hat (one step count only)")
     p.add_argument("--grid", type=int, default=16, help="samples shown per grid cell (default 16)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
 
@@ -77,16 +74,6 @@ def _shape(model, text) -> tuple[int, ...]:
     raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
 
 
-def _load(args, device):
-    from ..loading import load
-    if args.model.startswith("oracle:"):
-        from ..schedules import get_schedule
-        model = load(args.model, schedule=get_schedule(args.schedule))
-    else:
-        model = load(args.model, **loader_kwargs(args, device))
-    return model.to(device)
-
-
 def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
     """``x0s``: {"<n> steps": samples}; images show the first ``n_show``, 2-D points all."""
     import matplotlib
@@ -114,7 +101,7 @@ def run(args) -> int:
         raise ValueError("--trajectory saves one chain: give a single --steps value")
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
-    model = _load(args, device)
+    model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)

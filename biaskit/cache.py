@@ -195,12 +195,10 @@ class Cache:
     def _run_distributed(self, key: dict, build: Callable[[Path], Any], label: str) -> Path:
         """Under torchrun every rank trains (DDP) into one shared folder; rank 0 (the only
         writer of checkpoints) then publishes it. Needs a cache folder all ranks can see."""
-        import torch
         import torch.distributed as dist
-        if not dist.is_initialized():  # ours, so that it outlives each run's trainer
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+        from .train import init_process_group
+        init_process_group()  # ours, so that it outlives each run's trainer
         final = self.path("runs", key)
         start = time.perf_counter()
         if self._hit("runs", final, start, label):

@@ -41,9 +41,8 @@ from . import checkpoint as C
 from . import parameterization as P
 from . import weighting as W
 from .config import TrainConfig, load_config, to_dict
-from .denoiser import Denoiser
+from .denoiser import Denoiser, resolve_device
 from .models import build_model
-from .profiles import resolve_device
 from .rng import derive_seed
 from .safeload import read_checkpoint
 from .schedules import Schedule, get_schedule
@@ -139,23 +138,29 @@ def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
 
 
 # --- setup ------------------------------------------------------------------------------------
+def init_process_group() -> bool:
+    """Start torch.distributed from torchrun's environment (NCCL on CUDA, each rank on its
+    LOCAL_RANK GPU; gloo on CPU) unless it runs already; True when this call started it."""
+    if dist.is_initialized():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
 def _distributed() -> tuple[int, int, int, bool]:
     """(rank, world_size, local_rank, whether we created the process group) under torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, 0, False
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    created = world > 1 and not dist.is_initialized()
-    if created:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend)
-    return rank, world, local, created
+    return rank, world, local, world > 1 and init_process_group()
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    name = resolve_device(name)
+    if name in (None, "auto"):
+        name = resolve_device(name).type
     if name == "cuda" and torch.cuda.device_count() > 1:
         name = f"cuda:{local_rank}"
     try:

@@ -123,3 +123,18 @@ def test_get_process_names_and_errors():
         PR.Flow(shift=0)
     with pytest.raises(ValueError, match="steps"):
         PR.VE().grid(0)
+
+
+@pytest.mark.parametrize("p", [PR.VE(), PR.Flow(shift=2.0)], ids=repr)
+def test_gmm_oracle_under_a_process_is_the_vp_oracle_after_input_scaling(p):
+    from biaskit.oracle import GaussianMixture, posterior_mean
+    g = torch.Generator().manual_seed(0)
+    mix = GaussianMixture.isotropic([0.3, 0.7], torch.tensor([[1.0, -0.5], [-1.0, 0.8]]), 0.3)
+    x0 = mix.sample(64, generator=g)
+    t = torch.linspace(p.t_min + 0.05 * (p.t_max - p.t_min), p.t_max * 0.9, 64, dtype=torch.float64)
+    a, s = p.alpha(t)[:, None], p.sigma(t)[:, None]
+    x_t = a * x0 + s * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    a_vp, s_vp = PR.vp_coefficients(p.logsnr(t))
+    direct = posterior_mean(mix, x_t, a[:, 0], s[:, 0])
+    via_vp = posterior_mean(mix, x_t * p.vp_scale(t)[:, None], a_vp, s_vp)
+    np.testing.assert_allclose(direct.numpy(), via_vp.numpy(), rtol=1e-9, atol=1e-10)

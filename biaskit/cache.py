@@ -24,31 +24,16 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from .distributed import launched
+from .jsonio import canonical
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ENTRY = "entry.json"
-
-
-def canonical(config) -> Any:
-    """A JSON-able copy of ``config``: dataclasses as dicts, tuples as lists, paths as strings."""
-    if is_dataclass(config) and not isinstance(config, type):
-        config = asdict(config)
-    if isinstance(config, dict):
-        return {str(k): canonical(v) for k, v in config.items()}
-    if isinstance(config, (list, tuple)):
-        return [canonical(v) for v in config]
-    if isinstance(config, Path):
-        return str(config)
-    if hasattr(config, "item") and callable(config.item):  # numpy / torch scalars
-        return config.item()
-    if config is None or isinstance(config, (str, int, float, bool)):
-        return config
-    raise TypeError(f"cannot key a cache entry on a {type(config).__name__}: {config!r}")
 
 
 def cache_key(kind: str, config, version: str | None = None) -> str:
@@ -84,6 +69,19 @@ def _publish(folder: Path, final: Path, kind: str, config, label: str | None):
     if final.exists():  # a stale entry without entry.json (killed build)
         shutil.rmtree(final)
     os.replace(folder, final)
+
+
+RUN_SETTINGS_NOT_KEYED = ("out", "device", "threads", "log_every")
+
+
+def run_key_config(config) -> dict:
+    """What a trained run's cache entry is keyed on: its config minus
+    :data:`RUN_SETTINGS_NOT_KEYED`."""
+    from .config import to_dict
+    key = to_dict(config)
+    for k in RUN_SETTINGS_NOT_KEYED:
+        key.pop(k, None)
+    return key
 
 
 class Cache:
@@ -175,12 +173,15 @@ class Cache:
         """The run folder of :func:`biaskit.train.run_training` for ``config`` (a TrainConfig,
         dict or YAML/JSON path), trained only on a miss. The key is the whole config except
         ``out``; load the model with :func:`biaskit.checkpoint.load_run`. ``data`` overrides the
-        configured dataset and must then be keyed by the caller (it is not part of the key)."""
+        configured dataset and must then be keyed by the caller (it is not part of the key).
+
+        The key is the config without the settings that do not change the trained weights:
+        where the run is written or runs (``out``, ``device``, ``threads``) and how often it logs
+        (``log_every``), so a model trained on a GPU is found from a CPU session and vice versa."""
         import copy
-        from .config import load_config, to_dict
+        from .config import load_config
         cfg = load_config(config)
-        key = to_dict(cfg)
-        key.pop("out", None)
+        key = run_key_config(cfg)
 
         def build(folder: Path):
             from .train import run_training
@@ -188,7 +189,7 @@ class Cache:
             c.out = str(folder / label)
             run_training(c, data=data, progress=progress)
 
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if launched()[1] > 1:
             return self._run_distributed(key, build, label)
         return self.get("runs", key, build, label) / label
 
@@ -197,13 +198,13 @@ class Cache:
         writer of checkpoints) then publishes it. Needs a cache folder all ranks can see."""
         import torch.distributed as dist
 
-        from .train import init_process_group
+        from .distributed import init_process_group
         init_process_group()  # ours, so that it outlives each run's trainer
         final = self.path("runs", key)
         start = time.perf_counter()
         if self._hit("runs", final, start, label):
             return final / label
-        rank = int(os.environ.get("RANK", "0"))
+        rank = launched()[0]
         work = final.with_name(final.name + ".ddp")
         if rank == 0 and work.exists():  # left over by a killed run
             shutil.rmtree(work)

@@ -31,25 +31,13 @@ RUN_FILE = "biaskit.json"
 FORMAT = "biaskit.run"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
-__all__ = ["RUN_FILE", "write_json", "read_run_info", "save_checkpoint", "checkpoint_steps",
+__all__ = ["RUN_FILE", "read_run_info", "save_checkpoint", "checkpoint_steps",
            "checkpoint_dir", "build_net", "load_run"]
 
 
 def _fsync(path: Path):
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def write_json(path, obj: dict):
-    """Write JSON atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_run_info(run_dir) -> dict:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import canonical
-from .oracle import GaussianMixture
+from .jsonio import canonical
+from .mixture import GaussianMixture
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES"]
 

@@ -1,46 +1,16 @@
-"""Recipes the notebooks share: train a preset family's models through the cache, load them,
-and probe them on common random numbers through the cache.
+"""Recipes the notebooks share: load a family's trained runs, probe them on common random numbers
+and sample them, each through the cache.
 
 A *family* is a dataset with one training preset per weighting (``digits-constant``,
-``digits-debias`` ... see :func:`biaskit.config.preset_names`); a notebook asks for a family, a
-list of weightings and a few sizes, and gets run folders back. Two notebooks asking for the same
-configs share the same cached runs.
+``digits-debias`` ... see :func:`biaskit.config.preset_names`); the runs come from the study plan
+(:func:`biaskit.profiles.train_runs`), so two notebooks asking for the same family share them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .cache import Cache
-
-
-def override_items(overrides) -> list[str]:
-    """``{"model.config.channels": 16, "model.config.channel_mult": [1]}`` (values as YAML reads
-    them) or a list of ``"key=value"`` strings -> the list :func:`biaskit.config.apply_overrides`
-    takes. (Notebook parameters hold the dict form: papermill cannot parse '=' inside values.)"""
-    if isinstance(overrides, dict):
-        return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
-    return [str(o) for o in overrides or ()]
-
-
-def preset_config(family: str, weighting: str, *, preset_profile: str = "quick", overrides=(),
-                  **settings):
-    """The TrainConfig of preset ``family-weighting`` at ``preset_profile``, with ``settings``
-    (top-level keys: ``steps=``, ``batch_size=``, ``seed=``, ``device=``, ``ckpt_every=`` ...;
-    None values are skipped) and then ``overrides`` (see :func:`override_items`) applied."""
-    from .config import apply_overrides, get_preset
-    cfg = get_preset(f"{family}-{weighting}", preset_profile)
-    items = [f"{k}={v}" for k, v in settings.items() if v is not None] + override_items(overrides)
-    return apply_overrides(cfg, items)
-
-
-def train_family(cache: Cache, family: str, weightings, *, progress: bool = False,
-                 **kwargs) -> dict[str, Path]:
-    """{weighting: run folder}, each trained on a cache miss only; ``kwargs`` as
-    :func:`preset_config`."""
-    return {w: cache.run(preset_config(family, w, **kwargs), label=f"{family}-{w}",
-                         progress=progress) for w in weightings}
 
 
 def load_family(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:

@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .checkpoint import write_json
+from .jsonio import write_json
 from .safeload import file_sha256
 
 KERNEL_NAME = "biaskit-python"
@@ -281,41 +281,21 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     return path
 
 
-def planned_runs(profile: str, device: str) -> list[tuple[str, str, dict]]:
-    """(family, weighting, training settings) of every run the profile's notebooks train, with
-    the same settings the notebooks pass to :func:`biaskit.experiments.train_family` (so the
-    cache keys agree)."""
-    from .profiles import PROFILES, parameters
-    plan = {}
-    for name in PROFILES[profile]:
-        if name in ("common", "runner"):
-            continue
-        p = parameters(profile, name)
-        families = p.get("datasets") or ([p["dataset"]] if "dataset" in p else [])
-        for family in families:
-            for w in p.get("weightings", []):
-                settings = {"preset_profile": p.get("preset_profile", "quick"),
-                            "steps": p.get("train_steps"), "batch_size": p.get("batch_size"),
-                            "seed": p.get("seed", 0), "device": device,
-                            "overrides": p.get("train_overrides", {}).get(family, {})}
-                plan[(family, w)] = settings
-    return [(f, w, s) for (f, w), s in plan.items()]
-
-
 def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,
               echo=print) -> list[dict]:
-    """Train every run of :func:`planned_runs` into the cache (skipping cached ones); under
-    ``torchrun`` each run is trained with DDP on all processes. Returns one dict per run:
-    family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
+    """Train every run of :func:`biaskit.profiles.planned_runs` into the cache (skipping cached
+    ones); under ``torchrun`` each run is trained with DDP on all processes. Returns one dict per
+    run: family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
     from .cache import Cache
-    from .experiments import train_family
-    from .profiles import resolve_device
+    from .distributed import launched
+    from .profiles import planned_runs, resolve_device, train_runs
     device = resolve_device(device)
     cache = Cache(cache_dir)
     out = []
-    rank = int(os.environ.get("RANK", "0"))
-    for family, w, settings in planned_runs(profile, device):
-        run = train_family(cache, family, [w], progress=progress and rank == 0, **settings)[w]
+    rank = launched()[0]
+    for family, w, seed in planned_runs(profile):
+        run = train_runs(cache, profile, family, [w], seed=seed, device=device,
+                         progress=progress and rank == 0)[w]
         e = cache.events[-1]
         if rank == 0:
             echo(f"{family}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")

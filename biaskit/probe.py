@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import parameterization as P
 from .denoiser import Denoiser
+from .distributed import rank_world
 from .results import load_results, save_results
 from .rng import derive_seed
 from .safeload import file_sha256
@@ -242,13 +243,6 @@ def _per_sample(x0, eps, alpha, sigma, pred, o_hat, lay: _Layout, data_range, M)
     return torch.cat(cols, 1)
 
 
-def _dist():
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d.get_rank(), d.get_world_size()
-    return 0, 1
-
-
 def _gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Concatenate every rank's Z (M, sizes[r], S) along dim 1, on every rank."""
     d = torch.distributed
@@ -267,7 +261,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
     t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
     under torch.distributed each rank takes a contiguous shard of the pairs."""
     n, K = x0.shape[0], len(ts)
-    rank, world = _dist()
+    rank, world = rank_world()
     sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
     start = (K * n * rank) // world
     stop = start + sizes[rank]
@@ -482,7 +476,7 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         "statistics": lay.names, "errors": "per-element means over C, H, W (or D)",
         "ci": {**METHODS, "nonlinear": "bootstrap" if bootstrap else "delta", "bootstrap": int(bootstrap)},
         "bands": lay.bands, "batch_size": int(batch_size), "device": str(device), "amp_bf16": amp,
-        "channels_last": channels_last, "world_size": _dist()[1], "wall_time_s": wall,
+        "channels_last": channels_last, "world_size": rank_world()[1], "wall_time_s": wall,
         "versions": {"biaskit": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": platform.python_version()},
     }

@@ -1,43 +1,55 @@
-"""Parameter sets for the notebooks: ``smoke`` (the test suite: seconds), ``quick`` (every figure
-on 2 CPU cores in about 15 minutes) and ``full`` (GPU sized: 32 px and up, long training,
-FID on 10k samples).
+"""The figure study, defined once per study profile: ``smoke`` (the test suite: seconds),
+``quick`` (every figure on 2 CPU cores in about 15 minutes) and ``full`` (GPU sized: 32 px and
+up, long training, FID on 10k samples).
 
-``PROFILES[profile]["common"]`` applies to every notebook, ``PROFILES[profile][notebook]`` to
-one; a notebook only receives the names its ``parameters`` cell declares.
+``PROFILES[profile]["training"]`` says how every model of the study is trained (which preset
+size, steps, batch size, per-family overrides); :func:`run_config` turns it into the
+:class:`~biaskit.config.TrainConfig` of one (family, weighting), and :func:`train_runs` trains
+them through the cache. The notebooks, ``biaskit figures --train-only`` and the cache all go
+through these two functions, so they cannot disagree.
+
+``PROFILES[profile]["common"]`` holds the analysis parameters of every notebook and
+``PROFILES[profile][notebook]`` those of one; a notebook only receives the names its
+``parameters`` cell declares.
+
+A *study profile* (this module) is not a *preset size* (``quick``/``full`` sizes of one
+training preset in ``biaskit/presets/*.yaml``): a study profile picks a preset size for its runs.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 WEIGHTINGS = ["constant", "debias", "min_snr", "p2"]
-
-
-def _overrides(ckpt_every: int, gmm=None, unet=None, patches=None) -> dict:
-    """Training-config overrides per dataset family, {dotted key: value}; every notebook gets the
-    same ones so that they share cached runs. ``keep_checkpoints=0`` keeps every checkpoint
-    (for the quality-against-training-iterations curve)."""
-    common = {"ckpt_every": ckpt_every, "keep_checkpoints": 0}
-    return {"gmm": {**common, **(gmm or {})}, "digits": {**common, **(unet or {})},
-            "patches": {**common, **(unet or {}), **(patches or {})}}
-
+FAMILIES = ("gmm", "digits", "patches")
 
 _TINY = {"log_every": 10, "ema.start": 0, "ema.decay": 0.5}
 _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
               "model.config.mid_attention": False, **_TINY}
 
 
+def _training(preset_size: str, steps, batch_size, ckpt_every: int, **families) -> dict:
+    """The study's training settings: ``preset_size`` picks the presets' ``quick`` or ``full``
+    sizes, then ``steps``/``batch_size`` (None keeps the preset's) and per-family overrides
+    {dotted config key: value} apply to every weighting of that family. ``keep_checkpoints=0``
+    keeps every checkpoint (for the quality-against-training-iterations curve)."""
+    common = {"ckpt_every": ckpt_every, "keep_checkpoints": 0}
+    return {"preset_size": preset_size, "steps": steps, "batch_size": batch_size,
+            "families": {f: {**common, **families.get(f, {})} for f in FAMILIES}}
+
+
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
         "runner": {"threads": 1},
-        "common": {"seed": 0, "weightings": ["constant", "debias"],
-                   "preset_profile": "quick",
-                   "train_steps": 30, "batch_size": 32, "n_probe": 64, "num_timesteps": 8,
-                   "n_samples": 16, "progress": False,
-                   "train_overrides": _overrides(
-                       15, gmm={"model.config.hidden": 32, "model.config.blocks": 1, **_TINY,
-                                "data.n_train": 2000, "data.n_test": 256},
-                       unet={**_TINY_UNET, "data.n_train": 512, "data.n_test": 128})},
+        "training": _training("quick", 30, 32, 15,
+                              gmm={"model.config.hidden": 32, "model.config.blocks": 1, **_TINY,
+                                   "data.n_train": 2000, "data.n_test": 256},
+                              digits={**_TINY_UNET, "data.n_train": 512, "data.n_test": 128},
+                              patches={**_TINY_UNET, "data.n_train": 512, "data.n_test": 128}),
+        "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 64,
+                   "num_timesteps": 8, "n_samples": 16, "progress": False},
         "00_weighting_atlas": {"T": 100, "schedules": ["linear", "cosine", "linear_zsnr"]},
         "01_existence": {"datasets": ["gmm", "digits"]},
         "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "dpm_solver++"], "fid": True,
@@ -47,11 +59,11 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
-        "common": {"seed": 0, "weightings": WEIGHTINGS, "train_steps": 1200,
-                   "preset_profile": "quick",
-                   "batch_size": 64, "n_probe": 512, "num_timesteps": 20, "n_samples": 256,
-                   "progress": False,
-                   "train_overrides": _overrides(300, unet={"model.config.channels": 16})},
+        "training": _training("quick", 1200, 64, 300,
+                              digits={"model.config.channels": 16},
+                              patches={"model.config.channels": 16}),
+        "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 512, "num_timesteps": 20,
+                   "n_samples": 256, "progress": False},
         "00_weighting_atlas": {"T": 1000},
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches", "steps_list": [2, 3, 5, 10, 20, 50],
@@ -65,10 +77,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "runner": {"jobs": 1},
         # sizes, steps and batch sizes are the presets' "full" profile (biaskit/presets/*.yaml):
         # patches at 32 px, 100k-200k steps, bf16
-        "common": {"seed": 0, "weightings": WEIGHTINGS, "train_steps": None,
-                   "batch_size": None, "preset_profile": "full", "n_probe": 4096,
-                   "num_timesteps": 50, "n_samples": 10_000, "progress": True,
-                   "train_overrides": _overrides(10_000)},
+        "training": _training("full", None, None, 10_000),
+        "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 4096, "num_timesteps": 50,
+                   "n_samples": 10_000, "progress": True},
         "00_weighting_atlas": {"T": 1000},
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         "02_impact": {"dataset": "patches",
@@ -85,9 +96,7 @@ PROFILES: dict[str, dict[str, dict]] = {
 
 def parameters(profile: str, notebook: str) -> dict:
     """The profile's common values updated with the notebook's own (a fresh copy)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    p = PROFILES[profile]
+    p = _check_profile(profile)
     return copy.deepcopy({**p["common"], **p.get(notebook, {})})
 
 
@@ -100,3 +109,52 @@ def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
     from .denoiser import resolve_device as resolve
     return device if device != "auto" else resolve(device).type
+
+
+def _check_profile(profile: str) -> dict:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[profile]
+
+
+def run_config(profile: str, family: str, weighting: str, seed: int = 0):
+    """The :class:`~biaskit.config.TrainConfig` with which study ``profile`` trains preset
+    ``family-weighting``: the preset at the profile's preset size, then its steps, batch size
+    and the family's overrides."""
+    from .config import apply_overrides, get_preset
+    training = _check_profile(profile)["training"]
+    if family not in training["families"]:
+        raise ValueError(f"profile {profile!r} trains no {family!r} models; families: "
+                         f"{', '.join(training['families'])}")
+    settings = {"steps": training["steps"], "batch_size": training["batch_size"], "seed": seed}
+    items = [f"{k}={v}" for k, v in settings.items() if v is not None]
+    items += [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+              for k, v in training["families"][family].items()]
+    return apply_overrides(get_preset(f"{family}-{weighting}", training["preset_size"]), items)
+
+
+def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
+               device: str = "auto", progress: bool = False) -> dict[str, Path]:
+    """{weighting: run folder} of study ``profile``'s ``family`` models, each trained only on a
+    cache miss (the cache keys on what determines the weights, not on ``device``)."""
+    out = {}
+    for w in weightings:
+        cfg = run_config(profile, family, w, seed)
+        cfg.device = device
+        out[w] = cache.run(cfg, label=f"{family}-{w}", progress=progress)
+    return out
+
+
+def planned_runs(profile: str) -> list[tuple[str, str, int]]:
+    """(family, weighting, seed) of every run the profile's notebooks train."""
+    p = _check_profile(profile)
+    plan = {}
+    for name in p:
+        if name in ("common", "runner", "training"):
+            continue
+        params = parameters(profile, name)
+        families = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
+        for family in families:
+            for w in params.get("weightings", []):
+                plan[(family, w, params.get("seed", 0))] = None
+    return list(plan)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint import write_json
+from .jsonio import write_json
 
 TABLE, METADATA = "per_timestep.csv", "metadata.json"
 _TEXT = ("model", "kind", "reference")

@@ -25,7 +25,6 @@ import copy
 import csv
 import functools
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ from . import parameterization as P
 from . import weighting as W
 from .config import TrainConfig, load_config, to_dict
 from .denoiser import Denoiser, resolve_device
+from .distributed import init_process_group, launched
+from .jsonio import write_json
 from .models import build_model
 from .rng import derive_seed
 from .safeload import read_checkpoint
@@ -138,23 +139,9 @@ def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
 
 
 # --- setup ------------------------------------------------------------------------------------
-def init_process_group() -> bool:
-    """Start torch.distributed from torchrun's environment (NCCL on CUDA, each rank on its
-    LOCAL_RANK GPU; gloo on CPU) unless it runs already; True when this call started it."""
-    if dist.is_initialized():
-        return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
-
-
 def _distributed() -> tuple[int, int, int, bool]:
     """(rank, world_size, local_rank, whether we created the process group) under torchrun."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, 0, False
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_RANK", rank))
+    rank, world, local = launched()
     return rank, world, local, world > 1 and init_process_group()
 
 
@@ -347,7 +334,7 @@ class Trainer:
         log = _Log(self, enabled=self.rank == 0)
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            C.write_json(self.run_dir / C.RUN_FILE, self.info)
+            write_json(self.run_dir / C.RUN_FILE, self.info)
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc=self.run_dir.name, dynamic_ncols=True)

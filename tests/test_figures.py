@@ -97,9 +97,9 @@ def test_profiles_cover_every_notebook():
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
             assert parameters(profile, name)["seed"] == 0
-    from biaskit.config import get_preset
+    from biaskit.profiles import run_config
     full = parameters("full", "02_impact")
-    assert get_preset(f"{full['dataset']}-constant", full["preset_profile"]).data.options["size"] >= 32
+    assert run_config("full", full["dataset"], "constant").data.options["size"] >= 32
     assert full["n_samples"] >= 10_000 and full["fid_n"] >= 10_000
     with pytest.raises(ValueError, match="valid profiles"):
         parameters("huge", "00_weighting_atlas")
@@ -114,11 +114,38 @@ def test_notebook_defaults_are_the_quick_profile():
     from biaskit.figures import declared_parameters
     for name, path in notebooks().items():
         declared = declared_parameters(path)
-        if name != "00_weighting_atlas":  # papermill cannot parse some values (e.g. '=' inside)
-            assert "train_overrides" in declared, name
+        # training settings live in the study plan only (biaskit.profiles), never in a notebook
+        assert not {"train_overrides", "train_steps", "preset_profile", "batch_size"} & set(declared), name
         for key, value in parameters("quick", name).items():
             if key in declared and key != "progress":
                 assert ast.literal_eval(declared[key]) == value, (name, key)
+
+
+def test_study_plan_is_the_one_source_of_training_settings(tmp_path):
+    """run_config is the preset at the profile's size with the profile's steps, batch size and
+    family overrides; the cache key ignores where and how verbosely a run trains."""
+    from biaskit.cache import Cache, run_key_config
+    from biaskit.config import get_preset
+    from biaskit.profiles import planned_runs, run_config
+    cfg = run_config("quick", "patches", "debias")
+    preset = get_preset("patches-debias", PROFILES["quick"]["training"]["preset_size"])
+    assert cfg.loss.weighting == preset.loss.weighting == "debias"
+    assert cfg.steps == PROFILES["quick"]["training"]["steps"]
+    for key, value in PROFILES["quick"]["training"]["families"]["patches"].items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        assert node == value, key
+    moved = run_config("quick", "patches", "debias")
+    moved.device, moved.threads, moved.log_every, moved.out = "cuda:3", 7, 1, "elsewhere"
+    assert run_key_config(moved) == run_key_config(cfg)
+    assert Cache(tmp_path).path("runs", run_key_config(moved)) == Cache(tmp_path).path("runs", run_key_config(cfg))
+    other = run_config("quick", "patches", "debias", seed=1)
+    assert run_key_config(other) != run_key_config(cfg)
+    plan = planned_runs("smoke")
+    assert ("digits", "debias", 0) in plan and len(plan) == len(set(plan))
+    with pytest.raises(ValueError, match="trains no"):
+        run_config("quick", "faces", "constant")
 
 
 # --- the notebooks, end to end ----------------------------------------------------------------

@@ -521,7 +521,7 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         "models": {k: model_identity(d) for k, d in models.items()},
         "oracle": model_identity(oracle) if oracle is not None else None,
         "statistics": lay.names, "errors": "per-element means over C, H, W (or D)",
-        "clip_frac": f"share of x0_hat beyond the data range by more than {CLIP_TOL:g} x its width",
+        "clip_tol": CLIP_TOL,
         "ci": {**METHODS, "nonlinear": "bootstrap" if bootstrap else "delta", "bootstrap": int(bootstrap)},
         "bands": lay.bands, "batch_size": int(batch_size), "device": str(device), "amp_bf16": amp,
         "channels_last": channels_last, "world_size": _dist()[1], "wall_time_s": wall,

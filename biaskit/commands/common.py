@@ -34,3 +34,30 @@ def loader_kwargs(args, device) -> dict:
     if path.is_dir() and (path / "biaskit.json").is_file():
         return {"ema": not args.online_weights, "step": args.step, "device": device}
     return thirdparty.loader_kwargs_from_args(args)
+
+
+def model_shape(model) -> tuple[int, ...] | None:
+    """The per-sample shape the model was trained on, where it says so: a biaskit run's recorded
+    data shape, an oracle's shape, a diffusers UNet's ``sample_size`` or an ADM ``image_size``
+    (with their ``in_channels``); None when nothing tells."""
+    info = model.info
+    for key in ("shape", "sample_shape", "data_shape"):
+        if info.get(key):
+            return tuple(int(s) for s in info[key])
+    shape = getattr(model.net, "shape", None)  # oracles know their data shape
+    if shape:
+        return tuple(int(s) for s in shape)
+    spec = info.get("dataset")
+    if isinstance(spec, dict) and spec.get("shape"):
+        return tuple(int(s) for s in spec["shape"])
+    if info.get("run_dir"):
+        from ..checkpoint import read_run_info
+        shape = read_run_info(info["run_dir"]).get("shape")
+        return tuple(int(s) for s in shape) if shape else None
+    config = info.get("config") or {}
+    size = config.get("sample_size") or config.get("image_size")  # diffusers / ADM
+    channels = config.get("in_channels") or model.channels
+    if size and channels:
+        h, w = (size, size) if isinstance(size, int) else size
+        return int(channels), int(h), int(w)
+    return None

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import sampling as S
 from ..denoiser import resolve_device
-from .common import add_model_arguments, load_model
+from .common import add_model_arguments, load_model, model_shape
 
 
 def add_arguments(p):
@@ -62,16 +62,10 @@ def _shape(model, text) -> tuple[int, ...]:
             return tuple(int(s) for s in text.split(",") if s.strip())
         except ValueError:
             raise ValueError(f"--shape expects comma-separated integers, got {text!r}") from None
-    for key in ("shape", "sample_shape", "data_shape"):
-        if model.info.get(key):
-            return tuple(int(s) for s in model.info[key])
-    shape = getattr(model.net, "shape", None)  # oracles know their data shape
-    if shape:
-        return tuple(int(s) for s in shape)
-    spec = model.info.get("dataset")
-    if isinstance(spec, dict) and spec.get("shape"):
-        return tuple(int(s) for s in spec["shape"])
-    raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
+    shape = model_shape(model)
+    if shape is None:
+        raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
+    return shape
 
 
 def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:

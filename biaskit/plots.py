@@ -264,6 +264,13 @@ def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int 
     return canvas[0].numpy() if C == 1 else canvas.permute(1, 2, 0).numpy()
 
 
+def mosaic_inches(columns: int, H: int, minimum: float = 1.6) -> float:
+    """Width in inches of a cell holding a mosaic ``columns`` images wide of H-pixel images: each
+    image gets H / 96 inches (one inch per 96 pixels), at least 0.3 and at most 1, so 64 samples
+    in 8 columns stay readable."""
+    return max(minimum, columns * min(max(H / 96, 0.3), 1.0))
+
+
 def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,
                      cell_inches: float = 1.6):
     """Rows x columns of image mosaics: ``table[row][column]`` is a batch (N, C, H, W), e.g.

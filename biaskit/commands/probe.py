@@ -6,7 +6,6 @@ Writes DIR/per_timestep.csv, DIR/metadata.json, figures (PNG + PDF) and DIR/repo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,19 +14,13 @@ from ..denoiser import resolve_device
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
-from ..data import is_image_folder
-from .common import add_model_arguments, load_model, model_shape
+from .common import add_data_arguments, add_model_arguments, data_options, load_data, load_model
 
 
 def add_arguments(p):
     p.add_argument("model", help="oracle:NAME (e.g. oracle:gmm), a biaskit run directory, or a "
                    "third-party checkpoint")
-    p.add_argument("--data", required=True,
-                   help="built-in dataset name (its held-out split is probed) or a folder of images "
-                   "(all of it is probed, at the model's image size unless --data-option size=)")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset option (repeatable), e.g. dim=4, K=8, size=32, n_test=5000")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset split (default 0)")
+    add_data_arguments(p, required=True, what="probed")
     p.add_argument("--out", required=True, help="output directory")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--timesteps", default=None,
@@ -50,60 +43,15 @@ def add_arguments(p):
     add_model_arguments(p)
 
 
-def _options(items) -> dict:
-    opts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--data-option expects KEY=VALUE, got {item!r}")
-        try:
-            opts[key] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key] = value
-    return opts
-
-
 def _load(args, device):
     """(denoiser, dataset): the data are loaded in the model's data range."""
     from ..data import load_dataset
-    opts = _options(args.data_option)
     if args.model.startswith("oracle:"):
-        ds = load_dataset(args.data, seed=args.data_seed, **opts)
+        ds = load_dataset(args.data, seed=args.data_seed, **data_options(args.data_option))
         same = args.model.split(":")[-1] in (ds.name, args.data)
         return load_model(args, device, **({"dataset": ds} if same else {})), ds
     model = load_model(args, device)
-    if is_image_folder(args.data):
-        opts = _folder_options(args.data, model, opts)
-    ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
-    return model, ds
-
-
-def _folder_options(folder: str, model, opts: dict) -> dict:
-    """A folder handed to probe is the evaluation set: every image is a test image (unless
-    n_test / n_train say otherwise), read at the model's size and channels (unless size / mode
-    say otherwise). Says so in one line."""
-    from ..data import image_files
-    opts = dict(opts)
-    if "n_train" not in opts and "n_test" not in opts:
-        opts.update(n_train=0, n_test=len(image_files(folder)))
-    shape = model_shape(model)
-    said = []
-    if shape is not None and len(shape) == 3:
-        C, H, W = shape
-        if "size" not in opts:
-            if H != W:
-                raise ValueError(f"the model takes {H}x{W} images; image folders are read square: "
-                                 "pass --data-option size=N")
-            opts["size"] = H
-            said.append("size")
-        if "mode" not in opts and C in (1, 3):
-            opts["mode"] = "L" if C == 1 else "RGB"
-            said.append("channels")
-    size, mode = opts.get("size", 32), opts.get("mode", "RGB")
-    source = f"the model's {' and '.join(said)}" if said else "given or default"
-    print(f"probing {folder}: {opts.get('n_test', 'a test split of')} images as the evaluation set, "
-          f"{size}x{size} {mode} ({source})", file=sys.stderr)
-    return opts
+    return model, load_data(args.data, model, args.data_option, args.data_seed)
 
 
 def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:

@@ -151,13 +151,28 @@ def test_probe_of_an_image_folder_uses_all_of_it_at_the_models_size(tmp_path, ca
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="no scheduler config"):
         rc = main(["probe", str(_unet_folder(tmp_path)), "--data", str(imgs), "--timesteps", "500",
-                   "--samples", "100", "--out", str(out), "--no-plots", "--no-progress"])
+                   "--samples", "23", "--out", str(out), "--no-plots", "--no-progress"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "all 23 images are the evaluation set, read at 8x8 L (the model's size and channels)" in err
     df, meta = load_results(out)
     assert df["n"].tolist() == [23] and meta["data"]["shape"] == [1, 8, 8]
     assert meta["data"]["dataset"]["n_train"] == 0 and meta["data"]["dataset"]["n_test"] == 23
+
+
+def test_model_shape_from_what_each_format_records(tmp_path):
+    from biaskit.checkpoint import FORMAT, RUN_FILE
+    from biaskit.commands.common import model_shape
+    net = Fn(lambda x, t: x)
+    as_model = lambda info, channels=None: Denoiser(net, schedule(), info=info, channels=channels)  # noqa: E731
+    assert model_shape(as_model({"config": {"sample_size": 16, "in_channels": 3}})) == (3, 16, 16)  # diffusers
+    assert model_shape(as_model({"config": {"image_size": 64, "in_channels": 1}})) == (1, 64, 64)   # ADM
+    assert model_shape(as_model({"config": {"sample_size": [8, 12]}}, channels=2)) == (2, 8, 12)
+    (tmp_path / RUN_FILE).write_text(json.dumps({"format": FORMAT, "model": {}, "schedule": {},
+                                                 "parameterization": "eps", "time_input": "index",
+                                                 "shape": [1, 8, 8]}))
+    assert model_shape(as_model({"run_dir": str(tmp_path)})) == (1, 8, 8)                        # biaskit run
+    assert model_shape(as_model({})) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-import biaskit
 from biaskit.cli import main
 from biaskit.denoiser import Denoiser
 from biaskit.plots import plot_x0_grid

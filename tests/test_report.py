@@ -76,6 +76,10 @@ def test_probe_reads_the_models_timesteps_of_a_sub_schedule():
         probe(d, images(), timesteps=[0, 5], n=8, progress=False)
     # an even grid over the 19 trained steps runs from the first to the last trained timestep
     assert probe(d, images(), num_timesteps=3, n=8, progress=False)["t"].tolist() == [1, 10, 19]
+    # a failure names the model's timestep (schedule step 9 is t = 10)
+    bad = sub_model(lambda x, t: torch.where((t >= 10).view(-1, 1, 1, 1), torch.nan, 0.0).expand_as(x).clone())
+    with pytest.raises(ValueError, match=r"NaN or inf at t=10 "):
+        probe(bad, images(), timesteps=[5, 10], n=8, progress=False)
 
 
 def test_report_and_grid_name_the_models_timesteps(tmp_path):

@@ -105,7 +105,7 @@ def against_data(x, data, data_range, seed: int = 0):
     - ``outside_frac``: share of elements beyond the data range by more than the probe's CLIP_TOL
       of its width;
     - ``swd``: sliced Wasserstein distance to the data (:func:`biaskit.metrics.evaluate`) with its
-      bootstrap interval (``data`` empty: it is the distance itself).
+      bootstrap interval; its ``data`` entry is empty (NaN).
     """
     import pandas as pd
     import torch

@@ -552,10 +552,10 @@ def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None
         bands: spatial-frequency bands for x0_err_band{j} (images only).
 
     Returns a DataFrame with one row per t: model, t (the model's timestep), schedule_index (its
-    position k among the schedule's steps), snr, logsnr, n, then each statistic followed by its ``_lo`` and ``_hi``. ``df.attrs["metadata"]``
-    holds the metadata for :func:`save_results`. Under torch.distributed every rank computes a
-    shard and every rank returns the full, identical frame. NaN/inf from the model raise a
-    ValueError naming the t.
+    position k among the schedule's steps), snr, logsnr, n, then each statistic followed by its
+    ``_lo`` and ``_hi``. ``df.attrs["metadata"]`` holds the metadata for :func:`save_results`.
+    Under torch.distributed every rank computes a shard and every rank returns the full, identical
+    frame. NaN/inf from the model raise a ValueError naming the t.
     """
     name = getattr(denoiser, "name", None) or "model"
     names, Z, ts, n, schedule, lay, W, meta = _probe_models(

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from .jsonio import canonical
 from .mixture import GaussianMixture
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES",
+           "image_files", "is_image_folder"]
 
 UNIT = (0.0, 1.0)
 BOX = (-1.0, 1.0)
@@ -80,11 +81,11 @@ class _Raw(NamedTuple):
     mixture: GaussianMixture | None = None
 
 
-def _sizes(n_train, n_test, default_train, default_test, total=None):
+def _sizes(n_train, n_test, default_train, default_test, total=None, min_train=1):
     n_test = default_test if n_test is None else int(n_test)
     n_train = (default_train if total is None else total - n_test) if n_train is None else int(n_train)
-    if n_train < 1 or n_test < 0:
-        raise ValueError(f"need n_train >= 1 and n_test >= 0, got n_train={n_train}, n_test={n_test}")
+    if n_train < min_train or n_test < 0:
+        raise ValueError(f"need n_train >= {min_train} and n_test >= 0, got n_train={n_train}, n_test={n_test}")
     if total is not None and n_train + n_test > total:
         raise ValueError(f"n_train + n_test = {n_train + n_test} exceeds the {total} available samples")
     return n_train, n_test
@@ -282,21 +283,35 @@ def _open_image(path: Path, size: int, mode: str) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
-    """PNG/JPEG files under ``path`` (recursively), resized to size x size in mode 'L' or 'RGB'."""
+def is_image_folder(name) -> bool:
+    """Whether a dataset name is a directory (of images) rather than a built-in dataset."""
+    return str(name) not in DATASETS and Path(str(name)).expanduser().is_dir()
+
+
+def image_files(path) -> list[Path]:
+    """The PNG/JPEG files under ``path`` (recursively), sorted."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"image folder not found: {path}")
     if not path.is_dir():
         raise ValueError(f"not a directory: {path}")
-    _check_mode(mode)
     try:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except OSError as e:
         raise ValueError(f"cannot read image folder {path}: {e}") from None
     if not files:
         raise ValueError(f"no PNG/JPEG images found in {path}")
-    n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files))
+    return files
+
+
+def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
+    """PNG/JPEG files under ``path`` (recursively), resized to size x size in mode 'L' or 'RGB'.
+    By default a tenth is the test split; ``n_train=0`` makes every image a test image (a folder
+    that is itself an evaluation set)."""
+    path = Path(path).expanduser()
+    files = image_files(path)
+    _check_mode(mode)
+    n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files), min_train=0)
     train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
     bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
                disable=len(files) < 1000)

@@ -204,13 +204,13 @@ def _to_image(x, data_range):
 
 def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     """Rows: the first ``n`` images of ``x0`` (N, C, H, W); columns: x0, then x_t and x0_hat at
-    each t in ``timesteps``. x_t uses the probe's noise for (seed, t, sample), so the grid shows
-    the draws :func:`biaskit.probe.probe` scored. Images are mapped from the model's data range
-    to [0, 1] (x_t and x0_hat clipped)."""
+    each t in ``timesteps`` (the model's own timesteps, as the probe's ``t`` column). x_t uses the
+    probe's noise for (seed, t, sample), so the grid shows the draws :func:`biaskit.probe.probe`
+    scored. Images are mapped from the model's data range to [0, 1] (x_t and x0_hat clipped)."""
     import torch
 
     from .parameterization import noisy
-    from .probe import draw_noise
+    from .probe import draw_noise, schedule_indices
 
     style()
     x0 = torch.as_tensor(x0)
@@ -218,17 +218,18 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
         raise ValueError(f"plot_x0_grid needs images (N, C, H, W), got shape {tuple(x0.shape)}")
     x0 = x0[:n].float()
     n = x0.shape[0]
-    ts = [int(t) for t in timesteps]
+    ks = schedule_indices(denoiser.schedule, timesteps).tolist()
+    ts = denoiser.schedule.timesteps[ks].tolist()
     dev = denoiser.device
     cols = 1 + 2 * len(ts)
     fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
     cmap = "gray" if x0.shape[1] == 1 else None
     with torch.inference_mode():
-        for j, t in enumerate(ts):
+        for j, (t, k) in enumerate(zip(ts, ks)):
             eps = draw_noise(seed, t, 0, n, x0.shape[1:], dev)
-            alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), t, device=dev))
+            alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), k, device=dev))
             x_t = noisy(x0.to(dev), eps, alpha[:, None, None, None], sigma[:, None, None, None])
-            x0_hat = denoiser(x_t, torch.full((n,), t, device=dev)).x0_hat
+            x0_hat = denoiser(x_t, torch.full((n,), k, device=dev)).x0_hat
             for i in range(n):
                 axes[i, 1 + 2 * j].imshow(_to_image(x_t[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
                 axes[i, 2 + 2 * j].imshow(_to_image(x0_hat[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
@@ -261,6 +262,13 @@ def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int 
         r, c = divmod(i, cols)
         canvas[:, r * (H + pad): r * (H + pad) + H, c * (W + pad): c * (W + pad) + W] = x[i]
     return canvas[0].numpy() if C == 1 else canvas.permute(1, 2, 0).numpy()
+
+
+def mosaic_inches(columns: int, H: int, minimum: float = 1.6) -> float:
+    """Width in inches of a cell holding a mosaic ``columns`` images wide of H-pixel images: each
+    image gets H / 96 inches (one inch per 96 pixels), at least 0.3 and at most 1, so 64 samples
+    in 8 columns stay readable."""
+    return max(minimum, columns * min(max(H / 96, 0.3), 1.0))
 
 
 def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,

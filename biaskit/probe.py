@@ -1,6 +1,12 @@
 """Per-timestep probe: error, per-channel bias, variance, clipping and frequency split of the x0
 estimate of any :class:`~biaskit.denoiser.Denoiser` on held-out data, with 95% intervals.
 
+Timesteps. ``t`` is always the model's own timestep, the one it was trained with and is fed: for
+a model trained on timesteps 1..999 of a 1000-step schedule (a schedule of 999 steps whose
+``timesteps`` are 1..999) t = 999 is its noisiest step. Asked-for timesteps are such t; the grid of
+``num_timesteps`` is evenly spaced over the schedule's steps; ``schedule_index`` is the position k
+of t among the schedule's steps (what a :class:`Denoiser` is called with).
+
 Draws (common random numbers). For every timestep t of the grid the same n held-out samples x0_i
 are noised as x_t = alpha_t x0_i + sigma_t eps_{t,i}, with eps_{t,i} drawn from a generator seeded
 by (seed, t, i // r), r = :func:`chunk_rows` (at least 64 samples and 2^12 numbers per generator).
@@ -16,7 +22,8 @@ over D for vectors), never a sum; d = C H W or D:
   x0_bias_c{k}     b_k: mean of x0_hat - x0 over samples and the pixels of channel k (RGB: colour bias)
   x0_bias_l2       ||b||_2, the Euclidean norm of (b_0, .., b_{C-1})
   x0_var           x0_mse - ||b||^2 / C: what is left of x0_mse once the channel bias is removed
-  clip_frac        fraction of x0_hat elements outside the model's data range
+  clip_frac        fraction of x0_hat elements outside the model's data range [lo, hi] by more than
+                   CLIP_TOL (hi - lo): values on the edge (an MNIST background) are not outside
   x0_err_band{j}   the share of x0_mse in radial spatial-frequency band j (images only): the bands
                    split x0_mse exactly (Parseval), so they sum to it. Band j holds the frequencies
                    of radius [j, j + 1) * 0.5 / bands cycles per pixel; the last band also takes the
@@ -57,8 +64,8 @@ from .results import load_results, save_results
 from .rng import derive_seed
 from .safeload import file_sha256
 
-__all__ = ["probe", "compare", "timestep_grid", "draw_noise", "select_samples", "save_results",
-           "load_results", "METHODS", "chunk_rows"]
+__all__ = ["probe", "compare", "timestep_grid", "schedule_indices", "draw_noise", "select_samples",
+           "save_results", "load_results", "METHODS", "chunk_rows", "CLIP_TOL", "outside_range"]
 
 LEVEL = 0.95
 METHODS = {
@@ -97,6 +104,38 @@ def timestep_grid(T: int, timesteps=None, num_timesteps: int | None = None, stra
         u = np.random.default_rng(seed).random(K)
         return np.unique(edges[:-1] + np.floor(u * (edges[1:] - edges[:-1])).astype(np.int64))
     return np.unique(np.linspace(0, T - 1, K).round().astype(np.int64))
+
+
+def schedule_indices(schedule, timesteps) -> np.ndarray:
+    """Positions k (sorted, unique) of the model's timesteps ``timesteps`` among the schedule's
+    steps, ``schedule.timesteps[k] == t``; a timestep the schedule does not hold is an error naming
+    the ones it does (a model trained on 1..999 of 1000 has no t = 0)."""
+    ts = np.unique(np.asarray([int(t) for t in np.ravel(timesteps)], dtype=np.int64))
+    if ts.size == 0:
+        raise ValueError("timesteps is empty")
+    known = schedule.timesteps.numpy()
+    k = np.searchsorted(known, ts).clip(max=known.size - 1)  # timesteps increase with k
+    bad = ts[known[k] != ts]
+    if bad.size:
+        held = f"{known[0]}..{known[-1]}" if known[-1] - known[0] + 1 == known.size else \
+            f"{known.size} timesteps from {known[0]} to {known[-1]}"
+        raise ValueError(f"timestep(s) {', '.join(map(str, bad[:5].tolist()))} not in the model's "
+                         f"schedule: it has t = {held} (T = {known.size} steps)")
+    return k
+
+
+# A value counts as outside [lo, hi] only beyond 1% of the width (0.02 on [-1, 1], 2.55 levels of
+# 8-bit pixels): an estimate of an edge pixel (MNIST's background, 80% of its pixels, lies at lo)
+# within its own small error of the edge is not an excursion. On the real MNIST DDPM at t = 1
+# (x0-MSE 4.4e-5) 40% of x0_hat lie below lo, 0.4% below lo - 0.01 (hi - lo).
+CLIP_TOL = 0.01
+
+
+def outside_range(x: torch.Tensor, data_range, tol: float = CLIP_TOL) -> torch.Tensor:
+    """Boolean mask of elements of ``x`` below lo - tol (hi - lo) or above hi + tol (hi - lo)."""
+    lo, hi = data_range
+    margin = tol * (hi - lo)
+    return (x < lo - margin) | (x > hi + margin)
 
 
 def chunk_rows(shape) -> int:
@@ -229,9 +268,8 @@ def _per_sample(x0, eps, alpha, sigma, pred, o_hat, lay: _Layout, data_range, M)
     e = x0_hat - x0
     v = P.v_from(x0, eps, alpha, sigma)
     v_hat = P.v_from(x0_hat, eps_hat, alpha, sigma)
-    lo, hi = data_range
     cols = [mean((eps_hat - eps).square()), mean(e.square()), mean((v_hat - v).square()),
-            e.reshape(B, lay.C, -1).mean(2), mean((x0_hat < lo) | (x0_hat > hi))]
+            e.reshape(B, lay.C, -1).mean(2), mean(outside_range(x0_hat, data_range))]
     if lay.bands:
         H, W = e.shape[-2:]
         # Parseval: sum_f |E(f)|^2 = H W sum_x e(x)^2, so dividing by (H W) (C H W) gives x0_mse
@@ -267,6 +305,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
     stop = start + sizes[rank]
     x0 = x0.to(device)
     ts_dev = torch.as_tensor(ts, device=device)
+    noise_t = models[0].schedule.timesteps[torch.as_tensor(ts)].tolist()  # draws follow the model's t
     noise = _Noise(seed, x0.shape[1:], device)
     M = band_matrix(*x0.shape[-2:], lay.bands, device) if lay.bands else None
     Z = torch.empty(len(models), stop - start, lay.width, device=device)
@@ -283,7 +322,7 @@ def _evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, devic
                 pieces.append((k, i0, i1))
                 p += i1 - i0
             x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
-            eps_b = torch.cat([noise(int(ts[k]), i0, i1) for k, i0, i1 in pieces])
+            eps_b = torch.cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
             t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
             alpha, sigma = (c.reshape(per_sample) for c in models[0].schedule.coefficients(t_b))
             x_t = P.noisy(x0_b, eps_b, alpha, sigma)
@@ -305,11 +344,11 @@ def _check_finite(Z: np.ndarray, ts, names: list[str], schedule):
     for m, Zm in enumerate(Z):
         bad = ~np.isfinite(Zm).all(axis=(1, 2))
         if bad.any():
-            t = int(ts[np.argmax(bad)])
+            k = int(ts[np.argmax(bad)])
             hint = " (alpha = 0 there: an eps-model's x0_hat = (x_t - sigma eps_hat) / alpha is undefined)" \
-                if float(schedule.abar[t]) == 0 else ""
-            raise ValueError(f"model {names[m]!r} returned NaN or inf at t={t} "
-                             f"(snr {float(schedule.snr[t]):.4g}){hint}")
+                if float(schedule.abar[k]) == 0 else ""
+            raise ValueError(f"model {names[m]!r} returned NaN or inf at t={int(schedule.timesteps[k])} "
+                             f"(snr {float(schedule.snr[k]):.4g}){hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,8 +415,8 @@ def _summarise(Zs: list[np.ndarray], signs: list[float], lay: _Layout, W: np.nda
 
 def _frame(model: str, summary: dict, ts, n: int, schedule, lay: _Layout) -> pd.DataFrame:
     idx = torch.as_tensor(ts)
-    cols = {"model": model, "t": np.asarray(ts, dtype=np.int64),
-            "timestep": schedule.timesteps[idx].numpy().astype(np.int64),
+    cols = {"model": model, "t": schedule.timesteps[idx].numpy().astype(np.int64),
+            "schedule_index": np.asarray(ts, dtype=np.int64),
             "snr": schedule.snr[idx].numpy(), "logsnr": schedule.logsnr[idx].numpy(), "n": n}
     for name in lay.names:
         est, lo, hi = summary[name]
@@ -431,7 +470,8 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
     device = torch.device(device) if device is not None else dens[0].device
     x0, data_spec = select_samples(data, n, seed)
     n = x0.shape[0]
-    ts = timestep_grid(schedule.T, timesteps, num_timesteps, stratified, seed)
+    ts = timestep_grid(schedule.T, num_timesteps=num_timesteps, stratified=stratified, seed=seed) \
+        if timesteps is None else schedule_indices(schedule, timesteps)
     if oracle is None:
         oracle = _default_oracle(data, schedule, tuple(x0.shape[1:]))
     elif oracle is False:
@@ -469,11 +509,13 @@ def _probe_models(models: dict[str, Denoiser], data, *, timesteps, num_timesteps
         "parameterization": {k: d.parameterization for k, d in models.items()},
         "data": data_spec, "n": n, "seed": int(seed),
         "noise": f"randn per (seed, t, sample // {chunk_rows(x0.shape[1:])})",
-        "timesteps": [int(t) for t in ts], "grid": {"timesteps": None if timesteps is None else "given",
+        "timesteps": schedule.timesteps[torch.as_tensor(ts)].tolist(),
+        "schedule_indices": [int(k) for k in ts], "grid": {"timesteps": None if timesteps is None else "given",
                                                     "num_timesteps": num_timesteps, "stratified": stratified},
         "models": {k: model_identity(d) for k, d in models.items()},
         "oracle": model_identity(oracle) if oracle is not None else None,
         "statistics": lay.names, "errors": "per-element means over C, H, W (or D)",
+        "clip_tol": CLIP_TOL,
         "ci": {**METHODS, "nonlinear": "bootstrap" if bootstrap else "delta", "bootstrap": int(bootstrap)},
         "bands": lay.bands, "batch_size": int(batch_size), "device": str(device), "amp_bf16": amp,
         "channels_last": channels_last, "world_size": rank_world()[1], "wall_time_s": wall,
@@ -490,9 +532,10 @@ def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None
     """Per-timestep statistics of ``denoiser`` on held-out data (see the module docstring).
 
     Args:
-        denoiser: any :class:`Denoiser`; t are integer steps of its schedule.
+        denoiser: any :class:`Denoiser`; t are its own timesteps (``schedule.timesteps``).
         data: a Dataset (its test split is used) or a tensor (N, C, H, W) / (N, D) of held-out x0.
-        timesteps / num_timesteps / stratified: the grid, see :func:`timestep_grid`.
+        timesteps: the model's timesteps to probe (see :func:`schedule_indices`); else
+            num_timesteps / stratified: the grid over the schedule's steps, see :func:`timestep_grid`.
         n: held-out samples per t (all of them if fewer). seed: samples, noise, grid, bootstrap.
         batch_size: (t, sample) pairs per forward pass; the results do not depend on it.
         oracle: a Denoiser giving E[x0 | x_t] (same schedule); None builds it from ``data.mixture``
@@ -502,11 +545,11 @@ def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None
         amp, channels_last: bf16 autocast and channels_last inputs (default on for cuda, off on cpu).
         bands: spatial-frequency bands for x0_err_band{j} (images only).
 
-    Returns a DataFrame with one row per t: model, t, timestep (index in the parent schedule), snr,
-    logsnr, n, then each statistic followed by its ``_lo`` and ``_hi``. ``df.attrs["metadata"]``
-    holds the metadata for :func:`save_results`. Under torch.distributed every rank computes a
-    shard and every rank returns the full, identical frame. NaN/inf from the model raise a
-    ValueError naming the t.
+    Returns a DataFrame with one row per t: model, t (the model's timestep), schedule_index (its
+    position k among the schedule's steps), snr, logsnr, n, then each statistic followed by its
+    ``_lo`` and ``_hi``. ``df.attrs["metadata"]`` holds the metadata for :func:`save_results`.
+    Under torch.distributed every rank computes a shard and every rank returns the full, identical
+    frame. NaN/inf from the model raise a ValueError naming the t.
     """
     name = getattr(denoiser, "name", None) or "model"
     names, Z, ts, n, schedule, lay, W, meta = _probe_models(

@@ -53,10 +53,9 @@ def x0_drift(traj, final: torch.Tensor | None = None) -> pd.DataFrame:
 
 
 def clip_fraction(traj, data_range=(-1.0, 1.0)) -> pd.DataFrame:
-    """Fraction of x0_hat elements outside data_range at each step."""
-    lo, hi = data_range
-    x = traj.x0_hat.detach()
-    frac = ((x < lo) | (x > hi)).flatten(1).double().mean(1).cpu().numpy()
+    """Fraction of x0_hat elements outside data_range (beyond the probe's CLIP_TOL) at each step."""
+    from .probe import outside_range
+    frac = outside_range(traj.x0_hat.detach(), data_range).flatten(1).double().mean(1).cpu().numpy()
     return _steps(traj).assign(clip_fraction=frac)
 
 

@@ -18,7 +18,7 @@ from biaskit.cli import main as cli_main
 from biaskit.data import load_dataset
 from biaskit.denoiser import Denoiser
 from biaskit.oracle import from_spec, irreducible_error
-from biaskit.probe import compare, draw_noise, load_results, probe, save_results, timestep_grid
+from biaskit.probe import CLIP_TOL, compare, draw_noise, load_results, probe, save_results, timestep_grid
 from biaskit.schedules import get_schedule, rescale_zero_terminal_snr
 
 SCHEDULE = get_schedule("linear", 1000)
@@ -74,10 +74,12 @@ def test_eps_zero_x0_mse_is_one_over_snr_and_white_error_bands():
     share = np.bincount(band.ravel(), minlength=4) / 64
     for j in range(4):
         covers(df, f"x0_err_band{j}", share[j] / snr, m)
-    # x0_hat = x0 + eps / sqrt(snr) leaves [-1, 1] with probability 1 - Phi((1 - x0) s) + Phi((-1 - x0) s)
+    # x0_hat = x0 + eps / sqrt(snr) leaves [-b, b], b = 1 + 2 CLIP_TOL (the tolerance is a share of
+    # the width 2), with probability 1 - Phi((b - x0) s) + Phi((-b - x0) s)
     s = np.sqrt(snr)[:, None]
     x = x0.numpy().ravel()[None]
-    p_out = (norm.sf((1 - x) * s) + norm.cdf((-1 - x) * s)).mean(1)
+    b = 1 + 2 * CLIP_TOL
+    p_out = (norm.sf((b - x) * s) + norm.cdf((-b - x) * s)).mean(1)
     covers(df, "clip_frac", p_out, m)
 
 

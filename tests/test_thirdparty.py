@@ -410,8 +410,9 @@ def test_real_mnist_checkpoint_through_the_plugin_path():
                      trained_timesteps="1:999")
     assert d.info["sha256"] == "ce47bd2d6d5ea30bd84bee894826267a445acf71f1090c5f624b08975b57fb88"
     data = load_dataset("mnist", data_range=(-0.5, 0.5))
-    ts = [0, 49, 199, 499, 799, 998]  # timesteps 1, 50, 200, 500, 800, 999
+    ts = [1, 50, 200, 500, 800, 999]  # the model's timesteps (schedule steps 0, 49, ..., 998)
     df = biaskit.probe(d, data, timesteps=ts, n=96, progress=False, batch_size=192)
+    assert df["t"].tolist() == ts and df["schedule_index"].tolist() == [0, 49, 199, 499, 799, 998]
     eps, x0, snr = df["eps_mse"].to_numpy(), df["x0_mse"].to_numpy(), df["snr"].to_numpy()
     assert np.all(np.diff(eps) < 0) or np.all(np.diff(eps[:-1]) < 0)  # falls as t grows
     assert eps[0] == eps.max() and eps[0] < 0.5                           # a trained net, not noise

@@ -6,7 +6,6 @@ Writes DIR/per_timestep.csv, DIR/metadata.json, figures (PNG + PDF) and DIR/repo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,21 +14,20 @@ from ..denoiser import resolve_device
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
-from .common import add_model_arguments, load_model
+from .common import add_data_arguments, add_model_arguments, data_options, load_data, load_model
 
 
 def add_arguments(p):
     p.add_argument("model", help="oracle:NAME (e.g. oracle:gmm), a biaskit run directory, or a "
                    "third-party checkpoint")
-    p.add_argument("--data", required=True, help="built-in dataset name or a folder of images")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset option (repeatable), e.g. dim=4, K=8, size=32, n_test=5000")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset split (default 0)")
+    add_data_arguments(p, required=True, what="probed")
     p.add_argument("--out", required=True, help="output directory")
     grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--timesteps", default=None, help="comma list of steps t, e.g. 0,250,500,999")
+    grid.add_argument("--timesteps", default=None,
+                      help="comma list of the model's timesteps t, e.g. 0,250,500,999 (1,500,999 "
+                      "for a model trained on 1..999)")
     grid.add_argument("--num-timesteps", type=int, default=None,
-                      help="K steps evenly spaced over 0..T-1 (default min(T, 50))")
+                      help="K steps evenly spaced over the model's T steps (default min(T, 50))")
     p.add_argument("--stratified", action="store_true",
                    help="with --num-timesteps: one random step per stratum instead of even spacing")
     p.add_argument("--samples", type=int, default=512, help="held-out samples per t (default 512)")
@@ -45,30 +43,15 @@ def add_arguments(p):
     add_model_arguments(p)
 
 
-def _options(items) -> dict:
-    opts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--data-option expects KEY=VALUE, got {item!r}")
-        try:
-            opts[key] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key] = value
-    return opts
-
-
 def _load(args, device):
     """(denoiser, dataset): the data are loaded in the model's data range."""
     from ..data import load_dataset
-    opts = _options(args.data_option)
     if args.model.startswith("oracle:"):
-        ds = load_dataset(args.data, seed=args.data_seed, **opts)
+        ds = load_dataset(args.data, seed=args.data_seed, **data_options(args.data_option))
         same = args.model.split(":")[-1] in (ds.name, args.data)
         return load_model(args, device, **({"dataset": ds} if same else {})), ds
     model = load_model(args, device)
-    ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
-    return model, ds
+    return model, load_data(args.data, model, args.data_option, args.data_seed)
 
 
 def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:

@@ -1,8 +1,10 @@
 """biaskit sample: draw samples from a model with a native or diffusers sampler.
 
 Writes DIR/samples.npz (``x0`` for one step count, ``x0_<n>`` for each of several, plus
-``timesteps_<n>``), DIR/samples.png/.pdf (a grid of the first samples per step count: image
-mosaics, or scatter plots for 2-D data) and DIR/sample_meta.json.
+``timesteps_<n>``, the model's own timesteps visited, noisiest first), DIR/samples.png/.pdf (a grid
+of the first samples per step count, up to 64: image mosaics, or scatter plots for 2-D data) and
+DIR/sample_meta.json. With ``--data`` also DIR/sample_stats.csv (:func:`against_data` per step
+count), printed one line per step count.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 from .. import sampling as S
 from ..denoiser import resolve_device
-from .common import add_model_arguments, load_model
+from ..probe import CLIP_TOL, outside_range
+from .common import add_data_arguments, add_model_arguments, load_data, load_model, model_shape
 
 
 def add_arguments(p):
@@ -41,7 +44,9 @@ def add_arguments(p):
                    help="per-sample shape, e.g. 3,32,32 or 2 (default: from the model)")
     p.add_argument("--trajectory", action="store_true",
                    help="also save every step's x_t and x0_hat (one step count only)")
-    p.add_argument("--grid", type=int, default=16, help="samples shown per grid cell (default 16)")
+    p.add_argument("--grid", type=int, default=64,
+                   help="samples shown per grid cell (default 64, at most --n)")
+    add_data_arguments(p, required=False, what="the reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
 
@@ -62,16 +67,10 @@ def _shape(model, text) -> tuple[int, ...]:
             return tuple(int(s) for s in text.split(",") if s.strip())
         except ValueError:
             raise ValueError(f"--shape expects comma-separated integers, got {text!r}") from None
-    for key in ("shape", "sample_shape", "data_shape"):
-        if model.info.get(key):
-            return tuple(int(s) for s in model.info[key])
-    shape = getattr(model.net, "shape", None)  # oracles know their data shape
-    if shape:
-        return tuple(int(s) for s in shape)
-    spec = model.info.get("dataset")
-    if isinstance(spec, dict) and spec.get("shape"):
-        return tuple(int(s) for s in spec["shape"])
-    raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
+    shape = model_shape(model)
+    if shape is None:
+        raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
+    return shape
 
 
 def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
@@ -83,7 +82,9 @@ def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
     first = next(iter(x0s.values()))
     if first.ndim == 4:
         shown = {model.name: {k: v[:n_show].cpu() for k, v in x0s.items()}}
-        fig = plots.plot_image_table(shown, model.data_range, columns=math.ceil(math.sqrt(n_show)))
+        columns = math.ceil(math.sqrt(min(n_show, first.shape[0])))
+        fig = plots.plot_image_table(shown, model.data_range, columns=columns,
+                                     cell_inches=plots.mosaic_inches(columns, first.shape[-2]))
     elif first.ndim == 2 and first.shape[1] == 2:
         fig = plots.plot_points_table({model.name: {k: v.cpu() for k, v in x0s.items()}},
                                       lim=model.data_range)
@@ -94,6 +95,57 @@ def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
     return written
 
 
+def against_data(x, data, data_range, seed: int = 0):
+    """Statistics of samples x (N, C, ...) beside held-out data (M, C, ...), one row per statistic;
+    columns statistic, samples, lo, hi (95%), data:
+
+    - ``mean_c{k}``: mean over samples and pixels of channel k (coordinate k of vectors), with the
+      t-interval over the N per-sample means;
+    - ``std_c{k}``: standard deviation over all samples and pixels of channel k;
+    - ``outside_frac``: share of elements beyond the data range by more than the probe's CLIP_TOL
+      of its width;
+    - ``swd``: sliced Wasserstein distance to the data (:func:`biaskit.metrics.evaluate`) with its
+      bootstrap interval; its ``data`` entry is empty (NaN).
+    """
+    import pandas as pd
+    import torch
+    from scipy.stats import t as student_t
+
+    from ..metrics import evaluate
+    x, data = x.detach().double().cpu(), torch.as_tensor(data).double().cpu()
+    per = lambda v: v.reshape(v.shape[0], v.shape[1], -1)  # noqa: E731  (N, C, pixels)
+    xs, ds = per(x), per(data)
+    rows = []
+    for k in range(xs.shape[1]):
+        m = xs[:, k].mean(1)
+        half = float(student_t.ppf(0.975, len(m) - 1) * m.std() / len(m) ** 0.5) if len(m) > 1 else math.nan
+        rows.append((f"mean_c{k}", float(m.mean()), float(m.mean()) - half, float(m.mean()) + half,
+                     float(ds[:, k].mean())))
+        rows.append((f"std_c{k}", float(xs[:, k].std()), math.nan, math.nan, float(ds[:, k].std())))
+    rows.append(("outside_frac", float(outside_range(x, data_range).double().mean()), math.nan, math.nan,
+                 float(outside_range(data, data_range).double().mean())))
+    swd = evaluate({"samples": x.float()}, data.float(), metrics=("swd",), seed=seed).iloc[0]
+    rows.append(("swd", float(swd["value"]), float(swd["lo"]), float(swd["hi"]), math.nan))
+    return pd.DataFrame(rows, columns=["statistic", "samples", "lo", "hi", "data"])
+
+
+def _summary(n: int, x, stats) -> str:
+    """One console line for the samples of ``n`` steps (with their statistics against data)."""
+    dims = [0] + list(range(2, x.ndim))
+    if stats is None:
+        means = " ".join(f"{m:.3f}" for m in x.float().mean(dims).tolist())
+        return f"{n:>5} steps: channel means {means}  std {x.float().std().item():.3f}"
+    st = stats.set_index("statistic")
+    pair = lambda key: f"{st.at[key, 'samples']:.3f} (data {st.at[key, 'data']:.3f})"  # noqa: E731
+    C = sum(1 for k in st.index if k.startswith("mean_c"))
+    means = "  ".join(pair(f"mean_c{k}") for k in range(C))
+    stds = "  ".join(pair(f"std_c{k}") for k in range(C))
+    out, swd = st.loc["outside_frac"], st.loc["swd"]
+    return (f"{n:>5} steps: channel means {means}; std {stds}; outside the range "
+            f"{100 * out['samples']:.2f}% (data {100 * out['data']:.2f}%); SWD {swd['samples']:.4g} "
+            f"[{swd['lo']:.4g}, {swd['hi']:.4g}]")
+
+
 def run(args) -> int:
     device = resolve_device(args.device)
     steps = _steps(args.steps)
@@ -101,34 +153,49 @@ def run(args) -> int:
         raise ValueError("--trajectory saves one chain: give a single --steps value")
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
+    if args.grid < 1:
+        raise ValueError(f"--grid must be positive, got {args.grid}")
     model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))
+    ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
+    if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
+        raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "
+                         f"{tuple(ds.test.shape[1:])}; the samples have shape {shape[1:]} (need at least 2)")
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
+    model_t = model.schedule.timesteps  # what the sampler's schedule steps are in the model's timesteps
     arrays, x0s = {}, {}
     for n in steps:
         r = S.sample(model, shape, steps=n, return_trajectory=args.trajectory,
                      progress=not args.no_progress, **kwargs)
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()
-        arrays[f"timesteps{suffix}"] = np.asarray(r.timesteps)
+        arrays[f"timesteps{suffix}"] = model_t[list(r.timesteps)].numpy()
         if r.trajectory is not None:
-            arrays.update(t=r.trajectory.t.numpy(), x_t=r.trajectory.x_t.float().cpu().numpy(),
+            arrays.update(t=model_t[r.trajectory.t.long()].numpy(),
+                          x_t=r.trajectory.x_t.float().cpu().numpy(),
                           x0_hat=r.trajectory.x0_hat.float().cpu().numpy())
         x0s[f"{n} steps"] = r.x0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "samples.npz", **arrays)
+    written = [out / "samples.npz"]
+    stats = {}
+    if ds is not None:
+        import pandas as pd
+        stats = {n: against_data(x0s[f"{n} steps"], ds.test, model.data_range, args.seed) for n in steps}
+        pd.concat([st.assign(steps=n) for n, st in stats.items()])[
+            ["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
+        written.append(out / "sample_stats.csv")
     meta = {"model": args.model, "denoiser": model.describe(), "steps": steps, "n": args.n,
             "shape": list(shape[1:]), **kwargs,
-            "data_range": list(model.data_range)}
+            "data_range": list(model.data_range),
+            "timesteps": "the model's own timesteps (samples.npz timesteps_*, t)",
+            "data": ds.spec if ds is not None else None, "clip_tol": CLIP_TOL if ds is not None else None}
     (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    written = [out / "samples.npz", out / "sample_meta.json"] + _figure(x0s, model, out, args.grid)
+    written += [out / "sample_meta.json"] + _figure(x0s, model, out, args.grid)
     for n in steps:
-        x = x0s[f"{n} steps"].float()
-        dims = [0] + list(range(2, x.ndim))
-        means = " ".join(f"{m:.3f}" for m in x.mean(dims).tolist())
-        print(f"{n:>5} steps: channel means {means}  std {x.std().item():.3f}")
+        print(_summary(n, x0s[f"{n} steps"], stats.get(n)))
     for p in written:
         print(f"wrote {p}", file=sys.stderr)
     return 0

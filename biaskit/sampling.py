@@ -14,7 +14,10 @@ Every other name goes to a diffusers scheduler (see :data:`DIFFUSERS_SAMPLERS`),
 output in its own parameterization. It runs on the same respaced view as the native samplers (the
 n kept steps of ``spacing`` become a schedule of n steps, all visited, whose k-th step is kept
 step idx[k]), so every scheduler calls the model at the kept steps and steps from each to the next
-one, whatever its own ``timestep_spacing`` rules would have picked.
+one, whatever its own ``timestep_spacing`` rules would have picked. ``even`` (ADM) keeps t = 0, so
+a multistep solver's last step there is long in logsnr (t = 111 -> 0 at 10 steps, 5x the previous
+one) and its second-order extrapolation suffers: compare samplers on one grid; ``trailing`` suits
+multistep solvers.
 
 Each model call reports a :class:`StepInfo` to ``callback`` and can be kept in a
 :class:`Trajectory`. Noise comes from one ``torch.Generator`` seeded by ``seed``: the initial

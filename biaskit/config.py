@@ -52,7 +52,8 @@ class ModelConfig:
 class LossConfig:
     """target: eps, x0, v or flow; weighting: a spec string of :func:`biaskit.weighting.get_weighting`
     (``debias``, ``min_snr:5``, ``p2:k=1:gamma=0.5``), applied in the target's space;
-    snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max;
+    snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max
+    (of the x0-space weight under p(t), one constant for every target);
     t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr)."""
     target: str = "eps"
     weighting: str = "constant"

@@ -10,8 +10,14 @@ beta_k = 1 - abar_k / abar_prev (ADM's rule):
   ddim  Song et al. 2021 Eq. 12/16: x_prev = sqrt(abar_prev) x0_hat
         + sqrt(1 - abar_prev - s^2) eps_hat + s z,  s = eta sqrt(beta_tilde).
 
-Every other name goes to a diffusers scheduler (see :data:`DIFFUSERS_SAMPLERS`), built from the
-denoiser's own schedule and fed the model's output in its own parameterization.
+Every other name goes to a diffusers scheduler (see :data:`DIFFUSERS_SAMPLERS`), fed the model's
+output in its own parameterization. It runs on the same respaced view as the native samplers (the
+n kept steps of ``spacing`` become a schedule of n steps, all visited, whose k-th step is kept
+step idx[k]), so every scheduler calls the model at the kept steps and steps from each to the next
+one, whatever its own ``timestep_spacing`` rules would have picked. ``even`` (ADM) keeps t = 0, so
+a multistep solver's last step there is long in logsnr (t = 111 -> 0 at 10 steps, 5x the previous
+one) and its second-order extrapolation suffers: compare samplers on one grid; ``trailing`` suits
+multistep solvers.
 
 Each model call reports a :class:`StepInfo` to ``callback`` and can be kept in a
 :class:`Trajectory`. Noise comes from one ``torch.Generator`` seeded by ``seed``: the initial
@@ -36,8 +42,8 @@ from .schedules import Schedule, diffusers_spacing, respace, space_timesteps
 
 __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "SampleResult", "Trajectory", "StepInfo",
            "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS", "VARIANCES", "SPACINGS", "sampler_names",
-           "kept_steps", "ddpm_coefficients", "ddim_sigma", "make_scheduler", "model_calls",
-           "sample_table", "PAPER_STEPS"]
+           "kept_steps", "ddpm_coefficients", "ddim_sigma", "make_scheduler", "scheduler_chain",
+           "model_calls", "sample_table", "PAPER_STEPS"]
 
 NATIVE_SAMPLERS = ("ddpm", "ddim")
 # short name -> (diffusers class, extra config)
@@ -249,52 +255,87 @@ def _ddpm_std(variance, coef, k, pred):
     return torch.exp(0.5 * (frac * coef["log_large"][k] + (1 - frac) * coef["log_small"][k]))
 
 
-def _timestep_spacing(spacing: str) -> str:
-    """diffusers' ``timestep_spacing`` for ours (``even``, ADM's, is closest to ``linspace``)."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
-    return "linspace" if spacing == "even" else spacing
+# keys of the scheduler config that the respaced view sets: a user value would break the chain
+_OWN_CONFIG = ("num_train_timesteps", "trained_betas", "timestep_spacing", "steps_offset",
+               "beta_start", "beta_end", "beta_schedule")
 
 
 def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,
-                   variance: str = "fixed_small", clip: bool = False, spacing: str = "even",
-                   **scheduler_kwargs):
-    """A diffusers scheduler for ``schedule`` (trained_betas = its betas), by short name
-    (:data:`DIFFUSERS_SAMPLERS`) or class name. Returns (scheduler, prediction_type it expects)."""
+                   variance: str = "fixed_small", clip: bool = False, **scheduler_kwargs):
+    """A diffusers scheduler on ``schedule`` (trained_betas = its betas, abar set exactly), by
+    short name (:data:`DIFFUSERS_SAMPLERS`) or class name, for a chain that visits every step of
+    ``schedule`` (a respaced view: ``timestep_spacing="trailing"``, which with as many inference
+    steps as steps gives T-1, ..., 0 for every scheduler). Returns (scheduler, prediction_type)."""
     import diffusers
     cls_name, extra = DIFFUSERS_SAMPLERS.get(sampler, (sampler, {}))
     cls = getattr(diffusers, cls_name, None) if cls_name.endswith("Scheduler") else None
     if cls is None:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(sampler_names())} "
                          "or any diffusers *Scheduler class name")
+    own = sorted(set(scheduler_kwargs) & set(_OWN_CONFIG))
+    if own:
+        raise ValueError(f"scheduler_kwargs may not set {', '.join(own)}: the schedule comes from the "
+                         f"denoiser and the steps from spacing= ({', '.join(SPACINGS)})")
     prediction_type = "epsilon" if clip else _PREDICTION_TYPE.get(parameterization, "epsilon")
     accepted = inspect.signature(cls.__init__).parameters
     config = {"num_train_timesteps": schedule.T, "trained_betas": schedule.betas.numpy(),
               "prediction_type": prediction_type, "clip_sample": False, "thresholding": False,
-              "timestep_spacing": _timestep_spacing(spacing), "set_alpha_to_one": True,
-              "steps_offset": 0}
+              "timestep_spacing": "trailing", "set_alpha_to_one": True, "steps_offset": 0}
     if cls_name == "DDPMScheduler" and variance in _DIFFUSERS_VARIANCE:
         config["variance_type"] = _DIFFUSERS_VARIANCE[variance]
     config = {**config, **extra, **scheduler_kwargs}
-    return cls(**{k: v for k, v in config.items() if k in accepted}), prediction_type
+    scheduler = cls(**{k: v for k, v in config.items() if k in accepted})
+    _set_exact_abar(scheduler, schedule.abar)
+    return scheduler, prediction_type
 
 
-def _set_timesteps(scheduler, steps: int, spacing: str, device) -> list[int]:
-    """Set the scheduler's timesteps; where its own spacing gives fractional steps (Euler & co.
-    with linspace), pass it the integer :func:`kept_steps` instead when it accepts custom ones."""
-    scheduler.set_timesteps(int(steps), device=device)
-    ts = scheduler.timesteps.detach().cpu().double()
-    if not torch.equal(ts, ts.round()):
-        if "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
-            T = scheduler.config.num_train_timesteps
-            custom = kept_steps(T, steps, _timestep_spacing(spacing))[::-1]
-            scheduler.set_timesteps(timesteps=custom, device=device)
-            ts = scheduler.timesteps.detach().cpu().double()
-        if not torch.equal(ts, ts.round()):
-            warnings.warn(f"{type(scheduler).__name__} picked non-integer timesteps; the network is "
-                          "fed the nearest integer step (spacing='leading' or 'trailing' avoids this)",
-                          stacklevel=3)
-    return ts.round().long().tolist()
+def _set_exact_abar(scheduler, abar: torch.Tensor) -> None:
+    """diffusers rebuilds abar as the float32 cumprod of 1 - beta, which loses digits where a
+    respaced beta is close to 1 (1.5e-3 relative at t = 999 of the 2-step linear grid): give it
+    the schedule's abar and what its __init__ derives from abar (set_timesteps derives the rest)."""
+    abar32 = abar.to(torch.float32)
+    scheduler.alphas_cumprod = abar32
+    if hasattr(scheduler, "lambda_t"):  # the multistep solvers (DPM-Solver, UniPC, DEIS)
+        scheduler.alpha_t, scheduler.sigma_t = abar32.sqrt(), (1 - abar32).sqrt()
+        scheduler.lambda_t = scheduler.alpha_t.log() - scheduler.sigma_t.log()
+
+
+def _ends_above_zero(scheduler) -> bool:
+    """True when the scheduler's last step ends at a noise level > 0 (DEIS, DPM-Solver with
+    final_sigmas_type="sigma_min"): the smallest step of the schedule it runs on."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    return sigmas is not None and float(sigmas[-1]) > 0
+
+
+def scheduler_chain(sampler: str, schedule: Schedule, steps: int, spacing: str = "even",
+                    parameterization: str = "eps", *, variance: str = "fixed_small",
+                    clip: bool = False, device=None, scheduler_kwargs: dict | None = None):
+    """(scheduler, prediction_type, ts): a diffusers scheduler on the respaced view of ``schedule``
+    at the kept steps idx = :func:`kept_steps` (T, steps, spacing), its timesteps set, and ``ts``
+    the step of ``schedule`` (idx[k]) that each of its model calls is at, noisiest first.
+
+    Raises ValueError when the scheduler does not visit every kept step once in order (repeats,
+    as Heun's and PNDM's second evaluations, are allowed), or when it would end above zero noise
+    at a spacing whose smallest kept step is not step 0 (its final noise level would be that step's).
+    """
+    idx = kept_steps(schedule.T, steps, spacing)
+    with _quiet_numpy():
+        scheduler, prediction_type = make_scheduler(sampler, respace(schedule, idx), parameterization,
+                                                    variance=variance, clip=clip,
+                                                    **(scheduler_kwargs or {}))
+        scheduler.set_timesteps(len(idx), device=device)
+    ks = scheduler.timesteps.detach().cpu().double()
+    visited = torch.unique_consecutive(ks).tolist()
+    if not torch.equal(ks, ks.round()) or visited != list(range(len(idx) - 1, -1, -1)):
+        raise ValueError(f"{sampler} picks timesteps of its own with these settings ({visited[:4]} ... "
+                         f"of a schedule of {len(idx)} kept steps), so it would not visit the kept "
+                         f"steps of spacing={spacing!r}: drop the scheduler_kwargs that set its sigmas")
+    if idx[0] != 0 and _ends_above_zero(scheduler):
+        ok = [s for s in SPACINGS if kept_steps(schedule.T, steps, s)[0] == 0]
+        raise ValueError(f"{sampler} ends at the noise level of the smallest kept step, which "
+                         f"spacing={spacing!r} puts at t = {idx[0]}, not 0: use spacing "
+                         f"{', '.join(ok)}")
+    return scheduler, prediction_type, [idx[int(k)] for k in ks.long().tolist()]
 
 
 @contextmanager
@@ -307,27 +348,28 @@ def _quiet_numpy():
 
 def _diffusers(name, denoiser, x, schedule, parameterization, steps, spacing, variance, clip,
                generator, record, progress, scheduler_kwargs) -> list[int]:
-    with _quiet_numpy():
-        scheduler, prediction_type = make_scheduler(name, schedule, parameterization,
-                                                    variance=variance, clip=clip, spacing=spacing,
-                                                    **(scheduler_kwargs or {}))
-        ts = _set_timesteps(scheduler, steps, spacing, x.device)
+    scheduler, prediction_type, ts = scheduler_chain(
+        name, schedule, steps, spacing, parameterization, variance=variance, clip=clip,
+        device=x.device, scheduler_kwargs=scheduler_kwargs)
     pick = _pick(denoiser, len(ts))
     step_params = inspect.signature(scheduler.step).parameters
     step_kwargs = {"generator": generator} if "generator" in step_params else {}
     learned = getattr(scheduler.config, "variance_type", None) == "learned_range"
     t_dev = [torch.tensor(t, device=x.device) for t in ts]
     data_range = pick(0).data_range
-    x = x * scheduler.init_noise_sigma
     with _quiet_numpy():
-        for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, leave=False, desc=name)):
-            x_t = scheduler.scale_model_input(x, t)
+        # the scheduler's state is x_T in its own scale (VE for Euler & co.): scale_model_input
+        # maps it back, so divide by that map's factor (exact, unlike init_noise_sigma's sigma_max)
+        first = scheduler.timesteps[0]
+        x = x / scheduler.scale_model_input(torch.ones(1, device=x.device, dtype=x.dtype), first)
+        for i, k in enumerate(tqdm(scheduler.timesteps, disable=not progress, leave=False, desc=name)):
+            x_t = scheduler.scale_model_input(x, k)
             pred = pick(i)(x_t, t_dev[i])
             x0_hat, eps_hat = _estimates(pred, x_t, clip, data_range)
             out = eps_hat if prediction_type == "epsilon" else pred.out
             if learned:
                 out = torch.cat([out, _var_out(pred)], 1)
-            x_next = scheduler.step(out, t, x, return_dict=True, **step_kwargs).prev_sample
+            x_next = scheduler.step(out, k, x, return_dict=True, **step_kwargs).prev_sample
             record(i, ts[i], x_t, x0_hat, eps_hat, x_next)
             x = x_next
     return ts
@@ -336,13 +378,11 @@ def _diffusers(name, denoiser, x, schedule, parameterization, steps, spacing, va
 def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
                 scheduler_kwargs: dict | None = None) -> int:
     """How many network evaluations ``sample`` makes (2nd-order diffusers schedulers make more)."""
-    if sampler in NATIVE_SAMPLERS:
-        return len(kept_steps(_first(denoiser).schedule.T, steps, spacing))
     den = _first(denoiser)
-    with _quiet_numpy():
-        scheduler, _ = make_scheduler(sampler, den.schedule, den.parameterization, spacing=spacing,
-                                      **(scheduler_kwargs or {}))
-        return len(_set_timesteps(scheduler, steps, spacing, None))
+    if sampler in NATIVE_SAMPLERS:
+        return len(kept_steps(den.schedule.T, steps, spacing))
+    return len(scheduler_chain(sampler, den.schedule, steps, spacing, den.parameterization,
+                               scheduler_kwargs=scheduler_kwargs)[2])
 
 
 @torch.inference_mode()
@@ -363,7 +403,9 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         clip: clamp x0_hat to the denoiser's data_range at every step.
         seed: seeds the generator for x_T (when a shape is given) and every step's noise.
         callback: called with a :class:`StepInfo` after every model call.
-        spacing: which steps to keep: even (ADM), linspace, leading, trailing (diffusers).
+        spacing: which steps to keep: even (ADM), linspace, leading, trailing (diffusers'
+            rules); native and diffusers samplers visit the same kept steps (see
+            :func:`scheduler_chain`).
         device: where to sample (default: the denoiser's device, else the noise's, else CPU).
     """
     if variance not in VARIANCES:

@@ -6,7 +6,9 @@ The loss (Ho et al. 2020, with a per-timestep weight):
     L = E[ w(t) * mean_elements (net(x_t, t) - target)^2 ]
 
 where target is eps, x0, v or u (:func:`biaskit.parameterization.target`) and
-w(t) = :func:`biaskit.weighting.weight` of the configured weighting *in the target's space*, so a
+w(t) = :func:`biaskit.weighting.per_sample_weights` of the configured weighting *in the target's
+space* (a per-logsnr weighting gets |dlogsnr/dt| / (T p(t)); ``normalize`` uses one constant, fixed
+on the x0-space weight, for every target), so a
 weighting means the same thing whatever the network predicts (``debias`` is 1/sqrt(snr) on the eps
 error, i.e. sqrt(snr) on the x0 error and sqrt(snr)/(snr+1) on the v error).
 
@@ -79,11 +81,10 @@ def _quarter(t: torch.Tensor, T: int) -> torch.Tensor:
 
 
 def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:
-    """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised."""
-    w = W.get_weighting(loss_cfg.weighting)
-    space = P.canonical(loss_cfg.target)
-    w_t = W.weight(w, schedule.snr, space, snr_min=loss_cfg.snr_min, ctx=W.schedule_context(schedule))
-    return W.normalize_weights(w_t, loss_cfg.normalize, p_t)
+    """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised on the
+    x0-space weight (:func:`biaskit.weighting.per_sample_weights`)."""
+    return W.per_sample_weights(loss_cfg.weighting, schedule, P.canonical(loss_cfg.target),
+                                snr_min=loss_cfg.snr_min, p_t=p_t, normalize=loss_cfg.normalize)
 
 
 def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:

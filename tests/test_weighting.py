@@ -164,3 +164,162 @@ def test_cli_plot_and_errors(tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert main(["weights", "--schedule", "nope"]) == 2
     assert "valid schedules" in capsys.readouterr().err
+
+
+# --- measures: per sample or per unit logsnr -----------------------------------------------------
+def _logsnr(s):
+    """logsnr from the schedule's abar, by hand (numpy)."""
+    ab = s.abar.numpy()
+    return np.log(ab / (1 - ab))
+
+
+def _sigm(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_every_registry_entry_says_its_measure():
+    ms = {n: W.get_weighting(n).measure for n in W.names()}
+    assert set(ms.values()) <= set(W.MEASURES)
+    # Kingma & Gao define sigmoid per unit logsnr; P2, Min-SNR, debias, EDM's lambda(sigma), ... are
+    # weights per sampled t
+    assert [n for n, m in ms.items() if m == "per_logsnr"] == ["sigmoid"]
+    assert W.measures(["sigmoid", "snr", "p2:k=0"]) == {"sigmoid": "per_logsnr",
+                                                         "snr_weighting": "per_sample", "p2_0": "per_sample"}
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("b", [0.0, -1.0, 2.0])
+def test_sigmoid_per_sample_weight_is_density_times_logsnr_jacobian(schedule, b):
+    s = get_schedule(schedule, 1000)
+    lam = _logsnr(s)
+    dlam = np.abs(np.gradient(lam))  # |d logsnr / dt| per step, central differences
+    spec = f"sigmoid:b={b}"
+    np.testing.assert_allclose(W.per_sample_weights(spec, s, "eps").numpy(),
+                               _sigm(b - lam) * dlam, rtol=1e-10)
+    np.testing.assert_allclose(W.per_sample_weights(spec, s, "x0").numpy(),
+                               np.exp(lam) * _sigm(b - lam) * dlam, rtol=1e-10)
+    # the table holds the same per-sample weights, and the density they imply is sigmoid again
+    w_eps = W.weights_table(s, [spec], "eps").iloc[:, -1].to_numpy()
+    np.testing.assert_allclose(W.per_logsnr_density(w_eps, s, normalize="none"),
+                               _sigm(b - lam) / 1000, rtol=1e-10)
+
+
+def test_per_logsnr_weight_keeps_its_density_under_any_time_density():
+    s = linear(1000)
+    from biaskit.train import timestep_probabilities
+    p = timestep_probabilities("lognormal:2.4:2.4", s)
+    uniform = W.per_sample_weights("sigmoid", s, "eps").numpy()
+    drawn = W.per_sample_weights("sigmoid", s, "eps", p_t=p).numpy()
+    # E_{t~p}[w_p(t) .] = E_{t~uniform}[w_u(t) .]: w_p p = w_u / T
+    np.testing.assert_allclose(drawn * p, uniform / 1000, rtol=1e-10)
+    # a per-sample weighting is the same whatever p is (p is then part of the objective)
+    np.testing.assert_array_equal(W.per_sample_weights("debias", s, "eps", p_t=p).numpy(),
+                                  W.per_sample_weights("debias", s, "eps").numpy())
+
+
+def test_sigmoid_at_zero_terminal_snr():
+    s = get_schedule("linear_zsnr", 1000)
+    snr = s.snr.numpy()
+    w = W.per_sample_weights("sigmoid", s, "x0").numpy()
+    # last step: rho_x0 |dlogsnr/dt| = (rho_x0 / snr) |dsnr/dt| -> e^0 / (e^0 + 0) * (snr_998 - 0)
+    assert w[-1] == pytest.approx(snr[-2], rel=1e-12) and np.isfinite(w).all()
+    with pytest.raises(W.InfiniteWeightError, match=r"eps space .*x0, v or flow space, or .*snr_min"):
+        W.per_sample_weights("sigmoid", s, "eps")
+    with pytest.raises(ValueError, match="per unit logsnr.*at least 2 steps"):
+        W.per_sample_weights("sigmoid", linear(1))
+
+
+# --- limits and messages -----------------------------------------------------------------------
+def test_p2_with_k_zero_has_exact_zero_snr_limits():
+    s = get_schedule("linear_zsnr", 1000)
+    snr = s.snr.numpy()
+    w = W.per_sample_weights("p2:k=0:gamma=0.5", s, "x0").numpy()
+    np.testing.assert_allclose(w, snr**0.5, rtol=1e-12)  # snr * snr^-1/2, 0 at snr = 0
+    assert w[-1] == 0.0
+    v = W.per_sample_weights("p2:k=0:gamma=0.5", s, "v").numpy()
+    np.testing.assert_allclose(v, snr**0.5 / (snr + 1), rtol=1e-12)
+    with pytest.raises(W.InfiniteWeightError) as e:
+        W.per_sample_weights("p2:k=0:gamma=0.5", s, "eps")
+    assert "evaluate it in x0, v or flow space" in str(e.value)
+    # gamma > 1: infinite in every space, so only the clamp is suggested
+    with pytest.raises(W.InfiniteWeightError) as e:
+        W.per_sample_weights("p2:k=0:gamma=1.5", s, "x0")
+    assert "evaluate it in" not in str(e.value) and "snr_min" in str(e.value)
+    with pytest.raises(ValueError, match="k >= 0"):
+        W.get_weighting("p2:k=-1")
+
+
+@pytest.mark.parametrize("name,space", [("debias", "eps"), ("snr", "eps"), ("edm", "eps")])
+def test_infinite_weight_message_never_suggests_the_space_in_use(name, space):
+    s = get_schedule("linear_zsnr", 1000)
+    with pytest.raises(W.InfiniteWeightError) as e:
+        W.per_sample_weights(name, s, space)
+    msg = str(e.value)
+    assert f"in {space} space is infinite at snr = 0" in msg
+    assert msg.split("; ")[1].startswith("evaluate it in x0, v or flow space, or clamp")
+
+
+def test_vlb_messages():
+    zs = get_schedule("linear_zsnr", 1000)  # beta = 1 at the last step: no snr or space helps
+    with pytest.raises(W.InfiniteWeightError, match="no space makes it finite"):
+        W.per_sample_weights("vlb", zs, "x0")
+    with pytest.raises(ValueError, match="T >= 2"):
+        W.per_sample_weights("vlb", linear(1))
+
+
+# --- normalisation: one constant, fixed in x0 space, for every target -------------------------------
+# ||e_x0||^2 = ||e_eps||^2 / snr = ||e_v||^2 / (snr + 1) = ||e_u||^2 / (1 + sqrt snr)^2, so the
+# x0-space weight equivalent to a weight on the target's error is w_target times:
+TO_X0 = {"x0": lambda s: 1.0, "eps": lambda s: s, "v": lambda s: s + 1, "flow": lambda s: (1 + s**0.5) ** 2}
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("spec", ["constant", "min_snr", "debias", "p2", "sigmoid", "edm"])
+def test_normalised_weights_are_one_objective_for_every_target(schedule, spec):
+    s = get_schedule(schedule, 1000)
+    snr = s.snr.numpy()
+    from biaskit.train import timestep_probabilities
+    for p in (None, timestep_probabilities("lognormal:1:2", s)):
+        as_x0 = [W.per_sample_weights(spec, s, tgt, normalize="mean", p_t=p).numpy() * TO_X0[tgt](snr)
+                 for tgt in W.SPACES]
+        for a in as_x0[1:]:
+            np.testing.assert_allclose(a, as_x0[0], rtol=1e-9)
+        pp = np.full(1000, 1e-3) if p is None else p
+        assert (as_x0[0] * pp).sum() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_min_snr_normalised_by_hand():
+    s = linear(1000)
+    snr = s.snr.numpy()
+    hand = np.minimum(snr, 5.0) / np.minimum(snr, 5.0).mean()  # x0 space, mean 1 over uniform t
+    for tgt in ("eps", "x0", "v"):
+        w = W.per_sample_weights("min_snr", s, tgt, normalize="mean").numpy() * TO_X0[tgt](snr)
+        np.testing.assert_allclose(w, hand, rtol=1e-10)
+    m = W.per_sample_weights("debias", s, "eps", normalize="max").numpy() * snr
+    assert m.max() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_cli_says_each_weightings_measure(capsys):
+    from biaskit.cli import main
+    assert main(["weights", "--timesteps", "20", "--weightings", "constant,sigmoid"]) == 0
+    out = capsys.readouterr().out
+    assert "per sample: constant" in out and "per unit logsnr, shown times |dlogsnr/dt|: sigmoid" in out
+    assert main(["weights", "--timesteps", "20", "--weightings", "sigmoid", "--format", "csv"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith("t,snr,logsnr,sigmoid") and "per unit logsnr" in cap.err
+
+
+def test_cli_limits_and_messages(capsys):
+    from biaskit.cli import main
+    assert main(["weights", "--schedule", "linear_zsnr", "--weightings", "p2:k=0:gamma=0.5"]) == 0
+    capsys.readouterr()
+    # T = 1: the weightings that need two steps say so (it was "limit at snr -> 0 is infinite")
+    assert main(["weights", "--timesteps", "1", "--weightings", "constant,p2:k=0,debias"]) == 0
+    capsys.readouterr()
+    for spec, msg in (("vlb", "vlb weighting needs T >= 2"), ("sigmoid", "at least 2 steps")):
+        assert main(["weights", "--timesteps", "1", "--weightings", spec]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and msg in err and "snr -> 0" not in err
+    assert main(["weights", "--schedule", "linear_zsnr", "--space", "eps", "--weightings", "debias"]) == 2
+    err = capsys.readouterr().err
+    assert "x0, v or flow space" in err and "--snr-min" in err

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -58,12 +59,16 @@ class NotebookResult:
                 f"  partly executed notebook: {self.executed}")
 
 
+SUITE_NAME = re.compile(r"\d\d_[a-z0-9_]+")  # 00_weighting_atlas ... (not *.nbconvert, *-copy)
+
+
 def notebooks(directory=NOTEBOOK_DIR) -> dict[str, Path]:
-    """Every notebook in ``directory`` by name (file stem), in sorted order."""
+    """The suite's notebooks in ``directory`` by name (file stem ``NN_name``), in sorted order;
+    other ``.ipynb`` files there (``jupyter nbconvert`` output, copies) are not part of it."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"notebook directory not found: {directory}")
-    return {p.stem: p for p in sorted(directory.glob("*.ipynb"))}
+    return {p.stem: p for p in sorted(directory.glob("*.ipynb")) if SUITE_NAME.fullmatch(p.stem)}
 
 
 def select(names, directory=NOTEBOOK_DIR) -> dict[str, Path]:

@@ -107,6 +107,12 @@ def test_profiles_cover_every_notebook():
         select(["99_nothing"])
 
 
+def test_only_the_suite_notebooks_run(tmp_path):
+    for name in ("00_atlas", "01_existence", "01_existence.nbconvert", "02_impact-Copy1", "scratch"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert list(notebooks(tmp_path)) == ["00_atlas", "01_existence"]
+
+
 def test_notebook_defaults_are_the_quick_profile():
     """Run interactively with its defaults, a notebook uses the quick profile's configs, so it
     finds the models that `biaskit figures --profile quick` cached."""

@@ -28,9 +28,10 @@ __all__ = ["evaluate_settings", "check_adm_settings", "head_candidates", "time_c
 
 # (z, rel): "clearly better" warns, "certain" stops (auto mode)
 CLEAR = (4.0, 0.02)
-CERTAIN = (8.0, 0.50)
-# where eps errors tell settings apart: low and middle noise (fractions of T)
-T_FRACTIONS = (0.02, 0.1, 0.3, 0.6)
+CERTAIN = (8.0, 0.25)
+# where eps errors tell settings apart best: middle to high noise, where the irreducible part of
+# the eps error is small (fractions of T)
+T_FRACTIONS = (0.3, 0.5, 0.7, 0.9)
 
 
 def _attention_blocks(net) -> list:
@@ -122,12 +123,12 @@ def _given_heads(info: dict) -> dict:
     return given
 
 
-def evaluate_settings(d, x0, *, n: int = 16, timesteps=None, seed: int = 0,
+def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
                       batch_size: int = 64) -> pd.DataFrame:
     """Eps error of every candidate (time convention x head setting) of an ADM denoiser ``d``.
 
     x0: held-out clean samples (N, C, H, W) in ``d``'s data range; the first n are noised at each
-    timestep (default: 2, 10, 30, 60% of T). One row per candidate: ``setting`` (its flags),
+    timestep (default: 30, 50, 70, 90% of T). One row per candidate: ``setting`` (its flags),
     ``chosen`` (the user's), ``eps_mse``, ``diff`` = eps_mse(chosen) - eps_mse, ``diff_se``, ``z``,
     ``rel`` = diff / eps_mse(chosen), ``pairs``.
     """
@@ -162,13 +163,12 @@ def _verdict(row, chosen) -> str:
             f"probably trained with {flags}")
 
 
-def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 16, seed: int = 0, timesteps=None,
+def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, timesteps=None,
                        batch_size: int = 64) -> pd.DataFrame | None:
     """Evaluate the candidates (:func:`evaluate_settings`) of an ADM denoiser on held-out ``x0``.
 
     mode ``auto``: a candidate clearly better than the chosen settings (z > 4 and 2% lower eps
-    error) is a warning naming its flags; a certain one (z > 8 and half the error or less) a
-    ValueError. ``warn``: warnings only. ``off`` (or a non-ADM model): nothing, returns None.
+    error) is a warning naming its flags; a certain one (z > 8 and 25% lower) a ValueError. ``warn``: warnings only. ``off`` (or a non-ADM model): nothing, returns None.
     """
     if mode not in ("auto", "warn", "off"):
         raise ValueError(f"settings check mode must be auto, warn or off, got {mode!r}")

@@ -601,3 +601,54 @@ def test_prefix_suggestions_and_time_input_errors(tmp_path, capsys):
                "--timesteps", "10,50", "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--time-input index" in err[0], err
+
+
+def _readme_adm_command():
+    """(MODEL_FLAGS, SAMPLE_FLAGS, the probe command's words) of the README's ADM example."""
+    import re
+    text = (ROOT / "README.md").read_text().split("### guided-diffusion, improved-diffusion")[1]
+    block = text.split("```bash\n")[1].split("```")[0]
+    env = dict(re.findall(r'^(\w+)="([^"]*)"$', block, flags=re.M))
+    (command,) = [line for line in block.splitlines() if line.startswith("biaskit probe")]
+    return env, command.split()[1:]
+
+
+def test_readme_adm_command_runs_on_a_small_adm(tmp_path, capsys):
+    from PIL import Image
+    from biaskit.cli import main
+    env, words = _readme_adm_command()
+    # the README's flags with the widths of a small model (32 px, 32 channels, attention at
+    # 16, 8 px = ds 2, 4, heads of 32 channels); every other flag as pasted
+    small = {"--image_size": "32", "--num_channels": "32", "--num_res_blocks": "1",
+             "--attention_resolutions": "16,8", "--num_head_channels": "32"}
+    model_flags = env["MODEL_FLAGS"].split()
+    model_flags = [small.get(model_flags[i - 1], w) if i else w for i, w in enumerate(model_flags)]
+    # improved-diffusion's channel_mult at 32 px: 1,2,2,2; learn_sigma: 6 output channels
+    net = ADMUNet(in_channels=3, model_channels=32, num_res_blocks=1, channel_mult=[1, 2, 2, 2],
+                  attention_resolutions=[2, 4], learn_sigma=True, num_head_channels=32,
+                  resblock_updown=True, use_scale_shift_norm=True)
+    nn.init.zeros_(net.out[2].weight)
+    nn.init.zeros_(net.out[2].bias)  # eps_hat = 0: x0-MSE = 1/snr whatever the settings
+    path = tmp_path / "small.pt"
+    torch.save(net.state_dict(), path)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    argv = []
+    for w in words:
+        argv += {"$MODEL_FLAGS": model_flags, "$SAMPLE_FLAGS": env["SAMPLE_FLAGS"].split()}.get(w, [w])
+    argv = [str(path) if w.endswith(".pt") else str(images) if w == "IMAGE_DIR" else
+            str(tmp_path / "out") if w == "runs/adm256" else w for w in argv]
+    with pytest.warns(UserWarning, match=r"ignored.*use_fp16=True.*batch_size=4.*num_samples=100"):
+        rc = main([*argv, "--no-progress", "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    (ident,) = meta["models"].values()
+    assert ident["timestep_respacing"] == "250" and ident["config"]["channel_mult"] == [1, 2, 2, 2]
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "out" / "per_timestep.csv")
+    kept = _gd_respaced(1000, [250])
+    assert set(df["timestep"]) <= set(kept) and len(df) == 10
+    assert np.allclose(df["x0_mse"], 1 / df["snr"], rtol=0.15)

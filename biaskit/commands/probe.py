@@ -68,6 +68,8 @@ def _load(args, device):
         return load_model(args, device, **({"dataset": ds} if same else {})), ds
     model = load_model(args, device)
     ds = load_dataset(args.data, seed=args.data_seed, data_range=model.data_range, **opts)
+    from ..settings_check import check_adm_settings  # ADM: what the weights cannot tell, on data
+    check_adm_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
     return model, ds
 
 

@@ -28,7 +28,7 @@ __all__ = ["evaluate_settings", "check_adm_settings", "head_candidates", "time_c
 
 # (z, rel): "clearly better" warns, "certain" stops (auto mode)
 CLEAR = (4.0, 0.02)
-CERTAIN = (8.0, 0.25)
+CERTAIN = (6.0, 0.25)
 # where eps errors tell settings apart best: middle to high noise, where the irreducible part of
 # the eps error is small (fractions of T)
 T_FRACTIONS = (0.3, 0.5, 0.7, 0.9)
@@ -168,7 +168,8 @@ def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0,
     """Evaluate the candidates (:func:`evaluate_settings`) of an ADM denoiser on held-out ``x0``.
 
     mode ``auto``: a candidate clearly better than the chosen settings (z > 4 and 2% lower eps
-    error) is a warning naming its flags; a certain one (z > 8 and 25% lower) a ValueError. ``warn``: warnings only. ``off`` (or a non-ADM model): nothing, returns None.
+    error) is a warning naming its flags; a certain one (z > 6 and 25% lower) a ValueError.
+    ``warn``: warnings only. ``off`` (or a non-ADM model): nothing, returns None.
     """
     if mode not in ("auto", "warn", "off"):
         raise ValueError(f"settings check mode must be auto, warn or off, got {mode!r}")

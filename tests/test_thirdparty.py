@@ -652,3 +652,23 @@ def test_readme_adm_command_runs_on_a_small_adm(tmp_path, capsys):
     kept = _gd_respaced(1000, [250])
     assert set(df["timestep"]) <= set(kept) and len(df) == 10
     assert np.allclose(df["x0_mse"], 1 / df["snr"], rtol=0.15)
+
+
+def test_sample_runs_the_respaced_adm(tmp_path):
+    from biaskit.cli import main
+    net = ADMUNet(**ADM_CONFIGS[2])
+    nn.init.zeros_(net.out[2].weight)
+    nn.init.zeros_(net.out[2].bias)
+    path = tmp_path / "m.pt"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "s"
+    assert main(["sample", str(path), "--num_heads", "4", "--timestep_respacing", "ddim10",
+                 "--sampler", "ddim", "--steps", "10", "--n", "4", "--shape", "3,8,8",
+                 "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((out / "sample_meta.json").read_text())
+    assert meta["denoiser"]["T"] == 10 and meta["denoiser"]["timestep_respacing"] == "ddim10"
+    # eps_hat = 0: each DDIM(eta=0) step scales x_t by alpha_prev / alpha_t, so the sample is
+    # x_T / alpha at the top kept step, 900 of ddim10; x_T ~ N(0, I)
+    abar_900 = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:901])
+    x0 = np.load(out / "samples.npz")["x0"]
+    assert abs(x0.std() * np.sqrt(abar_900) - 1) < 0.1

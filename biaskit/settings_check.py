@@ -152,11 +152,11 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     return pd.DataFrame(rows)
 
 
-def _verdict(row, chosen) -> str:
+def _verdict(row, chosen, d_name: str) -> str:
     changed = [part for part, mine in ((row["heads"], chosen["heads"]), (row["time"], chosen["time"]))
                if part != mine]
     flags = " ".join("--" + p.replace("_", "-").replace("=", " ") for c in changed for p in c.split())
-    return (f"the settings check ({row['pairs']} held-out (sample, t) pairs, common noise) finds "
+    return (f"{d_name}: the settings check ({row['pairs']} held-out (sample, t) pairs, common noise) finds "
             f"eps-MSE {row['eps_mse']:.4g} with {' '.join(changed)} against {chosen['eps_mse']:.4g} "
             f"with your {' '.join(chosen[p] for p in ('heads', 'time') if row[p] != chosen[p])} "
             f"(lower by {100 * row['rel']:.0f}%, {row['z']:.1f} standard errors): the weights were "
@@ -180,7 +180,7 @@ def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0,
     best = df.loc[df["eps_mse"].idxmin()]
     if best["chosen"] or not (best["z"] > CLEAR[0] and best["rel"] > CLEAR[1]):
         return df
-    message = _verdict(best, chosen)
+    message = _verdict(best, chosen, d.name)
     if mode == "auto" and best["z"] > CERTAIN[0] and best["rel"] >= CERTAIN[1]:
         raise ValueError(message + " (pass those flags, or --settings-check warn to go on)")
     warnings.warn(message, stacklevel=2)

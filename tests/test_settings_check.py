@@ -15,6 +15,11 @@ T = 250
 ARCH = dict(model_channels=32, num_res_blocks=1, channel_mult=[1], attention_resolutions=[1],
             use_scale_shift_norm=True, num_heads=4, use_new_attention_order=True)
 RIGHT = dict(num_heads=4, use_new_attention_order=True)
+TRAIN = {"schedule": {"name": "linear_adm", "T": T}, "data": {"name": "digits"},
+         "model": {"name": "adm", "time_input": "index", "config": ARCH},
+         "loss": {"target": "eps"}, "optim": {"lr": 2e-3, "warmup_steps": 20},
+         "ema": {"decay": 0.98, "start": 50}, "batch_size": 32, "steps": 200, "threads": 1,
+         "log_every": 1000, "ckpt_every": 100000, "device": "cpu"}
 
 
 @pytest.fixture(scope="session")
@@ -23,12 +28,7 @@ def trained_adm(tmp_path_factory):
     guided-diffusion's linear schedule, time fed as the integer t."""
     from biaskit.train import Trainer
     out = tmp_path_factory.mktemp("adm")
-    cfg = {"schedule": {"name": "linear_adm", "T": T}, "data": {"name": "digits"},
-           "model": {"name": "adm", "time_input": "index", "config": ARCH},
-           "loss": {"target": "eps"}, "optim": {"lr": 2e-3, "warmup_steps": 20},
-           "ema": {"decay": 0.98, "start": 50}, "batch_size": 32, "steps": 200, "threads": 1,
-           "log_every": 1000, "ckpt_every": 100000, "out": str(out / "run"), "device": "cpu"}
-    trainer = Trainer(cfg)
+    trainer = Trainer({**TRAIN, "out": str(out / "run")})
     for _ in trainer.run(progress=False):
         pass
     path = out / "ema.pt"

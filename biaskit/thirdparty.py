@@ -654,12 +654,11 @@ def time_input_error(d: Denoiser, x_t: torch.Tensor, t: torch.Tensor, error: Exc
     """When ``d.net`` failed on (x_t, its time input): a ValueError naming the time inputs the
     network does run with, found by trying each on one sample; ``error`` itself when the time
     input is not the cause (every alternative fails too)."""
-    if callable(d.time_input):
+    if callable(d.time_input) or isinstance(error, torch.cuda.OutOfMemoryError):
         return error
     working = []
-    for ti in TIME_INPUTS:
-        if ti == d.time_input:
-            continue
+    for ti in (d.time_input, *(ti for ti in TIME_INPUTS if ti != d.time_input)):
+        # the current input first: if it runs on one sample, the time input is not the cause
         alt = Denoiser(d.net, d.schedule, d.parameterization, time_input=ti, time_scale=d.time_scale
                        if ti == "scaled" else None, data_range=d.data_range, channels=d.channels,
                        net_kwargs=d.net_kwargs)
@@ -668,6 +667,8 @@ def time_input_error(d: Denoiser, x_t: torch.Tensor, t: torch.Tensor, error: Exc
                 alt.net(x_t[:1], alt.time_features(t[:1]), **alt.net_kwargs)
         except Exception:  # noqa: BLE001 - any failure means this input does not work either
             continue
+        if ti == d.time_input:
+            return error
         working.append(f"{ti} ({_time_desc(alt, t)})")
     if not working:
         return error

@@ -61,6 +61,7 @@ def test_right_settings_have_lowest_error_and_pass(trained_adm):
         warnings.simplefilter("error")  # no warning for the right settings
         df = check_adm_settings(d, x0)
     assert df["chosen"].sum() == 1 and df.loc[df["eps_mse"].idxmin(), "chosen"]
+    assert d.info["settings_check"]["best"] == d.info["settings_check"]["chosen"]  # in metadata
     # the trained network denoises: far below eps_hat = 0 (eps-MSE 1) at every checked t
     assert all(_eps_mse(d, x0[:64], t) < 0.5 for t in (75, 125, 175, 225))
 

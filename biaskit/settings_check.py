@@ -178,9 +178,9 @@ def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0,
     df = evaluate_settings(d, x0, n=n, seed=seed, timesteps=timesteps, batch_size=batch_size)
     chosen = df[df["chosen"]].iloc[0]
     best = df.loc[df["eps_mse"].idxmin()]
-    d.info["settings_check"] = {"chosen": chosen["setting"], "eps_mse": chosen["eps_mse"],
-                                "best": best["setting"], "best_eps_mse": best["eps_mse"],
-                                "z": best["z"], "pairs": int(best["pairs"])}
+    d.info["settings_check"] = {"chosen": chosen["setting"], "eps_mse": float(chosen["eps_mse"]),
+                                "best": best["setting"], "best_eps_mse": float(best["eps_mse"]),
+                                "z": float(best["z"]), "pairs": int(best["pairs"])}
     if best["chosen"] or not (best["z"] > CLEAR[0] and best["rel"] > CLEAR[1]):
         return df
     message = _verdict(best, chosen, d.name)

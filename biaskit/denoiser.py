@@ -126,7 +126,11 @@ class Denoiser(nn.Module):
         t = t.long()
         alpha, sigma = self.schedule.coefficients(t, dtype=torch.float32)
         alpha, sigma = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
-        raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+        try:
+            raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+        except (RuntimeError, TypeError, IndexError) as e:  # a wrong --time-input: say which works
+            from .thirdparty import time_input_error
+            raise time_input_error(self, x_t, t, e) from None
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)

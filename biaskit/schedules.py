@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "Schedule", "SCHEDULES", "get_schedule", "linear", "scaled_linear", "cosine", "sigmoid",
+    "Schedule", "SCHEDULES", "get_schedule", "linear", "linear_adm", "scaled_linear", "cosine",
+    "sigmoid", "adm_schedule",
     "from_betas", "from_abar", "rescale_zero_terminal_snr", "respace", "space_timesteps",
     "diffusers_spacing", "from_diffusers_config",
 ]
@@ -138,7 +139,17 @@ def from_abar(abar, name: str = "abar") -> Schedule:
 
 # Ho et al. 2020 (DDPM), Sec. 4
 def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
+    """DDPM's betas linspace(1e-4, 0.02, T) at every T (the endpoints do not move with T), as
+    diffusers' ``beta_schedule="linear"``; guided-diffusion's ``linear`` is :func:`linear_adm`."""
     return from_betas(np.linspace(beta_start, beta_end, T), name="linear")
+
+
+# guided-diffusion / improved-diffusion get_named_beta_schedule("linear", T): DDPM's endpoints
+# scaled by 1000 / T, so that T steps cover the same noise range as DDPM's 1000
+def linear_adm(T: int = 1000) -> Schedule:
+    """betas linspace(1e-4 * 1000/T, 0.02 * 1000/T, T) in float64; equals :func:`linear` at T = 1000."""
+    scale = 1000 / T
+    return from_betas(np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64), name="linear_adm")
 
 
 # Rombach et al. 2022 (LDM / Stable Diffusion): linear in sqrt(beta)
@@ -167,12 +178,17 @@ def rescale_zero_terminal_snr(schedule: Schedule) -> Schedule:
                     num_train_timesteps=schedule.num_train_timesteps)
 
 
-SCHEDULES = {"linear": linear, "scaled_linear": scaled_linear, "cosine": cosine, "sigmoid": sigmoid}
+SCHEDULES = {"linear": linear, "linear_adm": linear_adm, "scaled_linear": scaled_linear,
+             "cosine": cosine, "sigmoid": sigmoid}
+# what guided-diffusion's --noise_schedule names mean (its get_named_beta_schedule)
+ADM_SCHEDULES = {"linear": "linear_adm", "cosine": "cosine"}
 _ALIASES = {"squaredcos_cap_v2": "cosine", "ddpm": "linear"}
 
 
 def get_schedule(name: str, T: int = 1000, zero_terminal_snr: bool = False, **kwargs) -> Schedule:
-    """A named schedule (``linear``, ``scaled_linear``, ``cosine``, ``sigmoid``) with T steps.
+    """A named schedule (``linear``, ``linear_adm``, ``scaled_linear``, ``cosine``, ``sigmoid``)
+    with T steps. ``linear`` keeps DDPM's 1e-4..0.02 at any T; ``linear_adm`` is guided-diffusion's
+    (scaled by 1000/T). The two agree at T = 1000.
 
     ``name + "_zsnr"`` or ``zero_terminal_snr=True`` applies :func:`rescale_zero_terminal_snr`.
     """
@@ -189,11 +205,32 @@ def get_schedule(name: str, T: int = 1000, zero_terminal_snr: bool = False, **kw
     return rescale_zero_terminal_snr(sched) if zero_terminal_snr else sched
 
 
-def space_timesteps(T: int, section_counts) -> list[int]:
-    """guided-diffusion's ``space_timesteps``: which of T steps to keep.
+def adm_schedule(name: str, T: int = 1000) -> Schedule:
+    """guided-diffusion's ``get_named_beta_schedule(name, T)``: ``linear`` is :func:`linear_adm`,
+    ``cosine`` iDDPM's; other biaskit names keep their biaskit meaning."""
+    return get_schedule(ADM_SCHEDULES.get(name, name), T)
 
-    ``section_counts`` is ``"ddimN"`` (a constant stride giving N steps), an int, or a list / comma
-    string of counts: T is cut into equal sections and each gets that many evenly spaced steps.
+
+def _section_counts(section_counts) -> list[int]:
+    if isinstance(section_counts, int):
+        return [section_counts]
+    if isinstance(section_counts, str):
+        try:
+            return [int(x) for x in section_counts.split(",")]
+        except ValueError:
+            raise ValueError(f"timestep respacing must be 'ddimN', N or comma-separated counts "
+                             f"like '10,15,20', got {section_counts!r}") from None
+    return [int(x) for x in section_counts]
+
+
+def space_timesteps(T: int, section_counts) -> list[int]:
+    """guided-diffusion's ``space_timesteps``: which of T steps to keep (sorted).
+
+    ``section_counts`` is ``"ddimN"`` (the smallest constant stride giving N steps), an int, or a
+    list / comma string of counts: T is cut into equal sections (the first T mod K one longer) and
+    a section of size L gets c steps at offsets round(k * (L - 1) / (c - 1)), k = 0..c-1, where the
+    offset is accumulated by repeated float addition of the stride, as guided-diffusion does
+    (that rounding differs from round(k * stride) for some counts).
     """
     if isinstance(section_counts, str) and section_counts.startswith("ddim"):
         n = int(section_counts[4:])
@@ -201,20 +238,20 @@ def space_timesteps(T: int, section_counts) -> list[int]:
             if len(range(0, T, stride)) == n:
                 return list(range(0, T, stride))
         raise ValueError(f"cannot make {n} steps from {T} with a constant stride")
-    if isinstance(section_counts, int):
-        section_counts = [section_counts]
-    elif isinstance(section_counts, str):
-        section_counts = [int(x) for x in section_counts.split(",")]
-    size, extra = divmod(T, len(section_counts))
+    counts = _section_counts(section_counts)
+    size, extra = divmod(T, len(counts))
     kept, start = [], 0
-    for i, count in enumerate(section_counts):
+    for i, count in enumerate(counts):
         section = size + (1 if i < extra else 0)
-        if count > section or count < 1:
-            raise ValueError(f"cannot take {count} steps from a section of {section}")
+        if count > section or count < 0:
+            raise ValueError(f"cannot take {count} steps from a section of {section} steps")
         stride = (section - 1) / (count - 1) if count > 1 else 1
-        kept += [start + round(stride * j) for j in range(count)]
+        offset = 0.0
+        for _ in range(count):
+            kept.append(start + round(offset))
+            offset += stride
         start += section
-    return kept
+    return sorted(set(kept))
 
 
 def diffusers_spacing(T: int, n: int, spacing: str = "leading", steps_offset: int = 0) -> list[int]:

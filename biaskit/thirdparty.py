@@ -35,13 +35,15 @@ import torch
 from torch import nn
 
 from . import safeload
+from . import parameterization as P
 from .denoiser import TIME_INPUTS, Denoiser
-from .schedules import (Schedule, from_abar, from_betas, from_diffusers_config, get_schedule,
-                        respace)
+from .schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
+                        from_diffusers_config, get_schedule, respace)
 
 __all__ = ["FORMATS", "detect_format", "load_thirdparty", "load_diffusers", "load_adm",
            "load_plugin", "resolve_factory", "add_loader_arguments", "loader_kwargs_from_args",
-           "DiffusersUNet", "WithClassLabel"]
+           "DiffusersUNet", "WithClassLabel", "read_weights", "state_dict_candidates",
+           "shared_prefix", "prefix_for", "time_input_error", "IGNORED_FLAGS"]
 
 FORMATS = ("diffusers", "diffusers-unet", "adm", "plugin")
 WEIGHT_SUFFIXES = safeload.SAFETENSORS_SUFFIXES + safeload.PICKLE_SUFFIXES
@@ -158,12 +160,14 @@ def _vector(sd: dict, key: str, what: str) -> torch.Tensor:
 
 def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key=None,
                      noise_schedule=None, diffusion_steps=None, scheduler_config=None,
-                     default: dict | None = None) -> tuple[Schedule, str]:
+                     default: dict | None = None, adm: bool = False) -> tuple[Schedule, str]:
     """The training schedule from exactly one source, and a word saying which source it was.
 
     Sources: a tensor of abar (``abar_key``) or betas (``betas_key``) in the checkpoint, a diffusers
-    scheduler config (dict or path), a named schedule (``noise_schedule``, ``diffusion_steps``),
-    else ``default`` (a diffusers-style dict) or DDPM's linear T = 1000.
+    scheduler config (dict or path; diffusers' meaning: its linear does not scale with T), a named
+    schedule (``noise_schedule``, ``diffusion_steps``; with ``adm`` in guided-diffusion's meaning,
+    :func:`biaskit.schedules.adm_schedule`), else ``default`` (a diffusers-style dict) or DDPM's
+    linear T = 1000.
     """
     given = [n for n, v in [("abar_key", abar_key), ("betas_key", betas_key),
                             ("scheduler_config", scheduler_config),
@@ -180,6 +184,9 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
         return from_diffusers_config(scheduler_config), f"scheduler config {scheduler_config}"
     if noise_schedule is not None or diffusion_steps is not None:
         name, T = noise_schedule or "linear", 1000 if diffusion_steps is None else int(diffusion_steps)
+        if adm:
+            meant = ADM_SCHEDULES.get(name, name)
+            return adm_schedule(name, T), f"guided-diffusion {name} ({meant}), T={T}"
         return get_schedule(name, T), f"{name}, T={T}"
     return from_diffusers_config(default or DEFAULT_SCHEDULER), "default (DDPM linear, T=1000)"
 
@@ -201,6 +208,106 @@ def _denoiser(net, schedule, parameterization, *, time_input, time_scale, data_r
 def _file_info(path: Path, fmt: str) -> dict:
     return {"name": path.stem if path.is_file() else path.name, "format": fmt,
             "path": str(path), "sha256": safeload.file_sha256(path) if path.is_file() else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# weights files holding one or several state dicts
+
+def _flatten(obj, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of nested dicts under its dotted path ({'ema': {'w': t}} -> {'ema.w': t})."""
+    out = {}
+    for k, v in (obj.items() if isinstance(obj, dict) else ()):
+        if torch.is_tensor(v):
+            out[f"{prefix}{k}"] = v
+        elif isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def state_dict_candidates(obj) -> dict[str, dict]:
+    """The state dicts a checkpoint object holds: {"": obj} for a plain state dict, else
+    {key: sub-dict} for each entry that is itself a dict of tensors ({'model': ..., 'ema': ...})."""
+    if isinstance(obj, dict) and any(torch.is_tensor(v) for v in obj.values()):
+        return {"": obj}
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): v for k, v in obj.items() if isinstance(v, dict) and _flatten(v)}
+
+
+def shared_prefix(keys) -> str:
+    """The longest dotted prefix every key starts with ('network.' for network.a, network.b.c)."""
+    parts = [k.split(".")[:-1] for k in keys]
+    common = []
+    for level in zip(*parts) if parts else ():
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return "".join(c + "." for c in common)
+
+
+def _strip(sd: dict, prefix: str, path: Path) -> dict:
+    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not out:
+        common = shared_prefix(sd)
+        hint = (f"; the keys share the prefix {common!r}: try --state-dict-prefix {common}" if common
+                else " (the keys share no prefix: leave --state-dict-prefix out)")
+        raise ValueError(f"no key of {path.name} starts with the prefix {prefix!r}; keys found: "
+                         f"{safeload.key_summary(sd)}{hint}")
+    return out
+
+
+def read_weights(path, *, state_dict_key=None, state_dict_prefix=None, map_location="cpu"
+                 ) -> tuple[dict, dict, dict]:
+    """(all tensors by dotted name, the chosen state dict, a note) from a weights file.
+
+    A file holding several state dicts ({'model': ..., 'ema': ...}) needs ``state_dict_key``, or
+    ``state_dict_prefix`` starting with one of the keys ('ema.'); without either the EMA one is
+    taken when exactly one key names EMA (and the note says so), otherwise the keys are listed.
+    """
+    path = Path(path).expanduser()
+    obj = safeload.read_checkpoint(path, map_location)
+    full, found = _flatten(obj), state_dict_candidates(obj)
+    if not found:
+        safeload.unwrap_state_dict(obj, path)  # raises the not-a-state-dict error
+    note = {}
+    if state_dict_key is not None:
+        if state_dict_key not in found:
+            raise ValueError(f"--state-dict-key {state_dict_key!r} is not in {path.name}; it holds "
+                             f"{_listing(found)}")
+        key = state_dict_key
+    elif state_dict_prefix or len(found) == 1:
+        key = None if len(found) > 1 else next(iter(found))
+    else:
+        ema = [k for k in found if "ema" in k.lower()]
+        if len(ema) != 1:
+            raise ValueError(f"{path.name} holds several state dicts ({_listing(found)}); choose one "
+                             "with --state-dict-key KEY (Python: state_dict_key=)")
+        key = ema[0]
+        note = {"state_dict_key": key, "state_dict_keys": list(found)}
+        warnings.warn(f"{path.name} holds {_listing(found)}: using {key!r} (the EMA weights); pass "
+                      f"--state-dict-key to choose another", stacklevel=3)
+    sd = full if key is None else (_flatten(found[key]) if key else _flatten(obj))
+    if state_dict_prefix:
+        sd = _strip(sd, state_dict_prefix, path)
+    return full, sd, note
+
+
+def _listing(found: dict) -> str:
+    return ", ".join(f"{k!r} ({len(_flatten(v))} tensors)" for k, v in found.items())
+
+
+def prefix_for(expected, keys) -> str | None:
+    """The prefix p with p + k in ``keys`` for every expected key k (None if there is none)."""
+    expected, keys = list(expected), set(keys)
+    if not expected:
+        return None
+    probe = expected[0]
+    for k in keys:
+        if k.endswith(probe):
+            p = k[: len(k) - len(probe)]
+            if p and all(p + e in keys for e in expected):
+                return p
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,34 +399,88 @@ def load_diffusers(path, *, scheduler_config=None, parameterization=None, noise_
 # ---------------------------------------------------------------------------------------------
 # guided-diffusion / ADM
 
-def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule=None,
-             diffusion_steps=None, rescale_timesteps=None, abar_key=None, betas_key=None,
-             scheduler_config=None,
+# guided-diffusion / improved-diffusion / Debias-fork script flags that do not change what the
+# network computes for a given (x_t, t): accepted as pasted, named as ignored
+IGNORED_FLAGS = {
+    "use_fp16": "evaluated in float32; --amp for bf16", "dropout": "off at inference",
+    "use_checkpoint": "gradient checkpointing", "use_kl": "training loss",
+    "rescale_learned_sigmas": "training loss", "schedule_sampler": "training",
+    "lr": "training", "weight_decay": "training", "lr_anneal_steps": "training",
+    "microbatch": "training", "ema_rate": "training", "log_interval": "training",
+    "save_interval": "training", "resume_checkpoint": "training", "fp16_scale_growth": "training",
+    "data_dir": "training data; give --data", "batch_size": "probe --batch-size",
+    "num_samples": "sample --n", "use_ddim": "sample --sampler ddim",
+    "clip_denoised": "sample --clip", "sigma_small": "sample --variance fixed_small",
+    "model_path": "give the checkpoint as MODEL",
+}
+
+
+def _note_ignored(path: Path, ignored: dict) -> None:
+    if ignored:
+        items = ", ".join(f"{k}={v} ({IGNORED_FLAGS[k]})" for k, v in ignored.items())
+        warnings.warn(f"{path.name}: flags ignored, they do not change the network's outputs: {items}",
+                      stacklevel=3)
+
+
+def _adm_parameterization(parameterization, predict_xstart, predict_v) -> str:
+    """eps, or x0 (predict_xstart), or v (the Debias fork's predict_v: v = alpha eps - sigma x0)."""
+    flagged = [k for k, on in (("x0", predict_xstart), ("v", predict_v)) if on]
+    if len(flagged) > 1:
+        raise ValueError("predict_xstart and predict_v are both on; a model predicts one target")
+    kind = flagged[0] if flagged else "eps"
+    if parameterization is not None and (flagged or predict_xstart is not None or predict_v is not None) \
+            and P.canonical(parameterization) != kind:
+        raise ValueError(f"parameterization {parameterization!r} contradicts the flags "
+                         f"predict_xstart={predict_xstart}, predict_v={predict_v} ({kind})")
+    return parameterization or kind
+
+
+def _adm_time(time_input, time_scale, rescale_timesteps, schedule: Schedule):
+    """guided-diffusion feeds the timestep t, or t * 1000 / T_train with rescale_timesteps."""
+    if not rescale_timesteps:
+        return time_input, time_scale
+    if time_input not in (None, "scaled"):
+        raise ValueError(f"rescale_timesteps feeds t * 1000 / T; it excludes time_input {time_input!r}")
+    return "scaled", 1000.0 / schedule.num_train_timesteps
+
+
+def load_adm(path, *, parameterization=None, predict_xstart=None, predict_v=None, noise_schedule=None,
+             diffusion_steps=None, rescale_timesteps=None, timestep_respacing=None, abar_key=None,
+             betas_key=None, scheduler_config=None,
              time_input=None, time_scale=None, data_range=None, class_label=None,
-             state_dict_prefix=None, trained_timesteps=None, map_location="cpu", device=None,
-             **flags) -> Denoiser:
-    """A guided-diffusion / improved-diffusion state dict as a Denoiser.
+             state_dict_prefix=None, state_dict_key=None, trained_timesteps=None, map_location="cpu",
+             device=None, **flags) -> Denoiser:
+    """A guided-diffusion / improved-diffusion / Debias-fork state dict as a Denoiser.
 
     ``flags`` are guided-diffusion's script flags (``num_channels``, ``num_head_channels``,
-    ``attention_resolutions`` with ``image_size``, ...; see
-    :func:`biaskit.models.adm.flags_to_config`); they override what the state dict shows.
-    ``rescale_timesteps`` (improved-diffusion's flag, on by default there): the network was fed
-    t * 1000 / T instead of t.
+    ``attention_resolutions`` with ``image_size``, ``channel_mult=""`` ...; see
+    :func:`biaskit.models.adm.flags_to_config`); they override what the state dict shows, so
+    ``biaskit.load(path, **model_and_diffusion_defaults())`` works. Flags in
+    :data:`IGNORED_FLAGS` are accepted and named in one warning.
+    ``noise_schedule`` / ``diffusion_steps`` mean what guided-diffusion's get_named_beta_schedule
+    means (``linear`` scales DDPM's betas by 1000/T: :func:`biaskit.schedules.linear_adm`).
+    ``rescale_timesteps``: the network was fed t * 1000 / T instead of t.
+    ``timestep_respacing`` ("250", "ddim50", "10,15,20"): the respaced model of guided-diffusion's
+    SpacedDiffusion (the kept steps, betas from abar; the network still sees the original t).
+    ``predict_v``: the Debias fork's v target.
     """
     from .models.adm import NOT_IN_STATE_DICT, ADMUNet, flags_to_config, infer_adm_config
     path = Path(path).expanduser()
-    full = safeload.read_state_dict(path, map_location)
-    sd = safeload.strip_prefix(full, state_dict_prefix)
+    ignored = {k: flags.pop(k) for k in list(flags) if k in IGNORED_FLAGS and flags[k] is not None}
+    full, sd, note = read_weights(path, state_dict_key=state_dict_key,
+                                  state_dict_prefix=state_dict_prefix, map_location=map_location)
     if not _looks_adm(sd):
         raise ValueError(_unknown_message(path, sd))
     inferred = infer_adm_config(sd)
     config = flags_to_config(inferred, flags)
-    # the middle block always has attention, so the head count always matters
-    if flags.get("num_heads") is None and flags.get("num_head_channels") is None:
+    _note_ignored(path, ignored)
+    heads_given = flags.get("num_heads") is not None or flags.get("num_head_channels") not in (None, -1)
+    if not heads_given:  # the middle block always has attention, so the head count always matters
         warnings.warn(f"{path.name}: the number of attention heads is not stored in an ADM state "
-                      "dict; assuming num_heads=1 (guided-diffusion's UNetModel default). Released "
-                      "guided-diffusion models use --num-head-channels 64; improved-diffusion's "
-                      "use --num-heads 4. Pass the flag the model was trained with.", stacklevel=2)
+                      f"dict; assuming num_heads={config['num_heads']}. Released guided-diffusion "
+                      "models use --num-head-channels 64; improved-diffusion's use --num-heads 4. "
+                      "Pass the flag the model was trained with (probe with data checks it).",
+                      stacklevel=2)
     net = safeload.load_into(ADMUNet(**config), sd, what=f"state dict in {path.name}")
     if config["num_classes"] is not None:
         if class_label is None:
@@ -328,16 +489,20 @@ def load_adm(path, *, parameterization=None, predict_xstart=None, noise_schedule
         net = WithClassLabel(net, class_label)
     schedule, source = resolve_schedule(full, abar_key=abar_key, betas_key=betas_key,
                                         noise_schedule=noise_schedule, diffusion_steps=diffusion_steps,
-                                        scheduler_config=scheduler_config)
-    kind = parameterization or ("x0" if predict_xstart else "eps")
-    if rescale_timesteps:
-        if time_input not in (None, "scaled"):
-            raise ValueError("rescale_timesteps feeds t * 1000 / T; it excludes time_input "
-                             f"{time_input!r}")
-        time_input, time_scale = "scaled", 1000.0 / schedule.T
+                                        scheduler_config=scheduler_config, adm=True)
+    if timestep_respacing not in (None, ""):
+        if trained_timesteps is not None:
+            raise ValueError("give timestep_respacing or trained_timesteps, not both")
+        schedule = respace(schedule, timestep_respacing)
+    time_input, time_scale = _adm_time(time_input, time_scale, rescale_timesteps, schedule)
     info = _file_info(path, "adm")
-    info.update(config=config, inferred_config=inferred, schedule_source=source,
-                assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None])
+    info.update(note, config=config, inferred_config=inferred, schedule_source=source,
+                assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None],
+                given={k: flags[k] for k in NOT_IN_STATE_DICT if flags.get(k) is not None},
+                rescale_timesteps=bool(rescale_timesteps), ignored_flags=ignored)
+    if timestep_respacing not in (None, ""):
+        info["timestep_respacing"] = str(timestep_respacing)
+    kind = _adm_parameterization(parameterization, predict_xstart, predict_v)
     return _denoiser(net.to(device), schedule, kind, time_input=time_input, time_scale=time_scale,
                      data_range=data_range, channels=config["in_channels"],
                      trained_timesteps=trained_timesteps, info=info)
@@ -376,8 +541,8 @@ def resolve_factory(model_spec: str):
 def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=None,
                 diffusion_steps=None, abar_key=None, betas_key=None, scheduler_config=None,
                 time_input=None, time_scale=None, data_range=None, channels=None,
-                state_dict_prefix=None, trained_timesteps=None, strict=True, map_location="cpu",
-                device=None, factory_kwargs=None) -> Denoiser:
+                state_dict_prefix=None, state_dict_key=None, trained_timesteps=None, strict=True,
+                map_location="cpu", device=None, factory_kwargs=None) -> Denoiser:
     """A user-supplied network (``model_spec`` factory) with weights read safely from ``weights``.
 
     The schedule comes from one of abar_key / betas_key (tensors in the checkpoint),
@@ -394,10 +559,11 @@ def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=No
             "model_spec": str(model_spec)}
     if weights is not None:
         path = Path(weights).expanduser()
-        full = safeload.read_state_dict(path, map_location)
-        sd = safeload.strip_prefix(full, state_dict_prefix)
+        full, sd, note = read_weights(path, state_dict_key=state_dict_key,
+                                      state_dict_prefix=state_dict_prefix, map_location=map_location)
+        _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=strict, what=f"weights in {path.name}")
-        info.update(_file_info(path, "plugin"))
+        info.update(_file_info(path, "plugin"), **note)
     if all(v is None for v in (noise_schedule, diffusion_steps, abar_key, betas_key, scheduler_config)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
                       "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
@@ -409,6 +575,18 @@ def load_plugin(weights, model_spec, *, parameterization=None, noise_schedule=No
     return _denoiser(net.to(device), schedule, parameterization or "eps", time_input=time_input,
                      time_scale=time_scale, data_range=data_range, channels=channels,
                      trained_timesteps=trained_timesteps, info=info)
+
+
+def _suggest_prefix(net: nn.Module, sd: dict, path: Path) -> None:
+    """A missing or partial --state-dict-prefix: name the prefix the file's keys carry."""
+    expected = list(net.state_dict())
+    if not expected or all(k in sd for k in expected):
+        return
+    p = prefix_for(expected, sd)
+    if p:
+        raise ValueError(f"the keys of {path.name} carry the prefix {p!r} before the network's own "
+                         f"names ({p}{expected[0]} for {expected[0]}): pass --state-dict-prefix "
+                         f"{p} (added to any prefix already given)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +639,43 @@ def _check_kwargs(kwargs: dict, fn, fmt: str) -> None:
     if bad:
         raise ValueError(f"option(s) {', '.join(bad)} do not apply to a {fmt} model; valid: "
                          f"{', '.join(valid)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# a network that refuses its time input
+
+def _time_desc(d: Denoiser, t: torch.Tensor) -> str:
+    feats = d.time_features(t[:2])
+    values = ", ".join(f"{v:.4g}" for v in feats.flatten()[:2].tolist())
+    return f"{str(feats.dtype).replace('torch.', '')} of shape {tuple(feats.shape)}, e.g. {values}"
+
+
+def time_input_error(d: Denoiser, x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
+    """When ``d.net`` failed on (x_t, its time input): a ValueError naming the time inputs the
+    network does run with, found by trying each on one sample; ``error`` itself when the time
+    input is not the cause (every alternative fails too)."""
+    if callable(d.time_input) or isinstance(error, torch.cuda.OutOfMemoryError):
+        return error
+    working = []
+    for ti in (d.time_input, *(ti for ti in TIME_INPUTS if ti != d.time_input)):
+        # the current input first: if it runs on one sample, the time input is not the cause
+        alt = Denoiser(d.net, d.schedule, d.parameterization, time_input=ti, time_scale=d.time_scale
+                       if ti == "scaled" else None, data_range=d.data_range, channels=d.channels,
+                       net_kwargs=d.net_kwargs)
+        try:
+            with torch.no_grad():
+                alt.net(x_t[:1], alt.time_features(t[:1]), **alt.net_kwargs)
+        except Exception:  # noqa: BLE001 - any failure means this input does not work either
+            continue
+        if ti == d.time_input:
+            return error
+        working.append(f"{ti} ({_time_desc(alt, t)})")
+    if not working:
+        return error
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"the network rejects time input {d.time_input!r} ({_time_desc(d, t)}): "
+                      f"{first}; it runs with --time-input {' or '.join(working)}: pass the time "
+                      "convention it was trained with")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +735,10 @@ def add_loader_arguments(parser) -> None:
           help="ADM: the network predicts x0")
     _flag(g, "rescale_timesteps", type=_bool, nargs="?", const=True,
           help="ADM (improved-diffusion): the network was fed t * 1000 / T")
+    _flag(g, "predict_v", type=_bool, nargs="?", const=True,
+          help="ADM (Debias fork): the network predicts v = alpha eps - sigma x0")
+    _flag(g, "timestep_respacing", metavar="SPEC",
+          help="ADM: probe / sample guided-diffusion's respaced model, e.g. 250, ddim50, 10,15,20")
     _flag(g, "abar_key", metavar="KEY", help="read abar_t from this checkpoint tensor")
     _flag(g, "betas_key", metavar="KEY", help="read beta_t from this checkpoint tensor")
     _flag(g, "scheduler_config", metavar="PATH", help="diffusers scheduler_config.json (or folder)")
@@ -530,7 +749,9 @@ def add_loader_arguments(parser) -> None:
     _flag(g, "data_range", metavar="LO,HI",
           help="range of clean data, default -1,1; write --data-range=-0.5,0.5 for negative LO")
     _flag(g, "state_dict_prefix", metavar="PREFIX", help="keep keys starting with this and strip "
-                                                         "it (e.g. gt. or module.)")
+                                                         "it (e.g. gt., module. or ema.)")
+    _flag(g, "state_dict_key", metavar="KEY", help="which state dict of a file holding several "
+                                                   "(e.g. ema or model); default: the EMA one")
     _flag(g, "trained_timesteps", metavar="LO:HI",
           help="only these timesteps (inclusive) are probed, e.g. the range the model was trained on")
     _flag(g, "class_label", type=int, help="class fed to a class-conditional model")
@@ -539,14 +760,26 @@ def add_loader_arguments(parser) -> None:
     for name in _ADM_BOOLS:
         _flag(g, name, type=_bool, nargs="?", const=True, metavar="BOOL",
               help=f"ADM {name} (inferred from the weights unless given)")
+    for name in IGNORED_FLAGS:  # pasted guided-diffusion flags: accepted, named as ignored
+        g.add_argument("--" + name, dest=_IGNORED_DEST + name, nargs="?", const="True", default=None,
+                       help=argparse.SUPPRESS)
+    g.add_argument("--settings-check", choices=("auto", "warn", "off"), default="auto",
+                   help="ADM with --data: compare the settings the weights cannot tell (time "
+                        "scaling, heads, attention order) on held-out samples; auto warns when "
+                        "another setting is clearly better and stops when it is certain")
 
 
+_IGNORED_DEST = "ignored_flag_"
 _LOADER_DESTS = ("model_spec", "weights", "parameterization", "noise_schedule", "diffusion_steps",
-                 "predict_xstart", "rescale_timesteps", "abar_key", "betas_key", "scheduler_config",
-                 "time_input", "time_scale", "data_range", "state_dict_prefix", "trained_timesteps",
+                 "predict_xstart", "predict_v", "rescale_timesteps", "timestep_respacing",
+                 "abar_key", "betas_key", "scheduler_config", "time_input", "time_scale",
+                 "data_range", "state_dict_prefix", "state_dict_key", "trained_timesteps",
                  "class_label", *_ADM_FLAGS, *_ADM_BOOLS)
 
 
 def loader_kwargs_from_args(args: argparse.Namespace) -> dict:
     """The keyword arguments for :func:`biaskit.load` that the user actually gave."""
-    return {k: getattr(args, k) for k in _LOADER_DESTS if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in _LOADER_DESTS if getattr(args, k, None) is not None}
+    given.update({k: getattr(args, _IGNORED_DEST + k) for k in IGNORED_FLAGS
+                  if getattr(args, _IGNORED_DEST + k, None) is not None})
+    return given

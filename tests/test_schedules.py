@@ -104,3 +104,78 @@ def test_same_as():
     s = S.linear(1000)
     assert s.same_as(S.from_diffusers_config({"beta_schedule": "linear"}))
     assert not s.same_as(S.cosine(1000)) and not s.same_as(S.linear(999))
+
+
+# ---------------------------------------------------------------------------------------------
+# guided-diffusion's schedules and respacing, restated here from their definitions
+# (guided_diffusion/gaussian_diffusion.py get_named_beta_schedule, betas_for_alpha_bar;
+# guided_diffusion/respace.py space_timesteps)
+
+def _gd_betas(name, T):
+    if name == "linear":
+        scale = 1000 / T
+        return np.linspace(scale * 0.0001, scale * 0.02, T, dtype=np.float64)
+    f = lambda u: np.cos((u + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    return np.array([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)])
+
+
+def _gd_space(T, counts):
+    if isinstance(counts, str) and counts.startswith("ddim"):
+        want = int(counts[4:])
+        i = 1
+        while i < T:
+            if len(range(0, T, i)) == want:
+                return set(range(0, T, i))
+            i += 1
+        raise ValueError
+    if isinstance(counts, str):
+        counts = [int(c) for c in counts.split(",")]
+    per, extra = T // len(counts), T % len(counts)
+    steps, begin = set(), 0
+    for k, c in enumerate(counts):
+        size = per + (k < extra)
+        stride = 1 if c <= 1 else (size - 1) / (c - 1)
+        pos = 0.0
+        while len([s for s in steps if begin <= s < begin + size]) < c:
+            steps.add(begin + round(pos))
+            pos += stride
+        begin += size
+    return steps
+
+
+@pytest.mark.parametrize("T", [50, 250, 1000, 4000])
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_adm_schedules_match_guided_diffusion(name, T):
+    ref = np.cumprod(1 - _gd_betas(name, T))
+    ours = S.adm_schedule(name, T)
+    np.testing.assert_allclose(ours.abar.numpy(), ref, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(ours.betas.numpy(), _gd_betas(name, T), rtol=1e-9)
+
+
+def test_biaskit_linear_keeps_ddpm_endpoints_and_adm_linear_scales():
+    # biaskit's (and diffusers') linear: 1e-4..0.02 at any T; guided-diffusion's: x 1000/T
+    assert float(S.linear(4000).betas[-1]) == pytest.approx(0.02, rel=1e-9)
+    assert float(S.linear_adm(4000).betas[-1]) == pytest.approx(0.005, rel=1e-9)
+    assert float(S.linear_adm(100).betas[0]) == pytest.approx(1e-3, rel=1e-9)
+    assert S.linear_adm(1000).same_as(S.linear(1000), rtol=0, atol=0)
+    # improved-diffusion's 4000-step baseline: last abar 4.25e-5 (the issue's number)
+    assert float(S.adm_schedule("linear", 4000).abar[-1]) == pytest.approx(4.25e-5, rel=0.01)
+    ref = DDPMScheduler(num_train_timesteps=4000, beta_schedule="linear").alphas_cumprod
+    np.testing.assert_allclose(S.from_diffusers_config({"num_train_timesteps": 4000}).abar.numpy(),
+                               ref.double().numpy(), rtol=2e-5, atol=1e-12)
+
+
+def test_space_timesteps_every_count_matches_guided_diffusion():
+    for n in range(1, 1001):
+        assert set(S.space_timesteps(1000, n)) == _gd_space(1000, [n]), n
+    assert S.space_timesteps(1000, 21)[10] == 499  # the issue's example (500 before)
+    for T, counts in [(300, "10,15,20"), (1000, "250,200,50,25"), (1000, "1,1,1"), (301, "7,3"),
+                      (1000, "0,10")]:
+        assert set(S.space_timesteps(T, counts)) == _gd_space(T, counts), counts
+    for n in (2, 10, 25, 50, 100, 250, 500, 1000):
+        assert S.space_timesteps(1000, f"ddim{n}") == sorted(_gd_space(1000, f"ddim{n}"))
+    for n in (1,):  # no stride < T gives 1 of 1000 steps; guided-diffusion refuses too
+        with pytest.raises(ValueError, match="constant stride"):
+            S.space_timesteps(1000, f"ddim{n}")
+    with pytest.raises(ValueError, match="section of 100"):
+        S.space_timesteps(300, "10,150,20")

@@ -435,3 +435,242 @@ def test_real_mnist_checkpoint_samples_through_the_cli(tmp_path):
     data_mean = float(load_dataset("mnist", data_range=(-0.5, 0.5)).train.mean())
     assert x.shape == (32, 1, 28, 28) and abs(float(x.mean()) - data_mean) < 0.05
     assert (out / "samples.png").stat().st_size > 5_000
+
+
+# ---------------------------------------------------------------------------------------------
+# guided-diffusion flags pasted as-is, several state dicts, prefixes, time inputs
+
+# guided-diffusion's script_util.model_and_diffusion_defaults() (with diffusion_defaults()),
+# restated from its definition
+GD_DEFAULTS = dict(
+    image_size=64, num_channels=128, num_res_blocks=2, num_heads=4, num_heads_upsample=-1,
+    num_head_channels=-1, attention_resolutions="16,8", channel_mult="", dropout=0.0,
+    class_cond=False, use_checkpoint=False, use_scale_shift_norm=True, resblock_updown=False,
+    use_fp16=False, use_new_attention_order=False,
+    learn_sigma=False, diffusion_steps=1000, noise_schedule="linear", timestep_respacing="",
+    use_kl=False, predict_xstart=False, rescale_timesteps=False, rescale_learned_sigmas=False)
+
+
+def test_model_and_diffusion_defaults_load_as_keyword_arguments(tmp_path):
+    # those defaults at width 32, one res block: channel_mult "" at 64 px is (1, 2, 3, 4), the
+    # resolutions 16, 8 are ds 4, 8, four heads, scale-shift norm
+    net = ADMUNet(in_channels=3, model_channels=32, num_res_blocks=1, channel_mult=[1, 2, 3, 4],
+                  attention_resolutions=[4, 8], num_heads=4, use_scale_shift_norm=True).eval()
+    path = tmp_path / "defaults.pt"
+    torch.save(net.state_dict(), path)
+    kwargs = {**GD_DEFAULTS, "num_channels": 32, "num_res_blocks": 1}
+    with pytest.warns(UserWarning, match=r"ignored.*dropout=0\.0.*use_checkpoint=False.*use_fp16=False"
+                                         r".*use_kl.*rescale_learned_sigmas") as rec:
+        d = biaskit.load(path, **kwargs)
+    assert not [w for w in rec if "heads is not stored" in str(w.message)]
+    assert d.info["config"]["channel_mult"] == [1, 2, 3, 4] and d.schedule.T == 1000
+    assert "timestep_respacing" not in d.info and d.time_input == "index"
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.allclose(d(x, t).out, net(x, t), atol=1e-5)
+    with pytest.raises(ValueError, match=r'channel_mult "" at image size 256 means 1,1,2,2,4,4'):
+        biaskit.load(path, **{**kwargs, "image_size": 256})
+
+
+def _gd_respaced(T, counts):
+    """guided-diffusion's SpacedDiffusion restated: the kept steps (space_timesteps, summing the
+    stride), betas 1 - abar_t / abar_prev over the kept steps, time map[t] (* 1000 / T rescaled)."""
+    size, extra = divmod(T, len(counts))
+    kept, start = [], 0
+    for i, c in enumerate(counts):
+        n = size + (i < extra)
+        stride, pos = ((n - 1) / (c - 1) if c > 1 else 1), 0.0
+        for _ in range(c):
+            kept.append(start + round(pos))
+            pos += stride
+        start += n
+    return sorted(set(kept))
+
+
+def test_timestep_respacing_and_rescale_are_guided_diffusions(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(ADMUNet(**ADM_CONFIGS[0]).state_dict(), path)
+    d = biaskit.load(path, num_heads=1, diffusion_steps=300, noise_schedule="linear",
+                     timestep_respacing="10,15,20", rescale_timesteps=True)
+    kept = _gd_respaced(300, [10, 15, 20])
+    assert d.schedule.timesteps.tolist() == kept and d.schedule.T == 45
+    betas = np.linspace(1e-4 * 1000 / 300, 0.02 * 1000 / 300, 300)  # guided-diffusion's linear
+    abar = np.cumprod(1 - betas)[kept]
+    np.testing.assert_allclose(d.schedule.abar.numpy(), abar, rtol=1e-12)
+    np.testing.assert_allclose(d.schedule.betas.numpy(), 1 - abar / np.r_[1.0, abar[:-1]], rtol=1e-9)
+    t = torch.tensor([0, 11, 44])
+    assert torch.allclose(d.time_features(t), torch.tensor(kept)[t].float() * 1000 / 300)
+    assert biaskit.load(path, num_heads=1, predict_v=True).parameterization == "v"
+    with pytest.raises(ValueError, match="both on"):
+        biaskit.load(path, num_heads=1, predict_v=True, predict_xstart=True)
+
+
+# guided-diffusion README (256x256 unconditional model) and the Debias fork's README sampling flags
+GD_README_FLAGS = ("--attention_resolutions 32,16,8 --class_cond False --diffusion_steps 1000 "
+                   "--image_size 256 --learn_sigma True --noise_schedule linear --num_channels 256 "
+                   "--num_head_channels 64 --num_res_blocks 2 --resblock_updown True --use_fp16 True "
+                   "--use_scale_shift_norm True --batch_size 4 --num_samples 100 --timestep_respacing 250")
+DEBIAS_FLAGS = ("--use_fp16 True --dropout 0.0 --timestep_respacing 100 --predict_v False "
+                "--class_cond False --learn_sigma True --noise_schedule linear --diffusion_steps 1000 "
+                "--attention_resolutions 32,16,8 --num_channels 256 --num_res_blocks 2 "
+                "--num_head_channels 64 --resblock_updown True --use_scale_shift_norm True "
+                "--rescale_timesteps False")
+
+
+@pytest.mark.parametrize("flags", [GD_README_FLAGS, DEBIAS_FLAGS], ids=["guided", "debias"])
+def test_readme_flag_strings_parse_as_pasted(flags):
+    from biaskit.cli import build_parser
+    from biaskit.models.adm import flags_to_config
+    args = build_parser().parse_args(["probe", "m.pt", "--data", "x", "--out", "o", *flags.split()])
+    kw = loader_kwargs_from_args(args)
+    assert kw["num_head_channels"] == 64 and kw["learn_sigma"] is True
+    assert kw["use_fp16"] == "True" and kw["timestep_respacing"] in ("250", "100")
+    assert args.batch_size == 256  # guided-diffusion's --batch_size is not probe's --batch-size
+    arch = {k: v for k, v in kw.items() if k in ("num_channels", "num_res_blocks",
+                                                 "attention_resolutions", "image_size")}
+    cfg = flags_to_config(dict(in_channels=3, channel_mult=[1, 1, 2, 2, 4, 4]),
+                          {**arch, "image_size": 256, "channel_mult": ""})
+    # the released 256 px model: widths 256 x (1,1,2,2,4,4), attention at 32, 16, 8 px = ds 8, 16, 32
+    assert cfg["channel_mult"] == [1, 1, 2, 2, 4, 4] and cfg["attention_resolutions"] == [8, 16, 32]
+
+
+def test_checkpoint_holding_several_state_dicts(tmp_path):
+    torch.manual_seed(0)
+    online, ema = ADMUNet(**ADM_CONFIGS[2]).eval(), ADMUNet(**ADM_CONFIGS[2]).eval()
+    path = tmp_path / "both.pt"
+    torch.save({"model": online.state_dict(), "ema": ema.state_dict(), "step": 7}, path)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([5, 500])
+
+    def out(d):
+        with torch.no_grad():
+            return d(x, t).out
+
+    with torch.no_grad():
+        want_online, want_ema = online(x, t), ema(x, t)
+    assert not torch.allclose(want_online, want_ema)
+    with pytest.warns(UserWarning, match=r"holds 'model' \(\d+ tensors\), 'ema'.*using 'ema'"):
+        d = biaskit.load(path, num_heads=4)
+    assert torch.allclose(out(d), want_ema, atol=1e-5) and d.info["state_dict_key"] == "ema"
+    assert torch.allclose(out(biaskit.load(path, num_heads=4, state_dict_key="model")), want_online,
+                          atol=1e-5)
+    assert torch.allclose(out(biaskit.load(path, num_heads=4, state_dict_prefix="ema.")), want_ema,
+                          atol=1e-5)
+    with pytest.raises(ValueError, match=r"'nope' is not in both\.pt; it holds 'model'"):
+        biaskit.load(path, num_heads=4, state_dict_key="nope")
+    two = tmp_path / "two.pt"
+    torch.save({"a": online.state_dict(), "b": ema.state_dict()}, two)
+    with pytest.raises(ValueError, match=r"several state dicts \('a'.*'b'.*--state-dict-key"):
+        biaskit.load(two, num_heads=4)
+
+
+PREFIXED_PLUGIN = '''
+import torch
+from torch import nn
+
+class Emb(nn.Module):
+    """Integer timesteps through an embedding table (as many small DDPMs do)."""
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Embedding(100, 1)
+        self.scale = nn.Parameter(torch.ones(1))
+    def forward(self, x, t):
+        return x * 0 + self.scale * self.table(t).reshape(-1, 1, 1, 1)
+
+def make():
+    return Emb()
+'''
+
+
+def test_prefix_suggestions_and_time_input_errors(tmp_path, capsys):
+    from biaskit.cli import main
+    (tmp_path / "emb.py").write_text(PREFIXED_PLUGIN)
+    spec = f"{tmp_path / 'emb.py'}:make"
+    f = tmp_path / "w.pt"
+    torch.save({"network.table.weight": torch.zeros(100, 1), "network.scale": torch.ones(1)}, f)
+    common = dict(model_spec=spec, noise_schedule="linear", diffusion_steps=100)
+    with pytest.raises(ValueError, match=r"carry the prefix 'network\.'.*--state-dict-prefix network\."):
+        biaskit.load(f, **common)
+    with pytest.raises(ValueError, match=r"prefix 'net\.'.*share the prefix 'network\.'"):
+        biaskit.load(f, state_dict_prefix="net.", **common)
+    d = biaskit.load(f, state_dict_prefix="network.", time_input="scaled", **common)
+    with pytest.raises(ValueError, match=r"rejects time input 'scaled' \(float32.*indices.*"
+                                         r"runs with --time-input index \(int64"):
+        d(torch.zeros(2, 1, 4, 4), torch.tensor([3, 50]))
+    rc = main(["probe", str(f), "--model-spec", spec, "--state-dict-prefix", "network.",
+               "--time-input", "sigma", "--noise-schedule", "linear", "--diffusion-steps", "100",
+               "--data", "gmm", "--data-option", "shape=[1,4,4]", "--samples", "8",
+               "--timesteps", "10,50", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--time-input index" in err[0], err
+
+
+def _readme_adm_command():
+    """(MODEL_FLAGS, SAMPLE_FLAGS, the probe command's words) of the README's ADM example."""
+    import re
+    text = (ROOT / "README.md").read_text().split("### guided-diffusion, improved-diffusion")[1]
+    block = text.split("```bash\n")[1].split("```")[0]
+    env = dict(re.findall(r'^(\w+)="([^"]*)"$', block, flags=re.M))
+    (command,) = [line for line in block.splitlines() if line.startswith("biaskit probe")]
+    return env, command.split()[1:]
+
+
+def test_readme_adm_command_runs_on_a_small_adm(tmp_path, capsys):
+    from PIL import Image
+    from biaskit.cli import main
+    env, words = _readme_adm_command()
+    # the README's flags with the widths of a small model (32 px, 32 channels, attention at
+    # 16, 8 px = ds 2, 4, heads of 32 channels); every other flag as pasted
+    small = {"--image_size": "32", "--num_channels": "32", "--num_res_blocks": "1",
+             "--attention_resolutions": "16,8", "--num_head_channels": "32"}
+    model_flags = env["MODEL_FLAGS"].split()
+    model_flags = [small.get(model_flags[i - 1], w) if i else w for i, w in enumerate(model_flags)]
+    # improved-diffusion's channel_mult at 32 px: 1,2,2,2; learn_sigma: 6 output channels
+    net = ADMUNet(in_channels=3, model_channels=32, num_res_blocks=1, channel_mult=[1, 2, 2, 2],
+                  attention_resolutions=[2, 4], learn_sigma=True, num_head_channels=32,
+                  resblock_updown=True, use_scale_shift_norm=True)
+    nn.init.zeros_(net.out[2].weight)
+    nn.init.zeros_(net.out[2].bias)  # eps_hat = 0: x0-MSE = 1/snr whatever the settings
+    path = tmp_path / "small.pt"
+    torch.save(net.state_dict(), path)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):  # few: the probe's forward passes are the cost of this test
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    argv = []
+    for w in words:
+        argv += {"$MODEL_FLAGS": model_flags, "$SAMPLE_FLAGS": env["SAMPLE_FLAGS"].split()}.get(w, [w])
+    argv = [str(path) if w.endswith(".pt") else str(images) if w == "IMAGE_DIR" else
+            str(tmp_path / "out") if w == "runs/adm256" else w for w in argv]
+    with pytest.warns(UserWarning, match=r"ignored.*use_fp16=True.*batch_size=4.*num_samples=100"):
+        rc = main([*argv, "--no-progress", "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    (ident,) = meta["models"].values()
+    assert ident["timestep_respacing"] == "250" and ident["config"]["channel_mult"] == [1, 2, 2, 2]
+    assert ident["settings_check"]["best"] == ident["settings_check"]["chosen"]  # all equal: eps_hat = 0
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "out" / "per_timestep.csv")
+    kept = _gd_respaced(1000, [250])
+    assert set(df["timestep"]) <= set(kept) and len(df) == 10
+    assert np.allclose(df["x0_mse"], 1 / df["snr"], rtol=0.15)
+
+
+def test_sample_runs_the_respaced_adm(tmp_path):
+    from biaskit.cli import main
+    net = ADMUNet(**ADM_CONFIGS[2])
+    nn.init.zeros_(net.out[2].weight)
+    nn.init.zeros_(net.out[2].bias)
+    path = tmp_path / "m.pt"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "s"
+    assert main(["sample", str(path), "--num_heads", "4", "--timestep_respacing", "ddim10",
+                 "--sampler", "ddim", "--steps", "10", "--n", "4", "--shape", "3,8,8",
+                 "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((out / "sample_meta.json").read_text())
+    assert meta["denoiser"]["T"] == 10 and meta["denoiser"]["timestep_respacing"] == "ddim10"
+    # eps_hat = 0: each DDIM(eta=0) step scales x_t by alpha_prev / alpha_t, so the sample is
+    # x_T / alpha at the top kept step, 900 of ddim10; x_T ~ N(0, I)
+    abar_900 = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:901])
+    x0 = np.load(out / "samples.npz")["x0"]
+    assert abs(x0.std() * np.sqrt(abar_900) - 1) < 0.1

@@ -51,7 +51,10 @@ def _load(args, device):
         same = args.model.split(":")[-1] in (ds.name, args.data)
         return load_model(args, device, **({"dataset": ds} if same else {})), ds
     model = load_model(args, device)
-    return model, load_data(args.data, model, args.data_option, args.data_seed)
+    ds = load_data(args.data, model, args.data_option, args.data_seed)
+    from ..settings_check import check_adm_settings  # ADM: what the weights cannot tell, on data
+    check_adm_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
+    return model, ds
 
 
 def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:

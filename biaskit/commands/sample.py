@@ -161,6 +161,9 @@ def run(args) -> int:
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
         raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "
                          f"{tuple(ds.test.shape[1:])}; the samples have shape {shape[1:]} (need at least 2)")
+    if ds is not None:
+        from ..settings_check import check_adm_settings  # ADM: what the weights cannot tell, on data
+        check_adm_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
     model_t = model.schedule.timesteps  # what the sampler's schedule steps are in the model's timesteps

@@ -336,10 +336,33 @@ def _csv(value, cast=int) -> list:
     return [cast(v) for v in value]
 
 
+# create_model's channel_mult for channel_mult="" by image size (guided-diffusion script_util;
+# 32 from improved-diffusion's)
+DEFAULT_CHANNEL_MULT = {512: [0.5, 1, 1, 2, 2, 4, 4], 256: [1, 1, 2, 2, 4, 4], 128: [1, 1, 2, 3, 4],
+                        64: [1, 2, 3, 4], 32: [1, 2, 2, 2]}
+
+
+def _default_channel_mult(config: dict, size) -> list:
+    """guided-diffusion's channel_mult for ``channel_mult=""`` at this image size, checked against
+    the weights' (``config``'s) multipliers."""
+    if size not in DEFAULT_CHANNEL_MULT:
+        raise ValueError(f'channel_mult "" derives the multipliers from the image size as '
+                         f"guided-diffusion does, for sizes {sorted(DEFAULT_CHANNEL_MULT)}; image size "
+                         f"{size} has none: give --channel-mult (the weights have "
+                         f"{','.join(map(str, config.get('channel_mult', [])))})")
+    mult = DEFAULT_CHANNEL_MULT[size]
+    if config.get("channel_mult") and list(config["channel_mult"]) != mult:
+        raise ValueError(f'channel_mult "" at image size {size} means {",".join(map(str, mult))} in '
+                         f"guided-diffusion, but the weights have "
+                         f"{','.join(map(str, config['channel_mult']))}: check --image-size")
+    return mult
+
+
 def flags_to_config(config: dict, flags: dict) -> dict:
     """Apply guided-diffusion script flags (their names and units) on top of a config.
 
-    Flags: num_channels, num_res_blocks, channel_mult ("1,2,2,2"), attention_resolutions
+    Flags: num_channels, num_res_blocks, channel_mult ("1,2,2,2"; "" derives it from image_size
+    as guided-diffusion's create_model does), attention_resolutions
     (image resolutions "32,16,8", converted to ds = image_size // res, so image_size is needed),
     num_heads, num_head_channels, num_heads_upsample, learn_sigma, class_cond (1000 classes
     unless the config has a label embedding), use_scale_shift_norm, resblock_updown,
@@ -353,7 +376,8 @@ def flags_to_config(config: dict, flags: dict) -> dict:
     rename = {"num_channels": "model_channels"}
     for k, v in flags.items():
         if k == "channel_mult":
-            cfg[k] = _csv(v, _whole)
+            cfg[k] = _csv(v, _whole) if v != "" else _default_channel_mult(
+                cfg, flags.get("image_size", cfg.get("image_size")))
         elif k == "attention_resolutions":
             continue
         elif k == "class_cond":

@@ -162,7 +162,7 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     loss = info.get("train_config", {}).get("loss", {})
     return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"],
                     data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
-                    name=info.get("name", run_dir.name),
+                    name=info.get("name", run_dir.name), shape=info.get("shape"),
                     info={"run_dir": str(run_dir), "step": int(ckpt.name.split("_")[1]),
                           "weights": "ema" if ema else "online", "weighting": loss.get("weighting"),
                           "data": info.get("data")})

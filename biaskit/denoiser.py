@@ -43,6 +43,10 @@ def resolve_device(device=None) -> torch.device:
     return torch.device(device)
 
 
+def _fmt(shape) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
 def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
@@ -63,12 +67,18 @@ class Denoiser(nn.Module):
         input_scale: multiply x_t by this before the network (e.g. 1 / (alpha + sigma) for a flow net)
             — a float, or None.
         clip: clamp x0_hat to data_range (and recompute eps_hat) when True.
+        shape: the per-sample shape (C, H, W) or (D,) the model was trained on, when known
+            (else ``info["shape"]``, else the network's ``shape`` attribute, else None); inputs of
+            another shape are a ValueError naming both, unless ``any_size`` allows other H, W.
+        any_size: accept images of another height and width than ``shape`` (a convolutional
+            network run off its training size); channels must still match.
     """
 
     def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", *,
                  time_input: str | Callable = "index", time_scale: float | None = None,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
-                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None):
+                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
+                 shape=None, any_size: bool = False):
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -84,6 +94,39 @@ class Denoiser(nn.Module):
         self.name = name
         self.info = dict(info or {})
         self.net_kwargs = dict(net_kwargs or {})
+        self._shape = tuple(int(s) for s in shape) if shape else None
+        self.any_size = any_size
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape the model was trained on (C, H, W) or (D,); None when unknown."""
+        known = self._shape or self.info.get("shape") or getattr(self.net, "shape", None)
+        return tuple(int(s) for s in known) if known else None
+
+    def check_shape(self, shape) -> None:
+        """ValueError naming both shapes when per-sample ``shape`` does not fit the model."""
+        want, got = self.shape, tuple(int(s) for s in shape)
+        if want is None or got == want:
+            return
+        if self.any_size and len(got) == len(want) == 3 and got[0] == want[0]:
+            return
+        hint = " (pass any_size=True / --any-size to run it at another image size)" \
+            if len(got) == len(want) == 3 and got[0] == want[0] else ""
+        raise ValueError(f"model {self.name!r} takes samples of shape {_fmt(want)}, got data of "
+                         f"shape {_fmt(got)}{hint}")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        """One line: format, parameterization, schedule, shape, source."""
+        fmt = self.info.get("format") or ("oracle" if self.info.get("oracle") else
+                                          "biaskit run" if "run_dir" in self.info else
+                                          type(self.net).__name__)
+        source = self.info.get("path") or self.info.get("run_dir") or self.name
+        shape = _fmt(self.shape) if self.shape else "unknown"
+        return (f"Denoiser({fmt}, {self.parameterization}, {self.schedule.name} T={self.schedule.T}, "
+                f"shape {shape}, source {source})")
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +141,7 @@ class Denoiser(nn.Module):
                      time_scale=self.time_scale if self.time_scale is not None else
                      1.0 / self.schedule.num_train_timesteps, data_range=self.data_range,
                      channels=self.channels, clip=self.clip, name=self.name, info=self.info,
-                     net_kwargs=self.net_kwargs)
+                     net_kwargs=self.net_kwargs, shape=self._shape, any_size=self.any_size)
         return d
 
     def time_features(self, t: torch.Tensor) -> torch.Tensor:
@@ -120,13 +163,20 @@ class Denoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         """x_t: (B, C, H, W) or (B, D); t: (B,) integer steps of ``self.schedule`` (or a scalar)."""
+        self.check_shape(x_t.shape[1:])
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         t = t.long()
         alpha, sigma = self.schedule.coefficients(t, dtype=torch.float32)
         alpha, sigma = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
-        raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+        try:
+            raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+        except RuntimeError as e:  # a model of unknown shape fed the wrong one: say so in one line
+            if not any(w in str(e) for w in ("shape", "size", "channels")):
+                raise
+            raise ValueError(f"model {self.name!r} failed on data of shape {_fmt(x_t.shape[1:])}: "
+                             f"{str(e).splitlines()[0]}") from None
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)

@@ -286,6 +286,7 @@ def _check_overrides(overrides: dict, chosen: dict):
 def write_manifest(out_dir, results, **run_info) -> Path:
     """Merge ``results`` into ``out_dir/manifest.json`` (entries of notebooks not run are kept)."""
     path = Path(out_dir) / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(path.read_text()) if path.is_file() else {}
     entries = old.get("notebooks", {})
     for r in results:

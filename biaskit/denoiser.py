@@ -108,12 +108,12 @@ class Denoiser(nn.Module):
         want, got = self.shape, tuple(int(s) for s in shape)
         if want is None or got == want:
             return
-        if self.any_size and len(got) == len(want) == 3 and got[0] == want[0]:
+        resizable = len(got) == len(want) == 3 and got[0] == want[0] and not self.info.get("oracle")
+        if self.any_size and resizable:
             return
-        hint = " (pass any_size=True / --any-size to run it at another image size)" \
-            if len(got) == len(want) == 3 and got[0] == want[0] else ""
-        raise ValueError(f"model {self.name!r} takes samples of shape {_fmt(want)}, got data of "
-                         f"shape {_fmt(got)}{hint}")
+        hint = " (pass any_size=True / --any-size to run it at another image size)" if resizable else ""
+        raise ValueError(f"model {self.name!r} expects per-sample shape {_fmt(want)}, the data have "
+                         f"{_fmt(got)}{hint}")
 
     def extra_repr(self) -> str:
         return ""

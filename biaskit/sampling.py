@@ -352,7 +352,7 @@ def check_steps(sampler: str, denoiser, steps) -> None:
     distinct schedule steps)."""
     T = _first(denoiser).schedule.T
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
-        raise ValueError(f"{sampler}: steps must be an integer in 1..{T} (the schedule's T), got {steps!r}")
+        raise ValueError(f"{sampler}: steps must be in 1..{T} (an integer), got {steps!r}")
 
 
 def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,

@@ -3,7 +3,6 @@
 A CLI case asserts the exit code, that stderr has no traceback, and that it names the problem."""
 
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -293,3 +292,23 @@ def test_notebooks_probe_at_most_the_held_out_set():
         assert "n=n_probe" not in src, nb.name
         calls += src.count("n=min(n_probe, len(")
     assert calls == 3
+
+
+def test_ctrl_c_in_probe_and_sample_is_one_line(tmp_path, capsys, monkeypatch):
+    from biaskit.commands import probe as probe_cmd
+    from biaskit import sampling
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(probe_cmd, "probe", interrupt)
+    monkeypatch.setattr(sampling, "sample", interrupt)
+    for argv in (["probe", "oracle:gmm2d", "--data", "gmm2d"], ["sample", "oracle:gmm2d"]):
+        rc, err = cli(capsys, *argv, "--out", tmp_path / argv[0], "--no-progress")
+        assert rc == 130 and err.strip().splitlines() == [
+            f"biaskit {argv[0]}: interrupted: nothing was written; rerun the command to start again"]
+        assert not (tmp_path / argv[0]).exists()
+
+
+def test_figures_threads_zero(tmp_path, capsys):
+    assert "--threads must be at least 1, got 0" in error(capsys, "figures", "--threads", 0, "--out", tmp_path)

@@ -100,8 +100,11 @@ class Denoiser(nn.Module):
     @property
     def shape(self) -> tuple[int, ...] | None:
         """Per-sample shape the model was trained on (C, H, W) or (D,); None when unknown."""
-        known = self._shape or self.info.get("shape") or getattr(self.net, "shape", None)
-        return tuple(int(s) for s in known) if known else None
+        for known in (self._shape, self.info.get("shape"), self.info.get("sample_shape"),
+                      getattr(self.net, "shape", None)):  # oracles know their data's shape
+            if isinstance(known, (tuple, list, torch.Size)) and len(known):
+                return tuple(int(s) for s in known)
+        return None
 
     def check_shape(self, shape) -> None:
         """ValueError naming both shapes when per-sample ``shape`` does not fit the model."""

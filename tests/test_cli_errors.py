@@ -152,6 +152,7 @@ def test_resume_with_another_config_names_the_keys(run, capsys):
     line = error(capsys, "train", "--preset", "digits-constant", "--out", run, "--steps", 3,
                  "--resume", *TINY_UNET, "--set", "optim.lr=1e-3")
     assert "loss.weighting, optim.lr differ" in line
+    assert C.read_run_info(run)["train_config"]["loss"]["weighting"] == "debias"  # left as it was
     # steps, logging and device may change
     rc, err = cli(capsys, "train", "--preset", "digits-debias", "--out", run, "--steps", 3, "--resume",
                   *TINY_UNET, "--set", "log_every=1", "--device", "cpu")
@@ -312,3 +313,18 @@ def test_ctrl_c_in_probe_and_sample_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_figures_threads_zero(tmp_path, capsys):
     assert "--threads must be at least 1, got 0" in error(capsys, "figures", "--threads", 0, "--out", tmp_path)
+
+
+
+@pytest.mark.parametrize("flag,words", [("--data-range=-0.5,abc", ["--data-range", "'abc'", "not a number"]),
+                                        ("--data-range=1,-1", ["--data-range", "LO < HI", "'1,-1'"]),
+                                        ("--trained-timesteps=1:x", ["--trained-timesteps", "'x'"])])
+def test_list_valued_loader_flags_name_flag_and_item(tmp_path, capsys, flag, words):
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"not read: the flags are checked first")
+    line = error(capsys, "probe", model, "--model-spec", "x.py:f", flag, "--data", "gmm", "--out", tmp_path / "o")
+    assert all(w in line for w in words), line
+
+
+def test_weightings_list_goes_through_the_same_parser(capsys):
+    assert "--weightings is empty" in error(capsys, "weights", "--timesteps", 10, "--weightings=,")

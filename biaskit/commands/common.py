@@ -61,16 +61,26 @@ def load_model(args, device, **oracle_kwargs):
 
 
 def loader_kwargs(args, device) -> dict:
-    """Keyword options for :func:`biaskit.load` of a non-oracle ``args.model``."""
+    """Keyword options for :func:`biaskit.load` of a non-oracle ``args.model``; the list-valued
+    loader flags are read by :func:`parse_list` (errors name the flag and the bad item)."""
     if _is_run(args.model):
         return {"ema": not args.online_weights, "step": args.step, "device": device}
-    return thirdparty.loader_kwargs_from_args(args)
+    kwargs = thirdparty.loader_kwargs_from_args(args)
+    for dest, item, sep, form in (("data_range", float, ",", "LO,HI with LO < HI"),
+                                  ("trained_timesteps", int, ":", "LO:HI with LO <= HI")):
+        if isinstance(kwargs.get(dest), str):
+            values = parse_list(_flag(dest), kwargs[dest], item, sep)
+            lo_hi_ok = len(values) == 2 and (values[0] < values[1] if item is float else values[0] <= values[1])
+            if not lo_hi_ok:
+                raise ValueError(f"{_flag(dest)} expects {form}, got {kwargs[dest]!r}")
+            kwargs[dest] = tuple(values)
+    return kwargs
 
 
-def parse_list(flag: str, text, item=int) -> list:
-    """A comma list given to ``flag`` (``--timesteps 0,250,999``) as a list of ``item``;
-    ValueError naming the flag and the first bad item."""
-    items = [s.strip() for s in str(text).split(",")]
+def parse_list(flag: str, text, item=int, sep: str = ",") -> list:
+    """A list given to ``flag`` (``--timesteps 0,250,999``; ``sep`` between items) as a list of
+    ``item``; ValueError naming the flag and the first bad item."""
+    items = [s.strip() for s in str(text).split(sep)]
     if not any(items):
         raise ValueError(f"{flag} is empty")
     out = []
@@ -80,8 +90,8 @@ def parse_list(flag: str, text, item=int) -> list:
         try:
             out.append(item(s))
         except ValueError:
-            raise ValueError(f"{flag}: {s!r} is not {'an integer' if item is int else 'a number'} "
-                             f"(in {text!r})") from None
+            kind = {int: "an integer", float: "a number"}.get(item, item.__name__)
+            raise ValueError(f"{flag}: {s!r} is not {kind} (in {text!r})") from None
     return out
 
 

@@ -118,9 +118,6 @@ class Denoiser(nn.Module):
         raise ValueError(f"model {self.name!r} expects per-sample shape {_fmt(want)}, the data have "
                          f"{_fmt(got)}{hint}")
 
-    def extra_repr(self) -> str:
-        return ""
-
     def __repr__(self) -> str:
         """One line: format, parameterization, schedule, shape, source."""
         fmt = self.info.get("format") or ("oracle" if self.info.get("oracle") else
@@ -176,7 +173,8 @@ class Denoiser(nn.Module):
         try:
             raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
         except RuntimeError as e:  # a model of unknown shape fed the wrong one: say so in one line
-            if not any(w in str(e) for w in ("shape", "size", "channels")):
+            if self.shape is not None or isinstance(e, torch.cuda.OutOfMemoryError) or \
+                    not any(w in str(e) for w in ("shape", "size", "channels")):
                 raise
             raise ValueError(f"model {self.name!r} failed on data of shape {_fmt(x_t.shape[1:])}: "
                              f"{str(e).splitlines()[0]}") from None

@@ -269,9 +269,10 @@ class Trainer:
 
     def _resume(self):
         old = C.read_run_info(self.run_dir)
-        differ = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
-        if "train_config" in old:
-            differ += config_differences(old["train_config"], to_dict(self.config))
+        coarse = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
+        differ = config_differences(old.get("train_config", {}), to_dict(self.config)) \
+            if "train_config" in old else []
+        differ = differ or coarse  # the dotted keys when the run recorded its config
         if differ:
             raise ValueError(f"cannot resume {self.run_dir} with another config: {', '.join(differ)} "
                              f"differ{'s' if len(differ) == 1 else ''} from its biaskit.json (only "

@@ -120,9 +120,7 @@ def acquire_lock(run_dir, warn=None) -> Path:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            if stale is None and json.loads(path.read_text() or "{}").get("pid") == os.getpid():
-                return path
-            continue  # taken meanwhile: check the new holder
+            continue  # taken meanwhile (or ours already): check the holder again
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         return path

@@ -167,22 +167,28 @@ def _dead_pid() -> int:
 
 
 def test_second_trainer_refuses_and_stale_locks_are_taken_over(tmp_path, capsys):
-    out = tmp_path / "r"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     import socket
+    import time
+    out = tmp_path / "r"
+    first = subprocess.Popen([sys.executable, "-m", "biaskit.cli", "train", "--preset", "gmm-debias",
+                              "--out", str(out), "--steps", "1000000", "--no-progress"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        (out / C.LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                   "started": "then"}))
+        deadline = time.monotonic() + 120
+        while not (out / "log.csv").is_file() and time.monotonic() < deadline:  # training for real
+            time.sleep(0.2)
         line = error(capsys, "train", "--preset", "gmm-debias", "--out", out, "--steps", 2, "--no-progress")
-        assert f"pid {holder.pid}" in line and socket.gethostname() in line
+        assert f"pid {first.pid}" in line and socket.gethostname() in line
     finally:
-        holder.kill()
-        holder.wait()
-    (out / C.LOCK_FILE).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
-    rc, err = cli(capsys, "train", "--preset", "gmm-debias", "--out", out, "--steps", 2, "--no-progress")
+        first.kill()
+        first.wait()
+    assert C.check_lock(out)["pid"] == first.pid  # killed: its lock is stale now
+    (out / "new").mkdir()
+    (out / "new" / C.LOCK_FILE).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    rc, err = cli(capsys, "train", "--preset", "gmm-debias", "--out", out / "new", "--steps", 2,
+                  "--no-progress")
     assert rc == 0 and "taking over the stale lock" in err
-    assert not (out / C.LOCK_FILE).exists()  # released at the end
+    assert not (out / "new" / C.LOCK_FILE).exists()  # released at the end
 
 
 def test_ctrl_c_in_train_names_the_last_checkpoint_and_releases_the_lock(tmp_path, capsys, monkeypatch):

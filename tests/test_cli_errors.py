@@ -334,3 +334,36 @@ def test_list_valued_loader_flags_name_flag_and_item(tmp_path, capsys, flag, wor
 
 def test_weightings_list_goes_through_the_same_parser(capsys):
     assert "--weightings is empty" in error(capsys, "weights", "--timesteps", 10, "--weightings=,")
+
+
+def test_python_probe_and_sample_of_the_wrong_shape(run):
+    import biaskit
+    from biaskit.data import load_dataset
+    from biaskit.sampling import sample
+    den = biaskit.load(run)
+    with pytest.raises(ValueError, match=r"expects per-sample shape \(1, 8, 8\), the data have \(2,\)"):
+        biaskit.probe(den, load_dataset("gmm2d", n_train=16, n_test=16), num_timesteps=2, n=8, progress=False)
+    with pytest.raises(ValueError, match=r"\(1, 8, 8\).*\(3, 8, 8\)"):
+        sample(den, (2, 3, 8, 8), steps=2, progress=False)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        sample(den, (2, 1, 8, 8), steps=2, eta=-1, progress=False)
+
+
+def test_ctrl_c_with_parallel_notebooks_keeps_what_finished(tmp_path, capsys, monkeypatch):
+    """jobs > 1: the finished notebook is kept in the manifest, the queued ones are dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from biaskit import figures as F
+
+    def fake(task):
+        if task[0] != "00_weighting_atlas":
+            raise KeyboardInterrupt
+        return F.NotebookResult(task[0], True, 0.1, str(tmp_path / task[0]), task[2])
+
+    monkeypatch.setattr(F, "_run_one", fake)
+    monkeypatch.setattr(F, "ProcessPoolExecutor", lambda max_workers, mp_context: ThreadPoolExecutor(1))
+    rc, err = cli(capsys, "figures", "--profile", "smoke", "--only", "00", "01", "02", "--jobs", 2,
+                  "--out", tmp_path / "fig")
+    assert rc == 130, err
+    assert "interrupted: 00_weighting_atlas finished; a rerun resumes from the cache" in err
+    assert list(json.loads((tmp_path / "fig" / "manifest.json").read_text())["notebooks"]) == ["00_weighting_atlas"]

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -82,6 +83,21 @@ def run_key_config(config) -> dict:
     for k in RUN_SETTINGS_NOT_KEYED:
         key.pop(k, None)
     return key
+
+
+def _check_run(run_dir: Path) -> Path:
+    """``run_dir`` when its description and every checkpoint's weights can be read (safetensors
+    headers are checked against the file size), else the reading error."""
+    from safetensors import safe_open
+
+    from .checkpoint import checkpoint_dir, checkpoint_steps, read_run_info
+    read_run_info(run_dir)
+    for step in checkpoint_steps(run_dir) or [None]:
+        ckpt = checkpoint_dir(run_dir, step)
+        for name in ("model.safetensors", "ema.safetensors"):
+            with safe_open(str(ckpt / name), "pt") as f:
+                f.keys()
+    return run_dir
 
 
 class Cache:
@@ -145,29 +161,46 @@ class Cache:
         self._record("miss", kind, final, time.perf_counter() - start, label)
         return final
 
+    def _read(self, kind: str, config, build: Callable[[Path], Any], read: Callable[[Path], Any],
+              label: str | None):
+        """``read(entry folder)``; an entry that cannot be read (truncated tensors, empty CSV) is
+        named in a warning, dropped and rebuilt once."""
+        folder = self.get(kind, config, build, label)
+        try:
+            return read(folder)
+        except Exception as e:  # noqa: BLE001 - any failure to read means a damaged entry
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            warnings.warn(f"cache entry {folder} is corrupt ({reason}); dropping it and recomputing")
+            self.drop(folder)
+        return read(self.get(kind, config, build, label))
+
+    def drop(self, folder: Path):
+        """Remove one entry folder (under its lock, so no reader sees it half removed)."""
+        folder = Path(folder)
+        with _lock(folder.with_name(folder.name + ".lock")):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def frame(self, kind: str, config, compute: Callable[[], pd.DataFrame],
               label: str | None = None) -> pd.DataFrame:
         """A DataFrame computed by ``compute()`` once per config, stored as CSV (floats round-trip)."""
         import pandas as pd
-        folder = self.get(kind, config, lambda d: compute().to_csv(d / "frame.csv", index=False),
-                          label)
-        return pd.read_csv(folder / "frame.csv")
+        return self._read(kind, config, lambda d: compute().to_csv(d / "frame.csv", index=False),
+                          lambda d: pd.read_csv(d / "frame.csv"), label)
 
     def tensors(self, kind: str, config, compute: Callable[[], dict], label: str | None = None) -> dict:
         """A dict of tensors (e.g. samples) computed once per config, stored as safetensors."""
         from safetensors.torch import load_file, save_file
-        folder = self.get(kind, config, lambda d: save_file(
+        return self._read(kind, config, lambda d: save_file(
             {k: v.detach().cpu().contiguous() for k, v in compute().items()},
-            str(d / "tensors.safetensors")), label)
-        return load_file(str(folder / "tensors.safetensors"))
+            str(d / "tensors.safetensors")), lambda d: load_file(str(d / "tensors.safetensors")), label)
 
     def results(self, kind: str, config, compute: Callable[[], pd.DataFrame],
                 label: str | None = None) -> pd.DataFrame:
         """A probe / compare frame computed once per config, stored with
         :func:`biaskit.results.save_results` (metadata kept in ``df.attrs["metadata"]``)."""
         from .results import load_results, save_results
-        folder = self.get(kind, config, lambda d: save_results(compute(), d / "results"), label)
-        return load_results(folder / "results")[0]
+        return self._read(kind, config, lambda d: save_results(compute(), d / "results"),
+                          lambda d: load_results(d / "results")[0], label)
 
     def run(self, config, label: str = "run", progress: bool = False, data=None) -> Path:
         """The run folder of :func:`biaskit.train.run_training` for ``config`` (a TrainConfig,
@@ -191,7 +224,7 @@ class Cache:
 
         if launched()[1] > 1:
             return self._run_distributed(key, build, label)
-        return self.get("runs", key, build, label) / label
+        return self._read("runs", key, build, lambda d: _check_run(d / label), label)
 
     def _run_distributed(self, key: dict, build: Callable[[Path], Any], label: str) -> Path:
         """Under torchrun every rank trains (DDP) into one shared folder; rank 0 (the only

@@ -31,8 +31,11 @@ RUN_FILE = "biaskit.json"
 FORMAT = "biaskit.run"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
-__all__ = ["RUN_FILE", "read_run_info", "save_checkpoint", "checkpoint_steps",
-           "checkpoint_dir", "build_net", "load_run"]
+__all__ = ["RUN_FILE", "LOCK_FILE", "read_run_info", "save_checkpoint",
+           "checkpoint_steps", "checkpoint_dir", "build_net", "load_run", "acquire_lock",
+           "release_lock", "check_lock"]
+
+LOCK_FILE = "train.lock"
 
 
 def _fsync(path: Path):
@@ -53,6 +56,74 @@ def read_run_info(run_dir) -> dict:
         raise ValueError(f"{path} is not a biaskit run description (format {info.get('format')!r}, "
                          f"missing {missing})")
     return info
+
+
+# --- one trainer per run directory ------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def check_lock(run_dir) -> dict | None:
+    """None when no live trainer holds ``run_dir``; the lock's {pid, host, started} when a lock
+    of a dead process on this host is found (stale: it may be taken over). ValueError naming the
+    holder when another live process (or one on another host) holds it."""
+    import socket
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        holder = {}
+    pid, host = holder.get("pid"), holder.get("host")
+    if pid == os.getpid() and host == socket.gethostname():
+        return None  # ours (a second Trainer in the same process)
+    if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        return holder
+    raise ValueError(f"{run_dir} is being trained by pid {pid} on host {host} since "
+                     f"{holder.get('started')} (lock {path}); wait for it to finish, or delete "
+                     "the lock file if that process is gone")
+
+
+def acquire_lock(run_dir, warn=None) -> Path:
+    """Write ``RUN_DIR/train.lock`` with this process's pid and host; a stale lock of a dead pid
+    on this host is taken over (``warn`` is told so). ValueError when a live process holds it."""
+    import socket
+    import time
+    path = Path(run_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(2):
+        stale = check_lock(run_dir)
+        if stale is not None:
+            if warn:
+                warn(f"taking over the stale lock {path} of pid {stale.get('pid')} (no longer running)")
+            path.unlink(missing_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            continue  # taken meanwhile (or ours already): check the holder again
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return path
+    check_lock(run_dir)  # raises naming the holder
+    return path
+
+
+def release_lock(run_dir):
+    """Remove this process's lock of ``run_dir`` (a lock of another process is left alone)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
 
 
 # --- saving -----------------------------------------------------------------------------------
@@ -150,7 +221,7 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     loss = info.get("train_config", {}).get("loss", {})
     return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"],
                     data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
-                    name=info.get("name", run_dir.name),
+                    name=info.get("name", run_dir.name), shape=info.get("shape"),
                     info={"run_dir": str(run_dir), "step": int(ckpt.name.split("_")[1]),
                           "weights": "ema" if ema else "online", "weighting": loss.get("weighting"),
                           "data": info.get("data")})

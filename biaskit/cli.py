@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
 
 # subcommand -> module in biaskit.commands defining add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -39,14 +41,35 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _one_line_warnings(args.command):
+            return int(args._run(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         return 0
+    except KeyboardInterrupt as e:
+        # Ctrl-C: what finished and how to go on, from the command (e.args), else a generic line
+        said = str(e.args[0]) if e.args else "nothing was written; rerun the command to start again"
+        print(f"biaskit {args.command}: interrupted: {said}", file=sys.stderr)
+        return 130
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
             IsADirectoryError, PermissionError) as e:
         # user errors: one clear line, no traceback
         print(f"biaskit {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Warnings print as one line ``biaskit CMD: warning: ...`` (not file:line plus source)."""
+    old = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"biaskit {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
 
 
 if __name__ == "__main__":

@@ -204,19 +204,26 @@ def _build(cls, d: dict, prefix: str = ""):
 
 
 def load_config(source) -> TrainConfig:
-    """A :class:`TrainConfig` from a dict, a TrainConfig, or a YAML/JSON file path."""
+    """A :class:`TrainConfig` from a dict, a TrainConfig, a YAML/JSON file path, or a preset
+    name (``"gmm-debias"``, its quick profile; :func:`get_preset` for another profile)."""
     if isinstance(source, TrainConfig):
         return copy.deepcopy(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            if isinstance(source, str) and source in preset_names():
+                return get_preset(source)
+            raise FileNotFoundError(f"config file not found: {path}; for a preset use its name "
+                                    f"({', '.join(preset_names()[:3])}, ...) or "
+                                    "biaskit.config.get_preset(name, profile)")
         try:
             source = (json.loads(path.read_text()) if path.suffix == ".json"
                       else yaml.safe_load(path.read_text()))
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise ValueError(f"config file {path} cannot be parsed: {e}") from None
-        source = source or {}
+        if not source:  # an empty file would silently train the defaults
+            raise ValueError(f"config file {path} is empty; give at least one key (see "
+                             "biaskit train --print-config for all of them)")
     if not isinstance(source, dict):
         raise ValueError(f"a config must be a mapping, got {type(source).__name__}")
     return _build(TrainConfig, source)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -266,11 +268,14 @@ def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mod
     return _Raw(cut(n_train, "train"), cut(n_test, "test"), UNIT)
 
 
-def _open_image(path: Path, size: int, mode: str) -> np.ndarray:
-    """Resize the shorter side to ``size`` and center-crop; (C, size, size) in [0, 1]."""
+def _open_image(path: Path, size: int, mode: str, converted=None) -> np.ndarray:
+    """Resize the shorter side to ``size`` and center-crop; (C, size, size) in [0, 1].
+    ``converted`` (a Counter) counts the source modes that were converted to ``mode``."""
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
+            if converted is not None and im.mode != mode:
+                converted[im.mode] += 1
             im = im.convert(mode)
             w, h = im.size
             scale = size / min(w, h)
@@ -316,15 +321,20 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
                disable=len(files) < 1000)
 
+    converted = Counter()
+
     def load(fs):
         out = np.zeros((len(fs), 1 if mode == "L" else 3, size, size), np.float32)
         for i, f in enumerate(fs):
-            out[i] = _open_image(f, int(size), mode)
+            out[i] = _open_image(f, int(size), mode, converted)
             bar.update()
         return out
 
     train, test = load(train_files), load(test_files)
     bar.close()
+    if converted:  # mixed folders: say what was converted (RGBA loses its alpha, gray is repeated)
+        what = ", ".join(f"{n} {m}" for m, n in sorted(converted.items()))
+        warnings.warn(f"image folder {path}: converted to mode {mode}: {what} image(s)")
     return _Raw(train, test, UNIT)
 
 

@@ -43,6 +43,10 @@ def resolve_device(device=None) -> torch.device:
     return torch.device(device)
 
 
+def _fmt(shape) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
 def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
@@ -63,12 +67,18 @@ class Denoiser(nn.Module):
         input_scale: multiply x_t by this before the network (e.g. 1 / (alpha + sigma) for a flow net)
             — a float, or None.
         clip: clamp x0_hat to data_range (and recompute eps_hat) when True.
+        shape: the per-sample shape (C, H, W) or (D,) the model was trained on, when known
+            (else ``info["shape"]``, else the network's ``shape`` attribute, else None); inputs of
+            another shape are a ValueError naming both, unless ``any_size`` allows other H, W.
+        any_size: accept images of another height and width than ``shape`` (a convolutional
+            network run off its training size); channels must still match.
     """
 
     def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", *,
                  time_input: str | Callable = "index", time_scale: float | None = None,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
-                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None):
+                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
+                 shape=None, any_size: bool = False):
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -84,6 +94,39 @@ class Denoiser(nn.Module):
         self.name = name
         self.info = dict(info or {})
         self.net_kwargs = dict(net_kwargs or {})
+        self._shape = tuple(int(s) for s in shape) if shape else None
+        self.any_size = any_size
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape the model was trained on (C, H, W) or (D,); None when unknown."""
+        for known in (self._shape, self.info.get("shape"), self.info.get("sample_shape"),
+                      getattr(self.net, "shape", None)):  # oracles know their data's shape
+            if isinstance(known, (tuple, list, torch.Size)) and len(known):
+                return tuple(int(s) for s in known)
+        return None
+
+    def check_shape(self, shape) -> None:
+        """ValueError naming both shapes when per-sample ``shape`` does not fit the model."""
+        want, got = self.shape, tuple(int(s) for s in shape)
+        if want is None or got == want:
+            return
+        resizable = len(got) == len(want) == 3 and got[0] == want[0] and not self.info.get("oracle")
+        if self.any_size and resizable:
+            return
+        hint = " (pass any_size=True / --any-size to run it at another image size)" if resizable else ""
+        raise ValueError(f"model {self.name!r} expects per-sample shape {_fmt(want)}, the data have "
+                         f"{_fmt(got)}{hint}")
+
+    def __repr__(self) -> str:
+        """One line: format, parameterization, schedule, shape, source."""
+        fmt = self.info.get("format") or ("oracle" if self.info.get("oracle") else
+                                          "biaskit run" if "run_dir" in self.info else
+                                          type(self.net).__name__)
+        source = self.info.get("path") or self.info.get("run_dir") or self.name
+        shape = _fmt(self.shape) if self.shape else "unknown"
+        return (f"Denoiser({fmt}, {self.parameterization}, {self.schedule.name} T={self.schedule.T}, "
+                f"shape {shape}, source {source})")
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +141,7 @@ class Denoiser(nn.Module):
                      time_scale=self.time_scale if self.time_scale is not None else
                      1.0 / self.schedule.num_train_timesteps, data_range=self.data_range,
                      channels=self.channels, clip=self.clip, name=self.name, info=self.info,
-                     net_kwargs=self.net_kwargs)
+                     net_kwargs=self.net_kwargs, shape=self._shape, any_size=self.any_size)
         return d
 
     def time_features(self, t: torch.Tensor) -> torch.Tensor:
@@ -120,6 +163,7 @@ class Denoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         """x_t: (B, C, H, W) or (B, D); t: (B,) integer steps of ``self.schedule`` (or a scalar)."""
+        self.check_shape(x_t.shape[1:])
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
@@ -128,9 +172,8 @@ class Denoiser(nn.Module):
         alpha, sigma = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
         try:
             raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
-        except (RuntimeError, TypeError, IndexError) as e:  # a wrong --time-input: say which works
-            from .thirdparty import time_input_error
-            raise time_input_error(self, x_t, t, e) from None
+        except (RuntimeError, TypeError, IndexError) as e:
+            raise _diagnose(self, x_t, t, e) from None
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)
@@ -148,3 +191,51 @@ class Denoiser(nn.Module):
                 "time_scale": self.time_scale, "data_range": list(self.data_range),
                 "channels": self.channels, "schedule": self.schedule.name, "T": self.schedule.T,
                 "clip": self.clip, **self.info}
+
+
+def _time_desc(d: "Denoiser", t: torch.Tensor) -> str:
+    feats = d.time_features(t[:2])
+    values = ", ".join(f"{v:.4g}" for v in feats.flatten()[:2].tolist())
+    return f"{str(feats.dtype).replace('torch.', '')} of shape {tuple(feats.shape)}, e.g. {values}"
+
+
+def time_input_error(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
+    """When ``d.net`` failed on (x_t, its time input): a ValueError naming the time inputs the
+    network does run with, found by trying each on one sample; ``error`` itself when the time
+    input is not the cause (every alternative fails too)."""
+    if callable(d.time_input) or isinstance(error, torch.cuda.OutOfMemoryError):
+        return error
+    working = []
+    for ti in (d.time_input, *(ti for ti in TIME_INPUTS if ti != d.time_input)):
+        # the current input first: if it runs on one sample, the time input is not the cause
+        alt = Denoiser(d.net, d.schedule, d.parameterization, time_input=ti, time_scale=d.time_scale
+                       if ti == "scaled" else None, data_range=d.data_range, channels=d.channels,
+                       net_kwargs=d.net_kwargs)
+        try:
+            with torch.no_grad():
+                alt.net(x_t[:1], alt.time_features(t[:1]), **alt.net_kwargs)
+        except Exception:  # noqa: BLE001 - any failure means this input does not work either
+            continue
+        if ti == d.time_input:
+            return error
+        working.append(f"{ti} ({_time_desc(alt, t)})")
+    if not working:
+        return error
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"the network rejects time input {d.time_input!r} ({_time_desc(d, t)}): "
+                      f"{first}; it runs with --time-input {' or '.join(working)}: pass the time "
+                      "convention it was trained with")
+
+
+def _diagnose(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
+    """One line for a network that failed on (x_t, t): a wrong time input (naming those that
+    work), or, for a model of unknown shape, data of the wrong shape; else ``error`` itself."""
+    found = time_input_error(d, x_t, t, error)
+    if found is not error:
+        return found
+    if isinstance(error, RuntimeError) and d.shape is None and \
+            not isinstance(error, torch.cuda.OutOfMemoryError) and \
+            any(w in str(error) for w in ("shape", "size", "channels")):
+        return ValueError(f"model {d.name!r} failed on data of shape {_fmt(x_t.shape[1:])}: "
+                          f"{str(error).splitlines()[0]}")
+    return error

@@ -224,9 +224,10 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     runner = runner_settings(profile)
-    jobs = jobs or runner.get("jobs", 1)
-    if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    for flag, value in (("--jobs", jobs), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    jobs = jobs if jobs is not None else runner.get("jobs", 1)
     chosen = select(names, notebook_dir)
     if not chosen:
         raise FileNotFoundError(f"no notebooks in {notebook_dir}")
@@ -240,22 +241,41 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()
+    try:
+        _execute(tasks, jobs, profile, results, echo)
+    except KeyboardInterrupt:
+        if results:
+            write_manifest(out_dir, sorted(results, key=lambda r: r.name), profile=profile,
+                           device=device, cache_dir=cache_dir, jobs=jobs, threads=threads,
+                           wall_s=time.perf_counter() - start, interrupted=True)
+        done = ", ".join(sorted(r.name for r in results)) or "no notebook"
+        raise KeyboardInterrupt(f"{done} finished; a rerun resumes from the cache {cache_dir} "
+                                "(models and results built so far are kept)") from None
+    results.sort(key=lambda r: r.name)
+    write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
+                   jobs=jobs, threads=threads, wall_s=time.perf_counter() - start)
+    return results
+
+
+def _execute(tasks, jobs: int, profile: str, results: list, echo):
+    """Run ``tasks`` (one process per notebook when ``jobs`` > 1), appending to ``results`` as
+    each finishes, so that an interrupted run still knows what finished."""
     if jobs == 1:
         for t in tasks:
             echo(f"running {t[0]} ({profile}) ...")
             results.append(_run_one(t))
             echo(results[-1].summary())
-    else:
-        import multiprocessing as mp
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, t) for t in tasks]
-            for f in as_completed(futures):
-                results.append(f.result())
-                echo(results[-1].summary())
-        results.sort(key=lambda r: r.name)
-    write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
-                   jobs=jobs, threads=threads, wall_s=time.perf_counter() - start)
-    return results
+        return
+    import multiprocessing as mp
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    try:
+        for f in as_completed([pool.submit(_run_one, t) for t in tasks]):
+            results.append(f.result())
+            echo(results[-1].summary())
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C: drop the queued notebooks
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _check_overrides(overrides: dict, chosen: dict):
@@ -271,6 +291,7 @@ def _check_overrides(overrides: dict, chosen: dict):
 def write_manifest(out_dir, results, **run_info) -> Path:
     """Merge ``results`` into ``out_dir/manifest.json`` (entries of notebooks not run are kept)."""
     path = Path(out_dir) / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(path.read_text()) if path.is_file() else {}
     entries = old.get("notebooks", {})
     for r in results:

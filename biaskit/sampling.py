@@ -27,6 +27,7 @@ x_T first, then each stochastic step's draw, in order.
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -386,6 +387,14 @@ def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
 
 
 @torch.inference_mode()
+def check_steps(sampler: str, denoiser, steps) -> None:
+    """ValueError unless 1 <= ``steps`` <= T of the denoiser's schedule (every sampler visits
+    distinct schedule steps)."""
+    T = _first(denoiser).schedule.T
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
+        raise ValueError(f"{sampler}: steps must be in 1..{T} (an integer), got {steps!r}")
+
+
 def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
@@ -410,7 +419,12 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
+    if not eta >= 0:
+        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
     first = _first(denoiser)
+    check_steps(sampler, first, steps)
+    first.check_shape(shape_or_noise.shape[1:] if isinstance(shape_or_noise, torch.Tensor)
+                      else tuple(shape_or_noise)[1:])
     schedule = first.schedule
     if isinstance(denoiser, (list, tuple)) and any(
             not d.schedule.same_as(schedule)

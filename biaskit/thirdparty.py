@@ -43,7 +43,7 @@ from .schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_b
 __all__ = ["FORMATS", "detect_format", "load_thirdparty", "load_diffusers", "load_adm",
            "load_plugin", "resolve_factory", "add_loader_arguments", "loader_kwargs_from_args",
            "DiffusersUNet", "WithClassLabel", "read_weights", "state_dict_candidates",
-           "shared_prefix", "prefix_for", "time_input_error", "IGNORED_FLAGS"]
+           "shared_prefix", "prefix_for", "IGNORED_FLAGS"]
 
 FORMATS = ("diffusers", "diffusers-unet", "adm", "plugin")
 WEIGHT_SUFFIXES = safeload.SAFETENSORS_SUFFIXES + safeload.PICKLE_SUFFIXES
@@ -643,40 +643,6 @@ def _check_kwargs(kwargs: dict, fn, fmt: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # a network that refuses its time input
-
-def _time_desc(d: Denoiser, t: torch.Tensor) -> str:
-    feats = d.time_features(t[:2])
-    values = ", ".join(f"{v:.4g}" for v in feats.flatten()[:2].tolist())
-    return f"{str(feats.dtype).replace('torch.', '')} of shape {tuple(feats.shape)}, e.g. {values}"
-
-
-def time_input_error(d: Denoiser, x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
-    """When ``d.net`` failed on (x_t, its time input): a ValueError naming the time inputs the
-    network does run with, found by trying each on one sample; ``error`` itself when the time
-    input is not the cause (every alternative fails too)."""
-    if callable(d.time_input) or isinstance(error, torch.cuda.OutOfMemoryError):
-        return error
-    working = []
-    for ti in (d.time_input, *(ti for ti in TIME_INPUTS if ti != d.time_input)):
-        # the current input first: if it runs on one sample, the time input is not the cause
-        alt = Denoiser(d.net, d.schedule, d.parameterization, time_input=ti, time_scale=d.time_scale
-                       if ti == "scaled" else None, data_range=d.data_range, channels=d.channels,
-                       net_kwargs=d.net_kwargs)
-        try:
-            with torch.no_grad():
-                alt.net(x_t[:1], alt.time_features(t[:1]), **alt.net_kwargs)
-        except Exception:  # noqa: BLE001 - any failure means this input does not work either
-            continue
-        if ti == d.time_input:
-            return error
-        working.append(f"{ti} ({_time_desc(alt, t)})")
-    if not working:
-        return error
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ValueError(f"the network rejects time input {d.time_input!r} ({_time_desc(d, t)}): "
-                      f"{first}; it runs with --time-input {' or '.join(working)}: pass the time "
-                      "convention it was trained with")
-
 
 # ---------------------------------------------------------------------------------------------
 # command line

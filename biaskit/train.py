@@ -28,6 +28,7 @@ import csv
 import functools
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,8 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.run_dir = Path(cfg.out)
+        if self.rank == 0:
+            C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
         self.data = _dataset(cfg, data)
         self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
         self.target = P.canonical(cfg.loss.target)
@@ -254,9 +257,14 @@ class Trainer:
 
     def _resume(self):
         old = C.read_run_info(self.run_dir)
-        for key in ("model", "parameterization", "time_input", "schedule"):
-            if old[key] != self.info[key]:
-                raise ValueError(f"cannot resume {self.run_dir}: its {key} differs from this config")
+        coarse = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
+        differ = config_differences(old.get("train_config", {}), to_dict(self.config)) \
+            if "train_config" in old else []
+        differ = differ or coarse  # the dotted keys when the run recorded its config
+        if differ:
+            raise ValueError(f"cannot resume {self.run_dir} with another config: {', '.join(differ)} "
+                             f"differ{'s' if len(differ) == 1 else ''} from its biaskit.json (only "
+                             f"{', '.join(RESUMABLE)} may change on --resume)")
         ckpt = C.checkpoint_dir(self.run_dir)
         self.net.load_state_dict(read_checkpoint(ckpt / "model.safetensors", self.device))
         self.ema.load_state_dict(read_checkpoint(ckpt / "ema.safetensors", self.device))
@@ -330,6 +338,15 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
     def run(self, progress: bool = True, stop_at: int | None = None) -> Iterator[TrainState]:
         """Train up to ``config.steps`` (or until ``stop_at``), yielding after every step."""
+        if self.rank == 0:
+            C.acquire_lock(self.run_dir, warn=lambda m: warnings.warn(m, stacklevel=2))
+        try:
+            yield from self._run(progress, stop_at)
+        finally:
+            if self.rank == 0:
+                C.release_lock(self.run_dir)
+
+    def _run(self, progress: bool, stop_at: int | None) -> Iterator[TrainState]:
         cfg = self.config
         last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         log = _Log(self, enabled=self.rank == 0)
@@ -374,6 +391,29 @@ class Trainer:
             path = self.run_dir / "probe.csv"
             df.to_csv(path, mode="a", header=not path.exists(), index=False)
         return df
+
+
+# keys that only say how long to train, where, and how often to log/probe/checkpoint: a resumed
+# run may change them; every other key changes what is learned, so resuming refuses
+RESUMABLE = ("steps", "out", "device", "threads", "log_every", "ckpt_every", "keep_checkpoints",
+             "probe_every", "probe_n")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != "options":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys (``loss.weighting``) whose values differ between two training configs
+    (plain dicts), leaving out :data:`RESUMABLE`."""
+    a, b = _flatten(old), _flatten(new)
+    return [k for k in sorted(set(a) | set(b)) if k not in RESUMABLE and a.get(k) != b.get(k)]
 
 
 class _Log:
@@ -446,6 +486,10 @@ def run_training(config, *, data=None, resume: bool = False, progress: bool = Tr
                  stop_at: int | None = None) -> Trainer:
     """Train to the end (or ``stop_at``); return the :class:`Trainer` (``.denoiser()``, ``.run_dir``)."""
     trainer = Trainer(config, data=data, resume=resume)
-    for _ in trainer.run(progress=progress, stop_at=stop_at):
-        pass
+    steps = trainer.run(progress=progress, stop_at=stop_at)
+    try:
+        for _ in steps:
+            pass
+    finally:
+        steps.close()  # releases the run's lock at once, also on Ctrl-C
     return trainer

@@ -1,5 +1,6 @@
-"""The README contract: its test command is the one .ci/run runs."""
+"""The README contract: its test command is the one .ci/run runs, and every command it shows runs."""
 
+import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,3 +18,92 @@ def test_readme_opens_with_the_two_commands():
     first, second = (b.split("```")[0].strip() for b in blocks)
     assert first.endswith("biaskit figures --profile quick")
     assert second.endswith("python -m pytest -q")
+
+
+# --- every command of the README, run in a fresh folder at small sizes ----------------------------
+# The README's sizes are for real use; the test keeps its commands and shrinks them with these
+# documented rules (README, "Tests"): train runs 1/100 of the steps (20 for a preset's default) on a
+# tiny UNet with batch 8, probes use 4 timesteps and 32 samples without figures, samplers 16
+# samples, and `torchrun ... -m biaskit.cli` runs in one process (DDP has its own tests).
+# `biaskit figures` is run by tests/test_figures.py at the smoke profile, so here its commands are
+# only parsed.
+
+TINY = ["--set", "model.config.channels=8", "--set", "model.config.channel_mult=[1]",
+        "--set", "model.config.mid_attention=false", "--set", "model.config.attention_levels=[]",
+        "--set", "model.config.num_res_blocks=1", "--set", "data.n_train=64", "--set", "batch_size=8",
+        "--no-progress"]
+SHRINK = {"train": {"--steps": lambda v: str(max(1, int(v) // 100))},
+          "probe": {"--num-timesteps": lambda v: "4", "--samples": lambda v: "32"},
+          "sample": {"--n": lambda v: "16"}}
+ADD = {"train": {"--steps": "20"}, "probe": {"--num-timesteps": "4", "--samples": "32"}, "sample": {}}
+
+
+def readme_commands() -> list[list[str]]:
+    """argv (after ``biaskit``) of every command in the README's bash blocks, in order."""
+    text = (ROOT / "README.md").read_text()
+    out = []
+    for block in text.split("```bash\n")[1:]:
+        for line in block.split("```")[0].replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                argv = shlex.split(part, comments=True)
+                if argv[:1] == ["biaskit"]:
+                    out.append(argv[1:])
+                elif argv[:1] == ["torchrun"]:
+                    out.append(argv[argv.index("biaskit.cli") + 1:])
+    return out
+
+
+def shrink(argv: list[str]) -> list[str]:
+    """``argv`` with the README-test rules applied (see the comment above)."""
+    cmd, rules = argv[0], SHRINK.get(argv[0], {})
+    out = [rules[argv[i - 1]](a) if i and argv[i - 1] in rules else a for i, a in enumerate(argv)]
+    if cmd == "train" and "--list" not in argv:
+        out += TINY
+    grid = {"--timesteps", "--num-timesteps"} & set(argv)
+    for flag, value in ADD.get(cmd, {}).items():
+        if flag not in argv and not (flag == "--num-timesteps" and grid):
+            out += [flag, value]
+    if cmd in ("probe", "sample"):
+        out.append("--no-progress")
+    if cmd == "probe":
+        out.append("--no-plots")  # the probe's figures cost most of its time; tested elsewhere
+    return out
+
+
+def _dependency_order(commands):
+    """Trainings first (the probe and sample examples use their runs), in README order."""
+    return sorted(commands, key=lambda a: a[0] != "train")
+
+
+def test_readme_commands_parse():
+    from biaskit.cli import build_parser
+    commands = readme_commands()
+    assert {c[0] for c in commands} == {"weights", "probe", "train", "sample", "figures"}
+    for argv in commands:
+        build_parser().parse_args(argv)
+
+
+def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
+    """In a fresh folder holding only links to the repository's examples/ (and ../shared for the
+    third-party checkpoint): every non-figures command exits 0."""
+    from biaskit.cli import main
+    shared = ROOT.parent / "shared"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "examples").symlink_to(ROOT / "examples")
+    if shared.is_dir():
+        (tmp_path / "shared").symlink_to(shared)
+    monkeypatch.chdir(repo)
+    ran = []
+    for argv in _dependency_order(readme_commands()):
+        if argv[0] == "figures":
+            continue
+        if any(a.startswith("../shared/") for a in argv) and not shared.is_dir():
+            continue
+        rc = main(shrink(argv))
+        err = capsys.readouterr().err
+        assert rc == 0, (argv, err)
+        assert "Traceback" not in err
+        ran.append(argv[0])
+    assert ran.count("train") == 5 and ran.count("probe") >= 3 and ran.count("sample") == 2
+    assert (repo / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()

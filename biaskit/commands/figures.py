@@ -46,9 +46,16 @@ def parse_overrides(items) -> dict:
 
 def run(args) -> int:
     from ..figures import NOTEBOOK_DIR, cache_folder, run_all, train_all
+    from .common import check_out
+    check_out(args.out)
     if args.train_only:
-        train_all(args.profile, cache_folder(args.out, args.cache), args.device, progress=True,
-                  echo=lambda s: print(s, file=sys.stderr, flush=True))
+        cache = cache_folder(args.out, args.cache)
+        try:
+            train_all(args.profile, cache, args.device, progress=True,
+                      echo=lambda s: print(s, file=sys.stderr, flush=True))
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"the runs listed above are in the cache {cache}; a rerun "
+                                    "trains only the missing ones") from None
         return 0
     results = run_all(args.only, profile=args.profile, out_dir=args.out, cache_dir=args.cache,
                       jobs=args.jobs, device=args.device, overrides=parse_overrides(args.overrides),

@@ -14,7 +14,8 @@ from ..denoiser import resolve_device
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
-from .common import add_data_arguments, add_model_arguments, data_options, load_data, load_model
+from .common import (add_data_arguments, add_model_arguments, check_out, data_options, load_data,
+                     load_model, parse_list)
 
 
 def add_arguments(p):
@@ -81,9 +82,10 @@ def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
 
 def run(args) -> int:
     device = resolve_device(args.device)
-    timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()] if args.timesteps else None
+    timesteps = parse_list("--timesteps", args.timesteps) if args.timesteps is not None else None
     if args.stratified and args.timesteps:
         raise ValueError("--stratified goes with --num-timesteps, not with --timesteps")
+    check_out(args.out)
     model, ds = _load(args, device)
     df = probe(model, ds, timesteps=timesteps, num_timesteps=args.num_timesteps, stratified=args.stratified,
                n=args.samples, seed=args.seed, batch_size=args.batch_size, device=device,

@@ -19,7 +19,8 @@ import numpy as np
 from .. import sampling as S
 from ..denoiser import resolve_device
 from ..probe import CLIP_TOL, outside_range
-from .common import add_data_arguments, add_model_arguments, load_data, load_model, model_shape
+from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
+                     model_shape, parse_list)
 
 
 def add_arguments(p):
@@ -51,26 +52,26 @@ def add_arguments(p):
     add_model_arguments(p)
 
 
-def _steps(text: str) -> list[int]:
-    try:
-        steps = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--steps expects an integer or a comma list of integers, got {text!r}") from None
-    if not steps:
-        raise ValueError("--steps is empty")
-    return steps
-
-
 def _shape(model, text) -> tuple[int, ...]:
     if text:
-        try:
-            return tuple(int(s) for s in text.split(",") if s.strip())
-        except ValueError:
-            raise ValueError(f"--shape expects comma-separated integers, got {text!r}") from None
+        shape = tuple(parse_list("--shape", text))
+        model.check_shape(shape)
+        return shape
     shape = model_shape(model)
     if shape is None:
         raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
     return shape
+
+
+class _FirstNonFinite:
+    """Sampling callback remembering (call i, t) of the first step with a non-finite state."""
+
+    def __init__(self):
+        self.first = None
+
+    def __call__(self, step):
+        if self.first is None and not all(bool(x.isfinite().all()) for x in (step.x0_hat, step.x_next)):
+            self.first = (step.i, step.t)
 
 
 def _figure(x0s: dict, model, out: Path, n_show: int) -> list[Path]:
@@ -148,15 +149,20 @@ def _summary(n: int, x, stats) -> str:
 
 def run(args) -> int:
     device = resolve_device(args.device)
-    steps = _steps(args.steps)
+    steps = parse_list("--steps", args.steps)
     if args.trajectory and len(steps) > 1:
         raise ValueError("--trajectory saves one chain: give a single --steps value")
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
+    if args.eta < 0:
+        raise ValueError(f"--eta must be >= 0, got {args.eta}")
     if args.grid < 1:
         raise ValueError(f"--grid must be positive, got {args.grid}")
+    check_out(args.out)
     model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))
+    for n in steps:
+        S.check_steps(args.sampler, model, n)
     ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
         raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "
@@ -169,8 +175,13 @@ def run(args) -> int:
     model_t = model.schedule.timesteps  # what the sampler's schedule steps are in the model's timesteps
     arrays, x0s = {}, {}
     for n in steps:
+        watch = _FirstNonFinite()
         r = S.sample(model, shape, steps=n, return_trajectory=args.trajectory,
-                     progress=not args.no_progress, **kwargs)
+                     progress=not args.no_progress, callback=watch, **kwargs)
+        if watch.first is not None:
+            i, t = watch.first
+            raise ValueError(f"the {n}-step {args.sampler} chain went non-finite (NaN/inf) at model "
+                             f"call {i} (t = {int(model_t[t])}); nothing was written")
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()
         arrays[f"timesteps{suffix}"] = model_t[list(r.timesteps)].numpy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from .common import check_out
+
 
 def add_arguments(p):
     src = p.add_mutually_exclusive_group()
@@ -20,6 +22,15 @@ def add_arguments(p):
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resume_hint(run_dir) -> str:
+    from ..checkpoint import checkpoint_steps
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        return f"no checkpoint was written in {run_dir}; rerun the command to start again"
+    return (f"the last checkpoint is step {steps[-1]} in {run_dir}; rerun the same command with "
+            "--resume to continue from it")
 
 
 def run(args) -> int:
@@ -43,7 +54,11 @@ def run(args) -> int:
         yaml.safe_dump(to_dict(config), sys.stdout, sort_keys=False)
         return 0
     from ..train import run_training
-    trainer = run_training(config, resume=args.resume, progress=not args.no_progress)
+    check_out(config.out)
+    try:
+        trainer = run_training(config, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_resume_hint(config.out)) from None
     if trainer.rank == 0:
         print(f"trained {trainer.step} steps; run directory {trainer.run_dir} "
               f"(biaskit probe {trainer.run_dir})", file=sys.stderr)

@@ -6,6 +6,7 @@ import sys
 
 from .. import weighting as W
 from ..schedules import get_schedule
+from .common import parse_list
 
 
 def add_arguments(p):
@@ -36,7 +37,7 @@ def measure_line(measures: dict[str, str], space: str) -> str:
 
 def run(args) -> int:
     schedule = get_schedule(args.schedule, args.timesteps)
-    specs = args.weightings.split(",") if args.weightings else W.names()
+    specs = parse_list("--weightings", args.weightings, str) if args.weightings is not None else W.names()
     df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min, normalize=args.normalize)
     measures = W.measures(specs)
     if args.format == "csv":

@@ -1,10 +1,16 @@
-"""biaskit weights: one row per t with t, snr, logsnr and one column per weighting."""
+"""biaskit weights: one row per t with t, snr, logsnr and one column per weighting.
+
+With ``--process`` (``flow``, ``ve``/``edm``, ``vp_cosine``, ``vp_linear_logsnr``) the rows are
+times of that continuous process and every weighting also gets its effective x0 weight per unit
+logsnr under ``--density`` (see :mod:`biaskit.densities`), the one number that compares
+formulations."""
 
 from __future__ import annotations
 
 import sys
 
 from .. import weighting as W
+from ..processes import PROCESSES, get_process
 from ..schedules import get_schedule
 from .common import parse_list
 
@@ -21,6 +27,13 @@ def add_arguments(p):
     p.add_argument("--normalize", default="none", choices=["none", "mean", "max"],
                    help="scale each weighting so its x0-space weight has mean (or max) 1 over t; "
                    "every space gets the same constant (default none)")
+    p.add_argument("--process", default=None, choices=sorted(PROCESSES),
+                   help="a continuous process instead of --schedule: rows are its times, and each "
+                   "weighting also gets its x0 weight per unit logsnr under --density")
+    p.add_argument("--density", default="uniform",
+                   help="with --process: training-time density, e.g. uniform, logit_normal:0:1, "
+                   "lognormal_sigma:-1.2:1.2, mode:1.29, cosmap (default uniform in the process's time)")
+    p.add_argument("--points", type=int, default=201, help="with --process: number of times (default 201)")
     p.add_argument("--format", default="table", choices=["csv", "table"])
     p.add_argument("--plot", default=None, help="save a figure (PNG/PDF by extension)")
 
@@ -35,17 +48,47 @@ def measure_line(measures: dict[str, str], space: str) -> str:
     return f"# per-sample weights on the {space}-MSE under uniform t; " + "; ".join(parts)
 
 
+def process_line(measures: dict[str, str], space: str, process, density: str) -> str:
+    """What the columns of a ``--process`` table hold."""
+    per_logsnr = [c for c, m in measures.items() if m == "per_logsnr"]
+    note = f" ({', '.join(per_logsnr)}: densities per unit logsnr)" if per_logsnr else ""
+    return (f"# {process!r}, t ~ {density}: <name> is the weight per sample on the {space}-MSE"
+            f"{note}; <name>_x0_per_logsnr the x0-MSE weight per unit logsnr (w_x0 p_logsnr)")
+
+
+def _process_table(args, specs):
+    from ..densities import process_weights_table
+    if args.points < 3:
+        raise ValueError(f"--points must be at least 3, got {args.points}")
+    if "vlb" in specs:
+        raise ValueError("vlb is the discrete DDPM bound: it has no value on a continuous process "
+                         "(drop it, or use --schedule)")
+    if args.normalize != "none":
+        raise ValueError("--normalize applies to discrete schedules; with --process compare the "
+                         "_x0_per_logsnr columns")
+    process = get_process(args.process)
+    df = process_weights_table(process, specs, args.space, args.density, n=args.points,
+                               snr_min=args.snr_min)
+    return df, process_line(W.measures(specs), args.space, process, args.density)
+
+
 def run(args) -> int:
-    schedule = get_schedule(args.schedule, args.timesteps)
     specs = parse_list("--weightings", args.weightings, str) if args.weightings is not None else W.names()
-    df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min, normalize=args.normalize)
     measures = W.measures(specs)
+    if args.process:
+        if args.plot:
+            raise ValueError("--plot draws discrete schedules; with --process write --format csv")
+        df, line = _process_table(args, [s for s in specs if s != "vlb"] if args.weightings is None else specs)
+    else:
+        schedule = get_schedule(args.schedule, args.timesteps)
+        df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min, normalize=args.normalize)
+        line = measure_line(measures, args.space)
     if args.format == "csv":
-        print(measure_line(measures, args.space), file=sys.stderr)  # stdout stays plain CSV
+        print(line, file=sys.stderr)  # stdout stays plain CSV
         df.to_csv(sys.stdout, index=False, float_format="%.8g")
     else:
         import pandas as pd
-        print(measure_line(measures, args.space))
+        print(line)
         with pd.option_context("display.max_rows", 40, "display.width", 200,
                                "display.float_format", "{:.4g}".format):
             print(df.to_string(index=False, max_rows=40))

@@ -1,0 +1,191 @@
+"""Densities of training times, written over logsnr so that every noise process shares them.
+
+A diffusion loss is E_{t ~ p(t)} [ w(t) ||x0_hat - x0||^2 ] in x0 terms (other targets only change
+w by their factor, see :mod:`biaskit.weighting`). Changing variables to logsnr,
+
+    L = ∫ w_x0(snr(lam)) p_lam(lam) E||x0_hat - x0||^2 d lam,   p_lam = p(t) / |d lam / d t|,
+
+so a formulation's objective is fixed by one function of logsnr, the *effective x0 weight per
+unit logsnr* W(lam) = w_x0(lam) p_lam(lam): two formulations with the same W train the same
+thing whatever their process, time variable or target. A density that is the same in every
+formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written here once, over lam:
+
+- ``uniform``: t uniform over the process's own time range (depends on the process).
+- ``normal:MEAN:STD``: lam ~ N(MEAN, STD^2) (biaskit's ``lognormal:MEAN:STD`` t sampling).
+- ``lognormal_sigma:P_MEAN:P_STD``: EDM (Karras et al. 2022, Sec. 5), ln sigma ~ N(P_mean, P_std^2)
+  with sigma = 1/sqrt(snr), i.e. lam ~ N(-2 P_mean, (2 P_std)^2); defaults -1.2, 1.2.
+- ``logit_normal:M:S``: SD3 (Esser et al. 2024, Eq. 19), logit(s) ~ N(M, S^2) for the flow time
+  s = sigma / (alpha + sigma) = 1 / (1 + sqrt(snr)), i.e. lam = -2 logit(s) ~ N(-2 M, 4 S^2).
+- ``mode:SCALE``: SD3's mode sampling (Eq. 20), s = 1 - u - SCALE (cos^2(pi u / 2) - 1 + u),
+  u ~ U(0, 1); monotone for -1 <= SCALE <= 2 / (pi - 2).
+- ``cosmap``: SD3's CosMap (Eq. 21), s = 1 - 1 / (tan(pi u / 2) + 1), u ~ U(0, 1).
+
+Every density is a function ``pdf(lam, process)`` returning p_lam (float64, integrating to 1 over
+lam); :func:`time_pdf` gives p(t) for a process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .processes import Process
+
+__all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "effective_x0_weight",
+           "process_weights_table"]
+
+_SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+def _f64(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
+def _normal(lam, mean: float, std: float) -> torch.Tensor:
+    z = (_f64(lam) - mean) / std
+    return torch.exp(-z**2 / 2) / (std * _SQRT_2PI)
+
+
+def _flow_time(lam) -> torch.Tensor:
+    """s = 1 / (1 + sqrt(snr)) = sigmoid(-lam / 2): the flow time at logsnr lam."""
+    return torch.sigmoid(-_f64(lam) / 2)
+
+
+def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
+    """p_lam from a density p_s over the flow time: p_lam = p_s(s) |ds/dlam| = p_s(s) s (1 - s) / 2."""
+    s = _flow_time(lam)
+    return p_s(s) * s * (1 - s) / 2
+
+
+@dataclass(frozen=True)
+class TimeDensity:
+    """A density of training times over logsnr: ``pdf(lam, process) -> p_lam``."""
+
+    name: str
+    pdf: Callable
+    params: dict = field(default_factory=dict)
+
+    def __call__(self, lam, process: Process | None = None) -> torch.Tensor:
+        return self.pdf(_f64(lam), process)
+
+    @property
+    def column(self) -> str:
+        return ":".join([self.name] + [f"{v:g}" for v in self.params.values()])
+
+
+def _uniform(lam, process):
+    if process is None:
+        raise ValueError("the 'uniform' time density is uniform in a process's own time: pass the process")
+    t = process.t_of_logsnr(lam)
+    return 1 / ((process.t_max - process.t_min) * process.dlogsnr_dt(t).abs())
+
+
+def _mode_u(s: torch.Tensor, scale: float, iters: int = 60) -> torch.Tensor:
+    """u with f_mode(u) = s, by bisection (f_mode decreases from 1 at u = 0 to 0 at u = 1)."""
+    lo, hi = torch.zeros_like(s), torch.ones_like(s)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = _mode_s(mid, scale) > s
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return (lo + hi) / 2
+
+
+def _mode_s(u, scale: float):
+    return 1 - u - scale * (torch.cos(math.pi / 2 * u) ** 2 - 1 + u)
+
+
+def _mode_pdf(scale: float):
+    if not -1 <= scale <= 2 / (math.pi - 2):
+        raise ValueError(f"mode sampling is monotone only for -1 <= scale <= {2 / (math.pi - 2):.4f}, "
+                         f"got {scale:g}")
+
+    def p_s(s):
+        u = _mode_u(s, scale)
+        # |ds/du| = 1 + scale - scale (pi / 2) sin(pi u)
+        return 1 / (1 + scale - scale * math.pi / 2 * torch.sin(math.pi * u)).abs()
+    return lambda lam, _: _via_flow_time(p_s, lam)
+
+
+def _cosmap(lam, _):
+    # s = 1 - 1 / (tan(pi u / 2) + 1)  <=>  u = (2 / pi) atan(s / (1 - s)); du/ds = (2/pi) / (s^2 + (1-s)^2)
+    return _via_flow_time(lambda s: 2 / math.pi / (s**2 + (1 - s) ** 2), lam)
+
+
+_REGISTRY: dict[str, Callable[..., TimeDensity]] = {
+    "uniform": lambda: TimeDensity("uniform", _uniform),
+    "normal": lambda mean=0.0, std=1.0: TimeDensity(
+        "normal", lambda lam, _: _normal(lam, mean, std), {"mean": mean, "std": std}),
+    "lognormal_sigma": lambda p_mean=-1.2, p_std=1.2: TimeDensity(
+        "lognormal_sigma", lambda lam, _: _normal(lam, -2 * p_mean, 2 * p_std),
+        {"p_mean": p_mean, "p_std": p_std}),
+    "logit_normal": lambda m=0.0, s=1.0: TimeDensity(
+        "logit_normal", lambda lam, _: _normal(lam, -2 * m, 2 * s), {"m": m, "s": s}),
+    "mode": lambda scale=1.29: TimeDensity("mode", _mode_pdf(scale), {"scale": scale}),
+    "cosmap": lambda: TimeDensity("cosmap", _cosmap),
+}
+
+
+def density_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_density(spec) -> TimeDensity:
+    """A density from a TimeDensity or a spec string: ``uniform``, ``normal:0:2``,
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ``mode:1.29``, ``cosmap``."""
+    if isinstance(spec, TimeDensity):
+        return spec
+    name, *args = str(spec).strip().split(":")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown time density {name!r}; valid: {', '.join(density_names())}")
+    try:
+        values = [float(a) for a in args]
+    except ValueError:
+        raise ValueError(f"time density {spec!r}: parameters must be numbers") from None
+    try:
+        return _REGISTRY[name](*values)
+    except TypeError:
+        raise ValueError(f"time density {name!r} takes at most "
+                         f"{_REGISTRY[name].__code__.co_argcount} parameters, got {len(values)}") from None
+
+
+def time_pdf(density, process: Process, t) -> torch.Tensor:
+    """p(t) of ``density`` in ``process``'s own time: p_lam(lam(t)) |d lam / d t|."""
+    t = _f64(t)
+    return get_density(density)(process.logsnr(t), process) * process.dlogsnr_dt(t).abs()
+
+
+def effective_x0_weight(weighting, density, process: Process, lam, *, snr_min=None) -> torch.Tensor:
+    """W(lam) = w_x0(snr(lam)) p_lam(lam): the x0-MSE weight per unit logsnr that a loss with
+    ``weighting`` (per sample) under training-time ``density`` puts at each lam; for a weighting
+    defined per unit logsnr it is the weighting itself (the density only says where t is drawn)."""
+    from .weighting import get_weighting, weight
+    w = get_weighting(weighting)
+    lam = _f64(lam)
+    w_x0 = weight(w, lam.exp(), "x0", snr_min=snr_min)
+    return w_x0 if w.measure == "per_logsnr" else w_x0 * get_density(density)(lam, process)
+
+
+def process_weights_table(process: Process, weightings, space: str = "x0", density="uniform", *,
+                          n: int = 201, snr_min: float | None = None):
+    """DataFrame over n times of ``process`` (its :meth:`~biaskit.processes.Process.grid`, noisy
+    end first, without the times of infinite logsnr): t, logsnr, snr, the time density ``p_t`` and ``p_logsnr``, then per weighting
+    ``<name>`` = its weight in ``space`` at that snr (per sample; for a per-logsnr weighting its
+    density, unmultiplied) and ``<name>_x0_per_logsnr`` = :func:`effective_x0_weight`."""
+    import pandas as pd
+    from .weighting import get_weighting, table_column
+    dens = get_density(density)
+    t = process.grid(n - 1)
+    t = t[torch.isfinite(process.logsnr(t))]
+    lam = process.logsnr(t)
+    snr = process.snr(t)
+    df = pd.DataFrame({"t": t.numpy(), "logsnr": lam.numpy(), "snr": snr.numpy(),
+                       "p_t": time_pdf(dens, process, t).numpy(), "p_logsnr": dens(lam, process).numpy()})
+    for spec in weightings:
+        w = get_weighting(spec)
+        col = table_column(w)
+        df[col] = w(snr, space, snr_min=snr_min).numpy()
+        df[f"{col}_x0_per_logsnr"] = effective_x0_weight(w, dens, process, lam, snr_min=snr_min).numpy()
+    return df

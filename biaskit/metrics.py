@@ -324,15 +324,22 @@ def sliced_wasserstein(x, y, n_projections: int = 256, p: float = 2.0, seed: int
     """Sliced p-Wasserstein distance SW_p between sets x (n, ...) and y (m, ...), flattened, over
     ``n_projections`` directions theta drawn with ``seed`` (the value and its interval are for
     the mean over these directions). The plug-in distance between empirical laws is biased
-    upwards: the value is bias-corrected by the bootstrap (see :func:`bootstrap`)."""
+    upwards: SW_p^p is bias-corrected by the bootstrap (see :func:`bootstrap`) and the value and
+    interval are its p-th root (so a value can be 0 when the sets are as close as two samples
+    of one law)."""
     x, y = _flat(x), _flat(y)
     g = torch.Generator().manual_seed(int(seed))
     theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)
     px, py = x @ theta, y @ theta
-    stat = lambda i, j: _wasserstein_1d(px[i], py[j], p).mean(-1) ** (1 / p)  # noqa: E731
-    return bootstrap(stat, (len(x), len(y)), "swd", n_boot, seed, ci, biased=True,
-                     chunk=max(1, 2**22 // (px.numel() + py.numel())))
+    stat = lambda i, j: _wasserstein_1d(px[i], py[j], p).mean(-1)  # noqa: E731  SW_p^p
+    e = bootstrap(stat, (len(x), len(y)), "swd", n_boot, seed, ci, biased=True,
+                  chunk=max(1, 2**22 // (px.numel() + py.numel())))
+    # the bias is corrected on SW_p^p (a mean over directions of W_p^p, smoother than its root);
+    # the root is monotone, so value and interval map through it (clipped at 0)
+    root = lambda v: max(v, 0.0) ** (1 / p) if math.isfinite(v) else v  # noqa: E731
+    return Estimate("swd", root(e.value), root(e.lo), root(e.hi), e.n_boot, ci,
+                    e.method + "; on SW_p^p, then the p-th root", root(e.plugin))
 
 
 def median_bandwidth(x, y) -> float:

@@ -318,3 +318,19 @@ def test_paired_bias_norm_difference_covers():
         for stat, tr in (("x0_bias_l2", truth), ("x0_bias_sq", truth**2)):
             cover = ((d[f"{stat}_lo"] <= tr) & (tr <= d[f"{stat}_hi"])).mean()
             assert 0.915 <= cover <= 1.0, (c, stat, cover)
+
+
+def test_bias_l2_interval_covers_with_correlated_channels():
+    # Gaussian channel means z_i ~ N(b, L L') with strongly correlated channels (as RGB errors
+    # are), 600 seeded repeats at once; the interval's only input is (b_hat, S, n)
+    from biaskit.probe import bias_l2_interval
+    L = np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.8, 0.2, 0.1]])
+    rng = np.random.default_rng(0)
+    K, n = 600, 64
+    for b in ([0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.1, 0.1, 0.0]):
+        z = np.asarray(b) + rng.standard_normal((K, n, 3)) @ L.T
+        m = z.mean(1)
+        S = np.einsum("kni,knj->kij", z - m[:, None], z - m[:, None]) / (n - 1)
+        lo, hi = bias_l2_interval(m, S, n)
+        r = float(np.linalg.norm(b))
+        assert 0.915 <= ((lo <= r) & (r <= hi)).mean() <= 0.995, (b, ((lo <= r) & (r <= hi)).mean())

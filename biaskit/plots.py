@@ -374,8 +374,12 @@ def plot_quality(df, x: str, title: str = ""):
     """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
     :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
     optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
-    with its 95% bootstrap band; log x (steps span decades)."""
+    with its 95% bootstrap band; log x (steps span decades). Rows whose weighting is
+    "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor: a grey
+    dashed line with its band across each panel of that metric."""
+    from .metrics import BASELINE
     style()
+    floor, df = df[df["weighting"] == BASELINE], df[df["weighting"] != BASELINE]
     by_sampler = "sampler" in df
     g = sns.FacetGrid(df, row="metric", col="sampler" if by_sampler else None, hue="weighting",
                       sharey="row", height=2.6, aspect=1.3)
@@ -386,6 +390,12 @@ def plot_quality(df, x: str, title: str = ""):
             dw = dw.sort_values(x)
             ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
             ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
+        f = floor[floor["metric"] == metric]
+        if by_sampler and "sampler" in f and (f["sampler"] == sampler).any():
+            f = f[f["sampler"] == sampler]
+        if len(f):
+            ax.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
+            ax.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
         ax.set_xscale("log")
     g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
     g.set_axis_labels(x.replace("_", " "), "value (95% bootstrap band)")

@@ -20,8 +20,12 @@ over D for vectors), never a sum; d = C H W or D:
   x0_mse           mean_i ||x0_hat - x0||^2 / d          (= eps_mse / snr for every model)
   v_mse            mean_i ||v_hat - v||^2 / d
   x0_bias_c{k}     b_k: mean of x0_hat - x0 over samples and the pixels of channel k (RGB: colour bias)
-  x0_bias_l2       ||b||_2, the Euclidean norm of (b_0, .., b_{C-1})
-  x0_var           x0_mse - ||b||^2 / C: what is left of x0_mse once the channel bias is removed
+  x0_bias_sq       unbiased ||b||^2 = ||b_hat||^2 - tr(S) / n (S the covariance of the per-sample
+                   channel means; the plug-in ||b_hat||^2 is too large by tr(Sigma) / n on average)
+  x0_bias_l2       sqrt(max(0, x0_bias_sq)), the Euclidean norm of (b_0, .., b_{C-1})
+  x0_bias_p        p-value of "no colour bias" (b = 0), Hotelling's T^2 (no interval columns);
+                   in difference rows, of "the same colour bias" (paired)
+  x0_var           x0_mse - x0_bias_sq / C: what is left of x0_mse once the channel bias is removed
   clip_frac        fraction of x0_hat elements outside the model's data range [lo, hi] by more than
                    CLIP_TOL (hi - lo): values on the edge (an MNIST background) are not outside
   x0_err_band{j}   the share of x0_mse in radial spatial-frequency band j (images only): the bands
@@ -31,12 +35,13 @@ over D for vectors), never a sum; d = C H W or D:
   oracle_mse       mean_i ||E[x0 | x_t] - x0||^2 / d: the irreducible error (with an oracle)
   excess_mse       mean_i ||x0_hat - E[x0 | x_t]||^2 / d: the model's estimation error
 
-Intervals (columns ``_lo``, ``_hi``): 95%. Means of per-sample values (every statistic except
-x0_bias_l2 and x0_var) get the t-interval mean +- t_{0.975, n-1} s / sqrt(n) (CLT over samples).
-x0_bias_l2 and x0_var are smooth functions of such means: the delta method (the same interval on
-their per-sample influence values), or, with ``bootstrap=B``, percentile intervals from B
-resamples of the n samples. Paired differences (:func:`compare`) use the same rules on
-per-sample differences. ``METHODS`` describes this in the metadata.
+Intervals (columns ``_lo``, ``_hi``): 95%. Means of per-sample values get the t-interval
+mean +- t_{0.975, n-1} s / sqrt(n) (CLT over samples). x0_var: the delta method (the same
+interval on its per-sample influence values), or, with ``bootstrap=B``, percentile intervals
+from B resamples of the n samples. x0_bias_l2: test inversion (:func:`bias_l2_interval`), which
+covers whether the bias is 0 or not; x0_bias_sq: its square. Paired differences
+(:func:`compare`) use the same rules on per-sample differences, and :func:`bias_difference`
+for the bias norm. ``METHODS`` describes this in the metadata.
 """
 
 from __future__ import annotations
@@ -71,10 +76,18 @@ LEVEL = 0.95
 METHODS = {
     "level": LEVEL,
     "means": "t-interval: mean +- t_{0.975,n-1} * sd / sqrt(n) over the n per-sample values (CLT)",
-    "nonlinear_delta": "x0_bias_l2 and x0_var: delta method, the t-interval of their per-sample "
-                       "influence values (lower bound clipped at 0)",
-    "nonlinear_bootstrap": "x0_bias_l2 and x0_var: percentile interval over bootstrap resamples "
-                           "of the n samples",
+    "nonlinear_delta": "x0_var: delta method, the t-interval of its per-sample influence values",
+    "nonlinear_bootstrap": "x0_var: percentile interval over bootstrap resamples of the n samples",
+    "bias_sq": "x0_bias_sq = ||b_hat||^2 - tr(S)/n, unbiased for ||b||^2 (x0_var uses it)",
+    "bias_l2": "x0_bias_l2 = sqrt(max(0, x0_bias_sq)); interval by test inversion of "
+               "Q = ||b_hat||^2 / tr(S), whose law under ||b|| = r (Sigma = S, Wishart trace) is "
+               "simulated with 8192 draws, r kept if kept along b_hat's direction or S's least- "
+               "or most-spread eigenvector; Neyman construction with lower-tail share "
+               "(a/2)(1 - exp(-r^2 n / tr S)), one-sided at r = 0; x0_bias_sq: its square",
+    "bias_p": "x0_bias_p: Hotelling T^2 test of b = 0, F(q, n - q), q = rank S",
+    "bias_difference": "difference rows of x0_bias_l2 / x0_bias_sq: delta method on paired "
+                       "influence values when both norms' 99% intervals exclude 0, else the "
+                       "Bonferroni combination of the two single-model 97.5% intervals",
     "paired": "differences: the same rules applied to per-sample differences of the two models "
               "on the same draws (common random numbers)",
 }
@@ -240,7 +253,7 @@ class _Layout:
     def names(self) -> list[str]:
         m = [name for name, _ in self.means]
         at = 3 + self.C
-        return m[:at] + ["x0_bias_l2", "x0_var"] + m[at:]
+        return m[:at] + list(BIAS_NORM) + ["x0_var"] + m[at:]
 
 
 def band_matrix(H: int, W: int, bands: int, device=None) -> torch.Tensor:
@@ -354,26 +367,164 @@ def _check_finite(Z: np.ndarray, ts, names: list[str], schedule):
 # ---------------------------------------------------------------------------------------------
 # estimates and intervals
 
-def _point(zbar: np.ndarray, lay: _Layout) -> dict[str, np.ndarray]:
-    """Every statistic from column means zbar (..., S)."""
+def _point(zbar: np.ndarray, lay: _Layout, noise: np.ndarray) -> dict[str, np.ndarray]:
+    """The plain means and x0_var from column means zbar (..., S); ``noise`` = tr(S) / n of the
+    channel biases, broadcast against zbar[..., 0]: x0_var = x0_mse - bias_sq / C."""
     est = {name: zbar[..., j] for name, j in lay.means}
-    b2 = (zbar[..., lay.bias] ** 2).sum(-1)
-    est["x0_bias_l2"] = np.sqrt(b2)
-    est["x0_var"] = zbar[..., 1] - b2 / lay.C
+    est["x0_var"] = zbar[..., 1] - ((zbar[..., lay.bias] ** 2).sum(-1) - noise) / lay.C
     return est
 
 
 def _influence(Z: np.ndarray, lay: _Layout) -> dict[str, np.ndarray]:
-    """Per-sample influence values psi (K, n) of every statistic: z - zbar for means, the
-    gradient of the statistic at zbar applied to z - zbar for x0_bias_l2 and x0_var (delta method)."""
+    """Per-sample influence values psi (K, n): z - zbar for means, the gradient of x0_var at zbar
+    applied to z - zbar (delta method; the tr(S) / n of bias_sq is O(1/n) and left out)."""
     zbar = Z.mean(1, keepdims=True)
     D = Z - zbar
     psi = {name: D[..., j] for name, j in lay.means}
-    b = zbar[..., lay.bias]
-    norm = np.sqrt((b**2).sum(-1, keepdims=True))
-    psi["x0_bias_l2"] = (D[..., lay.bias] * (b / np.where(norm > 0, norm, 1.0))).sum(-1)
-    psi["x0_var"] = D[..., 1] - (2.0 / lay.C) * (D[..., lay.bias] * b).sum(-1)
+    psi["x0_var"] = D[..., 1] - (2.0 / lay.C) * (D[..., lay.bias] * zbar[..., lay.bias]).sum(-1)
     return psi
+
+
+BIAS_NORM = ("x0_bias_sq", "x0_bias_l2", "x0_bias_p")
+BIAS_DRAWS = 8192      # Monte Carlo draws of the sampling law of ||b_hat||^2 (common to every t)
+
+
+def bias_sq(b_hat: np.ndarray, S: np.ndarray, n: int) -> np.ndarray:
+    """Unbiased ||b||^2 = ||b_hat||^2 - tr(S) / n, (...,) from b_hat (..., C) and S (..., C, C):
+    E ||b_hat||^2 = ||b||^2 + tr(Sigma) / n and E tr(S) = tr(Sigma). Equal to the U-statistic
+    sum_{i != j} z_i . z_j / (n (n - 1)); negative when the bias is below the noise."""
+    return (b_hat**2).sum(-1) - np.trace(S, axis1=-2, axis2=-1) / n
+
+
+def bias_l2(b_hat: np.ndarray, S: np.ndarray, n: int) -> np.ndarray:
+    """The reported norm sqrt(max(0, bias_sq)), (...,)."""
+    return np.sqrt(np.maximum(bias_sq(b_hat, S, n), 0.0))
+
+
+def hotelling_p(b_hat: np.ndarray, S: np.ndarray, n: int) -> np.ndarray:
+    """p-value of "no colour bias" (b = 0), (...,): Hotelling's T^2 = n b_hat' S^-1 b_hat with
+    (n - q) / (q (n - 1)) T^2 ~ F(q, n - q) under b = 0, q = rank S (exact for Gaussian z_i). A
+    direction without spread (S singular there) and a non-zero mean along it gives p = 0."""
+    from scipy.stats import f as f_dist
+    lam, V = np.linalg.eigh(S)
+    keep = lam > 1e-12 * np.maximum(np.abs(lam).max(-1, keepdims=True), 1e-300)
+    proj = np.einsum("...ck,...c->...k", V, b_hat)
+    q = keep.sum(-1)
+    T2 = n * (np.where(keep, proj, 0.0) ** 2 / np.where(keep, lam, 1.0)).sum(-1)
+    qq = np.clip(q, 1, n - 1)
+    p = f_dist.sf((n - qq) / (qq * (n - 1)) * T2, qq, n - qq)
+    size = np.sqrt((b_hat**2).sum(-1, keepdims=True))
+    spreadless = (~keep & (np.abs(proj) > 1e-9 * size)).any(-1)   # a mean along a direction without spread
+    return np.where(spreadless, 0.0, np.where(q > 0, p, 1.0))
+
+
+def bias_l2_interval(b_hat: np.ndarray, S: np.ndarray, n: int, level: float = LEVEL, seed: int = 0,
+                     draws: int = BIAS_DRAWS) -> tuple[np.ndarray, np.ndarray]:
+    """Interval (lo, hi), each (K,), for ||b|| from b_hat (K, C), S (K, C, C): test inversion.
+
+    Statistic Q = ||b_hat||^2 / tr(S). Under b = r u its law is that of
+    ||r u + Sigma^1/2 Z / sqrt(n)||^2 / tr(S*), Z ~ N(0, I_C), with tr(S*) = sum_k lam_k
+    chi2_{n-1} / (n - 1) independent of Z (Wishart), evaluated at Sigma = S (a generalized
+    non-central chi-square over a trace). F_r(Q) is its CDF, by Monte Carlo with the same
+    ``draws`` for every r and t. The direction u is a nuisance (it sets the spread u' Sigma u of
+    the cross term): F_r is taken for u = b_hat / ||b_hat|| and the eigenvectors of S of least
+    and most spread, and r is kept if one of them keeps it (plugging in b_hat's direction alone
+    covered 78% with correlated channels; exact when Sigma is isotropic or C = 1).
+    Neyman construction: r is kept when a1(r) <= F_r(Q) <= 1 - (a - a1(r)), a = 1 - level,
+    with the lower-tail share a1(r) = (a / 2) (1 - exp(-r^2 n / tr S)) moving from a one-sided
+    test at r = 0 (so the interval can start at 0 and covers a zero bias at the nominal level)
+    to equal tails once r exceeds the noise. F_r(Q) - a1(r) falls with r, so the kept set is
+    [lo, hi] (bisection).
+    """
+    K, C = b_hat.shape
+    a = 1.0 - level
+    rng = np.random.default_rng([int(seed), 0xB1A5])
+    Z = rng.standard_normal((draws, C))
+    W = rng.chisquare(n - 1, (draws, C)) / (n - 1)
+    lo, hi = np.zeros(K), np.zeros(K)
+    for k0 in range(0, K, 128):
+        sl = slice(k0, min(K, k0 + 128))
+        lo[sl], hi[sl] = _invert_bias_test(b_hat[sl], S[sl], n, a, Z, W)
+    return lo, hi
+
+
+def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32):
+    lam, V = np.linalg.eigh(S)
+    lam = np.clip(lam, 0.0, None)                                            # (K, C), ascending
+    norm = np.sqrt((b_hat**2).sum(-1))
+    u_hat = np.einsum("kcj,kc->kj", V, b_hat) / np.where(norm > 0, norm, 1.0)[:, None]
+    u_hat[norm == 0, -1] = 1.0
+    C = lam.shape[1]
+    # directions in the eigenbasis: b_hat's, and those of the least and most spread
+    directions = [u_hat, np.tile(np.eye(C)[0], (len(norm), 1)), np.tile(np.eye(C)[-1], (len(norm), 1))]
+    A = (Z**2) @ lam.T / n                                                   # (R, K) ||Sigma^1/2 Z||^2 / n
+    trS = lam.sum(-1)
+    tr_sim = W @ lam.T                                                       # (R, K)
+    degenerate = trS <= 0
+    Q = norm**2 / np.where(degenerate, 1.0, trS)
+    tau2 = np.where(degenerate, 1.0, trS / n)
+    D = (A - Q * tr_sim).astype(np.float32)                                  # Q_sim(r) <= Q  <=>  2 r B + D <= -r^2
+    B2 = [(2 * Z @ (np.sqrt(lam) * u).T / math.sqrt(n)).astype(np.float32)   # 2 u' Sigma^1/2 Z / sqrt(n)
+          for u in directions]
+
+    def G(r, pick):                                                          # F_r(Q) - a1(r), (K,)
+        r32 = r.astype(np.float32)
+        F = pick([(B * r32 + D <= -r32**2).mean(0) for B in B2])
+        return F - (a / 2) * (1 - np.exp(-r**2 / tau2))
+
+    def root(target, pick):  # the r where G crosses target (G falls with r); 0 when G(0) <= target
+        left, right = np.zeros_like(norm), norm + 12 * np.sqrt(tau2) + 1e-300
+        for _ in range(iterations):
+            mid = (left + right) / 2
+            above = G(mid, pick) > target
+            left, right = np.where(above, mid, left), np.where(above, right, mid)
+        return np.where(G(np.zeros_like(norm), pick) > target, (left + right) / 2, 0.0)
+
+    # r is kept if some direction keeps it: the lower bound from the direction that makes Q
+    # least extreme above, the upper from the one that makes it least extreme below
+    lo = root(1 - a, lambda Fs: np.minimum.reduce(Fs))
+    hi = root(0.0, lambda Fs: np.maximum.reduce(Fs))
+    return np.where(degenerate, norm, lo), np.where(degenerate, norm, hi)
+
+
+def bias_difference(zA: np.ndarray, zB: np.ndarray, level: float = LEVEL, seed: int = 0) -> dict[str, tuple]:
+    """Paired differences of the bias norm and of its square between models B and A from their
+    per-sample channel means zA, zB (K, n, C) on the same draws: name -> (est, lo, hi), (K,).
+
+    est = stat(B) - stat(A), stat = :func:`bias_l2` or :func:`bias_sq`. Interval, per t:
+      - both norms clearly non-zero (both :func:`bias_l2_interval` at level 1 - (1 - level) / 5
+        exclude 0): the
+        delta method on the paired per-sample influence values, psi = (z - b_hat) . b_hat / l2
+        for the norm and 2 (z - b_hat) . b_hat for its square (the norm is smooth there);
+      - otherwise (a norm within the noise of 0, where it is not differentiable): the
+        Bonferroni combination [lo_B - hi_A, hi_B - lo_A] of the two single-model intervals at
+        level 1 - (1 - level) / 2, conservative (coverage at least ``level``).
+    """
+    K, n, C = zA.shape
+    a = 1.0 - level
+    tq = _t_quantile(n)
+    stats = {}
+    for key, z in (("A", zA), ("B", zB)):
+        b = z.mean(1)
+        D = z - b[:, None]
+        S = np.einsum("kni,knj->kij", D, D) / (n - 1)
+        l2 = bias_l2(b, S, n)
+        infl = (D * b[:, None]).sum(-1)                                      # (K, n)
+        stats[key] = dict(sq=bias_sq(b, S, n), l2=l2, psi_sq=2 * infl,
+                          psi_l2=infl / np.where(l2 > 0, l2, 1.0)[:, None],
+                          clear=bias_l2_interval(b, S, n, 1 - a / 5, seed)[0] > 0,
+                          wide=bias_l2_interval(b, S, n, 1 - a / 2, seed))
+    A, B = stats["A"], stats["B"]
+    smooth = A["clear"] & B["clear"]
+    out = {}
+    for name, key, power in (("x0_bias_sq", "sq", 2), ("x0_bias_l2", "l2", 1)):
+        est = B[key] - A[key]
+        half = tq * (B[f"psi_{key}"] - A[f"psi_{key}"]).std(1, ddof=1) / math.sqrt(n)
+        (loA, hiA), (loB, hiB) = A["wide"], B["wide"]
+        lo = np.where(smooth, est - half, loB**power - hiA**power)
+        hi = np.where(smooth, est + half, hiB**power - loA**power)
+        out[name] = (est, lo, hi)
+    return out
 
 
 def _t_quantile(n: int) -> float:
@@ -386,29 +537,55 @@ def _bootstrap_weights(n: int, B: int, seed: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=B) / n          # (B, n)
 
 
-NONLINEAR = ("x0_bias_l2", "x0_var")
+def _bias_moments(Z: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarray, int]:
+    """Channel biases of per-sample statistics Z (K, n, S): their mean b_hat (K, C), sample
+    covariance S (K, C, C) and n."""
+    z = Z[..., lay.bias]
+    n = z.shape[1]
+    b = z.mean(1)
+    D = z - b[:, None]
+    return b, np.einsum("kni,knj->kij", D, D) / (n - 1), n
 
 
-def _summarise(Zs: list[np.ndarray], signs: list[float], lay: _Layout, W: np.ndarray | None) -> dict:
+def _bias_norm(Zs: list[np.ndarray], lay: _Layout, seed: int) -> dict:
+    """x0_bias_sq, x0_bias_l2 (with intervals) and x0_bias_p of one model (Zs = [Z]) or of the
+    paired difference Zs[0] - Zs[1]."""
+    if len(Zs) == 1:
+        b, S, n = _bias_moments(Zs[0], lay)
+        lo, hi = bias_l2_interval(b, S, n, LEVEL, seed)
+        return {"x0_bias_sq": (bias_sq(b, S, n), lo**2, hi**2), "x0_bias_l2": (bias_l2(b, S, n), lo, hi),
+                "x0_bias_p": (hotelling_p(b, S, n), None, None)}
+    out = bias_difference(Zs[1][..., lay.bias], Zs[0][..., lay.bias], LEVEL, seed)
+    b, S, n = _bias_moments(Zs[0] - Zs[1], lay)       # "no difference in colour bias": b_B = b_A
+    out["x0_bias_p"] = (hotelling_p(b, S, n), None, None)
+    return out
+
+
+def _summarise(Zs: list[np.ndarray], signs: list[float], lay: _Layout, W: np.ndarray | None,
+               seed: int = 0) -> dict:
     """Estimate and interval of sum_m signs[m] * statistic(model m), per t: one model (signs [1])
-    or a paired difference ([1, -1]). Returns name -> (est, lo, hi), each (K,)."""
+    or a paired difference ([1, -1]). Returns name -> (est, lo, hi), each (K,) (lo, hi None for
+    the p-value)."""
+    if list(signs) not in ([1.0], [1.0, -1.0]):
+        raise ValueError(f"signs must be [1] or [1, -1], got {signs}")
     n = Zs[0].shape[1]
     tq = _t_quantile(n)
-    ests = [_point(Z.mean(1), lay) for Z in Zs]
+    noise = [np.trace(_bias_moments(Z, lay)[1], axis1=1, axis2=2) / n for Z in Zs]      # (K,)
+    ests = [_point(Z.mean(1), lay, e) for Z, e in zip(Zs, noise)]
     psis = [_influence(Z, lay) for Z in Zs]
-    boot = [_point(np.einsum("bn,kns->kbs", W, Z), lay) for Z in Zs] if W is not None else None
-    out = {}
+    boot = [_point(np.einsum("bn,kns->kbs", W, Z), lay, e[:, None]) for Z, e in zip(Zs, noise)] \
+        if W is not None else None
+    out = _bias_norm(Zs, lay, seed)
     for name in lay.names:
+        if name in out:
+            continue
         est = sum(s * e[name] for s, e in zip(signs, ests))
         psi = sum(s * p[name] for s, p in zip(signs, psis))
         half = tq * psi.std(1, ddof=1) / math.sqrt(n)
         lo, hi = est - half, est + half
-        if name in NONLINEAR:
-            if boot is not None:
-                draws = sum(s * b[name] for s, b in zip(signs, boot))            # (K, B)
-                lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=1)
-            elif len(Zs) == 1:
-                lo = np.maximum(lo, 0.0)
+        if name == "x0_var" and boot is not None:
+            draws = sum(s * b[name] for s, b in zip(signs, boot))                # (K, B)
+            lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=1)
         out[name] = (est, lo, hi)
     return out
 
@@ -420,7 +597,9 @@ def _frame(model: str, summary: dict, ts, n: int, schedule, lay: _Layout) -> pd.
             "snr": schedule.snr[idx].numpy(), "logsnr": schedule.logsnr[idx].numpy(), "n": n}
     for name in lay.names:
         est, lo, hi = summary[name]
-        cols[name], cols[f"{name}_lo"], cols[f"{name}_hi"] = est, lo, hi
+        cols[name] = est
+        if lo is not None:
+            cols[f"{name}_lo"], cols[f"{name}_hi"] = lo, hi
     return pd.DataFrame(cols)
 
 
@@ -541,7 +720,7 @@ def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None
         oracle: a Denoiser giving E[x0 | x_t] (same schedule); None builds it from ``data.mixture``
             when the Dataset has one; False turns it off. Adds oracle_mse and excess_mse.
         device: where to run (default: the denoiser's device). The models are moved there.
-        bootstrap: B > 0 gives x0_bias_l2 / x0_var percentile-bootstrap intervals (else delta method).
+        bootstrap: B > 0 gives x0_var percentile-bootstrap intervals (else delta method).
         amp, channels_last: bf16 autocast and channels_last inputs (default on for cuda, off on cpu).
         bands: spatial-frequency bands for x0_err_band{j} (images only).
 
@@ -556,7 +735,7 @@ def probe(denoiser: Denoiser, data, *, timesteps=None, num_timesteps: int | None
         {name: denoiser}, data, timesteps=timesteps, num_timesteps=num_timesteps, stratified=stratified,
         n=n, seed=seed, batch_size=batch_size, oracle=oracle, device=device, bootstrap=bootstrap,
         progress=progress, amp=amp, channels_last=channels_last, bands=bands)
-    df = _frame(name, _summarise([Z[0]], [1.0], lay, W), ts, n, schedule, lay)
+    df = _frame(name, _summarise([Z[0]], [1.0], lay, W, seed), ts, n, schedule, lay)
     df.attrs["metadata"] = meta
     return df
 
@@ -599,14 +778,14 @@ def compare(denoisers, data, *, reference: str | None = None, timesteps=None,
     r = names.index(reference)
     frames = []
     for m, name in enumerate(names):
-        df = _frame(name, _summarise([Z[m]], [1.0], lay, W), ts, n, schedule, lay)
+        df = _frame(name, _summarise([Z[m]], [1.0], lay, W, seed), ts, n, schedule, lay)
         df.insert(1, "kind", "model")
         df.insert(2, "reference", "")
         frames.append(df)
     for m, name in enumerate(names):
         if m == r:
             continue
-        df = _frame(f"{name} - {reference}", _summarise([Z[m], Z[r]], [1.0, -1.0], lay, W), ts, n,
+        df = _frame(f"{name} - {reference}", _summarise([Z[m], Z[r]], [1.0, -1.0], lay, W, seed), ts, n,
                     schedule, lay)
         df.insert(1, "kind", "difference")
         df.insert(2, "reference", reference)

@@ -268,3 +268,71 @@ def test_cli_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
                  "--samples", "8", "--no-progress", "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("biaskit probe: error:") and str(clash) in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- colour-bias norm coverage
+# eps_hat = c (a constant per channel) gives x0_hat - x0 = (eps - c) / sqrt(snr) at every t: the
+# bias vector is -c / sqrt(snr), its norm |c| / sqrt(snr), whatever the data. The draws of
+# different t are independent (noise seeded by (seed, t, sample)), so the t of one probe are
+# seeded repeats. With R repeats a 95% interval's coverage has standard error
+# sqrt(0.95 * 0.05 / R) (1.1% at R = 400); the bounds are about 3 of them from 0.95.
+
+REPEATS = list(range(0, 1000, 2))[:400]
+
+
+def _offset_probe(c, C, n=128, models=None):
+    cc = torch.tensor(c[:C], dtype=torch.float32)
+    model = denoiser(lambda x, t: cc.view(1, C, 1, 1).expand_as(x).clone(), name="offset")
+    x0 = images(n=n, C=C, H=4, W=4)
+    if models is None:
+        return probe(model, x0, timesteps=REPEATS, n=n, bands=0, progress=False), float(cc.norm())
+    zero = denoiser(lambda x, t: torch.zeros_like(x), name="zero")
+    df = compare([zero, model], x0, timesteps=REPEATS, n=n, bands=0, progress=False)
+    return df[df["kind"] == "difference"], float(cc.norm())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("c", [(0.0, 0.0, 0.0), (0.04, -0.03, 0.02)])
+def test_bias_norm_interval_covers_zero_and_nonzero_truth(C, c):
+    df, norm_c = _offset_probe(c, C)
+    truth = norm_c / np.sqrt(snr_at(df["t"].to_numpy()))
+    cover = (df["x0_bias_l2_lo"] <= truth) & (truth <= df["x0_bias_l2_hi"])
+    assert 0.915 <= cover.mean() <= 0.985, cover.mean()
+    sq = df["x0_bias_sq"].to_numpy() * snr_at(df["t"].to_numpy())          # estimates of |c|^2
+    # unbiased for |c|^2, while the plug-in |b_hat|^2 is too large by tr(Sigma) / n = C / (H W n)
+    # in these units (each channel mean of 16 unit-variance pixels over n samples)
+    se = sq.std() / math.sqrt(len(sq))
+    assert abs(sq.mean() - norm_c**2) < 4 * se
+    assert C / (16 * 128) > 5 * se
+    # "no colour bias": p < 0.05 in 5% of the repeats when it holds (3 standard errors)
+    if norm_c == 0:
+        assert (df["x0_bias_p"] < 0.05).mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / len(df))
+        assert (df["x0_bias_l2_lo"] == 0).mean() >= 0.915
+
+
+@pytest.mark.slow
+def test_paired_bias_norm_difference_covers():
+    # zero model against eps_hat = c on the same draws: the difference of norms is |c| / sqrt(snr)
+    for c in [(0.0, 0.0, 0.0), (0.02, -0.02, 0.01), (0.08, -0.05, 0.04)]:
+        d, norm_c = _offset_probe(c, 3, models=True)
+        truth = norm_c / np.sqrt(snr_at(d["t"].to_numpy()))
+        for stat, tr in (("x0_bias_l2", truth), ("x0_bias_sq", truth**2)):
+            cover = ((d[f"{stat}_lo"] <= tr) & (tr <= d[f"{stat}_hi"])).mean()
+            assert 0.915 <= cover <= 1.0, (c, stat, cover)
+
+
+def test_bias_l2_interval_covers_with_correlated_channels():
+    # Gaussian channel means z_i ~ N(b, L L') with strongly correlated channels (as RGB errors
+    # are), 600 seeded repeats at once; the interval's only input is (b_hat, S, n)
+    from biaskit.probe import bias_l2_interval
+    L = np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.8, 0.2, 0.1]])
+    rng = np.random.default_rng(0)
+    K, n = 600, 64
+    for b in ([0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.1, 0.1, 0.0]):
+        z = np.asarray(b) + rng.standard_normal((K, n, 3)) @ L.T
+        m = z.mean(1)
+        S = np.einsum("kni,knj->kij", z - m[:, None], z - m[:, None]) / (n - 1)
+        lo, hi = bias_l2_interval(m, S, n)
+        r = float(np.linalg.norm(b))
+        assert 0.915 <= ((lo <= r) & (r <= hi)).mean() <= 0.995, (b, ((lo <= r) & (r <= hi)).mean())

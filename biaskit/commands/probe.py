@@ -35,7 +35,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of samples, noise and grid (default 0)")
     p.add_argument("--batch-size", type=int, default=256, help="(t, sample) pairs per forward (default 256)")
     p.add_argument("--bootstrap", type=int, default=0,
-                   help="bootstrap resamples for the x0_bias_l2 / x0_var intervals (default 0: delta method)")
+                   help="bootstrap resamples for the x0_var interval (default 0: delta method)")
     p.add_argument("--bands", type=int, default=4, help="spatial-frequency bands (images; default 4)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (--amp / --no-amp; default on for cuda, off on cpu)")

@@ -14,7 +14,7 @@ import biaskit
 from biaskit import safeload
 from biaskit.models.adm import ADMUNet, NOT_IN_STATE_DICT, infer_adm_config
 from biaskit.report import cell_widths, high_noise_share, write_report
-from biaskit.thirdparty import add_loader_arguments, detect_format, loader_kwargs_from_args
+from biaskit.loaders import add_loader_arguments, detect_format, loader_kwargs_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / ".." / "shared" / "checkpoints" / "mnist-ddpm-cnn" / "ddpm_mnist_starter.pth"

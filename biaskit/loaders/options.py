@@ -186,7 +186,8 @@ def flag(name: str) -> str:
 
 
 def _add(group, o: Option) -> None:
-    names = [flag(o.name)] if "_" not in o.name else [flag(o.name), "--" + o.name]
+    # guided-diffusion's spelling --a_b as an alias of --a-b, for the third-party flags
+    names = [flag(o.name)] + (["--" + o.name] if "_" in o.name and o.section == "third-party" else [])
     if o.kind == "ignored":  # pasted guided-diffusion flags: accepted, named as ignored
         group.add_argument("--" + o.name, dest=o.dest, nargs="?", const="True", default=None,
                            help=argparse.SUPPRESS)

@@ -15,7 +15,7 @@ import biaskit
 from biaskit import safeload
 from biaskit.models.adm import ADMUNet, NOT_IN_STATE_DICT, infer_adm_config
 from biaskit.report import cell_widths, high_noise_share, write_report
-from biaskit.thirdparty import add_loader_arguments, detect_format, loader_kwargs_from_args
+from biaskit.loaders import add_loader_arguments, detect_format, loader_kwargs_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / ".." / "shared" / "checkpoints" / "mnist-ddpm-cnn" / "ddpm_mnist_starter.pth"
@@ -677,3 +677,69 @@ def test_sample_runs_the_respaced_adm(tmp_path):
     abar_900 = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:901])
     x0 = np.load(out / "samples.npz")["x0"]
     assert abs(x0.std() * np.sqrt(abar_900) - 1) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# the one dispatcher and the one table of loader options
+
+def test_detect_format_tells_every_kind_apart(tmp_path):
+    from biaskit.loaders import FORMATS
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "biaskit.json").write_text("{}")
+    weights = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(1)}, weights)
+    assert detect_format("oracle:gmm2d") == "oracle" and detect_format(run) == "run"
+    assert detect_format(weights) == "adm"  # any weights file without --model-spec; keys checked on load
+    assert detect_format(weights, model_spec="x.py:f") == "plugin"
+    assert detect_format("x.py:f", weights=weights) == "plugin"
+    assert set(FORMATS) == {"oracle", "run", "diffusers", "diffusers-unet", "adm", "plugin"}
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        detect_format(tmp_path / "nope.pt")
+    (tmp_path / "m.txt").write_text("")
+    with pytest.raises(ValueError, match=r"unknown model file type '\.txt'"):
+        detect_format(tmp_path / "m.txt")
+    with pytest.raises(ValueError, match="--weights goes with"):
+        detect_format(weights, weights=weights)
+
+
+def test_the_option_table_covers_every_loader_flag():
+    from biaskit.cli import build_parser
+    from biaskit.loaders.options import IGNORED_FLAGS, OPTIONS, options_for
+    from biaskit.models.adm import GUIDED_DIFFUSION_FLAGS
+    adm = {o.name for o in options_for("adm")}
+    assert set(GUIDED_DIFFUSION_FLAGS) | set(IGNORED_FLAGS) <= adm
+    assert len({o.name for o in OPTIONS}) == len(OPTIONS)
+    # every command-line option parses under both spellings into its own keyword
+    parser = build_parser()
+    for o in (o for o in OPTIONS if o.cli and o.kind in ("value", "bool")):
+        value = {int: "3", float: "0.5"}.get(o.type, "true" if o.kind == "bool" else
+                                             (o.choices or ("x",))[0])
+        spellings = ["--" + o.name] + (["--" + o.name.replace("_", "-")] if o.section == "third-party" else [])
+        for spelled in spellings:
+            args = parser.parse_args(["probe", "m.pt", "--data", "d", "--out", "o", spelled, value])
+            kw = {**loader_kwargs_from_args(args, "model"), **loader_kwargs_from_args(args)}
+            assert list(kw) == [o.name], (spelled, kw)
+
+
+def test_flags_that_do_not_apply_are_named_from_python_and_the_cli(tmp_path, capsys):
+    from biaskit.cli import main
+    (tmp_path / "plug.py").write_text(PLUGIN)
+    f = tmp_path / "weights.pth"
+    torch.save({"c": torch.tensor([0.1])}, f)
+    spec = f"{tmp_path / 'plug.py'}:make"
+    argv = ["probe", str(f), "--model-spec", spec, "--data", "gmm", "--out", str(tmp_path / "o")]
+    for extra, words in ((["--num-heads", "2"], "--num-heads does not apply to a third-party plugin"),
+                         (["--step", "3"], "--step does not apply to a third-party plugin"),
+                         (["--use_fp16", "True"], "--use_fp16 does not apply to a third-party plugin")):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "gmm-debias", "--out", str(run), "--steps", "1", "--no-progress",
+                 "--set", "data.n_train=16", "--set", "batch_size=4"]) == 0
+    with pytest.raises(ValueError, match=r"num_heads do not apply to a run model; valid: step"):
+        biaskit.load(run, num_heads=2)
+    assert biaskit.load(run, ema=False).info["weights"] == "online"
+    with pytest.raises(ValueError, match="class_label do not apply to a plugin model"):
+        biaskit.load(f, model_spec=spec, class_label=1)

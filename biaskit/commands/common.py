@@ -8,76 +8,72 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import thirdparty
+from ..loaders.formats import detect_format, is_run
+from ..loaders.options import add_loader_arguments, flag, inapplicable, loader_kwargs_from_args
 
 
 def add_model_arguments(p):
-    """--device, --schedule (oracles), --step / --online-weights (biaskit runs), --any-size and
-    the third-party loader flags."""
+    """--device, --schedule (oracles), --step / --online-weights (biaskit runs), --any-size, the
+    third-party loader flags (all from :data:`biaskit.loaders.options.OPTIONS`) and
+    --settings-check."""
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--schedule", default=None,
-                   help="schedule of an oracle model (trained models carry their own; default linear)")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step of a biaskit run (default latest)")
-    p.add_argument("--online-weights", action="store_true",
-                   help="use a biaskit run's online weights instead of its EMA weights")
+    add_loader_arguments(p, section="model")
     p.add_argument("--any-size", action="store_true",
                    help="run an image model at another height/width than it was trained at "
                         "(default: a size mismatch is an error)")
-    thirdparty.add_loader_arguments(p.add_argument_group("third-party checkpoints"))
+    g = p.add_argument_group("third-party checkpoints")
+    add_loader_arguments(g)
+    g.add_argument("--settings-check", choices=("auto", "warn", "off"), default="auto",
+                   help="ADM with --data: compare the settings the weights cannot tell (time "
+                        "scaling, heads, attention order) on held-out samples; auto warns when "
+                        "another setting is clearly better and stops when it is certain")
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
+def _given(args) -> dict:
+    """{option: value} of every loader flag the user gave (both sections of the table)."""
+    return {**loader_kwargs_from_args(args, "model"), **loader_kwargs_from_args(args)}
 
 
-def _is_run(model: str) -> bool:
-    path = Path(model)
-    return path.is_dir() and (path / "biaskit.json").is_file()
-
-
-def check_model_flags(args):
-    """ValueError naming a flag given for a model it does not apply to: loader flags for a
-    biaskit run or an oracle (they record their own settings), run flags for other models,
-    --schedule for non-oracles."""
-    oracle, run = args.model.startswith("oracle:"), _is_run(args.model)
-    kind = "an oracle" if oracle else "a biaskit run" if run else "a third-party checkpoint"
-    given = list(thirdparty.loader_kwargs_from_args(args)) if (oracle or run) else []
-    given += [d for d in ("step", "online_weights") if not run and getattr(args, d)]
-    given += ["schedule"] if not oracle and args.schedule is not None else []
-    if given:
-        raise ValueError(f"{_flag(given[0])} does not apply to {kind} ({args.model}); "
-                         f"{'it records its own settings' if (oracle or run) else 'drop it'}")
+def check_model_flags(args) -> str:
+    """The format of ``args.model``; ValueError naming the first flag given for a model it does not
+    apply to (the table's formats): loader flags for a biaskit run or an oracle (they record their
+    own settings), run flags for other models, --schedule for non-oracles, ADM flags elsewhere."""
+    fmt = detect_format(args.model, getattr(args, "model_spec", None), getattr(args, "weights", None))
+    bad = inapplicable(_given(args), fmt)
+    if bad:
+        own = fmt in ("oracle", "run")
+        kind = {"oracle": "an oracle", "run": "a biaskit run"}.get(fmt, f"a third-party {fmt} checkpoint")
+        raise ValueError(f"{flag(bad[0])} does not apply to {kind} ({args.model}); "
+                         f"{'it records its own settings' if own else 'drop it'}")
+    return fmt
 
 
 def load_model(args, device, **oracle_kwargs):
     """The denoiser ``args.model`` names, on ``device``; ``oracle_kwargs`` go to an oracle's loader."""
-    from ..loading import load
-    check_model_flags(args)
-    if args.model.startswith("oracle:"):
-        from ..schedules import get_schedule
-        model = load(args.model, schedule=get_schedule(args.schedule or "linear"), **oracle_kwargs)
-    else:
-        model = load(args.model, **loader_kwargs(args, device))
+    from ..loaders import load
+    fmt = check_model_flags(args)
+    kwargs = loader_kwargs(args, device)
+    model = load(args.model, **kwargs, **(oracle_kwargs if fmt == "oracle" else {}))
     model.any_size = bool(getattr(args, "any_size", False))
     return model.to(device)
 
 
 def loader_kwargs(args, device) -> dict:
-    """Keyword options for :func:`biaskit.load` of a non-oracle ``args.model``; the list-valued
-    loader flags are read by :func:`parse_list` (errors name the flag and the bad item)."""
-    if _is_run(args.model):
-        return {"ema": not args.online_weights, "step": args.step, "device": device}
-    kwargs = thirdparty.loader_kwargs_from_args(args)
+    """Keyword options for :func:`biaskit.load` from the flags given (a biaskit run also gets
+    ``device``); the list-valued loader flags are read by :func:`parse_list` (errors name the flag
+    and the bad item)."""
+    kwargs = _given(args)
+    if is_run(args.model):
+        kwargs["device"] = device
     for dest, item, sep, form in (("data_range", float, ",", "LO,HI with LO < HI"),
                                   ("trained_timesteps", int, ":", "LO:HI with LO <= HI")):
         if isinstance(kwargs.get(dest), str):
-            values = parse_list(_flag(dest), kwargs[dest], item, sep)
+            values = parse_list(flag(dest), kwargs[dest], item, sep)
             lo_hi_ok = len(values) == 2 and (values[0] < values[1] if item is float else values[0] <= values[1])
             if not lo_hi_ok:
-                raise ValueError(f"{_flag(dest)} expects {form}, got {kwargs[dest]!r}")
+                raise ValueError(f"{flag(dest)} expects {form}, got {kwargs[dest]!r}")
             kwargs[dest] = tuple(values)
     return kwargs
-
 
 
 def model_shape(model) -> tuple[int, ...] | None:

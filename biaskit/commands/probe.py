@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from ..denoiser import resolve_device
+from ..loaders.formats import is_oracle
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
@@ -47,7 +48,7 @@ def add_arguments(p):
 def _load(args, device):
     """(denoiser, dataset): the data are loaded in the model's data range."""
     from ..data import load_dataset
-    if args.model.startswith("oracle:"):
+    if is_oracle(args.model):
         ds = load_dataset(args.data, seed=args.data_seed, **data_options(args.data_option))
         same = args.model.split(":")[-1] in (ds.name, args.data)
         return load_model(args, device, **({"dataset": ds} if same else {})), ds

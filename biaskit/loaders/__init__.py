@@ -1,0 +1,43 @@
+"""``biaskit.load(spec)``: any model spec -> :class:`biaskit.Denoiser`, through one dispatcher.
+
+:func:`detect_format` tells the format (:mod:`biaskit.loaders.formats`); the keyword options are
+checked against the one table of loader options (:mod:`biaskit.loaders.options`), which also
+makes the command-line flags; each format has its own small module (``diffusers``, ``adm``,
+``plugin``; oracles in :mod:`biaskit.oracle`, biaskit runs in :mod:`biaskit.checkpoint`).
+Timesteps fed to a network are integer indices by default (``time_input="index"``); a network
+trained on t / T takes ``time_input="scaled", time_scale=1/T``.
+"""
+
+from __future__ import annotations
+
+from .formats import FORMATS, detect_format, plugin_spec
+from .options import OPTIONS, add_loader_arguments, check_options, loader_kwargs_from_args
+
+__all__ = ["load", "detect_format", "FORMATS", "OPTIONS", "add_loader_arguments",
+           "loader_kwargs_from_args", "check_options"]
+
+
+def load(spec, *, model_spec=None, weights=None, **options):
+    """The denoiser ``spec`` names (a Denoiser is returned as is); ``options`` go to the format's
+    loader: an oracle's are dataset options (see :func:`biaskit.oracle.from_spec`), every other
+    format's are checked against :data:`OPTIONS` (one that does not apply is a ValueError)."""
+    from ..denoiser import Denoiser
+    if isinstance(spec, Denoiser):
+        return spec
+    fmt = detect_format(spec, model_spec, weights)
+    if fmt == "oracle":
+        from ..oracle import from_spec
+        return from_spec(str(spec), **options)
+    if fmt == "run":
+        from ..checkpoint import load_run
+        o = check_options(options, "run")
+        return load_run(spec, ema=bool(o.ema) and not o.online_weights, step=o.step, device=o.device)
+    if fmt == "plugin":
+        from .plugin import load_plugin
+        model_spec, path = plugin_spec(spec, model_spec, weights)
+        return load_plugin(path, model_spec, **options)
+    if fmt == "adm":
+        from .adm import load_adm
+        return load_adm(spec, **options)
+    from .diffusers import load_diffusers
+    return load_diffusers(spec, **options)

@@ -1,0 +1,136 @@
+"""What every third-party loader shares: the schedule from exactly one source, the data range,
+the trained timesteps, the class label, and the Denoiser built from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import safeload
+from ..denoiser import TIME_INPUTS, Denoiser
+from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
+                         from_diffusers_config, get_schedule, respace)
+
+__all__ = ["DEFAULT_SCHEDULER", "WithClassLabel", "resolve_schedule", "make_denoiser", "file_info",
+           "read_json", "parse_range", "parse_timestep_range"]
+
+# DDPM (Ho et al. 2020): what a bare diffusers UNet is assumed to be trained with
+DEFAULT_SCHEDULER = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+                     "num_train_timesteps": 1000, "prediction_type": "epsilon"}
+
+
+class WithClassLabel(nn.Module):
+    """A class-conditional network with one fixed label for every sample, called as net(x, t)."""
+
+    def __init__(self, net: nn.Module, label: int, keyword: str = "y"):
+        super().__init__()
+        self.net, self.keyword = net, keyword
+        self.register_buffer("label", torch.tensor([int(label)]), persistent=False)
+
+    def forward(self, x, t):
+        return self.net(x, t, **{self.keyword: self.label.expand(x.shape[0])})
+
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# shared options: schedule, time input, range
+
+def parse_range(data_range) -> tuple[float, float]:
+    if data_range is None:
+        return (-1.0, 1.0)
+    if isinstance(data_range, str):
+        parts = data_range.replace(":", ",").strip("[]() ").split(",")
+        try:
+            data_range = [float(p) for p in parts]
+        except ValueError:
+            data_range = []
+    lo_hi = tuple(float(v) for v in data_range)
+    if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+        raise ValueError(f"data range must be two numbers LO,HI with LO < HI, got {data_range!r}")
+    return lo_hi
+
+
+def parse_timestep_range(spec, T: int) -> list[int]:
+    if isinstance(spec, str):
+        lo, sep, hi = spec.partition(":")
+        try:
+            lo, hi = int(lo), int(hi)
+        except ValueError:
+            raise ValueError(f"trained timesteps must be LO:HI (inclusive integers), got {spec!r}") \
+                from None
+    else:
+        lo, hi = (int(v) for v in spec)
+    if not 0 <= lo <= hi < T:
+        raise ValueError(f"trained timesteps {lo}:{hi} must satisfy 0 <= LO <= HI < {T}")
+    return list(range(lo, hi + 1))
+
+
+def _vector(sd: dict, key: str, what: str) -> torch.Tensor:
+    if key not in sd:
+        vectors = [k for k, v in sd.items() if v.ndim == 1 and v.numel() > 10]
+        raise ValueError(f"{what} key {key!r} is not in the checkpoint; 1-D tensors found: "
+                         f"{', '.join(vectors) or 'none'}")
+    return sd[key].detach().double().cpu()
+
+
+def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key=None,
+                     noise_schedule=None, diffusion_steps=None, scheduler_config=None,
+                     default: dict | None = None, adm: bool = False) -> tuple[Schedule, str]:
+    """The training schedule from exactly one source, and a word saying which source it was.
+
+    Sources: a tensor of abar (``abar_key``) or betas (``betas_key``) in the checkpoint, a diffusers
+    scheduler config (dict or path; diffusers' meaning: its linear does not scale with T), a named
+    schedule (``noise_schedule``, ``diffusion_steps``; with ``adm`` in guided-diffusion's meaning,
+    :func:`biaskit.schedules.adm_schedule`), else ``default`` (a diffusers-style dict) or DDPM's
+    linear T = 1000.
+    """
+    given = [n for n, v in [("abar_key", abar_key), ("betas_key", betas_key),
+                            ("scheduler_config", scheduler_config),
+                            ("noise_schedule", noise_schedule)] if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one schedule source, not {' and '.join(given)}")
+    if abar_key is not None:
+        return from_abar(_vector(state_dict or {}, abar_key, "abar"), name=f"abar:{abar_key}"), \
+            f"checkpoint tensor {abar_key!r} (abar)"
+    if betas_key is not None:
+        return from_betas(_vector(state_dict or {}, betas_key, "betas"), name=f"betas:{betas_key}"), \
+            f"checkpoint tensor {betas_key!r} (betas)"
+    if scheduler_config is not None:
+        return from_diffusers_config(scheduler_config), f"scheduler config {scheduler_config}"
+    if noise_schedule is not None or diffusion_steps is not None:
+        name, T = noise_schedule or "linear", 1000 if diffusion_steps is None else int(diffusion_steps)
+        if adm:
+            meant = ADM_SCHEDULES.get(name, name)
+            return adm_schedule(name, T), f"guided-diffusion {name} ({meant}), T={T}"
+        return get_schedule(name, T), f"{name}, T={T}"
+    return from_diffusers_config(default or DEFAULT_SCHEDULER), "default (DDPM linear, T=1000)"
+
+
+def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
+              trained_timesteps, info) -> Denoiser:
+    if trained_timesteps is not None:
+        schedule = respace(schedule, parse_timestep_range(trained_timesteps, schedule.T))
+        info["trained_timesteps"] = [int(schedule.timesteps[0]), int(schedule.timesteps[-1])]
+    time_input = time_input or "index"
+    if not callable(time_input) and time_input not in TIME_INPUTS:
+        raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
+    net.eval().requires_grad_(False)
+    return Denoiser(net, schedule, parameterization, time_input=time_input, time_scale=time_scale,
+                    data_range=parse_range(data_range), channels=channels,
+                    name=info.get("name", "model"), info=info)
+
+
+def file_info(path: Path, fmt: str) -> dict:
+    return {"name": path.stem if path.is_file() else path.name, "format": fmt,
+            "path": str(path), "sha256": safeload.file_sha256(path) if path.is_file() else None}
+

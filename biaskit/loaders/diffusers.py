@@ -1,0 +1,148 @@
+"""diffusers folders -> Denoiser: a pipeline (``model_index.json``, ``unet/``, ``scheduler/``) or a
+bare ``UNet2DModel`` folder (``config.json`` + weights).
+
+The UNet is built from its ``config.json`` with ``UNet2DModel.from_config`` and the weights are
+read by :mod:`biaskit.safeload` (never ``from_pretrained``, no remote code). Parameterization from
+the scheduler's ``prediction_type``; schedule from its beta settings. A bare UNet's schedule comes
+from ``scheduler_config`` or defaults to DDPM's linear 1e-4..0.02, T = 1000, epsilon.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from .. import safeload
+from ..denoiser import Denoiser
+from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_info, make_denoiser, read_json,
+                    resolve_schedule)
+from .options import check_options
+
+__all__ = ["DiffusersUNet", "load_diffusers", "folder_format"]
+
+_NON_VP_SCHEDULERS = ("ScoreSdeVeScheduler", "KarrasVeScheduler", "FlowMatchEulerDiscreteScheduler",
+                      "FlowMatchHeunDiscreteScheduler", "CMStochasticIterativeScheduler")
+_WEIGHTS = ("diffusion_pytorch_model{v}.safetensors", "diffusion_pytorch_model{v}.bin")
+
+
+class DiffusersUNet(nn.Module):
+    """A diffusers ``UNet2DModel`` called as ``net(x, t) -> tensor`` (its ``.sample``)."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, t, class_labels=None):
+        return self.unet(x, t, class_labels=class_labels).sample
+
+
+def folder_format(path: Path) -> str:
+    """``diffusers`` (a pipeline) or ``diffusers-unet`` (a bare UNet2DModel) for a folder;
+    ValueError for any other folder."""
+    if (path / "model_index.json").is_file():
+        return "diffusers"
+    config = path / "config.json"
+    if config.is_file():
+        cls = read_json(config).get("_class_name")
+        if cls == "UNet2DModel":
+            return "diffusers-unet"
+        raise ValueError(f"{config} describes a {cls!r}; biaskit loads diffusers UNet2DModel "
+                         "folders (unconditional pixel-space models) only")
+    raise ValueError(f"{path} is a folder without model_index.json (diffusers pipeline), "
+                     "config.json (diffusers UNet2DModel) or biaskit.json (biaskit run)")
+
+
+def _state_dict(folder: Path, variant=None, map_location="cpu") -> tuple[dict, list[Path]]:
+    v = f".{variant}" if variant else ""
+    for pattern in _WEIGHTS:
+        name = pattern.format(v=v)
+        if (folder / name).is_file():
+            return safeload.read_state_dict(folder / name, map_location), [folder / name]
+        index = folder / f"{name}.index.json"
+        if index.is_file():  # sharded: {"weight_map": {key: shard file}}
+            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+            sd = {}
+            for shard in shards:
+                sd.update(safeload.read_state_dict(folder / shard, map_location))
+            return sd, [folder / s for s in shards]
+    found = sorted(p.name for p in folder.iterdir())
+    raise FileNotFoundError(f"no diffusers weights in {folder}: expected "
+                            f"{' or '.join(p.format(v=v) for p in _WEIGHTS)} "
+                            f"(or a sharded .index.json); found {found}")
+
+
+def _unet_dir(path: Path, fmt: str) -> Path:
+    if fmt != "diffusers":
+        return path
+    index = read_json(path / "model_index.json")
+    if "unet" not in index or not (path / "unet" / "config.json").is_file():
+        parts = sorted(k for k in index if not k.startswith("_"))
+        raise ValueError(f"{path} is a diffusers pipeline without a unet/ folder (components: "
+                         f"{', '.join(parts)}); biaskit loads UNet2DModel pipelines")
+    return path / "unet"
+
+
+def _scheduler_config(path: Path, fmt: str, o) -> dict:
+    """The scheduler settings: the given config (dict, file or folder), the pipeline's own, or
+    DDPM's default (with a warning when nothing says how the model was trained)."""
+    named = o.noise_schedule is not None or o.diffusion_steps is not None
+    source = o.scheduler_config
+    if source is None and fmt == "diffusers" and not named:
+        source = path / "scheduler" / "scheduler_config.json"
+    if source is None:
+        if not named:
+            warnings.warn(f"{path}: no scheduler config; assuming DDPM's linear schedule (1e-4..0.02, "
+                          "T=1000) and epsilon prediction. Pass scheduler_config= / --scheduler-config "
+                          "if the model was trained otherwise.", stacklevel=4)
+        return dict(DEFAULT_SCHEDULER)
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+        cfg = read_json(source / "scheduler_config.json" if source.is_dir() else source)
+    else:
+        cfg = dict(source)
+    if cfg.get("_class_name") in _NON_VP_SCHEDULERS:
+        raise ValueError(f"scheduler {cfg['_class_name']} is not a variance-preserving "
+                         "discrete-time scheduler; biaskit probes VP (DDPM-family) models")
+    return cfg
+
+
+def load_diffusers(path, **options) -> Denoiser:
+    """A diffusers pipeline folder or bare UNet2DModel folder as a Denoiser (weights read safely);
+    ``options``: those of :data:`biaskit.loaders.options.OPTIONS` for this format."""
+    from diffusers import UNet2DModel
+    path = Path(path).expanduser()
+    fmt = folder_format(path)
+    o = check_options(options, fmt)
+    unet_dir = _unet_dir(path, fmt)
+    config = read_json(unet_dir / "config.json")
+    if config.get("_class_name") != "UNet2DModel":
+        raise ValueError(f"{unet_dir} holds a {config.get('_class_name')!r}; only UNet2DModel "
+                         "(unconditional pixel-space UNets) is supported")
+    sched_cfg = _scheduler_config(path, fmt, o)
+    named = o.noise_schedule is not None or o.diffusion_steps is not None
+    schedule, source = resolve_schedule(scheduler_config=None if named else sched_cfg,
+                                        noise_schedule=o.noise_schedule, diffusion_steps=o.diffusion_steps)
+    if config.get("time_embedding_type", "positional") == "fourier" and o.time_input is None:
+        raise ValueError(f"{unet_dir} uses Fourier (continuous-sigma) time features, as score-SDE "
+                         "models do; state how it takes time with time_input= / --time-input")
+    unet = UNet2DModel.from_config(config)
+    sd, files = _state_dict(unet_dir, o.variant, o.map_location)
+    if hasattr(unet, "_convert_deprecated_attention_blocks"):  # query/key/value -> to_q/to_k/to_v
+        sd = unet._convert_deprecated_attention_blocks(sd)
+    safeload.load_into(unet, sd, what=f"weights in {files[0].name}")
+    net = DiffusersUNet(unet)
+    if config.get("num_class_embeds") or config.get("class_embed_type"):
+        if o.class_label is None:
+            raise ValueError(f"{unet_dir} is class-conditional; pass class_label= / --class-label K")
+        net = WithClassLabel(net, o.class_label, keyword="class_labels")
+    kind = o.parameterization or sched_cfg.get("prediction_type", "epsilon")
+    info = file_info(path, fmt)
+    info.update(sha256={str(f.relative_to(path)): safeload.file_sha256(f) for f in files},
+                config={k: v for k, v in config.items() if not k.startswith("_")},
+                scheduler=sched_cfg.get("_class_name", "default"), schedule_source=source)
+    return make_denoiser(net.to(o.device), schedule, kind, time_input=o.time_input,
+                         time_scale=o.time_scale, data_range=o.data_range,
+                         channels=config.get("in_channels", 3),
+                         trained_timesteps=o.trained_timesteps, info=info)

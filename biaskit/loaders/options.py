@@ -1,0 +1,221 @@
+"""The one table of loader options: each option's name, type, default, help and the formats it
+applies to. It generates the command-line flags (:func:`add_loader_arguments`), reads them back
+(:func:`loader_kwargs_from_args`) and checks keyword arguments against a format
+(:func:`check_options`, :func:`inapplicable`).
+
+Formats (:mod:`biaskit.loaders.formats`): ``oracle``, ``run`` (a biaskit run directory),
+``diffusers``, ``diffusers-unet``, ``adm``, ``plugin``. A flag ``--a-b`` also answers to
+guided-diffusion's spelling ``--a_b``. Options with ``cli=False`` are Python keywords only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from ..denoiser import TIME_INPUTS
+
+__all__ = ["Option", "OPTIONS", "IGNORED_FLAGS", "options_for", "check_options", "inapplicable",
+           "add_loader_arguments", "loader_kwargs_from_args", "flag", "parse_bool"]
+
+
+def parse_bool(text) -> bool:
+    """true/false spellings of a flag value (guided-diffusion writes ``--learn_sigma True``)."""
+    if isinstance(text, bool):
+        return text
+    low = str(text).lower()
+    if low in ("1", "true", "yes", "y", "on"):
+        return True
+    if low in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One loader option. ``formats``: the loaders that take it; ``kind``: ``value`` (``--x V``),
+    ``bool`` (``--x [BOOL]``), ``switch`` (``--x``, store_true), ``ignored`` (a pasted
+    guided-diffusion flag that does not change the network's outputs; ``help`` says why)."""
+
+    name: str
+    formats: frozenset
+    help: str = ""
+    type: Callable | None = None
+    default: Any = None
+    metavar: str | None = None
+    choices: tuple | None = None
+    kind: str = "value"
+    cli: bool = True
+    section: str = "third-party"  # where the flag is listed: "model" (top) or "third-party"
+
+    @property
+    def dest(self) -> str:
+        return IGNORED_DEST + self.name if self.kind == "ignored" else self.name
+
+
+IGNORED_DEST = "ignored_flag_"
+_THIRD = frozenset({"diffusers", "diffusers-unet", "adm", "plugin"})
+_DIFFUSERS = frozenset({"diffusers", "diffusers-unet"})
+_ADM, _PLUGIN, _RUN, _ORACLE = (frozenset({f}) for f in ("adm", "plugin", "run", "oracle"))
+
+
+def _o(name, formats, help="", **kw) -> Option:
+    return Option(name, frozenset(formats), help, **kw)
+
+
+def _adm_bool(name) -> Option:
+    return _o(name, _ADM, f"ADM {name} (inferred from the weights unless given)", type=parse_bool,
+              kind="bool", metavar="BOOL")
+
+
+# guided-diffusion / improved-diffusion / Debias-fork script flags that do not change what the
+# network computes for a given (x_t, t): accepted as pasted, named as ignored
+IGNORED_FLAGS = {
+    "use_fp16": "evaluated in float32; --amp for bf16", "dropout": "off at inference",
+    "use_checkpoint": "gradient checkpointing", "use_kl": "training loss",
+    "rescale_learned_sigmas": "training loss", "schedule_sampler": "training",
+    "lr": "training", "weight_decay": "training", "lr_anneal_steps": "training",
+    "microbatch": "training", "ema_rate": "training", "log_interval": "training",
+    "save_interval": "training", "resume_checkpoint": "training", "fp16_scale_growth": "training",
+    "data_dir": "training data; give --data", "batch_size": "probe --batch-size",
+    "num_samples": "sample --n", "use_ddim": "sample --sampler ddim",
+    "clip_denoised": "sample --clip", "sigma_small": "sample --variance fixed_small",
+    "model_path": "give the checkpoint as MODEL",
+}
+
+OPTIONS: tuple[Option, ...] = (
+    # oracles and biaskit runs
+    _o("schedule", _ORACLE, "schedule of an oracle model (trained models carry their own; default "
+       "linear)", section="model"),
+    _o("step", _RUN, "checkpoint step of a biaskit run (default latest)", type=int, section="model"),
+    _o("online_weights", _RUN, "use a biaskit run's online weights instead of its EMA weights",
+       kind="switch", section="model"),
+    _o("ema", _RUN, "EMA weights of a biaskit run (False: the online weights)", default=True, cli=False),
+    # third-party checkpoints
+    _o("model_spec", _PLUGIN, "user network: a factory returning an nn.Module called as "
+       "net(x, time_in)", metavar="FILE.py:FACTORY"),
+    _o("weights", _PLUGIN, "state dict for --model-spec (.safetensors/.pt/...)", metavar="PATH"),
+    _o("parameterization", _THIRD, "what the network predicts: eps, x0, v, flow (diffusers: "
+       "epsilon, sample, v_prediction)"),
+    _o("noise_schedule", _THIRD, "named schedule: linear, cosine, scaled_linear, sigmoid"),
+    _o("diffusion_steps", _THIRD, "training steps T (default 1000)", type=int),
+    _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),
+    _o("rescale_timesteps", _ADM, "ADM (improved-diffusion): the network was fed t * 1000 / T",
+       type=parse_bool, kind="bool"),
+    _o("predict_v", _ADM, "ADM (Debias fork): the network predicts v = alpha eps - sigma x0",
+       type=parse_bool, kind="bool"),
+    _o("timestep_respacing", _ADM, "ADM: probe / sample guided-diffusion's respaced model, e.g. "
+       "250, ddim50, 10,15,20", metavar="SPEC"),
+    _o("abar_key", _ADM | _PLUGIN, "read abar_t from this checkpoint tensor", metavar="KEY"),
+    _o("betas_key", _ADM | _PLUGIN, "read beta_t from this checkpoint tensor", metavar="KEY"),
+    _o("scheduler_config", _THIRD, "diffusers scheduler_config.json (or folder)", metavar="PATH"),
+    _o("time_input", _THIRD, "how t reaches the network: index (integer timestep), scaled "
+       "(timestep * --time-scale), sigma, logsnr, alpha_sigma", choices=TIME_INPUTS),
+    _o("time_scale", _THIRD, "factor for --time-input scaled (e.g. 0.001 for t/1000)", type=float),
+    _o("data_range", _THIRD, "range of clean data, default -1,1; write --data-range=-0.5,0.5 for "
+       "negative LO", metavar="LO,HI"),
+    _o("state_dict_prefix", _ADM | _PLUGIN, "keep keys starting with this and strip it (e.g. gt., "
+       "module. or ema.)", metavar="PREFIX"),
+    _o("state_dict_key", _ADM | _PLUGIN, "which state dict of a file holding several (e.g. ema or "
+       "model); default: the EMA one", metavar="KEY"),
+    _o("trained_timesteps", _THIRD, "only these timesteps (inclusive) are probed, e.g. the range "
+       "the model was trained on", metavar="LO:HI"),
+    _o("class_label", _DIFFUSERS | _ADM, "class fed to a class-conditional model", type=int),
+    _o("channels", _PLUGIN, "data channels C of a plugin model", type=int, cli=False),
+    # ADM architecture (guided-diffusion's flag names and units; see models.adm.flags_to_config)
+    _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int),
+    _o("num_res_blocks", _ADM, "ADM res blocks per level", type=int),
+    _o("channel_mult", _ADM, "ADM channel multipliers, e.g. 1,2,2,2"),
+    _o("attention_resolutions", _ADM, "ADM attention at these image resolutions, e.g. 32,16,8 "
+       "(needs --image-size)"),
+    _o("num_heads", _ADM, "ADM attention heads (not stored in the weights)", type=int),
+    _o("num_head_channels", _ADM, "ADM channels per attention head, e.g. 64 for the released "
+       "guided-diffusion models", type=int),
+    _o("num_heads_upsample", _ADM, "ADM heads in the decoder (deprecated flag)", type=int),
+    _o("image_size", _ADM, "image size the model was trained at", type=int),
+    *(_adm_bool(n) for n in ("learn_sigma", "class_cond", "use_scale_shift_norm", "resblock_updown",
+                             "use_new_attention_order")),
+    *(_o(n, _ADM, why, kind="ignored") for n, why in IGNORED_FLAGS.items()),
+    # Python only
+    _o("variant", _DIFFUSERS, "diffusers weights variant (e.g. fp16)", cli=False),
+    _o("strict", _PLUGIN, "every key of the state dict must match the network", default=True,
+       cli=False),
+    _o("factory_kwargs", _PLUGIN, "keyword arguments for the plugin factory", cli=False),
+    _o("map_location", _THIRD, "where torch reads the weights to", default="cpu", cli=False),
+    _o("device", _THIRD | _RUN, "device of the network", cli=False),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def options_for(fmt: str) -> list[Option]:
+    """The options a format's loader takes, in table order."""
+    return [o for o in OPTIONS if fmt in o.formats]
+
+
+def inapplicable(names, fmt: str) -> list[str]:
+    """The names among ``names`` that are not options of format ``fmt`` (in the given order)."""
+    return [n for n in names if n not in BY_NAME or fmt not in BY_NAME[n].formats]
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def check_options(kwargs: dict, fmt: str) -> SimpleNamespace:
+    """Every option of ``fmt`` as an attribute, the given ones (not None) over the table's
+    defaults; ValueError naming the given ones that do not apply to a ``fmt`` model."""
+    given = [k for k, v in kwargs.items() if v is not None]
+    bad = sorted(inapplicable(given, fmt))
+    if bad:
+        valid = [o.name for o in options_for(fmt) if o.kind != "ignored"
+                 and o.name not in ("weights", "model_spec")]
+        raise ValueError(f"option(s) {', '.join(bad)} do not apply to {_article(fmt)} model; "
+                         f"valid: {', '.join(valid)}")
+    values = {o.name: o.default for o in options_for(fmt)}
+    values.update({k: kwargs[k] for k in given})
+    return SimpleNamespace(**values)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of an option: data_range -> --data-range (a pasted
+    guided-diffusion flag keeps its own: --use_fp16)."""
+    o = BY_NAME.get(name)
+    return "--" + name if o is not None and o.kind == "ignored" else "--" + name.replace("_", "-")
+
+
+def _add(group, o: Option) -> None:
+    # guided-diffusion's spelling --a_b as an alias of --a-b, for the third-party flags
+    names = [flag(o.name)] + (["--" + o.name] if "_" in o.name and o.section == "third-party" else [])
+    if o.kind == "ignored":  # pasted guided-diffusion flags: accepted, named as ignored
+        group.add_argument("--" + o.name, dest=o.dest, nargs="?", const="True", default=None,
+                           help=argparse.SUPPRESS)
+    elif o.kind == "switch":
+        group.add_argument(*names, dest=o.dest, action="store_true", default=None, help=o.help)
+    else:
+        kw = dict(type=o.type, metavar=o.metavar, choices=o.choices, help=o.help)
+        if o.kind == "bool":
+            kw.update(nargs="?", const=True)
+        group.add_argument(*names, dest=o.dest, default=None,
+                           **{k: v for k, v in kw.items() if v is not None})
+
+
+def add_loader_arguments(parser, section: str = "third-party") -> None:
+    """The command-line flags of every option listed under ``section`` (all default to None =
+    infer / default). ``parser``: an ArgumentParser (a group is made for the third-party
+    section) or an argument group to add them to."""
+    g = parser
+    if section == "third-party" and isinstance(parser, argparse.ArgumentParser):
+        g = parser.add_argument_group(
+            "third-party checkpoints", "diffusers folders, guided-diffusion .pt files, or any "
+            "network via --model-spec; guided-diffusion flag spellings (--num_channels ...) work too")
+    for o in OPTIONS:
+        if o.cli and o.section == section:
+            _add(g, o)
+
+
+def loader_kwargs_from_args(args: argparse.Namespace, section: str = "third-party") -> dict:
+    """{option: value} of the flags of ``section`` that the user actually gave."""
+    return {o.name: getattr(args, o.dest) for o in OPTIONS
+            if o.cli and o.section == section and getattr(args, o.dest, None) is not None}

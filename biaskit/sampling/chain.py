@@ -45,9 +45,11 @@ class Grid:
     idx: list[int]
     spacing: str = "even"  # the rule that chose idx (named in errors)
     kept: Schedule = field(init=False, repr=False)
+    _timesteps: list[int] = field(init=False, repr=False)  # kept.timesteps as ints
 
     def __post_init__(self):
         object.__setattr__(self, "kept", respace(self.schedule, self.idx))
+        object.__setattr__(self, "_timesteps", self.kept.timesteps.tolist())
 
     @classmethod
     def of(cls, schedule: Schedule, steps: int, spacing: str = "even") -> "Grid":
@@ -59,7 +61,7 @@ class Grid:
 
     def timestep(self, k: int) -> int:
         """The model's own timestep at kept step k (``schedule.timesteps[idx[k]]``)."""
-        return int(self.kept.timesteps[k])
+        return self._timesteps[k]
 
 
 @dataclass

@@ -366,3 +366,19 @@ def test_posterior_variance_clipped_is_adms_rule():
     torch.testing.assert_close(s.posterior_variance_clipped, torch.cat([bt[:1], bt]))
     one = respace(s, [4])
     assert one.posterior_variance_clipped.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler", "ddim"])
+def test_hybrid_of_one_model_in_two_parameterizations_is_that_model(sampler):
+    """The Gaussian oracle read as an eps network and as a v network is one model: switching
+    between the two mid-chain must not change the samples (a v output fed to a scheduler as eps
+    would)."""
+    oracle = _gaussian_oracle([0.3, -0.2], 0.5)
+    eps_den = Denoiser(lambda x, t: oracle(x, t).eps_hat, SCHED, "eps")
+    v_den = Denoiser(lambda x, t: oracle(x, t).v_hat, SCHED, "v")
+    noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    kw = dict(sampler=sampler, steps=6, spacing="trailing", progress=False)
+    pure = sample(oracle, noise, **kw).x0
+    for k in (2, 4):
+        _close(hybrid_sample(eps_den, v_den, k, noise, **kw).x0, pure)
+        _close(hybrid_sample(v_den, eps_den, k, noise, **kw).x0, pure)

@@ -179,8 +179,7 @@ class Denoiser(nn.Module):
         out, var_out = P.split_learned_variance(raw, channels)
         x0_hat, eps_hat = P.to_x0_eps(self.parameterization, out, x_t, alpha, sigma)
         if self.clip:
-            x0_hat = P.clip_to_range(x0_hat, self.data_range)
-            eps_hat = (x_t - alpha * x0_hat) / sigma
+            x0_hat, eps_hat = P.clip_estimates(x0_hat, x_t, alpha, sigma, self.data_range)
         return Prediction(x0_hat, eps_hat, out, var_out, alpha, sigma)
 
     def describe(self) -> dict:

@@ -77,3 +77,10 @@ def split_learned_variance(out: torch.Tensor, channels: int):
 
 def clip_to_range(x0_hat: torch.Tensor, data_range=(-1.0, 1.0)) -> torch.Tensor:
     return x0_hat.clamp(*data_range)
+
+
+def clip_estimates(x0_hat: torch.Tensor, x_t: torch.Tensor, alpha, sigma, data_range=(-1.0, 1.0)):
+    """(x0_hat clamped to data_range, eps_hat re-derived from it): the pair stays consistent,
+    x_t = alpha x0_hat + sigma eps_hat."""
+    x0_hat = clip_to_range(x0_hat, data_range)
+    return x0_hat, to_x0_eps("x0", x0_hat, x_t, alpha, sigma)[1]

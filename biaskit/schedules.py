@@ -90,6 +90,13 @@ class Schedule:
         (Ho et al. 2020, Eq. 7); 0 at t = 0."""
         return self.betas * (1 - self.abar_prev) / (1 - self.abar)
 
+    @property
+    def posterior_variance_clipped(self) -> torch.Tensor:
+        """beta~_t with beta~_0 := beta~_1 (ADM's ``posterior_log_variance_clipped``: beta~_0 = 0
+        has no logarithm); beta~ itself when T = 1."""
+        beta_tilde = self.posterior_variance
+        return torch.cat([beta_tilde[1:2], beta_tilde[1:]]) if self.T > 1 else beta_tilde
+
     def same_as(self, other: "Schedule", rtol: float = 1e-6, atol: float = 1e-10) -> bool:
         """Whether two schedules have the same steps (equal abar within float tolerance)."""
         return self.T == other.T and torch.allclose(self.abar, other.abar, rtol=rtol, atol=atol)

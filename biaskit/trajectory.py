@@ -2,7 +2,8 @@
 
 "Channel" is dimension 1 of a sample batch: colour channels of images (B, C, H, W), coordinates
 of vectors (B, D). Means and standard deviations are over the remaining (spatial) dimensions.
-A :class:`biaskit.sampling.Trajectory` holds x_t and x0_hat (S, B, ...) per model call.
+A :class:`biaskit.sampling.Trajectory` holds x_t and x0_hat (S, B, ...) per model call and ``t``
+(S,), the model's own timesteps: the ``t`` column of the tables below.
 """
 
 from __future__ import annotations

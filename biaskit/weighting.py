@@ -227,9 +227,7 @@ def _vlb_regular(s, lam, ctx):
         raise ValueError("the vlb weighting needs T >= 2: its t = 0 weight borrows the posterior "
                          "variance of t = 1, and this schedule has T = 1")
     beta, abar = sched.betas.to(s.dtype), sched.abar.to(s.dtype)
-    post_var = sched.posterior_variance.to(s.dtype)
-    if post_var.numel() > 1:
-        post_var = torch.cat([post_var[1:2], post_var[1:]])
+    post_var = sched.posterior_variance_clipped.to(s.dtype)
     return beta**2 / (2 * post_var * (1 - beta) * (1 - abar))
 
 

@@ -10,8 +10,9 @@ from biaskit import Denoiser, get_schedule
 from biaskit import metrics as M
 from biaskit.data import load_dataset
 from biaskit.oracle import GaussianMixture, oracle_denoiser
-from biaskit.sampling import (DIFFUSERS_SAMPLERS, SPACINGS, hybrid_sample, hybrid_sweep, kept_steps,
-                              sample)
+from biaskit.sampling import (DIFFUSERS_SAMPLERS, SPACINGS, SwitchAfter, hybrid_sample, hybrid_sweep,
+                              kept_steps, model_calls, sample, sampler_method)
+from biaskit.schedules import respace
 from biaskit.trajectory import channel_stats, clip_fraction, trajectory_stats, x0_drift, x0_error
 
 SCHED = get_schedule("linear")
@@ -268,21 +269,116 @@ def test_trajectory_statistics_by_hand():
     assert cs.query("sample == 1")["std"].tolist() == [0.5] * 3
 
 
-def test_sample_table_shares_x_T_and_its_step_noise_is_fresh():
-    """Every step count starts from the seed's first draw, and the first DDPM step's noise is not
-    that same draw again (it was, when x_T was drawn from a second generator with the same seed)."""
-    from biaskit.sampling import sample_table
+def test_every_step_count_starts_from_the_seeds_first_draw_and_step_noise_is_fresh():
+    """x_T is the seed's first draw whatever the step count, and the first DDPM step's noise is
+    not that same draw again (it was, when x_T came from a second generator with the same seed)."""
     s = get_schedule("linear", 1000)
     den = Denoiser(lambda x, t: torch.zeros_like(x), s, "x0")  # x0_hat = 0: x_next = ct x_t + std z
-    seen = {}
-    table = sample_table({"zero": den}, (4096, 1), steps=(3, 2), seed=7, progress=False,
-                         sampler="ddpm", callback=lambda st: seen.setdefault(st.i, (st.x_t, st.x_next)))
-    assert set(table["zero"]) == {"2 steps", "3 steps"}
-    x_T, x_next = seen[0]
+    first = {}
+    for steps in (3, 2):
+        sample(den, (4096, 1), sampler="ddpm", steps=steps, seed=7, progress=False,
+               callback=lambda st: first.setdefault(steps, (st.x_t, st.x_next)))
+    x_T, x_next = first[3]
     torch.testing.assert_close(x_T, torch.randn((4096, 1), generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(first[2][0], x_T)
     # kept steps of 3: 0, 500, 999 (ADM even spacing); hand posterior coefficient of x_t at 999 -> 500
     ab_t, ab_prev = float(s.abar[999]), float(s.abar[500])
     ct = (ab_t / ab_prev) ** 0.5 * (1 - ab_prev) / (1 - ab_t)
     z = x_next - ct * x_T
     corr = float(torch.corrcoef(torch.stack([z.flatten(), x_T.flatten()]))[0, 1])
     assert abs(corr) < 0.1
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp_2m", "heun"])
+def test_timesteps_are_the_models_own_for_a_model_trained_on_part_of_its_schedule(sampler):
+    """A model trained on timesteps 1..999: its schedule's step j is timestep j + 1. Results,
+    trajectories and callbacks say the timestep (what the network is fed, recorded inside it),
+    schedule_index the step (kept_steps of T = 999)."""
+    part = respace(SCHED, list(range(1, 1000)))
+    fed = []
+
+    def net(x, t):
+        fed.append(int(t[0]))
+        return torch.zeros_like(x)
+
+    den = Denoiser(net, part, "eps", time_input="index")
+    seen = []
+    r = sample(den, (4, 2), sampler=sampler, steps=3, return_trajectory=True, callback=seen.append,
+               progress=False)
+    steps = torch.unique_consecutive(torch.tensor(r.schedule_index)).tolist()
+    assert steps == kept_steps(999, 3)[::-1] == [998, 499, 0]
+    assert r.timesteps == fed and [j + 1 for j in r.schedule_index] == fed
+    assert torch.unique_consecutive(torch.tensor(fed)).tolist() == [999, 500, 1]
+    assert r.trajectory.t.tolist() == fed and r.trajectory.schedule_index.tolist() == r.schedule_index
+    assert [st.t for st in seen] == fed and [st.schedule_index for st in seen] == r.schedule_index
+
+
+def _counting(value, calls, name):
+    def net(x, t):
+        calls.append(name)
+        return torch.full_like(x, value)
+    return Denoiser(net, SCHED, "x0", name=name)
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 5), ("heun", 3), ("ddpm", 4)])
+def test_switch_after_calls_a_for_the_first_k_model_calls(sampler, steps):
+    """Which network runs at each call is recorded inside the networks; Heun calls twice per step
+    after the first, so k counts model calls, not steps."""
+    calls = []
+    a, b = _counting(0.5, calls, "a"), _counting(-0.5, calls, "b")
+    n = model_calls(sampler, a, steps)
+    assert n == (2 * steps - 1 if sampler == "heun" else steps)
+    for k in range(n + 1):
+        calls.clear()
+        r = hybrid_sample(a, b, k, (3, 2), sampler=sampler, steps=steps, progress=False)
+        assert calls == ["a"] * k + ["b"] * (n - k) and r.nfe == n
+    switch = SwitchAfter(a, b, 2, n)
+    calls.clear()
+    for _ in range(2):  # the count wraps after n calls: a second chain switches at call 2 again
+        sample(switch, (3, 2), sampler=sampler, steps=steps, progress=False)
+    assert calls == (["a"] * 2 + ["b"] * (n - 2)) * 2
+
+
+def test_hybrid_refuses_models_on_different_schedules_and_k_out_of_range():
+    a = _gaussian_oracle([0.0, 0.0], 0.5)
+    other = oracle_denoiser(GaussianMixture.isotropic([1.0], torch.zeros(1, 2), 0.5), get_schedule("cosine"))
+    with pytest.raises(ValueError, match="share one schedule"):
+        hybrid_sample(a, other, 1, (2, 2), steps=3, progress=False)
+    with pytest.raises(ValueError, match=r"k must be in 0\.\.3"):
+        hybrid_sample(a, a, 4, (2, 2), steps=3, progress=False)
+
+
+def test_every_sampler_has_the_one_signature():
+    """k-diffusion's shape: (model, x, grid, *, generator, callback, progress, own options)."""
+    import inspect
+    common = ["model", "x", "grid", "generator", "callback", "progress"]
+    for name in ["ddpm", "ddim", "euler", "dpmpp_2m"]:
+        params = list(inspect.signature(sampler_method(name)).parameters)
+        assert params[:6] == common, (name, params)
+
+
+def test_posterior_variance_clipped_is_adms_rule():
+    """beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t) from the betas by hand; entry 0 takes t = 1's."""
+    s = get_schedule("linear", 10)
+    beta = s.betas
+    abar = torch.cumprod(1 - beta, 0)
+    bt = beta[1:] * (1 - abar[:-1]) / (1 - abar[1:])
+    torch.testing.assert_close(s.posterior_variance_clipped, torch.cat([bt[:1], bt]))
+    one = respace(s, [4])
+    assert one.posterior_variance_clipped.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler", "ddim"])
+def test_hybrid_of_one_model_in_two_parameterizations_is_that_model(sampler):
+    """The Gaussian oracle read as an eps network and as a v network is one model: switching
+    between the two mid-chain must not change the samples (a v output fed to a scheduler as eps
+    would)."""
+    oracle = _gaussian_oracle([0.3, -0.2], 0.5)
+    eps_den = Denoiser(lambda x, t: oracle(x, t).eps_hat, SCHED, "eps")
+    v_den = Denoiser(lambda x, t: oracle(x, t).v_hat, SCHED, "v")
+    noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    kw = dict(sampler=sampler, steps=6, spacing="trailing", progress=False)
+    pure = sample(oracle, noise, **kw).x0
+    for k in (2, 4):
+        _close(hybrid_sample(eps_den, v_den, k, noise, **kw).x0, pure)
+        _close(hybrid_sample(v_den, eps_den, k, noise, **kw).x0, pure)

@@ -64,7 +64,7 @@ def _shape(model, text) -> tuple[int, ...]:
 
 
 class _FirstNonFinite:
-    """Sampling callback remembering (call i, t) of the first step with a non-finite state."""
+    """Sampling callback remembering (call i, the model's t) of the first non-finite step."""
 
     def __init__(self):
         self.first = None
@@ -172,7 +172,6 @@ def run(args) -> int:
         check_adm_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
-    model_t = model.schedule.timesteps  # what the sampler's schedule steps are in the model's timesteps
     arrays, x0s = {}, {}
     for n in steps:
         watch = _FirstNonFinite()
@@ -181,12 +180,12 @@ def run(args) -> int:
         if watch.first is not None:
             i, t = watch.first
             raise ValueError(f"the {n}-step {args.sampler} chain went non-finite (NaN/inf) at model "
-                             f"call {i} (t = {int(model_t[t])}); nothing was written")
+                             f"call {i} (t = {t}); nothing was written")
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()
-        arrays[f"timesteps{suffix}"] = model_t[list(r.timesteps)].numpy()
+        arrays[f"timesteps{suffix}"] = np.asarray(r.timesteps, dtype=np.int64)
         if r.trajectory is not None:
-            arrays.update(t=model_t[r.trajectory.t.long()].numpy(),
+            arrays.update(t=r.trajectory.t.numpy(),
                           x_t=r.trajectory.x_t.float().cpu().numpy(),
                           x0_hat=r.trajectory.x0_hat.float().cpu().numpy())
         x0s[f"{n} steps"] = r.x0

@@ -1,0 +1,101 @@
+"""``sample``: draw samples from a denoiser with any sampler, on the same seeded noise.
+
+Noise comes from one ``torch.Generator`` seeded by ``seed``: the initial x_T first, then each
+stochastic step's draw, in order.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable
+
+import torch
+
+from .chain import Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
+from .diffusers_adapter import diffusers_method, scheduler_chain
+from .native import NATIVE, VARIANCES
+
+
+def sampler_method(sampler: str) -> Callable:
+    """The sampler function of the common signature for a name (native or diffusers)."""
+    return NATIVE.get(sampler) or diffusers_method(sampler)
+
+
+def _options(sampler: str, eta: float, variance: str, scheduler_kwargs) -> dict:
+    """Each method's own keyword arguments among sample()'s."""
+    if sampler == "ddim":
+        return {"eta": eta}
+    if sampler == "ddpm":
+        return {"variance": variance}
+    return {"variance": variance, "scheduler_kwargs": scheduler_kwargs}
+
+
+def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
+                scheduler_kwargs: dict | None = None) -> int:
+    """How many network evaluations ``sample`` makes (2nd-order diffusers schedulers make more)."""
+    if sampler in NATIVE:
+        return len(kept_steps(denoiser.schedule.T, steps, spacing))
+    return len(scheduler_chain(sampler, denoiser.schedule, steps, spacing, denoiser.parameterization,
+                               scheduler_kwargs=scheduler_kwargs)[2])
+
+
+def check_steps(sampler: str, denoiser, steps) -> None:
+    """ValueError unless 1 <= ``steps`` <= T of the denoiser's schedule (every sampler visits
+    distinct schedule steps)."""
+    T = denoiser.schedule.T
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
+        raise ValueError(f"{sampler}: steps must be in 1..{T} (an integer), got {steps!r}")
+
+
+def _initial_noise(shape_or_noise, device, generator) -> torch.Tensor:
+    if isinstance(shape_or_noise, torch.Tensor):
+        dtype = shape_or_noise.dtype if shape_or_noise.is_floating_point() else torch.float32
+        return shape_or_noise.to(device, dtype)
+    shape = (shape_or_noise,) if isinstance(shape_or_noise, int) else tuple(shape_or_noise)
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+
+
+def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+           variance: str = "fixed_small", clip: bool = False, seed: int = 0,
+           callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
+           progress: bool = True, spacing: str = "even", device=None,
+           scheduler_kwargs: dict | None = None) -> SampleResult:
+    """Draw samples from ``denoiser`` with ``steps`` steps of ``sampler``.
+
+    Args:
+        denoiser: a :class:`Denoiser`, or any model called like one (``model(x_t, t)``, e.g.
+            :class:`biaskit.sampling.SwitchAfter` for hybrid sampling).
+        shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself.
+        sampler: ``ddpm`` or ``ddim`` (native), or a diffusers name (see :func:`sampler_names`).
+        eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like variance).
+        variance: DDPM reverse variance: fixed_small (beta_tilde), fixed_large (beta), learned.
+        clip: clamp x0_hat to the denoiser's data_range at every step.
+        seed: seeds the generator for x_T (when a shape is given) and every step's noise.
+        callback: called with a :class:`StepInfo` after every model call.
+        spacing: which steps to keep: even (ADM), linspace, leading, trailing (diffusers'
+            rules); native and diffusers samplers visit the same kept steps (see
+            :func:`scheduler_chain`).
+        device: where to sample (default: the denoiser's device, else the noise's, else CPU).
+
+    Returns a :class:`SampleResult` whose ``timesteps`` (and trajectory ``t``) are the model's
+    own timesteps, ``schedule_index`` the steps of its schedule.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
+    if not eta >= 0:
+        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
+    check_steps(sampler, denoiser, steps)
+    denoiser.check_shape(shape_or_noise.shape[1:] if isinstance(shape_or_noise, torch.Tensor)
+                         else tuple(shape_or_noise)[1:])
+    if device is None:
+        device = shape_or_noise.device if isinstance(shape_or_noise, torch.Tensor) else \
+            denoiser.device
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    x = _initial_noise(shape_or_noise, device, generator)
+    grid = Grid.of(denoiser.schedule, steps, spacing)
+    record = Recorder(callback, return_trajectory)
+    x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
+                                 generator=generator, callback=record, progress=progress,
+                                 **_options(sampler, eta, variance, scheduler_kwargs))
+    return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)

@@ -141,9 +141,22 @@ def _channel_colours(C: int):
     return sns.color_palette("husl", C)
 
 
+def _grid(n: int, panel=(4.2, 3.0), ncols: int = 2, **kw):
+    """A figure of ``n`` panels in rows of at most ``ncols`` (the unused ones removed), so many
+    panels wrap into a readable block instead of one long strip; returns (fig, flat axes)."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows),
+                             squeeze=False, **kw)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    return fig, flat[:n]
+
+
 def plot_colour_bias(df, x="t"):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
-    colour (one grey line for grayscale); one panel per model."""
+    colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""
     style()
     df = _models(df)
     chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
@@ -152,17 +165,18 @@ def plot_colour_bias(df, x="t"):
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
     names_rgb = ["red", "green", "blue"] if len(chans) == 3 else None
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
+    fig, axes = _grid(len(names), sharey=True)
+    for ax, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
         for k, (c, colour) in enumerate(zip(chans, _channel_colours(len(chans)))):
             label = names_rgb[k] if names_rgb else ("gray" if len(chans) == 1 else f"channel {k}")
             _band(ax, d, x, c, colour, label, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_title(name)
-        ax.set_ylabel("mean of x0_hat - x0 (data units)")
+        ax.set_ylabel("mean x0_hat - x0 (data units)")
+        ax.yaxis.set_tick_params(labelleft=True)
         _finish_x(ax, x)
-    axes[0, -1].legend(loc="best")
+    axes[0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -272,36 +286,51 @@ def mosaic_inches(columns: int, H: int, minimum: float = 1.6) -> float:
 
 
 def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,
-                     cell_inches: float = 1.6):
+                     cell_inches: float = 1.6, reference=None, reference_title: str = "held-out data",
+                     title: str = ""):
     """Rows x columns of image mosaics: ``table[row][column]`` is a batch (N, C, H, W), e.g.
     ``{weighting: {f"{steps} steps": samples}}`` drawn from the same seeds, so every cell shows
-    the same N noise draws."""
+    the same N noise draws. ``reference`` (N, C, H, W), e.g. held-out data, fills one panel left
+    of the table spanning all rows. A cell missing from a row leaves no panel (no empty frames)."""
     style()
     rows = list(table)
     cols = list(dict.fromkeys(c for r in rows for c in table[r]))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
-                                                            cell_inches * len(rows) + 0.4),
-                             squeeze=False)
+    lead = 1 if reference is not None else 0
+    fig = plt.figure(figsize=(cell_inches * (len(cols) + lead) + 0.8, cell_inches * len(rows) + 0.4
+                              + 0.3 * bool(title)))
+    grid = fig.add_gridspec(len(rows), len(cols) + lead)
+    axes = np.empty((len(rows), len(cols)), dtype=object)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if c in table[r]:
-                img = mosaic(table[r][c], data_range, columns)
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
-                          interpolation="nearest")
+                axes[i, j] = fig.add_subplot(grid[i, j + lead])
+                _show_mosaic(axes[i, j], mosaic(table[r][c], data_range, columns))
+    if reference is not None:
+        ax = fig.add_subplot(grid[:, 0])
+        _show_mosaic(ax, mosaic(reference, data_range, columns))
+        ax.set_title(reference_title, fontsize=9)
     _label_table(axes, rows, cols)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _show_mosaic(ax, img):
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _label_table(axes, rows, cols):
-    """Column names as titles of the top row, row names as y labels of the first column."""
+    """Column names as titles of each column's top panel, row names as y labels of each row's
+    first panel (``axes`` may hold None where a row has no such cell)."""
     for j, c in enumerate(cols):
-        axes[0, j].set_title(str(c), fontsize=9)
+        top = next(ax for ax in axes[:, j] if ax is not None)
+        top.set_title(str(c), fontsize=9)
     for i, r in enumerate(rows):
-        axes[i, 0].set_ylabel(str(r), fontsize=9)
+        first = next(ax for ax in axes[i] if ax is not None)
+        first.set_ylabel(str(r), fontsize=9)
 
 
 def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None):
@@ -331,43 +360,128 @@ def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim
     return fig
 
 
-def plot_channel_stats(df):
-    """Per-sample channel means and standard deviations (a :func:`biaskit.trajectory.channel_stats`
-    frame): one column per channel, distributions per set, so a colour shift of samples against
-    the data shows as displaced distributions."""
+def plot_channel_stats(df, channel_names=None, title: str = ""):
+    """Per-sample channel means (top) and standard deviations (bottom) of a
+    :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
+    RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
+    shows as displaced boxes. ``channel_names`` maps channel index -> name."""
     style()
-    channels = sorted(df["channel"].unique())
-    fig, axes = plt.subplots(2, len(channels), figsize=(3.2 * len(channels), 5.2), squeeze=False)
-    for j, ch in enumerate(channels):
-        d = df[df["channel"] == ch]
-        for i, stat in enumerate(("mean", "std")):
-            ax = axes[i, j]
-            sns.kdeplot(data=d, x=stat, hue="set", ax=ax, common_norm=False, fill=True, alpha=0.2,
-                        warn_singular=False, legend=(i == 0 and j == len(channels) - 1))
-            ax.set_xlabel(f"per-sample channel {stat}")
-            if i == 0:
-                ax.set_title(f"channel {ch}")
+    d = df.copy()
+    C = d["channel"].nunique()
+    names = channel_names or (dict(enumerate(["red", "green", "blue"])) if C == 3 else
+                              {k: ("gray" if C == 1 else f"channel {k}") for k in range(C)})
+    d["channel"] = d["channel"].map(names)
+    sets = list(dict.fromkeys(d["set"]))
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    palette = list(RGB) if C == 3 else _channel_colours(C)
+    for ax, stat in zip(axes, ("mean", "std")):
+        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=ax, fliersize=1, palette=palette,
+                    legend=ax is axes[0])
+        ax.set_ylabel(f"per-sample channel {stat}\n(data units)")
+        ax.set_xlabel("")
+    axes[0].legend(fontsize=8, loc="best")
+    axes[1].set_xlabel("sample set")
+    axes[1].tick_params(axis="x", rotation=35)
+    for lab in axes[1].get_xticklabels():
+        lab.set_horizontalalignment("right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def plot_trajectory_stats(df, hue: str | None = None):
-    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the right): clip
-    fraction of x0_hat, its MSE to the final sample, and the drift of its channel means. ``hue``
-    names a column (e.g. ``model``) for several trajectories in one frame."""
+def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
+    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
+    runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
+    drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
+    trajectories in one frame."""
     style()
     stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
-             ("mse_to_final", "MSE(x0_hat, final sample)"),
-             ("mean_abs_drift", "|channel-mean drift| of x0_hat")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+             ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
+             ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (col, label) in zip(axes, stats):
-        sns.lineplot(data=df, x="t", y=col, hue=hue, marker="o", ax=ax, legend=(ax is axes[-1]))
+        d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
+        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax,
+                     legend=(ax is axes[-1]))
         ax.set_ylabel(label)
-        ax.set_xlabel("timestep t")
+        ax.set_xlabel("timestep t of the step")
+        ax.invert_xaxis()
+        if col == "mse_to_final":
+            ax.set_yscale("log")
     if hue is not None and axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_hybrid(df, calls: int, title: str = ""):
+    """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
+    order ("A then B") with its 95% band against k, the number of model calls given to the first
+    model out of ``calls``."""
+    style()
+    metrics_ = list(dict.fromkeys(df["metric"]))
+    fig, axes = _grid(len(metrics_), panel=(4.6, 3.4), ncols=3)
+    colours = sns.color_palette("colorblind")
+    for ax, metric in zip(axes, metrics_):
+        for (order, d), colour in zip(df[df["metric"] == metric].groupby("order", sort=False), colours):
+            d = d.sort_values("k")
+            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
+            if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
+                ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
+        ax.set_xticks(sorted(df["k"].unique()))
+        ax.set_xlabel(f"k: model calls to the first model (of {calls})")
+        ax.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
+        ax.set_title(metric)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
+                 "mmd": "MMD² (RBF kernel, unitless)",
+                 "fid": "FID (Inception features²)", "kid": "KID (Inception features²)",
+                 "colour_error": "max |channel-mean shift| (data units)"}
+X_LABELS = {"steps": "sampling steps", "training_step": "training iterations",
+            "k": "k: model calls to the first model"}
+
+
+def metric_label(metric: str) -> str:
+    """The y-axis text of a metric: its name and unit."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def integer_log_ticks(ax, values, fontsize: float | None = None):
+    """Ticks of a log x axis at the integers ``values``, labelled as plain integers (no 2x10^0
+    minor labels). Going from the left, a label that would touch the previous one is left
+    unlabelled (its tick stays), judged from the axis width in inches and the label's width."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+    v = np.unique(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    span = max(hi - lo, 1e-9) * 1.1  # matplotlib's default margins add about 5% each side
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    size = fontsize or plt.rcParams["xtick.labelsize"]
+    size = size if isinstance(size, (int, float)) else 10.0
+    labels, last_right = [], -np.inf
+    for x in v:
+        text = f"{x:g}"
+        centre = (np.log10(x) - lo) / span * width
+        half = 0.3 * len(text) * size / 72  # a digit is about 0.6 em wide
+        if centre - half > last_right + 0.05:
+            labels.append(text)
+            last_right = centre + half
+        else:
+            labels.append("")
+    ax.xaxis.set_major_locator(FixedLocator(v))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels(labels)
 
 
 def plot_quality(df, x: str, title: str = ""):
@@ -387,8 +501,11 @@ def plot_quality(df, x: str, title: str = ""):
             ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
             ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
         ax.set_xscale("log")
+        integer_log_ticks(ax, df[x])
     g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
-    g.set_axis_labels(x.replace("_", " "), "value (95% bootstrap band)")
+    g.set_xlabels(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
+    for metric, row in zip(g.row_names, g.axes):
+        row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     g.axes.flat[0].legend(fontsize=8)
     if title:
         g.figure.suptitle(title, y=1.02)

@@ -133,6 +133,11 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
     return fig
 
 
+def channel_names(C: int) -> list[str]:
+    """Display names of C channels: red/green/blue for 3, gray for 1, else channel k."""
+    return ["red", "green", "blue"] if C == 3 else ["gray"] if C == 1 else [f"channel {k}" for k in range(C)]
+
+
 def _channel_colours(C: int):
     if C == 1:
         return ["0.35"]
@@ -164,12 +169,10 @@ def plot_colour_bias(df, x="t"):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    names_rgb = ["red", "green", "blue"] if len(chans) == 3 else None
     fig, axes = _grid(len(names), sharey=True)
     for ax, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
-        for k, (c, colour) in enumerate(zip(chans, _channel_colours(len(chans)))):
-            label = names_rgb[k] if names_rgb else ("gray" if len(chans) == 1 else f"channel {k}")
+        for c, colour, label in zip(chans, _channel_colours(len(chans)), channel_names(len(chans))):
             _band(ax, d, x, c, colour, label, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_title(name)
@@ -360,17 +363,15 @@ def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim
     return fig
 
 
-def plot_channel_stats(df, channel_names=None, title: str = ""):
+def plot_channel_stats(df, names: dict | None = None, title: str = ""):
     """Per-sample channel means (top) and standard deviations (bottom) of a
     :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
     RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
-    shows as displaced boxes. ``channel_names`` maps channel index -> name."""
+    shows as displaced boxes. ``names`` maps channel index -> name (default :func:`channel_names`)."""
     style()
     d = df.copy()
     C = d["channel"].nunique()
-    names = channel_names or (dict(enumerate(["red", "green", "blue"])) if C == 3 else
-                              {k: ("gray" if C == 1 else f"channel {k}") for k in range(C)})
-    d["channel"] = d["channel"].map(names)
+    d["channel"] = d["channel"].map(names or dict(enumerate(channel_names(C))))
     sets = list(dict.fromkeys(d["set"]))
     fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
     palette = list(RGB) if C == 3 else _channel_colours(C)

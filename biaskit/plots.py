@@ -444,7 +444,10 @@ def plot_hybrid(df, calls: int, title: str = ""):
 
 
 METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
-                 "mmd": "MMD² (RBF kernel, unitless)",
+                 "mmd": "MMD² (RBF kernel, unitless)", "mmd2": "MMD² (RBF kernel, unitless)",
+                 "log_likelihood": "mean log-likelihood (nats)",
+                 "mode_coverage": "share of modes covered", "off_mode_fraction": "share off the modes",
+                 "mode_weight_tv": "total variation of mode weights",
                  "fid": "FID (Inception features²)", "kid": "KID (Inception features²)",
                  "colour_error": "max |channel-mean shift| (data units)"}
 X_LABELS = {"steps": "sampling steps", "training_step": "training iterations",

@@ -40,7 +40,7 @@ def _quality_frame(steps=(2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000), samplers
     import pandas as pd
     return pd.DataFrame([{"metric": m, "sampler": s, "weighting": w, "steps": n, "value": 1 / n,
                           "lo": 0.8 / n, "hi": 1.2 / n}
-                         for m in ("swd", "mmd") for s in samplers for w in ("constant", "debias")
+                         for m in ("swd", "mmd2") for s in samplers for w in ("constant", "debias")
                          for n in steps])
 
 
@@ -68,7 +68,7 @@ def test_every_axis_names_its_quantity():
     fig = plots.plot_quality(_quality_frame((2, 5, 10)), "steps", "t")
     ylabels = {ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()}
     assert any("sliced Wasserstein" in y and "data units" in y for y in ylabels)
-    assert any(y.startswith("MMD") for y in ylabels)
+    assert any(y.startswith("MMD²") for y in ylabels)
     assert not any(y.strip().lower().startswith("value") for y in ylabels)
     assert all("sampling steps" in ax.get_xlabel() for ax in fig.axes[-2:])
     plt.close(fig)

@@ -48,6 +48,19 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
 # --- probe results (biaskit.probe) -------------------------------------------------------------
 
 _X_LABELS = {"t": "timestep t", "logsnr": "log SNR (nats)"}
+STAT_LABELS = {"x0_mse": "x0-MSE (per element, data units²)",
+               "eps_mse": "eps-MSE (per element, noise units²)",
+               "v_mse": "v-MSE (per element)",
+               "excess_mse": "x0-MSE above the oracle's (per element, data units²)",
+               "oracle_mse": "oracle x0-MSE (per element, data units²)",
+               "x0_var": "variance of x0_hat (per element, data units²)",
+               "x0_bias_l2": "channel-bias norm of x0_hat (data units)",
+               "clip_frac": "fraction of x0_hat outside the data range"}
+
+
+def stat_label(stat: str) -> str:
+    """The axis text of a probe statistic: its name and unit."""
+    return STAT_LABELS.get(stat, stat.replace("_", " "))
 
 
 def _models(df):
@@ -108,7 +121,7 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
                 _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log)
             if log:
                 ax.set_yscale("log")
-            ax.set_ylabel(stat.replace("_", " ") + " (per element)")
+            ax.set_ylabel(stat_label(stat), fontsize=9)
             _finish_x(ax, xv)
     axes[0, -1].legend(loc="best")
     fig.tight_layout()
@@ -157,7 +170,7 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
         for name, colour in zip(names, colours):
             _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"paired difference of {stat.replace('_', ' ')}")
+        ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
         _finish_x(ax, x)
     axes[0, -1].legend(loc="best")
     fig.tight_layout()

@@ -149,3 +149,14 @@ def test_channel_stats_and_trajectory_plots_label_every_axis():
         assert ax.get_xlabel() and ax.get_ylabel() and ax.xaxis_inverted()
     assert np.isclose(fig.axes[1].get_lines()[0].get_ydata().min(), 0.1)  # the log panel drops 0
     plt.close(fig)
+
+
+def test_probe_panels_name_statistic_and_unit():
+    import pandas as pd
+    rows = [{"model": m, "kind": "model", "t": t, "logsnr": 5 - t / 100, "x0_mse": 1 + t, "eps_mse": 1.0}
+            for m in ("constant", "debias") for t in (0, 500, 999)]
+    fig = plots.plot_per_timestep(pd.DataFrame(rows), stats=("x0_mse", "eps_mse"), x=("t", "logsnr"))
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["x0-MSE (per element, data units²)",
+                                                         "eps-MSE (per element, noise units²)"]
+    assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["timestep t", "log SNR (nats)"]
+    plt.close(fig)

@@ -317,13 +317,13 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()
-    def running():
-        done = {r.name for r in results}
-        return {t[0]: out_dir / t[0] / f"{t[0]}.ipynb" for t in tasks if t[0] not in done
-                and (out_dir / t[0] / f"{t[0]}.ipynb").is_file()
-                and (out_dir / t[0] / f"{t[0]}.ipynb").stat().st_mtime >= wall_start}
-
     wall_start = time.time()
+
+    def running():  # started in this run (papermill wrote the output notebook) and not finished
+        done = {r.name for r in results}
+        paths = {t[0]: out_dir / t[0] / f"{t[0]}.ipynb" for t in tasks if t[0] not in done}
+        return {n: p for n, p in paths.items() if p.is_file() and p.stat().st_mtime >= wall_start}
+
     try:
         with Heartbeat(running, cache_dir, echo, heartbeat_s):
             _execute(tasks, jobs, profile, results, echo)

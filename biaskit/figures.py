@@ -22,6 +22,7 @@ import platform
 import re
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from .safeload import file_sha256
 KERNEL_NAME = "biaskit-python"
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CACHE_LOG = "cache_log.jsonl"  # per-notebook cache events, written by biaskit.cache
+HEARTBEAT_S = 20.0  # a status line at least this often while notebooks run
 
 
 @dataclass
@@ -90,7 +92,7 @@ def ensure_kernel(root=None) -> str:
     """Write a kernelspec that starts ipykernel with this interpreter and put it first on
     JUPYTER_PATH (inherited by the kernels this process starts). Returns the kernel name."""
     root = Path(root or Path(tempfile.gettempdir()) / f"biaskit-jupyter-{os.getuid()}")
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    spec = {"argv": [sys.executable, "-m", "biaskit.kernel", "-f", "{connection_file}"],
             "display_name": f"Python ({sys.executable})", "language": "python",
             "metadata": {"debugger": False}}
     write_json(root / "kernels" / KERNEL_NAME / "kernel.json", spec)
@@ -174,6 +176,7 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
     executed = folder / f"{name}.ipynb"
     log = folder / CACHE_LOG
     log.unlink(missing_ok=True)
+    executed.unlink(missing_ok=True)  # a previous run's copy would read as this one's progress
     kernel = ensure_kernel()
     env = {"BIASKIT_CACHE_LOG": str(log)}
     if threads:  # torch reads these when the kernel imports it
@@ -205,6 +208,75 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
                           _figure_files(folder), _cache_summary(log), inputs, error)
 
 
+def cell_status(executed) -> str | None:
+    """What a running notebook is doing, read from the partly executed notebook papermill
+    rewrites at every cell's start and end: ``cell i of n (first source line), s s``; None
+    before papermill has written it or when no cell runs."""
+    from datetime import datetime
+    try:
+        cells = json.loads(Path(executed).read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None  # not written yet, or caught mid-write
+    for i, c in enumerate(cells):
+        meta = c.get("metadata", {}).get("papermill", {})
+        if meta.get("status") == "running":
+            source = "".join(c.get("source", "")).strip().splitlines()
+            head = source[0][:60] if source else ""
+            started = meta.get("start_time")
+            age = ""
+            if started:
+                t0 = datetime.fromisoformat(started.replace("Z", "+00:00"))
+                age = f", {(datetime.now(t0.tzinfo) - t0).total_seconds():.0f} s"
+            return f"cell {i} of {len(cells)} ({head}){age}"
+    return None
+
+
+def training_status(cache_dir) -> list[str]:
+    """``training LABEL: step s of N`` for every run being built in the cache now (its
+    temporary folder's log.csv and biaskit.json)."""
+    out = []
+    root = Path(cache_dir) / "runs"
+    for log in sorted([*root.glob(".*/*/log.csv"), *root.glob("*.ddp/*/log.csv")]):
+        try:
+            rows = log.read_text().strip().splitlines()
+            step = rows[-1].split(",")[0] if len(rows) > 1 else "0"
+            info = json.loads((log.parent / "biaskit.json").read_text())
+            total = (info.get("train_config") or {}).get("steps", "?")
+        except (OSError, ValueError):
+            continue
+        out.append(f"training {log.parent.name}: step {step} of {total}")
+    return out
+
+
+class Heartbeat:
+    """A background thread that, every ``every`` seconds, echoes one line naming each running
+    notebook's current cell and every model being trained, so a long run is never silent.
+    ``running()`` returns {name: executed notebook path} of the notebooks running now."""
+
+    def __init__(self, running, cache_dir, echo, every: float = HEARTBEAT_S):
+        self.running, self.cache_dir, self.echo, self.every = running, cache_dir, echo, every
+        self.start = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def line(self) -> str:
+        parts = [f"{name}: {cell_status(path) or 'starting'}" for name, path in self.running().items()]
+        parts += training_status(self.cache_dir)
+        return f"[{time.perf_counter() - self.start:.0f} s] " + (" | ".join(parts) or "waiting")
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            self.echo(self.line())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def _run_one(args):
     name, path, params, out_dir, threads, progress = args
     return run_notebook(name, path, params, out_dir, threads=threads, progress=progress)
@@ -212,14 +284,18 @@ def _run_one(args):
 
 def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
             jobs: int | None = None, device: str = "auto", overrides: dict | None = None, notebook_dir=NOTEBOOK_DIR,
-            threads: int | None = None, progress: bool = False, echo=print) -> list[NotebookResult]:
+            threads: int | None = None, progress: bool = False, echo=print,
+            heartbeat_s: float = HEARTBEAT_S) -> list[NotebookResult]:
     """Run the selected notebooks (all by default), ``jobs`` at a time in separate processes
     (default: the profile's ``jobs``, else 1), and merge their entries into
     ``out_dir/manifest.json``. Returns one result per notebook.
 
     ``threads``: CPU threads per kernel (OMP_NUM_THREADS); default: the profile's ``threads``,
     else the CPU count divided by ``jobs``. Small models train faster on one thread, and
-    oversubscribed cores slow torch down many times over."""
+    oversubscribed cores slow torch down many times over.
+
+    Every ``heartbeat_s`` seconds ``echo`` gets one line: each running notebook's current cell
+    and the training step of every model being trained (:class:`Heartbeat`)."""
     from .profiles import PROFILES, resolve_device, runner_settings
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -241,8 +317,16 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     tasks = [(n, chosen[n], params[n], out_dir, threads, progress and jobs == 1) for n in chosen]
     results = []
     start = time.perf_counter()
+    wall_start = time.time()
+
+    def running():  # started in this run (papermill wrote the output notebook) and not finished
+        done = {r.name for r in results}
+        paths = {t[0]: out_dir / t[0] / f"{t[0]}.ipynb" for t in tasks if t[0] not in done}
+        return {n: p for n, p in paths.items() if p.is_file() and p.stat().st_mtime >= wall_start}
+
     try:
-        _execute(tasks, jobs, profile, results, echo)
+        with Heartbeat(running, cache_dir, echo, heartbeat_s):
+            _execute(tasks, jobs, profile, results, echo)
     except KeyboardInterrupt:
         if results:
             write_manifest(out_dir, sorted(results, key=lambda r: r.name), profile=profile,

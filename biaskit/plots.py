@@ -1,38 +1,20 @@
 """Figures in one consistent seaborn style. Every function returns a matplotlib Figure.
 
 Call :func:`style` once (each plotting function does it for you). Use :func:`save` to write a
-figure as PNG and PDF side by side.
+figure as PNG and PDF side by side. Style, colours and saving live in :mod:`biaskit.plot_style`,
+image grids and sample tables in :mod:`biaskit.plot_images`; both are re-exported here, so
+``plots.NAME`` reaches every figure.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-RGB = ("#d62728", "#2ca02c", "#1f77b4")  # channel colours for colour-bias plots
-
-
-def style():
-    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1,
-                  rc={"figure.dpi": 110, "savefig.dpi": 150, "axes.titleweight": "bold",
-                      "legend.frameon": False})
-
-
-def save(fig, path, formats=("png", "pdf")) -> list[Path]:
-    """Write ``fig`` as path.png and path.pdf (the suffix of ``path`` is ignored); return the paths."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext in formats:
-        p = path.with_suffix(f".{ext}")
-        # no creation date in the file, so the same figure gives the same bytes on every run
-        meta = {"CreationDate": None} if ext == "pdf" else {"Software": None} if ext == "png" else None
-        fig.savefig(p, bbox_inches="tight", metadata=meta)
-        out.append(p)
-    return out
+from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,  # noqa: F401
+                          plot_x0_grid, to_unit)
+from .plot_style import RGB, channel_colours, channel_names, grid, save, style  # noqa: F401
 
 
 def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
@@ -66,6 +48,19 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
 # --- probe results (biaskit.probe) -------------------------------------------------------------
 
 _X_LABELS = {"t": "timestep t", "logsnr": "log SNR (nats)"}
+STAT_LABELS = {"x0_mse": "x0-MSE (per element, data units²)",
+               "eps_mse": "eps-MSE (per element, noise units²)",
+               "v_mse": "v-MSE (per element)",
+               "excess_mse": "x0-MSE above the oracle's (per element, data units²)",
+               "oracle_mse": "oracle x0-MSE (per element, data units²)",
+               "x0_var": "variance of x0_hat (per element, data units²)",
+               "x0_bias_l2": "channel-bias norm of x0_hat (data units)",
+               "clip_frac": "fraction of x0_hat outside the data range"}
+
+
+def stat_label(stat: str) -> str:
+    """The axis text of a probe statistic: its name and unit."""
+    return STAT_LABELS.get(stat, stat.replace("_", " "))
 
 
 def _models(df):
@@ -126,24 +121,16 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
                 _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log)
             if log:
                 ax.set_yscale("log")
-            ax.set_ylabel(stat.replace("_", " ") + " (per element)")
+            ax.set_ylabel(stat_label(stat), fontsize=9)
             _finish_x(ax, xv)
     axes[0, -1].legend(loc="best")
     fig.tight_layout()
     return fig
 
 
-def _channel_colours(C: int):
-    if C == 1:
-        return ["0.35"]
-    if C == 3:
-        return list(RGB)
-    return sns.color_palette("husl", C)
-
-
 def plot_colour_bias(df, x="t"):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
-    colour (one grey line for grayscale); one panel per model."""
+    colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""
     style()
     df = _models(df)
     chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
@@ -151,18 +138,17 @@ def plot_colour_bias(df, x="t"):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    names_rgb = ["red", "green", "blue"] if len(chans) == 3 else None
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
+    fig, axes = grid(len(names), sharey=True)
+    for ax, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
-        for k, (c, colour) in enumerate(zip(chans, _channel_colours(len(chans)))):
-            label = names_rgb[k] if names_rgb else ("gray" if len(chans) == 1 else f"channel {k}")
+        for c, colour, label in zip(chans, channel_colours(len(chans)), channel_names(len(chans))):
             _band(ax, d, x, c, colour, label, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_title(name)
-        ax.set_ylabel("mean of x0_hat - x0 (data units)")
+        ax.set_ylabel("mean x0_hat - x0 (data units)")
+        ax.yaxis.set_tick_params(labelleft=True)
         _finish_x(ax, x)
-    axes[0, -1].legend(loc="best")
+    axes[0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -184,190 +170,136 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
         for name, colour in zip(names, colours):
             _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"paired difference of {stat.replace('_', ' ')}")
+        ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
         _finish_x(ax, x)
     axes[0, -1].legend(loc="best")
     fig.tight_layout()
     return fig
 
 
-def to_unit(x, data_range):
-    """Map data in ``data_range`` to [0, 1] for display (clipped): a float CPU tensor."""
-    lo, hi = data_range
-    return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
-
-
-def _to_image(x, data_range):
-    img = to_unit(x, data_range)
-    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
-
-
-def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
-    """Rows: the first ``n`` images of ``x0`` (N, C, H, W); columns: x0, then x_t and x0_hat at
-    each t in ``timesteps`` (the model's own timesteps, as the probe's ``t`` column). x_t uses the
-    probe's noise for (seed, t, sample), so the grid shows the draws :func:`biaskit.probe.probe`
-    scored. Images are mapped from the model's data range to [0, 1] (x_t and x0_hat clipped)."""
-    import torch
-
-    from .parameterization import noisy
-    from .probe import draw_noise, schedule_indices
-
+def plot_channel_stats(df, names: dict | None = None, title: str = ""):
+    """Per-sample channel means (top) and standard deviations (bottom) of a
+    :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
+    RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
+    shows as displaced boxes. ``names`` maps channel index -> name (default :func:`channel_names`)."""
     style()
-    x0 = torch.as_tensor(x0)
-    if x0.ndim != 4:
-        raise ValueError(f"plot_x0_grid needs images (N, C, H, W), got shape {tuple(x0.shape)}")
-    x0 = x0[:n].float()
-    n = x0.shape[0]
-    ks = schedule_indices(denoiser.schedule, timesteps).tolist()
-    ts = denoiser.schedule.timesteps[ks].tolist()
-    dev = denoiser.device
-    cols = 1 + 2 * len(ts)
-    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
-    cmap = "gray" if x0.shape[1] == 1 else None
-    with torch.inference_mode():
-        for j, (t, k) in enumerate(zip(ts, ks)):
-            eps = draw_noise(seed, t, 0, n, x0.shape[1:], dev)
-            alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), k, device=dev))
-            x_t = noisy(x0.to(dev), eps, alpha[:, None, None, None], sigma[:, None, None, None])
-            x0_hat = denoiser(x_t, torch.full((n,), k, device=dev)).x0_hat
-            for i in range(n):
-                axes[i, 1 + 2 * j].imshow(_to_image(x_t[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
-                axes[i, 2 + 2 * j].imshow(_to_image(x0_hat[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
-            axes[0, 1 + 2 * j].set_title(f"x_t, t={t}", fontsize=8)
-            axes[0, 2 + 2 * j].set_title(f"x0_hat, t={t}", fontsize=8)
-    for i in range(n):
-        axes[i, 0].imshow(_to_image(x0[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
-    axes[0, 0].set_title("x0", fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    d = df.copy()
+    C = d["channel"].nunique()
+    d["channel"] = d["channel"].map(names or dict(enumerate(channel_names(C))))
+    sets = list(dict.fromkeys(d["set"]))
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    palette = list(RGB) if C == 3 else channel_colours(C)
+    for ax, stat in zip(axes, ("mean", "std")):
+        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=ax, fliersize=1, palette=palette,
+                    legend=ax is axes[0])
+        ax.set_ylabel(f"per-sample channel {stat}\n(data units)")
+        ax.set_xlabel("")
+    axes[0].legend(fontsize=8, loc="best")
+    axes[1].set_xlabel("sample set")
+    axes[1].tick_params(axis="x", rotation=35)
+    for lab in axes[1].get_xticklabels():
+        lab.set_horizontalalignment("right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-# --- sample tables (biaskit.sampling) ----------------------------------------------------------
-
-def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile images (N, C, H, W) into one (rows*(H+pad)-pad, cols*(W+pad)-pad[, 3]) array in
-    [0, 1], row-major, white gaps; grayscale comes back 2-D."""
-    import torch
-    x = torch.as_tensor(images)
-    if x.ndim != 4:
-        raise ValueError(f"mosaic needs images (N, C, H, W), got shape {tuple(x.shape)}")
-    N, C, H, W = x.shape
-    cols = columns or N
-    rows = -(-N // cols)
-    x = to_unit(x, data_range)
-    canvas = torch.ones(C, rows * (H + pad) - pad, cols * (W + pad) - pad)
-    for i in range(N):
-        r, c = divmod(i, cols)
-        canvas[:, r * (H + pad): r * (H + pad) + H, c * (W + pad): c * (W + pad) + W] = x[i]
-    return canvas[0].numpy() if C == 1 else canvas.permute(1, 2, 0).numpy()
-
-
-def mosaic_inches(columns: int, H: int, minimum: float = 1.6) -> float:
-    """Width in inches of a cell holding a mosaic ``columns`` images wide of H-pixel images: each
-    image gets H / 96 inches (one inch per 96 pixels), at least 0.3 and at most 1, so 64 samples
-    in 8 columns stay readable."""
-    return max(minimum, columns * min(max(H / 96, 0.3), 1.0))
-
-
-def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,
-                     cell_inches: float = 1.6):
-    """Rows x columns of image mosaics: ``table[row][column]`` is a batch (N, C, H, W), e.g.
-    ``{weighting: {f"{steps} steps": samples}}`` drawn from the same seeds, so every cell shows
-    the same N noise draws."""
-    style()
-    rows = list(table)
-    cols = list(dict.fromkeys(c for r in rows for c in table[r]))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
-                                                            cell_inches * len(rows) + 0.4),
-                             squeeze=False)
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c in table[r]:
-                img = mosaic(table[r][c], data_range, columns)
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
-                          interpolation="nearest")
-    _label_table(axes, rows, cols)
-    fig.tight_layout()
-    return fig
-
-
-def _label_table(axes, rows, cols):
-    """Column names as titles of the top row, row names as y labels of the first column."""
-    for j, c in enumerate(cols):
-        axes[0, j].set_title(str(c), fontsize=9)
-    for i, r in enumerate(rows):
-        axes[i, 0].set_ylabel(str(r), fontsize=9)
-
-
-def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None):
-    """Scatter version of :func:`plot_image_table` for 2-D samples: ``table[row][column]`` is an
-    (N, 2) batch, drawn over ``reference`` (e.g. held-out data, grey) when given."""
-    style()
-    rows = list(table)
-    cols = list(dict.fromkeys(c for r in rows for c in table[r]))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
-                                                            cell_inches * len(rows) + 0.4),
-                             squeeze=False, sharex=True, sharey=True)
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i, j]
-            if reference is not None:
-                ref = np.asarray(reference)
-                ax.scatter(ref[:, 0], ref[:, 1], s=2, color="0.8", rasterized=True)
-            if c in table[r]:
-                x = np.asarray(table[r][c].detach().cpu() if hasattr(table[r][c], "detach") else table[r][c])
-                ax.scatter(x[:, 0], x[:, 1], s=2, rasterized=True)
-            if lim is not None:
-                ax.set_xlim(*lim)
-                ax.set_ylim(*lim)
-            ax.set_aspect("equal")
-    _label_table(axes, rows, cols)
-    fig.tight_layout()
-    return fig
-
-
-def plot_channel_stats(df):
-    """Per-sample channel means and standard deviations (a :func:`biaskit.trajectory.channel_stats`
-    frame): one column per channel, distributions per set, so a colour shift of samples against
-    the data shows as displaced distributions."""
-    style()
-    channels = sorted(df["channel"].unique())
-    fig, axes = plt.subplots(2, len(channels), figsize=(3.2 * len(channels), 5.2), squeeze=False)
-    for j, ch in enumerate(channels):
-        d = df[df["channel"] == ch]
-        for i, stat in enumerate(("mean", "std")):
-            ax = axes[i, j]
-            sns.kdeplot(data=d, x=stat, hue="set", ax=ax, common_norm=False, fill=True, alpha=0.2,
-                        warn_singular=False, legend=(i == 0 and j == len(channels) - 1))
-            ax.set_xlabel(f"per-sample channel {stat}")
-            if i == 0:
-                ax.set_title(f"channel {ch}")
-    fig.tight_layout()
-    return fig
-
-
-def plot_trajectory_stats(df, hue: str | None = None):
-    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the right): clip
-    fraction of x0_hat, its MSE to the final sample, and the drift of its channel means. ``hue``
-    names a column (e.g. ``model``) for several trajectories in one frame."""
+def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
+    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
+    runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
+    drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
+    trajectories in one frame."""
     style()
     stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
-             ("mse_to_final", "MSE(x0_hat, final sample)"),
-             ("mean_abs_drift", "|channel-mean drift| of x0_hat")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+             ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
+             ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (col, label) in zip(axes, stats):
-        sns.lineplot(data=df, x="t", y=col, hue=hue, marker="o", ax=ax, legend=(ax is axes[-1]))
+        d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
+        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax,
+                     legend=(ax is axes[-1]))
         ax.set_ylabel(label)
-        ax.set_xlabel("timestep t")
+        ax.set_xlabel("timestep t of the step")
+        ax.invert_xaxis()
+        if col == "mse_to_final":
+            ax.set_yscale("log")
     if hue is not None and axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_hybrid(df, calls: int, title: str = ""):
+    """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
+    order ("A then B") with its 95% band against k, the number of model calls given to the first
+    model out of ``calls``."""
+    style()
+    metrics_ = list(dict.fromkeys(df["metric"]))
+    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3)
+    colours = sns.color_palette("colorblind")
+    for ax, metric in zip(axes, metrics_):
+        for (order, d), colour in zip(df[df["metric"] == metric].groupby("order", sort=False), colours):
+            d = d.sort_values("k")
+            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
+            if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
+                ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
+        ax.set_xticks(sorted(df["k"].unique()))
+        ax.set_xlabel(f"k: model calls to the first model (of {calls})")
+        ax.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
+        ax.set_title(metric)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
+                 "mmd": "MMD² (RBF kernel, unitless)", "mmd2": "MMD² (RBF kernel, unitless)",
+                 "log_likelihood": "mean log-likelihood (nats)",
+                 "mode_coverage": "share of modes covered", "off_mode_fraction": "share off the modes",
+                 "mode_weight_tv": "total variation of mode weights",
+                 "fid": "FID (Inception features²)", "kid": "KID (Inception features²)",
+                 "colour_error": "max |channel-mean shift| (data units)"}
+X_LABELS = {"steps": "sampling steps", "training_step": "training iterations",
+            "k": "k: model calls to the first model"}
+
+
+def metric_label(metric: str) -> str:
+    """The y-axis text of a metric: its name and unit."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def integer_log_ticks(ax, values, fontsize: float | None = None):
+    """Ticks of a log x axis at the integers ``values``, labelled as plain integers (no 2x10^0
+    minor labels). Going from the left, a label that would touch the previous one is left
+    unlabelled (its tick stays), judged from the axis width in inches and the label's width."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+    v = np.unique(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    span = max(hi - lo, 1e-9) * 1.1  # matplotlib's default margins add about 5% each side
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    size = fontsize or plt.rcParams["xtick.labelsize"]
+    size = size if isinstance(size, (int, float)) else 10.0
+    labels, last_right = [], -np.inf
+    for x in v:
+        text = f"{x:g}"
+        centre = (np.log10(x) - lo) / span * width
+        half = 0.3 * len(text) * size / 72  # a digit is about 0.6 em wide
+        if centre - half > last_right + 0.05:
+            labels.append(text)
+            last_right = centre + half
+        else:
+            labels.append("")
+    ax.xaxis.set_major_locator(FixedLocator(v))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels(labels)
 
 
 def plot_quality(df, x: str, title: str = ""):
@@ -397,8 +329,11 @@ def plot_quality(df, x: str, title: str = ""):
             ax.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
             ax.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
         ax.set_xscale("log")
+        integer_log_ticks(ax, df[x])
     g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
-    g.set_axis_labels(x.replace("_", " "), "value (95% bootstrap band)")
+    g.set_xlabels(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
+    for metric, row in zip(g.row_names, g.axes):
+        row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     g.axes.flat[0].legend(fontsize=8)
     if title:
         g.figure.suptitle(title, y=1.02)

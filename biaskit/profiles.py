@@ -1,6 +1,15 @@
 """The figure study, defined once per study profile: ``smoke`` (the test suite: seconds),
-``quick`` (every figure on 2 CPU cores in about 15 minutes) and ``full`` (GPU sized: 32 px and
-up, long training, FID on 10k samples).
+``quick`` (every figure on 2 CPU cores in about 15 minutes), ``full`` (GPU sized: 32 px and
+up, long training, FID on 10k samples) and ``gpu-smoke`` (the full profile's code path, short).
+
+``gpu-smoke`` trains the full profile's models (the presets' ``full`` sizes: architectures,
+bf16, learning rates) for a few dozen steps, and runs every notebook on them with the analyses
+of ``full`` at small counts: on a GPU that is bf16 training, channels_last bf16 probes, FID and
+KID on the bundled Inception, and with ``torchrun ... --train-only`` DDP training, in about 2-3
+minutes on one GPU::
+
+    torchrun --nproc_per_node 1 -m biaskit.cli figures --profile gpu-smoke --train-only --device cuda
+    biaskit figures --profile gpu-smoke --device cuda --out runs/gpu-smoke
 
 ``PROFILES[profile]["training"]`` says how every model of the study is trained (which preset
 size, steps, batch size, per-family overrides); :func:`run_config` turns it into the
@@ -92,6 +101,26 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     },
 }
+
+
+# the full profile's runs, a few dozen steps each (probing during training, as full does every
+# 10k steps, at step 30); small data sets where the full one is large
+PROFILES["gpu-smoke"] = {
+    "runner": {"jobs": 1},
+    "training": _training("full", 60, 64, 30,
+                          **{f: {"log_every": 10, "ema.start": 0, "ema.decay": 0.9,
+                                 "optim.warmup_steps": 10, "probe_every": 30} for f in FAMILIES}),
+    "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 256,
+               "num_timesteps": 8, "n_samples": 256, "progress": False},
+    "00_weighting_atlas": {"T": 1000},
+    "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+    "02_impact": {"dataset": "patches", "steps_list": [2, 5, 20],
+                  "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
+                  "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
+    "03_reasons": {"dataset": "patches", "sample_steps": 10, "switch_points": [0, 5, 10]},
+    "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+}
+PROFILES["gpu-smoke"]["training"]["families"]["gmm"].update({"data.n_train": 20_000})
 
 
 def parameters(profile: str, notebook: str) -> dict:

@@ -154,6 +154,106 @@ def test_study_plan_is_the_one_source_of_training_settings(tmp_path):
         run_config("quick", "faces", "constant")
 
 
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k not in ("options", "config"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_gpu_smoke_profile_runs_the_full_profiles_models_at_tiny_sizes():
+    """gpu-smoke trains what full trains (preset size, architecture, precision, schedule, loss:
+    the same code path on a GPU) and differs only in how long and on how much."""
+    import dataclasses
+    from biaskit.profiles import planned_runs, run_config
+    smoke, full = PROFILES["gpu-smoke"], PROFILES["full"]
+    assert smoke["training"]["preset_size"] == full["training"]["preset_size"] == "full"
+    plan = planned_runs("gpu-smoke")
+    assert {f for f, _, _ in plan} == {f for f, _, _ in planned_runs("full")}
+    assert set(plan) <= set(planned_runs("full")) and {w for _, w, _ in plan} == {"constant", "debias"}
+    may_differ = {"steps", "batch_size", "ckpt_every", "log_every", "probe_every", "ema.decay",
+                  "ema.start", "optim.warmup_steps", "data.n_train"}
+    for family, w, seed in plan:
+        a = _flat(dataclasses.asdict(run_config("full", family, w, seed)))
+        b = _flat(dataclasses.asdict(run_config("gpu-smoke", family, w, seed)))
+        assert {k for k in a if a[k] != b[k]} <= may_differ, family
+        assert b["model.config"] == a["model.config"] and b["precision"] == a["precision"]
+        assert b["steps"] <= 100 and b["batch_size"] <= 64 and 0 < b["probe_every"] <= b["steps"]
+        assert b["steps"] // b["ckpt_every"] >= 2  # a quality-against-iterations curve
+    assert run_config("gpu-smoke", "patches", "debias").precision == "bf16"
+    assert run_config("gpu-smoke", "patches", "debias").data.options["size"] == 32
+    for name in notebooks():
+        p, q = parameters("gpu-smoke", name), parameters("full", name)
+        assert set(p) == set(q), name  # every analysis of full, at small counts
+    impact = parameters("gpu-smoke", "02_impact")
+    assert impact["fid"] and impact["samplers"] == parameters("full", "02_impact")["samplers"]
+    assert impact["fid_n"] <= impact["n_samples"] <= 512
+    from biaskit.commands.figures import add_arguments
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--profile", "gpu-smoke"]).profile == "gpu-smoke"
+
+
+# --- progress while it runs -------------------------------------------------------------------
+def _notebook(path, sources):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, str(path))
+
+
+def test_cell_status_reads_the_running_cell(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    from biaskit.figures import cell_status
+    started = (datetime.now(timezone.utc) - timedelta(seconds=42)).isoformat()
+    cells = [{"cell_type": "code", "source": "a = 1", "metadata": {"papermill": {"status": "completed"}}},
+             {"cell_type": "code", "source": "runs = train_runs(cache)\nmore",
+              "metadata": {"papermill": {"status": "running", "start_time": started}}},
+             {"cell_type": "code", "source": "b", "metadata": {"papermill": {"status": "pending"}}}]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    status = cell_status(path)
+    assert status.startswith("cell 1 of 3 (runs = train_runs(cache))") and status.endswith(" s")
+    assert 41 <= int(status.rsplit(", ", 1)[1][:-2]) <= 50
+    cells[1]["metadata"]["papermill"]["status"] = "completed"
+    path.write_text(json.dumps({"cells": cells}))
+    assert cell_status(path) is None and cell_status(tmp_path / "missing.ipynb") is None
+    path.write_text('{"cells": [')  # caught mid-write
+    assert cell_status(path) is None
+
+
+def test_training_status_names_the_run_being_built(tmp_path):
+    from biaskit.figures import training_status
+    run = tmp_path / "runs" / ".abc123.xyz" / "patches-debias"
+    run.mkdir(parents=True)
+    (run / "log.csv").write_text("step,loss\n50,0.3\n100,0.2\n")
+    (run / "biaskit.json").write_text(json.dumps({"train_config": {"steps": 1200}}))
+    (tmp_path / "runs" / "done" / "digits-constant").mkdir(parents=True)  # a finished entry
+    assert training_status(tmp_path) == ["training patches-debias: step 100 of 1200"]
+
+
+def test_figures_prints_a_heartbeat_per_running_notebook_without_kernel_warnings(tmp_path, capfd):
+    """Two notebooks at once (--jobs 2): while they run, status lines name each one's cell; the
+    kernels' 'running over TCP without encryption' warning is filtered out."""
+    from biaskit.figures import run_all
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    for name in ("00_a", "01_b"):
+        _notebook(nbdir / f"{name}.ipynb", ["import time\ntime.sleep(3)", "x = 1"])
+    lines = []
+    results = run_all((), profile="smoke", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                      jobs=2, device="cpu", notebook_dir=nbdir, echo=lines.append, heartbeat_s=0.5)
+    assert all(r.ok for r in results)
+    beats = [ln for ln in lines if ln.startswith("[")]
+    assert any("00_a: cell 0 of 2 (import time)" in b for b in beats), lines
+    assert any("01_b: cell 0 of 2 (import time)" in b for b in beats), lines
+    assert "without encryption" not in capfd.readouterr().err
+
+
 # --- the notebooks, end to end ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

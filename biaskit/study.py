@@ -1,0 +1,140 @@
+"""The sample analyses of the impact (02) and reasons (03) notebooks, each computed once per
+setting through the cache: sample quality of a family's runs, the colour statistics of samples
+against the data with intervals, hybrid sweeps scored with intervals, and trajectory statistics.
+
+Every sample set names its protocol: ``clip=True`` clamps x0_hat to the data range at every
+step, as the paper's code samples (guided-diffusion ``clip_denoised=True``, diffusers'
+DDPMScheduler default); ``clip=False`` is the unclipped chain, where the high-noise x0 error
+shows most. Frames carry ``clip`` and ``protocol`` columns, figures say it in their titles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import NormalDist
+
+import pandas as pd
+import torch
+
+from .cache import Cache
+from .experiments import run_key, sample_run
+
+PROTOCOLS = {True: "x0_hat clipped to the data range (paper's protocol)",
+             False: "unclipped chain"}
+
+
+def protocol(clip: bool) -> str:
+    """The words figures and tables use for a sampling protocol."""
+    return PROTOCOLS[bool(clip)]
+
+
+def sample_sets(cache: Cache, runs: dict[str, Path], n: int, *, sampler: str, steps: int,
+                clip: bool, seed: int, step: int | None = None, device=None) -> dict:
+    """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached."""
+    return {w: sample_run(cache, run, n, sampler=sampler, steps=steps, seed=seed, step=step,
+                          device=device, clip=bool(clip)) for w, run in runs.items()}
+
+
+def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, data, sampler: str,
+                   steps: int, clip: bool, n: int, seed: int, step: int | None = None,
+                   n_scored: int | None = None, inception=None, device=None,
+                   baseline=None) -> pd.DataFrame:
+    """:func:`biaskit.metrics.evaluate` of each run's ``n`` samples (the first ``n_scored`` of
+    them when given) against ``reference``, cached per (runs, checkpoint step, sampler, steps,
+    clip, n, seed, metrics, data). One row per (weighting, metric) with value, lo, hi and the
+    columns sampler, steps, clip, protocol and training_step (the checkpoint; None: the last).
+    ``baseline``: other data of the same law, scored at the samples' size as set "data vs data"
+    (the noise floor, :func:`biaskit.metrics.data_vs_data`)."""
+    from . import metrics as M
+    names = list(runs)
+    key = {"runs": [run_key(runs[w]) for w in names], "names": names, "step": step,
+           "sampler": sampler, "steps": int(steps), "clip": bool(clip), "n": int(n),
+           "n_scored": n_scored, "seed": int(seed), "metrics": list(metrics), "data": data.spec,
+           "baseline": baseline is not None}
+
+    def compute():
+        sets = sample_sets(cache, runs, n, sampler=sampler, steps=steps, clip=clip, seed=seed,
+                           step=step, device=device)
+        sets = {w: x[:n_scored] for w, x in sets.items()} if n_scored else sets
+        return M.evaluate(sets, reference, list(metrics), data_range=data.data_range,
+                          inception=inception, seed=seed, baseline=baseline)
+
+    q = cache.frame("quality", key, compute)
+    return q.rename(columns={"set": "weighting"}).assign(
+        sampler=sampler, steps=int(steps), clip=bool(clip), protocol=protocol(clip),
+        training_step=step)
+
+
+def channel_shift(cs: pd.DataFrame, reference: str = "data", stat: str = "mean",
+                  ci: float = 0.95) -> pd.DataFrame:
+    """Per (set, channel) of a :func:`biaskit.trajectory.channel_stats` frame: the average of the
+    per-sample channel ``stat`` (mean or std) over samples, its std and count, and its shift from
+    the ``reference`` set's average with the half-width of a normal-approximation interval,
+    z * sqrt(s^2 / n + s_ref^2 / n_ref), z the standard normal quantile at (1 + ci) / 2."""
+    agg = cs.groupby(["set", "channel"], sort=False)[stat].agg(["mean", "std", "count"]).reset_index()
+    ref = agg[agg["set"] == reference].set_index("channel")
+    if ref.empty:
+        raise ValueError(f"no set named {reference!r}; sets: {', '.join(map(str, agg['set'].unique()))}")
+    z = NormalDist().inv_cdf((1 + ci) / 2)
+    agg["shift"] = agg["mean"] - agg["channel"].map(ref["mean"])
+    agg["shift_half"] = z * (agg["std"] ** 2 / agg["count"]
+                             + agg["channel"].map(ref["std"] ** 2 / ref["count"])) ** 0.5
+    return agg.assign(statistic=stat)
+
+
+def colour_error(x, reference, n_boot: int = 20, seed: int = 0, ci: float = 0.95):
+    """max over channels of |average channel mean of x - that of ``reference``| (data units),
+    with the bootstrap interval of :func:`biaskit.metrics.bootstrap` (both sets resampled)."""
+    from .metrics import bootstrap
+    mx = torch.as_tensor(x).double().flatten(2).mean(2)  # (N, C) per-sample channel means
+    my = torch.as_tensor(reference).double().flatten(2).mean(2)
+    return bootstrap(lambda i, j: (mx[i].mean(0) - my[j].mean(0)).abs().max(),
+                     (len(mx), len(my)), "colour_error", n_boot=n_boot, seed=seed, ci=ci)
+
+
+def hybrid_quality(cache: Cache, runs: dict[str, Path], models: dict, a: str, b: str, ks, noise,
+                   reference, *, data, sampler: str, steps: int, clip: bool, seed: int,
+                   n_boot: int = 20) -> pd.DataFrame:
+    """:func:`biaskit.sampling.hybrid_sample` (model ``a`` for the first k calls, ``b`` after)
+    for each k from the same ``noise``, scored against ``reference`` by SWD and
+    :func:`colour_error`, each with its bootstrap interval; cached. One row per (k, metric):
+    value, lo, hi, model_a, model_b, order ("a then b"), clip, protocol."""
+    from .metrics import sliced_wasserstein
+    from .sampling import hybrid_sample
+    key = {"a": run_key(runs[a]), "b": run_key(runs[b]), "names": [a, b], "ks": list(ks),
+           "sampler": sampler, "steps": int(steps), "clip": bool(clip), "n": len(noise),
+           "seed": int(seed), "n_boot": n_boot, "data": data.spec}
+
+    def compute():
+        rows = []
+        for k in ks:
+            x0 = hybrid_sample(models[a], models[b], int(k), noise.clone(), sampler=sampler,
+                               steps=steps, seed=seed, clip=clip, progress=False).x0
+            for e in (sliced_wasserstein(x0, reference, seed=seed, n_boot=n_boot),
+                      colour_error(x0, reference, n_boot=n_boot, seed=seed)):
+                rows.append({"k": int(k), "model_a": a, "model_b": b, "metric": e.metric,
+                             "value": e.value, "lo": e.lo, "hi": e.hi})
+        return pd.DataFrame(rows)
+
+    return cache.frame("hybrid", key, compute).assign(
+        order=f"{a} then {b}", clip=bool(clip), protocol=protocol(clip))
+
+
+def trajectories(models: dict, noise, *, sampler: str, steps: int, clip: bool, seed: int,
+                 data_range) -> pd.DataFrame:
+    """:func:`biaskit.trajectory.trajectory_stats` of every model's chain from the same
+    ``noise``, one frame with columns weighting, clip and protocol added."""
+    from .sampling import sample
+    from .trajectory import trajectory_stats
+    rows = []
+    for w, den in models.items():
+        res = sample(den, noise.clone(), sampler=sampler, steps=steps, seed=seed, clip=clip,
+                     return_trajectory=True, progress=False)
+        rows.append(trajectory_stats(res.trajectory, data_range=data_range).assign(weighting=w))
+    return pd.concat(rows, ignore_index=True).assign(clip=bool(clip), protocol=protocol(clip))
+
+
+def file_name(base: str, clip: bool) -> str:
+    """A figure's file name: the clipped protocol keeps ``base``, the unclipped view adds
+    ``_unclipped``."""
+    return base if clip else f"{base}_unclipped"

@@ -15,34 +15,7 @@ entry per statistic), :mod:`.bias_norm` (the colour-bias norm), :mod:`.evaluate`
 shards and their gathering), :mod:`.api` (:class:`ProbeOptions`, :func:`compare`, :func:`probe`);
 intervals come from :mod:`biaskit.intervals`.
 
-Statistics, one row per (model, t). Every error is a per-element mean (over C, H, W for images,
-over D for vectors), never a sum; d = C H W or D:
-  eps_mse          mean_i ||eps_hat - eps||^2 / d
-  x0_mse           mean_i ||x0_hat - x0||^2 / d          (= eps_mse / snr for every model)
-  v_mse            mean_i ||v_hat - v||^2 / d
-  x0_bias_c{k}     b_k: mean of x0_hat - x0 over samples and the pixels of channel k (RGB: colour bias)
-  x0_bias_sq       unbiased ||b||^2 = ||b_hat||^2 - tr(S) / n (S the covariance of the per-sample
-                   channel means; the plug-in ||b_hat||^2 is too large by tr(Sigma) / n on average)
-  x0_bias_l2       sqrt(max(0, x0_bias_sq)), the Euclidean norm of (b_0, .., b_{C-1})
-  x0_bias_p        p-value of "no colour bias" (b = 0), Hotelling's T^2 (no interval columns);
-                   in difference rows, of "the same colour bias" (paired)
-  x0_var           x0_mse - x0_bias_sq / C: what is left of x0_mse once the channel bias is removed
-  clip_frac        fraction of x0_hat elements outside the model's data range [lo, hi] by more than
-                   CLIP_TOL (hi - lo): values on the edge (an MNIST background) are not outside
-  x0_err_band{j}   the share of x0_mse in radial spatial-frequency band j (images only): the bands
-                   split x0_mse exactly (Parseval), so they sum to it. Band j holds the frequencies
-                   of radius [j, j + 1) * 0.5 / bands cycles per pixel; the last band also takes the
-                   corners beyond the Nyquist radius 0.5.
-  oracle_mse       mean_i ||E[x0 | x_t] - x0||^2 / d: the irreducible error (with an oracle)
-  excess_mse       mean_i ||x0_hat - E[x0 | x_t]||^2 / d: the model's estimation error
-
-Intervals (columns ``_lo``, ``_hi``): 95%. Means of per-sample values get the t-interval
-mean +- t_{0.975, n-1} s / sqrt(n) (CLT over samples). x0_var: the delta method (the same
-interval on its per-sample influence values), or, with ``bootstrap=B``, percentile intervals
-from B resamples of the n samples. x0_bias_l2: test inversion (:func:`bias_l2_interval`), which
-covers whether the bias is 0 or not; x0_bias_sq: its square. Paired differences
-(:func:`compare`) use the same rules on per-sample differences, and :func:`bias_difference`
-for the bias norm. ``METHODS`` describes this in the metadata.
+The statistics and their intervals: :mod:`biaskit.probe.statistics`.
 """
 
 from ..results import load_results, save_results

@@ -13,7 +13,7 @@ __all__ = ["Denoiser", "Prediction", "Schedule", "get_schedule", "get_weighting"
 def __getattr__(name):
     # heavy pieces are imported on first use so that `import biaskit` stays fast
     import importlib
-    lazy = {"load": ("loaders", "load"), "probe": ("probe", "probe"), "compare": ("probe", "compare"),
+    lazy = {"load": ("loaders", "load"), "probe": ("probe", None), "compare": ("probe", "compare"),
             "data": ("data", None), "oracle": ("oracle", None), "plots": ("plots", None)}
     if name in lazy:
         mod, attr = lazy[name]

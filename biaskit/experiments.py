@@ -53,11 +53,12 @@ def high_t_summary(df_compare, T: int, stats=("x0_mse", "x0_bias_l2"), fraction:
     statistic) with the reference's mean, the mean difference, its interval and the relative
     difference (difference / reference mean).
 
-    The interval of the mean over the grid's high-t rows averages the per-t 95% half-widths, which
-    bounds the half-width of a mean of correlated estimates from above (sd of a sum <= the sum of
-    the sds): conservative.
+    The interval of the mean over the grid's high-t rows is :func:`biaskit.intervals.mean_of_intervals`
+    (the mean of the per-t 95% half-widths: conservative for correlated estimates).
     """
     import pandas as pd
+
+    from .intervals import mean_of_intervals
     high = df_compare[df_compare["t"] >= (1 - fraction) * T]
     diffs = high[high["kind"] == "difference"]
     if diffs.empty:
@@ -69,13 +70,12 @@ def high_t_summary(df_compare, T: int, stats=("x0_mse", "x0_bias_l2"), fraction:
     for name, d in diffs.groupby("model", sort=False):
         d = d.set_index("t")
         for s in stats:
-            diff, half = d[s].mean(), ((d[f"{s}_hi"] - d[f"{s}_lo"]) / 2).mean()
+            diff, lo, hi = mean_of_intervals(d[s], d[f"{s}_lo"], d[f"{s}_hi"])
             base = ref.loc[d.index, s].mean()
             rows.append({"model": name.split(" - ")[0], "reference": reference, "statistic": s,
                          "t_from": int(d.index.min()), "n_t": len(d), "reference_mean": base,
-                         "difference": diff, "difference_lo": diff - half,
-                         "difference_hi": diff + half, "relative": diff / base,
-                         "relative_lo": (diff - half) / base, "relative_hi": (diff + half) / base})
+                         "difference": diff, "difference_lo": lo, "difference_hi": hi,
+                         "relative": diff / base, "relative_lo": lo / base, "relative_hi": hi / base})
     return pd.DataFrame(rows)
 
 

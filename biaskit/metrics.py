@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .denoiser import resolve_device
+from .intervals import bias_corrected_levels
 
 __all__ = ["Estimate", "bootstrap", "Inception", "inception_path", "fid", "kid",
            "fid_from_features", "kid_from_features", "frechet_distance", "sliced_wasserstein",
@@ -95,16 +96,12 @@ def bootstrap(stat: Callable, sizes: tuple[int, ...], metric: str, n_boot: int =
         B = min(chunk, int(n_boot) - b0)
         reps.append(torch.as_tensor(stat(*(torch.randint(n, (B, n), generator=g) for n in sizes))).double())
     reps = torch.cat(reps).numpy()
-    from scipy.stats import norm
-    below = float(np.mean(reps < value) + 0.5 * np.mean(reps == value))
-    z0 = norm.ppf(np.clip(below, 0.5 / len(reps), 1 - 0.5 / len(reps)))
-    levels = norm.cdf(2 * z0 + norm.ppf([(1 - ci) / 2, (1 + ci) / 2]))
     if biased:
         b = float(reps.mean()) - value
         q_lo, q_hi = np.quantile(reps, [(1 - ci) / 2, (1 + ci) / 2])
         return Estimate(metric, value - b, float(q_lo - 2 * b), float(q_hi - 2 * b), int(n_boot), ci,
                         BIAS_CORRECTED, value)
-    q_lo, q_hi = np.quantile(reps, levels)
+    q_lo, q_hi = np.quantile(reps, bias_corrected_levels(reps, value, ci))
     return Estimate(metric, value, float(q_lo), float(q_hi), int(n_boot), ci, BC, value)
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .denoiser import Denoiser
+from .intervals import t_interval
 from .mixture import GaussianMixture, _log_marginal
 from .parameterization import noisy
 from .schedules import Schedule, get_schedule
@@ -147,7 +148,7 @@ def irreducible_error(mixture: GaussianMixture, schedule: Schedule, t, n: int = 
 
     One Gaussian (K = 1): closed form, the mean eigenvalue of the posterior covariance (4),
     l sigma^2 / (alpha^2 l + sigma^2). Otherwise Monte Carlo over n draws of (x0, eps) (the same
-    draws at every t) with a 95% normal interval from the per-sample spread.
+    draws at every t) with the 95% t-interval of the mean (:func:`biaskit.intervals.t_interval`).
     Columns: t, snr, logsnr, oracle_mse, oracle_mse_lo, oracle_mse_hi, method, n.
     """
     steps = _steps(t, schedule)
@@ -173,9 +174,9 @@ def irreducible_error(mixture: GaussianMixture, schedule: Schedule, t, n: int = 
                 x0_hat = posterior_mean(mixture, noisy(x0_b, eps_b, alpha, sigma), alpha, sigma)
                 err.append(((x0_hat - x0_b) ** 2).mean(1).cpu())
             err = torch.cat(err)
-            mse, half = float(err.mean()), 1.96 * float(err.std()) / math.sqrt(n)
-            rows.append(dict(t=s, oracle_mse=mse, oracle_mse_lo=mse - half, oracle_mse_hi=mse + half,
-                             method="monte_carlo", n=n))
+            mse = float(err.mean())
+            lo, hi = t_interval(mse, err.numpy())
+            rows.append(dict(t=s, oracle_mse=mse, oracle_mse_lo=lo, oracle_mse_hi=hi, method="monte_carlo", n=n))
     df = pd.DataFrame(rows)
     idx = torch.tensor(steps)
     df.insert(1, "snr", schedule.snr[idx].numpy())

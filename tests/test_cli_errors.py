@@ -342,7 +342,7 @@ def test_python_probe_and_sample_of_the_wrong_shape(run):
     from biaskit.sampling import sample
     den = biaskit.load(run)
     with pytest.raises(ValueError, match=r"expects per-sample shape \(1, 8, 8\), the data have \(2,\)"):
-        biaskit.probe(den, load_dataset("gmm2d", n_train=16, n_test=16), num_timesteps=2, n=8, progress=False)
+        biaskit.probe.probe(den, load_dataset("gmm2d", n_train=16, n_test=16), num_timesteps=2, n=8, progress=False)
     with pytest.raises(ValueError, match=r"\(1, 8, 8\).*\(3, 8, 8\)"):
         sample(den, (2, 3, 8, 8), steps=2, progress=False)
     with pytest.raises(ValueError, match="eta must be >= 0"):

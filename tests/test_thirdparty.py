@@ -164,7 +164,7 @@ def test_zero_output_adm_has_x0_mse_one_over_snr(tmp_path):
     torch.save(net.state_dict(), path)
     d = biaskit.load(path, num_heads=1, noise_schedule="cosine", diffusion_steps=100)
     x0 = _signs(64, (3, 8, 8))
-    df = biaskit.probe(d, x0, timesteps=[5, 30, 60, 95], n=64, progress=False, batch_size=128)
+    df = biaskit.probe.probe(d, x0, timesteps=[5, 30, 60, 95], n=64, progress=False, batch_size=128)
     _within(df, "x0_mse", 1 / df["snr"].to_numpy())
     _within(df, "eps_mse", np.ones(4))
 
@@ -230,7 +230,7 @@ def test_zero_output_diffusers_closed_forms(tmp_path, sched_kw):
     d = biaskit.load(folder)
     T = d.schedule.T
     ts = [2, T // 4, T // 2, T - 1] if sched_kw["prediction_type"] != "epsilon" else [2, T // 4, T // 2, T - 2]
-    df = biaskit.probe(d, _signs(64, (3, 8, 8)), timesteps=ts, n=64, progress=False, batch_size=128)
+    df = biaskit.probe.probe(d, _signs(64, (3, 8, 8)), timesteps=ts, n=64, progress=False, batch_size=128)
     abar = d.schedule.abar[ts].numpy()
     if sched_kw["prediction_type"] == "epsilon":     # x0_hat = x_t / alpha
         truth = (1 - abar) / abar
@@ -334,7 +334,7 @@ def test_nan_outputs_are_reported_with_their_t(tmp_path):
     d = biaskit.load(f"{tmp_path / 'broken.py'}:Broken", noise_schedule="linear", diffusion_steps=100,
                      time_input="scaled", time_scale=0.01)
     with pytest.raises(ValueError, match=r"NaN or inf at t=60"):
-        biaskit.probe(d, _signs(8, (1, 4, 4)), timesteps=[10, 40, 60, 90], n=8, progress=False)
+        biaskit.probe.probe(d, _signs(8, (1, 4, 4)), timesteps=[10, 40, 60, 90], n=8, progress=False)
 
 
 def test_cli_probe_of_a_diffusers_folder_writes_report_and_identity(tmp_path, capsys):
@@ -412,7 +412,7 @@ def test_real_mnist_checkpoint_through_the_plugin_path():
     assert d.info["sha256"] == "ce47bd2d6d5ea30bd84bee894826267a445acf71f1090c5f624b08975b57fb88"
     data = load_dataset("mnist", data_range=(-0.5, 0.5))
     ts = [1, 50, 200, 500, 800, 999]  # the model's timesteps (schedule steps 0, 49, ..., 998)
-    df = biaskit.probe(d, data, timesteps=ts, n=96, progress=False, batch_size=192)
+    df = biaskit.probe.probe(d, data, timesteps=ts, n=96, progress=False, batch_size=192)
     assert df["t"].tolist() == ts and df["schedule_index"].tolist() == [0, 49, 199, 499, 799, 998]
     eps, x0, snr = df["eps_mse"].to_numpy(), df["x0_mse"].to_numpy(), df["snr"].to_numpy()
     assert np.all(np.diff(eps) < 0) or np.all(np.diff(eps[:-1]) < 0)  # falls as t grows

@@ -1,0 +1,128 @@
+"""What the probe draws: the timestep grid, the held-out samples and the noise.
+
+Draws (common random numbers). For every timestep t of the grid the same n held-out samples x0_i
+are noised as x_t = alpha_t x0_i + sigma_t eps_{t,i}, with eps_{t,i} drawn from a generator seeded
+by (seed, t, i // r), r = :func:`chunk_rows` (at least 64 samples and 2^12 numbers per generator).
+A draw therefore depends on nothing but (seed, t, i) and the sample shape: not on the batch size,
+the number of processes, the t grid or the other models, so every model compared on the same
+draws gives paired per-sample differences.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from ..rng import derive_seed
+
+def timestep_grid(T: int, timesteps=None, num_timesteps: int | None = None, stratified: bool = False,
+                  seed: int = 0) -> np.ndarray:
+    """The probed steps (sorted, unique, in 0..T-1): ``timesteps`` as given, else K =
+    ``num_timesteps`` (default min(T, 50)) evenly spaced from 0 to T-1, or with ``stratified`` one
+    uniform step in each of K equal strata of 0..T-1 (drawn with ``seed``)."""
+    if timesteps is not None:
+        ts = np.unique(np.asarray([int(t) for t in np.ravel(timesteps)], dtype=np.int64))
+        if ts.size == 0:
+            raise ValueError("timesteps is empty")
+        if ts[0] < 0 or ts[-1] >= T:
+            raise ValueError(f"timesteps must lie in 0..{T - 1} (the model's schedule has T = {T}); "
+                             f"got {ts[0]}..{ts[-1]}")
+        return ts
+    K = min(T, 50) if num_timesteps is None else int(num_timesteps)
+    if not 1 <= K <= T:
+        raise ValueError(f"num_timesteps must be in 1..{T}, got {K}")
+    if stratified:
+        edges = np.linspace(0, T, K + 1).round().astype(np.int64)
+        u = np.random.default_rng(seed).random(K)
+        return np.unique(edges[:-1] + np.floor(u * (edges[1:] - edges[:-1])).astype(np.int64))
+    return np.unique(np.linspace(0, T - 1, K).round().astype(np.int64))
+
+
+def schedule_indices(schedule, timesteps) -> np.ndarray:
+    """Positions k (sorted, unique) of the model's timesteps ``timesteps`` among the schedule's
+    steps, ``schedule.timesteps[k] == t``; a timestep the schedule does not hold is an error naming
+    the ones it does (a model trained on 1..999 of 1000 has no t = 0)."""
+    ts = np.unique(np.asarray([int(t) for t in np.ravel(timesteps)], dtype=np.int64))
+    if ts.size == 0:
+        raise ValueError("timesteps is empty")
+    known = schedule.timesteps.numpy()
+    k = np.searchsorted(known, ts).clip(max=known.size - 1)  # timesteps increase with k
+    bad = ts[known[k] != ts]
+    if bad.size:
+        held = f"{known[0]}..{known[-1]}" if known[-1] - known[0] + 1 == known.size else \
+            f"{known.size} timesteps from {known[0]} to {known[-1]}"
+        raise ValueError(f"timestep(s) {', '.join(map(str, bad[:5].tolist()))} not in the model's "
+                         f"schedule: it has t = {held} (T = {known.size} steps)")
+    return k
+
+
+def chunk_rows(shape) -> int:
+    """Samples per noise generator for per-sample ``shape``: part of the definition of the draws
+    (large enough that seeding a generator costs little next to filling it)."""
+    return max(64, 1 << max(0, math.ceil(math.log2(2**12 / max(math.prod(shape), 1)))))
+
+
+def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
+    device = torch.device(device)
+    rows = chunk_rows(shape)
+    on_device = device.type in ("cpu", "cuda")
+    g = torch.Generator(device=device if on_device else "cpu").manual_seed(derive_seed(seed, t, chunk))
+    eps = torch.randn((rows, *shape), generator=g, device=device if on_device else "cpu")
+    return eps if on_device else eps.to(device)
+
+
+class NoiseCache:
+    """:func:`draw_noise` with the last few chunks cached: batches walk t-major through (t, i)."""
+
+    def __init__(self, seed, shape, device, keep: int = 8):
+        self.seed, self.shape, self.device, self.keep, self.cache = seed, tuple(shape), device, keep, {}
+        self.rows = chunk_rows(shape)
+
+    def __call__(self, t: int, i0: int, i1: int) -> torch.Tensor:
+        parts = []
+        R = self.rows
+        for c in range(i0 // R, (i1 - 1) // R + 1):
+            if (t, c) not in self.cache:
+                if len(self.cache) >= self.keep:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[(t, c)] = _noise_chunk(self.seed, t, c, self.shape, self.device)
+            lo, hi = max(i0 - c * R, 0), min(i1 - c * R, R)
+            parts.append(self.cache[(t, c)][lo:hi])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
+    """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
+    return NoiseCache(seed, shape, device)(t, i0, i1)
+
+
+def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """The n held-out x0 the probe uses, (n, *shape) float32, and a JSON-able description.
+
+    ``data``: a :class:`biaskit.data.Dataset` (its ``test`` split) or a tensor (N, ...) of held-out
+    samples. With n < N the samples are the first n of a permutation seeded by ``seed``, so a
+    larger n extends a smaller one.
+    """
+    if hasattr(data, "test"):
+        x, spec = data.test, {"dataset": getattr(data, "spec", None) or getattr(data, "name", None),
+                              "split": "test"}
+    elif isinstance(data, (torch.Tensor, np.ndarray)):
+        x, spec = torch.as_tensor(data), {"dataset": "tensor", "split": "given"}
+    else:
+        raise ValueError("data must be a biaskit Dataset or a tensor of held-out x0, "
+                         f"got {type(data).__name__}")
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"held-out data must have shape (N, ...) with N >= 2, got {tuple(x.shape)}")
+    N = x.shape[0]
+    if int(n) < 2:
+        raise ValueError(f"n must be at least 2 (intervals need a spread), got {n}")
+    if n > N:
+        warnings.warn(f"asked for n={n} samples but the held-out set has {N}; using all {N}")
+    n = min(int(n), N)
+    idx = np.arange(N) if n == N else np.sort(np.random.default_rng(seed).permutation(N)[:n])
+    x0 = x[torch.as_tensor(idx)].to(torch.float32).contiguous()
+    return x0, {**spec, "N": int(N), "n": n, "shape": list(x0.shape[1:])}
+

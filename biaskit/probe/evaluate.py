@@ -1,0 +1,88 @@
+"""Running the models over the probe's draws: batches of (t, sample) pairs, shards under
+torch.distributed and their gathering, and the check that every value is finite."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import parameterization as P
+from ..denoiser import Denoiser
+from ..distributed import rank_world
+from .draws import NoiseCache
+from .statistics import Batch, Setup, band_matrix, columns, per_sample
+
+def gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenate every rank's Z (M, sizes[r], S) along dim 1, on every rank."""
+    d = torch.distributed
+    comm_device = Z.device if d.get_backend() == "nccl" else torch.device("cpu")
+    width = max(sizes)
+    pad = torch.zeros(Z.shape[0], width, Z.shape[2], dtype=Z.dtype, device=comm_device)
+    pad[:, :Z.shape[1]] = Z.to(comm_device)
+    parts = [torch.empty_like(pad) for _ in sizes]
+    d.all_gather(parts, pad)
+    return torch.cat([p[:, :s] for p, s in zip(parts, sizes)], 1)
+
+
+def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
+              setup: Setup, progress) -> np.ndarray:
+    """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
+    t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
+    under torch.distributed each rank takes a contiguous shard of the pairs."""
+    n, K = x0.shape[0], len(ts)
+    rank, world = rank_world()
+    sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
+    start = (K * n * rank) // world
+    stop = start + sizes[rank]
+    x0 = x0.to(device)
+    ts_dev = torch.as_tensor(ts, device=device)
+    noise_t = models[0].schedule.timesteps[torch.as_tensor(ts)].tolist()  # draws follow the model's t
+    noise = NoiseCache(seed, x0.shape[1:], device)
+    M = band_matrix(*x0.shape[-2:], setup.bands, device) if setup.bands else None
+    width = columns(setup)["width"]
+    Z = torch.empty(len(models), stop - start, width, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    per_row = (-1,) + (1,) * (x0.ndim - 1)
+    bar = tqdm(total=stop - start, desc="probe", unit="pair", disable=not progress or rank != 0)
+    with torch.inference_mode():
+        for p0 in range(start, stop, batch_size):
+            p1 = min(p0 + batch_size, stop)
+            pieces, p = [], p0
+            while p < p1:
+                k, i0 = divmod(p, n)
+                i1 = min(n, i0 + p1 - p)
+                pieces.append((k, i0, i1))
+                p += i1 - i0
+            x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
+            eps_b = torch.cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
+            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
+            alpha, sigma = (c.reshape(per_row) for c in models[0].schedule.coefficients(t_b))
+            x_t = P.noisy(x0_b, eps_b, alpha, sigma)
+            o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
+            x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
+            for m, model in enumerate(models):
+                with autocast:
+                    pred = model(x_in, t_b)
+                batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
+                              model.data_range, M)
+                Z[m, p0 - start:p1 - start] = per_sample(batch, setup)
+            bar.update(p1 - p0)
+    bar.close()
+    if world > 1:
+        Z = gather(Z, sizes)
+    return Z.double().cpu().numpy().reshape(len(models), K, n, width)
+
+
+def check_finite(Z: np.ndarray, ts, names: list[str], schedule):
+    for m, Zm in enumerate(Z):
+        bad = ~np.isfinite(Zm).all(axis=(1, 2))
+        if bad.any():
+            k = int(ts[np.argmax(bad)])
+            hint = " (alpha = 0 there: an eps-model's x0_hat = (x_t - sigma eps_hat) / alpha is undefined)" \
+                if float(schedule.abar[k]) == 0 else ""
+            raise ValueError(f"model {names[m]!r} returned NaN or inf at t={int(schedule.timesteps[k])} "
+                             f"(snr {float(schedule.snr[k]):.4g}){hint}")
+

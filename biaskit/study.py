@@ -88,7 +88,8 @@ def colour_error(x, reference, n_boot: int = 20, seed: int = 0, ci: float = 0.95
     from .metrics import bootstrap
     mx = torch.as_tensor(x).double().flatten(2).mean(2)  # (N, C) per-sample channel means
     my = torch.as_tensor(reference).double().flatten(2).mean(2)
-    return bootstrap(lambda i, j: (mx[i].mean(0) - my[j].mean(0)).abs().max(),
+    # i, j: (B, n) resampled rows; the statistic of each of the B resamples, (B,)
+    return bootstrap(lambda i, j: (mx[i].mean(1) - my[j].mean(1)).abs().amax(-1),
                      (len(mx), len(my)), "colour_error", n_boot=n_boot, seed=seed, ci=ci)
 
 

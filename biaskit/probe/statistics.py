@@ -4,6 +4,7 @@ Statistics, one row per (model, t). Every error is a per-element mean (over C, H
 over D for vectors), never a sum; d = C H W or D:
   eps_mse          mean_i ||eps_hat - eps||^2 / d
   x0_mse           mean_i ||x0_hat - x0||^2 / d          (= eps_mse / snr for every model)
+  x0_abs_err       mean_i ||x0_hat - x0||_1 / d: the mean absolute x0 error (less weight on outliers)
   v_mse            mean_i ||v_hat - v||^2 / d
   x0_bias_c{k}     b_k: mean of x0_hat - x0 over samples and the pixels of channel k (RGB: colour bias)
   x0_bias_sq       unbiased ||b||^2 = ||b_hat||^2 - tr(S) / n (S the covariance of the per-sample
@@ -247,6 +248,7 @@ def _x0_var_influence(m: Sample, at: dict) -> np.ndarray:
 STATISTICS = [
     Mean("eps_mse", lambda b: b.mean((b.eps_hat - b.eps).square())),
     Mean("x0_mse", lambda b: b.mean(b.e.square())),
+    Mean("x0_abs_err", lambda b: b.mean(b.e.abs())),
     Mean("v_mse", _v_err),
     Mean("x0_bias_c", lambda b: b.e.reshape(b.e.shape[0], b.e.shape[1], -1).mean(2), columns=lambda s: s.C),
     Joint(BIAS_NORM, "x0_bias_c", bias_norm),

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from biaskit.intervals import (bias_corrected_levels, bootstrap_weights, mean_of_intervals, percentile,
-                               t_interval)
+                               t_interval, welch_half_width)
 
 
 def test_t_interval_is_scipys_t_interval_of_the_mean():
@@ -60,3 +60,11 @@ def test_mean_of_intervals_is_exact_for_perfectly_correlated_estimates():
     est, s = np.array([1.0, 2.0, 4.0]), np.array([0.1, 0.3, 0.2])
     mean, lo, hi = mean_of_intervals(est, est - 1.96 * s, est + 1.96 * s)
     assert (mean, lo, hi) == pytest.approx((7 / 3, 7 / 3 - 1.96 * 0.2, 7 / 3 + 1.96 * 0.2))
+
+
+def test_welch_half_width_is_scipys_welch_interval():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.0, 1.0, 30), rng.normal(0.5, 3.0, 12)
+    half = welch_half_width(a.std(ddof=1), len(a), b.std(ddof=1), len(b))
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert half == pytest.approx((ref.high - ref.low) / 2, rel=1e-10)

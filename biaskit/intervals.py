@@ -4,6 +4,7 @@
   values psi (psi = z - zbar for a mean, CLT). The same function serves a paired difference
   (psi of model B minus psi of model A on the same draws) and the delta method (psi = the
   gradient of a smooth statistic at the means applied to z - zbar).
+- :func:`welch_half_width`: the difference of two means of independent samples (Welch).
 - :func:`bootstrap_weights` / :func:`percentile`: the percentile bootstrap over resampled samples.
 - :func:`bias_corrected_levels`: the quantile levels of the bias-corrected (BC) percentile
   bootstrap (Efron 1981).
@@ -32,6 +33,16 @@ def t_interval(est, psi: np.ndarray, level: float = LEVEL) -> tuple:
     n = psi.shape[-1]
     half = t_quantile(n, level) * psi.std(-1, ddof=1) / math.sqrt(n)
     return est - half, est + half
+
+
+def welch_half_width(sd_a, n_a, sd_b, n_b, level: float = LEVEL):
+    """Half-width of the interval for mean_a - mean_b of two independent samples (Welch):
+    t_{(1+level)/2, nu} sqrt(v), v = sd_a^2 / n_a + sd_b^2 / n_b, with the Welch-Satterthwaite
+    nu = v^2 / ((sd_a^2 / n_a)^2 / (n_a - 1) + (sd_b^2 / n_b)^2 / (n_b - 1)). Arrays or Series."""
+    from scipy.stats import t as student_t
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    nu = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    return student_t.ppf(0.5 + level / 2, nu) * (va + vb) ** 0.5
 
 
 def bootstrap_weights(n: int, B: int, seed: int) -> np.ndarray:

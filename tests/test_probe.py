@@ -100,6 +100,40 @@ def test_constant_eps_offset_gives_channel_bias_minus_c_over_sqrt_snr():
     assert df.attrs["metadata"]["ci"]["nonlinear"] == "bootstrap"
 
 
+def test_x0_abs_err_closed_forms_and_paired_difference():
+    # eps_hat = 0: x0_hat - x0 = (sigma / alpha) eps = eps / sqrt(snr), so E|x0_hat - x0| per element
+    # is E|Z| / sqrt(snr) = sqrt(2 / pi) / sqrt(snr); eps_hat = c: (eps - c) / sqrt(snr) with
+    # E|Z - c| = c (2 Phi(c) - 1) + 2 phi(c)
+    c = 0.5
+    zero = denoiser(lambda x, t: torch.zeros_like(x), name="zero")
+    offset = denoiser(lambda x, t: torch.full_like(x, c), name="offset")
+    df = compare([zero, offset], images(), timesteps=TS, n=256, progress=False)
+    snr = snr_at(TS)
+    e_abs = math.sqrt(2 / math.pi)
+    e_abs_c = c * (2 * norm.cdf(c) - 1) + 2 * norm.pdf(c)
+    m = 3 * len(TS)
+    covers(df[df["model"] == "zero"], "x0_abs_err", e_abs / np.sqrt(snr), m)
+    covers(df[df["model"] == "offset"], "x0_abs_err", e_abs_c / np.sqrt(snr), m)
+    covers(df[df["kind"] == "difference"], "x0_abs_err", (e_abs_c - e_abs) / np.sqrt(snr), m)
+    # x0 prediction x0_hat = 0: |x0_hat - x0| = |x0| exactly, whatever the noise
+    x0 = images(n=64, seed=5)
+    exact = probe(denoiser(lambda x, t: torch.zeros_like(x), "x0"), x0, timesteps=TS, n=64, progress=False)
+    np.testing.assert_allclose(exact["x0_abs_err"], float(x0.double().abs().mean()), rtol=1e-6)
+    assert (exact["x0_abs_err_lo"] < exact["x0_abs_err"]).all() and (exact["x0_abs_err"] < exact["x0_abs_err_hi"]).all()
+
+
+def test_options_object_or_keywords_and_unknown_option():
+    from biaskit.probe import ProbeOptions
+    model, x0 = denoiser(lambda x, t: 0.1 * x), images(n=32)
+    o = ProbeOptions(timesteps=[10, 500], n=32, progress=False, bands=2)
+    pd.testing.assert_frame_equal(probe(model, x0, options=o), probe(model, x0, timesteps=[10, 500], n=32,
+                                                                   progress=False, bands=2), check_exact=True)
+    # a keyword overrides the options object
+    assert list(probe(model, x0, options=o, timesteps=[900])["t"]) == [900]
+    with pytest.raises(TypeError, match="unknown probe option.*num_steps"):
+        probe(model, x0, num_steps=3)
+
+
 def test_v_zero_x0_mse_closed_form():
     x0 = images(n=200, seed=3)
     df = probe(denoiser(lambda x, t: torch.zeros_like(x), "v"), x0, timesteps=TS, n=200, progress=False)

@@ -208,7 +208,7 @@ def _notebook(path, sources):
 
 def test_cell_status_reads_the_running_cell(tmp_path):
     from datetime import datetime, timedelta, timezone
-    from biaskit.figures import cell_status
+    from biaskit.heartbeat import cell_status
     started = (datetime.now(timezone.utc) - timedelta(seconds=42)).isoformat()
     cells = [{"cell_type": "code", "source": "a = 1", "metadata": {"papermill": {"status": "completed"}}},
              {"cell_type": "code", "source": "runs = train_runs(cache)\nmore",
@@ -227,7 +227,7 @@ def test_cell_status_reads_the_running_cell(tmp_path):
 
 
 def test_training_status_names_the_run_being_built(tmp_path):
-    from biaskit.figures import training_status
+    from biaskit.heartbeat import training_status
     run = tmp_path / "runs" / ".abc123.xyz" / "patches-debias"
     run.mkdir(parents=True)
     (run / "log.csv").write_text("step,loss\n50,0.3\n100,0.2\n")

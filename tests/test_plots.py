@@ -75,7 +75,6 @@ def test_every_axis_names_its_quantity():
 
 
 def _compare_frame(models=("constant", "debias", "min_snr", "p2"), C=3):
-    import numpy as np
     import pandas as pd
     rows = []
     for m in models:

@@ -336,5 +336,5 @@ def plot_quality(df, x: str, title: str = ""):
         row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     g.axes.flat[0].legend(fontsize=8)
     if title:
-        g.figure.suptitle(title, y=1.02)
+        g.figure.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
     return g.figure

@@ -178,8 +178,8 @@ def process_weights_table(process: Process, weightings, space: str = "x0", densi
     from .weighting import get_weighting, table_column
     dens = get_density(density)
     t = process.grid(n - 1)
-    t = t[torch.isfinite(process.logsnr(t))]
     lam = process.logsnr(t)
+    t, lam = t[torch.isfinite(lam)], lam[torch.isfinite(lam)]
     snr = process.snr(t)
     df = pd.DataFrame({"t": t.numpy(), "logsnr": lam.numpy(), "snr": snr.numpy(),
                        "p_t": time_pdf(dens, process, t).numpy(), "p_logsnr": dens(lam, process).numpy()})

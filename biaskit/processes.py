@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from .schedules import Schedule
+from .schedules import Schedule, space_timesteps
 
 __all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "Flow", "PROCESSES", "get_process",
            "vp_coefficients", "edm_preconditioning"]
@@ -134,7 +134,6 @@ class DiscreteVP(Process):
 
     def grid(self, steps: int) -> torch.Tensor:
         """``steps`` integer steps spaced as ADM's space_timesteps, from T - 1 down to 0, then 0."""
-        from .schedules import space_timesteps
         _check_steps(steps)
         kept = sorted(space_timesteps(self.schedule.T, int(steps)), reverse=True)
         return _f64(kept + [0])

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from biaskit.cli import main
+from test_probe import Fn  # net(x, t) = fn(x, t) as a module
 from biaskit.denoiser import Denoiser
 from biaskit.plots import plot_x0_grid
 from biaskit.probe import CLIP_TOL, probe
@@ -36,15 +36,6 @@ SNR = ABAR / (1 - ABAR)
 
 def schedule():
     return get_schedule("linear", T, beta_end=0.5)
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x, t):
-        return self.fn(x, t)
 
 
 def sub_model(fn=lambda x, t: torch.zeros_like(x), parameterization="eps"):

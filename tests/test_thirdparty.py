@@ -155,11 +155,16 @@ def test_adm_flags_in_guided_diffusion_units(tmp_path):
         biaskit.load(path, image_size=32, attention_resolutions="32", num_heads=2)
 
 
-def test_zero_output_adm_has_x0_mse_one_over_snr(tmp_path):
-    # eps_hat = 0 gives x0_hat = x_t / alpha, so x0_hat - x0 = eps / sqrt(snr): x0_mse = 1/snr
-    net = ADMUNet(**ADM_CONFIGS[0])
+def _zero_output(net):
+    """An ADM whose last layer is zero: eps_hat = 0 for every input."""
     nn.init.zeros_(net.out[2].weight)
     nn.init.zeros_(net.out[2].bias)
+    return net
+
+
+def test_zero_output_adm_has_x0_mse_one_over_snr(tmp_path):
+    # eps_hat = 0 gives x0_hat = x_t / alpha, so x0_hat - x0 = eps / sqrt(snr): x0_mse = 1/snr
+    net = _zero_output(ADMUNet(**ADM_CONFIGS[0]))
     path = tmp_path / "zero.pt"
     torch.save(net.state_dict(), path)
     d = biaskit.load(path, num_heads=1, noise_schedule="cosine", diffusion_steps=100)
@@ -629,8 +634,7 @@ def test_readme_adm_command_runs_on_a_small_adm(tmp_path, capsys):
     net = ADMUNet(in_channels=3, model_channels=32, num_res_blocks=1, channel_mult=[1, 2, 2, 2],
                   attention_resolutions=[2, 4], learn_sigma=True, num_head_channels=32,
                   resblock_updown=True, use_scale_shift_norm=True)
-    nn.init.zeros_(net.out[2].weight)
-    nn.init.zeros_(net.out[2].bias)  # eps_hat = 0: x0-MSE = 1/snr whatever the settings
+    net = _zero_output(net)  # eps_hat = 0: x0-MSE = 1/snr whatever the settings
     path = tmp_path / "small.pt"
     torch.save(net.state_dict(), path)
     images = tmp_path / "images"
@@ -661,9 +665,7 @@ def test_readme_adm_command_runs_on_a_small_adm(tmp_path, capsys):
 
 def test_sample_runs_the_respaced_adm(tmp_path):
     from biaskit.cli import main
-    net = ADMUNet(**ADM_CONFIGS[2])
-    nn.init.zeros_(net.out[2].weight)
-    nn.init.zeros_(net.out[2].bias)
+    net = _zero_output(ADMUNet(**ADM_CONFIGS[2]))
     path = tmp_path / "m.pt"
     torch.save(net.state_dict(), path)
     out = tmp_path / "s"

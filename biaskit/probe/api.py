@@ -18,6 +18,7 @@ import torch
 from .. import __version__
 from ..denoiser import Denoiser
 from ..distributed import rank_world
+from ..formulations import on_common_logsnr
 from ..intervals import LEVEL, bootstrap_weights
 from ..safeload import file_sha256
 from .draws import chunk_rows, schedule_indices, select_samples, timestep_grid
@@ -250,6 +251,11 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     used) or a tensor (N, C, H, W) / (N, D) of held-out x0. ``options`` / ``settings``: a
     :class:`ProbeOptions`, its fields given as keywords override it.
 
+    Models of other processes (:class:`~biaskit.formulations.ProcessDenoiser`: EDM, flow, ...)
+    are paired with the others at equal logsnr: each is re-viewed on the schedule of the first
+    VP model (:func:`~biaskit.formulations.on_common_logsnr`), so all are probed at that
+    schedule's logsnr values on the same draws; ``logsnr`` is the common axis of the rows.
+
     Returns one row per (model, t): model, kind, reference, t (the model's timestep),
     schedule_index (its position k among the schedule's steps), snr, logsnr, n, then each
     statistic followed by its ``_lo`` and ``_hi``:
@@ -262,7 +268,7 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     frame. NaN/inf from a model raise a ValueError naming the t.
     """
     o = _options(options, settings)
-    models = _named(denoisers)
+    models = on_common_logsnr(_named(denoisers))
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
     reference = list(models)[0] if reference is None else reference

@@ -2,7 +2,7 @@
 
 Every sampler is ``sampler(model, x, grid, *, generator, callback, progress, **options) -> x0``
 over one model-call convention (:class:`ModelCall`: ``model(x_t, k)`` at kept step k of a
-:class:`Grid`): :func:`ddpm`, :func:`ddim` (``native``) and each diffusers scheduler
+:class:`Grid`): :func:`ddpm`, :func:`ddim` (``native``), :func:`heun` (EDM) and :func:`flow_euler` (``ode``), and each diffusers scheduler
 (:func:`diffusers_method`, see :data:`DIFFUSERS_SAMPLERS`). All walk the same kept steps of a
 respaced view of the denoiser's schedule. Each model call reports a :class:`StepInfo` (x_t,
 x0_hat, eps_hat, x_next, the model's timestep t) to ``callback`` and can be kept in a
@@ -14,7 +14,8 @@ from .diffusers_adapter import (DIFFUSERS_SAMPLERS, diffusers_method, make_sched
                                 sampler_names, scheduler_chain)
 from .hybrid import SwitchAfter, hybrid_model, hybrid_sample, hybrid_sweep
 from .native import NATIVE, VARIANCES, ddim, ddim_sigma, ddpm, posterior_mean_coefficients
-from .run import check_steps, model_calls, sample, sampler_method
+from .ode import ODE_SAMPLERS, edm_sigmas, flow_euler, flow_times, heun
+from .run import check_steps, model_calls, sample, sampler_method, sampling_grid
 
 NATIVE_SAMPLERS = tuple(NATIVE)
 
@@ -22,4 +23,5 @@ __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "hybrid_model", "SwitchAft
            "Trajectory", "StepInfo", "Grid", "ModelCall", "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS",
            "VARIANCES", "SPACINGS", "sampler_names", "sampler_method", "kept_steps", "ddpm", "ddim",
            "diffusers_method", "posterior_mean_coefficients", "ddim_sigma", "make_scheduler",
-           "scheduler_chain", "model_calls", "check_steps"]
+           "scheduler_chain", "model_calls", "check_steps", "heun", "flow_euler", "ODE_SAMPLERS",
+           "edm_sigmas", "flow_times", "sampling_grid"]

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..schedules import Schedule
 from .chain import SPACINGS, Grid, ModelCall, kept_steps
 from .native import NATIVE, var_out
+from .ode import ODE_SAMPLERS
 
 # short name -> (diffusers class, extra config)
 DIFFUSERS_SAMPLERS = {
@@ -35,7 +36,7 @@ DIFFUSERS_SAMPLERS = {
     "deis": ("DEISMultistepScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
+    "diffusers_heun": ("HeunDiscreteScheduler", {}),  # "heun" is biaskit's own (ode.py)
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "diffusers_ddim": ("DDIMScheduler", {}),
     "diffusers_ddpm": ("DDPMScheduler", {}),
@@ -52,7 +53,7 @@ _OWN_CONFIG = ("num_train_timesteps", "trained_betas", "timestep_spacing", "step
 
 def sampler_names() -> list[str]:
     """Every accepted sampler name (any diffusers ``*Scheduler`` class name works too)."""
-    return list(NATIVE) + sorted(DIFFUSERS_SAMPLERS)
+    return list(NATIVE) + list(ODE_SAMPLERS) + sorted(DIFFUSERS_SAMPLERS)
 
 
 def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,

@@ -14,11 +14,24 @@ import torch
 from .chain import Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
 from .diffusers_adapter import diffusers_method, scheduler_chain
 from .native import NATIVE, VARIANCES
+from .ode import CALLS_PER_STEP, ODE_SAMPLERS
 
 
 def sampler_method(sampler: str) -> Callable:
-    """The sampler function of the common signature for a name (native or diffusers)."""
-    return NATIVE.get(sampler) or diffusers_method(sampler)
+    """The sampler function of the common signature for a name (native, ODE or diffusers)."""
+    return NATIVE.get(sampler) or ODE_SAMPLERS.get(sampler) or diffusers_method(sampler)
+
+
+def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even"):
+    """(model, grid) a chain walks: the kept steps of ``spacing`` on the denoiser's schedule, or,
+    for a process model (``on_process_grid``) under ``heun`` / ``flow_euler``, every step of the
+    view of its process's own grid of ``steps`` times (EDM's Karras sigmas, the shifted flow
+    times), whatever ``spacing`` says."""
+    on_grid = getattr(denoiser, "on_process_grid", None)
+    if sampler in ODE_SAMPLERS and on_grid is not None:
+        denoiser = on_grid(steps)
+        return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "process")
+    return denoiser, Grid.of(denoiser.schedule, steps, spacing)
 
 
 def _options(sampler: str, eta: float, variance: str, scheduler_kwargs) -> dict:
@@ -27,6 +40,8 @@ def _options(sampler: str, eta: float, variance: str, scheduler_kwargs) -> dict:
         return {"eta": eta}
     if sampler == "ddpm":
         return {"variance": variance}
+    if sampler in ODE_SAMPLERS:
+        return {}
     return {"variance": variance, "scheduler_kwargs": scheduler_kwargs}
 
 
@@ -35,6 +50,8 @@ def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
     """How many network evaluations ``sample`` makes (2nd-order diffusers schedulers make more)."""
     if sampler in NATIVE:
         return len(kept_steps(denoiser.schedule.T, steps, spacing))
+    if sampler in ODE_SAMPLERS:
+        return CALLS_PER_STEP[sampler](sampling_grid(sampler, denoiser, steps, spacing)[1].n)
     return len(scheduler_chain(sampler, denoiser.schedule, steps, spacing, denoiser.parameterization,
                                scheduler_kwargs=scheduler_kwargs)[2])
 
@@ -66,7 +83,9 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         denoiser: a :class:`Denoiser`, or any model called like one (``model(x_t, t)``, e.g.
             :class:`biaskit.sampling.SwitchAfter` for hybrid sampling).
         shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself.
-        sampler: ``ddpm`` or ``ddim`` (native), or a diffusers name (see :func:`sampler_names`).
+        sampler: ``ddpm`` or ``ddim`` (native), ``heun`` (EDM) or ``flow_euler`` (the ODE
+            samplers of :mod:`.ode`; a process model walks its process's own grid, see
+            :func:`sampling_grid`), or a diffusers name (see :func:`sampler_names`).
         eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like variance).
         variance: DDPM reverse variance: fixed_small (beta_tilde), fixed_large (beta), learned.
         clip: clamp x0_hat to the denoiser's data_range at every step.
@@ -93,7 +112,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
-    grid = Grid.of(denoiser.schedule, steps, spacing)
+    denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing)
     record = Recorder(callback, return_trajectory)
     x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
                                  generator=generator, callback=record, progress=progress,

@@ -1,0 +1,228 @@
+"""Models of any Gaussian process, read as variance-preserving (VP) denoisers on one log-SNR axis.
+
+A network trained under a :class:`~biaskit.processes.Process` (VE / EDM, flow matching,
+continuous-time VP) sees x = alpha(t) x0 + sigma(t) eps at its own time t. At the same
+logsnr = log(alpha^2 / sigma^2) the VP process has x_vp = alpha_vp x0 + sigma_vp eps with
+alpha_vp^2 = sigmoid(logsnr), sigma_vp^2 = sigmoid(-logsnr), and
+
+    x = x_vp * sqrt(alpha^2 + sigma^2),   t = process.t_of_logsnr(logsnr).
+
+So :class:`ProcessDenoiser` *is* a VP :class:`~biaskit.denoiser.Denoiser` on a discrete "view"
+schedule (abar_i = sigmoid(logsnr_i) at T logsnr values, by default the process's own time grid):
+called at view step i on x_vp (B, ...) it feeds the network x and its own time input, turns the
+output into x0_hat, and eps_hat = (x - alpha x0_hat) / sigma (the same eps in every scale). Probe,
+compare and every sampler then work unchanged, and their rows carry logsnr.
+
+Targets (what the network outputs, at the process's x):
+  ``x0``   x0 (EDM's D without preconditioning)
+  ``eps``  eps
+  ``v``    v = alpha_vp eps - sigma_vp x0 (in VP scale, Salimans & Ho 2022)
+  ``flow`` u = eps - x0, the velocity d x / d s of the linear interpolant x = (1 - s) x0 + s eps
+  ``edm``  F of EDM's preconditioning (Karras et al. 2022, Table 1): with sigma_e = sigma / alpha
+           and x_e = x / alpha, D = c_skip x_e + c_out F(c_in x_e, c_noise), x0_hat = D.
+
+Time inputs (what the network receives as its time, shape (B,)): ``sigma`` (the process's
+sigma(t)), ``c_noise`` (ln(sigma / alpha) / 4 = -logsnr / 8), ``t`` (t * time_scale, e.g. 1000 for
+a flow net fed t in [0, 1000]), ``logsnr``, or a callable ``f(process, t) -> tensor``.
+
+Pairing at equal logsnr: two models are compared on the same draws when they share a schedule, so
+:func:`on_common_logsnr` re-views every process model on the schedule of the first VP model
+(its ``with_schedule``); :func:`biaskit.probe.compare` does this itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from . import parameterization as P
+from .denoiser import Denoiser, Prediction, _expand
+from .processes import VE, Process, edm_preconditioning, get_process, vp_coefficients
+from .schedules import Schedule
+
+__all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
+           "default_time_input", "on_common_logsnr"]
+
+TARGETS = ("x0", "eps", "v", "flow", "edm")
+PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
+
+
+def _target(kind: str) -> str:
+    return "edm" if kind == "edm" else P.canonical(kind)
+
+
+def default_time_input(process: Process, target: str) -> str:
+    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process its t."""
+    if target == "edm":
+        return "c_noise"
+    return "sigma" if isinstance(process, VE) else "t"
+
+
+def _view_logsnr(process: Process, view, T: int) -> tuple[torch.Tensor, Schedule | None]:
+    """(logsnr (T,) float64, least noisy first; the schedule when ``view`` is one)."""
+    if isinstance(view, Schedule):
+        return view.logsnr, view
+    if view is None or isinstance(view, int):
+        # the process's sampling grid of T times without its clean end (VE: Karras sigmas)
+        times = process.grid(int(view or T))[:-1]
+        lam = process.logsnr(times)
+    else:
+        lam = torch.as_tensor(view, dtype=torch.float64).flatten()
+    if torch.isnan(lam).any() or lam.numel() < 1:
+        raise ValueError("a view needs at least one logsnr value and none may be nan")
+    return torch.sort(lam, descending=True).values, None
+
+
+def view_schedule(process: Process, view=None, T: int = 1000) -> tuple[Schedule, torch.Tensor]:
+    """The discrete VP schedule a process model is read through, and its logsnr (T,) float64.
+
+    ``view``: None (the process's own grid of ``T`` times: ``process.grid(T)`` without its
+    final clean time), an int (that many grid times), a sequence of logsnr values, or a
+    :class:`Schedule` (used as is: the model is then read at that schedule's logsnr, e.g. a VP
+    model's, to be compared with it). abar_i = sigmoid(logsnr_i), i = 0 the least noisy.
+    """
+    lam, given = _view_logsnr(process, view, T)
+    if given is not None:
+        return given, lam
+    return Schedule(torch.sigmoid(lam), name=f"{process.name}_view"), lam
+
+
+def _rows(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return _expand(c.to(x.device, x.dtype), x)
+
+
+class ProcessDenoiser(Denoiser):
+    """A network trained under ``process`` with ``target``, as a VP denoiser on a view schedule.
+
+    Args:
+        net: called as ``net(x_in, time_in, **net_kwargs)`` with x_in in the process's scale
+            (EDM: c_in x / alpha) and time_in (B,) as ``time_input`` says.
+        process: a :class:`Process` or its name (``ve``/``edm``, ``flow``, ``vp_cosine``, ...).
+        target: one of :data:`TARGETS`.
+        time_input: one of :data:`PROCESS_TIME_INPUTS` or ``f(process, t)``; default
+            :func:`default_time_input`. time_scale: multiplies t for ``time_input="t"``.
+        sigma_data: EDM's sigma_data (``edm`` target only).
+        view, T: the view schedule (:func:`view_schedule`).
+    Other arguments as :class:`Denoiser`. ``forward(x_vp, i)`` takes integer view steps i (B,).
+    """
+
+    def __init__(self, net: nn.Module, process, target: str = "x0", *,
+                 time_input: str | Callable | None = None, time_scale: float = 1.0,
+                 sigma_data: float = 0.5, view=None, T: int = 1000, data_range=(-1.0, 1.0),
+                 channels: int | None = None, clip: bool = False, name: str = "model",
+                 info: dict | None = None, net_kwargs: dict | None = None, shape=None,
+                 any_size: bool = False):
+        process = get_process(process)
+        target = _target(target)
+        time_input = time_input or default_time_input(process, target)
+        if not callable(time_input) and time_input not in PROCESS_TIME_INPUTS:
+            raise ValueError(f"unknown process time input {time_input!r}; valid: "
+                             f"{', '.join(PROCESS_TIME_INPUTS)} or a callable f(process, t)")
+        schedule, lam = view_schedule(process, view, T)
+        super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
+                         name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size)
+        self.process, self.target, self.sigma_data = process, target, float(sigma_data)
+        self.time_input, self.time_scale = time_input, float(time_scale)
+        self.view_logsnr = lam
+        self._lam_on: dict = {}
+
+    def _options(self) -> dict:
+        return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
+                    data_range=self.data_range, channels=self.channels, clip=self.clip, name=self.name,
+                    info=self.info, net_kwargs=self.net_kwargs, shape=self._shape,
+                    any_size=self.any_size)
+
+    def with_schedule(self, schedule) -> "ProcessDenoiser":
+        """The same network read at another view: a Schedule (e.g. a VP model's, to pair with
+        it at equal logsnr), logsnr values, or a number of process grid times."""
+        return ProcessDenoiser(self.net, self.process, self.target, view=schedule, **self._options())
+
+    def on_process_grid(self, steps: int) -> "ProcessDenoiser":
+        """The view of the process's own sampling grid of ``steps`` times (VE: Karras sigmas;
+        flow: uniform t after the shift), which the ``heun`` and ``flow_euler`` samplers walk."""
+        return self.with_schedule(int(steps))
+
+    def logsnr_at(self, i: torch.Tensor) -> torch.Tensor:
+        """logsnr (float64) of view steps ``i``, on i's device."""
+        if i.device not in self._lam_on:
+            self._lam_on[i.device] = self.view_logsnr.to(i.device)
+        return self._lam_on[i.device][i]
+
+    def process_time(self, logsnr: torch.Tensor) -> torch.Tensor:
+        return self.process.t_of_logsnr(logsnr)
+
+    def time_in(self, t: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        """The network's time input at process times t (B,), float64."""
+        if callable(self.time_input):
+            return self.time_input(self.process, t)
+        if self.time_input == "sigma":
+            return self.process.sigma(t)
+        if self.time_input == "c_noise":
+            return -logsnr / 8  # ln(sigma / alpha) / 4
+        if self.time_input == "t":
+            return t * self.time_scale
+        return logsnr
+
+    def time_features(self, i: torch.Tensor) -> torch.Tensor:
+        lam = self.logsnr_at(torch.as_tensor(i).long())
+        return self.time_in(self.process_time(lam), lam)
+
+    def predict(self, x_vp: torch.Tensor, logsnr: torch.Tensor) -> Prediction:
+        """The prediction at x_vp (B, ...) and any logsnr (B,) float64 (not only view steps)."""
+        t = self.process_time(logsnr)
+        alpha, sigma = self.process.alpha(t), self.process.sigma(t)
+        a_vp, s_vp = vp_coefficients(logsnr)
+        x = x_vp * _rows((alpha**2 + sigma**2).sqrt(), x_vp)  # the process's own x_t
+        a, s = _rows(alpha, x), _rows(sigma, x)
+        time = self.time_in(t, logsnr).to(x.device, x.dtype)
+        if self.target == "edm":
+            c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
+            x_e = x / a
+            out = self.net(c["c_in"] * x_e, time, **self.net_kwargs).to(x.dtype)
+            x0_hat = c["c_skip"] * x_e + c["c_out"] * out
+            eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
+        else:
+            out = self.net(x, time, **self.net_kwargs).to(x.dtype)
+            if self.target == "v":  # v lives in VP scale
+                x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
+            else:
+                x0_hat, eps_hat = P.to_x0_eps(self.target, out, x, a, s)
+        a_vp, s_vp = _rows(a_vp, x_vp), _rows(s_vp, x_vp)
+        if self.clip:
+            x0_hat, eps_hat = P.clip_estimates(x0_hat, x_vp, a_vp, s_vp, self.data_range)
+        return Prediction(x0_hat, eps_hat, out, None, a_vp, s_vp)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        """x_t: (B, ...) in VP scale at view steps t (B,) (or a scalar step)."""
+        self.check_shape(x_t.shape[1:])
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        return self.predict(x_t, self.logsnr_at(t.long()))
+
+    def describe(self) -> dict:
+        lam = self.view_logsnr
+        return {**super().describe(), **self.process.describe(), "target": self.target,
+                "time_input": self.time_input if isinstance(self.time_input, str) else
+                getattr(self.time_input, "__name__", "callable"), "time_scale": self.time_scale,
+                "sigma_data": self.sigma_data,
+                "view": {"T": int(lam.numel()), "logsnr_max": float(lam[0]), "logsnr_min": float(lam[-1])}}
+
+    def __repr__(self) -> str:
+        return (f"ProcessDenoiser({self.process!r}, target {self.target}, time input "
+                f"{self.describe()['time_input']}, view T={self.schedule.T}, source {self.name})")
+
+
+def on_common_logsnr(models: dict[str, Denoiser]) -> dict[str, Denoiser]:
+    """The models with every :class:`ProcessDenoiser` re-viewed on one schedule: that of the first
+    model that is not one (else the first model's), so that all are probed at the same logsnr
+    values on the same draws. A process model read outside its own time range is extrapolated
+    (e.g. a VE net with sigma_max = 80 at a linear VP schedule's sigma_999 = 157)."""
+    values: Sequence[Denoiser] = list(models.values())
+    if not values:
+        return dict(models)
+    ref = next((d for d in values if not isinstance(d, ProcessDenoiser)), values[0]).schedule
+    return {k: d.with_schedule(ref) if isinstance(d, ProcessDenoiser) and not d.schedule.same_as(ref)
+            else d for k, d in models.items()}

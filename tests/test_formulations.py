@@ -224,3 +224,46 @@ def test_vp_denoiser_is_an_edm_denoiser_for_heun():
     errs = [float((sample(den, noise, sampler="heun", steps=n, progress=False).x0 - exact).abs().max())
             for n in (25, 100)]
     assert errs[1] < errs[0] < 0.04
+
+
+ZERO_PLUGIN = '''
+import torch
+from torch import nn
+
+class Zero(nn.Module):
+    def forward(self, x, t):
+        self.seen = t
+        return torch.zeros_like(x)
+
+def make():
+    return Zero()
+'''
+
+
+def test_cli_probes_and_samples_a_plugin_under_process_flow(tmp_path, capsys):
+    import pandas as pd
+
+    from biaskit.cli import main
+    from biaskit.data import load_dataset
+    (tmp_path / "zero.py").write_text(ZERO_PLUGIN)
+    spec = f"{tmp_path / 'zero.py'}:make"
+    out = tmp_path / "out"
+    rc = main(["probe", spec, "--process", "flow", "--time-input", "t", "--time-scale", "1000",
+               "--data", "gmm", "--data-option", "shape=[3,4,4]", "--data-option", "n_test=512",
+               "--samples", "512", "--timesteps", "99,499,899", "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    df = pd.read_csv(out / "per_timestep.csv")
+    x0 = load_dataset("gmm", shape=[3, 4, 4], n_test=512).test
+    m2 = float((x0.double() ** 2).mean())
+    # view step i of the default flow view is t = (i + 1) / 1000; logsnr = 2 log((1 - t) / t)
+    t = np.array([0.1, 0.5, 0.9])
+    np.testing.assert_allclose(df["logsnr"].to_numpy(), 2 * np.log((1 - t) / t), rtol=1e-6)
+    tol = 6 * t**2 * 2 * (1 + m2) / math.sqrt(x0.numel())
+    assert np.all(np.abs(df["x0_mse"].to_numpy() - t**2 * (1 + m2)) < tol)
+    rc = main(["sample", spec, "--process", "flow", "--time-input", "t", "--sampler", "flow_euler",
+               "--steps", "4", "--n", "8", "--shape", "3,4,4", "--out", str(tmp_path / "s"),
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rc = main(["probe", spec, "--process", "flow", "--noise-schedule", "cosine", "--data", "gmm",
+               "--out", str(tmp_path / "o2"), "--no-progress"])
+    assert rc != 0 and "replaces the discrete schedule" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from ..denoiser import TIME_INPUTS
+from ..formulations import PROCESS_TIME_INPUTS, TARGETS
+from ..processes import PROCESSES
 
 __all__ = ["Option", "OPTIONS", "IGNORED_FLAGS", "options_for", "check_options", "inapplicable",
            "add_loader_arguments", "loader_kwargs_from_args", "flag", "parse_bool"]
@@ -98,7 +100,13 @@ OPTIONS: tuple[Option, ...] = (
        "net(x, time_in)", metavar="FILE.py:FACTORY"),
     _o("weights", _PLUGIN, "state dict for --model-spec (.safetensors/.pt/...)", metavar="PATH"),
     _o("parameterization", _THIRD, "what the network predicts: eps, x0, v, flow (diffusers: "
-       "epsilon, sample, v_prediction)"),
+       f"epsilon, sample, v_prediction); with --process also edm ({', '.join(TARGETS)})"),
+    _o("process", _PLUGIN, "the continuous noise process the network was trained under, instead "
+       "of a discrete VP schedule: edm / ve (sigma 0.002..80), flow (x_t = (1 - t) x0 + t eps), "
+       "vp_cosine, vp_linear_logsnr; it is probed and sampled as a VP model at equal logsnr "
+       "(default parameterization: edm for edm, flow for flow, eps otherwise)",
+       choices=tuple(sorted(PROCESSES))),
+    _o("flow_shift", _PLUGIN, "with --process flow: SD3's time shift (default 1)", type=float),
     _o("noise_schedule", _THIRD, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD, "training steps T (default 1000)", type=int),
     _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),
@@ -112,8 +120,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("betas_key", _ADM | _PLUGIN, "read beta_t from this checkpoint tensor", metavar="KEY"),
     _o("scheduler_config", _THIRD, "diffusers scheduler_config.json (or folder)", metavar="PATH"),
     _o("time_input", _THIRD, "how t reaches the network: index (integer timestep), scaled "
-       "(timestep * --time-scale), sigma, logsnr, alpha_sigma", choices=TIME_INPUTS),
-    _o("time_scale", _THIRD, "factor for --time-input scaled (e.g. 0.001 for t/1000)", type=float),
+       "(timestep * --time-scale), sigma, logsnr, alpha_sigma; with --process: sigma, c_noise "
+       "(ln(sigma) / 4), t (the process time * --time-scale), logsnr",
+       choices=tuple(dict.fromkeys(TIME_INPUTS + PROCESS_TIME_INPUTS))),
+    _o("time_scale", _THIRD, "factor for --time-input scaled (e.g. 0.001 for t/1000) or, with "
+       "--process, for t (e.g. 1000 for a flow net fed t in [0, 1000])", type=float),
     _o("data_range", _THIRD, "range of clean data, default -1,1; write --data-range=-0.5,0.5 for "
        "negative LO", metavar="LO,HI"),
     _o("state_dict_prefix", _ADM | _PLUGIN, "keep keys starting with this and strip it (e.g. gt., "

@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
-from .build import file_info, make_denoiser, resolve_schedule
+from .build import file_info, make_denoiser, parse_range, resolve_schedule
 from .options import check_options
 from .weights import prefix_for, read_weights
 
@@ -85,6 +85,10 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         info.update(file_info(path, "plugin"), **note)
+    if o.process is not None:
+        return _process_model(net.to(o.device), o, info)
+    if o.flow_shift is not None:
+        raise ValueError("flow_shift (--flow-shift) needs process='flow' (--process flow)")
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
                                o.scheduler_config)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
@@ -98,3 +102,29 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
     return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
                          time_input=o.time_input, time_scale=o.time_scale, data_range=o.data_range,
                          channels=o.channels, trained_timesteps=o.trained_timesteps, info=info)
+
+
+_SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
+                     "scheduler_config", "trained_timesteps")
+_DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow"}
+
+
+def _process_model(net: nn.Module, o, info: dict):
+    """A plugin trained under a continuous process (``process=``): a
+    :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
+    from ..formulations import ProcessDenoiser
+    from ..processes import get_process
+    clash = [k for k in _SCHEDULE_SOURCES if getattr(o, k) is not None]
+    if clash:
+        raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
+                         f"{', '.join(clash)}")
+    if o.flow_shift is not None and o.process != "flow":
+        raise ValueError(f"flow_shift applies to process='flow', not {o.process!r}")
+    process = get_process(o.process, **({"shift": o.flow_shift} if o.flow_shift is not None else {}))
+    target = o.parameterization or _DEFAULT_TARGET.get(o.process, "eps")
+    net.eval().requires_grad_(False)
+    info["process"] = o.process
+    return ProcessDenoiser(net, process, target, time_input=o.time_input,
+                           time_scale=1.0 if o.time_scale is None else o.time_scale,
+                           data_range=parse_range(o.data_range), channels=o.channels,
+                           name=info.get("name", "model"), info=info)

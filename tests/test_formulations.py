@@ -177,6 +177,7 @@ def test_heun_walks_the_karras_grid_and_calls_twice_per_step():
     want = [karras[0]] + [s for s in karras[1:] for _ in range(2)]
     np.testing.assert_allclose(fed, want, rtol=1e-6)  # fed in float32
     assert r.nfe == 2 * n - 1 and r.trajectory.x0_hat.shape == (2 * n - 1, 3, 2)
+    np.testing.assert_allclose(r.trajectory.logsnr.numpy(), -2 * np.log(want), rtol=1e-9)
     assert torch.equal(r.x0, r.trajectory.x0_hat[-1])  # the last step, to sigma = 0, is D
 
 

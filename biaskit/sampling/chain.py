@@ -46,10 +46,12 @@ class Grid:
     spacing: str = "even"  # the rule that chose idx (named in errors)
     kept: Schedule = field(init=False, repr=False)
     _timesteps: list[int] = field(init=False, repr=False)  # kept.timesteps as ints
+    _logsnr: list[float] = field(init=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "kept", respace(self.schedule, self.idx))
         object.__setattr__(self, "_timesteps", self.kept.timesteps.tolist())
+        object.__setattr__(self, "_logsnr", self.kept.logsnr.tolist())
 
     @classmethod
     def of(cls, schedule: Schedule, steps: int, spacing: str = "even") -> "Grid":
@@ -63,6 +65,10 @@ class Grid:
         """The model's own timestep at kept step k (``schedule.timesteps[idx[k]]``)."""
         return self._timesteps[k]
 
+    def logsnr(self, k: int) -> float:
+        """log(abar / (1 - abar)) at kept step k: the axis shared by every process."""
+        return self._logsnr[k]
+
 
 @dataclass
 class StepInfo:
@@ -71,7 +77,8 @@ class StepInfo:
     ``t`` is the model's own timestep of the call (``schedule.timesteps[schedule_index]``, as
     ``biaskit probe`` reports it); ``schedule_index`` the step of the denoiser's schedule; ``x_t``
     the model's input (B, ...) in variance-preserving scale; ``x0_hat`` / ``eps_hat`` its
-    estimates (after clipping when ``clip``); ``x_next`` the sampler's state after the step.
+    estimates (after clipping when ``clip``); ``x_next`` the sampler's state after the step;
+    ``logsnr`` that of the call's step (the common axis of models of every process).
     """
 
     i: int
@@ -81,6 +88,7 @@ class StepInfo:
     eps_hat: torch.Tensor
     x_next: torch.Tensor
     schedule_index: int = -1
+    logsnr: float = float("nan")
 
 
 class ModelCall:
@@ -106,19 +114,20 @@ class ModelCall:
     def info(self, i: int, k: int, x_t, pred: Prediction, x_next) -> StepInfo:
         """The :class:`StepInfo` of call i, made at kept step k."""
         return StepInfo(i, self.grid.timestep(k), x_t, pred.x0_hat, pred.eps_hat, x_next,
-                        self.grid.idx[k])
+                        self.grid.idx[k], self.grid.logsnr(k))
 
 
 @dataclass
 class Trajectory:
     """Stacked per-call states, noisiest first: ``t`` (S,) the model's own timesteps,
     ``schedule_index`` (S,) the steps of the denoiser's schedule, ``x_t`` and ``x0_hat``
-    (S, B, ...)."""
+    (S, B, ...), ``logsnr`` (S,) float64."""
 
     t: torch.Tensor
     x_t: torch.Tensor
     x0_hat: torch.Tensor
     schedule_index: torch.Tensor | None = None
+    logsnr: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.t.numel()
@@ -147,10 +156,11 @@ class Recorder:
 
     def __init__(self, callback, keep: bool):
         self.callback, self.keep = callback, keep
-        self.t, self.index, self.x_t, self.x0_hat = [], [], [], []
+        self.t, self.index, self.x_t, self.x0_hat, self.logsnr = [], [], [], [], []
 
     def __call__(self, step: StepInfo) -> None:
         self.t.append(step.t)
+        self.logsnr.append(step.logsnr)
         self.index.append(step.schedule_index)
         if self.keep:
             self.x_t.append(step.x_t)
@@ -162,4 +172,4 @@ class Recorder:
         if not self.keep:
             return None
         return Trajectory(torch.tensor(self.t), torch.stack(self.x_t), torch.stack(self.x0_hat),
-                          torch.tensor(self.index))
+                          torch.tensor(self.index), torch.tensor(self.logsnr, dtype=torch.float64))

@@ -268,3 +268,16 @@ def test_cli_probes_and_samples_a_plugin_under_process_flow(tmp_path, capsys):
     rc = main(["probe", spec, "--process", "flow", "--noise-schedule", "cosine", "--data", "gmm",
                "--out", str(tmp_path / "o2"), "--no-progress"])
     assert rc != 0 and "replaces the discrete schedule" in capsys.readouterr().err
+
+
+def test_flow_euler_is_ddim_on_the_same_steps():
+    # z = x / (alpha + sigma) = (1 - s) x0_hat + s eps_hat and z' = z + (s' - s)(eps_hat - x0_hat)
+    # = (1 - s') x0_hat + s' eps_hat, which is DDIM's x' = alpha' x0_hat + sigma' eps_hat / (alpha' + sigma')
+    den = oracle_denoiser(_gmm(), get_schedule("cosine", 1000), data_range=(-3, 3))
+    noise = torch.randn(64, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    a = sample(den, noise, sampler="ddim", steps=7, progress=False, return_trajectory=True)
+    b = sample(den, noise, sampler="flow_euler", steps=7, progress=False, return_trajectory=True)
+    assert a.timesteps == b.timesteps
+    # equal up to the float32 coefficients a Denoiser reads its x0_hat / eps_hat pair with
+    assert (a.x0 - b.x0).abs().max() < 1e-6
+    assert (a.trajectory.x_t - b.trajectory.x_t).abs().max() < 1e-6

@@ -43,7 +43,7 @@ from .processes import VE, Process, edm_preconditioning, get_process, vp_coeffic
 from .schedules import Schedule
 
 __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
-           "default_time_input", "on_common_logsnr"]
+           "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle"]
 
 TARGETS = ("x0", "eps", "v", "flow", "edm")
 PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
@@ -226,3 +226,57 @@ def on_common_logsnr(models: dict[str, Denoiser]) -> dict[str, Denoiser]:
     ref = next((d for d in values if not isinstance(d, ProcessDenoiser)), values[0]).schedule
     return {k: d.with_schedule(ref) if isinstance(d, ProcessDenoiser) and not d.schedule.same_as(ref)
             else d for k, d in models.items()}
+
+
+class ProcessOracleNet(nn.Module):
+    """The exact network of ``target`` under ``process`` for data from ``mixture``, called as
+    ``net(x, t)`` with x (B, ...) in the process's scale and t (B,) its times.
+
+    With D = E[x0 | x] (:func:`biaskit.oracle.posterior_mean` at alpha(t), sigma(t)):
+    x0 -> D, eps -> (x - alpha D) / sigma, flow -> eps - D, v -> alpha_vp eps - sigma_vp D,
+    edm -> F = (D - c_skip x_e) / c_out, where the input is c_in x_e, x_e = x / alpha (EDM's
+    preconditioning inverted).
+    """
+
+    def __init__(self, mixture, process, target: str = "x0", shape=None, sigma_data: float = 0.5):
+        super().__init__()
+        from .oracle import OracleNet
+        self.inner = OracleNet(mixture, shape)
+        self.shape = self.inner.shape
+        self.process, self.target, self.sigma_data = get_process(process), _target(target), sigma_data
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = self.process.alpha(t), self.process.sigma(t)
+        a, s = _rows(alpha, x), _rows(sigma, x)
+        if self.target == "edm":  # x is c_in x_e, x_e = x_t / alpha
+            c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
+            x_e = x / c["c_in"]
+            return (self._d(x_e * a, alpha, sigma) - c["c_skip"] * x_e) / c["c_out"]
+        d = self._d(x, alpha, sigma)
+        if self.target == "x0":
+            return d
+        eps = (x - a * d) / s
+        if self.target == "eps":
+            return eps
+        if self.target == "flow":
+            return eps - d
+        norm = (a**2 + s**2).sqrt()
+        return P.target("v", d, eps, a / norm, s / norm)
+
+    def _d(self, x, alpha, sigma):
+        return self.inner(x, torch.stack([alpha, sigma], -1).to(x.device))
+
+
+def process_time(process: Process, t: torch.Tensor) -> torch.Tensor:
+    """The time input that is the process's own time t (float64)."""
+    return t
+
+
+def process_oracle(mixture, process, target: str = "x0", *, shape=None, view=None, T: int = 1000,
+                   data_range=(-1.0, 1.0), name: str = "oracle") -> ProcessDenoiser:
+    """The exact denoiser of ``mixture`` as a network of ``target`` under ``process`` (fed its
+    own time t), read as a :class:`ProcessDenoiser`: the oracle of every formulation."""
+    net = ProcessOracleNet(mixture, process, target, shape)
+    return ProcessDenoiser(net, process, target, time_input=process_time, view=view, T=T,
+                           data_range=data_range, channels=net.shape[0], name=name,
+                           info={"oracle": True, "K": mixture.K, "dim": mixture.dim})

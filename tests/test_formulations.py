@@ -281,3 +281,20 @@ def test_flow_euler_is_ddim_on_the_same_steps():
     # equal up to the float32 coefficients a Denoiser reads its x0_hat / eps_hat pair with
     assert (a.x0 - b.x0).abs().max() < 1e-6
     assert (a.trajectory.x_t - b.trajectory.x_t).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("process", [VE(), Flow(shift=2.0), ContinuousVP("cosine")], ids=repr)
+@pytest.mark.parametrize("target", ["x0", "eps", "v", "flow", "edm"])
+def test_process_oracle_of_every_target_is_the_vp_oracle(process, target):
+    from biaskit.formulations import process_oracle
+    mix = _gmm()
+    lam = torch.tensor([7.0, 2.0, 0.0, -3.0], dtype=torch.float64)
+    den = process_oracle(mix, process, target, view=lam)
+    g = torch.Generator().manual_seed(7)
+    for i in range(lam.numel()):
+        a_vp = 1 / math.sqrt(1 + math.exp(-float(lam[i])))
+        s_vp = 1 / math.sqrt(1 + math.exp(float(lam[i])))
+        x_vp = a_vp * mix.sample(32, generator=g, dtype=torch.float64) + \
+            s_vp * torch.randn(32, 3, generator=g, dtype=torch.float64)
+        got = den(x_vp, torch.full((32,), i)).x0_hat
+        assert (got - posterior_mean(mix, x_vp, a_vp, s_vp)).abs().max() < 1e-9

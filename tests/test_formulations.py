@@ -298,3 +298,16 @@ def test_process_oracle_of_every_target_is_the_vp_oracle(process, target):
             s_vp * torch.randn(32, 3, generator=g, dtype=torch.float64)
         got = den(x_vp, torch.full((32,), i)).x0_hat
         assert (got - posterior_mean(mix, x_vp, a_vp, s_vp)).abs().max() < 1e-9
+
+
+def test_hybrid_of_a_vp_and_an_edm_oracle_is_the_vp_chain():
+    # both are E[x0 | x_t] at the same logsnr, so switching models changes nothing
+    from biaskit.formulations import process_oracle
+    from biaskit.sampling import hybrid_sample
+    mix = _gmm()
+    vp = oracle_denoiser(mix, get_schedule("linear", 1000), data_range=(-3, 3))
+    edm = process_oracle(mix, VE(), "edm", data_range=(-3, 3))
+    noise = torch.randn(32, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    pure = sample(vp, noise, sampler="ddim", steps=10, progress=False).x0
+    mixed = hybrid_sample(vp, edm, 4, noise, sampler="ddim", steps=10, progress=False).x0
+    assert (pure - mixed).abs().max() < 1e-5

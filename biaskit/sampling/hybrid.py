@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..denoiser import Denoiser, Prediction
+from ..formulations import on_common_logsnr
 from .chain import SampleResult
 from .run import model_calls, sample
 
@@ -19,12 +20,15 @@ class SwitchAfter:
     ``n`` model calls goes to ``den_a`` when i mod n < k, else to ``den_b`` (counting wraps
     after n calls, so one object serves successive chains of n calls).
 
-    Schedule, shape, device and data range are A's (the two must share a schedule); the
+    Schedule, shape, device and data range are A's (the two must share a schedule, which a
+    model of another process is re-viewed on: :func:`~biaskit.formulations.on_common_logsnr`); the
     parameterization is theirs when they share one, else ``eps`` (a diffusers scheduler is then
     fed each model's eps_hat).
     """
 
     def __init__(self, den_a: Denoiser, den_b: Denoiser, k: int, n: int):
+        # a model of another process (ProcessDenoiser) is read at the other's logsnr values
+        den_a, den_b = on_common_logsnr({"a": den_a, "b": den_b}).values()
         if not den_b.schedule.same_as(den_a.schedule):
             raise ValueError("hybrid sampling needs denoisers that share one schedule")
         if not 0 <= int(k) <= int(n):

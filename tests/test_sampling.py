@@ -90,7 +90,8 @@ def _gaussian_oracle(mu, s):
 def test_diffusers_ddim_equals_native_ddim_on_the_gmm2d_oracle(spacing):
     """Same x_T, same kept steps: the adapter's DDIM is the native DDIM at few steps (it was off by
     0.68 at 5 even steps when diffusers stepped from 999 to 799 while the model was next called at
-    749). float64 noise: what is left is diffusers' float32 abar (a few 1e-6)."""
+    749). float64 noise: what is left is diffusers' float32 abar, whose relative rounding (6e-8)
+    is amplified by 1 / sqrt(abar_999) = 156 in x0_hat at |x_T| ~ 3: up to ~3e-5 at 2 steps."""
     ds = load_dataset("gmm2d", seed=0, n_train=10, n_test=10)
     den = oracle_denoiser(ds.mixture, SCHED, ds.shape, ds.data_range)
     noise = torch.randn(100, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -98,7 +99,7 @@ def test_diffusers_ddim_equals_native_ddim_on_the_gmm2d_oracle(spacing):
         a = sample(den, noise, sampler="ddim", steps=steps, spacing=spacing, progress=False)
         b = sample(den, noise, sampler="diffusers_ddim", steps=steps, spacing=spacing, progress=False)
         assert a.timesteps == b.timesteps == kept_steps(1000, steps, spacing)[::-1]
-        assert (a.x0 - b.x0).abs().max() < 1e-5, (steps, float((a.x0 - b.x0).abs().max()))
+        assert (a.x0 - b.x0).abs().max() < 1e-4, (steps, float((a.x0 - b.x0).abs().max()))
 
 
 _STOCHASTIC = ("euler_a", "diffusers_ddpm")

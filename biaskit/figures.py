@@ -256,6 +256,7 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
 
     try:
         with Heartbeat(running, cache_dir, echo, heartbeat_s):
+            training = train_stage(profile, list(chosen), cache_dir, device, jobs, threads, echo)
             _execute(tasks, jobs, profile, results, echo)
     except KeyboardInterrupt:
         if results:
@@ -266,9 +267,50 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
         raise KeyboardInterrupt(f"{done} finished; a rerun resumes from the cache {cache_dir} "
                                 "(models and results built so far are kept)") from None
     results.sort(key=lambda r: r.name)
+    from .replication import write as write_replication
+    echo(f"replication table: {write_replication(out_dir)}")
     write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
-                   jobs=jobs, threads=threads, wall_s=time.perf_counter() - start)
+                   jobs=jobs, threads=threads, wall_s=time.perf_counter() - start,
+                   training=training)
     return results
+
+
+def _train_one(args):
+    profile, family, weighting, seed, cache_dir, device, threads = args
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    from .cache import Cache
+    from .profiles import train_runs
+    start = time.perf_counter()
+    cache = Cache(cache_dir)
+    run = train_runs(cache, profile, family, [weighting], seed=seed, device=device)[weighting]
+    return {"run": f"{family}-{weighting}", "folder": str(run), "event": cache.events[-1]["event"],
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def train_stage(profile: str, names, cache_dir, device: str, jobs: int, threads: int,
+                echo=print) -> list[dict]:
+    """With ``jobs`` > 1, train the runs the notebooks ``names`` need, ``jobs`` at a time (the
+    costliest families first), before any notebook starts: notebooks asking for their models in
+    the same order would otherwise train them one after another. Cached runs return at once.
+    Returns one dict per run (run, folder, event ``hit``/``miss``, seconds), for the manifest."""
+    from .profiles import FAMILIES, planned_runs
+    runs = sorted(planned_runs(profile, names), key=lambda r: -FAMILIES.index(r[0]))
+    done = []
+    if jobs < 2 or len(runs) < 2:
+        return done                  # one at a time: the notebooks train on demand
+    import multiprocessing as mp
+    echo(f"training {len(runs)} runs of profile {profile!r}, {jobs} at a time ...")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    try:
+        tasks = [(profile, f, w, seed, str(cache_dir), device, threads) for f, w, seed in runs]
+        for fut in as_completed([pool.submit(_train_one, t) for t in tasks]):
+            done.append(fut.result())
+            echo(f"{done[-1]['run']}: {done[-1]['event']} ({done[-1]['seconds']:.0f} s) -> {done[-1]['folder']}")
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return done
 
 
 def _execute(tasks, jobs: int, profile: str, results: list, echo):

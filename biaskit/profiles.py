@@ -39,14 +39,22 @@ _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
               "model.config.mid_attention": False, **_TINY}
 
 
-def _training(preset_size: str, steps, batch_size, ckpt_every: int, **families) -> dict:
+def _training(preset_size: str, steps, batch_size, ckpt_every: int, only=None, **families) -> dict:
     """The study's training settings: ``preset_size`` picks the presets' ``quick`` or ``full``
     sizes, then ``steps``/``batch_size`` (None keeps the preset's) and per-family overrides
     {dotted config key: value} apply to every weighting of that family. ``keep_checkpoints=0``
-    keeps every checkpoint (for the quality-against-training-iterations curve)."""
+    keeps every checkpoint (for the quality-against-training-iterations curve). ``only``:
+    {family: weightings} where the profile trains fewer than every weighting asked for."""
     common = {"ckpt_every": ckpt_every, "keep_checkpoints": 0}
     return {"preset_size": preset_size, "steps": steps, "batch_size": batch_size,
-            "families": {f: {**common, **families.get(f, {})} for f in FAMILIES}}
+            "families": {f: {**common, **families.get(f, {})} for f in FAMILIES},
+            "only": dict(only or {})}
+
+
+def family_weightings(profile: str, family: str, weightings) -> list[str]:
+    """The weightings of ``weightings`` that study ``profile`` trains for ``family`` (in order)."""
+    only = _check_profile(profile)["training"].get("only", {}).get(family)
+    return [w for w in weightings if only is None or w in only]
 
 
 PROFILES: dict[str, dict[str, dict]] = {
@@ -68,19 +76,26 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
-        "training": _training("quick", 1200, 64, 300,
-                              digits={"model.config.channels": 16},
-                              patches={"model.config.channels": 16}),
+        # patches: the presets' 32-channel UNet, 3000 steps at lr 1e-3 with a cosine decay (DDIM
+        # samples look like photo patches for every weighting; 1200 steps of a 16-channel UNet gave
+        # pixel noise), constant and debias only (4 min each on one core); digits and the mixture
+        # (probed, not sampled, in this profile) keep short runs of all four weightings
+        "training": _training("quick", 3000, 64, 750, only={"patches": ["constant", "debias"]},
+                              gmm={"steps": 1200, "ckpt_every": 300},
+                              digits={"model.config.channels": 16, "steps": 1200, "ckpt_every": 300,
+                                      "optim.lr": 1e-3, "optim.lr_schedule": "cosine"},
+                              patches={"optim.lr": 1e-3, "optim.lr_schedule": "cosine"}),
         "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 512, "num_timesteps": 20,
                    "n_samples": 256, "progress": False},
         "00_weighting_atlas": {"T": 1000},
         "01_existence": {"datasets": ["gmm", "digits", "patches"]},
         # every (sampler, steps, protocol) cell costs ~20-40 s of sampling and bootstrapped SWD/MMD
         # on 2 cores: two samplers at four step counts keep 02 within the quick budget
-        "02_impact": {"dataset": "patches", "steps_list": [2, 5, 10, 50],
+        "02_impact": {"dataset": "patches", "weightings": ["constant", "debias"],
+                      "steps_list": [2, 5, 10, 50],
                       "samplers": ["ddim", "dpm_solver++"], "fid": True,
                       "fid_steps": [10], "fid_n": 128, "fid_weightings": ["constant", "debias"]},
-        "03_reasons": {"dataset": "patches", "sample_steps": 20,
+        "03_reasons": {"dataset": "patches", "weightings": ["constant", "debias"], "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     },
@@ -166,26 +181,27 @@ def run_config(profile: str, family: str, weighting: str, seed: int = 0):
 
 def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
                device: str = "auto", progress: bool = False) -> dict[str, Path]:
-    """{weighting: run folder} of study ``profile``'s ``family`` models, each trained only on a
+    """{weighting: run folder} of study ``profile``'s ``family`` models (those of ``weightings``
+    the profile trains for that family, :func:`family_weightings`), each trained only on a
     cache miss (the cache keys on what determines the weights, not on ``device``)."""
     out = {}
-    for w in weightings:
+    for w in family_weightings(profile, family, weightings):
         cfg = run_config(profile, family, w, seed)
         cfg.device = device
         out[w] = cache.run(cfg, label=f"{family}-{w}", progress=progress)
     return out
 
 
-def planned_runs(profile: str) -> list[tuple[str, str, int]]:
-    """(family, weighting, seed) of every run the profile's notebooks train."""
+def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
+    """(family, weighting, seed) of every run the profile's notebooks (or those named) train."""
     p = _check_profile(profile)
     plan = {}
     for name in p:
-        if name in ("common", "runner", "training"):
+        if name in ("common", "runner", "training") or (notebooks is not None and name not in notebooks):
             continue
         params = parameters(profile, name)
         families = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
         for family in families:
-            for w in params.get("weightings", []):
+            for w in family_weightings(profile, family, params.get("weightings", [])):
                 plan[(family, w, params.get("seed", 0))] = None
     return list(plan)

@@ -40,29 +40,44 @@ def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, d
                    n_scored: int | None = None, inception=None, device=None,
                    baseline=None) -> pd.DataFrame:
     """:func:`biaskit.metrics.evaluate` of each run's ``n`` samples (the first ``n_scored`` of
-    them when given) against ``reference``, cached per (runs, checkpoint step, sampler, steps,
-    clip, n, seed, metrics, data). One row per (weighting, metric) with value, lo, hi and the
-    columns sampler, steps, clip, protocol and training_step (the checkpoint; None: the last).
+    them when given) against ``reference``, cached per (run, checkpoint step, sampler, steps,
+    clip, n, seed, metrics, reference). One row per (weighting, metric) with value, lo, hi and
+    the columns sampler, steps, clip, protocol and training_step (the checkpoint; None: the last).
     ``baseline``: other data of the same law, scored at the samples' size as set "data vs data"
-    (the noise floor, :func:`biaskit.metrics.data_vs_data`)."""
+    (the noise floor, :func:`biaskit.metrics.data_vs_data`), cached once per (reference,
+    baseline, size, metrics, seed) whatever the sampler."""
     from . import metrics as M
-    names = list(runs)
-    key = {"runs": [run_key(runs[w]) for w in names], "names": names, "step": step,
-           "sampler": sampler, "steps": int(steps), "clip": bool(clip), "n": int(n),
-           "n_scored": n_scored, "seed": int(seed), "metrics": list(metrics), "data": data.spec,
-           "baseline": baseline is not None}
+    size = int(n_scored or n)
+    common = {"metrics": list(metrics), "seed": int(seed), "data": data.spec,
+              "reference": _digest(reference), "n_scored": size}
 
-    def compute():
-        sets = sample_sets(cache, runs, n, sampler=sampler, steps=steps, clip=clip, seed=seed,
-                           step=step, device=device)
-        sets = {w: x[:n_scored] for w, x in sets.items()} if n_scored else sets
-        return M.evaluate(sets, reference, list(metrics), data_range=data.data_range,
-                          inception=inception, seed=seed, baseline=baseline)
+    def score(w):
+        def compute():
+            x = sample_sets(cache, {w: runs[w]}, n, sampler=sampler, steps=steps, clip=clip,
+                            seed=seed, step=step, device=device)[w][:size]
+            return M.evaluate({w: x}, reference, list(metrics), data_range=data.data_range,
+                              inception=inception, seed=seed)
+        key = {**common, "run": run_key(runs[w]), "step": step, "sampler": sampler,
+               "steps": int(steps), "clip": bool(clip), "n": int(n)}
+        return cache.frame("quality", key, compute)
 
-    q = cache.frame("quality", key, compute)
+    frames = [score(w) for w in runs]
+    if baseline is not None:
+        frames.append(cache.frame("quality_floor", {**common, "baseline": _digest(baseline)},
+                                  lambda: M.data_vs_data(baseline, reference, list(metrics), size,
+                                                         data_range=data.data_range,
+                                                         inception=inception, seed=seed)))
+    q = pd.concat(frames, ignore_index=True)
     return q.rename(columns={"set": "weighting"}).assign(
         sampler=sampler, steps=int(steps), clip=bool(clip), protocol=protocol(clip),
         training_step=step)
+
+
+def _digest(x: torch.Tensor) -> str:
+    """sha256 of a tensor's values and shape (a cache key for data sets)."""
+    import hashlib
+    t = x.detach().cpu().contiguous()
+    return hashlib.sha256(str(tuple(t.shape)).encode() + t.numpy().tobytes()).hexdigest()
 
 
 def channel_shift(cs: pd.DataFrame, reference: str = "data", stat: str = "mean",

@@ -209,6 +209,7 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     from .denoiser import Denoiser
     from .safeload import read_checkpoint
     from .schedules import Schedule
+    from .source import Source
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     ckpt = checkpoint_dir(run_dir, step)
@@ -221,7 +222,8 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     loss = info.get("train_config", {}).get("loss", {})
     return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"],
                     data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
-                    name=info.get("name", run_dir.name), shape=info.get("shape"),
-                    info={"run_dir": str(run_dir), "step": int(ckpt.name.split("_")[1]),
-                          "weights": "ema" if ema else "online", "weighting": loss.get("weighting"),
-                          "data": info.get("data")})
+                    name=info.get("name", run_dir.name),
+                    source=Source("run", path=str(run_dir), step=int(ckpt.name.split("_")[1]),
+                                  shape=info.get("shape"),
+                                  extras={"weights": "ema" if ema else "online",
+                                          "weighting": loss.get("weighting"), "data": info.get("data")}))

@@ -1,9 +1,10 @@
 """Training configuration: one validated dataclass, loadable from YAML/JSON, presets, ``--set`` overrides.
 
 Unknown keys and ill-typed values raise ``ValueError`` naming the dotted key (``loss.target``).
-Presets live in ``biaskit/presets/<family>.yaml``: a ``base`` config, ``profiles`` (``quick`` trains
+Presets live in ``biaskit/presets/<family>.yaml``: a ``base`` config, ``sizes`` (``quick`` trains
 on 2 CPU cores in minutes, ``full`` is GPU-sized) and ``variants`` (one per loss weighting);
-preset ``<family>-<variant>`` is base, then the profile, then the variant, merged in that order.
+preset ``<family>-<variant>`` is base, then the size, then the variant, merged in that order.
+(A preset's *size* is not a study *profile*, :mod:`biaskit.profiles`, which picks one per study.)
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def _build(cls, d: dict, prefix: str = ""):
 
 def load_config(source) -> TrainConfig:
     """A :class:`TrainConfig` from a dict, a TrainConfig, a YAML/JSON file path, or a preset
-    name (``"gmm-debias"``, its quick profile; :func:`get_preset` for another profile)."""
+    name (``"gmm-debias"``, its quick size; :func:`get_preset` for another size)."""
     if isinstance(source, TrainConfig):
         return copy.deepcopy(source)
     if isinstance(source, (str, Path)):
@@ -215,7 +216,7 @@ def load_config(source) -> TrainConfig:
                 return get_preset(source)
             raise FileNotFoundError(f"config file not found: {path}; for a preset use its name "
                                     f"({', '.join(preset_names()[:3])}, ...) or "
-                                    "biaskit.config.get_preset(name, profile)")
+                                    "biaskit.config.get_preset(name, size)")
         try:
             source = (json.loads(path.read_text()) if path.suffix == ".json"
                       else yaml.safe_load(path.read_text()))
@@ -226,6 +227,10 @@ def load_config(source) -> TrainConfig:
                              "biaskit train --print-config for all of them)")
     if not isinstance(source, dict):
         raise ValueError(f"a config must be a mapping, got {type(source).__name__}")
+    if PRESET_KEYS & set(source):
+        _check_preset(source, "this config")
+        raise ValueError("this config is a preset family (base / sizes / variants), not one "
+                         f"config: put it in {PRESET_DIR} and name a preset (--preset FAMILY-VARIANT)")
     return _build(TrainConfig, source)
 
 
@@ -275,23 +280,35 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+PRESET_KEYS = {"base", "sizes", "variants", "profiles"}
+
+
+def _check_preset(spec: dict, where) -> dict:
+    """``spec`` itself; ValueError for a preset written before ``profiles:`` was renamed ``sizes:``."""
+    if isinstance(spec, dict) and "profiles" in spec:
+        raise ValueError(f"{where}: the preset key 'profiles:' is now 'sizes:' (a preset's quick / "
+                         "full sizes; study profiles are biaskit.profiles'): rename it")
+    return spec
+
+
 def _families() -> dict:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(PRESET_DIR.glob("*.yaml"))}
+    return {p.stem: _check_preset(yaml.safe_load(p.read_text()), p)
+            for p in sorted(PRESET_DIR.glob("*.yaml"))}
 
 
 def preset_names() -> list[str]:
     return [f"{fam}-{v}" for fam, spec in _families().items() for v in spec.get("variants", {})]
 
 
-def get_preset(name: str, profile: str = "quick") -> TrainConfig:
-    """Preset ``family-variant`` (e.g. ``digits-debias``) at a profile (``quick`` or ``full``)."""
+def get_preset(name: str, size: str = "quick") -> TrainConfig:
+    """Preset ``family-variant`` (e.g. ``digits-debias``) at a size (``quick`` or ``full``)."""
     fam, _, variant = name.partition("-")
     spec = _families().get(fam)
     if spec is None or variant not in spec.get("variants", {}):
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
-    profiles = spec.get("profiles", {})
-    if profile not in profiles:
-        raise ValueError(f"unknown profile {profile!r} for preset {name!r}; valid: {', '.join(profiles)}")
-    d = _merge(_merge(spec.get("base", {}), profiles[profile]), spec["variants"][variant])
-    d.setdefault("out", f"runs/{name}-{profile}")
+    sizes = spec.get("sizes", {})
+    if size not in sizes:
+        raise ValueError(f"unknown size {size!r} for preset {name!r}; valid: {', '.join(sizes)}")
+    d = _merge(_merge(spec.get("base", {}), sizes[size]), spec["variants"][variant])
+    d.setdefault("out", f"runs/{name}-{size}")
     return load_config(d)

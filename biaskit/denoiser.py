@@ -8,14 +8,16 @@ Called on (x_t, t) with t an integer step of ``schedule`` it returns a :class:`P
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
 from . import parameterization as P
 from .schedules import Schedule
+from .source import Source
 
 TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
 
@@ -67,9 +69,12 @@ class Denoiser(nn.Module):
         input_scale: multiply x_t by this before the network (e.g. 1 / (alpha + sigma) for a flow net)
             — a float, or None.
         clip: clamp x0_hat to data_range (and recompute eps_hat) when True.
+        source: where the model came from (:class:`biaskit.source.Source`; loaders set it).
+        info: a flat description instead of ``source`` (read by :meth:`Source.from_info`).
         shape: the per-sample shape (C, H, W) or (D,) the model was trained on, when known
-            (else ``info["shape"]``, else the network's ``shape`` attribute, else None); inputs of
-            another shape are a ValueError naming both, unless ``any_size`` allows other H, W.
+            (else the source's, else the network's ``shape`` attribute, else None); it is recorded
+            as ``source.shape``. Inputs of another shape are a ValueError naming both, unless
+            ``any_size`` allows other H, W.
         any_size: accept images of another height and width than ``shape`` (a convolutional
             network run off its training size); channels must still match.
     """
@@ -77,8 +82,8 @@ class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", *,
                  time_input: str | Callable = "index", time_scale: float | None = None,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
-                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
-                 shape=None, any_size: bool = False):
+                 name: str = "model", source: Source | None = None, info: dict | None = None,
+                 net_kwargs: dict | None = None, shape=None, any_size: bool = False):
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -92,26 +97,34 @@ class Denoiser(nn.Module):
         self.channels = channels
         self.clip = clip
         self.name = name
-        self.info = dict(info or {})
+        if source is not None and info is not None:
+            raise ValueError("give source= or info=, not both")
+        source = source if source is not None else Source.from_info(info)
+        for known in (shape, source.shape, getattr(net, "shape", None)):
+            if isinstance(known, (tuple, list, torch.Size)) and len(known):
+                if tuple(int(k) for k in known) != source.shape:
+                    source = replace(source, shape=known)
+                break
+        self.source = source
         self.net_kwargs = dict(net_kwargs or {})
-        self._shape = tuple(int(s) for s in shape) if shape else None
         self.any_size = any_size
+
+    @property
+    def info(self) -> Mapping:
+        """The source as a flat read-only mapping (the keys metadata files carry)."""
+        return MappingProxyType(self.source.info)
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """Per-sample shape the model was trained on (C, H, W) or (D,); None when unknown."""
-        for known in (self._shape, self.info.get("shape"), self.info.get("sample_shape"),
-                      getattr(self.net, "shape", None)):  # oracles know their data's shape
-            if isinstance(known, (tuple, list, torch.Size)) and len(known):
-                return tuple(int(s) for s in known)
-        return None
+        return self.source.shape
 
     def check_shape(self, shape) -> None:
         """ValueError naming both shapes when per-sample ``shape`` does not fit the model."""
         want, got = self.shape, tuple(int(s) for s in shape)
         if want is None or got == want:
             return
-        resizable = len(got) == len(want) == 3 and got[0] == want[0] and not self.info.get("oracle")
+        resizable = len(got) == len(want) == 3 and got[0] == want[0] and self.source.format != "oracle"
         if self.any_size and resizable:
             return
         hint = " (pass any_size=True / --any-size to run it at another image size)" if resizable else ""
@@ -120,10 +133,10 @@ class Denoiser(nn.Module):
 
     def __repr__(self) -> str:
         """One line: format, parameterization, schedule, shape, source."""
-        fmt = self.info.get("format") or ("oracle" if self.info.get("oracle") else
-                                          "biaskit run" if "run_dir" in self.info else
-                                          type(self.net).__name__)
-        source = self.info.get("path") or self.info.get("run_dir") or self.name
+        src = self.source
+        fmt = {"run": "biaskit run", "module": src.extras.get("format") or type(self.net).__name__
+               }.get(src.format, src.format)
+        source = src.path or self.name
         shape = _fmt(self.shape) if self.shape else "unknown"
         return (f"Denoiser({fmt}, {self.parameterization}, {self.schedule.name} T={self.schedule.T}, "
                 f"shape {shape}, source {source})")
@@ -134,15 +147,6 @@ class Denoiser(nn.Module):
         for p in list(self.parameters()) + list(self.buffers()):
             return p.device
         return torch.device("cpu")
-
-    def with_schedule(self, schedule: Schedule) -> "Denoiser":
-        """The same network read through another (e.g. respaced) view of its schedule."""
-        d = Denoiser(self.net, schedule, self.parameterization, time_input=self.time_input,
-                     time_scale=self.time_scale if self.time_scale is not None else
-                     1.0 / self.schedule.num_train_timesteps, data_range=self.data_range,
-                     channels=self.channels, clip=self.clip, name=self.name, info=self.info,
-                     net_kwargs=self.net_kwargs, shape=self._shape, any_size=self.any_size)
-        return d
 
     def time_features(self, t: torch.Tensor) -> torch.Tensor:
         """What the network receives as its time argument, for integer steps t (shape (B,))."""
@@ -232,7 +236,7 @@ def _diagnose(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exceptio
     found = time_input_error(d, x_t, t, error)
     if found is not error:
         return found
-    if isinstance(error, RuntimeError) and d.shape is None and \
+    if isinstance(error, RuntimeError) and (d.shape is None or d.any_size) and \
             not isinstance(error, torch.cuda.OutOfMemoryError) and \
             any(w in str(error) for w in ("shape", "size", "channels")):
         return ValueError(f"model {d.name!r} failed on data of shape {_fmt(x_t.shape[1:])}: "

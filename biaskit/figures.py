@@ -1,4 +1,5 @@
-"""Regenerate every figure: run the notebooks under ``notebooks/`` with papermill.
+"""Regenerate every figure: run the notebooks under ``biaskit/notebooks/`` (shipped with the
+package) with papermill.
 
 Per notebook NAME the runner writes ``OUT/NAME/NAME.ipynb`` (the executed notebook) and whatever
 figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
@@ -32,7 +33,7 @@ from .jsonio import write_json
 from .safeload import file_sha256
 
 KERNEL_NAME = "biaskit-python"
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"  # package data: also when installed
 CACHE_LOG = "cache_log.jsonl"  # per-notebook cache events, written by biaskit.cache
 
 

@@ -113,7 +113,7 @@ class ProcessDenoiser(Denoiser):
                  sigma_data: float = 0.5, view=None, T: int = 1000, data_range=(-1.0, 1.0),
                  channels: int | None = None, clip: bool = False, name: str = "model",
                  info: dict | None = None, net_kwargs: dict | None = None, shape=None,
-                 any_size: bool = False):
+                 any_size: bool = False, source=None):
         process = get_process(process)
         target = _target(target)
         time_input = time_input or default_time_input(process, target)
@@ -122,7 +122,8 @@ class ProcessDenoiser(Denoiser):
                              f"{', '.join(PROCESS_TIME_INPUTS)} or a callable f(process, t)")
         schedule, lam = view_schedule(process, view, T)
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
-                         name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size)
+                         name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
+                         source=source)
         self.process, self.target, self.sigma_data = process, target, float(sigma_data)
         self.time_input, self.time_scale = time_input, float(time_scale)
         self.view_logsnr = lam
@@ -131,7 +132,7 @@ class ProcessDenoiser(Denoiser):
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
                     data_range=self.data_range, channels=self.channels, clip=self.clip, name=self.name,
-                    info=self.info, net_kwargs=self.net_kwargs, shape=self._shape,
+                    source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
                     any_size=self.any_size)
 
     def with_schedule(self, schedule) -> "ProcessDenoiser":

@@ -31,6 +31,7 @@ from .intervals import t_interval
 from .mixture import GaussianMixture, _log_marginal
 from .parameterization import noisy
 from .schedules import Schedule, get_schedule
+from .source import Source
 
 __all__ = ["GaussianMixture", "posterior_mean", "OracleNet", "oracle_denoiser",
            "empirical_denoiser", "irreducible_error", "from_spec"]
@@ -122,7 +123,8 @@ def oracle_denoiser(mixture: GaussianMixture, schedule: Schedule, shape=None, da
     net = OracleNet(mixture, shape)
     return Denoiser(net, schedule, "x0", time_input="alpha_sigma", data_range=data_range,
                     channels=net.shape[0], name=name,
-                    info={"oracle": True, "K": mixture.K, "dim": mixture.dim, **(info or {})})
+                    source=Source("oracle", shape=net.shape,
+                                  extras={"K": mixture.K, "dim": mixture.dim, **(info or {})}))
 
 
 def empirical_denoiser(points: torch.Tensor, schedule: Schedule, data_range=(-1.0, 1.0),

@@ -12,9 +12,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,  # noqa: F401
+from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,
                           plot_x0_grid, to_unit)
-from .plot_style import RGB, channel_colours, channel_names, grid, save, style  # noqa: F401
+from .plot_style import RGB, channel_colours, channel_names, grid, save, style
+
+__all__ = ["plot_weightings", "stat_label", "plot_per_timestep", "plot_colour_bias",
+           "plot_paired_difference", "plot_channel_stats", "plot_trajectory_stats", "plot_hybrid",
+           "metric_label", "integer_log_ticks", "plot_quality", "STAT_LABELS", "METRIC_LABELS",
+           "X_LABELS", "mosaic", "mosaic_inches", "plot_image_table", "plot_points_table",
+           "plot_x0_grid", "to_unit", "RGB", "channel_colours", "channel_names", "grid", "save",
+           "style"]
 
 
 def plot_weightings(df, space: str = "x0", schedule_name: str = ""):

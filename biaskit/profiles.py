@@ -101,7 +101,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "full": {
         "runner": {"jobs": 1},
-        # sizes, steps and batch sizes are the presets' "full" profile (biaskit/presets/*.yaml):
+        # sizes, steps and batch sizes are the presets' "full" size (biaskit/presets/*.yaml):
         # patches at 32 px, 100k-200k steps, bf16
         "training": _training("full", None, None, 10_000),
         "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 4096, "num_timesteps": 50,

@@ -109,14 +109,6 @@ class Schedule:
         alpha, sigma = self._cache[key]
         return alpha[t], sigma[t]
 
-    def table(self) -> "pd.DataFrame":  # noqa: F821
-        import pandas as pd
-        return pd.DataFrame({
-            "t": np.arange(self.T), "timestep": self.timesteps.numpy(), "abar": self.abar.numpy(),
-            "alpha": self.alpha.numpy(), "sigma": self.sigma.numpy(), "snr": self.snr.numpy(),
-            "logsnr": self.logsnr.numpy(),
-        })
-
     def to_dict(self) -> dict:
         """JSON-able description that :func:`from_dict` rebuilds exactly."""
         return {"name": self.name, "abar": self.abar.tolist(), "timesteps": self.timesteps.tolist(),

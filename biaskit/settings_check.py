@@ -114,7 +114,7 @@ def _draws(d, x0: torch.Tensor, n: int, timesteps, seed: int):
     return alpha.reshape(shape) * x0 + sigma.reshape(shape) * eps, t, eps
 
 
-def _given_heads(info: dict) -> dict:
+def _given_heads(info) -> dict:
     """The head flags the user gave, else the assumed num_heads (from the loader's info)."""
     given = {k: v for k, v in info.get("given", {}).items()
              if k in ("num_heads", "num_head_channels", "use_new_attention_order")}
@@ -133,7 +133,7 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     ``rel`` = diff / eps_mse(chosen), ``pairs``.
     """
     blocks = _attention_blocks(d.net)
-    heads = head_candidates(blocks, _given_heads(d.info))
+    heads = head_candidates(blocks, _given_heads(d.source.extras))
     times = time_candidates(d)
     x_t, t, eps = _draws(d, x0, n, timesteps, seed)
     rows, errors = [], {}
@@ -173,14 +173,14 @@ def check_adm_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0,
     """
     if mode not in ("auto", "warn", "off"):
         raise ValueError(f"settings check mode must be auto, warn or off, got {mode!r}")
-    if mode == "off" or d.info.get("format") != "adm":
+    if mode == "off" or d.source.format != "adm":
         return None
     df = evaluate_settings(d, x0, n=n, seed=seed, timesteps=timesteps, batch_size=batch_size)
     chosen = df[df["chosen"]].iloc[0]
     best = df.loc[df["eps_mse"].idxmin()]
-    d.info["settings_check"] = {"chosen": chosen["setting"], "eps_mse": float(chosen["eps_mse"]),
-                                "best": best["setting"], "best_eps_mse": float(best["eps_mse"]),
-                                "z": float(best["z"]), "pairs": int(best["pairs"])}
+    d.source = d.source.with_extras(settings_check={
+        "chosen": chosen["setting"], "eps_mse": float(chosen["eps_mse"]), "best": best["setting"],
+        "best_eps_mse": float(best["eps_mse"]), "z": float(best["z"]), "pairs": int(best["pairs"])})
     if best["chosen"] or not (best["z"] > CLEAR[0] and best["rel"] > CLEAR[1]):
         return df
     message = _verdict(best, chosen, d.name)

@@ -292,7 +292,7 @@ def test_notebooks_probe_at_most_the_held_out_set():
     from biaskit.data import load_dataset
     from biaskit.profiles import parameters
     assert len(load_dataset("digits").test) < parameters("quick", "01_existence")["n_probe"]
-    root = Path(__file__).resolve().parents[1] / "notebooks"
+    root = Path(__file__).resolve().parents[1] / "biaskit" / "notebooks"
     calls = 0
     for nb in sorted(root.glob("*.ipynb")):
         src = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])

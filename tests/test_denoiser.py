@@ -1,11 +1,14 @@
 """The Denoiser interface: time conventions, parameterizations and respaced views."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
 from biaskit import Denoiser
 from biaskit.schedules import linear, respace
+from biaskit.source import Source
 
 
 class Echo(nn.Module):
@@ -28,9 +31,37 @@ def test_time_inputs():
 
 def test_respaced_view_feeds_parent_timesteps():
     s = linear(1000)
-    d = Denoiser(Echo(), s, "x0", time_input="scaled").with_schedule(respace(s, 10))
+    d = Denoiser(Echo(), respace(s, 10), "x0", time_input="scaled", time_scale=1 / 1000)
     out = d(torch.zeros(2, 1), torch.tensor([1, 9])).out[:, 0]
     torch.testing.assert_close(out, torch.tensor([0.111, 0.999]))
+
+
+def test_source_is_typed_and_info_is_its_flat_read_only_view():
+    s = linear(10)
+    src = Source("adm", path="/m.pt", sha256="ab", shape=[3, 8, 8], name="m", extras={"config": {}})
+    d = Denoiser(Echo(), s, source=src)
+    assert d.source is src and d.shape == (3, 8, 8) and src.shape == (3, 8, 8)
+    assert dict(d.info) == {"name": "m", "format": "adm", "path": "/m.pt", "sha256": "ab", "config": {}}
+    assert d.describe()["sha256"] == "ab" and "Denoiser(adm, " in repr(d)
+    with pytest.raises(TypeError):
+        d.info["x"] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        src.path = "/other"
+    assert src.with_extras(z=1).info["z"] == 1 and "z" not in src.info
+    with pytest.raises(ValueError, match="unknown source format"):
+        Source("onnx")
+    # a flat description (info=) reads as the format it spells, keeping its keys and values
+    for info in ({"run_dir": "/r", "step": 3, "weights": "ema"}, {"oracle": True, "K": 2},
+                 {"name": "u", "format": "diffusers", "path": "/f", "sha256": {"a": "b"}, "x": 1},
+                 {"step": 3, "weights": "ema"}, {"format": "adm"}, {}):
+        d = Denoiser(Echo(), s, info=info)
+        assert dict(d.info) == info and d.describe().items() >= info.items()
+    assert Denoiser(Echo(), s, info={"run_dir": "/r", "step": 3}).source.format == "run"
+    assert Denoiser(Echo(), s, info={"format": "adm"}).source.format == "module"  # no path: as given
+    assert Denoiser(Echo(), s, info={"shape": [2]}).shape == (2,)
+    assert Denoiser(Echo(), s, shape=(1, 4, 4)).source.shape == (1, 4, 4)
+    with pytest.raises(ValueError, match="not both"):
+        Denoiser(Echo(), s, source=src, info={})
 
 
 def test_eps_zero_network_gives_x_t_over_alpha():

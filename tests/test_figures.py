@@ -113,6 +113,18 @@ def test_only_the_suite_notebooks_run(tmp_path):
     assert list(notebooks(tmp_path)) == ["00_atlas", "01_existence"]
 
 
+def test_the_notebooks_ship_with_the_package():
+    """They live in biaskit/notebooks/, which pyproject.toml names as package data, so that
+    `biaskit figures` finds them after a non-editable `pip install .` too."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from biaskit.figures import NOTEBOOK_DIR
+    root = Path(__file__).resolve().parents[1]
+    assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 5
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert all(any(p.relative_to(root / "biaskit").match(g) for g in globs["biaskit"])
+               for p in NOTEBOOK_DIR.glob("*.ipynb"))
+
+
 def test_notebook_defaults_are_the_quick_profile():
     """Run interactively with its defaults, a notebook uses the quick profile's configs, so it
     finds the models that `biaskit figures --profile quick` cached."""

@@ -168,6 +168,8 @@ def test_from_spec_and_load():
     ds = biaskit.data.load_dataset("gmm", dim=3, K=4)
     den = from_spec("oracle:gmm", dataset=ds)
     assert den.info["K"] == 4 and den.info["dim"] == 3
+    assert (den.source.format, den.source.path, den.source.shape) == ("oracle", None, (3,))
+    assert list(den.info) == ["oracle", "K", "dim", "dataset"] and den.shape == (3,)
     emp = from_spec("oracle:empirical:digits", schedule="cosine", n_train=100)
     assert emp(torch.zeros(2, 1, 8, 8), torch.tensor(999)).x0_hat.shape == (2, 1, 8, 8)
     with pytest.raises(ValueError, match="oracle:empirical:digits"):

@@ -3,7 +3,6 @@ timesteps 1..T-1 reads t = 1..T-1), both ends of the probed range in the report,
 stated tolerance, and an image folder probed whole at the model's size. Expected numbers are
 derived here from the definitions (the schedule's betas, eps_hat = 0, counts of files)."""
 
-import json
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from biaskit.cli import main
 from test_probe import Fn  # net(x, t) = fn(x, t) as a module
 from biaskit.denoiser import Denoiser
+import biaskit
 from biaskit.plots import plot_x0_grid
 from biaskit.probe import CLIP_TOL, probe
 from biaskit.report import cell_widths, headline, high_noise_share, timestep_span, write_report
@@ -154,19 +154,14 @@ def test_probe_of_an_image_folder_uses_all_of_it_at_the_models_size(tmp_path, ca
     assert meta["data"]["dataset"]["n_train"] == 0 and meta["data"]["dataset"]["n_test"] == 23
 
 
-def test_model_shape_from_what_each_format_records(tmp_path):
-    from biaskit.checkpoint import FORMAT, RUN_FILE
-    from biaskit.commands.common import model_shape
-    net = Fn(lambda x, t: x)
-    as_model = lambda info, channels=None: Denoiser(net, schedule(), info=info, channels=channels)  # noqa: E731
-    assert model_shape(as_model({"config": {"sample_size": 16, "in_channels": 3}})) == (3, 16, 16)  # diffusers
-    assert model_shape(as_model({"config": {"image_size": 64, "in_channels": 1}})) == (1, 64, 64)   # ADM
-    assert model_shape(as_model({"config": {"sample_size": [8, 12]}}, channels=2)) == (2, 8, 12)
-    (tmp_path / RUN_FILE).write_text(json.dumps({"format": FORMAT, "model": {}, "schedule": {},
-                                                 "parameterization": "eps", "time_input": "index",
-                                                 "shape": [1, 8, 8]}))
-    assert model_shape(as_model({"run_dir": str(tmp_path)})) == (1, 8, 8)                        # biaskit run
-    assert model_shape(as_model({})) is None
+def test_sample_shape_from_what_each_format_records(tmp_path):
+    from biaskit.loaders.build import image_shape
+    assert image_shape(16, 3) == (3, 16, 16) and image_shape([8, 12], 2) == (2, 8, 12)  # diffusers
+    assert image_shape(None, 3) is None  # an ADM state dict without --image-size
+    with pytest.warns(UserWarning, match="no scheduler config"):
+        assert biaskit.load(_unet_folder(tmp_path, size=8)).shape == (1, 8, 8)
+    assert biaskit.load("oracle:gmm2d").shape == (2,)
+    assert Denoiser(Fn(lambda x, t: x), schedule()).shape is None
 
 
 # ---------------------------------------------------------------------------------------------

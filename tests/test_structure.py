@@ -1,4 +1,5 @@
-"""The package's import graph has no cycle (function-level imports included)."""
+"""The package's shape: its import graph has no cycle (function-level imports included), every
+relative import names a module or package of biaskit, and no module is over 400 lines."""
 
 import ast
 from pathlib import Path
@@ -63,3 +64,26 @@ def test_import_graph_has_no_cycle():
     graph = {m: _imports(m, p, modules) - {"biaskit"} for m, p in modules.items() if m != "biaskit"}
     assert "biaskit.data" in graph and graph["biaskit.train"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+MAX_LINES = 400  # one home per idea: a longer module is two ideas, split it along its seam
+
+
+def test_no_module_is_over_400_lines():
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_relative_imports_name_biaskit_modules():
+    """``from .x import y`` in a package must name biaskit.<package>.x, not a sibling of the
+    package (a module moved into a package keeps its old relative imports otherwise)."""
+    modules, bad = _modules(), []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target not in modules:
+                    bad.append(f"{name}:{node.lineno} from {'.' * node.level}{node.module or ''}")
+    assert not bad, bad

@@ -113,6 +113,12 @@ def test_adm_config_is_inferred_and_loads_strictly(tmp_path, i):
     d = biaskit.load(path, noise_schedule="linear", diffusion_steps=1000, **heads, **label)
     assert d.info["format"] == "adm" and d.info["sha256"] == safeload.file_sha256(path)
     assert d.parameterization == "eps" and d.time_input == "index"
+    src = d.source  # typed provenance; info spells it with the keys metadata always had
+    assert (src.format, src.path, src.sha256, src.step) == ("adm", str(path), d.info["sha256"], None)
+    assert src.name == path.stem and src.shape is None and d.any_size  # image_size is not stored
+    assert list(d.info)[:4] == ["name", "format", "path", "sha256"] and "config" in src.extras
+    with pytest.raises(TypeError):
+        d.info["format"] = "x"  # read-only
     C = cfg["in_channels"]
     x = torch.randn(2, C, 8, 8)
     t = torch.tensor([10, 900])
@@ -227,6 +233,10 @@ def test_diffusers_pipeline_matches_diffusers(tmp_path, sched_kw):
         assert torch.allclose(d(x, t).out, unet(x, t).sample, atol=1e-5)
     assert d.info["config"]["block_out_channels"] == [8, 16]
     assert set(d.info["sha256"]) == {"unet/diffusion_pytorch_model.safetensors"}
+    src = d.source
+    assert (src.format, src.path, src.step, src.shape) == ("diffusers", str(folder), None, (3, 8, 8))
+    assert dict(src.sha256) == d.info["sha256"] and src.name == "pipe" and d.any_size
+    assert set(d.info) == {"name", "format", "path", "sha256", "config", "scheduler", "schedule_source"}
 
 
 @pytest.mark.parametrize("sched_kw", SCHEDULERS, ids=lambda s: s["prediction_type"])
@@ -318,6 +328,10 @@ def test_plugin_schedule_from_checkpoint_and_scaled_time(tmp_path):
     # the same through a spec naming the plugin and --weights
     d2 = biaskit.load(f"{tmp_path / 'plug.py'}:make", weights=f, state_dict_prefix="gt.", abar_key="alpha_t")
     assert d2.schedule.T == 1001 and d2.info["sha256"] == safeload.file_sha256(f)
+    assert (d2.source.format, d2.source.path, d2.source.name) == ("plugin", str(f), "weights")
+    assert d2.source.sha256 == d2.info["sha256"] and d2.source.shape is None and not d2.any_size
+    assert set(d2.info) == {"name", "format", "path", "sha256", "model_spec", "schedule_source"}
+    assert d.info["trained_timesteps"] == [1, 999]
     with pytest.raises(ValueError, match="abar key 'abar'.*alpha_t"):
         biaskit.load(f, model_spec=f"{tmp_path / 'plug.py'}:make", state_dict_prefix="gt.", abar_key="abar")
     with pytest.raises(ValueError, match="has no 'nope'.*make"):
@@ -742,6 +756,11 @@ def test_flags_that_do_not_apply_are_named_from_python_and_the_cli(tmp_path, cap
                  "--set", "data.n_train=16", "--set", "batch_size=4"]) == 0
     with pytest.raises(ValueError, match=r"num_heads do not apply to a run model; valid: step"):
         biaskit.load(run, num_heads=2)
-    assert biaskit.load(run, ema=False).info["weights"] == "online"
+    online = biaskit.load(run, ema=False)
+    assert online.info["weights"] == "online"
+    src = online.source
+    assert (src.format, src.path, src.step, src.sha256) == ("run", str(run), 1, None)
+    assert src.shape == (2,) and list(online.info) == ["run_dir", "step", "weights", "weighting", "data"]
+    assert "biaskit run" in repr(online)
     with pytest.raises(ValueError, match="class_label do not apply to a plugin model"):
         biaskit.load(f, model_spec=spec, class_label=1)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from biaskit import parameterization as P
 from biaskit.config import LossConfig, apply_overrides, get_preset, load_config, preset_names
@@ -258,6 +259,26 @@ def test_presets_cover_the_analyses_and_build():
         net = build_model(cfg.model.name, **cfg.model.config, **extra)
         x = torch.zeros(2, *shape)
         assert net(x, torch.tensor([0, 999])).shape == x.shape
+
+
+def test_preset_sizes_are_not_called_profiles(tmp_path, monkeypatch, capsys):
+    from biaskit import config
+    from biaskit.cli import main
+    with pytest.raises(ValueError, match="unknown size 'smoke'.*valid: quick, full"):
+        get_preset("gmm-debias", "smoke")
+    old = {"base": {"steps": 1}, "profiles": {"quick": {}}, "variants": {"constant": {}}}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ValueError, match="'profiles:' is now 'sizes:'"):
+        load_config(tmp_path / "old.yaml")  # a preset handed over as a config
+    with pytest.raises(ValueError, match="preset family"):
+        load_config({"base": {}, "sizes": {"quick": {}}, "variants": {}})
+    monkeypatch.setattr(config, "PRESET_DIR", tmp_path)  # an old preset file among the presets
+    with pytest.raises(ValueError, match=r"old.yaml: the preset key 'profiles:' is now 'sizes:'"):
+        get_preset("old-constant")
+    monkeypatch.undo()
+    assert main(["train", "--preset", "gmm-debias", "--profile", "full", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)  # --profile: the old name of --size
+    assert printed["steps"] == get_preset("gmm-debias", "full").steps
 
 
 def test_cli_trains_preset_and_run_loads(tmp_path):

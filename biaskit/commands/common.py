@@ -20,7 +20,8 @@ def add_model_arguments(p):
     add_loader_arguments(p, section="model")
     p.add_argument("--any-size", action="store_true",
                    help="run an image model at another height/width than it was trained at "
-                        "(default: a size mismatch is an error)")
+                        "(default: a size mismatch is an error, except for diffusers and ADM UNets, "
+                        "which are fully convolutional)")
     g = p.add_argument_group("third-party checkpoints")
     add_loader_arguments(g)
     g.add_argument("--settings-check", choices=("auto", "warn", "off"), default="auto",
@@ -54,7 +55,7 @@ def load_model(args, device, **oracle_kwargs):
     fmt = check_model_flags(args)
     kwargs = loader_kwargs(args, device)
     model = load(args.model, **kwargs, **(oracle_kwargs if fmt == "oracle" else {}))
-    model.any_size = bool(getattr(args, "any_size", False))
+    model.any_size = model.any_size or bool(getattr(args, "any_size", False))
     return model.to(device)
 
 
@@ -74,35 +75,6 @@ def loader_kwargs(args, device) -> dict:
                 raise ValueError(f"{flag(dest)} expects {form}, got {kwargs[dest]!r}")
             kwargs[dest] = tuple(values)
     return kwargs
-
-
-def model_shape(model) -> tuple[int, ...] | None:
-    """The per-sample shape the model was trained on, where it says so: a biaskit run's recorded
-    data shape, an oracle's shape, a diffusers UNet's ``sample_size`` or an ADM ``image_size``
-    (with their ``in_channels``); None when nothing tells."""
-    if model.shape:  # biaskit runs record it, oracles know their data's
-        return tuple(model.shape)
-    info = model.info
-    for key in ("shape", "sample_shape", "data_shape"):
-        if info.get(key):
-            return tuple(int(s) for s in info[key])
-    shape = getattr(model.net, "shape", None)  # oracles know their data shape
-    if shape:
-        return tuple(int(s) for s in shape)
-    spec = info.get("dataset")
-    if isinstance(spec, dict) and spec.get("shape"):
-        return tuple(int(s) for s in spec["shape"])
-    if info.get("run_dir"):
-        from ..checkpoint import read_run_info
-        shape = read_run_info(info["run_dir"]).get("shape")
-        return tuple(int(s) for s in shape) if shape else None
-    config = info.get("config") or {}
-    size = config.get("sample_size") or config.get("image_size")  # diffusers / ADM
-    channels = config.get("in_channels") or model.channels
-    if size and channels:
-        h, w = (size, size) if isinstance(size, int) else size
-        return int(channels), int(h), int(w)
-    return None
 
 
 def add_data_arguments(p, required: bool, what: str):
@@ -147,7 +119,7 @@ def folder_options(folder: str, model, opts: dict) -> dict:
     opts = dict(opts)
     if "n_train" not in opts and "n_test" not in opts:
         opts.update(n_train=0, n_test=len(image_files(folder)))
-    shape = model_shape(model)
+    shape = model.shape
     said = []
     if shape is not None and len(shape) == 3:
         C, H, W = shape

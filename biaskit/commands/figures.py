@@ -25,7 +25,7 @@ def add_arguments(p):
                    help="override a notebook parameter; VALUE is read as YAML (e.g. "
                         "--set train_steps=200 --set 'weightings=[constant, debias]')")
     p.add_argument("--notebooks", default=None, metavar="DIR",
-                   help="folder holding the notebooks (default: the repository's notebooks/)")
+                   help="folder holding the notebooks (default: the notebooks shipped in biaskit/notebooks/)")
     p.add_argument("--train-only", action="store_true",
                    help="only train the profile's models into the cache (no notebooks); run it "
                         "under torchrun to train each model with DDP on several GPUs")

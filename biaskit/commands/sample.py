@@ -20,7 +20,7 @@ from .. import sampling as S
 from ..denoiser import resolve_device
 from ..probe import CLIP_TOL, outside_range
 from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
-                     model_shape, parse_list)
+                     parse_list)
 
 
 def add_arguments(p):
@@ -57,7 +57,7 @@ def _shape(model, text) -> tuple[int, ...]:
         shape = tuple(parse_list("--shape", text))
         model.check_shape(shape)
         return shape
-    shape = model_shape(model)
+    shape = model.shape
     if shape is None:
         raise ValueError("cannot tell the sample shape of this model; pass --shape, e.g. --shape 3,32,32")
     return shape

@@ -11,8 +11,9 @@ def add_arguments(p):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", default=None, help="YAML or JSON config file")
     src.add_argument("--preset", default=None, help="a preset, e.g. digits-debias (see --list)")
-    p.add_argument("--profile", default="quick", choices=["quick", "full"],
-                   help="preset size: quick (2 CPU cores, minutes) or full (GPU) (default quick)")
+    p.add_argument("--size", "--profile", dest="size", default="quick", choices=["quick", "full"],
+                   help="preset size: quick (2 CPU cores, minutes) or full (GPU) (default quick; "
+                   "--profile is its old name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-4 --set loss.weighting=min_snr:5")
     p.add_argument("--out", default=None, help="run directory (default: config's out)")
@@ -39,7 +40,7 @@ def run(args) -> int:
         print("\n".join(preset_names()))
         return 0
     if args.preset:
-        config = get_preset(args.preset, args.profile)
+        config = get_preset(args.preset, args.size)
     elif args.config:
         config = load_config(args.config)
     else:

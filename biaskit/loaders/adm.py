@@ -15,7 +15,7 @@ from .. import parameterization as P
 from .. import safeload
 from ..denoiser import Denoiser
 from ..schedules import Schedule, respace
-from .build import WithClassLabel, file_info, make_denoiser, resolve_schedule
+from .build import WithClassLabel, file_source, image_shape, make_denoiser, resolve_schedule
 from .options import IGNORED_FLAGS, check_options
 from .weights import read_weights
 
@@ -123,14 +123,16 @@ def load_adm(path, **options) -> Denoiser:
             raise ValueError("give timestep_respacing or trained_timesteps, not both")
         schedule = respace(schedule, o.timestep_respacing)
     time_input, time_scale = _adm_time(o.time_input, o.time_scale, o.rescale_timesteps, schedule)
-    info = file_info(path, "adm")
-    info.update(note, config=config, inferred_config=inferred, schedule_source=source,
-                assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None],
-                given={k: flags[k] for k in NOT_IN_STATE_DICT if flags.get(k) is not None},
-                rescale_timesteps=bool(o.rescale_timesteps), ignored_flags=ignored)
+    extras = dict(note, config=config, inferred_config=inferred, schedule_source=source,
+                  assumed=[k for k in NOT_IN_STATE_DICT if flags.get(k) is None],
+                  given={k: flags[k] for k in NOT_IN_STATE_DICT if flags.get(k) is not None},
+                  rescale_timesteps=bool(o.rescale_timesteps), ignored_flags=ignored)
     if respaced:
-        info["timestep_respacing"] = str(o.timestep_respacing)
+        extras["timestep_respacing"] = str(o.timestep_respacing)
     kind = _adm_parameterization(o.parameterization, o.predict_xstart, o.predict_v)
+    # a fully convolutional UNet: image_size is nominal, other sizes run (any_size)
     return make_denoiser(net.to(o.device), schedule, kind, time_input=time_input,
                          time_scale=time_scale, data_range=o.data_range, channels=config["in_channels"],
-                         trained_timesteps=o.trained_timesteps, info=info)
+                         trained_timesteps=o.trained_timesteps, any_size=True,
+                         source=file_source(path, "adm", extras=extras, shape=image_shape(
+                             config.get("image_size"), config["in_channels"])))

@@ -11,10 +11,12 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import TIME_INPUTS, Denoiser
+from ..source import Source
 from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
 
-__all__ = ["DEFAULT_SCHEDULER", "WithClassLabel", "resolve_schedule", "make_denoiser", "file_info",
+__all__ = ["DEFAULT_SCHEDULER", "WithClassLabel", "resolve_schedule", "make_denoiser", "file_source",
+           "image_shape",
            "read_json", "parse_range", "parse_timestep_range"]
 
 # DDPM (Ho et al. 2020): what a bare diffusers UNet is assumed to be trained with
@@ -117,20 +119,30 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
 
 
 def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
-              trained_timesteps, info) -> Denoiser:
+                  trained_timesteps, source: Source, any_size: bool = False) -> Denoiser:
     if trained_timesteps is not None:
         schedule = respace(schedule, parse_timestep_range(trained_timesteps, schedule.T))
-        info["trained_timesteps"] = [int(schedule.timesteps[0]), int(schedule.timesteps[-1])]
+        source = source.with_extras(trained_timesteps=[int(schedule.timesteps[0]),
+                                                       int(schedule.timesteps[-1])])
     time_input = time_input or "index"
     if not callable(time_input) and time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
     net.eval().requires_grad_(False)
     return Denoiser(net, schedule, parameterization, time_input=time_input, time_scale=time_scale,
                     data_range=parse_range(data_range), channels=channels,
-                    name=info.get("name", "model"), info=info)
+                    name=source.name or "model", source=source, any_size=any_size)
 
 
-def file_info(path: Path, fmt: str) -> dict:
-    return {"name": path.stem if path.is_file() else path.name, "format": fmt,
-            "path": str(path), "sha256": safeload.file_sha256(path) if path.is_file() else None}
+def file_source(path: Path, fmt: str, **fields) -> Source:
+    """The Source of a third-party file or folder: its name, path and (for a file) sha256."""
+    fields.setdefault("sha256", safeload.file_sha256(path) if path.is_file() else None)
+    return Source(fmt, path=str(path), name=path.stem if path.is_file() else path.name, **fields)
+
+
+def image_shape(size, channels) -> tuple[int, int, int] | None:
+    """(C, H, W) from a config's image size (an int or [H, W]) and channel count; None unless both."""
+    if not size or not channels:
+        return None
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(channels), int(h), int(w)
 

@@ -16,8 +16,8 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
-from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_info, make_denoiser, read_json,
-                    resolve_schedule)
+from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_source, image_shape, make_denoiser,
+                    read_json, resolve_schedule)
 from .options import check_options
 
 __all__ = ["DiffusersUNet", "load_diffusers", "folder_format"]
@@ -138,11 +138,13 @@ def load_diffusers(path, **options) -> Denoiser:
             raise ValueError(f"{unet_dir} is class-conditional; pass class_label= / --class-label K")
         net = WithClassLabel(net, o.class_label, keyword="class_labels")
     kind = o.parameterization or sched_cfg.get("prediction_type", "epsilon")
-    info = file_info(path, fmt)
-    info.update(sha256={str(f.relative_to(path)): safeload.file_sha256(f) for f in files},
-                config={k: v for k, v in config.items() if not k.startswith("_")},
-                scheduler=sched_cfg.get("_class_name", "default"), schedule_source=source)
+    channels = config.get("in_channels", 3)
+    provenance = file_source(path, fmt, shape=image_shape(config.get("sample_size"), channels),
+                             sha256={str(f.relative_to(path)): safeload.file_sha256(f) for f in files},
+                             extras=dict(config={k: v for k, v in config.items() if not k.startswith("_")},
+                                         scheduler=sched_cfg.get("_class_name", "default"),
+                                         schedule_source=source))
+    # a fully convolutional UNet: sample_size is nominal, other sizes run (any_size)
     return make_denoiser(net.to(o.device), schedule, kind, time_input=o.time_input,
-                         time_scale=o.time_scale, data_range=o.data_range,
-                         channels=config.get("in_channels", 3),
-                         trained_timesteps=o.trained_timesteps, info=info)
+                         time_scale=o.time_scale, data_range=o.data_range, channels=channels,
+                         trained_timesteps=o.trained_timesteps, source=provenance, any_size=True)

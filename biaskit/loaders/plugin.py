@@ -14,7 +14,8 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
-from .build import file_info, make_denoiser, parse_range, resolve_schedule
+from ..source import Source
+from .build import file_source, make_denoiser, parse_range, resolve_schedule
 from .options import check_options
 from .weights import prefix_for, read_weights
 
@@ -75,8 +76,8 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         raise ValueError(f"model spec {model_spec!r} returned a {type(net).__name__}, not a torch "
                          "nn.Module")
     full = {}
-    info = {"name": Path(str(model_spec).rpartition(":")[0]).stem, "format": "plugin",
-            "model_spec": str(model_spec)}
+    source = Source("plugin", name=Path(str(model_spec).rpartition(":")[0]).stem,
+                    extras={"model_spec": str(model_spec)})
     if weights is not None:
         path = Path(weights).expanduser()
         full, sd, note = read_weights(path, state_dict_key=o.state_dict_key,
@@ -84,9 +85,9 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
                                       map_location=o.map_location)
         _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
-        info.update(file_info(path, "plugin"), **note)
+        source = file_source(path, "plugin", extras={**source.extras, **note})
     if o.process is not None:
-        return _process_model(net.to(o.device), o, info)
+        return _process_model(net.to(o.device), o, source)
     if o.flow_shift is not None:
         raise ValueError("flow_shift (--flow-shift) needs process='flow' (--process flow)")
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
@@ -94,14 +95,14 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
                       "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
                       "--scheduler-config)", stacklevel=4)
-    schedule, source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
+    schedule, schedule_source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
                                         noise_schedule=o.noise_schedule,
                                         diffusion_steps=o.diffusion_steps,
                                         scheduler_config=o.scheduler_config)
-    info["schedule_source"] = source
     return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
                          time_input=o.time_input, time_scale=o.time_scale, data_range=o.data_range,
-                         channels=o.channels, trained_timesteps=o.trained_timesteps, info=info)
+                         channels=o.channels, trained_timesteps=o.trained_timesteps,
+                         source=source.with_extras(schedule_source=schedule_source))
 
 
 _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
@@ -109,7 +110,7 @@ _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key
 _DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow"}
 
 
-def _process_model(net: nn.Module, o, info: dict):
+def _process_model(net: nn.Module, o, source: Source):
     """A plugin trained under a continuous process (``process=``): a
     :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
     from ..formulations import ProcessDenoiser
@@ -123,8 +124,8 @@ def _process_model(net: nn.Module, o, info: dict):
     process = get_process(o.process, **({"shift": o.flow_shift} if o.flow_shift is not None else {}))
     target = o.parameterization or _DEFAULT_TARGET.get(o.process, "eps")
     net.eval().requires_grad_(False)
-    info["process"] = o.process
     return ProcessDenoiser(net, process, target, time_input=o.time_input,
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
                            data_range=parse_range(o.data_range), channels=o.channels,
-                           name=info.get("name", "model"), info=info)
+                           name=source.name or "model",
+                           source=source.with_extras(process=o.process))

@@ -1,36 +1,10 @@
-"""Training a denoiser with any loss weighting, on one CPU or many GPUs (DDP under torchrun).
-
-The loss (Ho et al. 2020, with a per-timestep weight):
-
-    t ~ p(t), eps ~ N(0, I), x_t = alpha_t x0 + sigma_t eps
-    L = E[ w(t) * mean_elements (net(x_t, t) - target)^2 ]
-
-where target is eps, x0, v or u (:func:`biaskit.parameterization.target`) and
-w(t) = :func:`biaskit.weighting.per_sample_weights` of the configured weighting *in the target's
-space* (a per-logsnr weighting gets |dlogsnr/dt| / (T p(t)); ``normalize`` uses one constant, fixed
-on the x0-space weight, for every target), so a
-weighting means the same thing whatever the network predicts (``debias`` is 1/sqrt(snr) on the eps
-error, i.e. sqrt(snr) on the x0 error and sqrt(snr)/(snr+1) on the v error).
-
-All randomness is a function of (seed, step): the data order (one permutation per epoch), t and eps
-are drawn for the *global* batch from generators seeded by (seed, stream, step) and each DDP rank
-takes its slice, so ``--resume`` reproduces an uninterrupted run and 2 ranks x batch B equal
-1 rank x batch 2B.
-
-:func:`train` is a generator yielding a :class:`TrainState` after every optimizer step (it also
-logs, probes and checkpoints); :func:`run_training` consumes it.
-"""
+"""One run's :class:`Trainer`: setup (device, DDP rank, data), the step, EMA, logging, probes
+and checkpoints."""
 
 from __future__ import annotations
 
 import copy
-import csv
-import functools
-import math
-import time
 import warnings
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -39,105 +13,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import checkpoint as C
-from . import parameterization as P
-from . import weighting as W
-from .config import TrainConfig, load_config, to_dict
-from .denoiser import Denoiser, resolve_device
-from .distributed import init_process_group, launched
-from .jsonio import write_json
-from .models import build_model
-from .rng import derive_seed
-from .safeload import read_checkpoint
-from .schedules import Schedule, get_schedule
-
-__all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
-           "diffusion_loss", "learning_rate", "batch_indices", "epoch_permutation"]
-
-_DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams: derive_seed(seed, stream, epoch or step)
-
-
-@dataclass
-class TrainState:
-    """After optimizer step ``step`` (1-based): the weighted loss (a 0-d tensor, not synced to the
-    host), per-sample unweighted target-space MSE ``mse`` (B_local,), their timesteps ``t``, the lr."""
-    step: int
-    loss: torch.Tensor
-    mse: torch.Tensor
-    t: torch.Tensor
-    lr: float
-
-    def mse_by_quarter(self, T: int) -> torch.Tensor:
-        """Mean target MSE in each quarter of 0..T-1 (4,), NaN where no sample fell."""
-        q = _quarter(self.t, T)
-        sums = torch.zeros(4, device=self.mse.device).index_add_(0, q, self.mse)
-        counts = torch.zeros(4, device=self.mse.device).index_add_(0, q, torch.ones_like(self.mse))
-        return sums / counts
-
-
-# --- the pieces, each one formula ------------------------------------------------------------
-def _quarter(t: torch.Tensor, T: int) -> torch.Tensor:
-    """Which quarter (0..3) of 0..T-1 each timestep falls in (guided-diffusion's q0..q3)."""
-    return (t * 4 // T).clamp(max=3)
-
-
-def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:
-    """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised on the
-    x0-space weight (:func:`biaskit.weighting.per_sample_weights`)."""
-    return W.per_sample_weights(loss_cfg.weighting, schedule, P.canonical(loss_cfg.target),
-                                snr_min=loss_cfg.snr_min, p_t=p_t, normalize=loss_cfg.normalize)
-
-
-def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:
-    """p(t): None for ``uniform``; ``lognormal:MEAN:STD`` puts logsnr ~ N(MEAN, STD^2) (EDM-style)."""
-    name, *args = spec.split(":")
-    if name == "uniform" and not args:
-        return None
-    if name == "lognormal" and len(args) == 2:
-        mean, std = (float(a) for a in args)
-        return W.timestep_probabilities(lambda lam: np.exp(-0.5 * ((lam - mean) / std) ** 2), schedule)
-    raise ValueError(f"loss.t_sampling: {spec!r} is not 'uniform' or 'lognormal:MEAN:STD'")
-
-
-def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None):
-    """(weighted loss, per-sample target MSE (B,)) for one batch; alpha_t, sigma_t, w_t are
-    (T,) tables gathered at t (B,), time_in the network's time input table (T, ...)."""
-    shape = (-1,) + (1,) * (x0.ndim - 1)
-    alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
-    x_t = P.noisy(x0, eps, alpha, sigma)
-    with autocast or nullcontext():
-        out = net(x_t, time_in[t])
-    mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
-    return (w_t[t] * mse).mean(), mse
-
-
-def learning_rate(optim_cfg, step: int, total: int) -> float:
-    """lr for 0-based step: linear warm-up, then constant or cosine decay to min_lr_ratio * lr."""
-    lr = optim_cfg.lr
-    if step < optim_cfg.warmup_steps:
-        return lr * (step + 1) / optim_cfg.warmup_steps
-    if optim_cfg.lr_schedule == "cosine":
-        progress = (step - optim_cfg.warmup_steps) / max(1, total - optim_cfg.warmup_steps)
-        r = optim_cfg.min_lr_ratio
-        return lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-    return lr
-
-
-@functools.lru_cache(maxsize=2)
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, _DATA, epoch)))
-
-
-def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
-    """Positions start..start+size-1 of the data stream, the epochs' permutations end to end."""
-    out, pos = [], start
-    while pos < start + size:
-        epoch, offset = divmod(pos, n)
-        take = min(n - offset, start + size - pos)
-        out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
-        pos += take
-    return torch.cat(out)
+from .. import checkpoint as C
+from .. import parameterization as P
+from ..config import TrainConfig, load_config, to_dict
+from ..denoiser import Denoiser, resolve_device
+from ..distributed import init_process_group, launched
+from ..jsonio import write_json
+from ..models import build_model
+from ..rng import derive_seed
+from ..safeload import read_checkpoint
+from ..schedules import get_schedule
+from .objective import (_DROPOUT, _NOISE, TrainState, batch_indices, diffusion_loss, learning_rate,
+                        loss_weights, timestep_probabilities)
+from .runlog import RESUMABLE, _Log, config_differences
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -163,7 +51,7 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 def _dataset(cfg: TrainConfig, data):
     """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset."""
-    from .data import Dataset, load_dataset
+    from ..data import Dataset, load_dataset
     if data is None:
         opts = dict(cfg.data.options)
         return load_dataset(cfg.data.name, seed=cfg.seed, n_train=cfg.data.n_train, n_test=cfg.data.n_test, **opts)
@@ -380,7 +268,7 @@ class Trainer:
         """Per-timestep x0_mse (and excess_mse over the oracle when the data's distribution is
         known) of the EMA model on held-out data, appended to RUN_DIR/probe.csv. Every rank
         calls it (the probe shards its work under DDP); rank 0 writes."""
-        from .probe import probe
+        from ..probe import probe
         was_training = self.ema.training
         self.ema.eval()
         df = probe(self.denoiser(ema=True), self.data, num_timesteps=num_timesteps, n=self.config.probe_n,
@@ -391,105 +279,3 @@ class Trainer:
             path = self.run_dir / "probe.csv"
             df.to_csv(path, mode="a", header=not path.exists(), index=False)
         return df
-
-
-# keys that only say how long to train, where, and how often to log/probe/checkpoint: a resumed
-# run may change them; every other key changes what is learned, so resuming refuses
-RESUMABLE = ("steps", "out", "device", "threads", "log_every", "ckpt_every", "keep_checkpoints",
-             "probe_every", "probe_n")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v and k != "options":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def config_differences(old: dict, new: dict) -> list[str]:
-    """Dotted keys (``loss.weighting``) whose values differ between two training configs
-    (plain dicts), leaving out :data:`RESUMABLE`."""
-    a, b = _flatten(old), _flatten(new)
-    return [k for k in sorted(set(a) | set(b)) if k not in RESUMABLE and a.get(k) != b.get(k)]
-
-
-class _Log:
-    """Window averages of the loss and of the target MSE per quarter of the t range
-    (guided-diffusion's mse_q0..q3), written to RUN_DIR/log.csv every ``log_every`` steps."""
-
-    FIELDS = ["step", "loss", "mse", "mse_q0", "mse_q1", "mse_q2", "mse_q3", "lr", "steps_per_s", "time_s"]
-
-    def __init__(self, trainer: Trainer, enabled: bool):
-        self.trainer, self.enabled = trainer, enabled
-        self.path = trainer.run_dir / "log.csv"
-        dev = trainer.device
-        self.sums = torch.zeros(3, 4, device=dev, dtype=torch.float64)  # loss sum, mse sum, count
-        self.ones = torch.ones(trainer.config.batch_size // trainer.world, device=dev, dtype=torch.float64)
-        self.n, self.lr, self.t0, self.start = 0, 0.0, time.perf_counter(), time.perf_counter()
-        if enabled:
-            self._truncate(trainer.step)
-
-    def _truncate(self, step: int):
-        """Drop rows past the step we start from (a killed run may have logged beyond its checkpoint)."""
-        if not self.path.exists():
-            return
-        with open(self.path) as f:
-            rows = list(csv.reader(f))
-        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-
-    def add(self, s: TrainState):
-        q = _quarter(s.t, self.trainer.schedule.T)
-        self.sums[1].index_add_(0, q, s.mse.double())
-        self.sums[2].index_add_(0, q, self.ones)
-        self.sums[0, :1].add_(s.loss)
-        self.n, self.lr = self.n + 1, s.lr
-
-    def flush(self) -> dict | None:
-        tr = self.trainer
-        if tr.world > 1:
-            dist.all_reduce(self.sums)
-            self.sums[0, 0] /= tr.world
-        if self.n == 0:
-            return None
-        sums = self.sums.cpu()
-        now = time.perf_counter()
-        row = {"step": tr.step, "loss": float(sums[0, 0]) / self.n,
-               "mse": float(sums[1].sum() / sums[2].sum())}
-        for q in range(4):
-            row[f"mse_q{q}"] = float(sums[1, q] / sums[2, q]) if sums[2, q] > 0 else float("nan")
-        row.update(lr=self.lr, steps_per_s=self.n / (now - self.t0), time_s=now - self.start)
-        self.sums.zero_()
-        self.n, self.t0 = 0, now
-        if self.enabled:
-            new = not self.path.exists()
-            with open(self.path, "a", newline="") as f:
-                w = csv.DictWriter(f, self.FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in row.items()})
-        return row
-
-
-def train(config, *, data=None, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None) -> Iterator[TrainState]:
-    """Generator: build a :class:`Trainer` and yield a :class:`TrainState` after every step."""
-    trainer = Trainer(config, data=data, resume=resume)
-    yield from trainer.run(progress=progress, stop_at=stop_at)
-
-
-def run_training(config, *, data=None, resume: bool = False, progress: bool = True,
-                 stop_at: int | None = None) -> Trainer:
-    """Train to the end (or ``stop_at``); return the :class:`Trainer` (``.denoiser()``, ``.run_dir``)."""
-    trainer = Trainer(config, data=data, resume=resume)
-    steps = trainer.run(progress=progress, stop_at=stop_at)
-    try:
-        for _ in steps:
-            pass
-    finally:
-        steps.close()  # releases the run's lock at once, also on Ctrl-C
-    return trainer

@@ -1,0 +1,103 @@
+"""The pieces of the training objective, each one formula: per-timestep loss weights, the
+t-sampling law, the loss itself, the learning-rate schedule and the seeded data order."""
+
+from __future__ import annotations
+
+import functools
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import parameterization as P
+from .. import weighting as W
+from ..rng import derive_seed
+from ..schedules import Schedule
+
+
+_DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams: derive_seed(seed, stream, epoch or step)
+
+
+@dataclass
+class TrainState:
+    """After optimizer step ``step`` (1-based): the weighted loss (a 0-d tensor, not synced to the
+    host), per-sample unweighted target-space MSE ``mse`` (B_local,), their timesteps ``t``, the lr."""
+    step: int
+    loss: torch.Tensor
+    mse: torch.Tensor
+    t: torch.Tensor
+    lr: float
+
+    def mse_by_quarter(self, T: int) -> torch.Tensor:
+        """Mean target MSE in each quarter of 0..T-1 (4,), NaN where no sample fell."""
+        q = _quarter(self.t, T)
+        sums = torch.zeros(4, device=self.mse.device).index_add_(0, q, self.mse)
+        counts = torch.zeros(4, device=self.mse.device).index_add_(0, q, torch.ones_like(self.mse))
+        return sums / counts
+
+
+# --- the pieces, each one formula ------------------------------------------------------------
+def _quarter(t: torch.Tensor, T: int) -> torch.Tensor:
+    """Which quarter (0..3) of 0..T-1 each timestep falls in (guided-diffusion's q0..q3)."""
+    return (t * 4 // T).clamp(max=3)
+
+
+def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:
+    """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised on the
+    x0-space weight (:func:`biaskit.weighting.per_sample_weights`)."""
+    return W.per_sample_weights(loss_cfg.weighting, schedule, P.canonical(loss_cfg.target),
+                                snr_min=loss_cfg.snr_min, p_t=p_t, normalize=loss_cfg.normalize)
+
+
+def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:
+    """p(t): None for ``uniform``; ``lognormal:MEAN:STD`` puts logsnr ~ N(MEAN, STD^2) (EDM-style)."""
+    name, *args = spec.split(":")
+    if name == "uniform" and not args:
+        return None
+    if name == "lognormal" and len(args) == 2:
+        mean, std = (float(a) for a in args)
+        return W.timestep_probabilities(lambda lam: np.exp(-0.5 * ((lam - mean) / std) ** 2), schedule)
+    raise ValueError(f"loss.t_sampling: {spec!r} is not 'uniform' or 'lognormal:MEAN:STD'")
+
+
+def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None):
+    """(weighted loss, per-sample target MSE (B,)) for one batch; alpha_t, sigma_t, w_t are
+    (T,) tables gathered at t (B,), time_in the network's time input table (T, ...)."""
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
+    x_t = P.noisy(x0, eps, alpha, sigma)
+    with autocast or nullcontext():
+        out = net(x_t, time_in[t])
+    mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
+    return (w_t[t] * mse).mean(), mse
+
+
+def learning_rate(optim_cfg, step: int, total: int) -> float:
+    """lr for 0-based step: linear warm-up, then constant or cosine decay to min_lr_ratio * lr."""
+    lr = optim_cfg.lr
+    if step < optim_cfg.warmup_steps:
+        return lr * (step + 1) / optim_cfg.warmup_steps
+    if optim_cfg.lr_schedule == "cosine":
+        progress = (step - optim_cfg.warmup_steps) / max(1, total - optim_cfg.warmup_steps)
+        r = optim_cfg.min_lr_ratio
+        return lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return lr
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, _DATA, epoch)))
+
+
+def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
+    """Positions start..start+size-1 of the data stream, the epochs' permutations end to end."""
+    out, pos = [], start
+    while pos < start + size:
+        epoch, offset = divmod(pos, n)
+        take = min(n - offset, start + size - pos)
+        out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
+        pos += take
+    return torch.cat(out)

@@ -43,7 +43,8 @@ from .processes import VE, Process, edm_preconditioning, get_process, vp_coeffic
 from .schedules import Schedule
 
 __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
-           "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle"]
+           "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle",
+           "x0_error_factor", "target_weight"]
 
 TARGETS = ("x0", "eps", "v", "flow", "edm")
 PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
@@ -281,3 +282,51 @@ def process_oracle(mixture, process, target: str = "x0", *, shape=None, view=Non
     return ProcessDenoiser(net, process, target, time_input=process_time, view=view, T=T,
                            data_range=data_range, channels=net.shape[0], name=name,
                            info={"oracle": True, "K": mixture.K, "dim": mixture.dim})
+
+
+def x0_error_factor(target: str, snr, sigma_data: float = 0.5) -> torch.Tensor:
+    """|d x0_hat / d out|^2 of a :class:`ProcessDenoiser` of ``target`` at ``snr`` (float64): the
+    factor by which a squared error of the network's output becomes a squared x0 error. It
+    depends on snr only, the same in every process. For x = alpha x0 + sigma eps, snr = alpha^2 /
+    sigma^2 (each step below is the derivative of the x0_hat that :meth:`ProcessDenoiser.predict`
+    forms):
+
+      x0    x0_hat = out                                              -> 1
+      eps   x0_hat = (x - sigma eps_hat) / alpha                      -> sigma^2 / alpha^2 = 1 / snr
+      v     x0_hat = alpha_vp x_vp - sigma_vp v_hat (VP scale)        -> sigma_vp^2 = 1 / (1 + snr)
+      flow  x0_hat = x_f - s u_hat for x_f = x / (alpha + sigma) = (1 - s) x0 + s eps,
+            s = sigma / (alpha + sigma) = 1 / (1 + sqrt(snr))         -> s^2 = 1 / (1 + sqrt(snr))^2
+            (the x0 error is s times the velocity error; u = d x_f / d s, the shifted time s of
+            :class:`~biaskit.processes.Flow`, not its unshifted t)
+      edm   x0_hat = c_skip x_e + c_out F, sigma_e = sigma / alpha = snr^-1/2
+                                                                      -> c_out^2 = sd^2 / (1 + sd^2 snr)
+    """
+    snr = torch.as_tensor(snr, dtype=torch.float64)
+    target = _target(target)
+    if target == "x0":
+        return torch.ones_like(snr)
+    if target == "eps":
+        return 1 / snr
+    if target == "v":
+        return 1 / (1 + snr)
+    if target == "flow":
+        return (1 + snr.sqrt()) ** -2
+    if target == "edm":
+        return sigma_data**2 / (1 + sigma_data**2 * snr)
+    raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+
+
+def target_weight(weighting, snr, target: str, *, sigma_data: float = 0.5,
+                  snr_min: float | None = None) -> torch.Tensor:
+    """The weight on the MSE of ``target``'s output that equals ``weighting`` (defined in x0
+    space, :mod:`biaskit.weighting`) at ``snr``: w_target = w_x0 * :func:`x0_error_factor`, so
+    w_target ||out_hat - out||^2 = w_x0 ||x0_hat - x0||^2 per sample, in any process. x0, eps, v
+    and flow are :func:`biaskit.weighting.weight`'s own spaces (its snr = 0 limits and errors);
+    edm is w_x0 sd^2 / (1 + sd^2 snr) (finite wherever w_x0 is)."""
+    from .weighting import get_weighting, weight
+    w = get_weighting(weighting)
+    snr = torch.as_tensor(snr, dtype=torch.float64)
+    if _target(target) != "edm":
+        return weight(w, snr, P.canonical(target), snr_min=snr_min)
+    snr_c = snr if snr_min is None else snr.clamp(min=snr_min)
+    return weight(w, snr, "x0", snr_min=snr_min) * x0_error_factor("edm", snr_c, sigma_data)

@@ -4,7 +4,8 @@ bare ``UNet2DModel`` folder (``config.json`` + weights).
 The UNet is built from its ``config.json`` with ``UNet2DModel.from_config`` and the weights are
 read by :mod:`biaskit.safeload` (never ``from_pretrained``, no remote code). Parameterization from
 the scheduler's ``prediction_type``; schedule from its beta settings. A bare UNet's schedule comes
-from ``scheduler_config`` or defaults to DDPM's linear 1e-4..0.02, T = 1000, epsilon.
+from ``scheduler_config`` or defaults to DDPM's linear 1e-4..0.02, T = 1000, epsilon. A flow-matching
+or EDM scheduler makes the model a ProcessDenoiser of that process (:mod:`.process_folders`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from ..denoiser import Denoiser
 from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_source, image_shape, make_denoiser,
                     read_json, resolve_schedule)
 from .options import check_options
+from .process_folders import EDM_SCHEDULERS, FLOW_SCHEDULERS, is_process_scheduler_config, process_denoiser
 
 __all__ = ["DiffusersUNet", "load_diffusers", "folder_format"]
 
-_NON_VP_SCHEDULERS = ("ScoreSdeVeScheduler", "KarrasVeScheduler", "FlowMatchEulerDiscreteScheduler",
-                      "FlowMatchHeunDiscreteScheduler", "CMStochasticIterativeScheduler")
+_NON_VP_SCHEDULERS = ("ScoreSdeVeScheduler", "KarrasVeScheduler", "CMStochasticIterativeScheduler",
+                      "FlowMatchLCMScheduler", "CosineDPMSolverMultistepScheduler")
 _WEIGHTS = ("diffusion_pytorch_model{v}.safetensors", "diffusion_pytorch_model{v}.bin")
 
 
@@ -103,8 +105,9 @@ def _scheduler_config(path: Path, fmt: str, o) -> dict:
     else:
         cfg = dict(source)
     if cfg.get("_class_name") in _NON_VP_SCHEDULERS:
-        raise ValueError(f"scheduler {cfg['_class_name']} is not a variance-preserving "
-                         "discrete-time scheduler; biaskit probes VP (DDPM-family) models")
+        raise ValueError(f"scheduler {cfg['_class_name']} is not supported; biaskit loads VP "
+                         f"(DDPM-family) schedulers, flow matching ({', '.join(FLOW_SCHEDULERS)}) "
+                         f"and EDM ({', '.join(EDM_SCHEDULERS)})")
     return cfg
 
 
@@ -122,8 +125,13 @@ def load_diffusers(path, **options) -> Denoiser:
                          "(unconditional pixel-space UNets) is supported")
     sched_cfg = _scheduler_config(path, fmt, o)
     named = o.noise_schedule is not None or o.diffusion_steps is not None
-    schedule, source = resolve_schedule(scheduler_config=None if named else sched_cfg,
-                                        noise_schedule=o.noise_schedule, diffusion_steps=o.diffusion_steps)
+    process_cfg = not named and is_process_scheduler_config(sched_cfg)  # flow / EDM: no VP schedule
+    if process_cfg:
+        source = f"scheduler config {sched_cfg['_class_name']}"
+    else:
+        schedule, source = resolve_schedule(scheduler_config=None if named else sched_cfg,
+                                            noise_schedule=o.noise_schedule,
+                                            diffusion_steps=o.diffusion_steps)
     if config.get("time_embedding_type", "positional") == "fourier" and o.time_input is None:
         raise ValueError(f"{unet_dir} uses Fourier (continuous-sigma) time features, as score-SDE "
                          "models do; state how it takes time with time_input= / --time-input")
@@ -144,6 +152,8 @@ def load_diffusers(path, **options) -> Denoiser:
                              extras=dict(config={k: v for k, v in config.items() if not k.startswith("_")},
                                          scheduler=sched_cfg.get("_class_name", "default"),
                                          schedule_source=source))
+    if process_cfg:
+        return process_denoiser(net.to(o.device), sched_cfg, o, provenance, channels)
     # a fully convolutional UNet: sample_size is nominal, other sizes run (any_size)
     return make_denoiser(net.to(o.device), schedule, kind, time_input=o.time_input,
                          time_scale=o.time_scale, data_range=o.data_range, channels=channels,

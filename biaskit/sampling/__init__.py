@@ -15,6 +15,7 @@ from .diffusers_adapter import (DIFFUSERS_SAMPLERS, diffusers_method, make_sched
 from .hybrid import SwitchAfter, hybrid_model, hybrid_sample, hybrid_sweep
 from .native import NATIVE, VARIANCES, ddim, ddim_sigma, ddpm, posterior_mean_coefficients
 from .ode import ODE_SAMPLERS, edm_sigmas, flow_euler, flow_times, heun
+from .process_schedulers import PROCESS_SCHEDULERS, process_scheduler_method, scheduler_logsnr
 from .run import check_steps, model_calls, sample, sampler_method, sampling_grid
 
 NATIVE_SAMPLERS = tuple(NATIVE)
@@ -24,4 +25,5 @@ __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "hybrid_model", "SwitchAft
            "VARIANCES", "SPACINGS", "sampler_names", "sampler_method", "kept_steps", "ddpm", "ddim",
            "diffusers_method", "posterior_mean_coefficients", "ddim_sigma", "make_scheduler",
            "scheduler_chain", "model_calls", "check_steps", "heun", "flow_euler", "ODE_SAMPLERS",
-           "edm_sigmas", "flow_times", "sampling_grid"]
+           "edm_sigmas", "flow_times", "sampling_grid", "PROCESS_SCHEDULERS",
+           "process_scheduler_method", "scheduler_logsnr"]

@@ -53,7 +53,8 @@ _OWN_CONFIG = ("num_train_timesteps", "trained_betas", "timestep_spacing", "step
 
 def sampler_names() -> list[str]:
     """Every accepted sampler name (any diffusers ``*Scheduler`` class name works too)."""
-    return list(NATIVE) + list(ODE_SAMPLERS) + sorted(DIFFUSERS_SAMPLERS)
+    from .process_schedulers import PROCESS_SCHEDULERS
+    return list(NATIVE) + list(ODE_SAMPLERS) + sorted(DIFFUSERS_SAMPLERS) + list(PROCESS_SCHEDULERS)
 
 
 def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,

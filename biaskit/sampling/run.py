@@ -15,19 +15,27 @@ from .chain import Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
 from .diffusers_adapter import diffusers_method, scheduler_chain
 from .native import NATIVE, VARIANCES
 from .ode import CALLS_PER_STEP, ODE_SAMPLERS
+from .process_schedulers import is_process_scheduler, process_scheduler_method, scheduler_logsnr
 
 
 def sampler_method(sampler: str) -> Callable:
     """The sampler function of the common signature for a name (native, ODE or diffusers)."""
+    if is_process_scheduler(sampler):
+        return process_scheduler_method(sampler)
     return NATIVE.get(sampler) or ODE_SAMPLERS.get(sampler) or diffusers_method(sampler)
 
 
-def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even"):
+def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even",
+                  scheduler_kwargs: dict | None = None):
     """(model, grid) a chain walks: the kept steps of ``spacing`` on the denoiser's schedule, or,
     for a process model (``on_process_grid``) under ``heun`` / ``flow_euler``, every step of the
     view of its process's own grid of ``steps`` times (EDM's Karras sigmas, the shifted flow
-    times), whatever ``spacing`` says."""
+    times), and under a diffusers flow / EDM scheduler every step of the view of that
+    scheduler's own sigmas (:mod:`.process_schedulers`), whatever ``spacing`` says."""
     on_grid = getattr(denoiser, "on_process_grid", None)
+    if on_grid is not None and is_process_scheduler(sampler):
+        denoiser = denoiser.with_schedule(scheduler_logsnr(sampler, denoiser, steps, scheduler_kwargs))
+        return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "scheduler")
     if sampler in ODE_SAMPLERS and on_grid is not None:
         denoiser = on_grid(steps)
         return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "process")
@@ -42,6 +50,8 @@ def _options(sampler: str, eta: float, variance: str, scheduler_kwargs) -> dict:
         return {"variance": variance}
     if sampler in ODE_SAMPLERS:
         return {}
+    if is_process_scheduler(sampler):
+        return {"scheduler_kwargs": scheduler_kwargs}
     return {"variance": variance, "scheduler_kwargs": scheduler_kwargs}
 
 
@@ -52,6 +62,8 @@ def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
         return len(kept_steps(denoiser.schedule.T, steps, spacing))
     if sampler in ODE_SAMPLERS:
         return CALLS_PER_STEP[sampler](sampling_grid(sampler, denoiser, steps, spacing)[1].n)
+    if is_process_scheduler(sampler):
+        return sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)[1].n
     return len(scheduler_chain(sampler, denoiser.schedule, steps, spacing, denoiser.parameterization,
                                scheduler_kwargs=scheduler_kwargs)[2])
 
@@ -112,7 +124,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
-    denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing)
+    denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
     x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
                                  generator=generator, callback=record, progress=progress,

@@ -1,0 +1,93 @@
+"""diffusers folders whose scheduler is a flow-matching or EDM scheduler: the network read as a
+:class:`~biaskit.formulations.ProcessDenoiser` of the process the scheduler describes.
+
+What diffusers feeds such a model (and so what it was trained on), from the scheduler config:
+
+- ``FlowMatchEulerDiscreteScheduler`` / ``FlowMatchHeunDiscreteScheduler``: x = (1 - s) x0 + s eps,
+  the network predicts the velocity u = eps - x0 and is called at timestep s * num_train_timesteps
+  (the scheduler's ``timesteps`` are its sigmas s times N). Process: :class:`~biaskit.processes.Flow`
+  with the config's ``shift`` (only the sampling grid depends on it: the network's time input is
+  s * N whatever the shift); ``use_dynamic_shifting`` (a resolution-dependent shift) is recorded,
+  and the process keeps shift 1 then.
+- ``EDMEulerScheduler`` / ``EDMDPMSolverMultistepScheduler``: x = x0 + sigma eps, the network F
+  is called on c_in x at timestep c_noise = ln(sigma) / 4 and D = c_skip x + c_out F (Karras et al.
+  2022, Table 1) with the config's sigma_data; under ``prediction_type="v_prediction"`` diffusers
+  uses -c_out, i.e. the network outputs -F. Process: :class:`~biaskit.processes.VE` with the
+  config's sigma_min, sigma_max, rho; target ``edm``, time input ``c_noise``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .build import parse_range
+
+__all__ = ["FLOW_SCHEDULERS", "EDM_SCHEDULERS", "is_process_scheduler_config", "process_denoiser"]
+
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
+EDM_SCHEDULERS = ("EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
+
+
+def is_process_scheduler_config(cfg: dict) -> bool:
+    return cfg.get("_class_name") in FLOW_SCHEDULERS + EDM_SCHEDULERS
+
+
+class ScaledSigma:
+    """Time input sigma(t) * scale: what diffusers feeds a flow-matching model (s * N)."""
+
+    def __init__(self, scale: float):
+        self.scale = float(scale)
+        self.__name__ = f"sigma*{self.scale:g}"
+
+    def __call__(self, process, t):
+        return process.sigma(t) * self.scale
+
+
+class Negated(nn.Module):
+    """net(x, t) -> -net(x, t): EDM's F of a network trained with diffusers' v_prediction sign."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t):
+        return -self.net(x, t)
+
+
+def _flow(cfg: dict, o):
+    from ..processes import Flow
+    N = int(cfg.get("num_train_timesteps", 1000))
+    shift = 1.0 if cfg.get("use_dynamic_shifting") else float(cfg.get("shift", 1.0))
+    time_input = o.time_input or ScaledSigma(N)
+    return Flow(shift=shift), o.parameterization or "flow", time_input, {}
+
+
+def _edm(cfg: dict, o):
+    from ..processes import VE
+    kind = cfg.get("prediction_type", "epsilon")
+    if kind not in ("epsilon", "v_prediction"):
+        raise ValueError(f"{cfg['_class_name']} with prediction_type={kind!r}: diffusers' EDM "
+                         "preconditioning defines epsilon and v_prediction only")
+    process = VE(float(cfg.get("sigma_min", 0.002)), float(cfg.get("sigma_max", 80.0)),
+                 float(cfg.get("rho", 7.0)))
+    return process, o.parameterization or "edm", o.time_input or "c_noise", \
+        {"sigma_data": float(cfg.get("sigma_data", 0.5)), "negate": kind == "v_prediction"}
+
+
+def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int):
+    """The folder's network under the process of scheduler config ``cfg`` (options ``o`` of the
+    diffusers loader: parameterization and time_input override the defaults above)."""
+    from ..formulations import ProcessDenoiser
+    cls = cfg["_class_name"]
+    if o.trained_timesteps is not None:
+        raise ValueError(f"trained_timesteps applies to discrete VP schedulers, not {cls}")
+    process, target, time_input, extra = (_flow if cls in FLOW_SCHEDULERS else _edm)(cfg, o)
+    if extra.pop("negate", False):
+        net = Negated(net)
+    net.eval().requires_grad_(False)
+    source = source.with_extras(process=process.describe(), target=target,
+                                dynamic_shifting=bool(cfg.get("use_dynamic_shifting", False)))
+    return ProcessDenoiser(net, process, target, time_input=time_input,
+                           time_scale=1.0 if o.time_scale is None else o.time_scale,
+                           data_range=parse_range(o.data_range), channels=channels,
+                           name=source.name or "model", source=source, any_size=True, **extra)

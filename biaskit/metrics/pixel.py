@@ -14,14 +14,46 @@ def _wasserstein_1d(px: torch.Tensor, py: torch.Tensor, p: float) -> torch.Tenso
     """W_p^p between the empirical laws of the columns of px (..., n, L) and py (..., m, L), per
     column (..., L): the integral over u in (0, 1) of |F_x^-1(u) - F_y^-1(u)|^p, exact (both
     quantile functions are constant between the breakpoints i / n and j / m)."""
-    n, m = px.shape[-2], py.shape[-2]
     qx, qy = px.sort(-2).values, py.sort(-2).values
+    w, ix, iy = _quantile_grid(px.shape[-2], py.shape[-2])
+    return (w[:, None] * (qx[..., ix, :] - qy[..., iy, :]).abs() ** p).sum(-2)
+
+
+def _quantile_grid(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The merged breakpoints of two empirical quantile functions of n and m points: the width w
+    (n + m,) of each piece of (0, 1) and the ranks ix, iy of the order statistics there."""
     u = torch.cat([torch.arange(1, n + 1) / n, torch.arange(1, m + 1) / m]).double().sort().values
     w = torch.diff(u, prepend=u.new_zeros(1))
     mid = u - w / 2
-    ix = (mid * n).long().clamp_max(n - 1)
-    iy = (mid * m).long().clamp_max(m - 1)
-    return (w[:, None] * (qx[..., ix, :] - qy[..., iy, :]).abs() ** p).sum(-2)
+    return w, (mid * n).long().clamp_max(n - 1), (mid * m).long().clamp_max(m - 1)
+
+
+def _resampled_order_statistics(sorted_cols: torch.Tensor, order: torch.Tensor, i: torch.Tensor,
+                                ranks: torch.Tensor) -> torch.Tensor:
+    """Order statistics of ranks ``ranks`` (P,) of the resamples ``i`` (B, n) of every column,
+    (B, L, P), without sorting them: a resample is the original points with multiplicities c
+    (B, n); in the column's sorted order their running count C_k says that order statistic r is
+    the k-th sorted point with C_{k-1} <= r < C_k (searchsorted). ``sorted_cols`` (L, n) and
+    ``order`` (L, n) are each column's sorted values and argsort."""
+    B, n = i.shape
+    c = torch.zeros(B, n, dtype=torch.long).scatter_add_(1, i, torch.ones_like(i))
+    running = c[:, order].cumsum(-1)                                   # (B, L, n)
+    k = torch.searchsorted(running, ranks.expand(*running.shape[:2], -1).contiguous(), right=True)
+    return sorted_cols.expand(B, -1, -1).gather(-1, k)
+
+
+def _sliced_wp_resampler(px: torch.Tensor, py: torch.Tensor, p: float):
+    """stat(i, j) -> (B,): SW_p^p (the mean over columns of W_p^p) between the resamples i
+    (B, n) of the rows of px (n, L) and j (B, m) of py (m, L); equal to
+    ``_wasserstein_1d(px[i], py[j], p).mean(-1)``, with each column sorted once."""
+    w, ix, iy = _quantile_grid(len(px), len(py))
+    (sx, ox), (sy, oy) = (torch.sort(q.T.contiguous(), -1) for q in (px, py))
+
+    def stat(i, j):
+        qx = _resampled_order_statistics(sx, ox, i, ix)
+        qy = _resampled_order_statistics(sy, oy, j, iy)
+        return (w * (qx - qy).abs() ** p).sum(-1).mean(-1)
+    return stat
 
 
 # Bonneel et al. 2015: SW_p^p = E_theta W_p^p(theta . X, theta . Y), theta uniform on the sphere
@@ -38,7 +70,7 @@ def sliced_wasserstein(x, y, n_projections: int = 256, p: float = 2.0, seed: int
     theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)
     px, py = x @ theta, y @ theta
-    stat = lambda i, j: _wasserstein_1d(px[i], py[j], p).mean(-1)  # noqa: E731  SW_p^p
+    stat = _sliced_wp_resampler(px, py, p)                                 # SW_p^p
     e = bootstrap(stat, (len(x), len(y)), "swd", n_boot, seed, ci, biased=True,
                   chunk=max(1, 2**22 // (px.numel() + py.numel())))
     # the bias is corrected on SW_p^p (a mean over directions of W_p^p, smoother than its root);

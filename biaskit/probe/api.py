@@ -41,8 +41,8 @@ METHODS = {
                        "of both models' channel means (Sigma = joint S, Wishart traces, 8192 "
                        "draws) at a profiled nuisance: the pair of means nearest b_hat in the "
                        "(S/n)^+ metric with the unbiased norms, moved along the constrained "
-                       "(Lagrange) curve to the candidate difference, or the nuisance with "
-                       "one norm at 0, whichever keeps it; equal tails",
+                       "(Lagrange) curve to the candidate difference (x0_bias_l2: or the "
+                       "nuisance with one norm at 0, whichever keeps it); equal tails",
     "paired": "differences: the same rules applied to per-sample differences of the two models "
               "on the same draws (common random numbers)",
 }

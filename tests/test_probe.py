@@ -345,15 +345,66 @@ def test_bias_norm_interval_covers_zero_and_nonzero_truth(C, c):
         assert (df["x0_bias_l2_lo"] == 0).mean() >= 0.915
 
 
+def _paired_offset_probe(cA, cB, C, n=128):
+    """Difference rows (B - A) of two offset models eps_hat = c_A, c_B on the same draws: the
+    channel means are z_M = z_0 - c_M / sqrt(snr), so ||b_M|| = |c_M| / sqrt(snr) and the two
+    models' errors are one (z_B - z_A = (c_A - c_B) / sqrt(snr) exactly)."""
+    ta, tb = (torch.tensor(c[:C], dtype=torch.float32) for c in (cA, cB))
+    A = denoiser(lambda x, t: ta.view(1, C, 1, 1).expand_as(x).clone(), name="A")
+    B = denoiser(lambda x, t: tb.view(1, C, 1, 1).expand_as(x).clone(), name="B")
+    df = compare([A, B], images(n=n, C=C, H=4, W=4), timesteps=REPEATS, n=n, bands=0, progress=False)
+    return df[df["kind"] == "difference"], float(ta.norm()), float(tb.norm())
+
+
+# 95% +- 2 standard errors of the coverage over R = 400 repeats (sqrt(.95 * .05 / 400) = 1.1%)
+COVER_BAND = (0.93, 0.97)
+
+
 @pytest.mark.slow
-def test_paired_bias_norm_difference_covers():
-    # zero model against eps_hat = c on the same draws: the difference of norms is |c| / sqrt(snr)
-    for c in [(0.0, 0.0, 0.0), (0.02, -0.02, 0.01), (0.08, -0.05, 0.04)]:
-        d, norm_c = _offset_probe(c, 3, models=True)
-        truth = norm_c / np.sqrt(snr_at(d["t"].to_numpy()))
-        for stat, tr in (("x0_bias_l2", truth), ("x0_bias_sq", truth**2)):
-            cover = ((d[f"{stat}_lo"] <= tr) & (tr <= d[f"{stat}_hi"])).mean()
-            assert 0.915 <= cover <= 1.0, (c, stat, cover)
+@pytest.mark.parametrize("cA, cB, C", [
+    ((0.0, 0.0, 0.0), (0.02, -0.02, 0.01), 3),        # A zero, B within ~1.4 noise sd per channel
+    ((0.0, 0.0, 0.0), (0.08, -0.05, 0.04), 3),        # A zero, B well above the noise
+    ((-0.02, 0.02, -0.01), (0.02, -0.02, 0.01), 3),   # equal norms: true difference 0
+    ((0.0,), (0.03,), 1),
+    ((-0.02,), (0.02,), 1),
+])
+def test_paired_bias_norm_difference_covers(cA, cB, C):
+    d, nA, nB = _paired_offset_probe(cA, cB, C)
+    sn = np.sqrt(snr_at(d["t"].to_numpy()))
+    for stat, truth in (("x0_bias_l2", (nB - nA) / sn), ("x0_bias_sq", (nB**2 - nA**2) / sn**2)):
+        cover = ((d[f"{stat}_lo"] <= truth) & (truth <= d[f"{stat}_hi"])).mean()
+        assert COVER_BAND[0] <= cover <= COVER_BAND[1], (cA, cB, stat, cover)
+
+
+def _gaussian_pairs(rng, K, n, bA, bB, rho, L):
+    """(zA, zB), (K, n, C) each: z_A = b_A + e_A, z_B = b_B + e_B with e ~ N(0, L L') and
+    corr(e_A, e_B) = rho channel by channel (rho = 1: the same draws, z_B - z_A constant)."""
+    eA = rng.standard_normal((K, n, len(bA))) @ L.T
+    eB = eA if rho == 1 else rho * eA + math.sqrt(1 - rho**2) * (rng.standard_normal(eA.shape) @ L.T)
+    return np.asarray(bA) + eA, np.asarray(bB) + eB
+
+
+CORRELATED = np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.8, 0.2, 0.1]])
+
+
+@pytest.mark.parametrize("bA, bB, rho, band", [
+    ([0.0, 0.0, 0.0], [0.75, -0.5, 0.375], 1.0, COVER_BAND),     # same draws, A zero, B ~6 noise sd
+    ([0.25], [-0.25], 1.0, COVER_BAND),                           # same draws, equal norms (truth 0)
+    ([0.0], [0.75], 0.3, COVER_BAND),                             # weakly correlated, A zero
+    # weakly correlated, both non-zero: conservative (the profiled nuisance direction widens T*'s law)
+    ([0.375, 0.0, 0.0], [0.0, 0.625, 0.25], 0.5, (0.93, 1.0)),
+])
+def test_bias_difference_covers_gaussian_pairs(bA, bB, rho, band):
+    # 400 seeded repeats at once, n = 64 (noise sd of a channel mean 1/8)
+    from biaskit.probe import bias_difference
+    L = CORRELATED if len(bA) == 3 else np.eye(1)
+    zA, zB = _gaussian_pairs(np.random.default_rng(3), 400, 64, bA, bB, rho, L)
+    out = bias_difference(zA, zB)
+    rA, rB = np.linalg.norm(bA), np.linalg.norm(bB)
+    for stat, truth in (("x0_bias_l2", rB - rA), ("x0_bias_sq", rB**2 - rA**2)):
+        est, lo, hi = out[stat]
+        cover = ((lo <= truth) & (truth <= hi)).mean()
+        assert band[0] <= cover <= band[1], (bA, bB, rho, stat, cover)
 
 
 def test_bias_l2_interval_covers_with_correlated_channels():

@@ -37,9 +37,13 @@ METHODS = {
                "or most-spread eigenvector; Neyman construction with lower-tail share "
                "(a/2)(1 - exp(-r^2 n / tr S)), one-sided at r = 0; x0_bias_sq: its square",
     "bias_p": "x0_bias_p: Hotelling T^2 test of b = 0, F(q, n - q), q = rank S",
-    "bias_difference": "difference rows of x0_bias_l2 / x0_bias_sq: delta method on paired "
-                       "influence values when both norms' 99% intervals exclude 0, else the "
-                       "Bonferroni combination of the two single-model 97.5% intervals",
+    "bias_difference": "difference rows of x0_bias_l2 / x0_bias_sq: test inversion of "
+                       "T = stat_B - stat_A, whose law is simulated from the joint Gaussian law "
+                       "of both models' channel means (Sigma = joint S, Wishart traces, 8192 "
+                       "draws) at a profiled nuisance: the pair of means nearest b_hat in the "
+                       "(S/n)^+ metric with the unbiased norms, moved along the constrained "
+                       "(Lagrange) curve to the candidate difference (x0_bias_l2: or the "
+                       "nuisance with one norm at 0, whichever keeps it); equal tails",
     "paired": "differences: the same rules applied to per-sample differences of the two models "
               "on the same draws (common random numbers)",
 }

@@ -154,3 +154,28 @@ def file_name(base: str, clip: bool) -> str:
     """A figure's file name: the clipped protocol keeps ``base``, the unclipped view adds
     ``_unclipped``."""
     return base if clip else f"{base}_unclipped"
+
+
+def high_noise_shares(per_t: pd.DataFrame, T: int) -> pd.DataFrame:
+    """Per model of a probe frame (kind "model" rows): the share of its summed x0_mse and eps_mse
+    over the probed t that lies in t >= T / 2 (:func:`biaskit.report.high_noise_share`)."""
+    from .report import high_noise_share
+    return pd.DataFrame([{"model": name, "x0_mse share in t >= T/2": high_noise_share(d.t, d.x0_mse, T),
+                          "eps_mse share in t >= T/2": high_noise_share(d.t, d.eps_mse, T)}
+                         for name, d in per_t.groupby("model", sort=False)])
+
+
+def hybrid_share(hybrid: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Per (clip, order, metric) of a :func:`hybrid_quality` sweep over k (model A for the first
+    k of ``steps`` calls, then B): the share of the gap between pure B (k = 0) and pure A
+    (k = max) that running A for the first half of the chain recovers,
+    (v(k_half) - v(0)) / (v(k_max) - v(0)), k_half the swept k nearest steps / 2."""
+    rows = []
+    for (clip, order, metric), d in hybrid.groupby(["clip", "order", "metric"], sort=False):
+        v = d.set_index("k")["value"]
+        half = min(v.index, key=lambda k: abs(k - steps / 2))
+        gap = v[v.index.max()] - v[0]
+        rows.append({"clip": clip, "order": order, "metric": metric, "k_half": half, "pure_b": v[0],
+                     "pure_a": v[v.index.max()],
+                     "share_recovered_by_first_half": (v[half] - v[0]) / gap if gap != 0 else float("nan")})
+    return pd.DataFrame(rows)

@@ -46,7 +46,9 @@ def test_sample_quality_needs_disjoint_intervals_and_names_the_floor(tmp_path):
              ((0.05, 0.1), (0.02, 0.08), (0.0, 0.12), "at the noise floor")]
     for k, (c, d, f, verdict) in enumerate(cases):
         _quality(tmp_path / str(k), c, d, f)
-        assert list(R.table(tmp_path / str(k))["verdict"]) == [verdict] * 2, verdict
+        t = R.table(tmp_path / str(k))
+        assert list(t["verdict"]) == [verdict] * 2 + ["not measured"], verdict
+        assert "ddpm, dpm_solver++, unipc" in t.iloc[-1, 0]   # the paper's samplers not run
 
 
 def test_readme_shows_the_committed_replication_table():

@@ -142,6 +142,33 @@ def chain_damage(folder: Path) -> list[tuple]:
     return rows
 
 
+def colour_shift(folder: Path) -> list[tuple]:
+    """Colour statistics of samples (02): per weighting, the channel whose per-sample mean or
+    std is shifted most from the data's, at the fewest and the most DDIM steps, each with its
+    95% half-width (independent sets: ``agrees`` only when |shift| +- half-width are disjoint)."""
+    c = _read(folder / "02_impact", "colour_statistics.csv")
+    if c is None:
+        return []
+    rows = []
+    c = c[c["set"] != "data"].assign(weighting=lambda d: d["set"].str.split(", ").str[0],
+                                     steps=lambda d: d["set"].str.split(", ").str[1])
+    for (clip, stat, steps), g in c.groupby(["clip", "statistic", "steps"], sort=False):
+        worst = {w: d.loc[d["shift"].abs().idxmax()] for w, d in g.groupby("weighting")}
+        if A not in worst or B not in worst:
+            continue
+        a, b = worst[A], worst[B]
+        text = "; ".join(f"{w} {r['channel']} {r['shift']:+.3f} +- {r['shift_half']:.3f}"
+                         for w, r in ((A, a), (B, b)))
+        far_a, near_a = abs(a["shift"]) + a["shift_half"], abs(a["shift"]) - a["shift_half"]
+        far_b, near_b = abs(b["shift"]) + b["shift_half"], abs(b["shift"]) - b["shift_half"]
+        verdict = "agrees" if far_b < near_a else "disagrees" if far_a < near_b else "inconclusive"
+        what = {"mean": "per-sample channel mean (colour)", "std": "per-sample channel std (contrast)"}[stat]
+        rows.append((f"constant weighting shifts sample colour more ({what}, DDIM "
+                     f"{steps}, {'clipped' if str(clip).lower() == 'true' else 'unclipped'})",
+                     f"largest shift from the data: {text}", verdict))
+    return rows
+
+
 PAPER_SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "unipc")
 
 
@@ -155,7 +182,7 @@ def samplers_not_run(folder: Path) -> list[tuple]:
              "not measured")] if missing else []
 
 
-CLAIMS = (high_t_error, low_t_error, sample_quality, samplers_not_run, chain_damage)
+CLAIMS = (high_t_error, low_t_error, sample_quality, samplers_not_run, colour_shift, chain_damage)
 
 
 def table(folder) -> pd.DataFrame:

@@ -206,5 +206,22 @@ def write(folder) -> Path:
     return folder / "replication.md"
 
 
-if __name__ == "__main__":  # python -m biaskit.replication FIGURES
-    print(write(sys.argv[1] if len(sys.argv) > 1 else "figures").read_text())
+START, END = "<!-- replication:start -->\n", "<!-- replication:end -->"
+
+
+def update_readme(readme, table_md: str) -> None:
+    """Put ``table_md`` between the README's replication markers (the README shows the table
+    the committed figures give; tests/test_replication.py checks that they agree)."""
+    path = Path(readme)
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{path} has no {START.strip()} ... {END} block")
+    head, rest = text.split(START, 1)
+    path.write_text(head + START + table_md + END + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]
+    md = write(sys.argv[1] if len(sys.argv) > 1 else "figures").read_text()
+    if len(sys.argv) > 2:
+        update_readme(sys.argv[2], md)
+    print(md)

@@ -205,7 +205,9 @@ def build_net(info: dict, state_dict: dict | None = None, source="weights"):
 
 
 def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
-    """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step."""
+    """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step;
+    a run under a continuous process (biaskit.json ``process``) gives a
+    :class:`~biaskit.formulations.ProcessDenoiser` of its process, target and time input."""
     from .denoiser import Denoiser
     from .safeload import read_checkpoint
     from .schedules import Schedule
@@ -220,10 +222,22 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
         net.to(device)
     schedule = Schedule.from_dict(info["schedule"])
     loss = info.get("train_config", {}).get("loss", {})
-    return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"],
-                    data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
-                    name=info.get("name", run_dir.name),
-                    source=Source("run", path=str(run_dir), step=int(ckpt.name.split("_")[1]),
-                                  shape=info.get("shape"),
-                                  extras={"weights": "ema" if ema else "online",
-                                          "weighting": loss.get("weighting"), "data": info.get("data")}))
+    common = dict(data_range=tuple(info.get("data_range", (-1.0, 1.0))), channels=info.get("channels"),
+                  name=info.get("name", run_dir.name),
+                  source=Source("run", path=str(run_dir), step=int(ckpt.name.split("_")[1]),
+                                shape=info.get("shape"),
+                                extras={"weights": "ema" if ema else "online",
+                                        "weighting": loss.get("weighting"), "data": info.get("data")}))
+    if "process" in info:  # a continuous-time run: read on its recorded view schedule
+        return _process_denoiser(net, info, schedule, common)
+    return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"], **common)
+
+
+def _process_denoiser(net, info: dict, view, common: dict):
+    """The :class:`~biaskit.formulations.ProcessDenoiser` of a process run's biaskit.json."""
+    from .formulations import ProcessDenoiser
+    from .processes import process_from_config
+    pr = info["process"]
+    return ProcessDenoiser(net, process_from_config(pr), info["parameterization"],
+                           time_input=info["time_input"], time_scale=pr.get("time_scale", 1.0),
+                           sigma_data=pr.get("sigma_data", 0.5), view=view, **common)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["TrainConfig", "ScheduleConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
+__all__ = ["TrainConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
            "EMAConfig", "load_config", "apply_overrides", "get_preset", "preset_names", "to_dict"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -33,6 +33,26 @@ class ScheduleConfig:
 
 
 @dataclass
+class ProcessConfig:
+    """The noise process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`).
+
+    ``discrete`` (default): the VP ``schedule`` with integer steps, as before processes existed.
+    Continuous time: ``flow`` (linear interpolant, SD3 ``shift``), ``edm`` / ``ve`` (alpha = 1,
+    sigma in [sigma_min, sigma_max], Karras ``rho`` grid), ``vp_cosine`` / ``vp_linear_logsnr``
+    (logsnr in [logsnr_min, logsnr_max]); each name reads only its own keys. ``sigma_data`` is
+    EDM's, used by the ``edm`` target's preconditioning.
+    """
+    name: str = "discrete"
+    shift: float = 1.0
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    logsnr_min: float = -15.0
+    logsnr_max: float = 15.0
+    sigma_data: float = 0.5
+
+
+@dataclass
 class DataConfig:
     """A built-in dataset name (``gaussian``, ``gmm``, ``digits``, ``patches`` ...) or an image folder."""
     name: str = "gaussian"
@@ -43,24 +63,35 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """A registry name (:mod:`biaskit.models`) and its JSON-able constructor config."""
+    """A registry name (:mod:`biaskit.models`) and its JSON-able constructor config.
+
+    time_input: a discrete run's :data:`biaskit.denoiser.TIME_INPUTS`; a continuous process run's
+    :data:`biaskit.formulations.PROCESS_TIME_INPUTS` (``index``, the default, then means the
+    process's default: ``c_noise`` for the edm target, ``sigma`` under VE, else ``t``).
+    time_scale: a process run's multiplier of ``t`` (None: 1000 when t lies in [0, 1], else 1)."""
     name: str = "mlp"
     config: dict = field(default_factory=dict)
     time_input: str = "index"
+    time_scale: float | None = None
 
 
 @dataclass
 class LossConfig:
-    """target: eps, x0, v or flow; weighting: a spec string of :func:`biaskit.weighting.get_weighting`
+    """target: eps, x0, v or flow (and edm, EDM's preconditioned F, under a continuous process);
+    weighting: a spec string of :func:`biaskit.weighting.get_weighting`
     (``debias``, ``min_snr:5``, ``p2:k=1:gamma=0.5``), applied in the target's space;
     snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max
     (of the x0-space weight under p(t), one constant for every target);
-    t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr)."""
+    t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr), discrete runs;
+    density: a continuous process run's training-time density over logsnr
+    (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t,
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...)."""
     target: str = "eps"
     weighting: str = "constant"
     snr_min: float | None = None
     normalize: str = "none"
     t_sampling: str = "uniform"
+    density: str = "uniform"
 
 
 @dataclass
@@ -86,6 +117,7 @@ class EMAConfig:
 @dataclass
 class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -115,18 +147,10 @@ class TrainConfig:
         for key in ("batch_size", "steps", "log_every", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
-        from .denoiser import TIME_INPUTS
-        if self.model.time_input not in TIME_INPUTS:
-            raise ValueError(f"model.time_input: {self.model.time_input!r} is not one of {', '.join(TIME_INPUTS)}")
         if not 0 <= self.ema.decay < 1:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
-        from . import parameterization, weighting
-        for key, check in (("loss.target", lambda: parameterization.canonical(self.loss.target)),
-                           ("loss.weighting", lambda: weighting.get_weighting(self.loss.weighting))):
-            try:
-                check()
-            except ValueError as e:
-                raise ValueError(f"{key}: {e}") from None
+        from .train.process_objective import check_config
+        check_config(self)
 
 
 def to_dict(config) -> dict:

@@ -27,7 +27,7 @@ import torch
 from .schedules import Schedule, space_timesteps
 
 __all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "Flow", "PROCESSES", "get_process",
-           "vp_coefficients", "edm_preconditioning"]
+           "process_from_config", "PROCESS_KEYS", "vp_coefficients", "edm_preconditioning"]
 
 
 def _f64(t) -> torch.Tensor:
@@ -271,6 +271,21 @@ def get_process(name, **kwargs) -> Process:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)} "
                          "(or a discrete schedule)")
     return PROCESSES[name](**kwargs)
+
+
+# the keys of a training config's ``process:`` that each process reads (the rest are ignored)
+PROCESS_KEYS = {"flow": ("shift",), "ve": ("sigma_min", "sigma_max", "rho"),
+                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max"),
+                "vp_linear_logsnr": ("logsnr_min", "logsnr_max")}
+
+
+def process_from_config(d: dict) -> Process:
+    """The continuous process of a config mapping ``{name, shift, sigma_min, ...}`` (extra keys
+    ignored), e.g. a training config's ``process:`` or a run's biaskit.json ``process``."""
+    name = d["name"]
+    if name not in PROCESS_KEYS:
+        raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESS_KEYS)}")
+    return get_process(name, **{k: float(d[k]) for k in PROCESS_KEYS[name] if k in d})
 
 
 # Karras et al. 2022, Table 1 (EDM column): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)

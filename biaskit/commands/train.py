@@ -16,6 +16,9 @@ def add_arguments(p):
                    "--profile is its old name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-4 --set loss.weighting=min_snr:5")
+    p.add_argument("--process", default=None, help="noise process: discrete (the VP schedule, default), "
+                   "flow, edm, ve, vp_cosine, vp_linear_logsnr (same as --set process.name=...; its "
+                   "keys by --set process.shift=3, loss.target=edm, loss.density=logit_normal:0:1)")
     p.add_argument("--out", default=None, help="run directory (default: config's out)")
     p.add_argument("--steps", type=int, default=None, help="total number of optimizer steps")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto")
@@ -46,7 +49,7 @@ def run(args) -> int:
     else:
         config = TrainConfig()
     extra = list(args.overrides)
-    for key, value in (("out", args.out), ("steps", args.steps), ("device", args.device)):
+    for key, value in (("process.name", args.process), ("out", args.out), ("steps", args.steps), ("device", args.device)):
         if value is not None:
             extra.append(f"{key}={value}")
     config = apply_overrides(config, extra)

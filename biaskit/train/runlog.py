@@ -9,7 +9,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from .objective import TrainState, _quarter
+from .objective import TrainState
 
 
 # keys that only say how long to train, where, and how often to log/probe/checkpoint: a resumed
@@ -62,7 +62,7 @@ class _Log:
             csv.writer(f).writerows(kept)
 
     def add(self, s: TrainState):
-        q = _quarter(s.t, self.trainer.schedule.T)
+        q = self.trainer.quarter(s.t)
         self.sums[1].index_add_(0, q, s.mse.double())
         self.sums[2].index_add_(0, q, self.ones)
         self.sums[0, :1].add_(s.loss)

@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import checkpoint as C
 from .. import parameterization as P
-from ..config import TrainConfig, load_config, to_dict
+from ..config import ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser, resolve_device
 from ..distributed import init_process_group, launched
 from ..jsonio import write_json
@@ -23,8 +23,9 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
-from .objective import (_DROPOUT, _NOISE, TrainState, batch_indices, diffusion_loss, learning_rate,
-                        loss_weights, timestep_probabilities)
+from .objective import (_DROPOUT, _NOISE, TrainState, _quarter, batch_indices, diffusion_loss,
+                        learning_rate, loss_weights, timestep_probabilities)
+from .process_objective import ProcessObjective, build_process, process_time_input
 from .runlog import RESUMABLE, _Log, config_differences
 
 
@@ -85,13 +86,18 @@ class Trainer:
             C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
         self.data = _dataset(cfg, data)
         self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
-        self.target = P.canonical(cfg.loss.target)
-        p_t = timestep_probabilities(cfg.loss.t_sampling, self.schedule)
+        self.process = build_process(cfg)
         dev, T = self.device, self.schedule.T
-        self.w_t = loss_weights(cfg.loss, self.schedule, p_t).to(dev, torch.float32)
-        self.alpha_t = self.schedule.alpha.to(dev, torch.float32)
-        self.sigma_t = self.schedule.sigma.to(dev, torch.float32)
-        self.p_t = None if p_t is None else torch.as_tensor(p_t, device=dev)
+        if self.process is None:
+            self.target = P.canonical(cfg.loss.target)
+            p_t = timestep_probabilities(cfg.loss.t_sampling, self.schedule)
+            self.w_t = loss_weights(cfg.loss, self.schedule, p_t).to(dev, torch.float32)
+            self.alpha_t = self.schedule.alpha.to(dev, torch.float32)
+            self.sigma_t = self.schedule.sigma.to(dev, torch.float32)
+            self.p_t = None if p_t is None else torch.as_tensor(p_t, device=dev)
+        else:  # continuous time: t drawn from loss.density, weights per sample (process_objective)
+            self.target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
+            self.time_input, self.time_scale = process_time_input(cfg, self.process, self.target)
 
         model_cfg = dict(cfg.model.config)
         shape = self.data.shape
@@ -123,7 +129,11 @@ class Trainer:
                                            fused=True if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
-        self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
+        if self.process is None:
+            self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
+        else:
+            self.objective = ProcessObjective(cfg.loss, self.process, self.target,
+                                              self.denoiser(ema=False).time_in, cfg.process.sigma_data)
         self.autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None)
         self._noise = torch.Generator(dev)
         self.info = self._run_info()
@@ -136,18 +146,30 @@ class Trainer:
     # --- run description and checkpoints ---------------------------------------------------
     def _run_info(self) -> dict:
         cfg = self.config
-        return {"format": C.FORMAT, "version": 1, "name": self.run_dir.name,
+        info = {"format": C.FORMAT, "version": 1, "name": self.run_dir.name,
                 "model": {"name": cfg.model.name, "config": self.model_config},
                 "parameterization": self.target, "time_input": cfg.model.time_input,
                 "schedule": self.schedule.to_dict(), "schedule_config": to_dict(cfg.schedule),
                 "data_range": list(self.data.data_range), "channels": self.data.shape[0],
                 "shape": list(self.data.shape), "data": self.data.spec, "train_config": to_dict(cfg)}
+        if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
+            info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
+                        process={**to_dict(cfg.process), "time_scale": self.time_scale})
+        return info
+
+    def quarter(self, t: torch.Tensor) -> torch.Tensor:
+        """Which quarter (0..3) of the time range each t falls in (noisiest last)."""
+        if self.process is None:
+            return _quarter(t, self.schedule.T)
+        lo, hi = self.process.t_min, self.process.t_max
+        return ((t - lo) / (hi - lo) * 4).long().clamp(0, 3)
 
     def _resume(self):
         old = C.read_run_info(self.run_dir)
         coarse = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
-        differ = config_differences(old.get("train_config", {}), to_dict(self.config)) \
-            if "train_config" in old else []
+        # a run recorded before ``process`` existed trained the default (discrete) process
+        old_cfg = {"process": to_dict(ProcessConfig()), **old.get("train_config", {})}
+        differ = config_differences(old_cfg, to_dict(self.config)) if "train_config" in old else []
         differ = differ or coarse  # the dotted keys when the run recorded its config
         if differ:
             raise ValueError(f"cannot resume {self.run_dir} with another config: {', '.join(differ)} "
@@ -172,7 +194,16 @@ class Trainer:
                           keep=self.config.keep_checkpoints)
 
     def denoiser(self, ema: bool = True) -> Denoiser:
-        """The current network (EMA by default) as a :class:`Denoiser` (shares its weights)."""
+        """The current network (EMA by default) as a :class:`Denoiser` (shares its weights); a
+        process run's is a :class:`~biaskit.formulations.ProcessDenoiser`."""
+        if self.process is not None:
+            from ..formulations import ProcessDenoiser
+            return ProcessDenoiser(
+                self.ema if ema else self.net, self.process, self.target, time_input=self.time_input,
+                time_scale=self.time_scale, sigma_data=self.config.process.sigma_data,
+                data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
+                info={"step": self.step, "weights": "ema" if ema else "online",
+                      "weighting": self.config.loss.weighting})
         return Denoiser(self.ema if ema else self.net, self.schedule, self.target,
                         time_input=self.config.model.time_input, data_range=self.data.data_range,
                         channels=self.data.shape[0], name=self.run_dir.name,
@@ -189,7 +220,9 @@ class Trainer:
         x0 = self.train_x[idx.to(self.device)]
         g = self._noise.manual_seed(derive_seed(cfg.seed, _NOISE, step))
         T = self.schedule.T
-        if self.p_t is None:
+        if self.process is not None:
+            t = self.objective.sampler(torch.rand(B, device=self.device, generator=g, dtype=torch.float64))
+        elif self.p_t is None:
             t = torch.randint(T, (B,), device=self.device, generator=g)
         else:
             t = torch.multinomial(self.p_t, B, replacement=True, generator=g)
@@ -204,8 +237,11 @@ class Trainer:
         if self.has_dropout:
             torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
         x0, t, eps = self.batch(self.step)
-        loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
-                                   self.target, self.w_t, self.autocast)
+        if self.process is not None:
+            loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast)
+        else:
+            loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
+                                       self.target, self.w_t, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:

@@ -94,6 +94,20 @@ def max_snr(gamma: float = 1.0) -> Weighting:
                      f"max_snr(γ={gamma:g})")
 
 
+# Salimans & Ho 2022, the v-prediction loss: constant on v, i.e. w_x0 = snr + 1
+@register
+def v_constant() -> Weighting:
+    return Weighting("v_constant", 0.0, lambda s, *_: s + 1, label="v_constant (v-MSE)")
+
+
+# Lipman et al. 2023 / Liu et al. 2022 (flow matching, rectified flow): constant on the velocity
+# u = eps - x0, i.e. w_x0 = 1 / s^2 = (1 + sqrt(snr))^2 with s = 1 / (1 + sqrt(snr)) the flow time
+@register
+def flow_constant() -> Weighting:
+    return Weighting("flow_constant", 0.0, lambda s, *_: (1 + s.sqrt()) ** 2,
+                     label="flow_constant (velocity MSE)")
+
+
 def _vlb_regular(s, lam, ctx):
     # Ho et al. 2020, Eq. 12: w_eps = beta^2 / (2 s_t^2 (1 - beta) (1 - abar)), with s_t^2 the
     # posterior variance beta~_t; s_0^2 := s_1^2 as ADM clips.

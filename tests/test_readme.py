@@ -118,5 +118,6 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
         assert rc == 0, (argv, err)
         assert "Traceback" not in err
         ran.append(argv[0])
-    assert ran.count("train") == 5 and ran.count("probe") >= 3 and ran.count("sample") == 2
+    assert ran.count("train") == 7 and ran.count("probe") >= 5 and ran.count("sample") == 2
     assert (repo / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()
+    assert (repo / "runs" / "digits-flow" / "probe").is_dir() and (repo / "runs" / "digits-edm" / "probe").is_dir()

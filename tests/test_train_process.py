@@ -4,6 +4,7 @@ under every target, and the discrete VP path keeps its numbers. Numbers derived 
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,7 +104,9 @@ def test_discrete_vp_losses_unchanged(tmp_path, key):
            "device": "cpu", "threads": 1}
     run_training(cfg, progress=False)
     rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
-    assert [r["loss"] for r in rows] == VP_BEFORE[key]
+    # float32 reductions differ between CPUs in the last digits (1.4e-7 relative seen); a changed
+    # draw, weight or target moves a 5-step loss by far more than 1e-5
+    np.testing.assert_allclose([float(r["loss"]) for r in rows], [float(v) for v in VP_BEFORE[key]], rtol=1e-5)
 
 
 @pytest.mark.parametrize("over,key", [({"loss": {"target": "edm"}}, "loss.target"),

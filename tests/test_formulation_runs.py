@@ -84,3 +84,13 @@ def test_vp_linear_density_is_the_linear_schedules_and_draws_its_steps():
     assert abs(frac - 500 / 999) < 4 * math.sqrt(0.25 / len(u))
     with pytest.raises(ValueError, match="integer"):
         get_density("vp_linear:10.5")
+
+
+def test_every_profile_plans_the_formulation_runs_of_notebook_05():
+    from biaskit.profiles import PROFILES, parameters, planned_runs
+    for profile in PROFILES:
+        params = parameters(profile, "05_formulations")
+        plan = planned_runs(profile, ["05_formulations"])
+        assert plan == [("gmm", w, 0) for w in params["weightings"]], profile
+        assert set(plan) <= set(planned_runs(profile))
+    assert {w for _, w, _ in planned_runs("quick", ["05_formulations"])} >= {"v-debias", "edm", "flow-debias"}

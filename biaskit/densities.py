@@ -19,6 +19,11 @@ formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written he
 - ``mode:SCALE``: SD3's mode sampling (Eq. 20), s = 1 - u - SCALE (cos^2(pi u / 2) - 1 + u),
   u ~ U(0, 1); monotone for -1 <= SCALE <= 2 / (pi - 2).
 - ``cosmap``: SD3's CosMap (Eq. 21), s = 1 - 1 / (tan(pi u / 2) + 1), u ~ U(0, 1).
+- ``vp_linear:T``: uniform t over the discrete linear-beta VP schedule of T steps (Ho et al. 2020,
+  beta linear from 1e-4 to 0.02; T = 1000 by default) read with logsnr linear between steps, as
+  :class:`~biaskit.processes.DiscreteVP`: p_lam = 1 / ((T - 1) |lam_{i+1} - lam_i|) on the segment
+  of steps i, i + 1, and 0 outside [lam_{T-1}, lam_0]. A continuous process trained under it draws
+  logsnr as an eps-VP run on that schedule does, so with the same w_x0 it has the same W.
 
 Every density is a function ``pdf(lam, process)`` returning p_lam (float64, integrating to 1 over
 lam); :func:`time_pdf` gives p(t) for a process.
@@ -62,11 +67,13 @@ def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TimeDensity:
-    """A density of training times over logsnr: ``pdf(lam, process) -> p_lam``."""
+    """A density of training times over logsnr: ``pdf(lam, process) -> p_lam``; ``support``:
+    (lam_lo, lam_hi) outside which it is 0 (None: the whole line or the process's range)."""
 
     name: str
     pdf: Callable
     params: dict = field(default_factory=dict)
+    support: tuple | None = None
 
     def __call__(self, lam, process: Process | None = None) -> torch.Tensor:
         return self.pdf(_f64(lam), process)
@@ -114,6 +121,20 @@ def _cosmap(lam, _):
     return _via_flow_time(lambda s: 2 / math.pi / (s**2 + (1 - s) ** 2), lam)
 
 
+def _vp_linear(T: float = 1000):
+    from .schedules import get_schedule
+    if T != int(T) or T < 2:
+        raise ValueError(f"vp_linear needs an integer number of steps T >= 2, got {T:g}")
+    lam_i = get_schedule("linear", int(T)).logsnr  # decreasing in the step i
+    lo, hi = float(lam_i[-1]), float(lam_i[0])
+
+    def pdf(lam, _):
+        j = torch.searchsorted(-lam_i, -lam.reshape(-1)).reshape(lam.shape).clamp(1, int(T) - 1)
+        p = 1 / ((int(T) - 1) * (lam_i[j - 1] - lam_i[j]))
+        return torch.where((lam >= lo) & (lam <= hi), p, torch.zeros_like(p))
+    return TimeDensity("vp_linear", pdf, {"T": int(T)}, support=(lo, hi))
+
+
 _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
     "uniform": lambda: TimeDensity("uniform", _uniform),
     "normal": lambda mean=0.0, std=1.0: TimeDensity(
@@ -125,6 +146,7 @@ _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
         "logit_normal", lambda lam, _: _normal(lam, -2 * m, 2 * s), {"m": m, "s": s}),
     "mode": lambda scale=1.29: TimeDensity("mode", _mode_pdf(scale), {"scale": scale}),
     "cosmap": lambda: TimeDensity("cosmap", _cosmap),
+    "vp_linear": _vp_linear,
 }
 
 
@@ -134,7 +156,7 @@ def density_names() -> list[str]:
 
 def get_density(spec) -> TimeDensity:
     """A density from a TimeDensity or a spec string: ``uniform``, ``normal:0:2``,
-    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ``mode:1.29``, ``cosmap``."""
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ``mode:1.29``, ``cosmap``, ``vp_linear``."""
     if isinstance(spec, TimeDensity):
         return spec
     name, *args = str(spec).strip().split(":")

@@ -105,9 +105,10 @@ def _finish_x(ax, x):
         ax.invert_xaxis()  # noise grows to the right, as against t
 
 
-def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None):
     """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
-    tuple), every model overlaid with its 95% band; log y where a statistic spans decades."""
+    tuple), every model overlaid with its 95% band; log y where a statistic spans decades (or
+    as ``log`` says: True, False; a log axis drops values <= 0)."""
     style()
     df = _models(df)
     stats = [stats] if isinstance(stats, str) else list(stats)
@@ -121,12 +122,12 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None):
     fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
                              squeeze=False)
     for i, stat in enumerate(stats):
-        log = _spans_decades(df[stat])
+        log_y = _spans_decades(df[stat]) if log is None else bool(log)
         for j, xv in enumerate(xs):
             ax = axes[i, j]
             for name, colour in zip(names, colours):
-                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log)
-            if log:
+                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log_y)
+            if log_y:
                 ax.set_yscale("log")
             ax.set_ylabel(stat_label(stat), fontsize=9)
             _finish_x(ax, xv)

@@ -32,6 +32,8 @@ import json
 from pathlib import Path
 
 WEIGHTINGS = ["constant", "debias", "min_snr", "p2"]
+# notebook 05: eps-VP, v-VP, EDM and flow matching, each usual and with eps-VP debias's W(lam)
+FORMULATIONS = ["constant", "debias", "v", "v-debias", "edm", "edm-debias", "flow", "flow-debias"]
 FAMILIES = ("gmm", "digits", "patches")
 
 _TINY = {"log_every": 10, "ema.start": 0, "ema.decay": 0.5}
@@ -73,6 +75,9 @@ PROFILES: dict[str, dict[str, dict]] = {
                       "fid_steps": [5], "fid_n": 10, "fid_weightings": ["constant"]},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+        "05_formulations": {"dataset": "gmm", "weightings": ["constant", "v-debias", "edm", "flow-debias"],
+                            "steps_list": [2, 5], "samplers": ["ddim"], "n_boot": 5,
+                            "clip_views": [False]},
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
@@ -98,6 +103,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "03_reasons": {"dataset": "patches", "weightings": ["constant", "debias"], "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+        # the gmm runs of 01 and six more (about 5 s each at 1200 steps on one core); 2-D, K = 8
+        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+                            "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
+                            "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
+                            "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
     },
     "full": {
         "runner": {"jobs": 1},
@@ -116,6 +126,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+                            "steps_list": [2, 3, 5, 10, 20, 50, 100, 1000],
+                            "samplers": ["ddim", "dpm_solver++", "unipc"], "native_samplers": True,
+                            "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
+                            "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
     },
 }
 
@@ -136,6 +151,10 @@ PROFILES["gpu-smoke"] = {
                   "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
     "03_reasons": {"dataset": "patches", "sample_steps": 10, "switch_points": [0, 5, 10]},
     "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
+    "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+                        "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
+                        "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
+                        "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
 }
 PROFILES["gpu-smoke"]["training"]["families"]["gmm"].update({"data.n_train": 20_000})
 

@@ -92,7 +92,7 @@ def test_mosaic_places_each_image_in_its_cell():
 def test_profiles_cover_every_notebook():
     names = set(notebooks())
     assert {"00_weighting_atlas", "01_existence", "02_impact", "03_reasons",
-            "04_probe_checkpoint"} <= names
+            "04_probe_checkpoint", "05_formulations"} <= names
     for profile in PROFILES:
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
@@ -119,7 +119,7 @@ def test_the_notebooks_ship_with_the_package():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     from biaskit.figures import NOTEBOOK_DIR
     root = Path(__file__).resolve().parents[1]
-    assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 5
+    assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 6
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert all(any(p.relative_to(root / "biaskit").match(g) for g in globs["biaskit"])
                for p in NOTEBOOK_DIR.glob("*.ipynb"))
@@ -180,12 +180,12 @@ def test_gpu_smoke_profile_runs_the_full_profiles_models_at_tiny_sizes():
     """gpu-smoke trains what full trains (preset size, architecture, precision, schedule, loss:
     the same code path on a GPU) and differs only in how long and on how much."""
     import dataclasses
-    from biaskit.profiles import planned_runs, run_config
+    from biaskit.profiles import FORMULATIONS, planned_runs, run_config
     smoke, full = PROFILES["gpu-smoke"], PROFILES["full"]
     assert smoke["training"]["preset_size"] == full["training"]["preset_size"] == "full"
     plan = planned_runs("gpu-smoke")
     assert {f for f, _, _ in plan} == {f for f, _, _ in planned_runs("full")}
-    assert set(plan) <= set(planned_runs("full")) and {w for _, w, _ in plan} == {"constant", "debias"}
+    assert set(plan) <= set(planned_runs("full")) and {w for _, w, _ in plan} == {"constant", "debias"} | set(FORMULATIONS)
     may_differ = {"steps", "batch_size", "ckpt_every", "log_every", "probe_every", "ema.decay",
                   "ema.start", "optim.warmup_steps", "data.n_train"}
     for family, w, seed in plan:
@@ -298,7 +298,7 @@ def test_every_notebook_runs_in_the_smoke_profile(smoke_run):
 
 
 def test_second_run_hits_the_cache_and_skips_training(smoke_run):
-    trainers = ["01_existence", "02_impact", "03_reasons", "04_probe_checkpoint"]
+    trainers = ["01_existence", "02_impact", "03_reasons", "04_probe_checkpoint", "05_formulations"]
     argv = smoke_run["argv"][:-2] + ["--only", *trainers]
     assert cli.main(argv) == 0
     manifest = json.loads((smoke_run["out"] / "manifest.json").read_text())

@@ -30,7 +30,7 @@ from ..densities import get_density
 from ..processes import PROCESS_KEYS, Process, edm_preconditioning, process_from_config
 
 __all__ = ["check_config", "build_process", "process_time_input", "TimeSampler", "ProcessObjective",
-           "process_inputs"]
+           "process_inputs", "x0_weight_per_logsnr"]
 
 LAM_CAP = 30.0   # the logsnr grid of a density is clipped to [-LAM_CAP, LAM_CAP]
 GRID = 8193      # logsnr grid points for inverse-CDF sampling and normalisation
@@ -109,7 +109,8 @@ class TimeSampler:
 
     ``uniform``: t = t_min + (t_max - t_min) u. Otherwise the inverse CDF of p_lam truncated to
     the process's logsnr range (clipped to +-LAM_CAP) on a grid of GRID points:
-    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam.
+    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam,
+    renormalised by its quadrature mass on the range unless its ``support`` lies inside it.
     """
 
     def __init__(self, process: Process, density):
@@ -124,7 +125,10 @@ class TimeSampler:
         if not (torch.isfinite(cdf[-1]) and cdf[-1] > 0):
             raise ValueError(f"loss.density: {self.density.column} puts no mass on the logsnr range "
                              f"[{lo:.3g}, {hi:.3g}] of process {process.name}")
-        self.mass, self.cdf = float(cdf[-1]), cdf / cdf[-1]
+        # a density with all its mass inside the range needs no quadrature (exact W)
+        sup = self.density.support
+        whole = sup is not None and lo <= sup[0] and sup[1] <= hi
+        self.mass, self.cdf = 1.0 if whole else float(cdf[-1]), cdf / cdf[-1]
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """t (B,) float64 for u (B,) uniform in [0, 1)."""
@@ -181,6 +185,11 @@ class ProcessObjective:
         total = w_x0.max() if mode == "max" else torch.trapezoid(w_x0 * self.sampler.pdf(lam), lam)
         return float(1 / total)
 
+    def x0_weight_per_logsnr(self, lam: torch.Tensor) -> torch.Tensor:
+        """W(lam) = c w_x0 p_lam (float64): the x0-MSE weight per unit logsnr this loss trains."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return self._per_sample(lam, "x0") * self.sampler.pdf(lam)
+
     def weights(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample weights (B,) float64 on the target's MSE at process times t (B,)."""
         return self._per_sample(self.process.logsnr(t.cpu()), self.target).to(t.device)
@@ -197,3 +206,29 @@ class ProcessObjective:
             out = net(x_in, time)
         mse = (out.to(x0.dtype) - goal).square().flatten(1).mean(1)
         return (self.weights(t).to(mse.dtype) * mse).mean(), mse
+
+
+def x0_weight_per_logsnr(cfg, lam) -> torch.Tensor:
+    """W(lam) (float64, shape of lam) of a training config: the x0-MSE weight per unit logsnr
+    that its loss puts at each lam (:func:`biaskit.densities.effective_x0_weight`), two configs
+    with the same W training the same objective. A discrete run draws integer steps uniformly,
+    read as t uniform on [0, T - 1] of :class:`~biaskit.processes.DiscreteVP` (times its
+    ``normalize`` constant); a process run uses its training density truncated to the process's
+    range, as :class:`TimeSampler` draws it. W is 0 outside the range a run trains on."""
+    from ..densities import effective_x0_weight
+    from ..processes import DiscreteVP
+    from ..schedules import get_schedule
+    from ..weighting import per_sample_weights
+    loss = cfg.loss
+    lam = torch.as_tensor(lam, dtype=torch.float64)
+    if cfg.process.name != "discrete":
+        return ProcessObjective(loss, build_process(cfg), "x0", None,
+                                cfg.process.sigma_data).x0_weight_per_logsnr(lam)
+    if loss.t_sampling != "uniform":
+        raise ValueError(f"loss.t_sampling: {loss.t_sampling!r}: W of a discrete run is given for uniform steps")
+    sched = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
+    w = [per_sample_weights(loss.weighting, sched, "x0", snr_min=loss.snr_min, normalize=n)[0]
+         for n in (loss.normalize, "none")]
+    inside = (lam >= sched.logsnr[-1]) & (lam <= sched.logsnr[0])
+    return inside * w[0] / w[1] * effective_x0_weight(loss.weighting, "uniform", DiscreteVP(sched),
+                                                      lam, snr_min=loss.snr_min)

@@ -1,0 +1,200 @@
+"""The analyses of notebook 05_formulations: models of several formulations (eps-VP, v-VP, EDM,
+flow matching) of the same data, read as VP denoisers on one log-SNR axis
+(:func:`biaskit.formulations.on_common_logsnr`), against the exact oracle and in few-step samples.
+
+- :func:`run_table`: what each run trains (process, target, weighting, training density).
+- :func:`with_oracle`: a probe frame with the oracle's own x0 error as one more "model".
+- :func:`high_noise_table`: per model, where its excess x0 error over the oracle lies on the
+  logsnr axis, and its excess and bias norm at the noisiest probed point.
+- :func:`native_sampler`, :func:`formulation_samples`, :func:`formulation_quality`: samples of
+  every model from the same noise, with the samplers of the common VP view (DDIM, DPM-Solver++ on
+  the reference schedule) and each formulation's own (EDM's Heun on its Karras grid, the flow
+  Euler ODE on its time grid), scored against held-out data with the data-vs-data floor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .cache import Cache
+from .experiments import run_key
+from .study import _digest, protocol
+
+ORACLE = "oracle (irreducible)"
+NATIVE = ("heun", "flow_euler")  # the samplers of :func:`native_sampler`
+
+
+def run_table(runs: dict[str, Path]) -> pd.DataFrame:
+    """One row per run: model, process (``discrete`` = the VP schedule's integer steps), target,
+    weighting and training density (``uniform`` steps for a discrete run), from its biaskit.json."""
+    from .checkpoint import read_run_info
+    rows = []
+    for name, run in runs.items():
+        cfg = read_run_info(run)["train_config"]
+        process, loss = cfg.get("process", {}).get("name", "discrete"), cfg["loss"]
+        rows.append({"model": name, "process": process, "target": loss["target"],
+                     "weighting": loss["weighting"],
+                     "density": loss.get("density", "uniform") if process != "discrete" else loss["t_sampling"]})
+    return pd.DataFrame(rows)
+
+
+def with_oracle(df: pd.DataFrame) -> pd.DataFrame:
+    """The model rows of a probe/compare frame plus rows of model :data:`ORACLE` whose x0_mse is
+    the oracle's (oracle_mse, the same draws for every model: taken from the first model)."""
+    models = df[df["kind"] == "model"] if "kind" in df else df
+    if "oracle_mse" not in models:
+        raise ValueError("the frame has no oracle_mse: probe with an oracle (data with a mixture)")
+    first = models[models["model"] == models["model"].iloc[0]]
+    oracle = first[["t", "schedule_index", "snr", "logsnr", "n"]].assign(
+        model=ORACLE, x0_mse=first["oracle_mse"].to_numpy(), kind="model")
+    for side in ("lo", "hi"):
+        if f"oracle_mse_{side}" in first:
+            oracle[f"x0_mse_{side}"] = first[f"oracle_mse_{side}"].to_numpy()
+    return pd.concat([models, oracle], ignore_index=True)
+
+
+def _trapezoid_below(lam: np.ndarray, y: np.ndarray, cut: float) -> tuple[float, float]:
+    """(integral of y over lam < cut, integral over all lam), trapezoids with y linear between
+    the points; the segment across the cut is split at it."""
+    order = np.argsort(lam)
+    lam, y = lam[order], y[order]
+    total = float(np.trapezoid(y, lam))
+    if cut <= lam[0]:
+        return 0.0, total
+    if cut >= lam[-1]:
+        return total, total
+    y_cut = float(np.interp(cut, lam, y))
+    keep = lam < cut
+    return float(np.trapezoid(np.append(y[keep], y_cut), np.append(lam[keep], cut))), total
+
+
+def high_noise_table(df: pd.DataFrame, cut: float) -> pd.DataFrame:
+    """Per model of a compare frame with oracle columns (kind "model" rows), on the logsnr axis:
+
+    - ``excess_share_below_cut``: the share of the integral of excess_mse over logsnr
+      (trapezoids over the probed points) that lies at logsnr < ``cut``;
+    - ``excess_over_oracle_below_cut``: mean excess_mse / mean oracle_mse over the probed
+      points with logsnr < cut (how much the model adds to the irreducible error there);
+    - at the noisiest probed point (lowest logsnr): ``excess_noisiest`` and ``x0_bias_l2_noisiest``
+      with their 95% intervals (``_lo``, ``_hi``) where the frame has them.
+    """
+    models = df[df["kind"] == "model"] if "kind" in df else df
+    rows = []
+    for name, d in models.groupby("model", sort=False):
+        lam, ex = d["logsnr"].to_numpy(float), d["excess_mse"].to_numpy(float)
+        below, total = _trapezoid_below(lam, ex, cut)
+        hi_noise = d[d["logsnr"] < cut]
+        last = d.loc[d["logsnr"].idxmin()]
+        row = {"model": name, "logsnr_cut": cut, "n_below_cut": len(hi_noise),
+               "excess_share_below_cut": below / total if total > 0 else float("nan"),
+               "excess_over_oracle_below_cut": (hi_noise["excess_mse"].mean() / hi_noise["oracle_mse"].mean()
+                                                if len(hi_noise) else float("nan")),
+               "logsnr_noisiest": float(last["logsnr"])}
+        for stat, col in (("excess_mse", "excess_noisiest"), ("x0_bias_l2", "x0_bias_l2_noisiest")):
+            if stat in d:
+                row[col] = float(last[stat])
+                for side in ("lo", "hi"):
+                    if f"{stat}_{side}" in d:
+                        row[f"{col}_{side}"] = float(last[f"{stat}_{side}"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def native_sampler(denoiser) -> str | None:
+    """The sampler of a formulation's own papers: ``heun`` (EDM, Karras et al. 2022 Algorithm 2)
+    for a VE / EDM model, ``flow_euler`` for a flow-matching model, None for a VP model (whose
+    own samplers are the common ones)."""
+    from .processes import VE, Flow
+    process = getattr(denoiser, "process", None)
+    if isinstance(process, VE):
+        return "heun"
+    if isinstance(process, Flow):
+        return "flow_euler"
+    return None
+
+
+def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name: str, n: int, *,
+                        sampler: str, steps: int, seed: int, clip: bool = False) -> torch.Tensor:
+    """(n, *shape) samples of ``models[name]`` (a model of ``runs[name]``, on the view it is given,
+    e.g. the common logsnr schedule) from the seeded noise every model shares, cached per (run,
+    view, sampler, steps, n, seed, clip). A native ODE sampler (``heun``, ``flow_euler``) walks
+    the model's own process grid (:func:`biaskit.sampling.sample`)."""
+    from .checkpoint import read_run_info
+    from .sampling import sample
+    den, shape = models[name], (int(n), *read_run_info(runs[name])["shape"])
+    key = {"run": run_key(runs[name]), "view": _digest(den.schedule.abar), "sampler": sampler,
+           "steps": int(steps), "n": int(n), "seed": int(seed), "clip": bool(clip)}
+
+    def compute():
+        return {"x0": sample(den, shape, sampler=sampler, steps=int(steps), seed=int(seed), clip=clip,
+                             progress=False).x0}
+
+    return cache.tensors("formulation_samples", key, compute, label=f"{name}-{sampler}-{steps}")["x0"]
+
+
+def formulation_quality(cache: Cache, runs: dict[str, Path], models: dict, reference, metrics, *,
+                        data, samplers, steps_list, n: int, seed: int, clip: bool = False,
+                        baseline=None, native: bool = True, n_boot: int | None = None) -> pd.DataFrame:
+    """:func:`biaskit.metrics.evaluate` of every model's :func:`formulation_samples` against
+    ``reference`` for each common sampler of ``samplers`` and, with ``native``, each model's
+    :func:`native_sampler`, at each step count; cached per (run, view, sampler, steps, n, seed,
+    clip, metrics, reference, n_boot). One row per (weighting = model, sampler, steps, metric) with
+    value, lo, hi; ``baseline`` adds the data-vs-data floor rows (weighting "data vs data").
+    ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
+    from . import metrics as M
+    n_boot = M.N_BOOT if n_boot is None else int(n_boot)
+    common = {"metrics": list(metrics), "seed": int(seed), "data": data.spec,
+              "reference": _digest(reference), "n": int(n), "clip": bool(clip), "n_boot": n_boot}
+    kw = dict(data_range=data.data_range, mixture=getattr(data, "mixture", None), seed=seed, n_boot=n_boot)
+    frames = []
+    for name, den in models.items():
+        own = [native_sampler(den)] if native and native_sampler(den) else []
+        for sampler in list(samplers) + own:
+            for steps in steps_list:
+                def compute(name=name, sampler=sampler, steps=steps):
+                    x = formulation_samples(cache, runs, models, name, n, sampler=sampler, steps=steps,
+                                            seed=seed, clip=clip)
+                    return M.evaluate({name: x}, reference, list(metrics), **kw)
+                key = {**common, "run": run_key(runs[name]), "view": _digest(den.schedule.abar),
+                       "sampler": sampler, "steps": int(steps)}
+                frames.append(cache.frame("formulation_quality", key, compute).assign(
+                    sampler=sampler, steps=int(steps)))
+    if baseline is not None:
+        frames.append(cache.frame("quality_floor", {**common, "baseline": _digest(baseline)},
+                                  lambda: M.data_vs_data(baseline, reference, list(metrics), int(n), **kw)))
+    return pd.concat(frames, ignore_index=True).rename(columns={"set": "weighting"}).assign(
+        clip=bool(clip), protocol=protocol(clip))
+
+
+def quality_over_floor(quality: pd.DataFrame) -> pd.DataFrame:
+    """Each sample-quality row of :func:`formulation_quality` with ``floor`` (the data-vs-data
+    value of its metric) and ``over_floor`` = value / floor (1: as close to the held-out data as
+    other data of the same law)."""
+    from .metrics import BASELINE
+    floor = quality[quality["weighting"] == BASELINE].groupby("metric")["value"].first()
+    q = quality[quality["weighting"] != BASELINE].copy()
+    q["floor"] = q["metric"].map(floor)
+    q["over_floor"] = q["value"] / q["floor"]
+    return q
+
+
+def summary_table(high: pd.DataFrame, quality: pd.DataFrame, *, sampler: str, clip: bool,
+                  metric: str = "swd") -> pd.DataFrame:
+    """Per model: the :func:`high_noise_table` columns that say where its x0 error goes, then its
+    ``metric`` / floor (:func:`quality_over_floor`) under protocol ``clip`` with ``sampler`` and
+    with its :func:`native_sampler` (NaN for a VP model), at the fewest and the most steps."""
+    q = quality_over_floor(quality)
+    q = q[(q["metric"] == metric) & (q["clip"] == bool(clip))]
+    out = high.set_index("model")[["excess_noisiest", "x0_bias_l2_noisiest", "excess_share_below_cut",
+                                   "excess_over_oracle_below_cut"]].copy()
+    for label, rows in ((sampler, q[q["sampler"] == sampler]), ("native", q[q["sampler"].isin(NATIVE)])):
+        if rows.empty:
+            continue
+        for steps in (rows["steps"].min(), rows["steps"].max()):
+            out[f"{metric}/floor {label} {int(steps)} steps"] = \
+                rows[rows["steps"] == steps].set_index("weighting")["over_floor"]
+    return out.reset_index()

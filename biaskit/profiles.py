@@ -83,10 +83,10 @@ PROFILES: dict[str, dict[str, dict]] = {
         "runner": {"threads": 1, "jobs": 2},
         # patches: the presets' 32-channel UNet, 3000 steps at lr 1e-3 with a cosine decay (DDIM
         # samples look like photo patches for every weighting; 1200 steps of a 16-channel UNet gave
-        # pixel noise), constant and debias only (4 min each on one core); digits and the mixture
-        # (probed, not sampled, in this profile) keep short runs of all four weightings
+        # pixel noise), constant and debias only (4 min each on one core); digits keeps short runs
+        # of all four weightings; the mixture (sampled in 05) 2400 steps of batch 256
         "training": _training("quick", 3000, 64, 750, only={"patches": ["constant", "debias"]},
-                              gmm={"steps": 1200, "ckpt_every": 300},
+                              gmm={"steps": 2400, "batch_size": 256, "ckpt_every": 600},
                               digits={"model.config.channels": 16, "steps": 1200, "ckpt_every": 300,
                                       "optim.lr": 1e-3, "optim.lr_schedule": "cosine"},
                               patches={"optim.lr": 1e-3, "optim.lr_schedule": "cosine"}),
@@ -103,7 +103,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "03_reasons": {"dataset": "patches", "weightings": ["constant", "debias"], "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-        # the gmm runs of 01 and six more (about 5 s each at 1200 steps on one core); 2-D, K = 8
+        # the gmm runs of 01 and six more (about 20 s each at 2400 steps of batch 256 on one core;
+        # 1200 steps of batch 64 sampled one blob instead of the 8 modes); 2-D, K = 8
         "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
                             "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,

@@ -9,7 +9,9 @@ Verdicts come from 95% intervals, never from point estimates alone:
     on the claimed side of 0, ``disagrees`` when on the other, else ``inconclusive``;
   - two sample-quality values (independent sample sets, each with its bootstrap interval):
     ``agrees`` / ``disagrees`` only when the intervals are disjoint, else ``inconclusive``; both
-    inside the data-vs-data noise floor's interval reads ``at the noise floor``.
+    inside the data-vs-data noise floor's interval reads ``at the noise floor``;
+  - a finding beyond the paper (no claim to agree with): ``observed`` / ``reversed`` when the
+    intervals are disjoint, else ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -182,7 +184,33 @@ def samplers_not_run(folder: Path) -> list[tuple]:
              "not measured")] if missing else []
 
 
-CLAIMS = (high_t_error, low_t_error, sample_quality, samplers_not_run, colour_shift, chain_damage)
+def formulations(folder: Path) -> list[tuple]:
+    """Beyond the paper (notebook 05): is the high-noise x0 error a property of the eps
+    parameterization? Each eps-VP model's excess x0 error at the noisiest probed logsnr against
+    the largest of the other formulations' (v, EDM, flow; usual and debias-equivalent weights)."""
+    s = _read(folder / "05_formulations", "high_noise_summary.csv")
+    if s is None:
+        return []
+    eps = s[s["model"].isin([A, B])]
+    other = s[~s["model"].isin([A, B])]
+    if eps.empty or other.empty:
+        return []
+    worst = other.loc[other["excess_noisiest"].idxmax()]
+    rows = []
+    for _, r in eps.iterrows():
+        verdict = ("observed" if r["excess_noisiest_lo"] > worst["excess_noisiest_hi"] else
+                   "reversed" if r["excess_noisiest_hi"] < worst["excess_noisiest_lo"] else "inconclusive")
+        rows.append((f"beyond the paper: eps-VP {r['model']} has a larger excess x0 error at high noise than "
+                     f"v, EDM and flow models (gmm, logsnr {r['logsnr_noisiest']:.1f})",
+                     f"{r['model']} {_ci(r['excess_noisiest'], r['excess_noisiest_lo'], r['excess_noisiest_hi'])}"
+                     f" vs the largest other ({worst['model']}) "
+                     f"{_ci(worst['excess_noisiest'], worst['excess_noisiest_lo'], worst['excess_noisiest_hi'])}",
+                     verdict))
+    return rows
+
+
+CLAIMS = (high_t_error, low_t_error, sample_quality, samplers_not_run, colour_shift, chain_damage,
+          formulations)
 
 
 def table(folder) -> pd.DataFrame:

@@ -51,6 +51,18 @@ def test_sample_quality_needs_disjoint_intervals_and_names_the_floor(tmp_path):
         assert "ddpm, dpm_solver++, unipc" in t.iloc[-1, 0]   # the paper's samplers not run
 
 
+def test_formulations_row_compares_eps_vp_with_the_largest_other(tmp_path):
+    d = tmp_path / "05_formulations"
+    d.mkdir()
+    rows = [("constant", 40.0, 20.0, 60.0), ("debias", 3.0, -1.0, 8.0), ("v", 0.001, 0.0009, 0.0011),
+            ("flow", 0.005, 0.002, 3.5)]   # flow's upper bound overlaps debias's interval
+    pd.DataFrame([{"model": m, "logsnr_noisiest": -10.0, "excess_noisiest": v, "excess_noisiest_lo": lo,
+                   "excess_noisiest_hi": hi} for m, v, lo, hi in rows]).to_csv(d / "high_noise_summary.csv", index=False)
+    t = R.table(tmp_path)
+    assert list(t["verdict"]) == ["observed", "inconclusive"]
+    assert all("(flow) 0.005 [0.002, 3.5]" in m for m in t.iloc[:, 1])
+
+
 def test_readme_shows_the_committed_replication_table():
     md = (ROOT / "figures" / "replication.md").read_text()
     assert md == R.markdown(R.table(ROOT / "figures"))   # the table the committed CSVs give

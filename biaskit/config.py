@@ -85,13 +85,16 @@ class LossConfig:
     t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr), discrete runs;
     density: a continuous process run's training-time density over logsnr
     (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t,
-    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...)."""
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...);
+    uncertainty: EDM2's learned log-variance u(lam), loss w mse / exp(u) + u
+    (:mod:`biaskit.train.uncertainty`; continuous processes)."""
     target: str = "eps"
     weighting: str = "constant"
     snr_min: float | None = None
     normalize: str = "none"
     t_sampling: str = "uniform"
     density: str = "uniform"
+    uncertainty: bool = False
 
 
 @dataclass

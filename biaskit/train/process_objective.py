@@ -59,6 +59,9 @@ def check_config(cfg) -> None:
         _check("loss.target", lambda: P.canonical(loss.target))
         if cfg.model.time_input not in TIME_INPUTS:
             raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not one of {', '.join(TIME_INPUTS)}")
+        if loss.uncertainty:
+            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
         if loss.density != "uniform":
             raise ValueError("loss.density applies to continuous processes (process.name: flow, edm, "
                              "...); the discrete schedule draws steps by loss.t_sampling")
@@ -73,6 +76,9 @@ def check_config(cfg) -> None:
     if loss.t_sampling != "uniform":
         raise ValueError(f"loss.t_sampling: {loss.t_sampling!r} is for the discrete schedule; under "
                          f"process {name} give the training density as loss.density")
+    if loss.uncertainty and loss.normalize != "none":
+        raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
+                         "use loss.normalize: none")
     if w.name == "vlb":
         raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
     _check("loss.density", lambda: get_density(loss.density))
@@ -163,9 +169,13 @@ class ProcessObjective:
     (:meth:`ProcessDenoiser.time_in`); normalize (``mean`` / ``max``) fixes one constant c on the
     x0-space per-sample weight under the training density, by quadrature on the sampler's grid."""
 
-    def __init__(self, loss_cfg, process: Process, target: str, time_in, sigma_data: float = 0.5):
+    def __init__(self, loss_cfg, process: Process, target: str, time_in, sigma_data: float = 0.5,
+                 seed: int = 0):
         from ..weighting import get_weighting
+        from .uncertainty import LogVariance
         self.process, self.target, self.time_in, self.sigma_data = process, target, time_in, sigma_data
+        # EDM2's learned log-variance (loss.uncertainty), trained with the network
+        self.logvar = LogVariance(seed=seed) if getattr(loss_cfg, "uncertainty", False) else None
         self.w, self.snr_min = get_weighting(loss_cfg.weighting), loss_cfg.snr_min
         self.sampler = TimeSampler(process, loss_cfg.density)
         self.c = 1.0
@@ -205,7 +215,10 @@ class ProcessObjective:
         with autocast or nullcontext():
             out = net(x_in, time)
         mse = (out.to(x0.dtype) - goal).square().flatten(1).mean(1)
-        return (self.weights(t).to(mse.dtype) * mse).mean(), mse
+        weighted = self.weights(t).to(mse.dtype) * mse
+        if self.logvar is not None:
+            return self.logvar.loss(weighted, self.process.logsnr(tc).to(x0.device)), mse
+        return weighted.mean(), mse
 
 
 def x0_weight_per_logsnr(cfg, lam) -> torch.Tensor:

@@ -123,17 +123,22 @@ class Trainer:
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
-        o = cfg.optim
-        self.optimizer = torch.optim.AdamW(self._params, lr=o.lr, betas=tuple(o.betas),
-                                           eps=o.eps, weight_decay=o.weight_decay,
-                                           fused=True if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
+        self.logvar = None
         if self.process is None:
             self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
         else:
             self.objective = ProcessObjective(cfg.loss, self.process, self.target,
-                                              self.denoiser(ema=False).time_in, cfg.process.sigma_data)
+                                              self.denoiser(ema=False).time_in, cfg.process.sigma_data,
+                                              seed=cfg.seed)
+            if self.objective.logvar is not None:  # EDM2's learned uncertainty, trained alongside
+                self.logvar = self.objective.logvar.to(dev)
+        o = cfg.optim
+        learned = self._params + ([] if self.logvar is None else list(self.logvar.parameters()))
+        self.optimizer = torch.optim.AdamW(learned, lr=o.lr, betas=tuple(o.betas),
+                                           eps=o.eps, weight_decay=o.weight_decay,
+                                           fused=True if dev.type == "cuda" else None)
         self.autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None)
         self._noise = torch.Generator(dev)
         self.info = self._run_info()
@@ -181,6 +186,8 @@ class Trainer:
         state = read_checkpoint(ckpt / "state.pt", self.device)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.logvar is not None:
+                self.logvar.load_state_dict(state["uncertainty"])
             self.step = int(state["step"])
             torch.set_rng_state(state["rng_cpu"].cpu())
         except (KeyError, ValueError, RuntimeError) as e:
@@ -190,6 +197,8 @@ class Trainer:
         if self.rank != 0:
             return
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "rng_cpu": torch.get_rng_state()}
+        if self.logvar is not None:
+            state["uncertainty"] = self.logvar.state_dict()
         C.save_checkpoint(self.run_dir, self.step, self.net.state_dict(), self.ema.state_dict(), state,
                           keep=self.config.keep_checkpoints)
 
@@ -244,6 +253,10 @@ class Trainer:
                                        self.target, self.w_t, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.logvar is not None and self.world > 1:  # outside DDP's module: average by hand
+            for p in self.logvar.parameters():
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
         if cfg.optim.grad_clip:
             nn.utils.clip_grad_norm_(self._params, cfg.optim.grad_clip)
         self.optimizer.step()

@@ -198,3 +198,17 @@ def summary_table(high: pd.DataFrame, quality: pd.DataFrame, *, sampler: str, cl
             out[f"{metric}/floor {label} {int(steps)} steps"] = \
                 rows[rows["steps"] == steps].set_index("weighting")["over_floor"]
     return out.reset_index()
+
+
+FAMILY_TITLES = {"": "eps-VP", "v": "v-VP", "edm": "EDM", "flow": "flow matching"}
+
+
+def formulation_groups(models) -> dict[str, list[str]]:
+    """{panel title: [usual, debias-equivalent]} of the 05 variants in ``models`` (order kept):
+    ``X`` and ``X-debias`` share a panel, constant and debias (eps-VP) another."""
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        base = m[: -len("-debias")] if m.endswith("-debias") else m
+        base = "" if base in ("constant", "debias") else base
+        groups.setdefault(FAMILY_TITLES.get(base, base), []).append(m)
+    return groups

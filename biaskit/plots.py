@@ -136,6 +136,29 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
     return fig
 
 
+def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None):
+    """One panel per group {title: [model, ...]} of a probe/compare frame, ``stat`` with its 95%
+    band against ``x``, panels side by side with a shared y axis (symmetric-log with a linear
+    part below ``linthresh`` when given: estimates of exactly 0 stay visible)."""
+    style()
+    df = _models(df)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
+    colours = sns.color_palette("colorblind", max(len(m) for m in groups.values()))
+    for ax, (title, models) in zip(axes[0], groups.items()):
+        for name, colour in zip(models, colours):
+            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, colour, name, False)
+        if linthresh is not None:
+            ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        _finish_x(ax, x)
+    axes[0, 0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
+                          fontsize=9)
+    axes[0, 0].set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
 def plot_colour_bias(df, x="t"):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
     colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""

@@ -76,3 +76,25 @@ def test_native_sampler_of_each_process():
     assert fs.native_sampler(SimpleNamespace(process=Flow())) == "flow_euler"
     assert fs.native_sampler(SimpleNamespace()) is None
     assert fs.native_sampler(SimpleNamespace(process=get_process("vp_cosine"))) is None
+
+
+def test_formulation_groups_pair_each_usual_loss_with_its_debias_equivalent():
+    from biaskit.formulation_study import formulation_groups
+    from biaskit.profiles import FORMULATIONS
+    assert formulation_groups(FORMULATIONS) == {
+        "eps-VP": ["constant", "debias"], "v-VP": ["v", "v-debias"], "EDM": ["edm", "edm-debias"],
+        "flow matching": ["flow", "flow-debias"]}
+    assert formulation_groups(["edm-debias", "debias"]) == {"EDM": ["edm-debias"], "eps-VP": ["debias"]}
+
+
+def test_grouped_bias_plot_has_one_panel_per_formulation_and_a_unit():
+    import matplotlib
+    matplotlib.use("Agg")
+    from biaskit import plots
+    rows = [{"model": m, "t": t, "logsnr": -t / 100, "x0_bias_l2": v, "x0_bias_l2_lo": 0.0, "x0_bias_l2_hi": 2 * v}
+            for m, v in (("constant", 0.3), ("debias", 0.0), ("v", 0.01)) for t in (0, 500, 999)]
+    fig = plots.plot_per_timestep_groups(pd.DataFrame(rows), "x0_bias_l2", {"eps-VP": ["constant", "debias"], "v-VP": ["v"]},
+                                         linthresh=0.05)
+    assert [a.get_title() for a in fig.axes] == ["eps-VP", "v-VP"]
+    assert "data units" in fig.axes[0].get_ylabel() and fig.axes[0].get_yscale() == "symlog"
+    assert len(fig.axes[0].get_lines()) == 2 and len(fig.axes[1].get_lines()) == 1

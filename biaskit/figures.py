@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -257,8 +257,11 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
 
     try:
         with Heartbeat(running, cache_dir, echo, heartbeat_s):
-            training = train_stage(profile, list(chosen), cache_dir, device, jobs, threads, echo)
-            _execute(tasks, jobs, profile, results, echo)
+            training = []
+            if jobs == 1:   # one at a time: the notebooks train on demand
+                _execute(tasks, profile, results, echo)
+            else:
+                _execute_pool(tasks, jobs, profile, cache_dir, device, threads, out_dir, results, training, echo)
     except KeyboardInterrupt:
         if results:
             write_manifest(out_dir, sorted(results, key=lambda r: r.name), profile=profile,
@@ -288,51 +291,59 @@ def _train_one(args):
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def train_stage(profile: str, names, cache_dir, device: str, jobs: int, threads: int,
-                echo=print) -> list[dict]:
-    """With ``jobs`` > 1, train the runs the notebooks ``names`` need, ``jobs`` at a time (the
-    costliest families first), before any notebook starts: notebooks asking for their models in
-    the same order would otherwise train them one after another. Cached runs return at once.
-    Returns one dict per run (run, folder, event ``hit``/``miss``, seconds), for the manifest."""
+def _execute(tasks, profile: str, results: list, echo):
+    """Run ``tasks`` one after another, appending to ``results`` as each finishes."""
+    for t in tasks:
+        echo(f"running {t[0]} ({profile}) ...")
+        results.append(_run_one(t))
+        echo(results[-1].summary())
+
+
+def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, threads: int, out_dir,
+                  results: list, training: list, echo):
+    """Train the runs the notebooks need and run the notebooks, ``jobs`` at a time in one pool
+    (:mod:`biaskit.jobpool`): each notebook starts once its runs are cached. Appends notebook
+    results to ``results`` and one dict per run (run, folder, event, seconds) to ``training``,
+    as each finishes, so that an interrupted run still knows what finished."""
+    import multiprocessing as mp
+
+    from .jobpool import Job, run_jobs
     from .profiles import FAMILIES, planned_runs
-    runs = sorted(planned_runs(profile, names), key=lambda r: -FAMILIES.index(r[0]))
-    done = []
-    if jobs < 2 or len(runs) < 2:
-        return done                  # one at a time: the notebooks train on demand
-    import multiprocessing as mp
-    echo(f"training {len(runs)} runs of profile {profile!r}, {jobs} at a time ...")
+    last = _last_durations(out_dir)
+    key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
+    jobs_ = [Job(key(r), _train_one, (profile, *r, str(cache_dir), device, threads),
+                 priority=FAMILIES.index(r[0])) for r in planned_runs(profile, [t[0] for t in tasks])]
+    jobs_ += [Job(f"notebook:{t[0]}", _run_one, t, frozenset(key(r) for r in planned_runs(profile, [t[0]])),
+                  priority=1e9 + last.get(t[0], 0.0)) for t in tasks]
+    if len(jobs_) > len(tasks):
+        echo(f"training {len(jobs_) - len(tasks)} runs of profile {profile!r} and running {len(tasks)} "
+             f"notebooks, {jobs} at a time (each notebook once its runs are trained) ...")
+
+    def done(job, result):
+        if job.key.startswith("train:"):
+            training.append(result)
+            echo(f"{result['run']}: {result['event']} ({result['seconds']:.0f} s) -> {result['folder']}")
+        else:
+            results.append(result)
+            echo(result.summary())
+
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
     try:
-        tasks = [(profile, f, w, seed, str(cache_dir), device, threads) for f, w, seed in runs]
-        for fut in as_completed([pool.submit(_train_one, t) for t in tasks]):
-            done.append(fut.result())
-            echo(f"{done[-1]['run']}: {done[-1]['event']} ({done[-1]['seconds']:.0f} s) -> {done[-1]['folder']}")
-    except KeyboardInterrupt:
+        run_jobs(jobs_, pool, done, jobs)
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C: drop the queued jobs
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
-    return done
 
 
-def _execute(tasks, jobs: int, profile: str, results: list, echo):
-    """Run ``tasks`` (one process per notebook when ``jobs`` > 1), appending to ``results`` as
-    each finishes, so that an interrupted run still knows what finished."""
-    if jobs == 1:
-        for t in tasks:
-            echo(f"running {t[0]} ({profile}) ...")
-            results.append(_run_one(t))
-            echo(results[-1].summary())
-        return
-    import multiprocessing as mp
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+def _last_durations(out_dir) -> dict[str, float]:
+    """{notebook: seconds} of the last run recorded in ``out_dir/manifest.json`` (empty if none)."""
+    path = Path(out_dir) / "manifest.json"
     try:
-        for f in as_completed([pool.submit(_run_one, t) for t in tasks]):
-            results.append(f.result())
-            echo(results[-1].summary())
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C: drop the queued notebooks
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+        entries = json.loads(path.read_text()).get("notebooks", {})
+        return {n: float(e.get("duration_s", 0.0)) for n, e in entries.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _check_overrides(overrides: dict, chosen: dict):

@@ -308,7 +308,8 @@ def test_second_run_hits_the_cache_and_skips_training(smoke_run):
         assert not [e for e in cache["events"] if e["kind"] == "runs" and e["event"] == "miss"]
     # the first run trained (cache misses of kind "runs"); the second found every run: that is
     # what makes it faster (no timed assertion: wall times on a shared CI machine are noise)
-    # (with --jobs > 1 the runs are trained before the notebooks, in the manifest's "training")
+    # (with --jobs > 1 the runs are trained in the pool, before the notebooks that use them, and
+    # recorded in the manifest's "training")
     first = [e for n in trainers for e in smoke_run["manifest"]["notebooks"][n]["cache"]["events"]]
     assert (any(e["kind"] == "runs" and e["event"] == "miss" for e in first)
             or any(e["event"] == "miss" for e in smoke_run["manifest"]["last_run"].get("training", [])))

@@ -1,0 +1,50 @@
+"""One pool for a figure run's trainings and notebooks, in dependency order.
+
+A notebook starts as soon as the runs it uses (:func:`biaskit.profiles.planned_runs`) are in the
+cache, while other runs still train in the other slots: with two slots, the patch notebooks start
+when the patch models are done instead of after every model of the study. Among the jobs that are
+ready, notebooks go first (longest first, by the durations the last manifest recorded), then
+trainings (costliest family first). The results do not depend on the order: every job is seeded.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Job:
+    """One unit of work: ``fn(args)`` in a worker once every key of ``needs`` has finished;
+    higher ``priority`` first among ready jobs."""
+
+    key: str
+    fn: Callable
+    args: tuple
+    needs: frozenset = field(default_factory=frozenset)
+    priority: float = 0.0
+
+
+def run_jobs(jobs: list[Job], executor, on_done: Callable, slots: int) -> None:
+    """Run ``jobs`` on ``executor`` (a concurrent.futures executor with ``slots`` workers), at
+    most ``slots`` at a time, each when its ``needs`` are met; ``on_done(job, result)`` as each
+    finishes (an exception in a job propagates). A need that no job provides is an error."""
+    keys = {j.key for j in jobs}
+    missing = sorted({n for j in jobs for n in j.needs} - keys)
+    if missing:
+        raise ValueError(f"jobs need {', '.join(missing)}, which no job provides")
+    pending, running, finished = list(jobs), {}, set()
+    while pending or running:
+        ready = sorted((j for j in pending if j.needs <= finished), key=lambda j: -j.priority)
+        for j in ready[: max(0, slots - len(running))]:
+            pending.remove(j)
+            running[executor.submit(j.fn, j.args)] = j
+        if not running:
+            raise ValueError(f"jobs wait on each other: {', '.join(j.key for j in pending)}")
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            job = running.pop(fut)
+            result = fut.result()
+            finished.add(job.key)
+            on_done(job, result)

@@ -122,16 +122,16 @@ def _cosmap(lam, _):
 
 
 def _vp_linear(T: float = 1000):
+    from .processes import DiscreteVP
     from .schedules import get_schedule
     if T != int(T) or T < 2:
         raise ValueError(f"vp_linear needs an integer number of steps T >= 2, got {T:g}")
-    lam_i = get_schedule("linear", int(T)).logsnr  # decreasing in the step i
-    lo, hi = float(lam_i[-1]), float(lam_i[0])
+    vp = DiscreteVP(get_schedule("linear", int(T)))
+    lo, hi = (float(v) for v in vp.logsnr(torch.tensor([vp.t_max, vp.t_min], dtype=torch.float64)))
 
-    def pdf(lam, _):
-        j = torch.searchsorted(-lam_i, -lam.reshape(-1)).reshape(lam.shape).clamp(1, int(T) - 1)
-        p = 1 / ((int(T) - 1) * (lam_i[j - 1] - lam_i[j]))
-        return torch.where((lam >= lo) & (lam <= hi), p, torch.zeros_like(p))
+    def pdf(lam, _):  # ``uniform`` on that schedule's process, 0 outside its logsnr range
+        inside = (lam >= lo) & (lam <= hi)
+        return torch.where(inside, _uniform(lam.clamp(lo, hi), vp), torch.zeros_like(lam))
     return TimeDensity("vp_linear", pdf, {"T": int(T)}, support=(lo, hi))
 
 

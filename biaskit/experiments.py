@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .cache import Cache
 
 
@@ -84,19 +86,30 @@ def run_key(run_dir) -> str:
     return Path(run_dir).parent.name
 
 
+def tensor_digest(x: torch.Tensor) -> str:
+    """sha256 of a tensor's values and shape (a cache key for data sets and schedules)."""
+    import hashlib
+    t = x.detach().cpu().contiguous()
+    return hashlib.sha256(str(tuple(t.shape)).encode() + t.numpy().tobytes()).hexdigest()
+
+
 def sample_run(cache: Cache, run_dir, n: int, *, sampler: str = "ddim", steps: int = 50,
-               seed: int = 0, step: int | None = None, device=None, **sample_kwargs):
+               seed: int = 0, step: int | None = None, device=None, denoiser=None, **sample_kwargs):
     """``n`` samples (n, *shape) of a run's EMA model (at its last or a given checkpoint ``step``)
     drawn by :func:`biaskit.sampling.sample`, cached per (run, step, n, sampler, steps, seed,
-    options): the same seed gives every model the same initial noise."""
+    options): the same seed gives every model the same initial noise. ``denoiser``: the run's
+    model on another view (e.g. a common logsnr schedule, :func:`~biaskit.formulations.on_common_logsnr`),
+    sampled instead of the run as loaded; its schedule joins the key."""
     from .checkpoint import load_run, read_run_info
     from .sampling import sample
     shape = tuple(read_run_info(run_dir)["shape"])
     key = {"run": run_key(run_dir), "step": step, "n": int(n), "sampler": sampler,
            "steps": int(steps), "seed": int(seed), **sample_kwargs}
+    if denoiser is not None:
+        key["view"] = tensor_digest(denoiser.schedule.abar)
 
     def compute():
-        den = load_run(run_dir, step=step, device=device)
+        den = denoiser if denoiser is not None else load_run(run_dir, step=step, device=device)
         return {"x0": sample(den, (int(n), *shape), sampler=sampler, steps=int(steps), seed=int(seed),
                              progress=False, **sample_kwargs).x0}
 

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from .cache import Cache
-from .experiments import run_key
-from .study import _digest, protocol
+from .experiments import sample_run
+from .study import sample_quality
 
 ORACLE = "oracle (irreducible)"
 NATIVE = ("heun", "flow_euler")  # the samplers of :func:`native_sampler`
@@ -120,54 +120,33 @@ def native_sampler(denoiser) -> str | None:
 def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name: str, n: int, *,
                         sampler: str, steps: int, seed: int, clip: bool = False) -> torch.Tensor:
     """(n, *shape) samples of ``models[name]`` (a model of ``runs[name]``, on the view it is given,
-    e.g. the common logsnr schedule) from the seeded noise every model shares, cached per (run,
-    view, sampler, steps, n, seed, clip). A native ODE sampler (``heun``, ``flow_euler``) walks
+    e.g. the common logsnr schedule) from the seeded noise every model shares, cached
+    (:func:`biaskit.experiments.sample_run`). A native ODE sampler (``heun``, ``flow_euler``) walks
     the model's own process grid (:func:`biaskit.sampling.sample`)."""
-    from .checkpoint import read_run_info
-    from .sampling import sample
-    den, shape = models[name], (int(n), *read_run_info(runs[name])["shape"])
-    key = {"run": run_key(runs[name]), "view": _digest(den.schedule.abar), "sampler": sampler,
-           "steps": int(steps), "n": int(n), "seed": int(seed), "clip": bool(clip)}
-
-    def compute():
-        return {"x0": sample(den, shape, sampler=sampler, steps=int(steps), seed=int(seed), clip=clip,
-                             progress=False).x0}
-
-    return cache.tensors("formulation_samples", key, compute, label=f"{name}-{sampler}-{steps}")["x0"]
+    return sample_run(cache, runs[name], n, sampler=sampler, steps=steps, seed=seed, clip=bool(clip),
+                      denoiser=models[name])
 
 
 def formulation_quality(cache: Cache, runs: dict[str, Path], models: dict, reference, metrics, *,
                         data, samplers, steps_list, n: int, seed: int, clip: bool = False,
                         baseline=None, native: bool = True, n_boot: int | None = None) -> pd.DataFrame:
-    """:func:`biaskit.metrics.evaluate` of every model's :func:`formulation_samples` against
-    ``reference`` for each common sampler of ``samplers`` and, with ``native``, each model's
-    :func:`native_sampler`, at each step count; cached per (run, view, sampler, steps, n, seed,
-    clip, metrics, reference, n_boot). One row per (weighting = model, sampler, steps, metric) with
-    value, lo, hi; ``baseline`` adds the data-vs-data floor rows (weighting "data vs data").
+    """:func:`biaskit.study.sample_quality` of every model on its view (``models``) for each
+    common sampler of ``samplers`` and, with ``native``, each model's :func:`native_sampler`, at
+    each step count. One row per (weighting = model, sampler, steps, metric) with value, lo, hi;
+    ``baseline`` adds the data-vs-data floor rows (weighting "data vs data", no sampler).
     ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
-    from . import metrics as M
-    n_boot = M.N_BOOT if n_boot is None else int(n_boot)
-    common = {"metrics": list(metrics), "seed": int(seed), "data": data.spec,
-              "reference": _digest(reference), "n": int(n), "clip": bool(clip), "n_boot": n_boot}
-    kw = dict(data_range=data.data_range, mixture=getattr(data, "mixture", None), seed=seed, n_boot=n_boot)
+    kw = dict(data=data, clip=clip, n=n, seed=seed, n_boot=n_boot)
     frames = []
     for name, den in models.items():
         own = [native_sampler(den)] if native and native_sampler(den) else []
         for sampler in list(samplers) + own:
             for steps in steps_list:
-                def compute(name=name, sampler=sampler, steps=steps):
-                    x = formulation_samples(cache, runs, models, name, n, sampler=sampler, steps=steps,
-                                            seed=seed, clip=clip)
-                    return M.evaluate({name: x}, reference, list(metrics), **kw)
-                key = {**common, "run": run_key(runs[name]), "view": _digest(den.schedule.abar),
-                       "sampler": sampler, "steps": int(steps)}
-                frames.append(cache.frame("formulation_quality", key, compute).assign(
-                    sampler=sampler, steps=int(steps)))
-    if baseline is not None:
-        frames.append(cache.frame("quality_floor", {**common, "baseline": _digest(baseline)},
-                                  lambda: M.data_vs_data(baseline, reference, list(metrics), int(n), **kw)))
-    return pd.concat(frames, ignore_index=True).rename(columns={"set": "weighting"}).assign(
-        clip=bool(clip), protocol=protocol(clip))
+                frames.append(sample_quality(cache, {name: runs[name]}, reference, metrics, sampler=sampler,
+                                             steps=steps, models={name: den}, **kw))
+    if baseline is not None:   # the floor does not depend on the sampler
+        floor = sample_quality(cache, {}, reference, metrics, sampler="", steps=0, baseline=baseline, **kw)
+        frames.append(floor.assign(sampler=np.nan, steps=np.nan))
+    return pd.concat(frames, ignore_index=True).drop(columns="training_step")
 
 
 def quality_over_floor(quality: pd.DataFrame) -> pd.DataFrame:

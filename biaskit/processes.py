@@ -119,6 +119,14 @@ class DiscreteVP(Process):
     def logsnr(self, t) -> torch.Tensor:
         return self._interp(t)
 
+    def dlogsnr_dt(self, t) -> torch.Tensor:
+        """The slope lam_{i+1} - lam_i of the segment [i, i + 1] holding t (i = floor(t), the last
+        segment at t = T - 1): exact between integers, the right-hand slope at them (autograd of
+        the interpolation gives 0 at the integers, where it selects a constant)."""
+        t = _f64(t).clamp(self.t_min, self.t_max)
+        i = t.floor().long().clamp(max=max(self.schedule.T - 2, 0))
+        return self._lam[(i + 1).clamp(max=self.schedule.T - 1)] - self._lam[i]
+
     def alpha(self, t) -> torch.Tensor:
         return vp_coefficients(self.logsnr(t))[0]
 

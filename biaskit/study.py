@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .cache import Cache
-from .experiments import run_key, sample_run
+from .experiments import run_key, sample_run, tensor_digest as _digest
 
 PROTOCOLS = {True: "x0_hat clipped to the data range (paper's protocol)",
              False: "unclipped chain"}
@@ -29,55 +29,56 @@ def protocol(clip: bool) -> str:
 
 
 def sample_sets(cache: Cache, runs: dict[str, Path], n: int, *, sampler: str, steps: int,
-                clip: bool, seed: int, step: int | None = None, device=None) -> dict:
-    """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached."""
+                clip: bool, seed: int, step: int | None = None, device=None, models=None) -> dict:
+    """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached;
+    ``models``: {name: the run's model on another view} to sample instead (:func:`sample_run`)."""
+    models = models or {}
     return {w: sample_run(cache, run, n, sampler=sampler, steps=steps, seed=seed, step=step,
-                          device=device, clip=bool(clip)) for w, run in runs.items()}
+                          device=device, clip=bool(clip), denoiser=models.get(w)) for w, run in runs.items()}
 
 
 def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, data, sampler: str,
                    steps: int, clip: bool, n: int, seed: int, step: int | None = None,
                    n_scored: int | None = None, inception=None, device=None,
-                   baseline=None) -> pd.DataFrame:
+                   baseline=None, models=None, n_boot: int | None = None) -> pd.DataFrame:
     """:func:`biaskit.metrics.evaluate` of each run's ``n`` samples (the first ``n_scored`` of
     them when given) against ``reference``, cached per (run, checkpoint step, sampler, steps,
     clip, n, seed, metrics, reference). One row per (weighting, metric) with value, lo, hi and
     the columns sampler, steps, clip, protocol and training_step (the checkpoint; None: the last).
     ``baseline``: other data of the same law, scored at the samples' size as set "data vs data"
     (the noise floor, :func:`biaskit.metrics.data_vs_data`), cached once per (reference,
-    baseline, size, metrics, seed) whatever the sampler."""
+    baseline, size, metrics, seed) whatever the sampler. ``models``: {name: the run's model on
+    another view} sampled instead of the run as loaded (its schedule joins the key);
+    ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
     from . import metrics as M
     size = int(n_scored or n)
+    models = models or {}
     common = {"metrics": list(metrics), "seed": int(seed), "data": data.spec,
               "reference": _digest(reference), "n_scored": size}
+    kw = dict(data_range=data.data_range, mixture=getattr(data, "mixture", None), inception=inception,
+              seed=seed)
+    if n_boot is not None:
+        common["n_boot"] = kw["n_boot"] = int(n_boot)
 
     def score(w):
         def compute():
             x = sample_sets(cache, {w: runs[w]}, n, sampler=sampler, steps=steps, clip=clip,
-                            seed=seed, step=step, device=device)[w][:size]
-            return M.evaluate({w: x}, reference, list(metrics), data_range=data.data_range,
-                              inception=inception, seed=seed)
+                            seed=seed, step=step, device=device, models=models)[w][:size]
+            return M.evaluate({w: x}, reference, list(metrics), **kw)
         key = {**common, "run": run_key(runs[w]), "step": step, "sampler": sampler,
                "steps": int(steps), "clip": bool(clip), "n": int(n)}
+        if w in models:
+            key["view"] = _digest(models[w].schedule.abar)
         return cache.frame("quality", key, compute)
 
     frames = [score(w) for w in runs]
     if baseline is not None:
         frames.append(cache.frame("quality_floor", {**common, "baseline": _digest(baseline)},
-                                  lambda: M.data_vs_data(baseline, reference, list(metrics), size,
-                                                         data_range=data.data_range,
-                                                         inception=inception, seed=seed)))
+                                  lambda: M.data_vs_data(baseline, reference, list(metrics), size, **kw)))
     q = pd.concat(frames, ignore_index=True)
     return q.rename(columns={"set": "weighting"}).assign(
         sampler=sampler, steps=int(steps), clip=bool(clip), protocol=protocol(clip),
         training_step=step)
-
-
-def _digest(x: torch.Tensor) -> str:
-    """sha256 of a tensor's values and shape (a cache key for data sets)."""
-    import hashlib
-    t = x.detach().cpu().contiguous()
-    return hashlib.sha256(str(tuple(t.shape)).encode() + t.numpy().tobytes()).hexdigest()
 
 
 def channel_shift(cs: pd.DataFrame, reference: str = "data", stat: str = "mean",

@@ -138,3 +138,17 @@ def test_gmm_oracle_under_a_process_is_the_vp_oracle_after_input_scaling(p):
     direct = posterior_mean(mix, x_t, a[:, 0], s[:, 0])
     via_vp = posterior_mean(mix, x_t * p.vp_scale(t)[:, None], a_vp, s_vp)
     np.testing.assert_allclose(direct.numpy(), via_vp.numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_discrete_vp_slope_is_the_segments_also_at_the_integers():
+    # the right-hand finite difference of the interpolated logsnr, at integers and between them;
+    # autograd of the interpolation gave 0 at integers, i.e. an infinite uniform-t density there
+    import torch
+    from biaskit.processes import DiscreteVP
+    from biaskit.schedules import get_schedule
+    p = DiscreteVP(get_schedule("linear", 1000))
+    t = torch.tensor([0.0, 1.0, 0.5, 250.0, 500.25, 998.0, 998.5], dtype=torch.float64)
+    h = 1e-7
+    fd = (p.logsnr(t + h) - p.logsnr(t)) / h
+    torch.testing.assert_close(p.dlogsnr_dt(t), fd, rtol=1e-5, atol=0)
+    assert float(p.dlogsnr_dt(torch.tensor([999.0]))) == float(p.dlogsnr_dt(torch.tensor([998.5])))

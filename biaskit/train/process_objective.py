@@ -175,7 +175,7 @@ class ProcessObjective:
         from .uncertainty import LogVariance
         self.process, self.target, self.time_in, self.sigma_data = process, target, time_in, sigma_data
         # EDM2's learned log-variance (loss.uncertainty), trained with the network
-        self.logvar = LogVariance(seed=seed) if getattr(loss_cfg, "uncertainty", False) else None
+        self.logvar = LogVariance(seed=seed) if loss_cfg.uncertainty else None
         self.w, self.snr_min = get_weighting(loss_cfg.weighting), loss_cfg.snr_min
         self.sampler = TimeSampler(process, loss_cfg.density)
         self.c = 1.0
@@ -211,13 +211,14 @@ class ProcessObjective:
         alpha, sigma = (f(tc).to(x0.device, x0.dtype).reshape(shape)
                         for f in (self.process.alpha, self.process.sigma))
         x_in, goal = process_inputs(self.target, x0, eps, alpha, sigma, self.sigma_data)
-        time = self.time_in(tc, self.process.logsnr(tc)).to(x0.device, x0.dtype)
+        lam = self.process.logsnr(tc)
+        time = self.time_in(tc, lam).to(x0.device, x0.dtype)
         with autocast or nullcontext():
             out = net(x_in, time)
         mse = (out.to(x0.dtype) - goal).square().flatten(1).mean(1)
-        weighted = self.weights(t).to(mse.dtype) * mse
+        weighted = self._per_sample(lam, self.target).to(x0.device, mse.dtype) * mse
         if self.logvar is not None:
-            return self.logvar.loss(weighted, self.process.logsnr(tc).to(x0.device)), mse
+            return self.logvar.loss(weighted, lam.to(x0.device)), mse
         return weighted.mean(), mse
 
 

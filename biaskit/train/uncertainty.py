@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["LogVariance"]
+__all__ = ["LogVariance", "learned_weight"]
 
 
 class LogVariance(nn.Module):
@@ -53,12 +53,11 @@ class LogVariance(nn.Module):
 def learned_weight(run_dir, lam) -> torch.Tensor:
     """exp(-u(lam)) (float64) of a run trained with ``loss.uncertainty``, from its latest
     checkpoint's state.pt (read with weights_only): the learned factor on each level's loss."""
-    from ..checkpoint import checkpoint_dir, read_run_info
+    from ..checkpoint import checkpoint_dir
     from ..safeload import read_checkpoint
     state = read_checkpoint(checkpoint_dir(run_dir) / "state.pt")
     if not isinstance(state, dict) or "uncertainty" not in state:
         raise ValueError(f"{run_dir}: no learned uncertainty in its checkpoint (trained without loss.uncertainty)")
-    seed = int(read_run_info(run_dir).get("train_config", {}).get("seed", 0))
-    lv = LogVariance(features=state["uncertainty"]["freq"].numel(), seed=seed)
-    lv.load_state_dict(state["uncertainty"])
+    lv = LogVariance(features=state["uncertainty"]["freq"].numel())
+    lv.load_state_dict(state["uncertainty"])   # the run's own Fourier features and weights
     return lv.weight(lam)

@@ -11,7 +11,7 @@ a model trained on timesteps 1..999 of a 1000-step schedule (a schedule of 999 s
 of t among the schedule's steps (what a :class:`Denoiser` is called with).
 
 Modules: :mod:`.draws` (grid, samples, noise: common random numbers), :mod:`.statistics` (one
-entry per statistic), :mod:`.bias_norm` (the colour-bias norm), :mod:`.evaluate` (batches, DDP
+entry per statistic), :mod:`.bias_norm` (the colour-bias norm), :mod:`.paired_bias` (its paired difference), :mod:`.evaluate` (batches, DDP
 shards and their gathering), :mod:`.api` (:class:`ProbeOptions`, :func:`compare`, :func:`probe`);
 intervals come from :mod:`biaskit.intervals`.
 
@@ -20,8 +20,9 @@ The statistics and their intervals: :mod:`biaskit.probe.statistics`.
 
 from ..results import load_results, save_results
 from .api import METHODS, ProbeOptions, compare, model_identity, probe
-from .bias_norm import bias_difference, bias_l2, bias_l2_interval, bias_sq, hotelling_p
+from .bias_norm import bias_l2, bias_l2_interval, bias_sq, hotelling_p
 from .draws import chunk_rows, draw_noise, schedule_indices, select_samples, timestep_grid
+from .paired_bias import bias_difference
 from .statistics import CLIP_TOL, STATISTICS, band_matrix, outside_range
 
 __all__ = ["probe", "compare", "ProbeOptions", "timestep_grid", "schedule_indices", "draw_noise",

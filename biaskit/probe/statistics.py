@@ -28,7 +28,7 @@ interval on its per-sample influence values), or, with ``bootstrap=B``, percenti
 from B resamples of the n samples. x0_bias_l2: test inversion
 (:func:`~.bias_norm.bias_l2_interval`), which covers whether the bias is 0 or not; x0_bias_sq:
 its square. Paired differences (:func:`~biaskit.probe.compare`) use the same rules on per-sample
-differences, and :func:`~.bias_norm.bias_difference` for the bias norm. ``METHODS`` describes
+differences, and :func:`~.paired_bias.bias_difference` for the bias norm. ``METHODS`` describes
 this in the metadata.
 
 An entry says how its per-sample value is computed from a batch, how the values combine into one
@@ -57,7 +57,8 @@ import torch
 
 from .. import parameterization as P
 from ..intervals import LEVEL, percentile, t_interval
-from .bias_norm import BIAS_NORM, bias_norm, channel_moments
+from .bias_norm import BIAS_NORM, channel_moments
+from .paired_bias import bias_norm
 
 # A value counts as outside [lo, hi] only beyond 1% of the width (0.02 on [-1, 1], 2.55 levels of
 # 8-bit pixels): an estimate of an edge pixel (MNIST's background, 80% of its pixels, lies at lo)

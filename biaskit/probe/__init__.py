@@ -11,8 +11,8 @@ a model trained on timesteps 1..999 of a 1000-step schedule (a schedule of 999 s
 of t among the schedule's steps (what a :class:`Denoiser` is called with).
 
 Modules: :mod:`.draws` (grid, samples, noise: common random numbers), :mod:`.statistics` (one
-entry per statistic), :mod:`.bias_norm` (the colour-bias norm), :mod:`.paired_bias` (its paired difference), :mod:`.evaluate` (batches, DDP
-shards and their gathering), :mod:`.api` (:class:`ProbeOptions`, :func:`compare`, :func:`probe`);
+entry per statistic), :mod:`.bias_norm` (the colour-bias norm), :mod:`.paired_bias` (its paired
+difference), :mod:`.evaluate` (batches, DDP shards and their gathering), :mod:`.api` (:class:`ProbeOptions`, :func:`compare`, :func:`probe`);
 intervals come from :mod:`biaskit.intervals`.
 
 The statistics and their intervals: :mod:`biaskit.probe.statistics`.

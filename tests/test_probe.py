@@ -360,20 +360,28 @@ def _paired_offset_probe(cA, cB, C, n=128):
 COVER_BAND = (0.93, 0.97)
 
 
+# A zero and B small on the same draws: the truth ||b_B|| = ||b_B - b_A|| is on the triangle bound
+# (the upper end is exact) while A's zero norm is the unidentified nuisance that makes the lower
+# tail conservative (bias_difference's docstring: 97-100% there); an exactly calibrated lower tail
+# alone would give 97.5%
+EDGE_BAND = (0.93, 0.985)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cA, cB, C", [
-    ((0.0, 0.0, 0.0), (0.02, -0.02, 0.01), 3),        # A zero, B within ~1.4 noise sd per channel
-    ((0.0, 0.0, 0.0), (0.08, -0.05, 0.04), 3),        # A zero, B well above the noise
-    ((-0.02, 0.02, -0.01), (0.02, -0.02, 0.01), 3),   # equal norms: true difference 0
-    ((0.0,), (0.03,), 1),
-    ((-0.02,), (0.02,), 1),
+@pytest.mark.parametrize("cA, cB, C, norm_band", [
+    ((0.0, 0.0, 0.0), (0.02, -0.02, 0.01), 3, EDGE_BAND),      # A zero, B within ~1.4 noise sd per channel
+    ((0.0, 0.0, 0.0), (0.08, -0.05, 0.04), 3, COVER_BAND),     # A zero, B well above the noise
+    ((-0.02, 0.02, -0.01), (0.02, -0.02, 0.01), 3, COVER_BAND),  # equal norms: true difference 0
+    ((0.0,), (0.03,), 1, COVER_BAND),
+    ((-0.02,), (0.02,), 1, COVER_BAND),
 ])
-def test_paired_bias_norm_difference_covers(cA, cB, C):
+def test_paired_bias_norm_difference_covers(cA, cB, C, norm_band):
     d, nA, nB = _paired_offset_probe(cA, cB, C)
     sn = np.sqrt(snr_at(d["t"].to_numpy()))
-    for stat, truth in (("x0_bias_l2", (nB - nA) / sn), ("x0_bias_sq", (nB**2 - nA**2) / sn**2)):
+    for stat, truth, band in (("x0_bias_l2", (nB - nA) / sn, norm_band),
+                              ("x0_bias_sq", (nB**2 - nA**2) / sn**2, COVER_BAND)):
         cover = ((d[f"{stat}_lo"] <= truth) & (truth <= d[f"{stat}_hi"])).mean()
-        assert COVER_BAND[0] <= cover <= COVER_BAND[1], (cA, cB, stat, cover)
+        assert band[0] <= cover <= band[1], (cA, cB, stat, cover)
 
 
 def _gaussian_pairs(rng, K, n, bA, bB, rho, L):
@@ -391,6 +399,7 @@ CORRELATED = np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.8, 0.2, 0.1]])
     ([0.0, 0.0, 0.0], [0.75, -0.5, 0.375], 1.0, COVER_BAND),     # same draws, A zero, B ~6 noise sd
     ([0.25], [-0.25], 1.0, COVER_BAND),                           # same draws, equal norms (truth 0)
     ([0.0], [0.75], 0.3, COVER_BAND),                             # weakly correlated, A zero
+    ([0.25], [-0.25], 0.5, COVER_BAND),   # weakly correlated, equal norms 2 sd from 0 (92.4% with one profile)
     # weakly correlated, both non-zero: conservative (the profiled nuisance direction widens T*'s law)
     ([0.375, 0.0, 0.0], [0.0, 0.625, 0.25], 0.5, (0.93, 1.0)),
 ])

@@ -75,13 +75,21 @@ def _publish(folder: Path, final: Path, kind: str, config, label: str | None):
 RUN_SETTINGS_NOT_KEYED = ("out", "device", "threads", "log_every")
 
 
+# settings added after runs were cached, keyed only away from their default (which trains
+# exactly as before), so that the runs cached before them are still found
+RUN_DEFAULTS_NOT_KEYED = {("loss", "input_perturbation"): 0.0}
+
+
 def run_key_config(config) -> dict:
     """What a trained run's cache entry is keyed on: its config minus
-    :data:`RUN_SETTINGS_NOT_KEYED`."""
+    :data:`RUN_SETTINGS_NOT_KEYED` and the settings of :data:`RUN_DEFAULTS_NOT_KEYED` at their default."""
     from .config import to_dict
     key = to_dict(config)
     for k in RUN_SETTINGS_NOT_KEYED:
         key.pop(k, None)
+    for (section, k), default in RUN_DEFAULTS_NOT_KEYED.items():
+        if key.get(section, {}).get(k) == default:
+            key[section].pop(k)
     return key
 
 

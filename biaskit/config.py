@@ -87,7 +87,10 @@ class LossConfig:
     (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t,
     ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...);
     uncertainty: EDM2's learned log-variance u(lam), loss w mse / exp(u) + u
-    (:mod:`biaskit.train.uncertainty`; continuous processes)."""
+    (:mod:`biaskit.train.uncertainty`; continuous processes);
+    input_perturbation: gamma of Ning et al. 2023, the network is fed x_t + gamma sigma_t xi
+    (xi ~ N(0, I)) while the target stays that of x_t; 0 (default) is the usual training,
+    bit for bit (discrete runs)."""
     target: str = "eps"
     weighting: str = "constant"
     snr_min: float | None = None
@@ -95,6 +98,7 @@ class LossConfig:
     t_sampling: str = "uniform"
     density: str = "uniform"
     uncertainty: bool = False
+    input_perturbation: float = 0.0
 
 
 @dataclass
@@ -150,6 +154,12 @@ class TrainConfig:
         for key in ("batch_size", "steps", "log_every", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.loss.input_perturbation < float("inf"):
+            raise ValueError(f"loss.input_perturbation: must be >= 0 (Ning et al. use 0.1), "
+                             f"got {self.loss.input_perturbation}")
+        if self.loss.input_perturbation and self.process.name != "discrete":
+            raise ValueError("loss.input_perturbation: only discrete-schedule runs take it, this run "
+                             f"has process.name = {self.process.name!r}")
         if not 0 <= self.ema.decay < 1:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
         from .train.process_objective import check_config

@@ -297,3 +297,45 @@ def test_cli_trains_preset_and_run_loads(tmp_path):
     pred = d(torch.zeros(4, 2), torch.tensor([0, 10, 500, 999]))
     assert pred.x0_hat.shape == (4, 2)
     assert main(["train", "--preset", "gmm-debias", "--set", "optim.lr=x"]) == 2
+
+
+# --- input perturbation (Ning et al. 2023) --------------------------------------------------------
+def test_input_perturbation_feeds_the_perturbed_input_and_keeps_the_target():
+    """With an identity network and the eps target, the per-sample MSE is
+    mean((x_t + gamma sigma xi - eps)^2), x_t = alpha x0 + sigma eps: derived here."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps, xi = (torch.randn(6, 3, generator=g) for _ in range(3))
+    t = torch.tensor([0, 10, 200, 500, 900, 999])
+    a, s = SCHED.alpha.float(), SCHED.sigma.float()
+    w = torch.ones(1000)
+    _, mse = diffusion_loss(lambda x, _t: x, torch.zeros(1000), x0, t, eps, a, s, "eps", w, gamma=0.1, xi=xi)
+    x_t = a[t, None] * x0 + s[t, None] * eps
+    torch.testing.assert_close(mse, ((x_t + 0.1 * s[t, None] * xi - eps) ** 2).mean(1))
+    _, mse0 = diffusion_loss(lambda x, _t: x, torch.zeros(1000), x0, t, eps, a, s, "eps", w)
+    torch.testing.assert_close(mse0, ((x_t - eps) ** 2).mean(1))
+
+
+def test_input_perturbation_zero_is_todays_training_bit_for_bit(tmp_path):
+    """gamma = 0 trains exactly as before; xi has its own random stream, so a gamma too small to
+    change a float32 input (1e-30) leaves every weight bit-identical too, and 0.1 does not."""
+    from biaskit.cache import run_key_config
+    x, _, _ = _gauss_data(300)
+
+    def weights(name, gamma=None):
+        over = {} if gamma is None else {"loss": {"input_perturbation": gamma}}
+        return _params(run_training(_tiny(tmp_path / name, steps=5, **over), data=(x, x[:50]),
+                                    progress=False).net)
+    base = weights("base")
+    for name, gamma in (("zero", 0.0), ("tiny", 1e-30)):
+        assert all(torch.equal(v, base[k]) for k, v in weights(name, gamma).items()), name
+    assert not all(torch.equal(v, base[k]) for k, v in weights("ip", 0.1).items())
+    # the cache key of a default run is the one it had before the setting existed
+    key = run_key_config(load_config(_tiny(tmp_path / "k")))
+    assert "input_perturbation" not in key["loss"]
+    assert run_key_config(load_config(_tiny(tmp_path / "k", loss={"input_perturbation": 0.1})))[
+        "loss"]["input_perturbation"] == 0.1
+    with pytest.raises(ValueError, match=r"loss\.input_perturbation"):
+        load_config(_tiny(tmp_path / "k", loss={"input_perturbation": -0.1}))
+    with pytest.raises(ValueError, match=r"loss\.input_perturbation"):
+        load_config(_tiny(tmp_path / "k", process={"name": "flow"}, loss={"input_perturbation": 0.1,
+                                                                          "target": "flow"}))

@@ -17,7 +17,7 @@ from ..rng import derive_seed
 from ..schedules import Schedule
 
 
-_DATA, _NOISE, _DROPOUT = 0, 1, 2  # random streams: derive_seed(seed, stream, epoch or step)
+_DATA, _NOISE, _DROPOUT, _PERTURB = 0, 1, 2, 3  # random streams: derive_seed(seed, stream, epoch or step)
 
 
 @dataclass
@@ -62,16 +62,26 @@ def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:
     raise ValueError(f"loss.t_sampling: {spec!r} is not 'uniform' or 'lognormal:MEAN:STD'")
 
 
-def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None):
+def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None,
+                   gamma: float = 0.0, xi=None):
     """(weighted loss, per-sample target MSE (B,)) for one batch; alpha_t, sigma_t, w_t are
-    (T,) tables gathered at t (B,), time_in the network's time input table (T, ...)."""
+    (T,) tables gathered at t (B,), time_in the network's time input table (T, ...).
+    ``gamma`` > 0: input perturbation with noise ``xi`` (like eps), see :func:`perturbed`."""
     shape = (-1,) + (1,) * (x0.ndim - 1)
     alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
     x_t = P.noisy(x0, eps, alpha, sigma)
+    x_in = perturbed(x_t, sigma, gamma, xi) if gamma else x_t
     with autocast or nullcontext():
-        out = net(x_t, time_in[t])
+        out = net(x_in, time_in[t])
     mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
     return (w_t[t] * mse).mean(), mse
+
+
+# Ning et al. 2023 ("Input perturbation reduces exposure bias"), Eq. 9: the network sees
+# sqrt(abar) x0 + sqrt(1 - abar) (eps + gamma xi) and is still asked for the target of x_t
+def perturbed(x_t: torch.Tensor, sigma, gamma: float, xi: torch.Tensor) -> torch.Tensor:
+    """x_t + gamma sigma_t xi, xi ~ N(0, I) independent of eps."""
+    return x_t + gamma * sigma * xi
 
 
 def learning_rate(optim_cfg, step: int, total: int) -> float:

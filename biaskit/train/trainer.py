@@ -23,7 +23,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
-from .objective import (_DROPOUT, _NOISE, TrainState, _quarter, batch_indices, diffusion_loss,
+from .objective import (_DROPOUT, _NOISE, _PERTURB, TrainState, _quarter, batch_indices, diffusion_loss,
                         learning_rate, loss_weights, timestep_probabilities)
 from .process_objective import ProcessObjective, build_process, process_time_input
 from .runlog import RESUMABLE, _Log, config_differences
@@ -238,6 +238,14 @@ class Trainer:
         eps = torch.randn((B,) + tuple(x0.shape[1:]), device=self.device, generator=g)
         return x0, t[lo:hi], eps[lo:hi]
 
+    def perturbation(self, step: int, eps: torch.Tensor) -> torch.Tensor:
+        """xi of input perturbation for 0-based ``step``, this rank's slice of the global batch
+        (its own random stream: a run without it draws exactly what it drew before)."""
+        B, b = self.config.batch_size, eps.shape[0]
+        g = torch.Generator(device=self.device).manual_seed(derive_seed(self.config.seed, _PERTURB, step))
+        xi = torch.randn((B,) + tuple(eps.shape[1:]), device=self.device, generator=g)
+        return xi[self.rank * b:(self.rank + 1) * b]
+
     def train_step(self) -> TrainState:
         cfg = self.config
         lr = learning_rate(cfg.optim, self.step, cfg.steps)
@@ -249,8 +257,10 @@ class Trainer:
         if self.process is not None:
             loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast)
         else:
+            gamma = cfg.loss.input_perturbation
             loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
-                                       self.target, self.w_t, self.autocast)
+                                       self.target, self.w_t, self.autocast, gamma=gamma,
+                                       xi=self.perturbation(self.step, eps) if gamma else None)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.logvar is not None and self.world > 1:  # outside DDP's module: average by hand

@@ -78,6 +78,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "05_formulations": {"dataset": "gmm", "weightings": ["constant", "v-debias", "edm", "flow-debias"],
                             "steps_list": [2, 5], "samplers": ["ddim"], "n_boot": 5,
                             "clip_views": [False]},
+        "06_sampling_bias": {"dataset": "gmm", "sample_steps": 5, "eps_scales": [0.99, 1.0, 1.02],
+                             "n_boot": 5},
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
@@ -109,6 +111,11 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
                             "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
+        # the gmm runs of 01 (constant, debias) and three more of about 20 s each (input
+        # perturbation, scaled_linear eps, its zero-terminal-SNR v model)
+        "06_sampling_bias": {"dataset": "gmm", "weightings": ["constant", "debias"], "n_samples": 1024,
+                             "sample_steps": 20, "eps_scales": [0.98, 0.99, 1.0, 1.005, 1.01, 1.02, 1.04],
+                             "n_boot": 100},
     },
     "full": {
         "runner": {"jobs": 1},
@@ -132,6 +139,8 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "samplers": ["ddim", "dpm_solver++", "unipc"], "native_samplers": True,
                             "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
+        "06_sampling_bias": {"dataset": "gmm", "weightings": WEIGHTINGS, "sample_steps": 50,
+                             "eps_scales": [0.98, 0.99, 1.0, 1.002, 1.005, 1.01, 1.02, 1.04], "n_boot": 200},
     },
 }
 
@@ -156,6 +165,8 @@ PROFILES["gpu-smoke"] = {
                         "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
                         "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
                         "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
+    "06_sampling_bias": {"dataset": "gmm", "sample_steps": 10, "eps_scales": [0.99, 1.0, 1.02],
+                         "n_boot": 20},
 }
 PROFILES["gpu-smoke"]["training"]["families"]["gmm"].update({"data.n_train": 20_000})
 

@@ -209,8 +209,14 @@ def formulations(folder: Path) -> list[tuple]:
     return rows
 
 
+def sampling_bias(folder: Path) -> list[tuple]:
+    """Notebook 06: exposure bias and its fixes, terminal SNR (:func:`biaskit.sampling_bias.replication_rows`)."""
+    from .sampling_bias import replication_rows
+    return replication_rows(folder)
+
+
 CLAIMS = (high_t_error, low_t_error, sample_quality, samplers_not_run, colour_shift, chain_damage,
-          formulations)
+          formulations, sampling_bias)
 
 
 def table(folder) -> pd.DataFrame:

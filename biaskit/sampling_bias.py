@@ -1,0 +1,220 @@
+"""The analyses of notebook 06 (the bias a sampler meets), each computed once per setting
+through the cache: exposure-bias statistics of a family's chains (:mod:`biaskit.exposure`), the
+epsilon-scaling sweep, the runs its fixes need (input perturbation, terminal-SNR schedules) and
+the terminal-SNR brightness effect (Lin et al. 2024).
+
+Terminal SNR: a schedule with abar_T > 0 trains its model on x_T that still holds
+sqrt(abar_T) x0, then samples from x_T ~ N(0, I): the data's mean leaks into every sample and
+samples cannot be very dark or bright. The comparison trains the family's constant model on
+``scaled_linear`` (Stable Diffusion's schedule, abar_T = 0.0047) and a v-prediction model on its
+zero-terminal-SNR rescaling, and reads the spread of the samples' per-sample mean (an image's
+mean brightness) against the data's: :func:`brightness_spread`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .cache import Cache
+from .experiments import run_key, tensor_digest
+
+# the runs of the fixes: a weighting's preset plus these overrides (biaskit.profiles.run_config)
+EXTRA_RUNS = {
+    # Ning et al. 2023: gamma = 0.1
+    "constant+ip": ("constant", ["loss.input_perturbation=0.1"]),
+    "constant, scaled_linear": ("constant", ["schedule.name=scaled_linear"]),
+    "v, scaled_linear zero SNR": ("v", ["schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
+}
+# (run, spacing) pairs sampled for the brightness comparison: leading spacing never visits the
+# last step (Lin et al.'s second fix is trailing spacing)
+TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_linear", "leading"),
+                       ("v, scaled_linear zero SNR", "leading"), ("v, scaled_linear zero SNR", "trailing")]
+
+
+def extra_config(profile: str, family: str, name: str, seed: int = 0):
+    """The :class:`~biaskit.config.TrainConfig` of extra run ``name`` (:data:`EXTRA_RUNS`): the
+    study profile's config of its weighting with the run's overrides."""
+    from .config import apply_overrides
+    from .profiles import run_config
+    if name not in EXTRA_RUNS:
+        raise ValueError(f"unknown extra run {name!r}; valid: {', '.join(EXTRA_RUNS)}")
+    weighting, overrides = EXTRA_RUNS[name]
+    return apply_overrides(run_config(profile, family, weighting, seed), overrides)
+
+
+def train_extra(cache: Cache, profile: str, family: str, names, *, seed: int = 0, device: str = "auto",
+                progress: bool = False) -> dict[str, Path]:
+    """{name: run folder} of the extra runs, each trained only on a cache miss."""
+    out = {}
+    for name in names:
+        cfg = extra_config(profile, family, name, seed)
+        cfg.device = device
+        out[name] = cache.run(cfg, label=f"{family}-{name}".replace(" ", "_").replace(",", ""),
+                              progress=progress)
+    return out
+
+
+def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data, sampler: str,
+             steps: int, clip: bool, seed: int, eps_scales=(None,)) -> pd.DataFrame:
+    """:func:`biaskit.exposure.visited_states` of every model (and every epsilon scale of
+    ``eps_scales``, None = unscaled) from ``noise`` against forward states of ``x0``, cached per
+    (run, noise, x0, sampler, steps, clip, seed, scale); one frame, ``weighting`` naming the model."""
+    from .exposure import visited_states
+    frames = []
+    for w, den in models.items():
+        for scale in eps_scales:
+            key = {"run": run_key(runs[w]), "noise": tensor_digest(noise), "x0": tensor_digest(x0),
+                   "data": data.spec, "sampler": sampler, "steps": int(steps), "clip": bool(clip),
+                   "seed": int(seed), "scale": None if scale is None else [scale.b, scale.k]}
+            frames.append(cache.frame("exposure", key, lambda: visited_states(
+                den, noise, x0, mixture=mixture, sampler=sampler, steps=steps, clip=clip, seed=seed,
+                eps_scale=scale)).assign(weighting=w))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sweep(frame: pd.DataFrame, statistic: str = "eps_norm2_per_dim") -> pd.DataFrame:
+    """Per (weighting, eps_scale) of an :func:`exposure` frame: the mean over steps of |gap| of
+    ``statistic`` and the mean of the per-step 95% half-widths (bounding the half-width of the
+    mean from above, :func:`biaskit.intervals.mean_of_intervals`); ``chosen`` marks each
+    weighting's scale with the smallest mean |gap| (Ning et al.'s pick, by the norm gap)."""
+    d = frame[frame.statistic == statistic].assign(abs_gap=lambda f: f.gap.abs(),
+                                                   half=lambda f: (f.gap_hi - f.gap_lo) / 2)
+    out = d.groupby(["weighting", "eps_scale"], sort=False).agg(
+        mean_abs_gap=("abs_gap", "mean"), half=("half", "mean")).reset_index()
+    best = out.groupby("weighting").mean_abs_gap.transform("min")
+    return out.assign(chosen=out.mean_abs_gap == best)
+
+
+def brightness_spread(sets: dict, reference: str = "data", q: float = 0.025, n_boot: int = 200,
+                      seed: int = 0) -> pd.DataFrame:
+    """Per named sample set (N, ...): the spread of the per-sample mean m_i = mean of x_i's
+    entries (an image's mean brightness), quantile(1 - q) - quantile(q) of the m_i, and its ratio
+    to the ``reference`` set's, each with the BC bootstrap interval of
+    :func:`biaskit.metrics.bootstrap` (both sets resampled). Columns: set, spread, spread_lo,
+    spread_hi, ratio, ratio_lo, ratio_hi, m_lo, m_hi (the two quantiles)."""
+    from .metrics import bootstrap
+    means = {k: torch.as_tensor(v).double().flatten(1).mean(1) for k, v in sets.items()}
+    if reference not in means:
+        raise ValueError(f"no set named {reference!r}; sets: {', '.join(means)}")
+    ref = means[reference]
+
+    def spread(m):  # m (B, n) -> (B,)
+        lo, hi = torch.quantile(m, torch.tensor([q, 1 - q], dtype=m.dtype), dim=1)
+        return hi - lo
+
+    rows = []
+    for name, m in means.items():
+        s = bootstrap(lambda i: spread(m[i]), (len(m),), "spread", n_boot=n_boot, seed=seed)
+        r = bootstrap(lambda i, j: spread(m[i]) / spread(ref[j]), (len(m), len(ref)), "ratio",
+                      n_boot=n_boot, seed=seed)
+        lo, hi = torch.quantile(m, torch.tensor([q, 1 - q], dtype=m.dtype)).tolist()
+        rows.append(dict(set=name, spread=s.value, spread_lo=s.lo, spread_hi=s.hi, ratio=r.value,
+                         ratio_lo=r.lo, ratio_hi=r.hi, m_lo=lo, m_hi=hi))
+    return pd.DataFrame(rows)
+
+
+def _mean_interval(d: pd.DataFrame, col: str) -> tuple[float, float, float]:
+    """(mean, lo, hi) over rows of ``col`` with its interval columns: the mean of the per-row
+    half-widths bounds the mean's (:func:`biaskit.intervals.mean_of_intervals`)."""
+    from .intervals import mean_of_intervals
+    return tuple(float(v) for v in mean_of_intervals(d[col], d[f"{col}_lo"], d[f"{col}_hi"]))
+
+
+def summary(frame: pd.DataFrame, logsnr_max: float | None = None) -> pd.DataFrame:
+    """Per (weighting, eps_scale, statistic) of an :func:`exposure` frame, over the steps with
+    logsnr <= ``logsnr_max`` (all when None): the means of chain, forward and gap, each with the
+    conservative interval of :func:`_mean_interval`; x0_error_to_oracle adds ``off_marginal_share``
+    = gap / chain, the part of the model's error at the visited states that its error on the
+    forward marginal does not explain."""
+    d = frame if logsnr_max is None else frame[frame.logsnr <= logsnr_max]
+    rows = []
+    for (w, scale, stat), g in d.groupby(["weighting", "eps_scale", "statistic"], sort=False):
+        row = {"weighting": w, "eps_scale": scale, "statistic": stat, "steps_in_range": len(g)}
+        for col in ("chain", "forward", "gap"):
+            row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _mean_interval(g, col)
+        if stat == "x0_error_to_oracle":
+            row["off_marginal_share"] = row["gap"] / row["chain"] if row["chain"] > 0 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows).assign(logsnr_max=logsnr_max)
+
+
+def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, clip: bool, seed: int,
+                  scales: dict | None = None, spacing: dict | None = None, n_boot: int = 20) -> pd.DataFrame:
+    """Sliced Wasserstein distance (bootstrap interval) of each model's final samples from the
+    same ``noise`` to ``reference``; ``scales``: {name: EpsScale} applied to that model;
+    ``spacing``: {name: spacing}. One row per model: set, metric, value, lo, hi."""
+    from .exposure import EpsScaled
+    from .metrics import sliced_wasserstein
+    from .sampling import sample
+    rows = []
+    for name, den in models.items():
+        scale = (scales or {}).get(name)
+        model = EpsScaled(den, scale) if scale is not None else den
+        x = sample(model, noise.clone(), sampler=sampler, steps=steps, clip=clip, seed=seed,
+                   spacing=(spacing or {}).get(name, "even"), progress=False).x0
+        e = sliced_wasserstein(x, reference, seed=seed, n_boot=n_boot)
+        rows.append({"set": name, "metric": e.metric, "value": e.value, "lo": e.lo, "hi": e.hi})
+    return pd.DataFrame(rows)
+
+
+def _disjoint(a_lo, a_hi, b_lo, b_hi, lower: str, higher: str) -> str:
+    """``lower`` when interval a lies below b, ``higher`` when above, else inconclusive."""
+    return lower if a_hi < b_lo else higher if a_lo > b_hi else "inconclusive"
+
+
+def replication_rows(folder: Path) -> list[tuple]:
+    """(claim, measured, verdict) rows of notebook 06 from the CSVs it writes under ``folder``
+    (``<folder>/06_sampling_bias``): findings beyond the paper, read from 95% intervals
+    (``observed`` / ``reversed`` / ``inconclusive``)."""
+    d = Path(folder) / "06_sampling_bias"
+    if not (d / "exposure_summary.csv").exists():
+        return []
+    s = pd.read_csv(d / "exposure_summary.csv")
+    ci = lambda r, c: f"{r[c]:.3g} [{r[c + '_lo']:.3g}, {r[c + '_hi']:.3g}]"  # noqa: E731
+    rows = []
+    for _, r in s[(s.statistic == "log_q_per_dim") & (s.eps_scale == "none")].iterrows():
+        rows.append((f"beyond the paper: the {r.weighting} model's DDIM chain leaves the forward marginal "
+                     "(mean log q_t per dim, chain - forward states)",
+                     f"gap {ci(r, 'gap')} over {int(r.steps_in_range)} steps",
+                     _disjoint(r.gap_lo, r.gap_hi, 0, 0, "observed", "reversed")))
+    if (d / "exposure_gap.csv").exists():
+        g = pd.read_csv(d / "exposure_gap.csv").set_index("weighting")
+        if {"constant", "debias"} <= set(g.index):
+            a, b = g.loc["constant"], g.loc["debias"]
+            rows.append(("beyond the paper: debias reduces exposure bias (mean |eps-norm gap| per dim "
+                         "along the chain)",
+                         f"constant {a.mean_abs_gap:.3g} +- {a.half:.2g}, debias {b.mean_abs_gap:.3g} "
+                         f"+- {b.half:.2g}",
+                         _disjoint(b.mean_abs_gap - b.half, b.mean_abs_gap + b.half,
+                                   a.mean_abs_gap - a.half, a.mean_abs_gap + a.half, "observed", "reversed")))
+    if (d / "fixes_quality.csv").exists():
+        q = pd.read_csv(d / "fixes_quality.csv").set_index("set")
+        for fix, base in (("constant, eps scaled", "constant"), ("constant+ip", "constant"),
+                          ("debias, eps scaled", "debias")):
+            if fix in q.index and base in q.index:
+                a, b = q.loc[base], q.loc[fix]
+                rows.append((f"Ning et al.: {fix} samples closer to the data than {base} (SWD)",
+                             f"{base} {a.value:.3g} [{a.lo:.3g}, {a.hi:.3g}], {fix} {b.value:.3g} "
+                             f"[{b.lo:.3g}, {b.hi:.3g}]",
+                             _disjoint(b.lo, b.hi, a.lo, a.hi, "agrees", "disagrees")))
+    if (d / "brightness.csv").exists():
+        br = pd.read_csv(d / "brightness.csv").set_index("set")
+        base, fix = (f"{n}, {s}" for n, s in (TERMINAL_SNR_CHAINS[0], TERMINAL_SNR_CHAINS[-1]))
+        if base in br.index and fix in br.index:
+            a, b = br.loc[base], br.loc[fix]
+            rows.append(("Lin et al.: zero terminal SNR + v + trailing steps widens the samples' per-sample "
+                         "mean range toward the data's (ratio of spreads, 1 = data)",
+                         f"{base} {ci(a, 'ratio')}, {fix} {ci(b, 'ratio')}",
+                         _closer_to_one(a, b)))
+    return rows
+
+
+def _closer_to_one(a, b) -> str:
+    """``agrees`` when b's ratio interval lies nearer to 1 than a's, everywhere; ``disagrees``
+    when farther; else inconclusive."""
+    far = lambda r: max(abs(r.ratio_lo - 1), abs(r.ratio_hi - 1))  # noqa: E731
+    near = lambda r: 0.0 if r.ratio_lo <= 1 <= r.ratio_hi else min(abs(r.ratio_lo - 1), abs(r.ratio_hi - 1))  # noqa: E731
+    return "agrees" if far(b) < near(a) else "disagrees" if far(a) < near(b) else "inconclusive"

@@ -134,3 +134,21 @@ def test_sweep_picks_the_scale_that_closes_the_gap_and_the_fit_recovers_it():
     assert sweep.mean_abs_gap.iloc[0] > sweep.mean_abs_gap.min()
     fit = fit_eps_scale(visited_states(_model(c), z, x0, steps=10))
     assert np.isfinite(fit.b) and np.isfinite(fit.k)
+
+
+def test_eps_scaling_reaches_every_kind_of_sampler():
+    """Applied at the model call: a diffusers solver and the EDM Heun sampler walk the exact
+    oracle's chain when the c-scaled model is divided by c."""
+    z, c = _noise(64).float(), 1.25
+    for sampler in ("ddpm", "dpm_solver++", "heun"):
+        exact = chain_states(oracle_denoiser(_gauss(), SCHED), z, sampler=sampler, steps=6, seed=2)
+        scaled = chain_states(_model(c), z, sampler=sampler, steps=6, seed=2, eps_scale=EpsScale(c))
+        assert len(exact) == len(scaled) > 0, sampler
+        for e, s in zip(exact, scaled):
+            assert torch.allclose(e["x0_hat"], s["x0_hat"], rtol=1e-4, atol=1e-4), sampler
+
+
+def test_linear_eps_scale_reads_the_models_timestep():
+    lam = EpsScale(b=1.01, k=2e-5)
+    assert torch.allclose(lam(torch.tensor([0, 500, 999])), torch.tensor([1.01, 1.02, 1.02998],
+                                                                          dtype=torch.float64))

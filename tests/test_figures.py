@@ -92,7 +92,7 @@ def test_mosaic_places_each_image_in_its_cell():
 def test_profiles_cover_every_notebook():
     names = set(notebooks())
     assert {"00_weighting_atlas", "01_existence", "02_impact", "03_reasons",
-            "04_probe_checkpoint", "05_formulations"} <= names
+            "04_probe_checkpoint", "05_formulations", "06_sampling_bias"} <= names
     for profile in PROFILES:
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
@@ -119,7 +119,7 @@ def test_the_notebooks_ship_with_the_package():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     from biaskit.figures import NOTEBOOK_DIR
     root = Path(__file__).resolve().parents[1]
-    assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 6
+    assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 7
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert all(any(p.relative_to(root / "biaskit").match(g) for g in globs["biaskit"])
                for p in NOTEBOOK_DIR.glob("*.ipynb"))

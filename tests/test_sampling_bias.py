@@ -1,0 +1,69 @@
+"""Notebook 06's recipes: the extra runs' configs, the brightness spread against numpy's
+quantiles, and the replication rows' verdicts on hand-written tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from biaskit import sampling_bias as sb
+from biaskit.schedules import get_schedule
+
+
+def test_extra_runs_are_the_profile_runs_with_their_fix():
+    ip = sb.extra_config("smoke", "gmm", "constant+ip")
+    assert ip.loss.input_perturbation == 0.1 and ip.loss.weighting == "constant"
+    base = sb.extra_config("smoke", "gmm", "constant, scaled_linear")
+    zsnr = sb.extra_config("smoke", "gmm", "v, scaled_linear zero SNR")
+    assert base.schedule.name == zsnr.schedule.name == "scaled_linear" and zsnr.schedule.zero_terminal_snr
+    assert zsnr.loss.target == "v" and base.loss.target == "eps"
+    # Stable Diffusion's schedule keeps abar_T = 0.0047 (Lin et al. 2024, Sec. 3.1), its rescaling 0
+    assert abs(float(get_schedule("scaled_linear").abar[-1]) - 0.0047) < 1e-4
+    assert float(get_schedule("scaled_linear", zero_terminal_snr=True).abar[-1]) == 0.0
+    with pytest.raises(ValueError, match="valid"):
+        sb.extra_config("smoke", "gmm", "nope")
+
+
+def test_brightness_spread_is_the_quantile_range_of_per_sample_means():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(400, 3, 2, 2, generator=g)             # per-sample mean: sd 1 / sqrt(12)
+    narrow = 0.5 * torch.randn(400, 3, 2, 2, generator=g)
+    df = sb.brightness_spread({"data": data, "narrow": narrow}, n_boot=200).set_index("set")
+    for name, x in (("data", data), ("narrow", narrow)):
+        m = x.double().flatten(1).mean(1).numpy()
+        want = np.quantile(m, 0.975) - np.quantile(m, 0.025)
+        assert df.loc[name, "spread"] == pytest.approx(want, rel=1e-9)
+        assert df.loc[name, "spread_lo"] <= df.loc[name, "spread"] <= df.loc[name, "spread_hi"]
+    # the normal law's 95% range is 2 * 1.96 sd: the ratio 0.5 lies in the interval
+    r = df.loc["narrow"]
+    assert r.ratio_lo < 0.5 < r.ratio_hi and r.ratio_hi < 0.8
+    assert df.loc["data", "spread"] == pytest.approx(2 * 1.96 / 12**0.5, rel=0.15)
+
+
+def test_replication_rows_read_verdicts_from_intervals(tmp_path):
+    d = tmp_path / "06_sampling_bias"
+    d.mkdir()
+    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "statistic": "log_q_per_dim",
+                   "steps_in_range": 20, "gap": -0.5, "gap_lo": -0.7, "gap_hi": -0.3},
+                  {"weighting": "debias", "eps_scale": "none", "statistic": "log_q_per_dim",
+                   "steps_in_range": 20, "gap": -0.1, "gap_lo": -0.3, "gap_hi": 0.1}]
+                 ).to_csv(d / "exposure_summary.csv", index=False)
+    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.5, "half": 0.1},
+                  {"weighting": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.1}]
+                 ).to_csv(d / "exposure_gap.csv", index=False)
+    pd.DataFrame([{"set": "constant", "value": 1.0, "lo": 0.9, "hi": 1.1},
+                  {"set": "constant, eps scaled", "value": 0.5, "lo": 0.4, "hi": 0.6},
+                  {"set": "constant+ip", "value": 1.0, "lo": 0.8, "hi": 1.2}]).to_csv(d / "fixes_quality.csv")
+    (base, s0), (fix, s1) = sb.TERMINAL_SNR_CHAINS[0], sb.TERMINAL_SNR_CHAINS[-1]
+    pd.DataFrame([{"set": f"{base}, {s0}", "ratio": 0.7, "ratio_lo": 0.6, "ratio_hi": 0.8},
+                  {"set": f"{fix}, {s1}", "ratio": 0.95, "ratio_lo": 0.85, "ratio_hi": 1.05}]
+                 ).to_csv(d / "brightness.csv", index=False)
+    rows = {r[0]: r[2] for r in sb.replication_rows(tmp_path)}
+    assert [v for k, v in rows.items() if k.startswith("Lin et al.")] == ["agrees"]
+    verdicts = list(rows.values())
+    assert verdicts[:2] == ["observed", "inconclusive"]          # the chains leave q_t: constant yes
+    assert rows["beyond the paper: debias reduces exposure bias (mean |eps-norm gap| per dim along "
+                "the chain)"] == "observed"
+    assert rows["Ning et al.: constant, eps scaled samples closer to the data than constant (SWD)"] == "agrees"
+    assert rows["Ning et al.: constant+ip samples closer to the data than constant (SWD)"] == "inconclusive"
+    assert sb.replication_rows(tmp_path / "nothing") == []

@@ -12,6 +12,10 @@ at the same step (fresh data, fresh noise), with 95% intervals and the chain - f
   log_q_per_dim       log q_t(x_t) / D under the exact marginal of a mixture,
                       q_t = sum_k w_k N(alpha m_k, alpha^2 S_k + sigma^2 I); on forward states it
                       is the data-vs-data floor, so the gap is the chain's distance from q_t.
+  outside_q99         the fraction of states whose log q_t lies below the 1% quantile of the
+                      forward states' (outside the region of q_t's 99% most likely states): 0.01
+                      on forward states by construction; robust where a few far-off states make
+                      the mean log q heavy-tailed.
   eps_norm2_per_dim   ||eps_hat||^2 / D of the eps_hat the sampler uses, against the network's
                       eps_hat on forward states (Ning et al. 2024, Sec. 4: the predicted-noise
                       norm along the chain against its training value).
@@ -45,7 +49,7 @@ from .oracle import posterior_mean
 __all__ = ["EpsScale", "EpsScaled", "visited_states", "chain_states", "eps_scale_sweep",
            "fit_eps_scale", "STATISTICS"]
 
-STATISTICS = ("x0_error_to_oracle", "log_q_per_dim", "eps_norm2_per_dim")
+STATISTICS = ("x0_error_to_oracle", "log_q_per_dim", "outside_q99", "eps_norm2_per_dim")
 
 
 # Ning et al. 2024 (ICLR, "Elucidating the exposure bias"), Eq. 12: eps_hat / lambda_t
@@ -142,7 +146,8 @@ def _row(a: np.ndarray, b: np.ndarray) -> dict:
     """chain (a) and forward (b) means with t-intervals, and the gap a - b with Welch's."""
     ma, mb = float(a.mean()), float(b.mean())
     (alo, ahi), (blo, bhi) = t_interval(ma, a), t_interval(mb, b)
-    half = float(welch_half_width(a.std(ddof=1), a.size, b.std(ddof=1), b.size))
+    sd_a, sd_b = a.std(ddof=1), b.std(ddof=1)
+    half = float(welch_half_width(sd_a, a.size, sd_b, b.size)) if sd_a + sd_b > 0 else 0.0
     return dict(chain=ma, chain_lo=alo, chain_hi=ahi, forward=mb, forward_lo=blo, forward_hi=bhi,
                 gap=ma - mb, gap_lo=ma - mb - half, gap_hi=ma - mb + half, n_chain=a.size, n_forward=b.size)
 
@@ -173,9 +178,16 @@ def visited_states(denoiser, noise: torch.Tensor, x0: torch.Tensor, *, mixture=N
         x_f = P.noisy(x0, eps, alpha, sigma)
         # the network itself on forward states: its training-time value (no scaling, no clip)
         f = denoiser(x_f, torch.full((x_f.shape[0],), _step_of(denoiser, s), device=x_f.device))
+        values = {}
         for stat in stats:
-            a = _per_sample(stat, s["x_t"], s["x0_hat"], s["eps_hat"], alpha, sigma, mixture, clip_range)
-            b = _per_sample(stat, x_f, f.x0_hat, f.eps_hat, alpha, sigma, mixture, None)
+            if stat == "outside_q99":
+                a, b = values["log_q_per_dim"]
+                floor = np.quantile(b, 0.01)
+                a, b = (a < floor).astype(float), (b < floor).astype(float)
+            else:
+                a = _per_sample(stat, s["x_t"], s["x0_hat"], s["eps_hat"], alpha, sigma, mixture, clip_range)
+                b = _per_sample(stat, x_f, f.x0_hat, f.eps_hat, alpha, sigma, mixture, None)
+            values[stat] = a, b
             rows.append(dict(step=i, t=s["t"], logsnr=s["logsnr"], statistic=stat, **_row(a, b)))
     return pd.DataFrame(rows).assign(model=getattr(denoiser, "name", "model"), sampler=sampler,
                                      steps=int(steps), clip=bool(clip),

@@ -115,7 +115,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # perturbation, scaled_linear eps, its zero-terminal-SNR v model)
         "06_sampling_bias": {"dataset": "gmm", "weightings": ["constant", "debias"], "n_samples": 1024,
                              "sample_steps": 20, "eps_scales": [0.98, 0.99, 1.0, 1.005, 1.01, 1.02, 1.04],
-                             "n_boot": 100},
+                             "n_boot": 20},
     },
     "full": {
         "runner": {"jobs": 1},

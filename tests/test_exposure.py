@@ -5,6 +5,8 @@ states, and every statistic of them, follow from a recursion derived here."""
 import math
 
 import numpy as np
+import pytest
+from scipy.stats import chi2, ncx2
 import torch
 from torch import nn
 
@@ -68,11 +70,12 @@ def test_ddim_chain_of_a_scaled_exact_model_follows_the_closed_form():
         assert torch.allclose(s["x_t"], G * z + h, rtol=1e-5, atol=1e-6)
 
 
-def test_drift_statistics_match_their_closed_forms():
+@pytest.mark.parametrize("c", [0.8, 1.3])  # under- and over-predicted noise: the chain spreads, shrinks
+def test_drift_statistics_match_their_closed_forms(c):
     """Given the noise's own mean and variance, the chain's x_t has mean G zbar + h and variance
     G^2 var(z) per dim, so log q_t, the x0 error to E[x0 | x_t] and ||eps_hat||^2 averaged over
     the chain's samples are known exactly at every step."""
-    z, c, steps = _noise(), 1.3, 6
+    z, steps = _noise(), 6
     frame = visited_states(_model(c), z, _gauss().sample(4000, torch.Generator().manual_seed(1),
                                                            torch.float64), mixture=_gauss(), steps=steps)
     for k, (alpha, sigma, G, h) in enumerate(_recursion(c, steps)):
@@ -85,6 +88,12 @@ def test_drift_statistics_match_their_closed_forms():
         got = frame[frame.step == k].set_index("statistic")
         for stat, value in want.items():
             assert math.isclose(got.loc[stat, "chain"], value, rel_tol=1e-4, abs_tol=1e-9), (k, stat)
+        # outside q_t's 99% region: ||x - alpha m||^2 > chi2_{D, 0.99} v, and ||x - alpha m||^2 / G^2
+        # is non-central chi2 with D dof and non-centrality D (h - alpha m)^2 / G^2 (the forward
+        # threshold is a sample quantile: 0.01 of slack)
+        out = ncx2.sf(chi2.ppf(0.99, D) * v / G**2, D, D * (h - alpha * M_) ** 2 / G**2)
+        o = got.loc["outside_q99"]
+        assert o.chain_lo - 0.01 < out < o.chain_hi + 0.01, (k, out, o.chain)
         # forward states: E||eps_hat||^2 / D = c^2 sigma^2 / v, inside the interval
         f = got.loc["eps_norm2_per_dim"]
         assert f.forward_lo - 0.02 < c**2 * sigma**2 / v < f.forward_hi + 0.02

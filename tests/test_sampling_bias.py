@@ -43,11 +43,11 @@ def test_brightness_spread_is_the_quantile_range_of_per_sample_means():
 def test_replication_rows_read_verdicts_from_intervals(tmp_path):
     d = tmp_path / "06_sampling_bias"
     d.mkdir()
-    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "statistic": "log_q_per_dim",
-                   "steps_in_range": 20, "gap": -0.5, "gap_lo": -0.7, "gap_hi": -0.3},
-                  {"weighting": "debias", "eps_scale": "none", "statistic": "log_q_per_dim",
-                   "steps_in_range": 20, "gap": -0.1, "gap_lo": -0.3, "gap_hi": 0.1}]
-                 ).to_csv(d / "exposure_summary.csv", index=False)
+    row = {"eps_scale": "none", "statistic": "outside_q99", "t": 0}
+    pd.DataFrame([{**row, "weighting": "constant", "chain": 0.2, "chain_lo": 0.15, "chain_hi": 0.25,
+                   "gap": 0.19, "gap_lo": 0.14, "gap_hi": 0.24},
+                  {**row, "weighting": "debias", "chain": 0.02, "chain_lo": 0.0, "chain_hi": 0.04,
+                   "gap": 0.01, "gap_lo": -0.01, "gap_hi": 0.03}]).to_csv(d / "final_states.csv", index=False)
     pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.5, "half": 0.1},
                   {"weighting": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.1}]
                  ).to_csv(d / "exposure_gap.csv", index=False)
@@ -61,7 +61,7 @@ def test_replication_rows_read_verdicts_from_intervals(tmp_path):
     rows = {r[0]: r[2] for r in sb.replication_rows(tmp_path)}
     assert [v for k, v in rows.items() if k.startswith("Lin et al.")] == ["agrees"]
     verdicts = list(rows.values())
-    assert verdicts[:2] == ["observed", "inconclusive"]          # the chains leave q_t: constant yes
+    assert verdicts[:3] == ["observed", "inconclusive", "observed"]  # constant leaves q_t, debias nearer
     assert rows["beyond the paper: debias reduces exposure bias (mean |eps-norm gap| per dim along "
                 "the chain)"] == "observed"
     assert rows["Ning et al.: constant, eps scaled samples closer to the data than constant (SWD)"] == "agrees"

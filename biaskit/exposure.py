@@ -160,7 +160,8 @@ def visited_states(denoiser, noise: torch.Tensor, x0: torch.Tensor, *, mixture=N
     against forward-process states made from data ``x0`` (N, ...) (held-out draws of the data
     law) with fresh noise seeded by ``seed``; the two mixture statistics only when ``mixture``
     (the data law, a :class:`~biaskit.mixture.GaussianMixture`) is given. With ``clip`` the
-    model's x0_hat is clipped, and so is the posterior mean it is compared with.
+    model's x0_hat is clipped, on the chain and on forward states, and so is the posterior mean
+    it is compared with; the forward eps-norm is always the network's own (its training value).
 
     One row per (step, statistic): step, t, logsnr, statistic, chain, chain_lo, chain_hi,
     forward, forward_lo, forward_hi, gap, gap_lo, gap_hi, n_chain, n_forward, then model,
@@ -186,7 +187,8 @@ def visited_states(denoiser, noise: torch.Tensor, x0: torch.Tensor, *, mixture=N
                 a, b = (a < floor).astype(float), (b < floor).astype(float)
             else:
                 a = _per_sample(stat, s["x_t"], s["x0_hat"], s["eps_hat"], alpha, sigma, mixture, clip_range)
-                b = _per_sample(stat, x_f, f.x0_hat, f.eps_hat, alpha, sigma, mixture, None)
+                f_x0 = f.x0_hat.clamp(*clip_range) if clip_range is not None else f.x0_hat
+                b = _per_sample(stat, x_f, f_x0, f.eps_hat, alpha, sigma, mixture, clip_range)
             values[stat] = a, b
             rows.append(dict(step=i, t=s["t"], logsnr=s["logsnr"], statistic=stat, **_row(a, b)))
     return pd.DataFrame(rows).assign(model=getattr(denoiser, "name", "model"), sampler=sampler,

@@ -106,6 +106,12 @@ def test_exact_oracle_has_zero_error_on_every_visited_state():
                            mixture=mix, steps=8)
     err = frame[frame.statistic == "x0_error_to_oracle"]
     assert len(err) == 8 and (err.chain.abs() < 1e-12).all() and (err.forward.abs() < 1e-12).all()
+    # clipped to a range the posterior mean leaves at high noise: both sides clipped alike
+    oracle.data_range = (-0.3, 0.3)
+    clipped = visited_states(oracle, _noise(256).float(), mix.sample(256, torch.Generator().manual_seed(3)),
+                             mixture=mix, steps=8, clip=True)
+    err = clipped[clipped.statistic == "x0_error_to_oracle"]
+    assert (err.chain.abs() < 1e-12).all() and (err.forward.abs() < 1e-12).all()
     # the data-vs-data floor: forward states sit on q_t, the gap of log q has 0 inside or near
     lq = frame[frame.statistic == "log_q_per_dim"]
     assert (lq.forward_hi > lq.forward_lo).all()

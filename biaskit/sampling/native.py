@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..parameterization import learned_log_variance
 from ..schedules import Schedule
 from .chain import Grid, ModelCall
 
@@ -51,10 +52,8 @@ def var_out(pred) -> torch.Tensor:
     return pred.var_out
 
 
-# Nichol & Dhariwal 2021, Eq. 15: log s^2 = frac log beta + (1 - frac) log beta_tilde, frac = (v + 1) / 2
 def _learned_std(pred, log_beta: float, log_beta_tilde: float) -> torch.Tensor:
-    frac = (var_out(pred) + 1) / 2
-    return torch.exp(0.5 * (frac * log_beta + (1 - frac) * log_beta_tilde))
+    return torch.exp(0.5 * learned_log_variance(var_out(pred), log_beta, log_beta_tilde))
 
 
 def ddpm(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callback=None,

@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import checkpoint as C
 from .. import parameterization as P
-from ..config import ProcessConfig, TrainConfig, load_config, to_dict
+from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser, resolve_device
 from ..distributed import init_process_group, launched
 from ..jsonio import write_json
@@ -50,17 +50,61 @@ def _device(name: str, local_rank: int) -> torch.device:
     return device
 
 
-def _dataset(cfg: TrainConfig, data):
-    """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset."""
+def _dataset(cfg: TrainConfig, data, loaded=None):
+    """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset; a
+    fine-tuning run reads its data set in the loaded model's data range unless one is given."""
     from ..data import Dataset, load_dataset
     if data is None:
         opts = dict(cfg.data.options)
+        if loaded is not None:
+            opts.setdefault("data_range", list(loaded.data_range))
         return load_dataset(cfg.data.name, seed=cfg.seed, n_train=cfg.data.n_train, n_test=cfg.data.n_test, **opts)
     if isinstance(data, Dataset):
         return data
     train, test = data
     lo, hi = float(train.min()), float(train.max())
     return Dataset(cfg.data.name, train.float(), test.float(), (lo, hi), None, {"name": cfg.data.name})
+
+
+def _model_config(cfg: TrainConfig, shape) -> dict:
+    """model.config with the data's size filled in (dim of an MLP, in_channels of a UNet)."""
+    model_cfg = dict(cfg.model.config)
+    if cfg.model.name == "mlp":
+        model_cfg.setdefault("dim", int(np.prod(shape)))
+    else:
+        model_cfg.setdefault("in_channels", shape[0])
+    return model_cfg
+
+
+def _load_init(cfg: TrainConfig) -> Denoiser:
+    """The model fine-tuning starts from (init.path, init.options), on the CPU, in train mode."""
+    from ..loaders import load
+    try:
+        loaded = load(cfg.init.path, **cfg.init.options)
+    except TypeError as e:  # an option that is not a loader keyword
+        raise ValueError(f"init.options: {e}") from None
+    if not isinstance(loaded, Denoiser) or type(loaded) is not Denoiser:
+        raise ValueError(f"init.path: {cfg.init.path} loads as a {type(loaded).__name__}; fine-tuning "
+                         "takes a trained network on a discrete VP schedule (not an oracle or a "
+                         "continuous-process model)")
+    if not any(p.is_floating_point() for p in loaded.net.parameters()):
+        raise ValueError(f"init.path: {cfg.init.path} has no trainable parameters (an oracle?)")
+    return loaded
+
+
+def _check_init(cfg: TrainConfig, loaded: Denoiser, process, data) -> None:
+    """Refuse what the loaded model cannot be fine-tuned with: another target, a continuous
+    process, data of another shape or range."""
+    if process is not None:
+        raise ValueError(f"process.name: fine-tuning continues the loaded model's discrete schedule; "
+                         f"drop process.name={cfg.process.name!r}")
+    if P.canonical(cfg.loss.target) != loaded.parameterization:
+        raise ValueError(f"loss.target: the loaded model predicts {loaded.parameterization!r}, the "
+                         f"config trains {cfg.loss.target!r}; set loss.target={loaded.parameterization}")
+    loaded.check_shape(data.shape)
+    if tuple(data.data_range) != tuple(loaded.data_range):
+        raise ValueError(f"data.options.data_range: the data lie in {list(data.data_range)}, the loaded "
+                         f"model in {list(loaded.data_range)} (its --data-range); they must agree")
 
 
 class Trainer:
@@ -84,9 +128,14 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         if self.rank == 0:
             C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
-        self.data = _dataset(cfg, data)
-        self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
+        self.loaded = _load_init(cfg) if cfg.init.path else None
+        self.data = _dataset(cfg, data, self.loaded)
         self.process = build_process(cfg)
+        if self.loaded is not None:
+            _check_init(cfg, self.loaded, self.process, self.data)
+            self.schedule = self.loaded.schedule  # the loaded model's own steps (trained ones only)
+        else:
+            self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
         dev, T = self.device, self.schedule.T
         if self.process is None:
             self.target = P.canonical(cfg.loss.target)
@@ -99,21 +148,16 @@ class Trainer:
             self.target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
             self.time_input, self.time_scale = process_time_input(cfg, self.process, self.target)
 
-        model_cfg = dict(cfg.model.config)
-        shape = self.data.shape
-        if cfg.model.name == "mlp":
-            model_cfg.setdefault("dim", int(np.prod(shape)))
+        if self.loaded is not None:
+            self.model_config = {}
+            self.net = self.loaded.net.to(dev).requires_grad_(True)
         else:
-            model_cfg.setdefault("in_channels", shape[0])
-        if model_cfg.get("learn_sigma"):
-            raise ValueError("model.config.learn_sigma: training a learned variance (ADM's hybrid loss) "
-                             "is not supported; train the mean only (learn_sigma: false)")
-        self.model_config = model_cfg
-        torch.manual_seed(cfg.seed)  # weight initialisation
-        try:
-            self.net = build_model(cfg.model.name, **model_cfg).to(dev)
-        except TypeError as e:  # an unknown constructor argument
-            raise ValueError(f"model.config: {e}") from None
+            self.model_config = _model_config(cfg, self.data.shape)
+            torch.manual_seed(cfg.seed)  # weight initialisation
+            try:
+                self.net = build_model(cfg.model.name, **self.model_config).to(dev)
+            except TypeError as e:  # an unknown constructor argument
+                raise ValueError(f"model.config: {e}") from None
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         # parameter lists cached once: walking the module tree every step costs more than the EMA
         self._params, self._ema_params = list(self.net.parameters()), list(self.ema.parameters())
@@ -128,6 +172,7 @@ class Trainer:
         self.logvar = None
         if self.process is None:
             self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
+            self.vlb = self._variance_bound()
         else:
             self.objective = ProcessObjective(cfg.loss, self.process, self.target,
                                               self.denoiser(ema=False).time_in, cfg.process.sigma_data,
@@ -148,6 +193,16 @@ class Trainer:
             raise ValueError(f"{self.run_dir} already holds checkpoints: pass resume=True (--resume) "
                              "or choose another out directory")
 
+    def _variance_bound(self):
+        """L_hybrid's :class:`~biaskit.train.hybrid.VarianceBound` when the network returns 2C
+        channels (a learned variance: ADM learn_sigma, the models' ``learn_sigma``), else None."""
+        from .hybrid import VarianceBound
+        with torch.no_grad():
+            pred = self.denoiser(ema=False)(self.train_x[:1], torch.zeros(1, dtype=torch.long, device=self.device))
+        if pred.var_out is None:
+            return None
+        return VarianceBound(self.schedule, self.target, self.data.data_range)
+
     # --- run description and checkpoints ---------------------------------------------------
     def _run_info(self) -> dict:
         cfg = self.config
@@ -157,6 +212,11 @@ class Trainer:
                 "schedule": self.schedule.to_dict(), "schedule_config": to_dict(cfg.schedule),
                 "data_range": list(self.data.data_range), "channels": self.data.shape[0],
                 "shape": list(self.data.shape), "data": self.data.spec, "train_config": to_dict(cfg)}
+        if self.loaded is not None:  # loads back through the same loader (checkpoint.load_run)
+            info.update(model={"name": "init", "config": {}}, time_input=self.loaded.time_input,
+                        time_scale=self.loaded.time_scale,
+                        init={"path": cfg.init.path, "options": dict(cfg.init.options),
+                              "source": dict(self.loaded.info)})
         if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
             info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
                         process={**to_dict(cfg.process), "time_scale": self.time_scale})
@@ -173,7 +233,8 @@ class Trainer:
         old = C.read_run_info(self.run_dir)
         coarse = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
         # a run recorded before ``process`` existed trained the default (discrete) process
-        old_cfg = {"process": to_dict(ProcessConfig()), **old.get("train_config", {})}
+        old_cfg = {"process": to_dict(ProcessConfig()), "init": to_dict(InitConfig()),
+                   **old.get("train_config", {})}
         differ = config_differences(old_cfg, to_dict(self.config)) if "train_config" in old else []
         differ = differ or coarse  # the dotted keys when the run recorded its config
         if differ:
@@ -213,9 +274,12 @@ class Trainer:
                 data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
                 info={"step": self.step, "weights": "ema" if ema else "online",
                       "weighting": self.config.loss.weighting})
+        loaded = self.loaded
         return Denoiser(self.ema if ema else self.net, self.schedule, self.target,
-                        time_input=self.config.model.time_input, data_range=self.data.data_range,
-                        channels=self.data.shape[0], name=self.run_dir.name,
+                        time_input=self.config.model.time_input if loaded is None else loaded.time_input,
+                        time_scale=None if loaded is None else loaded.time_scale,
+                        net_kwargs=None if loaded is None else loaded.net_kwargs,
+                        data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
                         info={"step": self.step, "weights": "ema" if ema else "online",
                               "weighting": self.config.loss.weighting})
 

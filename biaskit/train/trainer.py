@@ -216,7 +216,7 @@ class Trainer:
             info.update(model={"name": "init", "config": {}}, time_input=self.loaded.time_input,
                         time_scale=self.loaded.time_scale,
                         init={"path": cfg.init.path, "options": dict(cfg.init.options),
-                              "source": dict(self.loaded.info)})
+                              "source": {"format": self.loaded.source.format, **self.loaded.info}})
         if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
             info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
                         process={**to_dict(cfg.process), "time_scale": self.time_scale})

@@ -153,6 +153,10 @@ class Trainer:
             self.net = self.loaded.net.to(dev).requires_grad_(True)
         else:
             self.model_config = _model_config(cfg, self.data.shape)
+            if self.process is not None and self.model_config.get("learn_sigma"):
+                raise ValueError("model.config.learn_sigma: a learned variance (L_hybrid) is the "
+                                 "discrete DDPM's reverse variance; drop it under process.name="
+                                 f"{cfg.process.name!r}")
             torch.manual_seed(cfg.seed)  # weight initialisation
             try:
                 self.net = build_model(cfg.model.name, **self.model_config).to(dev)
@@ -314,7 +318,7 @@ class Trainer:
             loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast)
         else:
             loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
-                                       self.target, self.w_t, self.autocast)
+                                       self.target, self.w_t, self.autocast, vlb=self.vlb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.logvar is not None and self.world > 1:  # outside DDP's module: average by hand

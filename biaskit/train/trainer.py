@@ -95,6 +95,9 @@ def _load_init(cfg: TrainConfig) -> Denoiser:
 def _check_init(cfg: TrainConfig, loaded: Denoiser, process, data) -> None:
     """Refuse what the loaded model cannot be fine-tuned with: another target, a continuous
     process, data of another shape or range."""
+    if cfg.model.config:
+        raise ValueError(f"model.config: fine-tuning trains the loaded network as it is; drop "
+                         f"{', '.join(sorted(cfg.model.config))} (init.path={cfg.init.path})")
     if process is not None:
         raise ValueError(f"process.name: fine-tuning continues the loaded model's discrete schedule; "
                          f"drop process.name={cfg.process.name!r}")

@@ -113,3 +113,25 @@ def test_loader_flags_without_init_are_one_line_errors(capsys):
     rc = main(["train", "--abar-key", "alpha_t", "--print-config"])
     err = capsys.readouterr().err
     assert rc == 2 and "need --init PATH" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_worked_study_script_runs_small(tmp_path):
+    import importlib.util
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location("finetune_mnist", ROOT / "examples" / "finetune_mnist.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    study.main(["--checkpoint", str(MNIST), "--out", str(tmp_path / "s"), "--steps", "2", "--batch-size", "4",
+                "--n", "16", "--num-timesteps", "4", "--samples", "4", "--sample-steps", "2"])
+    df = pd.read_csv(tmp_path / "s" / "compare.csv")
+    summary = pd.read_csv(tmp_path / "s" / "summary.csv")
+    assert set(summary.model) == {"constant - original", "debias - original", "debias - constant"}
+    assert (tmp_path / "s" / "samples.png").is_file()
+    # paired differences on common draws: (debias - constant) = (debias - orig) - (constant - orig)
+    d = df[df.kind == "difference"].set_index(["model", "t"]).x0_mse
+    for t in df.t.unique():  # compare.csv holds 6 significant digits
+        a, b, c = d["debias - constant", t], d["debias - original", t], d["constant - original", t]
+        assert abs(a - (b - c)) <= 1e-5 * max(abs(b), abs(c)) + 1e-15
+    assert read_run_info(tmp_path / "s" / "debias")["train_config"]["loss"]["weighting"] == "debias"

@@ -83,7 +83,7 @@ def _load_init(cfg: TrainConfig) -> Denoiser:
         loaded = load(cfg.init.path, **cfg.init.options)
     except TypeError as e:  # an option that is not a loader keyword
         raise ValueError(f"init.options: {e}") from None
-    if not isinstance(loaded, Denoiser) or type(loaded) is not Denoiser:
+    if type(loaded) is not Denoiser:
         raise ValueError(f"init.path: {cfg.init.path} loads as a {type(loaded).__name__}; fine-tuning "
                          "takes a trained network on a discrete VP schedule (not an oracle or a "
                          "continuous-process model)")
@@ -176,7 +176,7 @@ class Trainer:
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
-        self.logvar = None
+        self.logvar, self.vlb = None, None
         if self.process is None:
             self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
             self.vlb = self._variance_bound()

@@ -239,10 +239,17 @@ def _fine_tuned(info: dict, state_dict: dict, file: Path, run_dir: Path, ckpt: P
     """A fine-tuned run's Denoiser: the model of ``info["init"]`` loaded as it was for training,
     its weights replaced by the checkpoint's."""
     from dataclasses import replace
-    from .loaders import load
+    from .loaders.formats import detect_format
+    from .loaders.options import check_options
+    from .loaders.third_party import load_third_party
     from .schedules import Schedule
-    init = info["init"]
-    den = load(init["path"], **init.get("options", {}))
+    init, options = info["init"], dict(info["init"].get("options", {}))
+    fmt = detect_format(init["path"], options.get("model_spec"), options.get("weights"))
+    if fmt == "run":  # fine-tuned from a biaskit run: that run's network
+        o = check_options(options, "run")
+        den = load_run(init["path"], ema=bool(o.ema) and not o.online_weights, step=o.step)
+    else:
+        den = load_third_party(init["path"], fmt, **options)
     if not Schedule.from_dict(info["schedule"]).same_as(den.schedule):
         raise ValueError(f"{run_dir}: {init['path']} now loads with another schedule than the one "
                          f"the run was fine-tuned on ({RUN_FILE}); the file or its options changed")

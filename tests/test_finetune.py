@@ -28,6 +28,8 @@ def _cfg(out, **over):
            "batch_size": 32, "steps": 4, "log_every": 1, "ckpt_every": 2, "out": str(out),
            "optim": {"lr": 1e-3}, "ema": {"decay": 0.9, "start": 0}, "device": "cpu", "threads": 1}
     cfg.update(over)
+    if "init" in cfg:  # the loaded network is trained as it is
+        del cfg["model"]
     return cfg
 
 

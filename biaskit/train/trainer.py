@@ -23,6 +23,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
+from .finetune import check_init, load_init
 from .objective import (_DROPOUT, _NOISE, TrainState, _quarter, batch_indices, diffusion_loss,
                         learning_rate, loss_weights, timestep_probabilities)
 from .process_objective import ProcessObjective, build_process, process_time_input
@@ -76,40 +77,6 @@ def _model_config(cfg: TrainConfig, shape) -> dict:
     return model_cfg
 
 
-def _load_init(cfg: TrainConfig) -> Denoiser:
-    """The model fine-tuning starts from (init.path, init.options), on the CPU, in train mode."""
-    from ..loaders import load
-    try:
-        loaded = load(cfg.init.path, **cfg.init.options)
-    except TypeError as e:  # an option that is not a loader keyword
-        raise ValueError(f"init.options: {e}") from None
-    if type(loaded) is not Denoiser:
-        raise ValueError(f"init.path: {cfg.init.path} loads as a {type(loaded).__name__}; fine-tuning "
-                         "takes a trained network on a discrete VP schedule (not an oracle or a "
-                         "continuous-process model)")
-    if not any(p.is_floating_point() for p in loaded.net.parameters()):
-        raise ValueError(f"init.path: {cfg.init.path} has no trainable parameters (an oracle?)")
-    return loaded
-
-
-def _check_init(cfg: TrainConfig, loaded: Denoiser, process, data) -> None:
-    """Refuse what the loaded model cannot be fine-tuned with: another target, a continuous
-    process, data of another shape or range."""
-    if cfg.model.config:
-        raise ValueError(f"model.config: fine-tuning trains the loaded network as it is; drop "
-                         f"{', '.join(sorted(cfg.model.config))} (init.path={cfg.init.path})")
-    if process is not None:
-        raise ValueError(f"process.name: fine-tuning continues the loaded model's discrete schedule; "
-                         f"drop process.name={cfg.process.name!r}")
-    if P.canonical(cfg.loss.target) != loaded.parameterization:
-        raise ValueError(f"loss.target: the loaded model predicts {loaded.parameterization!r}, the "
-                         f"config trains {cfg.loss.target!r}; set loss.target={loaded.parameterization}")
-    loaded.check_shape(data.shape)
-    if tuple(data.data_range) != tuple(loaded.data_range):
-        raise ValueError(f"data.options.data_range: the data lie in {list(data.data_range)}, the loaded "
-                         f"model in {list(loaded.data_range)} (its --data-range); they must agree")
-
-
 class Trainer:
     """Model, EMA, optimizer, data and schedule of one run, built from a :class:`TrainConfig`.
 
@@ -131,11 +98,11 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         if self.rank == 0:
             C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
-        self.loaded = _load_init(cfg) if cfg.init.path else None
+        self.loaded = load_init(cfg) if cfg.init.path else None
         self.data = _dataset(cfg, data, self.loaded)
         self.process = build_process(cfg)
         if self.loaded is not None:
-            _check_init(cfg, self.loaded, self.process, self.data)
+            check_init(cfg, self.loaded, self.process, self.data)
             self.schedule = self.loaded.schedule  # the loaded model's own steps (trained ones only)
         else:
             self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)

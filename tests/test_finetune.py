@@ -137,3 +137,14 @@ def test_worked_study_script_runs_small(tmp_path):
         a, b, c = d["debias - constant", t], d["debias - original", t], d["constant - original", t]
         assert abs(a - (b - c)) <= 1e-5 * max(abs(b), abs(c)) + 1e-15
     assert read_run_info(tmp_path / "s" / "debias")["train_config"]["loss"]["weighting"] == "debias"
+
+
+@needs_mnist
+def test_init_with_another_target_is_a_one_line_error(tmp_path, capsys):
+    rc = main(["train", "--init", str(MNIST), "--model-spec", MNIST_OPTIONS["model_spec"], "--state-dict-prefix",
+               "gt.", "--abar-key", "alpha_t", "--time-input", "scaled", "--time-scale", "0.001",
+               "--data-range=-0.5,0.5", "--set", "data.name=mnist", "--set", "loss.target=v",
+               "--out", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error:" in line][0].count("loss.target") == 2

@@ -170,3 +170,23 @@ def test_learned_variance_gmm_samples_like_the_data(tmp_path):
     ll, cov, off, tv = M.gmm_metrics(x, ds.mixture, n_boot=0)
     assert cov.value == 1 and off.value < 0.05 and tv.value < 0.1
     assert abs(ll.value - ll_data) < 0.5 * math.log(2) * 2  # within 0.7 nats per point of the data's
+
+
+@pytest.mark.parametrize("v,warns", [(0.9, False), (3.0, True)])
+def test_learned_variance_sampling_warns_when_v_leaves_its_range(v, warns):
+    import warnings
+    from biaskit.denoiser import Denoiser
+    from biaskit.sampling import sample
+
+    class Net(torch.nn.Module):  # eps_hat = 0, variance half v everywhere
+        def forward(self, x, t):
+            return torch.cat([torch.zeros_like(x), torch.full_like(x, v)], 1)
+
+    den = Denoiser(Net(), get_schedule("linear", 1000), "eps", channels=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sample(den, (4, 2), sampler="ddpm", steps=10, variance="learned", progress=False)
+    hits = [w for w in caught if "left [-1, 1]" in str(w.message)]
+    assert bool(hits) == warns
+    if warns:
+        assert "max |v| = 3" in str(hits[0].message)

@@ -12,6 +12,8 @@ Coefficients become Python floats before the loop: no device syncs per step.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from tqdm.auto import tqdm
 
@@ -63,16 +65,27 @@ def ddpm(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callb
     c0, ct = (c.tolist() for c in posterior_mean_coefficients(kept))
     s = (kept.posterior_variance if variance == "fixed_small" else kept.betas).sqrt().tolist()
     log_beta, log_beta_tilde = kept.betas.log().tolist(), kept.posterior_variance_clipped.log().tolist()
+    v_max = None  # the largest |v| of a learned variance: beyond 1 the log variance is extrapolated
     for i, k in _noisiest_first(grid.n, progress, "ddpm"):
         pred = model(x, k)
         z = _noise(x, generator) if k > 0 else None
         x_next = c0[k] * pred.x0_hat + ct[k] * x
         if k > 0:
-            std = _learned_std(pred, log_beta[k], log_beta_tilde[k]) if variance == "learned" else s[k]
+            if variance == "learned":
+                std = _learned_std(pred, log_beta[k], log_beta_tilde[k])
+                v = var_out(pred).detach().abs().max()
+                v_max = v if v_max is None else torch.maximum(v_max, v)
+            else:
+                std = s[k]
             x_next = x_next + std * z
         if callback is not None:
             callback(model.info(i, k, x, pred, x_next))
         x = x_next
+    if v_max is not None and float(v_max) > 1:
+        warnings.warn(f"learned variance: the network's v left [-1, 1] (max |v| = {float(v_max):.3g}), so "
+                      "the reverse variance was extrapolated beyond [beta_tilde, beta] of the "
+                      f"{grid.n}-step grid (an undertrained variance head; more steps or fixed_small "
+                      "keep it bounded)", stacklevel=3)
     return x
 
 

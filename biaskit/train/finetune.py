@@ -6,6 +6,8 @@ from its weights; a run records ``init`` in its biaskit.json, and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import parameterization as P
 from ..config import TrainConfig
 from ..denoiser import Denoiser
@@ -43,3 +45,25 @@ def check_init(cfg: TrainConfig, loaded: Denoiser, process, data) -> None:
     if tuple(data.data_range) != tuple(loaded.data_range):
         raise ValueError(f"data.options.data_range: the data lie in {list(data.data_range)}, the loaded "
                          f"model in {list(loaded.data_range)} (its --data-range); they must agree")
+
+
+_PATH_OPTIONS = ("weights", "scheduler_config")
+
+
+def _absolute(text: str) -> str:
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
+
+
+def recorded_init(cfg: TrainConfig) -> dict:
+    """init.path and its loader options as the run records them (biaskit.json ``init``), with the
+    files they name made absolute, so the run loads back from any working directory."""
+    options = dict(cfg.init.options)
+    for key in _PATH_OPTIONS:
+        if isinstance(options.get(key), str):
+            options[key] = _absolute(options[key])
+    spec = options.get("model_spec")
+    if isinstance(spec, str) and ":" in spec:  # FILE.py:FACTORY (a module:factory is left alone)
+        file, _, factory = spec.rpartition(":")
+        options["model_spec"] = f"{_absolute(file)}:{factory}"
+    return {"path": _absolute(cfg.init.path), "options": options}

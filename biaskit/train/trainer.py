@@ -23,7 +23,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
-from .finetune import check_init, load_init
+from .finetune import check_init, load_init, recorded_init
 from .objective import (_DROPOUT, _NOISE, TrainState, _quarter, batch_indices, diffusion_loss,
                         learning_rate, loss_weights, timestep_probabilities)
 from .process_objective import ProcessObjective, build_process, process_time_input
@@ -189,8 +189,7 @@ class Trainer:
         if self.loaded is not None:  # loads back through the same loader (checkpoint.load_run)
             info.update(model={"name": "init", "config": {}}, time_input=self.loaded.time_input,
                         time_scale=self.loaded.time_scale,
-                        init={"path": cfg.init.path, "options": dict(cfg.init.options),
-                              "source": {"format": self.loaded.source.format, **self.loaded.info}})
+                        init={**recorded_init(cfg), "source": {"format": self.loaded.source.format, **self.loaded.info}})
         if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
             info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
                         process={**to_dict(cfg.process), "time_scale": self.time_scale})

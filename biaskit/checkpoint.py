@@ -263,7 +263,8 @@ def _fine_tuned(info: dict, state_dict: dict, file: Path, run_dir: Path, ckpt: P
         den.to(device)
     den.name = info.get("name", run_dir.name)
     loss = info.get("train_config", {}).get("loss", {})
-    den.source = replace(den.source, format="run", path=str(run_dir), sha256=None, step=int(ckpt.name.split("_")[1]),
+    den.source = replace(den.source, format="run", path=str(run_dir), sha256=None,
+                         step=int(ckpt.name.split("_")[1]),
                          extras={**den.source.extras, "weights": "ema" if ema else "online",
                                  "weighting": loss.get("weighting"), "data": info.get("data"),
                                  "init": init["path"]})

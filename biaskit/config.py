@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
+__all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig",
+           "LossConfig", "OptimConfig",
            "EMAConfig", "load_config", "apply_overrides", "get_preset", "preset_names", "to_dict"]
 
 PRESET_DIR = Path(__file__).parent / "presets"

@@ -172,7 +172,8 @@ class Trainer:
         channels (a learned variance: ADM learn_sigma, the models' ``learn_sigma``), else None."""
         from .hybrid import VarianceBound
         with torch.no_grad():
-            pred = self.denoiser(ema=False)(self.train_x[:1], torch.zeros(1, dtype=torch.long, device=self.device))
+            t0 = torch.zeros(1, dtype=torch.long, device=self.device)
+            pred = self.denoiser(ema=False)(self.train_x[:1], t0)
         if pred.var_out is None:
             return None
         return VarianceBound(self.schedule, self.target, self.data.data_range)

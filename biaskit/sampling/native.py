@@ -84,8 +84,9 @@ def ddpm(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callb
     if v_max is not None and float(v_max) > 1:
         warnings.warn(f"learned variance: the network's v left [-1, 1] (max |v| = {float(v_max):.3g}), so "
                       "the reverse variance was extrapolated beyond [beta_tilde, beta] of the "
-                      f"{grid.n}-step grid (an undertrained variance head; more steps or fixed_small "
-                      "keep it bounded)", stacklevel=3)
+                      f"{grid.n}-step grid (slightly: harmless; far, as from an undertrained variance "
+                      "head, samples can diverge: fixed_small or more steps keep it bounded)",
+                      stacklevel=3)
     return x
 
 

@@ -216,6 +216,8 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     info = read_run_info(run_dir)
     ckpt = checkpoint_dir(run_dir, step)
     file = ckpt / ("ema.safetensors" if ema else "model.safetensors")
+    if "init" in info:  # fine-tuned: the loaded model's own network, schedule and time input
+        return _fine_tuned(info, read_checkpoint(file), file, run_dir, ckpt, ema, device)
     net = build_net(info, read_checkpoint(file), source=str(file))
     net.eval().requires_grad_(False)
     if device is not None:
@@ -231,6 +233,42 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     if "process" in info:  # a continuous-time run: read on its recorded view schedule
         return _process_denoiser(net, info, schedule, common)
     return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"], **common)
+
+
+def _fine_tuned(info: dict, state_dict: dict, file: Path, run_dir: Path, ckpt: Path, ema: bool, device):
+    """A fine-tuned run's Denoiser: the model of ``info["init"]`` loaded as it was for training,
+    its weights replaced by the checkpoint's."""
+    from dataclasses import replace
+    from .loaders.formats import detect_format
+    from .loaders.options import check_options
+    from .loaders.third_party import load_third_party
+    from .schedules import Schedule
+    init, options = info["init"], dict(info["init"].get("options", {}))
+    fmt = detect_format(init["path"], options.get("model_spec"), options.get("weights"))
+    if fmt == "run":  # fine-tuned from a biaskit run: that run's network
+        o = check_options(options, "run")
+        den = load_run(init["path"], ema=bool(o.ema) and not o.online_weights, step=o.step)
+    else:
+        den = load_third_party(init["path"], fmt, **options)
+    if not Schedule.from_dict(info["schedule"]).same_as(den.schedule):
+        raise ValueError(f"{run_dir}: {init['path']} now loads with another schedule than the one "
+                         f"the run was fine-tuned on ({RUN_FILE}); the file or its options changed")
+    try:
+        den.net.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise ValueError(f"{file} does not match the network of {init['path']}: "
+                         f"{str(e).splitlines()[0]}") from None
+    den.net.eval().requires_grad_(False)
+    if device is not None:
+        den.to(device)
+    den.name = info.get("name", run_dir.name)
+    loss = info.get("train_config", {}).get("loss", {})
+    den.source = replace(den.source, format="run", path=str(run_dir), sha256=None,
+                         step=int(ckpt.name.split("_")[1]),
+                         extras={**den.source.extras, "weights": "ema" if ema else "online",
+                                 "weighting": loss.get("weighting"), "data": info.get("data"),
+                                 "init": init["path"]})
+    return den
 
 
 def _process_denoiser(net, info: dict, view, common: dict):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["TrainConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
+__all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig",
+           "LossConfig", "OptimConfig",
            "EMAConfig", "load_config", "apply_overrides", "get_preset", "preset_names", "to_dict"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -122,7 +123,18 @@ class EMAConfig:
 
 
 @dataclass
+class InitConfig:
+    """Fine-tuning: ``path`` names a model :func:`biaskit.load` reads (a diffusers folder, an ADM
+    file, a plugin's weights, a biaskit run) with the loader ``options`` (e.g. ``model_spec``,
+    ``time_input``); training continues that network, on its schedule and time input, from its
+    weights (EMA too). None trains ``model`` from scratch."""
+    path: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
 class TrainConfig:
+    init: InitConfig = field(default_factory=InitConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -185,6 +185,9 @@ def effective_x0_weight(weighting, density, process: Process, lam, *, snr_min=No
     defined per unit logsnr it is the weighting itself (the density only says where t is drawn)."""
     from .weighting import get_weighting, weight
     w = get_weighting(weighting)
+    if w.native:
+        raise ValueError(f"weighting {w.name!r} is defined on a discrete target's own MSE: it has no "
+                         "single x0 weight on a continuous process (use debias)")
     lam = _f64(lam)
     w_x0 = weight(w, lam.exp(), "x0", snr_min=snr_min)
     return w_x0 if w.measure == "per_logsnr" else w_x0 * get_density(density)(lam, process)

@@ -328,5 +328,8 @@ def target_weight(weighting, snr, target: str, *, sigma_data: float = 0.5,
     snr = torch.as_tensor(snr, dtype=torch.float64)
     if _target(target) != "edm":
         return weight(w, snr, P.canonical(target), snr_min=snr_min)
+    if w.native:
+        raise ValueError(f"weighting {w.name!r} is defined on the eps, x0, v or flow target's own "
+                         "MSE, not on EDM's F; use debias (its x0-space form)")
     snr_c = snr if snr_min is None else snr.clamp(min=snr_min)
     return weight(w, snr, "x0", snr_min=snr_min) * x0_error_factor("edm", snr_c, sigma_data)

@@ -75,6 +75,14 @@ def split_learned_variance(out: torch.Tensor, channels: int):
     return out[:, :channels], out[:, channels:]
 
 
+# Nichol & Dhariwal 2021, Eq. 15: log s^2 = frac log beta + (1 - frac) log beta_tilde, frac = (v + 1) / 2
+def learned_log_variance(var_out: torch.Tensor, log_beta, log_beta_tilde) -> torch.Tensor:
+    """The reverse step's log variance from the variance half ``var_out`` (v in [-1, 1], shaped
+    like x) of a 2C output; log_beta, log_beta_tilde (clipped at t = 0) broadcast against it."""
+    frac = (var_out + 1) / 2
+    return frac * log_beta + (1 - frac) * log_beta_tilde
+
+
 def clip_to_range(x0_hat: torch.Tensor, data_range=(-1.0, 1.0)) -> torch.Tensor:
     return x0_hat.clamp(*data_range)
 

@@ -23,7 +23,7 @@ def test_readme_opens_with_the_two_commands():
 # --- every command of the README, run in a fresh folder at small sizes ----------------------------
 # The README's sizes are for real use; the test keeps its commands and shrinks them with these
 # documented rules (README, "Tests"): train runs 1/100 of the steps (20 for a preset's default) on a
-# tiny UNet with batch 8, probes use 4 timesteps and 32 samples without figures, samplers 16
+# tiny UNet (a 32-channel ADM for an ADM preset, the loaded network for --init) with batch 8, probes use 4 timesteps and 32 samples without figures, samplers 16
 # samples, and `torchrun ... -m biaskit.cli` runs in one process (DDP has its own tests).
 # `biaskit figures` is run by tests/test_figures.py at the smoke profile, so here its commands are
 # only parsed.
@@ -32,6 +32,12 @@ TINY = ["--set", "model.config.channels=8", "--set", "model.config.channel_mult=
         "--set", "model.config.mid_attention=false", "--set", "model.config.attention_levels=[]",
         "--set", "model.config.num_res_blocks=1", "--set", "data.n_train=64", "--set", "batch_size=8",
         "--no-progress"]
+# an ADM preset (celebahq) gets a 32-channel one-level ADM (GroupNorm has 32 groups); a fine-tuning
+# run (--init) keeps its loaded network and only gets the small data and batch
+TINY_ADM = ["--set", "model.config.model_channels=32", "--set", "model.config.channel_mult=[1]",
+            "--set", "model.config.attention_resolutions=[]", "--set", "data.n_train=64",
+            "--set", "batch_size=8", "--no-progress"]
+TINY_INIT = ["--set", "data.n_train=64", "--set", "batch_size=8", "--no-progress"]
 SHRINK = {"train": {"--steps": lambda v: str(max(1, int(v) // 100))},
           "probe": {"--num-timesteps": lambda v: "4", "--samples": lambda v: "32"},
           "sample": {"--n": lambda v: "16"}}
@@ -71,7 +77,8 @@ def shrink(argv: list[str]) -> list[str]:
     cmd, rules = argv[0], SHRINK.get(argv[0], {})
     out = [rules[argv[i - 1]](a) if i and argv[i - 1] in rules else a for i, a in enumerate(argv)]
     if cmd == "train" and "--list" not in argv:
-        out += TINY
+        out += (TINY_INIT if "--init" in argv else
+                TINY_ADM if any(a.startswith("celebahq") for a in argv) else TINY)
     grid = {"--timesteps", "--num-timesteps"} & set(argv)
     for flag, value in ADD.get(cmd, {}).items():
         if flag not in argv and not (flag == "--num-timesteps" and grid):
@@ -118,6 +125,6 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
         assert rc == 0, (argv, err)
         assert "Traceback" not in err
         ran.append(argv[0])
-    assert ran.count("train") == 7 and ran.count("probe") >= 5 and ran.count("sample") == 2
+    assert ran.count("train") == 9 and ran.count("probe") >= 5 and ran.count("sample") == 3
     assert (repo / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()
     assert (repo / "runs" / "digits-flow" / "probe").is_dir() and (repo / "runs" / "digits-edm" / "probe").is_dir()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_out
+from ..loaders.options import add_loader_arguments
+from .common import _given, check_model_flags, check_out, loader_kwargs
 
 
 def add_arguments(p):
@@ -26,6 +27,14 @@ def add_arguments(p):
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group(
+        "fine-tuning", "--init PATH continues training a loaded model (a biaskit run, a diffusers "
+        "folder, an ADM file, a plugin's weights with --model-spec) on its own schedule and time "
+        "input, with the config's weighting, data and optimizer; the loader flags as in biaskit probe")
+    g.add_argument("--init", default=None, metavar="PATH", help="the model to fine-tune (same as "
+                   "--set init.path=PATH; loss.target defaults to the model's parameterization)")
+    add_loader_arguments(g, section="model", exclude=("schedule",))
+    add_loader_arguments(g, exclude=("process",))
 
 
 def _resume_hint(run_dir) -> str:
@@ -35,6 +44,24 @@ def _resume_hint(run_dir) -> str:
         return f"no checkpoint was written in {run_dir}; rerun the command to start again"
     return (f"the last checkpoint is step {steps[-1]} in {run_dir}; rerun the same command with "
             "--resume to continue from it")
+
+
+def _with_init(config, args):
+    """config with init.path / init.options from --init and the loader flags; loss.target set to
+    the loaded model's parameterization unless --set loss.target=... was given."""
+    import argparse
+    from ..loaders import load
+    if args.init is None:
+        raise ValueError(f"loader flags ({', '.join(sorted(_given(args)))}) need --init PATH (the model "
+                         "to fine-tune)")
+    margs = argparse.Namespace(**{**vars(args), "model": args.init})
+    check_model_flags(margs)
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in loader_kwargs(margs, None).items()
+               if k != "device"}
+    config.init.path, config.init.options = str(args.init), options
+    if not any(o.strip().startswith("loss.target=") for o in args.overrides):
+        config.loss.target = load(config.init.path, **options).parameterization
+    return config
 
 
 def run(args) -> int:
@@ -53,6 +80,8 @@ def run(args) -> int:
         if value is not None:
             extra.append(f"{key}={value}")
     config = apply_overrides(config, extra)
+    if args.init is not None or _given(args):
+        config = _with_init(config, args)
     if args.print_config:
         import yaml
         yaml.safe_dump(to_dict(config), sys.stdout, sort_keys=False)

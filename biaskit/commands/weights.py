@@ -45,6 +45,10 @@ def measure_line(measures: dict[str, str], space: str) -> str:
     parts = [f"defined per sample: {', '.join(per_sample)}"] if per_sample else []
     if per_logsnr:
         parts.append(f"defined per unit logsnr, shown times |dlogsnr/dt|: {', '.join(per_logsnr)}")
+    native = [c for c in measures if c in W.names() and W.get_weighting(c).native]
+    if native:
+        parts.append(f"{', '.join(native)}: on the MSE of the trained target, here a {space} target "
+                     f"(another objective per target)")
     return f"# per-sample weights on the {space}-MSE under uniform t; " + "; ".join(parts)
 
 
@@ -78,7 +82,8 @@ def run(args) -> int:
     if args.process:
         if args.plot:
             raise ValueError("--plot draws discrete schedules; with --process write --format csv")
-        df, line = _process_table(args, [s for s in specs if s != "vlb"] if args.weightings is None else specs)
+        every = [s for s in specs if s != "vlb" and not W.get_weighting(s).native]
+        df, line = _process_table(args, every if args.weightings is None else specs)
     else:
         schedule = get_schedule(args.schedule, args.timesteps)
         df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min, normalize=args.normalize)

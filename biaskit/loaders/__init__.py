@@ -11,6 +11,7 @@ trained on t / T takes ``time_input="scaled", time_scale=1/T``.
 from __future__ import annotations
 
 from .formats import FORMATS, detect_format, plugin_spec
+from .third_party import load_third_party
 from .options import OPTIONS, add_loader_arguments, check_options, loader_kwargs_from_args
 
 __all__ = ["load", "detect_format", "FORMATS", "OPTIONS", "add_loader_arguments",
@@ -32,12 +33,4 @@ def load(spec, *, model_spec=None, weights=None, **options):
         from ..checkpoint import load_run
         o = check_options(options, "run")
         return load_run(spec, ema=bool(o.ema) and not o.online_weights, step=o.step, device=o.device)
-    if fmt == "plugin":
-        from .plugin import load_plugin
-        model_spec, path = plugin_spec(spec, model_spec, weights)
-        return load_plugin(path, model_spec, **options)
-    if fmt == "adm":
-        from .adm import load_adm
-        return load_adm(spec, **options)
-    from .diffusers import load_diffusers
-    return load_diffusers(spec, **options)
+    return load_third_party(spec, fmt, model_spec=model_spec, weights=weights, **options)

@@ -212,17 +212,17 @@ def _add(group, o: Option) -> None:
                            **{k: v for k, v in kw.items() if v is not None})
 
 
-def add_loader_arguments(parser, section: str = "third-party") -> None:
+def add_loader_arguments(parser, section: str = "third-party", exclude=()) -> None:
     """The command-line flags of every option listed under ``section`` (all default to None =
-    infer / default). ``parser``: an ArgumentParser (a group is made for the third-party
-    section) or an argument group to add them to."""
+    infer / default), but those named in ``exclude``. ``parser``: an ArgumentParser (a group is
+    made for the third-party section) or an argument group to add them to."""
     g = parser
     if section == "third-party" and isinstance(parser, argparse.ArgumentParser):
         g = parser.add_argument_group(
             "third-party checkpoints", "diffusers folders, guided-diffusion .pt files, or any "
             "network via --model-spec; guided-diffusion flag spellings (--num_channels ...) work too")
     for o in OPTIONS:
-        if o.cli and o.section == section:
+        if o.cli and o.section == section and o.name not in exclude:
             _add(g, o)
 
 

@@ -38,11 +38,17 @@ class ResidualBlock(nn.Module):
 
 class MLP(nn.Module):
     """net(x, time_in): x (B, dim) (or any (B, ...) with dim elements each), time_in (B,) -> shaped
-    like x (or (B, out_dim) when out_dim differs from dim)."""
+    like x (or (B, out_dim) when out_dim differs from dim). ``learn_sigma``: out_dim = 2 dim,
+    the mean then ADM's variance interpolation v (trained by L_hybrid, :mod:`biaskit.train.hybrid`)."""
 
     def __init__(self, dim: int = 2, hidden: int = 256, blocks: int = 3, emb_dim: int = 128,
-                 freq_dim: int = 64, time_scale: float = 1.0, out_dim: int | None = None):
+                 freq_dim: int = 64, time_scale: float = 1.0, out_dim: int | None = None,
+                 learn_sigma: bool = False):
         super().__init__()
+        if learn_sigma:
+            if out_dim not in (None, 2 * dim):
+                raise ValueError(f"learn_sigma needs out_dim = 2 dim = {2 * dim}, got {out_dim}")
+            out_dim = 2 * dim
         self.time = TimeEmbedding(emb_dim, freq_dim, time_scale)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(ResidualBlock(hidden, emb_dim) for _ in range(blocks))

@@ -64,14 +64,20 @@ class UNet(nn.Module):
         channels: base width; level i has channels * channel_mult[i].
         num_res_blocks: residual blocks per level (the decoder has one more, as ADM).
         attention_levels: indices into channel_mult where self-attention follows each block.
-        out_channels: defaults to in_channels (2 * in_channels for a learned variance).
+        out_channels: defaults to in_channels.
+        learn_sigma: 2 * in_channels outputs, the mean then ADM's variance interpolation v
+            (trained by L_hybrid, :mod:`biaskit.train.hybrid`).
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 32, channel_mult=(1, 2),
                  num_res_blocks: int = 1, attention_levels=(), heads: int = 4, dropout: float = 0.0,
                  groups: int = 8, emb_dim: int | None = None, time_scale: float = 1.0,
-                 out_channels: int | None = None, mid_attention: bool = True):
+                 out_channels: int | None = None, mid_attention: bool = True, learn_sigma: bool = False):
         super().__init__()
+        if learn_sigma:
+            if out_channels not in (None, 2 * in_channels):
+                raise ValueError(f"learn_sigma needs out_channels = {2 * in_channels}, got {out_channels}")
+            out_channels = 2 * in_channels
         emb_dim = emb_dim or 4 * channels
         self.time = TimeEmbedding(emb_dim, channels, time_scale)
         self.inp = nn.Conv2d(in_channels, channels, 3, padding=1)

@@ -12,9 +12,12 @@ Coefficients become Python floats before the loop: no device syncs per step.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from tqdm.auto import tqdm
 
+from ..parameterization import learned_log_variance
 from ..schedules import Schedule
 from .chain import Grid, ModelCall
 
@@ -51,10 +54,8 @@ def var_out(pred) -> torch.Tensor:
     return pred.var_out
 
 
-# Nichol & Dhariwal 2021, Eq. 15: log s^2 = frac log beta + (1 - frac) log beta_tilde, frac = (v + 1) / 2
 def _learned_std(pred, log_beta: float, log_beta_tilde: float) -> torch.Tensor:
-    frac = (var_out(pred) + 1) / 2
-    return torch.exp(0.5 * (frac * log_beta + (1 - frac) * log_beta_tilde))
+    return torch.exp(0.5 * learned_log_variance(var_out(pred), log_beta, log_beta_tilde))
 
 
 def ddpm(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callback=None,
@@ -64,16 +65,28 @@ def ddpm(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callb
     c0, ct = (c.tolist() for c in posterior_mean_coefficients(kept))
     s = (kept.posterior_variance if variance == "fixed_small" else kept.betas).sqrt().tolist()
     log_beta, log_beta_tilde = kept.betas.log().tolist(), kept.posterior_variance_clipped.log().tolist()
+    v_max = None  # the largest |v| of a learned variance: beyond 1 the log variance is extrapolated
     for i, k in _noisiest_first(grid.n, progress, "ddpm"):
         pred = model(x, k)
         z = _noise(x, generator) if k > 0 else None
         x_next = c0[k] * pred.x0_hat + ct[k] * x
         if k > 0:
-            std = _learned_std(pred, log_beta[k], log_beta_tilde[k]) if variance == "learned" else s[k]
+            if variance == "learned":
+                std = _learned_std(pred, log_beta[k], log_beta_tilde[k])
+                v = var_out(pred).detach().abs().max()
+                v_max = v if v_max is None else torch.maximum(v_max, v)
+            else:
+                std = s[k]
             x_next = x_next + std * z
         if callback is not None:
             callback(model.info(i, k, x, pred, x_next))
         x = x_next
+    if v_max is not None and float(v_max) > 1:
+        warnings.warn(f"learned variance: the network's v left [-1, 1] (max |v| = {float(v_max):.3g}), so "
+                      "the reverse variance was extrapolated beyond [beta_tilde, beta] of the "
+                      f"{grid.n}-step grid (slightly: harmless; far, as from an undertrained variance "
+                      "head, samples can diverge: fixed_small or more steps keep it bounded)",
+                      stacklevel=3)
     return x
 
 

@@ -12,6 +12,11 @@ on the x0-space weight, for every target), so a
 weighting means the same thing whatever the network predicts (``debias`` is 1/sqrt(snr) on the eps
 error, i.e. sqrt(snr) on the x0 error and sqrt(snr)/(snr+1) on the v error).
 
+A network with 2C outputs (``learn_sigma``) trains by L_hybrid: the weighted MSE on its mean half
+plus guided-diffusion's (T/1000)-rescaled variational bound on its variance half, the mean stopped
+(:mod:`.hybrid`). ``init.path`` fine-tunes a loaded model instead of building one (:mod:`.finetune`).
+``debias_fork`` is the paper code's weighting (1/sqrt(snr) on the trained target's own MSE).
+
 All randomness is a function of (seed, step): the data order (one permutation per epoch), t and eps
 are drawn for the *global* batch from generators seeded by (seed, stream, step) and each DDP rank
 takes its slice, so ``--resume`` reproduces an uninterrupted run and 2 ranks x batch B equal
@@ -20,7 +25,7 @@ takes its slice, so ``--resume`` reproduces an uninterrupted run and 2 ranks x b
 :func:`train` is a generator yielding a :class:`TrainState` after every optimizer step (it also
 logs, probes and checkpoints); :func:`run_training` consumes it. The pieces: the objective's
 formulas (:mod:`.objective`), the run's :class:`Trainer` (:mod:`.trainer`), its log and the
-resume check (:mod:`.runlog`).
+resume check (:mod:`.runlog`), L_hybrid's variance bound (:mod:`.hybrid`), fine-tuning (:mod:`.finetune`).
 """
 
 from typing import Iterator

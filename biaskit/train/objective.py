@@ -63,9 +63,11 @@ def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:
 
 
 def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None,
-                   gamma: float = 0.0, xi=None):
-    """(weighted loss, per-sample target MSE (B,)) for one batch; alpha_t, sigma_t, w_t are
-    (T,) tables gathered at t (B,), time_in the network's time input table (T, ...).
+                   gamma: float = 0.0, xi=None, vlb=None):
+    """(loss, per-sample target MSE (B,)) for one batch; alpha_t, sigma_t, w_t are (T,) tables
+    gathered at t (B,), time_in the network's time input table (T, ...). The loss is
+    mean_B w(t) mse, plus the variance bound ``vlb(mean, v, x0, x_t, t)`` (a
+    :class:`~biaskit.train.hybrid.VarianceBound`) for a 2C network (L_hybrid).
     ``gamma`` > 0: input perturbation with noise ``xi`` (like eps), see :func:`perturbed`."""
     shape = (-1,) + (1,) * (x0.ndim - 1)
     alpha, sigma = alpha_t[t].reshape(shape), sigma_t[t].reshape(shape)
@@ -73,8 +75,13 @@ def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t,
     x_in = perturbed(x_t, sigma, gamma, xi) if gamma else x_t
     with autocast or nullcontext():
         out = net(x_in, time_in[t])
-    mse = (out.to(x0.dtype) - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
-    return (w_t[t] * mse).mean(), mse
+    out = out.to(x0.dtype)
+    mean, var = (out, None) if vlb is None else P.split_learned_variance(out, x0.shape[1])
+    mse = (mean - P.target(target, x0, eps, alpha, sigma)).square().flatten(1).mean(1)
+    per_sample = w_t[t] * mse
+    if vlb is not None:
+        per_sample = per_sample + vlb(mean, var, x0, x_t, t)
+    return per_sample.mean(), mse
 
 
 # Ning et al. 2023 ("Input perturbation reduces exposure bias"), Eq. 9: the network sees

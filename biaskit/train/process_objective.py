@@ -52,6 +52,9 @@ def check_config(cfg) -> None:
     from ..weighting import get_weighting
     name, loss = cfg.process.name, cfg.loss
     w = _check("loss.weighting", lambda: get_weighting(loss.weighting))
+    if name != "discrete" and w.native:
+        raise ValueError(f"loss.weighting: {w.name} is defined on the discrete VP targets' own MSE "
+                         f"(eps, x0, v); under process {name!r} use debias (its x0-space form)")
     if name == "discrete":
         if loss.target == "edm":
             raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "

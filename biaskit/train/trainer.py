@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import checkpoint as C
 from .. import parameterization as P
-from ..config import ProcessConfig, TrainConfig, load_config, to_dict
+from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser, resolve_device
 from ..distributed import init_process_group, launched
 from ..jsonio import write_json
@@ -23,6 +23,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
+from .finetune import check_init, load_init, recorded_init
 from .objective import (_DROPOUT, _NOISE, _PERTURB, TrainState, _quarter, batch_indices, diffusion_loss,
                         learning_rate, loss_weights, timestep_probabilities)
 from .process_objective import ProcessObjective, build_process, process_time_input
@@ -50,17 +51,30 @@ def _device(name: str, local_rank: int) -> torch.device:
     return device
 
 
-def _dataset(cfg: TrainConfig, data):
-    """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset."""
+def _dataset(cfg: TrainConfig, data, loaded=None):
+    """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset; a
+    fine-tuning run reads its data set in the loaded model's data range unless one is given."""
     from ..data import Dataset, load_dataset
     if data is None:
         opts = dict(cfg.data.options)
+        if loaded is not None:
+            opts.setdefault("data_range", list(loaded.data_range))
         return load_dataset(cfg.data.name, seed=cfg.seed, n_train=cfg.data.n_train, n_test=cfg.data.n_test, **opts)
     if isinstance(data, Dataset):
         return data
     train, test = data
     lo, hi = float(train.min()), float(train.max())
     return Dataset(cfg.data.name, train.float(), test.float(), (lo, hi), None, {"name": cfg.data.name})
+
+
+def _model_config(cfg: TrainConfig, shape) -> dict:
+    """model.config with the data's size filled in (dim of an MLP, in_channels of a UNet)."""
+    model_cfg = dict(cfg.model.config)
+    if cfg.model.name == "mlp":
+        model_cfg.setdefault("dim", int(np.prod(shape)))
+    else:
+        model_cfg.setdefault("in_channels", shape[0])
+    return model_cfg
 
 
 class Trainer:
@@ -84,9 +98,14 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         if self.rank == 0:
             C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
-        self.data = _dataset(cfg, data)
-        self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
+        self.loaded = load_init(cfg) if cfg.init.path else None
+        self.data = _dataset(cfg, data, self.loaded)
         self.process = build_process(cfg)
+        if self.loaded is not None:
+            check_init(cfg, self.loaded, self.process, self.data)
+            self.schedule = self.loaded.schedule  # the loaded model's own steps (trained ones only)
+        else:
+            self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
         dev, T = self.device, self.schedule.T
         if self.process is None:
             self.target = P.canonical(cfg.loss.target)
@@ -99,21 +118,20 @@ class Trainer:
             self.target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
             self.time_input, self.time_scale = process_time_input(cfg, self.process, self.target)
 
-        model_cfg = dict(cfg.model.config)
-        shape = self.data.shape
-        if cfg.model.name == "mlp":
-            model_cfg.setdefault("dim", int(np.prod(shape)))
+        if self.loaded is not None:
+            self.model_config = {}
+            self.net = self.loaded.net.to(dev).requires_grad_(True)
         else:
-            model_cfg.setdefault("in_channels", shape[0])
-        if model_cfg.get("learn_sigma"):
-            raise ValueError("model.config.learn_sigma: training a learned variance (ADM's hybrid loss) "
-                             "is not supported; train the mean only (learn_sigma: false)")
-        self.model_config = model_cfg
-        torch.manual_seed(cfg.seed)  # weight initialisation
-        try:
-            self.net = build_model(cfg.model.name, **model_cfg).to(dev)
-        except TypeError as e:  # an unknown constructor argument
-            raise ValueError(f"model.config: {e}") from None
+            self.model_config = _model_config(cfg, self.data.shape)
+            if self.process is not None and self.model_config.get("learn_sigma"):
+                raise ValueError("model.config.learn_sigma: a learned variance (L_hybrid) is the "
+                                 "discrete DDPM's reverse variance; drop it under process.name="
+                                 f"{cfg.process.name!r}")
+            torch.manual_seed(cfg.seed)  # weight initialisation
+            try:
+                self.net = build_model(cfg.model.name, **self.model_config).to(dev)
+            except TypeError as e:  # an unknown constructor argument
+                raise ValueError(f"model.config: {e}") from None
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         # parameter lists cached once: walking the module tree every step costs more than the EMA
         self._params, self._ema_params = list(self.net.parameters()), list(self.ema.parameters())
@@ -125,9 +143,10 @@ class Trainer:
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
-        self.logvar = None
+        self.logvar, self.vlb = None, None
         if self.process is None:
             self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
+            self.vlb = self._variance_bound()
         else:
             self.objective = ProcessObjective(cfg.loss, self.process, self.target,
                                               self.denoiser(ema=False).time_in, cfg.process.sigma_data,
@@ -148,6 +167,17 @@ class Trainer:
             raise ValueError(f"{self.run_dir} already holds checkpoints: pass resume=True (--resume) "
                              "or choose another out directory")
 
+    def _variance_bound(self):
+        """L_hybrid's :class:`~biaskit.train.hybrid.VarianceBound` when the network returns 2C
+        channels (a learned variance: ADM learn_sigma, the models' ``learn_sigma``), else None."""
+        from .hybrid import VarianceBound
+        with torch.no_grad():
+            t0 = torch.zeros(1, dtype=torch.long, device=self.device)
+            pred = self.denoiser(ema=False)(self.train_x[:1], t0)
+        if pred.var_out is None:
+            return None
+        return VarianceBound(self.schedule, self.target, self.data.data_range)
+
     # --- run description and checkpoints ---------------------------------------------------
     def _run_info(self) -> dict:
         cfg = self.config
@@ -157,6 +187,10 @@ class Trainer:
                 "schedule": self.schedule.to_dict(), "schedule_config": to_dict(cfg.schedule),
                 "data_range": list(self.data.data_range), "channels": self.data.shape[0],
                 "shape": list(self.data.shape), "data": self.data.spec, "train_config": to_dict(cfg)}
+        if self.loaded is not None:  # loads back through the same loader (checkpoint.load_run)
+            info.update(model={"name": "init", "config": {}}, time_input=self.loaded.time_input,
+                        time_scale=self.loaded.time_scale,
+                        init={**recorded_init(cfg), "source": {"format": self.loaded.source.format, **self.loaded.info}})
         if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
             info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
                         process={**to_dict(cfg.process), "time_scale": self.time_scale})
@@ -173,7 +207,8 @@ class Trainer:
         old = C.read_run_info(self.run_dir)
         coarse = [k for k in ("model", "parameterization", "time_input", "schedule") if old[k] != self.info[k]]
         # a run recorded before ``process`` existed trained the default (discrete) process
-        old_cfg = {"process": to_dict(ProcessConfig()), **old.get("train_config", {})}
+        old_cfg = {"process": to_dict(ProcessConfig()), "init": to_dict(InitConfig()),
+                   **old.get("train_config", {})}
         differ = config_differences(old_cfg, to_dict(self.config)) if "train_config" in old else []
         differ = differ or coarse  # the dotted keys when the run recorded its config
         if differ:
@@ -213,9 +248,12 @@ class Trainer:
                 data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
                 info={"step": self.step, "weights": "ema" if ema else "online",
                       "weighting": self.config.loss.weighting})
+        loaded = self.loaded
         return Denoiser(self.ema if ema else self.net, self.schedule, self.target,
-                        time_input=self.config.model.time_input, data_range=self.data.data_range,
-                        channels=self.data.shape[0], name=self.run_dir.name,
+                        time_input=self.config.model.time_input if loaded is None else loaded.time_input,
+                        time_scale=None if loaded is None else loaded.time_scale,
+                        net_kwargs=None if loaded is None else loaded.net_kwargs,
+                        data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
                         info={"step": self.step, "weights": "ema" if ema else "online",
                               "weighting": self.config.loss.weighting})
 
@@ -260,7 +298,8 @@ class Trainer:
             gamma = cfg.loss.input_perturbation
             loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
                                        self.target, self.w_t, self.autocast, gamma=gamma,
-                                       xi=self.perturbation(self.step, eps) if gamma else None)
+                                       xi=self.perturbation(self.step, eps) if gamma else None,
+                                       vlb=self.vlb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.logvar is not None and self.world > 1:  # outside DDP's module: average by hand

@@ -71,3 +71,20 @@ def amplification_table(schedules: dict) -> pd.DataFrame:
     return pd.concat([pd.DataFrame({"schedule": s, "t": np.arange(sc.T),
                                     "amplification": amplification(sc.snr).numpy()})
                       for s, sc in schedules.items()], ignore_index=True)
+
+
+def native_comparison(schedules: dict, native: str = "debias_fork", reference: str = "debias",
+                      targets=("eps", "x0", "v")) -> pd.DataFrame:
+    """Per schedule, target and t: the weight on the target's own MSE of a ``native`` weighting
+    (one factor on whichever target is trained) and of its x0-defined ``reference`` (converted
+    to that target), unnormalised, and their ratio native / reference (debias_fork / debias:
+    1 for eps, 1/snr for x0, (snr + 1)/snr for v)."""
+    rows = []
+    for sname, sched in schedules.items():
+        for target in targets:
+            a = per_sample_weights(native, sched, target).numpy()
+            b = per_sample_weights(reference, sched, target).numpy()
+            rows.append(pd.DataFrame({"schedule": sname, "target": target, "t": np.arange(sched.T),
+                                      "snr": sched.snr.numpy(), "logsnr": sched.logsnr.numpy(),
+                                      native: a, reference: b, "ratio": a / b}))
+    return pd.concat(rows, ignore_index=True)

@@ -19,10 +19,30 @@ class InfiniteWeightError(ValueError):
     """A weight whose limit at snr = 0 is infinite was requested without a clamp."""
 
 
+def x0_form(order: float, regular: Callable, space: str) -> tuple[float, Callable]:
+    """(order, regular) of w_x0 for a weight snr^order * regular given on the ``space`` error:
+    ||x0_hat - x0||^2 = ||eps_hat - eps||^2 / snr = ||v_hat - v||^2 / (snr + 1)
+    = ||u_hat - u||^2 / (1 + sqrt(snr))^2."""
+    if space == "x0":
+        return order, regular
+    if space == "eps":
+        return order + 1, regular
+    if space == "v":
+        return order, lambda s, lam, ctx: regular(s, lam, ctx) * (s + 1)
+    if space == "flow":
+        return order, lambda s, lam, ctx: regular(s, lam, ctx) * (1 + s.sqrt()) ** 2
+    raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+
+
 @dataclass(frozen=True)
 class Weighting:
     """w_x0(snr) = snr^order * regular(snr, logsnr, ctx); ``ctx`` holds schedule terms (vlb).
-    ``measure``: ``per_sample`` or ``per_logsnr`` (see the module docstring)."""
+    ``measure``: ``per_sample`` or ``per_logsnr`` (see the module docstring).
+
+    ``native``: snr^order * regular is the weight on the MSE of *whichever target is trained*,
+    in that target's own space (as a codebase that multiplies one factor onto its loss does),
+    so the x0-space weight depends on the target: :meth:`for_target` gives it; :func:`weight`
+    in space S evaluates the objective of a run whose target is S."""
 
     name: str
     order: float
@@ -30,6 +50,15 @@ class Weighting:
     params: dict = field(default_factory=dict)
     label: str = ""
     measure: str = "per_sample"
+    native: bool = False
+
+    def for_target(self, target: str) -> "Weighting":
+        """The x0-form weighting of this objective when the network predicts ``target``
+        (itself unless ``native``)."""
+        if not self.native:
+            return self
+        order, regular = x0_form(self.order, self.regular, target)
+        return Weighting(self.name, order, regular, self.params, self.label, self.measure)
 
     def __post_init__(self):
         if self.measure not in MEASURES:
@@ -67,6 +96,7 @@ def weight(w: Weighting, snr, space: str = "x0", *, snr_min: float | None = None
     not finite, with what would make it finite (another space, the snr_min clamp) if anything."""
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    w = w.for_target(space)
     snr = torch.as_tensor(snr, dtype=torch.float64) if not torch.is_tensor(snr) else snr
     out = _evaluate(w, snr, space, snr_min, ctx)
     if not torch.all(torch.isfinite(out)):

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from .core import _REGISTRY, SPACES, Weighting
+from .core import _REGISTRY, SPACES, Weighting, x0_form
 
 
 def register(fn):
@@ -55,6 +55,16 @@ def p2(k: float = 1.0, gamma: float = 1.0) -> Weighting:
 @register
 def debias() -> Weighting:
     return Weighting("debias", 0.5, _ones, label="debias")
+
+
+# Yu et al.'s code (the yuhuUSTC/Debias fork of guided-diffusion): 1/sqrt(snr) multiplies the MSE
+# of the trained target in its own space. eps target: debias itself; x0 target: w_x0 = snr^-1/2,
+# 1/snr times debias's sqrt(snr); v target: w_v = snr^-1/2, (snr + 1)/snr times debias's
+# sqrt(snr)/(snr + 1)
+@register
+def debias_fork() -> Weighting:
+    return Weighting("debias_fork", -0.5, _ones, label="debias_fork (1/√snr on the target's MSE)",
+                     native=True)
 
 
 # Crowson et al. 2024 (HDiT / k-diffusion soft-min-snr): w_eps = 1 / (1 + sd^2 snr)
@@ -133,15 +143,8 @@ def from_callable(fn: Callable, space: str = "x0", name: str | None = None,
     """A user weighting ``fn(snr) -> weight`` given in ``space`` and ``measure``, converted to the
     x0 form once."""
     name = name or getattr(fn, "__name__", "custom")
-    if space == "x0":
-        return Weighting(name, 0.0, lambda s, *_: fn(s), measure=measure)
-    if space == "eps":
-        return Weighting(name, 1.0, lambda s, *_: fn(s), measure=measure)
-    if space == "v":
-        return Weighting(name, 0.0, lambda s, *_: fn(s) * (s + 1), measure=measure)
-    if space == "flow":
-        return Weighting(name, 0.0, lambda s, *_: fn(s) * (1 + s.sqrt()) ** 2, measure=measure)
-    raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    order, regular = x0_form(0.0, lambda s, *_: fn(s), space)
+    return Weighting(name, order, regular, measure=measure)
 
 
 def names() -> list[str]:

@@ -122,7 +122,7 @@ def per_sample_weights(w, schedule, space: str = "x0", *, snr_min: float | None 
     **x0-space** weight have mean 1 under p_t (or max 1), and every space gets c times its weight,
     so one weighting with one normalisation is one objective whatever the network predicts.
     """
-    w = get_weighting(w)
+    w = get_weighting(w).for_target(space)  # a native weighting: the objective of a `space` target
     w_t = _per_sample(w, schedule, space, snr_min, p_t)
     if normalize == "none":
         return w_t

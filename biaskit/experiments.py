@@ -50,24 +50,34 @@ def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference:
 
 
 def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference: str,
-                         statistics, t_min: int, weights: str = "logsnr", device=None,
-                         **probe_kwargs):
+                         statistics, t_min: int | None, t_max: int | None = None,
+                         weights: str = "logsnr", device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare_ratio` of the runs' models against ``reference`` over the
-    probed t >= ``t_min``, computed once per (runs, data, settings)."""
+    probed t in [``t_min``, ``t_max``], computed once per (runs, data, settings)."""
     from .probe import compare_ratio
     key = {"runs": {k: run_key(v) for k, v in runs.items()}, "data": data.spec, "reference": reference,
-           "statistics": list(statistics), "t_min": int(t_min), "weights": weights, **probe_kwargs}
+           "statistics": list(statistics), "t_min": t_min, "t_max": t_max, "weights": weights,
+           **probe_kwargs}
     return cache.frame("ratio", key, lambda: compare_ratio(
         load_family(runs, device=device), data, reference=reference, statistics=list(statistics),
-        t_min=int(t_min), weights=weights, device=device, **probe_kwargs), label="-".join(runs))
+        t_min=t_min, t_max=t_max, weights=weights, device=device, **probe_kwargs), label="-".join(runs))
 
 
 def high_t_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, reference: str, T: int,
-                   stats=("x0_mse", "x0_bias_l2"), fraction: float = 0.5, weights: str = "logsnr",
-                   device=None, **probe_kwargs):
-    """Relative differences against ``reference`` over the noisiest ``fraction`` of the T steps
-    (probed t >= (1 - fraction) T), replicated over training seeds. ``seed_runs``: {training
-    seed: {weighting: run}} (:func:`biaskit.profiles.train_seeds`).
+                   stats=("x0_mse", "x0_bias_l2"), fraction: float = 0.5, **kwargs):
+    """:func:`range_summary` over the noisiest ``fraction`` of the T steps (probed
+    t >= (1 - fraction) T)."""
+    import math
+    return range_summary(cache, seed_runs, data, reference=reference, stats=stats,
+                         t_min=int(math.ceil((1 - fraction) * T)), **kwargs)
+
+
+def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, reference: str,
+                  stats=("x0_mse", "x0_bias_l2"), t_min: int | None = None, t_max: int | None = None,
+                  weights: str = "logsnr", device=None, **probe_kwargs):
+    """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``],
+    replicated over training seeds. ``seed_runs``: {training seed: {weighting: run}}
+    (:func:`biaskit.profiles.train_seeds`).
 
     Per seed s, the models of seed s are probed against the reference of seed s on probe draws
     of seed s (so that probe noise, too, is independent between seeds): the log ratio L_s of
@@ -84,13 +94,12 @@ def high_t_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *,
     import pandas as pd
 
     from .intervals import over_seeds
-    t_min = int(np.ceil((1 - fraction) * T))
     per_seed = []
     for s, runs in seed_runs.items():
         if reference not in runs or len(runs) < 2:
             continue
         f = compare_ratio_family(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
-                                 weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
+                                 t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
         per_seed.append(f.assign(training_seed=int(s)))
     if not per_seed:
         raise ValueError(f"no seed has the reference {reference!r} and another model")

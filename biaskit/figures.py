@@ -102,6 +102,23 @@ def ensure_kernel(root=None) -> str:
     return KERNEL_NAME
 
 
+def git_commit() -> str | None:
+    """The git commit of biaskit's source (with ``-dirty`` when files differ from it), or None
+    outside a git checkout."""
+    import subprocess
+    root = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -271,11 +288,13 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
         raise KeyboardInterrupt(f"{done} finished; a rerun resumes from the cache {cache_dir} "
                                 "(models and results built so far are kept)") from None
     results.sort(key=lambda r: r.name)
-    from .replication import write as write_replication
-    echo(f"replication table: {write_replication(out_dir)}")
     write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
                    jobs=jobs, threads=threads, wall_s=time.perf_counter() - start,
-                   training=training)
+                   training=training, commit=git_commit())
+    from .replication import write as write_replication
+    table = write_replication(out_dir)     # reads the manifest's profile and commit
+    echo(f"replication table: {table}" if table else
+         "replication table: not written (none of the claims' figures are in this folder)")
     return results
 
 

@@ -65,7 +65,8 @@ def _draws(rng, mu_a, mu_b, n):
 
 def test_range_ratio_covers_the_weighted_log_ratio_and_stays_above_minus_100_percent():
     """Coverage of the delta-method interval of log R = sum_k w_k log(mB_k / mA_k) on skewed,
-    correlated per-sample errors (the reference's noise included): 93-97% over 2000 repeats; a
+    correlated per-sample errors (the reference's noise included): 95.3% over 2000 repeats at n = 500
+    (93.5% at n = 200: the skew of the errors), within 93-97%; a
     reference 10x larger than the model is never read as below -100%."""
     rng = np.random.default_rng(2)
     mu_a = np.array([1.0, 5.0, 40.0, 400.0])           # t = T - 1 dominates any unweighted mean
@@ -74,7 +75,7 @@ def test_range_ratio_covers_the_weighted_log_ratio_and_stays_above_minus_100_per
     truth = w @ np.log(mu_b / mu_a)
     hits, reps = 0, 2000
     for _ in range(reps):
-        zb, za = _draws(rng, mu_a, mu_b, 200)
+        zb, za = _draws(rng, mu_a, mu_b, 500)
         r = log_ratio(zb, za, w)
         hits += r["log_ratio_lo"] <= truth <= r["log_ratio_hi"]
         assert r["relative_lo"] > -1

@@ -303,9 +303,9 @@ def probe(denoiser: Denoiser, data, *, options: ProbeOptions | None = None, **se
 
 
 def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=("x0_mse",),
-                  t_min: int | None = None, weights: str = "logsnr",
+                  t_min: int | None = None, t_max: int | None = None, weights: str = "logsnr",
                   options: ProbeOptions | None = None, **settings) -> pd.DataFrame:
-    """Relative differences against ``reference`` over the probed t >= ``t_min`` (the grid of
+    """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``] (the grid of
     ``options``/``settings`` as in :func:`compare`, restricted to the range), as ratios with
     delta-method intervals on their log (:mod:`biaskit.probe.ratio`), weighted by ``weights``
     (:data:`~biaskit.probe.ratio.WEIGHTS`). ``statistics``: per-sample means (x0_mse, eps_mse,
@@ -325,9 +325,10 @@ def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=(
     grid = timestep_grid(schedule.T, num_timesteps=o.num_timesteps, stratified=o.stratified, seed=o.seed) \
         if o.timesteps is None else schedule_indices(schedule, o.timesteps)
     t_of = schedule.timesteps.numpy()
-    grid = np.asarray([k for k in grid if t_min is None or t_of[k] >= t_min])
+    grid = np.asarray([k for k in grid if (t_min is None or t_of[k] >= t_min)
+                       and (t_max is None or t_of[k] <= t_max)])
     if grid.size == 0:
-        raise ValueError(f"no probed t >= {t_min}: widen the grid (num_timesteps) or lower t_min")
+        raise ValueError(f"no probed t in [{t_min}, {t_max}]: widen the grid (num_timesteps) or the range")
     ev = _evaluate(models, data, dataclasses.replace(o, timesteps=t_of[grid].tolist()))
     at = columns(ev.setup)
     logsnr = ev.schedule.logsnr[torch.as_tensor(ev.ts)].numpy().astype(np.float64)

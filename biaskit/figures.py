@@ -183,17 +183,20 @@ def _cache_summary(log: Path) -> dict:
 
 def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | None = None,
                  progress: bool = False, timeout_s: float | None = None) -> NotebookResult:
-    """Execute one notebook with papermill into ``out_dir/name/``; never raises for a failure
-    inside the notebook (the result carries the failing cell)."""
+    """Execute one notebook with papermill into ``out_dir/name/``, emptied first (a previous
+    run's figures would otherwise be listed as this run's: only what this run writes is there);
+    never raises for a failure inside the notebook (the result carries the failing cell)."""
+    import shutil
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     folder = Path(out_dir).resolve() / name
+    if folder.is_dir():
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     executed = folder / f"{name}.ipynb"
     log = folder / CACHE_LOG
-    log.unlink(missing_ok=True)
-    executed.unlink(missing_ok=True)  # a previous run's copy would read as this one's progress
     kernel = ensure_kernel()
     env = {"BIASKIT_CACHE_LOG": str(log)}
     if threads:  # torch reads these when the kernel imports it
@@ -392,6 +395,40 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     tmp.write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(tmp, path)
     return path
+
+
+def plan_commands(profile: str, cache_dir, device: str = "auto", only=()) -> list[str]:
+    """One ``biaskit train --study ...`` command per run of the study plan
+    (:func:`biaskit.profiles.planned_runs` of the notebooks ``only`` names, all by default), each
+    training one run into ``cache_dir`` (the entry the notebooks look up), in any order or
+    on any machine that sees the cache."""
+    import shlex
+
+    from .profiles import planned_runs
+    names = list(select(only)) if only else None
+    return [" ".join(["biaskit", "train", "--study", profile, "--family", f, "--weighting", w,
+                      "--seed", str(s), "--cache", shlex.quote(str(cache_dir)), "--device", device,
+                      "--no-progress"])
+            for f, w, s in planned_runs(profile, names)]
+
+
+def plan_script(profile: str, cache_dir, device: str = "auto", fmt: str = "sh", only=()) -> str:
+    """:func:`plan_commands` as a POSIX shell script (``sh``: one after another, stopping at the
+    first failure) or a SLURM job array (``slurm``: task i runs command i), ending with the
+    ``biaskit figures`` call that then trains nothing."""
+    import shlex
+    cmds = plan_commands(profile, cache_dir, device, only)
+    then = (f"# then: biaskit figures --profile {profile} --cache {shlex.quote(str(cache_dir))}"
+            f" (finds every run above in the cache)\n")
+    head = f"# biaskit study plan: profile {profile}, {len(cmds)} independent training runs\n"
+    if fmt == "sh":
+        return "#!/bin/sh\nset -e\n" + head + "".join(c + "\n" for c in cmds) + then
+    if fmt == "slurm":
+        body = "".join(f"  {shlex.quote(c)}\n" for c in cmds)
+        return (f"#!/bin/bash\n#SBATCH --job-name=biaskit-{profile}\n#SBATCH --array=0-{len(cmds) - 1}\n"
+                f"#SBATCH --gres=gpu:1\n{head}# submit: sbatch THIS_FILE\nset -e\ncommands=(\n{body})\n"
+                f'eval "${{commands[$SLURM_ARRAY_TASK_ID]}}"\n' + then)
+    raise ValueError(f"--plan must be sh or slurm, got {fmt!r}")
 
 
 def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,

@@ -305,7 +305,7 @@ def chance_note(df: pd.DataFrame, level: float = LEVEL) -> str:
     m = int(tested.sum())
     passed = int(df["verdict"].str.startswith(DECIDING).sum())
     return (f"Multiplicity: {m} rows test a side, each with its own {100 * level:.0f}% interval and no "
-            f"correction; if no weighting mattered, about {(1 - level) * m:.1f} of them would leave "
+            f"correction; if no weighting mattered, about {(1 - level) * m:.2f} of them would leave "
             f"0 by chance alone ({passed} did, counting undecided single-seed rows). A row that must "
             f"stand alone under Holm within this family needs level 1 - {1 - level:.2f} / {max(m, 1)}.")
 

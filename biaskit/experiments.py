@@ -51,16 +51,18 @@ def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference:
 
 def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference: str,
                          statistics, t_min: int | None, t_max: int | None = None,
-                         weights: str = "logsnr", device=None, **probe_kwargs):
+                         weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare_ratio` of the runs' models against ``reference`` over the
-    probed t in [``t_min``, ``t_max``], computed once per (runs, data, settings)."""
+    probed t in [``t_min``, ``t_max``] (``per_t``: and at each probed t), computed once per
+    (runs, data, settings)."""
     from .probe import compare_ratio
     key = {"runs": {k: run_key(v) for k, v in runs.items()}, "data": data.spec, "reference": reference,
            "statistics": list(statistics), "t_min": t_min, "t_max": t_max, "weights": weights,
-           **probe_kwargs}
+           **({"per_t": True} if per_t else {}), **probe_kwargs}
     return cache.frame("ratio", key, lambda: compare_ratio(
         load_family(runs, device=device), data, reference=reference, statistics=list(statistics),
-        t_min=t_min, t_max=t_max, weights=weights, device=device, **probe_kwargs), label="-".join(runs))
+        t_min=t_min, t_max=t_max, weights=weights, per_t=per_t, device=device, **probe_kwargs),
+        label="-".join(runs))
 
 
 def high_t_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, reference: str, T: int,

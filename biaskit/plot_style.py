@@ -55,3 +55,30 @@ def grid(n: int, panel=(4.2, 3.0), ncols: int = 2, **kw):
     for ax in flat[n:]:
         fig.delaxes(ax)
     return fig, flat[:n]
+
+
+# One colour per weighting (and formulation) in every figure: the colorblind palette's ten, then
+# tab20's darker half. A model named "B - A" (a paired difference) takes B's colour, "family: W"
+# and "W, detail" take W's, "min_snr(5)" takes min_snr's; other names a colour fixed by the name.
+WEIGHTING_ORDER = ("constant", "debias", "min_snr", "p2", "snr", "v", "v-debias", "edm", "edm-debias",
+                   "flow", "flow-debias", "soft_min_snr", "sigmoid", "trunc_snr", "vlb")
+
+
+def _weighting_of(name: str) -> str:
+    name = str(name).split(": ", 1)[-1].split(" - ", 1)[0].split(", ", 1)[0]
+    return name.split("(", 1)[0].split(":", 1)[0].strip()
+
+
+def weighting_colour(name: str):
+    """The colour of weighting ``name`` (see :data:`WEIGHTING_ORDER`), the same in every figure."""
+    palette = list(sns.color_palette("colorblind", 10)) + list(sns.color_palette("tab20", 20))[::2][:5]
+    w = _weighting_of(name)
+    if w in WEIGHTING_ORDER:
+        return palette[WEIGHTING_ORDER.index(w)]
+    import zlib
+    return sns.color_palette("husl", 24)[zlib.crc32(w.encode()) % 24]
+
+
+def weighting_palette(names) -> dict:
+    """{name: :func:`weighting_colour`} for seaborn's ``palette=``."""
+    return {n: weighting_colour(n) for n in dict.fromkeys(names)}

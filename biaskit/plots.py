@@ -10,33 +10,34 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,
-                          plot_x0_grid, to_unit)
-from .plot_style import RGB, channel_colours, channel_names, grid, save, style
+                          plot_x0_grid, plot_x0_grids, to_unit)
+from .plot_style import (RGB, channel_colours, channel_names, grid, save, style, weighting_colour,
+                         weighting_palette)
 
 __all__ = ["plot_weightings", "stat_label", "plot_per_timestep", "plot_colour_bias",
            "plot_paired_difference", "plot_channel_stats", "plot_trajectory_stats", "plot_hybrid",
            "metric_label", "integer_log_ticks", "plot_quality", "STAT_LABELS", "METRIC_LABELS",
            "X_LABELS", "mosaic", "mosaic_inches", "plot_image_table", "plot_points_table",
            "plot_x0_grid", "to_unit", "RGB", "channel_colours", "channel_names", "grid", "save",
-           "style"]
+           "style", "weighting_colour", "weighting_palette", "plot_x0_grids", "plot_relative_difference"]
 
 
-def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
+def plot_weightings(df, space: str = "x0", schedule_name: str = "", axes=None):
     """Every weighting column of a :func:`biaskit.weighting.weights_table` frame, against t and
-    against logsnr, on a log y axis (weights span many decades)."""
+    against logsnr, on a log y axis (weights span many decades); each weighting in its colour
+    (:func:`weighting_colour`). ``axes``: two axes to draw into (default: a new figure)."""
     style()
     cols = [c for c in df.columns if c not in ("t", "snr", "logsnr")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    palette = sns.color_palette("colorblind", len(cols)) if len(cols) <= 10 else \
-        sns.color_palette("husl", len(cols))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True) if axes is None else (axes[0].figure, axes)
     dashes = ("-", "--", "-.", ":")  # with many curves colour alone does not separate them
-    for i, (c, colour) in enumerate(zip(cols, palette)):
+    for i, c in enumerate(cols):
         y = df[c].to_numpy(dtype=float)
         y = np.where(y > 0, y, np.nan)
-        kw = dict(label=c, color=colour, ls=dashes[i % len(dashes)], lw=1.6)
+        kw = dict(label=c, color=weighting_colour(c), ls=dashes[i % len(dashes)], lw=1.6)
         axes[0].plot(df["t"], y, **kw)
         axes[1].plot(df["logsnr"], y, **kw)
     axes[0].set_xlabel("timestep t")
@@ -81,11 +82,13 @@ def _x_values(d, x):
 
 
 def _band(ax, d, x, stat, colour, label, log, **line):
+    """``stat`` of frame ``d`` against ``x`` with its 95% band; ``log``: "log" drops values <= 0
+    (the caller chose log only when there are none), "symlog" or False keep them."""
     xs = _x_values(d, x)
     y = d[stat].to_numpy(dtype=float)
     lo = d[f"{stat}_lo"].to_numpy(dtype=float) if f"{stat}_lo" in d else None
     hi = d[f"{stat}_hi"].to_numpy(dtype=float) if f"{stat}_hi" in d else None
-    if log:
+    if log == "log" or log is True:
         y = np.where(y > 0, y, np.nan)
         lo = None if lo is None else np.where(lo > 0, lo, np.nan)
     ax.plot(xs, y, color=colour, label=label, **line)
@@ -99,16 +102,39 @@ def _spans_decades(values) -> bool:
     return v.size > 1 and v.max() / v.min() > 30
 
 
+def _y_scale(values, log) -> str | bool:
+    """How a log-spanning quantity is drawn: "log" when every value (estimates and bounds) is
+    positive, else "symlog" (zeros stay visible, linear below the smallest positive value)."""
+    if not log:
+        return False
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return "log" if v.size and (v > 0).all() else "symlog"
+
+
+def _apply_y_scale(ax, scale, values):
+    if scale == "log":
+        ax.set_yscale("log")
+    elif scale == "symlog":
+        v = np.asarray(values, dtype=float)
+        pos = v[np.isfinite(v) & (v > 0)]
+        lin = 10 ** np.floor(np.log10(pos.min())) if pos.size else 1e-3
+        ax.set_yscale("symlog", linthresh=lin)
+        ax.axhline(0.0, color="0.4", lw=0.6)
+        ax.text(0.01, 0.01, f"linear below {lin:g}", transform=ax.transAxes, fontsize=7, color="0.3")
+
+
 def _finish_x(ax, x):
     ax.set_xlabel(_X_LABELS.get(x, x))
     if x == "logsnr":
         ax.invert_xaxis()  # noise grows to the right, as against t
 
 
-def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None):
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None, axes=None):
     """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
-    tuple), every model overlaid with its 95% band; log y where a statistic spans decades (or
-    as ``log`` says: True, False; a log axis drops values <= 0)."""
+    tuple), every model overlaid with its 95% band in its colour (:func:`weighting_colour`); a
+    log y where a statistic spans decades (or as ``log`` says), symmetric-log when an estimate or
+    a bound is <= 0 (a log axis would hide it). ``axes``: a (stats, xs) array to draw into."""
     style()
     df = _models(df)
     stats = [stats] if isinstance(stats, str) else list(stats)
@@ -118,17 +144,21 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
         raise ValueError(f"statistics {missing} not in the frame; available: "
                          f"{', '.join(c for c in df.columns if not c.endswith(('_lo', '_hi')))}")
     names = list(dict.fromkeys(df["model"])) if models is None else list(models)
-    colours = sns.color_palette("colorblind", max(len(names), 1))
-    fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
-                             squeeze=False)
+    if axes is None:
+        fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
+                                 squeeze=False)
+    else:
+        axes = np.asarray(axes, dtype=object).reshape(len(stats), len(xs))
+        fig = axes[0, 0].figure
     for i, stat in enumerate(stats):
-        log_y = _spans_decades(df[stat]) if log is None else bool(log)
+        cols = [c for c in (stat, f"{stat}_lo", f"{stat}_hi") if c in df]
+        values = df[cols].to_numpy(dtype=float).ravel()
+        scale = _y_scale(values, _spans_decades(df[stat]) if log is None else bool(log))
         for j, xv in enumerate(xs):
             ax = axes[i, j]
-            for name, colour in zip(names, colours):
-                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log_y)
-            if log_y:
-                ax.set_yscale("log")
+            for name in names:
+                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, weighting_colour(name), name, scale)
+            _apply_y_scale(ax, scale, values)
             ax.set_ylabel(stat_label(stat), fontsize=9)
             _finish_x(ax, xv)
     axes[0, -1].legend(loc="best")
@@ -136,32 +166,37 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
     return fig
 
 
-def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None):
+def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None,
+                             axes=None):
     """One panel per group {title: [model, ...]} of a probe/compare frame, ``stat`` with its 95%
     band against ``x``, panels side by side with a shared y axis (symmetric-log with a linear
-    part below ``linthresh`` when given: estimates of exactly 0 stay visible)."""
+    part below ``linthresh`` when given: estimates of exactly 0 stay visible); each model in its
+    colour (:func:`weighting_colour`). ``axes``: one axis per group to draw into."""
     style()
     df = _models(df)
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
-    colours = sns.color_palette("colorblind", max(len(m) for m in groups.values()))
-    for ax, (title, models) in zip(axes[0], groups.items()):
-        for name, colour in zip(models, colours):
-            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, colour, name, False)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, (title, models) in zip(axes, groups.items()):
+        for name in models:
+            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, False)
         if linthresh is not None:
             ax.set_yscale("symlog", linthresh=linthresh)
         ax.set_title(title, fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
         _finish_x(ax, x)
-    axes[0, 0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
-                          fontsize=9)
-    axes[0, 0].set_ylim(bottom=0)
+    axes[0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
+                       fontsize=9)
+    axes[0].set_ylim(bottom=0)
     fig.tight_layout()
     return fig
 
 
-def plot_colour_bias(df, x="t"):
+def plot_colour_bias(df, x="t", axes=None):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
-    colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""
+    colour (one grey line for grayscale); one panel per model, two panels a row, shared y.
+    ``axes``: one axis per model to draw into."""
     style()
     df = _models(df)
     chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
@@ -169,7 +204,7 @@ def plot_colour_bias(df, x="t"):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    fig, axes = grid(len(names), sharey=True)
+    fig, axes = grid(len(names), sharey=True) if axes is None else (axes[0].figure, list(axes))
     for ax, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
         for c, colour, label in zip(chans, channel_colours(len(chans)), channel_names(len(chans))):
@@ -184,9 +219,12 @@ def plot_colour_bias(df, x="t"):
     return fig
 
 
-def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
+def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", axes=None):
     """Paired differences statistic(model) - statistic(reference) of a :func:`biaskit.probe.compare`
-    frame with their 95% bands and the zero line; one panel per statistic."""
+    frame with their 95% bands and the zero line; one panel per statistic; each difference in
+    the colour of its non-reference model (:func:`weighting_colour`). ``axes``: one axis per
+    statistic to draw into. The same differences relative to the reference:
+    :func:`plot_relative_difference`."""
     style()
     if "kind" not in df_compare:
         raise ValueError("plot_paired_difference needs a compare() frame (it has a 'kind' column)")
@@ -195,15 +233,46 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
         raise ValueError("the frame has no difference rows (compare() needs two or more models)")
     stats = [stats] if isinstance(stats, str) else list(stats)
     names = list(dict.fromkeys(d["model"]))
-    colours = sns.color_palette("colorblind", len(names))
-    fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
-    for ax, stat in zip(axes[0], stats):
-        for name, colour in zip(names, colours):
-            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, stat in zip(axes, stats):
+        for name in names:
+            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
         _finish_x(ax, x)
-    axes[0, -1].legend(loc="best")
+    axes[-1].legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_relative_difference(ratios, stats=("x0_mse",), x="t", axes=None):
+    """Per-t relative differences R - 1 = m(model) / m(reference) - 1 of
+    :func:`biaskit.probe.compare_ratio` rows with one probed t each (``per_t=True``), with their
+    95% intervals (delta method on log R: the reference's noise included, never below -100%),
+    on a percent axis; one panel per statistic, each model in its colour. ``axes``: one axis per
+    statistic to draw into."""
+    style()
+    stats = [stats] if isinstance(stats, str) else list(stats)
+    d = ratios[ratios["t_from"] == ratios["t_to"]].assign(t=lambda f: f["t_from"], logsnr=lambda f: f["logsnr_from"])
+    if axes is None:
+        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, stat in zip(axes, stats):
+        ds = d[d["statistic"] == stat]
+        for name, g in ds.groupby("model", sort=False):
+            g = g.sort_values("t").assign(pct=100 * g["relative"], pct_lo=100 * g["relative_lo"],
+                                          pct_hi=100 * g["relative_hi"])
+            _band(ax, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
+                  marker="o", ms=3)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.axhline(-100.0, color="0.5", linewidth=0.8, ls=":")
+        ax.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
+        _finish_x(ax, x)
+    axes[-1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -236,19 +305,27 @@ def plot_channel_stats(df, names: dict | None = None, title: str = ""):
     return fig
 
 
-def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
+def plot_trajectory_stats(df, hue: str | None = None, title: str = "", axes=None):
     """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
     runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
     drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
-    trajectories in one frame."""
+    trajectories in one frame (each weighting in its colour). A chain that clips x0_hat
+    (``clip`` column all true) has no x0_hat outside the data range by construction: its clip
+    fraction panel is left out. ``axes``: one axis per panel to draw into."""
     style()
     stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
              ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
              ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    if "clip" in df and df["clip"].astype(str).str.lower().eq("true").all():
+        stats = stats[1:]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(stats), figsize=(4.4 * len(stats), 3.8))
+    fig = np.atleast_1d(axes)[0].figure
+    axes = list(np.atleast_1d(axes))
+    palette = weighting_palette(df[hue]) if hue == "weighting" else None
     for ax, (col, label) in zip(axes, stats):
         d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
-        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax,
+        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax, palette=palette,
                      legend=(ax is axes[-1]))
         ax.set_ylabel(label)
         ax.set_xlabel("timestep t of the step")
@@ -263,18 +340,19 @@ def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
     return fig
 
 
-def plot_hybrid(df, calls: int, title: str = ""):
+def plot_hybrid(df, calls: int, title: str = "", axes=None):
     """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
-    order ("A then B") with its 95% band against k, the number of model calls given to the first
-    model out of ``calls``."""
+    order ("A then B", in A's colour, dashed when A is the second order's) with its 95% band
+    against k, the number of model calls given to the first model out of ``calls``. ``axes``:
+    one axis per metric to draw into."""
     style()
     metrics_ = list(dict.fromkeys(df["metric"]))
-    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3)
-    colours = sns.color_palette("colorblind")
+    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3) if axes is None else (axes[0].figure, list(axes))
     for ax, metric in zip(axes, metrics_):
-        for (order, d), colour in zip(df[df["metric"] == metric].groupby("order", sort=False), colours):
+        for i, (order, d) in enumerate(df[df["metric"] == metric].groupby("order", sort=False)):
             d = d.sort_values("k")
-            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
+            colour = weighting_colour(order.split(" then ")[0])
+            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, ls="-" if i == 0 else "--", label=order)
             if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
                 ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
         ax.set_xticks(sorted(df["k"].unique()))
@@ -333,39 +411,64 @@ def integer_log_ticks(ax, values, fontsize: float | None = None):
     ax.set_xticklabels(labels)
 
 
-def plot_quality(df, x: str, title: str = ""):
+def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
     :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
     optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
-    with its 95% bootstrap band; log x (steps span decades). Rows whose weighting is
-    "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor: a grey
-    dashed line with its band across each panel of that metric."""
+    in its colour (:func:`weighting_colour`) with its 95% bootstrap band and an error bar at each
+    point (a single point has no band to show); log x (steps span decades). Rows whose weighting
+    is "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor (a grey
+    dashed line with its band), "pure noise" as a dotted line (the score of x_T itself).
+    ``log_metrics``: metrics drawn on a log y, symmetric-log when a bound is <= 0 (zeros stay
+    visible). ``ax``: an axis to draw into when the frame holds one metric and one sampler."""
     from .metrics import BASELINE
+    from .replication import NOISE
     style()
-    floor, df = df[df["weighting"] == BASELINE], df[df["weighting"] != BASELINE]
+    floor, noise = df[df["weighting"] == BASELINE], df[df["weighting"] == NOISE]
+    df = df[~df["weighting"].isin([BASELINE, NOISE])]
     by_sampler = "sampler" in df
-    g = sns.FacetGrid(df, row="metric", col="sampler" if by_sampler else None, hue="weighting",
-                      sharey="row", height=2.6, aspect=1.3)
-    colours = dict(zip(df["weighting"].unique(), sns.color_palette("colorblind")))
-    for (metric, sampler), d in df.groupby(["metric", "sampler"] if by_sampler else ["metric", "metric"]):
-        ax = g.axes[list(g.row_names).index(metric), list(g.col_names).index(sampler) if by_sampler else 0]
+    pairs = list(dict.fromkeys(zip(df["metric"], df["sampler"] if by_sampler else df["metric"])))
+    if ax is not None:
+        if len(pairs) != 1:
+            raise ValueError(f"ax= draws one panel; the frame holds {len(pairs)} (metric, sampler) panels")
+        fig, where = ax.figure, {pairs[0]: ax}
+    else:
+        metrics_ = list(dict.fromkeys(df["metric"]))
+        samplers = list(dict.fromkeys(df["sampler"])) if by_sampler else [None]
+        fig, axes = plt.subplots(len(metrics_), len(samplers), figsize=(4.2 * len(samplers), 2.8 * len(metrics_)),
+                                 squeeze=False, sharey="row")
+        where = {(m, s if by_sampler else m): axes[i, j] for i, m in enumerate(metrics_)
+                 for j, s in enumerate(samplers)}
+    for (metric, sampler), a in where.items():
+        d = df[(df["metric"] == metric) & ((df["sampler"] == sampler) if by_sampler else True)]
         for w, dw in d.groupby("weighting", sort=False):
             dw = dw.sort_values(x)
-            ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
-            ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
-        f = floor[floor["metric"] == metric]
-        if by_sampler and "sampler" in f and (f["sampler"] == sampler).any():
-            f = f[f["sampler"] == sampler]
-        if len(f):
-            ax.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
-            ax.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
-        ax.set_xscale("log")
-        integer_log_ticks(ax, df[x])
-    g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
-    g.set_xlabels(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
-    for metric, row in zip(g.row_names, g.axes):
-        row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-    g.axes.flat[0].legend(fontsize=8)
+            c = weighting_colour(w)
+            a.plot(dw[x], dw["value"], marker="o", ms=3, color=c, label=w, lw=1.2)
+            a.errorbar(dw[x], dw["value"], yerr=[dw["value"] - dw["lo"], dw["hi"] - dw["value"]],
+                       fmt="none", ecolor=c, capsize=2, lw=1)
+            a.fill_between(dw[x], dw["lo"], dw["hi"], color=c, alpha=0.15, linewidth=0)
+        for ref, ls, label in ((floor, "--", BASELINE), (noise, ":", NOISE)):
+            f = ref[ref["metric"] == metric]
+            if by_sampler and "sampler" in f and (f["sampler"] == sampler).any():
+                f = f[f["sampler"] == sampler]
+            if len(f):
+                a.axhline(f["value"].iloc[0], color="0.3", ls=ls, lw=1, label=label)
+                if ref is floor:
+                    a.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
+        a.set_xscale("log")
+        if metric in log_metrics:
+            vals = pd.concat([d[["value", "lo", "hi"]], floor[floor["metric"] == metric][["value", "lo", "hi"]]])
+            _apply_y_scale(a, _y_scale(vals.to_numpy().ravel(), True), vals.to_numpy().ravel())
+        a.set_title(f"{metric} | {sampler}" if by_sampler else metric, fontsize=9)
+        a.set_xlabel(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
+        a.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
+    next(iter(where.values())).legend(fontsize=8)
     if title:
-        g.figure.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
-    return g.figure
+        fig.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
+    fig.tight_layout()
+    for a in where.values():   # once the panels have their final widths
+        integer_log_ticks(a, df[x])
+    return fig
+
+

@@ -304,7 +304,7 @@ def probe(denoiser: Denoiser, data, *, options: ProbeOptions | None = None, **se
 
 def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=("x0_mse",),
                   t_min: int | None = None, t_max: int | None = None, weights: str = "logsnr",
-                  options: ProbeOptions | None = None, **settings) -> pd.DataFrame:
+                  per_t: bool = False, options: ProbeOptions | None = None, **settings) -> pd.DataFrame:
     """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``] (the grid of
     ``options``/``settings`` as in :func:`compare`, restricted to the range), as ratios with
     delta-method intervals on their log (:mod:`biaskit.probe.ratio`), weighted by ``weights``
@@ -314,7 +314,8 @@ def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=(
     Returns one row per (other model, statistic): model, reference, statistic, t_from, t_to,
     logsnr_from, logsnr_to, n_t, weights (their rule, in words), n, reference_mean and
     model_mean (the weighted means of m over the range), then log_ratio, ratio, relative and
-    their ``_lo``/``_hi`` (:func:`~biaskit.probe.ratio.log_ratio`)."""
+    their ``_lo``/``_hi`` (:func:`~biaskit.probe.ratio.log_ratio`). ``per_t``: also one row per
+    probed t (weight 1 on that t; t_from == t_to), the per-t relative differences."""
     from .ratio import WEIGHTS, log_ratio, range_weights
     o = _options(options, settings)
     models = on_common_logsnr(_named(denoisers))
@@ -334,6 +335,8 @@ def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=(
     logsnr = ev.schedule.logsnr[torch.as_tensor(ev.ts)].numpy().astype(np.float64)
     w = range_weights(logsnr, weights)
     r = ev.names.index(reference)
+    ranges = [(np.arange(len(ev.ts)), w)] + ([(np.array([k]), np.ones(1)) for k in range(len(ev.ts))]
+                                             if per_t else [])
     rows = []
     for s in statistics:
         kind, col = ("norm", at["x0_bias_c"]) if s == "x0_bias_l2" else ("mean", at.get(s))
@@ -346,10 +349,12 @@ def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=(
         for m, name in enumerate(ev.names):
             if m == r:
                 continue
-            rows.append({"model": name, "reference": reference, "statistic": s,
-                         "t_from": int(t_of[ev.ts].min()), "t_to": int(t_of[ev.ts].max()),
-                         "logsnr_from": float(logsnr.max()), "logsnr_to": float(logsnr.min()),
-                         "n_t": len(ev.ts), "weights": WEIGHTS[weights], "n": ev.n,
-                         "reference_mean": float(w @ m_of(z[r])), "model_mean": float(w @ m_of(z[m])),
-                         **log_ratio(z[m], z[r], w, kind)})
+            for ks, wk in ranges:
+                ts_k = t_of[np.asarray(ev.ts)[ks]]
+                rows.append({"model": name, "reference": reference, "statistic": s,
+                             "t_from": int(ts_k.min()), "t_to": int(ts_k.max()),
+                             "logsnr_from": float(logsnr[ks].max()), "logsnr_to": float(logsnr[ks].min()),
+                             "n_t": len(ks), "weights": WEIGHTS[weights] if len(ks) > 1 else "one t",
+                             "n": ev.n, "reference_mean": float(wk @ m_of(z[r][ks])),
+                             "model_mean": float(wk @ m_of(z[m][ks])), **log_ratio(z[m][ks], z[r][ks], wk, kind)})
     return pd.DataFrame(rows)

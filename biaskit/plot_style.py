@@ -57,11 +57,17 @@ def grid(n: int, panel=(4.2, 3.0), ncols: int = 2, **kw):
     return fig, flat[:n]
 
 
-# One colour per weighting (and formulation) in every figure: the colorblind palette's ten, then
-# tab20's darker half. A model named "B - A" (a paired difference) takes B's colour, "family: W"
-# and "W, detail" take W's, "min_snr(5)" takes min_snr's; other names a colour fixed by the name.
-WEIGHTING_ORDER = ("constant", "debias", "min_snr", "p2", "snr", "v", "v-debias", "edm", "edm-debias",
-                   "flow", "flow-debias", "soft_min_snr", "sigmoid", "trunc_snr", "vlb")
+# One colour per weighting (and formulation) in every figure. A model named "B - A" (a paired
+# difference) takes B's colour, "family: W" and "W, detail" take W's, "min_snr(5)" takes
+# min_snr's; other names a colour fixed by the name. A formulation's usual loss and its
+# debias-equivalent are a dark/light pair; grey is left to floors and references.
+_CB = sns.color_palette("colorblind", 10)
+WEIGHTING_COLOURS = {"constant": _CB[0], "debias": _CB[1], "min_snr": _CB[2], "p2": _CB[3],
+                     "snr": _CB[4], "v": _CB[5], "v-debias": _CB[6], "edm": "#8c6d00",
+                     "edm-debias": _CB[8], "flow": "#003f5c", "flow-debias": _CB[9],
+                     "soft_min_snr": "#6b8e23", "sigmoid": "#008b8b", "trunc_snr": "#8b0000",
+                     "vlb": "#4b0082"}
+WEIGHTING_ORDER = tuple(WEIGHTING_COLOURS)
 
 
 def _weighting_of(name: str) -> str:
@@ -70,11 +76,10 @@ def _weighting_of(name: str) -> str:
 
 
 def weighting_colour(name: str):
-    """The colour of weighting ``name`` (see :data:`WEIGHTING_ORDER`), the same in every figure."""
-    palette = list(sns.color_palette("colorblind", 10)) + list(sns.color_palette("tab20", 20))[::2][:5]
+    """The colour of weighting ``name`` (:data:`WEIGHTING_COLOURS`), the same in every figure."""
     w = _weighting_of(name)
-    if w in WEIGHTING_ORDER:
-        return palette[WEIGHTING_ORDER.index(w)]
+    if w in WEIGHTING_COLOURS:
+        return WEIGHTING_COLOURS[w]
     import zlib
     return sns.color_palette("husl", 24)[zlib.crc32(w.encode()) % 24]
 

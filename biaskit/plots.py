@@ -269,7 +269,6 @@ def plot_relative_difference(ratios, stats=("x0_mse",), x="t", axes=None):
             _band(ax, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
                   marker="o", ms=3)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.axhline(-100.0, color="0.5", linewidth=0.8, ls=":")
         ax.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
         _finish_x(ax, x)
     axes[-1].legend(loc="best", fontsize=8)
@@ -464,9 +463,9 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
         a.set_xlabel(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
         a.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     next(iter(where.values())).legend(fontsize=8)
-    if title:
-        fig.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
     fig.tight_layout()
+    if title:
+        fig.suptitle(title, y=1.0, va="bottom")
     for a in where.values():   # once the panels have their final widths
         integer_log_ticks(a, df[x])
     return fig

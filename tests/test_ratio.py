@@ -115,3 +115,32 @@ def test_one_seed_has_no_interval_over_seeds():
     # two seeds: mean +- t_{0.975, 1} |a - b| / 2
     mean, lo, hi = over_seeds([1.0, 3.0])
     assert mean == 2.0 and hi - mean == pytest.approx(12.7062047 * 1.0, rel=1e-6)
+
+
+def test_compare_ratio_is_the_weighted_log_ratio_of_compares_per_t_means():
+    """Wiring: compare_ratio over t >= 500 equals sum_k w_k log(x0_mse_B / x0_mse_A) computed from
+    compare()'s per-t rows (same draws), with trapezoid weights restated from the probed logsnr;
+    its per-t rows are the per-t ratios; and with x0_hat = 0 (x0_mse = E x0^2, a constant) against
+    eps_hat = 0 (x0_mse = E eps^2 / snr) the interval holds the closed form
+    sum_k w_k log(E x0^2 snr_k)."""
+    import torch
+
+    from biaskit.probe import compare, compare_ratio
+    from tests.test_probe import SCHEDULE, denoiser, images
+    x = images(n=256, C=3)
+    models = {"a": denoiser(lambda xt, t: torch.zeros_like(xt), name="a"),
+              "b": denoiser(lambda xt, t: torch.zeros_like(xt), "x0", name="b")}
+    kw = dict(timesteps=[100, 500, 700, 900, 999], n=256, seed=3, progress=False, oracle=False)
+    r = compare_ratio(models, x, reference="a", statistics=["x0_mse"], t_min=500, per_t=True, **kw)
+    c = compare(models, x, reference="a", **kw)
+    m = c[c["kind"] == "model"].pivot(index="t", columns="model", values="x0_mse").loc[[500, 700, 900, 999]]
+    lam = np.log(SCHEDULE.snr[[500, 700, 900, 999]].numpy().astype(np.float64))
+    gaps = -np.diff(lam)                                    # lam decreases with t
+    w = np.r_[gaps[0] / 2, (gaps[:-1] + gaps[1:]) / 2, gaps[-1] / 2] / gaps.sum()
+    whole = r[r["t_from"] != r["t_to"]].iloc[0]
+    assert whole["n_t"] == 4 and whole["t_from"] == 500
+    assert whole["log_ratio"] == pytest.approx(float(w @ np.log(m["b"] / m["a"])), rel=1e-6)
+    one = r[r["t_from"] == r["t_to"]].set_index("t_from")
+    np.testing.assert_allclose(one["relative"], (m["b"] / m["a"] - 1).to_numpy(), rtol=1e-6)
+    truth = float(w @ np.log(float((x.double() ** 2).mean()) * np.exp(lam)))
+    assert whole["log_ratio_lo"] <= truth <= whole["log_ratio_hi"]

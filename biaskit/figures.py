@@ -31,6 +31,7 @@ from pathlib import Path
 from .heartbeat import HEARTBEAT_S, Heartbeat
 from .jsonio import write_json
 from .safeload import file_sha256
+from .training_plan import plan_commands, plan_script, train_all, train_one  # noqa: F401
 
 KERNEL_NAME = "biaskit-python"
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"  # package data: also when installed
@@ -301,18 +302,6 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
     return results
 
 
-def _train_one(args):
-    profile, family, weighting, seed, cache_dir, device, threads = args
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    from .cache import Cache
-    from .profiles import train_runs
-    start = time.perf_counter()
-    cache = Cache(cache_dir)
-    run = train_runs(cache, profile, family, [weighting], seed=seed, device=device)[weighting]
-    return {"run": f"{family}-{weighting}", "folder": str(run), "event": cache.events[-1]["event"],
-            "seconds": round(time.perf_counter() - start, 1)}
-
-
 def _execute(tasks, profile: str, results: list, echo):
     """Run ``tasks`` one after another, appending to ``results`` as each finishes."""
     for t in tasks:
@@ -333,7 +322,7 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     from .profiles import FAMILIES, planned_runs
     last = _last_durations(out_dir)
     key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
-    jobs_ = [Job(key(r), _train_one, (profile, *r, str(cache_dir), device, threads),
+    jobs_ = [Job(key(r), train_one, (profile, *r, str(cache_dir), device, threads),
                  priority=FAMILIES.index(r[0])) for r in planned_runs(profile, [t[0] for t in tasks])]
     jobs_ += [Job(f"notebook:{t[0]}", _run_one, t, frozenset(key(r) for r in planned_runs(profile, [t[0]])),
                   priority=1e9 + last.get(t[0], 0.0)) for t in tasks]
@@ -344,7 +333,7 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     def done(job, result):
         if job.key.startswith("train:"):
             training.append(result)
-            echo(f"{result['run']}: {result['event']} ({result['seconds']:.0f} s) -> {result['folder']}")
+            echo(f"{result['run']} seed {result.get('seed', 0)}: {result['event']} ({result['seconds']:.0f} s) -> {result['folder']}")
         else:
             results.append(result)
             echo(result.summary())
@@ -397,58 +386,3 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     return path
 
 
-def plan_commands(profile: str, cache_dir, device: str = "auto", only=()) -> list[str]:
-    """One ``biaskit train --study ...`` command per run of the study plan
-    (:func:`biaskit.profiles.planned_runs` of the notebooks ``only`` names, all by default), each
-    training one run into ``cache_dir`` (the entry the notebooks look up), in any order or
-    on any machine that sees the cache."""
-    import shlex
-
-    from .profiles import planned_runs
-    names = list(select(only)) if only else None
-    return [" ".join(["biaskit", "train", "--study", profile, "--family", f, "--weighting", w,
-                      "--seed", str(s), "--cache", shlex.quote(str(cache_dir)), "--device", device,
-                      "--no-progress"])
-            for f, w, s in planned_runs(profile, names)]
-
-
-def plan_script(profile: str, cache_dir, device: str = "auto", fmt: str = "sh", only=()) -> str:
-    """:func:`plan_commands` as a POSIX shell script (``sh``: one after another, stopping at the
-    first failure) or a SLURM job array (``slurm``: task i runs command i), ending with the
-    ``biaskit figures`` call that then trains nothing."""
-    import shlex
-    cmds = plan_commands(profile, cache_dir, device, only)
-    then = (f"# then: biaskit figures --profile {profile} --cache {shlex.quote(str(cache_dir))}"
-            f" (finds every run above in the cache)\n")
-    head = f"# biaskit study plan: profile {profile}, {len(cmds)} independent training runs\n"
-    if fmt == "sh":
-        return "#!/bin/sh\nset -e\n" + head + "".join(c + "\n" for c in cmds) + then
-    if fmt == "slurm":
-        body = "".join(f"  {shlex.quote(c)}\n" for c in cmds)
-        return (f"#!/bin/bash\n#SBATCH --job-name=biaskit-{profile}\n#SBATCH --array=0-{len(cmds) - 1}\n"
-                f"#SBATCH --gres=gpu:1\n{head}# submit: sbatch THIS_FILE\nset -e\ncommands=(\n{body})\n"
-                f'eval "${{commands[$SLURM_ARRAY_TASK_ID]}}"\n' + then)
-    raise ValueError(f"--plan must be sh or slurm, got {fmt!r}")
-
-
-def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,
-              echo=print) -> list[dict]:
-    """Train every run of :func:`biaskit.profiles.planned_runs` into the cache (skipping cached
-    ones); under ``torchrun`` each run is trained with DDP on all processes. Returns one dict per
-    run: family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
-    from .cache import Cache
-    from .distributed import launched
-    from .profiles import planned_runs, resolve_device, train_runs
-    device = resolve_device(device)
-    cache = Cache(cache_dir)
-    out = []
-    rank = launched()[0]
-    for family, w, seed in planned_runs(profile):
-        run = train_runs(cache, profile, family, [w], seed=seed, device=device,
-                         progress=progress and rank == 0)[w]
-        e = cache.events[-1]
-        if rank == 0:
-            echo(f"{family}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")
-        out.append({"family": family, "weighting": w, "run": str(run), "event": e["event"],
-                    "seconds": e["seconds"]})
-    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 RGB = ("#d62728", "#2ca02c", "#1f77b4")  # channel colours for colour-bias plots
@@ -87,3 +88,25 @@ def weighting_colour(name: str):
 def weighting_palette(names) -> dict:
     """{name: :func:`weighting_colour`} for seaborn's ``palette=``."""
     return {n: weighting_colour(n) for n in dict.fromkeys(names)}
+
+
+def y_scale(values, log) -> str | bool:
+    """How a log-spanning quantity is drawn: "log" when every value (estimates and bounds) is
+    positive, else "symlog" (zeros stay visible, linear below the smallest positive value)."""
+    if not log:
+        return False
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return "log" if v.size and (v > 0).all() else "symlog"
+
+
+def apply_y_scale(ax, scale, values):
+    if scale == "log":
+        ax.set_yscale("log")
+    elif scale == "symlog":
+        v = np.asarray(values, dtype=float)
+        pos = v[np.isfinite(v) & (v > 0)]
+        lin = 10 ** np.floor(np.log10(pos.min())) if pos.size else 1e-3
+        ax.set_yscale("symlog", linthresh=lin)
+        ax.axhline(0.0, color="0.4", lw=0.6)
+        ax.text(0.01, 0.01, f"linear below {lin:g}", transform=ax.transAxes, fontsize=7, color="0.3")

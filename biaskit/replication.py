@@ -32,55 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-A, B = "constant", "debias"     # the paper's comparison: the usual weighting and its fix
-MIN_SEEDS = 3                   # training seeds per weighting for a decided verdict
-LEVEL = 0.95
-
-
-def _read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / name
-    return pd.read_csv(path) if path.exists() else None
-
-
-def _ci(v, lo, hi, pct: bool = False) -> str:
-    f = (lambda x: f"{100 * x:+.{1 if abs(x) < 0.1 else 0}f}%") if pct else (lambda x: f"{x:.3g}")
-    return f"{f(v)} [{f(lo)}, {f(hi)}]"
-
-
-_WAY = {"agrees": "points the claimed way", "disagrees": "points against the claim",
-        "observed": "observed on this seed", "reversed": "reversed on this seed"}
-
-
-def _seeded(verdict: str, seeds: int) -> str:
-    """``verdict`` when the claim rests on MIN_SEEDS training seeds or more, else the undecided
-    form naming the seeds and the way the (probe or sampling noise only) interval points."""
-    if seeds >= MIN_SEEDS or verdict not in _WAY:
-        return verdict
-    return f"undecided, {seeds} seed{'s' if seeds != 1 else ''} ({_WAY[verdict]})"
-
-
-def _side(lo: float, hi: float, claimed_negative: bool = True) -> str:
-    if hi < 0:
-        return "agrees" if claimed_negative else "disagrees"
-    if lo > 0:
-        return "disagrees" if claimed_negative else "agrees"
-    return "inconclusive"
-
-
-def _lower_is_better(a: pd.Series, b: pd.Series, floor: pd.Series | None,
-                     noise: pd.Series | None = None) -> str:
-    """Verdict on "b is better (lower) than a" from two (value, lo, hi) rows; ``floor``: data vs
-    data, ``noise``: pure noise scored the same way."""
-    if floor is not None and a["hi"] <= floor["hi"] and b["hi"] <= floor["hi"]:
-        return "at the noise floor"
-    if (floor is not None and noise is not None and min(a["lo"], b["lo"]) > floor["hi"]
-            and min(a["value"], b["value"]) >= (floor["value"] + noise["value"]) / 2):
-        return "neither model generates here"
-    if b["hi"] < a["lo"]:
-        return "agrees"
-    if b["lo"] > a["hi"]:
-        return "disagrees"
-    return "inconclusive"
+from .verdicts import A, B, MIN_SEEDS, NOISE, chance_note, ci, lower_is_better, read, seeded, side
 
 
 def _range_text(r) -> str:
@@ -97,11 +49,11 @@ def _ratio_measured(r, stat: str) -> str:
     by = f"; per seed {', '.join(f'{100 * float(v):+.0f}%' for v in str(r['relative_by_seed']).split())}" \
         if seeds > 1 else ""
     how = f"{seeds} training seeds, interval over seeds" if seeds > 1 else "1 training seed, probe noise only"
-    return head + f"{_ci(r['relative'], r['relative_lo'], r['relative_hi'], True)}, {how}{by}"
+    return head + f"{ci(r['relative'], r['relative_lo'], r['relative_hi'], True)}, {how}{by}"
 
 
 def _ratio_rows(folder: Path, name: str) -> pd.DataFrame | None:
-    s = _read(folder / "01_existence", name)
+    s = read(folder / "01_existence", name)
     if s is None or "log_ratio" not in s:   # written before ratios (rerun 01)
         return None
     return s[(s["model"] == B) & (s["reference"] == A)]
@@ -119,7 +71,7 @@ def high_t_error(folder: Path) -> list[tuple]:
             sel = sel[sel["dataset"] != "gmm"]
         for _, r in sel.iterrows():
             rows.append((f"{claim} ({r['dataset']}, t >= {int(r['t_from'])})", _ratio_measured(r, stat),
-                         _seeded(_side(r["log_ratio_lo"], r["log_ratio_hi"]), int(r["seeds"]))))
+                         seeded(side(r["log_ratio_lo"], r["log_ratio_hi"]), int(r["seeds"]))))
     return rows
 
 
@@ -131,14 +83,13 @@ def low_t_error(folder: Path) -> list[tuple]:
         return []
     rows = []
     for _, r in s[s["statistic"] == "x0_mse"].iterrows():
-        side = _side(r["log_ratio_lo"], r["log_ratio_hi"], claimed_negative=False)
-        verdict = _seeded({"agrees": "observed", "disagrees": "reversed"}.get(side, side), int(r["seeds"]))
+        way = side(r["log_ratio_lo"], r["log_ratio_hi"], claimed_negative=False)
+        verdict = seeded({"agrees": "observed", "disagrees": "reversed"}.get(way, way), int(r["seeds"]))
         rows.append((f"(not claimed) debias has a larger x0 error at low noise ({r['dataset']}, "
                      f"t <= {int(r['t_to'])})", _ratio_measured(r, "x0_mse"), verdict))
     return rows
 
 
-NOISE = "pure noise"   # the set of x_T draws scored like samples (biaskit.study.sample_quality)
 
 
 def _seeds(d: pd.DataFrame) -> int:
@@ -166,13 +117,13 @@ def _quality_rows(q: pd.DataFrame, x: str, label: str) -> list[tuple]:
                 continue
             floor = floor_rows[floor_rows[x] == xv].iloc[0] if not floor_rows.empty else None
             noise = noise_rows[noise_rows[x] == xv].iloc[0] if not noise_rows.empty else None
-            fl = f"; data vs data {_ci(floor['value'], floor['lo'], floor['hi'])}" if floor is not None else ""
-            fl += f"; {NOISE} {_ci(noise['value'], noise['lo'], noise['hi'])}" if noise is not None else ""
+            fl = f"; data vs data {ci(floor['value'], floor['lo'], floor['hi'])}" if floor is not None else ""
+            fl += f"; {NOISE} {ci(noise['value'], noise['lo'], noise['hi'])}" if noise is not None else ""
             rows[(metric, xv, numbers)] = {
                 "samplers": [sampler],
-                "measured": f"constant {_ci(*at.loc[A, ['value', 'lo', 'hi']])}, "
-                            f"debias {_ci(*at.loc[B, ['value', 'lo', 'hi']])}{fl}",
-                "verdict": _seeded(_lower_is_better(at.loc[A], at.loc[B], floor, noise), _seeds(g))}
+                "measured": f"constant {ci(*at.loc[A, ['value', 'lo', 'hi']])}, "
+                            f"debias {ci(*at.loc[B, ['value', 'lo', 'hi']])}{fl}",
+                "verdict": seeded(lower_is_better(at.loc[A], at.loc[B], floor, noise), _seeds(g))}
     return [(f"debias gives better samples ({label}: {' = '.join(r['samplers'])}"
              f"{' (the same numbers)' if len(r['samplers']) > 1 else ''}, {xv} {x.replace('_', ' ')}, {metric})",
              r["measured"], r["verdict"]) for (metric, xv, _), r in rows.items()]
@@ -183,7 +134,7 @@ def sample_quality(folder: Path) -> list[tuple]:
     for name, x, label in (("quality_vs_steps.csv", "steps", "few vs many steps"),
                            ("fid_vs_steps.csv", "steps", "Inception features"),
                            ("quality_vs_iterations.csv", "training_step", "early vs late in training")):
-        q = _read(folder / "02_impact", name)
+        q = read(folder / "02_impact", name)
         if q is not None:
             rows += _quality_rows(q.dropna(subset=[x]) if x == "training_step" else q, x, label)
     return rows
@@ -193,8 +144,8 @@ def chain_damage(folder: Path) -> list[tuple]:
     """Hybrid sampling (debias for the first k calls, then constant): the share of the gap
     between the pure models that the first half of the chain decides. Only read when the pure
     models differ (disjoint intervals); otherwise the share is a ratio of noise."""
-    h = _read(folder / "03_reasons", "hybrid_share.csv")
-    sweep = _read(folder / "03_reasons", "hybrid_sweep.csv")
+    h = read(folder / "03_reasons", "hybrid_share.csv")
+    sweep = read(folder / "03_reasons", "hybrid_sweep.csv")
     if h is None or sweep is None:
         return []
     rows = []
@@ -208,8 +159,8 @@ def chain_damage(folder: Path) -> list[tuple]:
                      f"{'clipped' if str(r['clip']).lower() == 'true' else 'unclipped'} chain)",
                      f"debias for the first {int(r['k_half'])} calls, then constant, moves the result "
                      f"{100 * share:.0f}% of the way from pure constant "
-                     f"{_ci(*pure_b[['value', 'lo', 'hi']])} to pure debias {_ci(*pure_a[['value', 'lo', 'hi']])}",
-                     _seeded("agrees" if share > 0.5 else "disagrees", _seeds(s)) if differ
+                     f"{ci(*pure_b[['value', 'lo', 'hi']])} to pure debias {ci(*pure_a[['value', 'lo', 'hi']])}",
+                     seeded("agrees" if share > 0.5 else "disagrees", _seeds(s)) if differ
                      else "inconclusive (the pure models do not differ)"))
     return rows
 
@@ -218,7 +169,7 @@ def colour_shift(folder: Path) -> list[tuple]:
     """Colour statistics of samples (02): per weighting, the channel whose per-sample mean or
     std is shifted most from the data's, at the fewest and the most DDIM steps, each with its
     95% interval (independent sets: a side only when the intervals of |shift| are disjoint)."""
-    c = _read(folder / "02_impact", "colour_statistics.csv")
+    c = read(folder / "02_impact", "colour_statistics.csv")
     if c is None:
         return []
     rows = []
@@ -230,7 +181,7 @@ def colour_shift(folder: Path) -> list[tuple]:
             continue
         a, b = worst[A], worst[B]
         text = "; ".join(f"{w} {r['channel']} "
-                         f"{_ci(r['shift'], r['shift'] - r['shift_half'], r['shift'] + r['shift_half'])}"
+                         f"{ci(r['shift'], r['shift'] - r['shift_half'], r['shift'] + r['shift_half'])}"
                          for w, r in ((A, a), (B, b)))
         far_a, near_a = abs(a["shift"]) + a["shift_half"], abs(a["shift"]) - a["shift_half"]
         far_b, near_b = abs(b["shift"]) + b["shift_half"], abs(b["shift"]) - b["shift_half"]
@@ -238,7 +189,7 @@ def colour_shift(folder: Path) -> list[tuple]:
         what = {"mean": "per-sample channel mean (colour)", "std": "per-sample channel std (contrast)"}[stat]
         rows.append((f"constant weighting shifts sample colour more ({what}, DDIM "
                      f"{steps}, {'clipped' if str(clip).lower() == 'true' else 'unclipped'})",
-                     f"largest shift from the data: {text}", _seeded(verdict, _seeds(g))))
+                     f"largest shift from the data: {text}", seeded(verdict, _seeds(g))))
     return rows
 
 
@@ -246,7 +197,7 @@ PAPER_SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "unipc")
 
 
 def samplers_not_run(folder: Path) -> list[tuple]:
-    q = _read(folder / "02_impact", "quality_vs_steps.csv")
+    q = read(folder / "02_impact", "quality_vs_steps.csv")
     if q is None:
         return []
     missing = [s for s in PAPER_SAMPLERS if s not in set(q["sampler"])]
@@ -259,7 +210,7 @@ def formulations(folder: Path) -> list[tuple]:
     """Beyond the paper (notebook 05): is the high-noise x0 error a property of the eps
     parameterization? Each eps-VP model's excess x0 error at the noisiest probed logsnr against
     the largest of the other formulations' (v, EDM, flow; usual and debias-equivalent weights)."""
-    s = _read(folder / "05_formulations", "high_noise_summary.csv")
+    s = read(folder / "05_formulations", "high_noise_summary.csv")
     if s is None:
         return []
     eps = s[s["model"].isin([A, B])]
@@ -269,14 +220,14 @@ def formulations(folder: Path) -> list[tuple]:
     worst = other.loc[other["excess_noisiest"].idxmax()]
     rows = []
     for _, r in eps.iterrows():
-        verdict = _seeded("observed" if r["excess_noisiest_lo"] > worst["excess_noisiest_hi"] else
+        verdict = seeded("observed" if r["excess_noisiest_lo"] > worst["excess_noisiest_hi"] else
                           "reversed" if r["excess_noisiest_hi"] < worst["excess_noisiest_lo"] else
                           "inconclusive", _seeds(s))
         rows.append((f"beyond the paper: eps-VP {r['model']} has a larger excess x0 error at high noise than "
                      f"v, EDM and flow models (gmm, logsnr {r['logsnr_noisiest']:.1f})",
-                     f"{r['model']} {_ci(r['excess_noisiest'], r['excess_noisiest_lo'], r['excess_noisiest_hi'])}"
+                     f"{r['model']} {ci(r['excess_noisiest'], r['excess_noisiest_lo'], r['excess_noisiest_hi'])}"
                      f" vs the largest other ({worst['model']}) "
-                     f"{_ci(worst['excess_noisiest'], worst['excess_noisiest_lo'], worst['excess_noisiest_hi'])}",
+                     f"{ci(worst['excess_noisiest'], worst['excess_noisiest_lo'], worst['excess_noisiest_hi'])}",
                      verdict))
     return rows
 
@@ -290,24 +241,6 @@ def table(folder) -> pd.DataFrame:
     folder = Path(folder)
     rows = [row for claim in CLAIMS for row in claim(folder)]
     return pd.DataFrame(rows, columns=["claim", "measured (95% interval)", "verdict"])
-
-
-DECIDING = ("agrees", "disagrees", "observed", "reversed", "undecided")
-
-
-def chance_note(df: pd.DataFrame, level: float = LEVEL) -> str:
-    """The multiplicity rule under the table: each row is a separate 95% interval (no
-    correction), so of the m rows that test a side (a verdict other than "not measured", "at
-    the noise floor" or "neither model generates here"), about (1 - level) m would leave 0 by
-    chance if no weighting mattered at all; Holm over m rows would ask a row for level
-    1 - 0.05 / m at the least."""
-    tested = df["verdict"].str.startswith(DECIDING + ("inconclusive",))
-    m = int(tested.sum())
-    passed = int(df["verdict"].str.startswith(DECIDING).sum())
-    return (f"Multiplicity: {m} rows test a side, each with its own {100 * level:.0f}% interval and no "
-            f"correction; if no weighting mattered, about {(1 - level) * m:.2f} of them would leave "
-            f"0 by chance alone ({passed} did, counting undecided single-seed rows). A row that must "
-            f"stand alone under Holm within this family needs level 1 - {1 - level:.2f} / {max(m, 1)}.")
 
 
 def _manifest(folder: Path) -> dict:
@@ -325,7 +258,7 @@ def header(folder) -> str:
     last = _manifest(folder).get("last_run", {})
     profile, commit = last.get("profile", "unknown"), last.get("commit") or "unknown"
     lines = [f"Profile **{profile}**, commit `{commit}`, device {last.get('device', 'unknown')}."]
-    s = _read(folder / "01_existence", "high_t_summary.csv")
+    s = read(folder / "01_existence", "high_t_summary.csv")
     if s is not None and "seeds" in s:
         seeds = "; ".join(f"{d}: {', '.join(f'{m} {int(n)}' for m, n in g.groupby('model')['seeds'].max().items())}"
                           f" (against {A} of the same seeds)" for d, g in s.groupby("dataset", sort=False))
@@ -338,7 +271,7 @@ def header(folder) -> str:
         lines.append(f"Probe draws per t (held-out x0, one noise each): {', '.join(n)}.")
     if profile in _profiles():
         lines.append(f"Models ({profile} study plan): {_model_sizes(profile)}.")
-    q = _read(folder / "02_impact", "quality_vs_steps.csv")
+    q = read(folder / "02_impact", "quality_vs_steps.csv")
     if q is not None:
         lines.append(f"Samplers: {', '.join(dict.fromkeys(q['sampler']))} at "
                      f"{', '.join(str(v) for v in sorted(set(q['steps'])))} steps; sets of "

@@ -11,17 +11,17 @@ from biaskit import replication as R
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _high_t(folder: Path, lo, hi, seeds=3):
+def _high_t(folder: Path, lo, hi, seeds=3, name="high_t_summary.csv"):
     """A high_t_summary row of relative differences lo..hi (R - 1) over ``seeds`` seeds."""
     d = folder / "01_existence"
-    d.mkdir(parents=True)
+    d.mkdir(parents=True, exist_ok=True)
     log = np.log1p([lo, hi])
     pd.DataFrame([{"model": "debias", "reference": "constant", "statistic": "x0_mse", "seeds": seeds,
                    "relative_by_seed": " ".join(["-0.5"] * seeds), "t_from": 500, "t_to": 999,
                    "logsnr_from": -2.5, "logsnr_to": -10.1, "n_t": 10, "weights": "per unit log SNR (x)",
                    "n": 512, "log_ratio": log.mean(), "log_ratio_lo": log[0], "log_ratio_hi": log[1],
                    "relative": np.expm1(log.mean()), "relative_lo": lo, "relative_hi": hi,
-                   "interval": "x", "dataset": "digits"}]).to_csv(d / "high_t_summary.csv", index=False)
+                   "interval": "x", "dataset": "digits"}]).to_csv(d / name, index=False)
 
 
 def test_ratio_rows_give_their_side_of_zero_only_with_three_seeds(tmp_path):
@@ -34,6 +34,14 @@ def test_ratio_rows_give_their_side_of_zero_only_with_three_seeds(tmp_path):
         assert list(t["verdict"]) == [verdict]
         assert f"[{100 * lo:+.0f}%, {100 * hi:+.0f}%]" in t.iloc[0, 1]
         assert f"{seeds} training seed" in t.iloc[0, 1]
+
+
+def test_low_noise_rows_are_findings_beyond_the_paper(tmp_path):
+    for k, (lo, hi, seeds, verdict) in enumerate([(0.1, 0.3, 3, "observed"), (-0.3, -0.1, 3, "reversed"),
+                                                  (0.1, 0.3, 1, "undecided, 1 seed (observed on this seed)")]):
+        _high_t(tmp_path / str(k), lo, hi, seeds, name="low_t_summary.csv")
+        t = R.table(tmp_path / str(k))
+        assert list(t["verdict"]) == [verdict] and t.iloc[0, 0].startswith("(not claimed)")
 
 
 def test_a_summary_without_ratios_gives_no_row(tmp_path):

@@ -51,12 +51,12 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
-    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, train_all
+    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, select, train_all
     from .common import check_out
     if args.plan:
         from ..figures import plan_script
         print(plan_script(args.profile, cache_folder(args.out, args.cache), args.device, args.plan,
-                          only=args.only), end="")
+                          only=list(select(args.only)) if args.only else ()), end="")
         return 0
     check_out(args.out)
     if args.train_only:

@@ -333,7 +333,8 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     def done(job, result):
         if job.key.startswith("train:"):
             training.append(result)
-            echo(f"{result['run']} seed {result.get('seed', 0)}: {result['event']} ({result['seconds']:.0f} s) -> {result['folder']}")
+            echo(f"{result['run']} seed {result.get('seed', 0)}: {result['event']} "
+                 f"({result['seconds']:.0f} s) -> {result['folder']}")
         else:
             results.append(result)
             echo(result.summary())

@@ -266,6 +266,30 @@ def test_figures_prints_a_heartbeat_per_running_notebook_without_kernel_warnings
     assert "without encryption" not in capfd.readouterr().err
 
 
+def test_the_manifest_lists_only_what_this_run_wrote(tmp_path):
+    """A notebook's folder is emptied before it runs: a figure left by an earlier run (a model
+    the profile no longer trains) is neither kept nor listed; one table (--only 04 style) of no
+    claim's figures writes no empty replication table."""
+    from biaskit.figures import run_all
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    folder = tmp_path / "out" / "00_a"
+    _notebook(nbdir / "00_a.ipynb", ["import matplotlib\nmatplotlib.use('Agg')\nfrom biaskit import plots\n"
+                                     "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                                     f"plots.save(fig, {str(folder / 'new')!r})"])
+    stale = tmp_path / "out" / "00_a" / "stale_x0_grid_min_snr.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    lines = []
+    results = run_all((), profile="smoke", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                      jobs=1, device="cpu", notebook_dir=nbdir, echo=lines.append, heartbeat_s=60)
+    assert results[0].ok, results[0].error
+    assert not stale.exists()
+    assert sorted(results[0].figures) == ["00_a/new.pdf", "00_a/new.png"]
+    assert not (tmp_path / "out" / "replication.md").exists()
+    assert any("replication table: not written" in ln for ln in lines)
+
+
 # --- the notebooks, end to end ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

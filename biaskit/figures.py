@@ -1,8 +1,8 @@
 """Regenerate every figure: run the notebooks under ``biaskit/notebooks/`` (shipped with the
 package) with papermill.
 
-Per notebook NAME the runner writes ``OUT/NAME/NAME.ipynb`` (the executed notebook) and whatever
-figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
+Per notebook NAME the runner empties ``OUT/NAME/``, then writes ``OUT/NAME/NAME.ipynb`` (the
+executed notebook) and whatever figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
 ``OUT/manifest.json``: the parameters, duration, versions, input hashes, the figure list and the
 cache's hits and misses (see :mod:`biaskit.cache`).
 

@@ -161,13 +161,13 @@ PROFILES: dict[str, dict[str, dict]] = {
 # 10k steps, at step 30); small data sets where the full one is large
 PROFILES["gpu-smoke"] = {
     "runner": {"jobs": 1},
-    "training": _training("full", 60, 64, 30,
+    "training": _training("full", 60, 64, 30, seeds={"gmm": {"constant": 2, "debias": 2}},
                           **{f: {"log_every": 10, "ema.start": 0, "ema.decay": 0.9,
                                  "optim.warmup_steps": 10, "probe_every": 30} for f in FAMILIES}),
     "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 256,
                "num_timesteps": 8, "n_samples": 256, "progress": False},
     "00_weighting_atlas": {"T": 1000},
-    "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+    "01_existence": {"datasets": ["gmm", "digits", "patches"], "replicates": True},
     "02_impact": {"dataset": "patches", "steps_list": [2, 5, 20],
                   "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
                   "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},

@@ -49,35 +49,82 @@ def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference:
         **probe_kwargs), label="-".join(runs))
 
 
-def high_t_summary(df_compare, T: int, stats=("x0_mse", "x0_bias_l2"), fraction: float = 0.5):
-    """Paired differences against the reference over the noisiest ``fraction`` of the T steps
-    (t >= (1 - fraction) T), from a :func:`biaskit.probe.compare` frame: one row per (model,
-    statistic) with the reference's mean, the mean difference, its interval and the relative
-    difference (difference / reference mean).
+def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference: str,
+                         statistics, t_min: int | None, t_max: int | None = None,
+                         weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
+    """:func:`biaskit.probe.compare_ratio` of the runs' models against ``reference`` over the
+    probed t in [``t_min``, ``t_max``] (``per_t``: and at each probed t), computed once per
+    (runs, data, settings)."""
+    from .probe import compare_ratio
+    key = {"runs": {k: run_key(v) for k, v in runs.items()}, "data": data.spec, "reference": reference,
+           "statistics": list(statistics), "t_min": t_min, "t_max": t_max, "weights": weights,
+           **({"per_t": True} if per_t else {}), **probe_kwargs}
+    return cache.frame("ratio", key, lambda: compare_ratio(
+        load_family(runs, device=device), data, reference=reference, statistics=list(statistics),
+        t_min=t_min, t_max=t_max, weights=weights, per_t=per_t, device=device, **probe_kwargs),
+        label="-".join(runs))
 
-    The interval of the mean over the grid's high-t rows is :func:`biaskit.intervals.mean_of_intervals`
-    (the mean of the per-t 95% half-widths: conservative for correlated estimates).
-    """
+
+def high_t_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, reference: str, T: int,
+                   stats=("x0_mse", "x0_bias_l2"), fraction: float = 0.5, **kwargs):
+    """:func:`range_summary` over the noisiest ``fraction`` of the T steps (probed
+    t >= (1 - fraction) T)."""
+    import math
+    return range_summary(cache, seed_runs, data, reference=reference, stats=stats,
+                         t_min=int(math.ceil((1 - fraction) * T)), **kwargs)
+
+
+def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, reference: str,
+                  stats=("x0_mse", "x0_bias_l2"), t_min: int | None = None, t_max: int | None = None,
+                  weights: str = "logsnr", device=None, **probe_kwargs):
+    """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``],
+    replicated over training seeds. ``seed_runs``: {training seed: {weighting: run}}
+    (:func:`biaskit.profiles.train_seeds`).
+
+    Per seed s, the models of seed s are probed against the reference of seed s on probe draws
+    of seed s (so that probe noise, too, is independent between seeds): the log ratio L_s of
+    :mod:`biaskit.probe.ratio` (weighted geometric mean over the range of m_model / m_ref).
+    Over S >= 2 seeds the interval is :func:`biaskit.intervals.over_seeds` of the L_s (it covers
+    seed-to-seed variance and probe noise); with one seed it is that seed's delta-method
+    interval (probe noise only), and ``interval`` says so. Bounds map back by exp, so
+    ``relative`` = R - 1 and its bounds lie above -1.
+
+    One row per (model, statistic): model, reference, statistic, seeds (S), seed_list,
+    relative_by_seed, t_from, t_to, logsnr_from, logsnr_to, n_t, weights, n, reference_mean and
+    model_mean (averaged over seeds), log_ratio, relative and their ``_lo``/``_hi``, interval."""
+    import numpy as np
     import pandas as pd
 
-    from .intervals import mean_of_intervals
-    high = df_compare[df_compare["t"] >= (1 - fraction) * T]
-    diffs = high[high["kind"] == "difference"]
-    if diffs.empty:
-        raise ValueError("no difference rows at high t: compare() needs two or more models and a "
-                         "timestep grid reaching the noisy end")
-    reference = diffs["reference"].iloc[0]
-    ref = high[(high["kind"] == "model") & (high["model"] == reference)].set_index("t")
+    from .intervals import over_seeds
+    per_seed = []
+    for s, runs in seed_runs.items():
+        if reference not in runs or len(runs) < 2:
+            continue
+        f = compare_ratio_family(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
+                                 t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
+        per_seed.append(f.assign(training_seed=int(s)))
+    if not per_seed:
+        raise ValueError(f"no seed has the reference {reference!r} and another model")
+    d = pd.concat(per_seed, ignore_index=True)
     rows = []
-    for name, d in diffs.groupby("model", sort=False):
-        d = d.set_index("t")
-        for s in stats:
-            diff, lo, hi = mean_of_intervals(d[s], d[f"{s}_lo"], d[f"{s}_hi"])
-            base = ref.loc[d.index, s].mean()
-            rows.append({"model": name.split(" - ")[0], "reference": reference, "statistic": s,
-                         "t_from": int(d.index.min()), "n_t": len(d), "reference_mean": base,
-                         "difference": diff, "difference_lo": lo, "difference_hi": hi,
-                         "relative": diff / base, "relative_lo": lo / base, "relative_hi": hi / base})
+    for (model, stat), g in d.groupby(["model", "statistic"], sort=False):
+        g = g.sort_values("training_seed")
+        first = g.iloc[0]
+        if len(g) >= 2:
+            L, lo, hi = over_seeds(g["log_ratio"].to_numpy())
+            interval = f"t-interval over {len(g)} training seeds (seed and probe variance)"
+        else:
+            L, lo, hi = first["log_ratio"], first["log_ratio_lo"], first["log_ratio_hi"]
+            interval = "1 training seed: probe noise only"
+        rows.append({"model": model, "reference": reference, "statistic": stat, "seeds": len(g),
+                     "seed_list": " ".join(str(v) for v in g["training_seed"]),
+                     "relative_by_seed": " ".join(f"{v:+.3f}" for v in g["relative"]),
+                     **{k: first[k] for k in ("t_from", "t_to", "logsnr_from", "logsnr_to", "n_t",
+                                              "weights", "n")},
+                     "reference_mean": g["reference_mean"].mean(), "model_mean": g["model_mean"].mean(),
+                     "log_ratio": L, "log_ratio_lo": lo, "log_ratio_hi": hi,
+                     "relative": np.expm1(L), "relative_lo": np.expm1(lo), "relative_hi": np.expm1(hi),
+                     "interval": interval})
     return pd.DataFrame(rows)
 
 

@@ -1,8 +1,8 @@
 """Regenerate every figure: run the notebooks under ``biaskit/notebooks/`` (shipped with the
 package) with papermill.
 
-Per notebook NAME the runner writes ``OUT/NAME/NAME.ipynb`` (the executed notebook) and whatever
-figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
+Per notebook NAME the runner empties ``OUT/NAME/``, then writes ``OUT/NAME/NAME.ipynb`` (the
+executed notebook) and whatever figures the notebook saves there (PNG and PDF, via :func:`biaskit.plots.save`), and records in
 ``OUT/manifest.json``: the parameters, duration, versions, input hashes, the figure list and the
 cache's hits and misses (see :mod:`biaskit.cache`).
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from .heartbeat import HEARTBEAT_S, Heartbeat
 from .jsonio import write_json
 from .safeload import file_sha256
+from .training_plan import plan_commands, plan_script, train_all, train_one  # noqa: F401
 
 KERNEL_NAME = "biaskit-python"
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"  # package data: also when installed
@@ -102,6 +103,23 @@ def ensure_kernel(root=None) -> str:
     return KERNEL_NAME
 
 
+def git_commit() -> str | None:
+    """The git commit of biaskit's source (with ``-dirty`` when files differ from it), or None
+    outside a git checkout."""
+    import subprocess
+    root = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -166,17 +184,20 @@ def _cache_summary(log: Path) -> dict:
 
 def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | None = None,
                  progress: bool = False, timeout_s: float | None = None) -> NotebookResult:
-    """Execute one notebook with papermill into ``out_dir/name/``; never raises for a failure
-    inside the notebook (the result carries the failing cell)."""
+    """Execute one notebook with papermill into ``out_dir/name/``, emptied first (a previous
+    run's figures would otherwise be listed as this run's: only what this run writes is there);
+    never raises for a failure inside the notebook (the result carries the failing cell)."""
+    import shutil
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     folder = Path(out_dir).resolve() / name
+    if folder.is_dir():
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     executed = folder / f"{name}.ipynb"
     log = folder / CACHE_LOG
-    log.unlink(missing_ok=True)
-    executed.unlink(missing_ok=True)  # a previous run's copy would read as this one's progress
     kernel = ensure_kernel()
     env = {"BIASKIT_CACHE_LOG": str(log)}
     if threads:  # torch reads these when the kernel imports it
@@ -271,24 +292,14 @@ def run_all(names=(), profile: str = "quick", out_dir="figures", cache_dir=None,
         raise KeyboardInterrupt(f"{done} finished; a rerun resumes from the cache {cache_dir} "
                                 "(models and results built so far are kept)") from None
     results.sort(key=lambda r: r.name)
-    from .replication import write as write_replication
-    echo(f"replication table: {write_replication(out_dir)}")
     write_manifest(out_dir, results, profile=profile, device=device, cache_dir=cache_dir,
                    jobs=jobs, threads=threads, wall_s=time.perf_counter() - start,
-                   training=training)
+                   training=training, commit=git_commit())
+    from .replication import write as write_replication
+    table = write_replication(out_dir)     # reads the manifest's profile and commit
+    echo(f"replication table: {table}" if table else
+         "replication table: not written (none of the claims' figures are in this folder)")
     return results
-
-
-def _train_one(args):
-    profile, family, weighting, seed, cache_dir, device, threads = args
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    from .cache import Cache
-    from .profiles import train_runs
-    start = time.perf_counter()
-    cache = Cache(cache_dir)
-    run = train_runs(cache, profile, family, [weighting], seed=seed, device=device)[weighting]
-    return {"run": f"{family}-{weighting}", "folder": str(run), "event": cache.events[-1]["event"],
-            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def _execute(tasks, profile: str, results: list, echo):
@@ -311,7 +322,7 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     from .profiles import FAMILIES, planned_runs
     last = _last_durations(out_dir)
     key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
-    jobs_ = [Job(key(r), _train_one, (profile, *r, str(cache_dir), device, threads),
+    jobs_ = [Job(key(r), train_one, (profile, *r, str(cache_dir), device, threads),
                  priority=FAMILIES.index(r[0])) for r in planned_runs(profile, [t[0] for t in tasks])]
     jobs_ += [Job(f"notebook:{t[0]}", _run_one, t, frozenset(key(r) for r in planned_runs(profile, [t[0]])),
                   priority=1e9 + last.get(t[0], 0.0)) for t in tasks]
@@ -322,7 +333,8 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     def done(job, result):
         if job.key.startswith("train:"):
             training.append(result)
-            echo(f"{result['run']}: {result['event']} ({result['seconds']:.0f} s) -> {result['folder']}")
+            echo(f"{result['run']} seed {result.get('seed', 0)}: {result['event']} "
+                 f"({result['seconds']:.0f} s) -> {result['folder']}")
         else:
             results.append(result)
             echo(result.summary())
@@ -375,24 +387,3 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     return path
 
 
-def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,
-              echo=print) -> list[dict]:
-    """Train every run of :func:`biaskit.profiles.planned_runs` into the cache (skipping cached
-    ones); under ``torchrun`` each run is trained with DDP on all processes. Returns one dict per
-    run: family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
-    from .cache import Cache
-    from .distributed import launched
-    from .profiles import planned_runs, resolve_device, train_runs
-    device = resolve_device(device)
-    cache = Cache(cache_dir)
-    out = []
-    rank = launched()[0]
-    for family, w, seed in planned_runs(profile):
-        run = train_runs(cache, profile, family, [w], seed=seed, device=device,
-                         progress=progress and rank == 0)[w]
-        e = cache.events[-1]
-        if rank == 0:
-            echo(f"{family}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")
-        out.append({"family": family, "weighting": w, "run": str(run), "event": e["event"],
-                    "seconds": e["seconds"]})
-    return out

@@ -74,3 +74,19 @@ def mean_of_intervals(est, lo, hi) -> tuple:
     estimates from above (sd of a sum <= the sum of the sds), so the interval is conservative."""
     mean, half = est.mean(), ((hi - lo) / 2).mean()
     return mean, mean - half, mean + half
+
+
+def over_seeds(est, level: float = LEVEL) -> tuple:
+    """(mean, lo, hi) of the per-seed estimates ``est`` (S,) of S independently trained models
+    (one training seed each, each estimate from its own probe draws): the t-interval
+    mean +- t_{(1+level)/2, S-1} sd(est) / sqrt(S) over seeds. Under the two-level model
+    est_s = mu + u_s + e_s (seed effect u_s, probe noise e_s, both centred) sd(est) estimates
+    sqrt(var u + var e), so the interval covers mu with seed-to-seed variance and probe noise
+    both included; it needs S >= 2 (S = 1: NaN bounds; say that one seed covers probe noise
+    only)."""
+    est = np.asarray(est, dtype=np.float64)
+    mean = float(est.mean())
+    if est.size < 2:
+        return mean, float("nan"), float("nan")
+    lo, hi = t_interval(mean, est, level)
+    return mean, float(lo), float(hi)

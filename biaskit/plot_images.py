@@ -63,6 +63,71 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     return fig
 
 
+def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, axes=None):
+    """One figure for a family: image ``sample`` of ``x0`` (N, C, H, W) noised at each t of
+    ``timesteps`` with the probe's noise for (seed, t, sample) (the draws the probe scored; the
+    same x_t for every model), then per model {name: Denoiser} (same schedule) a row of x0_hat
+    (shown in the data range, clipped for display only) and a row of its error
+    e = sqrt(mean_c (x0_hat - x0)^2) per pixel, unclipped, on one logarithmic colour scale with
+    its colour bar (data units), so the size of an error beyond the data range stays readable.
+    ``axes``: a (1 + 2 M, 1 + len(timesteps)) array to draw into."""
+    import torch
+    from matplotlib.colors import LogNorm
+
+    from .parameterization import noisy
+    from .probe import draw_noise, schedule_indices
+
+    style()
+    names = list(models)
+    first = models[names[0]]
+    x0 = torch.as_tensor(x0)
+    if x0.ndim != 4:
+        raise ValueError(f"plot_x0_grids needs images (N, C, H, W), got shape {tuple(x0.shape)}")
+    ks = schedule_indices(first.schedule, timesteps).tolist()
+    ts = first.schedule.timesteps[ks].tolist()
+    img = x0[sample:sample + 1].float()
+    rows, cols = 1 + 2 * len(names), 1 + len(ts)
+    if axes is None:
+        fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 1.2, 1.3 * rows + 0.5), squeeze=False)
+    else:
+        axes = np.asarray(axes, dtype=object).reshape(rows, cols)
+        fig = axes[0, 0].figure
+    cmap = "gray" if img.shape[1] == 1 else None
+    x_t, x0_hat = {}, {name: {} for name in names}
+    with torch.inference_mode():
+        for t, k in zip(ts, ks):
+            dev = first.device
+            eps = draw_noise(seed, t, sample, sample + 1, img.shape[1:], dev)
+            alpha, sigma = first.schedule.coefficients(torch.full((1,), k, device=dev))
+            x_t[t] = noisy(img.to(dev), eps, alpha[:, None, None, None], sigma[:, None, None, None])
+            for name in names:
+                d = models[name]
+                x0_hat[name][t] = d(x_t[t].to(d.device), torch.full((1,), k, device=d.device)).x0_hat.cpu()
+    err = {name: {t: (x0_hat[name][t] - img).square().mean(1)[0].sqrt().numpy() for t in ts} for name in names}
+    values = np.concatenate([e.ravel() for row in err.values() for e in row.values()])
+    pos = values[values > 0]
+    norm = LogNorm(vmin=max(pos.min(), pos.max() * 1e-4) if pos.size else 1e-6,
+                   vmax=pos.max() if pos.size else 1.0)
+    axes[0, 0].imshow(_to_image(img[0], first.data_range), cmap=cmap, vmin=0, vmax=1)
+    axes[0, 0].set_title("x0", fontsize=8)
+    for j, t in enumerate(ts, start=1):
+        axes[0, j].imshow(_to_image(x_t[t][0], first.data_range), cmap=cmap, vmin=0, vmax=1)
+        axes[0, j].set_title(f"x_t, t={t}", fontsize=8)
+    for i, name in enumerate(names):
+        r_img, r_err = 1 + 2 * i, 2 + 2 * i
+        axes[r_img, 0].text(0.5, 0.5, f"{name}\nx0_hat", ha="center", va="center", fontsize=8)
+        axes[r_err, 0].text(0.5, 0.5, f"{name}\nerror", ha="center", va="center", fontsize=8)
+        for j, t in enumerate(ts, start=1):
+            axes[r_img, j].imshow(_to_image(x0_hat[name][t][0], first.data_range), cmap=cmap, vmin=0, vmax=1)
+            im = axes[r_err, j].imshow(np.maximum(err[name][t], norm.vmin), cmap="magma", norm=norm)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    bar = fig.colorbar(im, ax=list(axes[2::2, 1:].flat), fraction=0.03, pad=0.02)
+    bar.set_label("|x0_hat - x0| per pixel,\nRMS over channels (data units)", fontsize=8)
+    return fig
+
+
 # --- sample tables (biaskit.sampling) ----------------------------------------------------------
 
 def mosaic(images, data_range=(-1.0, 1.0), columns: int | None = None, pad: int = 1) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 RGB = ("#d62728", "#2ca02c", "#1f77b4")  # channel colours for colour-bias plots
@@ -55,3 +56,57 @@ def grid(n: int, panel=(4.2, 3.0), ncols: int = 2, **kw):
     for ax in flat[n:]:
         fig.delaxes(ax)
     return fig, flat[:n]
+
+
+# One colour per weighting (and formulation) in every figure. A model named "B - A" (a paired
+# difference) takes B's colour, "family: W" and "W, detail" take W's, "min_snr(5)" takes
+# min_snr's; other names a colour fixed by the name. A formulation's usual loss and its
+# debias-equivalent are a dark/light pair; grey is left to floors and references.
+_CB = sns.color_palette("colorblind", 10)
+WEIGHTING_COLOURS = {"constant": _CB[0], "debias": _CB[1], "min_snr": _CB[2], "p2": _CB[3],
+                     "snr": _CB[4], "v": _CB[5], "v-debias": _CB[6], "edm": "#8c6d00",
+                     "edm-debias": _CB[8], "flow": "#003f5c", "flow-debias": _CB[9],
+                     "soft_min_snr": "#6b8e23", "sigmoid": "#008b8b", "trunc_snr": "#8b0000",
+                     "vlb": "#4b0082"}
+WEIGHTING_ORDER = tuple(WEIGHTING_COLOURS)
+
+
+def _weighting_of(name: str) -> str:
+    name = str(name).split(": ", 1)[-1].split(" - ", 1)[0].split(", ", 1)[0]
+    return name.split("(", 1)[0].split(":", 1)[0].strip()
+
+
+def weighting_colour(name: str):
+    """The colour of weighting ``name`` (:data:`WEIGHTING_COLOURS`), the same in every figure."""
+    w = _weighting_of(name)
+    if w in WEIGHTING_COLOURS:
+        return WEIGHTING_COLOURS[w]
+    import zlib
+    return sns.color_palette("husl", 24)[zlib.crc32(w.encode()) % 24]
+
+
+def weighting_palette(names) -> dict:
+    """{name: :func:`weighting_colour`} for seaborn's ``palette=``."""
+    return {n: weighting_colour(n) for n in dict.fromkeys(names)}
+
+
+def y_scale(values, log) -> str | bool:
+    """How a log-spanning quantity is drawn: "log" when every value (estimates and bounds) is
+    positive, else "symlog" (zeros stay visible, linear below the smallest positive value)."""
+    if not log:
+        return False
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return "log" if v.size and (v > 0).all() else "symlog"
+
+
+def apply_y_scale(ax, scale, values):
+    if scale == "log":
+        ax.set_yscale("log")
+    elif scale == "symlog":
+        v = np.asarray(values, dtype=float)
+        pos = v[np.isfinite(v) & (v > 0)]
+        lin = 10 ** np.floor(np.log10(pos.min())) if pos.size else 1e-3
+        ax.set_yscale("symlog", linthresh=lin)
+        ax.axhline(0.0, color="0.4", lw=0.6)
+        ax.text(0.01, 0.01, f"linear below {lin:g}", transform=ax.transAxes, fontsize=7, color="0.3")

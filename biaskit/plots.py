@@ -10,33 +10,34 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 
 from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,
-                          plot_x0_grid, to_unit)
-from .plot_style import RGB, channel_colours, channel_names, grid, save, style
+                          plot_x0_grid, plot_x0_grids, to_unit)
+from .plot_samples import (METRIC_LABELS, X_LABELS, integer_log_ticks, metric_label,
+                           plot_channel_stats, plot_hybrid, plot_quality, plot_trajectory_stats)
+from .plot_style import (RGB, apply_y_scale, channel_colours, channel_names, grid, save, style,
+                         weighting_colour, weighting_palette, y_scale)
 
 __all__ = ["plot_weightings", "stat_label", "plot_per_timestep", "plot_colour_bias",
            "plot_paired_difference", "plot_channel_stats", "plot_trajectory_stats", "plot_hybrid",
            "metric_label", "integer_log_ticks", "plot_quality", "STAT_LABELS", "METRIC_LABELS",
            "X_LABELS", "mosaic", "mosaic_inches", "plot_image_table", "plot_points_table",
            "plot_x0_grid", "to_unit", "RGB", "channel_colours", "channel_names", "grid", "save",
-           "style"]
+           "style", "weighting_colour", "weighting_palette", "plot_x0_grids", "plot_relative_difference"]
 
 
-def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
+def plot_weightings(df, space: str = "x0", schedule_name: str = "", axes=None):
     """Every weighting column of a :func:`biaskit.weighting.weights_table` frame, against t and
-    against logsnr, on a log y axis (weights span many decades)."""
+    against logsnr, on a log y axis (weights span many decades); each weighting in its colour
+    (:func:`weighting_colour`). ``axes``: two axes to draw into (default: a new figure)."""
     style()
     cols = [c for c in df.columns if c not in ("t", "snr", "logsnr")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    palette = sns.color_palette("colorblind", len(cols)) if len(cols) <= 10 else \
-        sns.color_palette("husl", len(cols))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True) if axes is None else (axes[0].figure, axes)
     dashes = ("-", "--", "-.", ":")  # with many curves colour alone does not separate them
-    for i, (c, colour) in enumerate(zip(cols, palette)):
+    for i, c in enumerate(cols):
         y = df[c].to_numpy(dtype=float)
         y = np.where(y > 0, y, np.nan)
-        kw = dict(label=c, color=colour, ls=dashes[i % len(dashes)], lw=1.6)
+        kw = dict(label=c, color=weighting_colour(c), ls=dashes[i % len(dashes)], lw=1.6)
         axes[0].plot(df["t"], y, **kw)
         axes[1].plot(df["logsnr"], y, **kw)
     axes[0].set_xlabel("timestep t")
@@ -81,11 +82,13 @@ def _x_values(d, x):
 
 
 def _band(ax, d, x, stat, colour, label, log, **line):
+    """``stat`` of frame ``d`` against ``x`` with its 95% band; ``log``: "log" drops values <= 0
+    (the caller chose log only when there are none), "symlog" or False keep them."""
     xs = _x_values(d, x)
     y = d[stat].to_numpy(dtype=float)
     lo = d[f"{stat}_lo"].to_numpy(dtype=float) if f"{stat}_lo" in d else None
     hi = d[f"{stat}_hi"].to_numpy(dtype=float) if f"{stat}_hi" in d else None
-    if log:
+    if log == "log" or log is True:
         y = np.where(y > 0, y, np.nan)
         lo = None if lo is None else np.where(lo > 0, lo, np.nan)
     ax.plot(xs, y, color=colour, label=label, **line)
@@ -105,10 +108,11 @@ def _finish_x(ax, x):
         ax.invert_xaxis()  # noise grows to the right, as against t
 
 
-def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None):
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None, axes=None):
     """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
-    tuple), every model overlaid with its 95% band; log y where a statistic spans decades (or
-    as ``log`` says: True, False; a log axis drops values <= 0)."""
+    tuple), every model overlaid with its 95% band in its colour (:func:`weighting_colour`); a
+    log y where a statistic spans decades (or as ``log`` says), symmetric-log when an estimate or
+    a bound is <= 0 (a log axis would hide it). ``axes``: a (stats, xs) array to draw into."""
     style()
     df = _models(df)
     stats = [stats] if isinstance(stats, str) else list(stats)
@@ -118,17 +122,21 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
         raise ValueError(f"statistics {missing} not in the frame; available: "
                          f"{', '.join(c for c in df.columns if not c.endswith(('_lo', '_hi')))}")
     names = list(dict.fromkeys(df["model"])) if models is None else list(models)
-    colours = sns.color_palette("colorblind", max(len(names), 1))
-    fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
-                             squeeze=False)
+    if axes is None:
+        fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
+                                 squeeze=False)
+    else:
+        axes = np.asarray(axes, dtype=object).reshape(len(stats), len(xs))
+        fig = axes[0, 0].figure
     for i, stat in enumerate(stats):
-        log_y = _spans_decades(df[stat]) if log is None else bool(log)
+        cols = [c for c in (stat, f"{stat}_lo", f"{stat}_hi") if c in df]
+        values = df[cols].to_numpy(dtype=float).ravel()
+        scale = y_scale(values, _spans_decades(df[stat]) if log is None else bool(log))
         for j, xv in enumerate(xs):
             ax = axes[i, j]
-            for name, colour in zip(names, colours):
-                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log_y)
-            if log_y:
-                ax.set_yscale("log")
+            for name in names:
+                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, weighting_colour(name), name, scale)
+            apply_y_scale(ax, scale, values)
             ax.set_ylabel(stat_label(stat), fontsize=9)
             _finish_x(ax, xv)
     axes[0, -1].legend(loc="best")
@@ -136,32 +144,37 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
     return fig
 
 
-def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None):
+def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None,
+                             axes=None):
     """One panel per group {title: [model, ...]} of a probe/compare frame, ``stat`` with its 95%
     band against ``x``, panels side by side with a shared y axis (symmetric-log with a linear
-    part below ``linthresh`` when given: estimates of exactly 0 stay visible)."""
+    part below ``linthresh`` when given: estimates of exactly 0 stay visible); each model in its
+    colour (:func:`weighting_colour`). ``axes``: one axis per group to draw into."""
     style()
     df = _models(df)
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
-    colours = sns.color_palette("colorblind", max(len(m) for m in groups.values()))
-    for ax, (title, models) in zip(axes[0], groups.items()):
-        for name, colour in zip(models, colours):
-            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, colour, name, False)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, (title, models) in zip(axes, groups.items()):
+        for name in models:
+            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, False)
         if linthresh is not None:
             ax.set_yscale("symlog", linthresh=linthresh)
         ax.set_title(title, fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
         _finish_x(ax, x)
-    axes[0, 0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
-                          fontsize=9)
-    axes[0, 0].set_ylim(bottom=0)
+    axes[0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
+                       fontsize=9)
+    axes[0].set_ylim(bottom=0)
     fig.tight_layout()
     return fig
 
 
-def plot_colour_bias(df, x="t"):
+def plot_colour_bias(df, x="t", axes=None):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
-    colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""
+    colour (one grey line for grayscale); one panel per model, two panels a row, shared y.
+    ``axes``: one axis per model to draw into."""
     style()
     df = _models(df)
     chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
@@ -169,7 +182,7 @@ def plot_colour_bias(df, x="t"):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    fig, axes = grid(len(names), sharey=True)
+    fig, axes = grid(len(names), sharey=True) if axes is None else (axes[0].figure, list(axes))
     for ax, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
         for c, colour, label in zip(chans, channel_colours(len(chans)), channel_names(len(chans))):
@@ -184,9 +197,12 @@ def plot_colour_bias(df, x="t"):
     return fig
 
 
-def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
+def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", axes=None):
     """Paired differences statistic(model) - statistic(reference) of a :func:`biaskit.probe.compare`
-    frame with their 95% bands and the zero line; one panel per statistic."""
+    frame with their 95% bands and the zero line; one panel per statistic; each difference in
+    the colour of its non-reference model (:func:`weighting_colour`). ``axes``: one axis per
+    statistic to draw into. The same differences relative to the reference:
+    :func:`plot_relative_difference`."""
     style()
     if "kind" not in df_compare:
         raise ValueError("plot_paired_difference needs a compare() frame (it has a 'kind' column)")
@@ -195,177 +211,44 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
         raise ValueError("the frame has no difference rows (compare() needs two or more models)")
     stats = [stats] if isinstance(stats, str) else list(stats)
     names = list(dict.fromkeys(d["model"]))
-    colours = sns.color_palette("colorblind", len(names))
-    fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
-    for ax, stat in zip(axes[0], stats):
-        for name, colour in zip(names, colours):
-            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, stat in zip(axes, stats):
+        for name in names:
+            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, log=False)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
         _finish_x(ax, x)
-    axes[0, -1].legend(loc="best")
+    axes[-1].legend(loc="best")
     fig.tight_layout()
     return fig
 
 
-def plot_channel_stats(df, names: dict | None = None, title: str = ""):
-    """Per-sample channel means (top) and standard deviations (bottom) of a
-    :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
-    RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
-    shows as displaced boxes. ``names`` maps channel index -> name (default :func:`channel_names`)."""
+def plot_relative_difference(ratios, stats=("x0_mse",), x="t", axes=None):
+    """Per-t relative differences R - 1 = m(model) / m(reference) - 1 of
+    :func:`biaskit.probe.compare_ratio` rows with one probed t each (``per_t=True``), with their
+    95% intervals (delta method on log R: the reference's noise included, never below -100%),
+    on a percent axis; one panel per statistic, each model in its colour. ``axes``: one axis per
+    statistic to draw into."""
     style()
-    d = df.copy()
-    C = d["channel"].nunique()
-    d["channel"] = d["channel"].map(names or dict(enumerate(channel_names(C))))
-    sets = list(dict.fromkeys(d["set"]))
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
-    palette = list(RGB) if C == 3 else channel_colours(C)
-    for ax, stat in zip(axes, ("mean", "std")):
-        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=ax, fliersize=1, palette=palette,
-                    legend=ax is axes[0])
-        ax.set_ylabel(f"per-sample channel {stat}\n(data units)")
-        ax.set_xlabel("")
-    axes[0].legend(fontsize=8, loc="best")
-    axes[1].set_xlabel("sample set")
-    axes[1].tick_params(axis="x", rotation=35)
-    for lab in axes[1].get_xticklabels():
-        lab.set_horizontalalignment("right")
-    if title:
-        fig.suptitle(title, fontsize=10)
+    stats = [stats] if isinstance(stats, str) else list(stats)
+    d = ratios[ratios["t_from"] == ratios["t_to"]].assign(t=lambda f: f["t_from"], logsnr=lambda f: f["logsnr_from"])
+    if axes is None:
+        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, stat in zip(axes, stats):
+        ds = d[d["statistic"] == stat]
+        for name, g in ds.groupby("model", sort=False):
+            g = g.sort_values("t").assign(pct=100 * g["relative"], pct_lo=100 * g["relative_lo"],
+                                          pct_hi=100 * g["relative_hi"])
+            _band(ax, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
+                  marker="o", ms=3)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
+        _finish_x(ax, x)
+    axes[-1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
-    """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
-    runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
-    drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
-    trajectories in one frame."""
-    style()
-    stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
-             ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
-             ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, (col, label) in zip(axes, stats):
-        d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
-        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax,
-                     legend=(ax is axes[-1]))
-        ax.set_ylabel(label)
-        ax.set_xlabel("timestep t of the step")
-        ax.invert_xaxis()
-        if col == "mse_to_final":
-            ax.set_yscale("log")
-    if hue is not None and axes[-1].get_legend() is not None:
-        sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_hybrid(df, calls: int, title: str = ""):
-    """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
-    order ("A then B") with its 95% band against k, the number of model calls given to the first
-    model out of ``calls``."""
-    style()
-    metrics_ = list(dict.fromkeys(df["metric"]))
-    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3)
-    colours = sns.color_palette("colorblind")
-    for ax, metric in zip(axes, metrics_):
-        for (order, d), colour in zip(df[df["metric"] == metric].groupby("order", sort=False), colours):
-            d = d.sort_values("k")
-            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
-            if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
-                ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
-        ax.set_xticks(sorted(df["k"].unique()))
-        ax.set_xlabel(f"k: model calls to the first model (of {calls})")
-        ax.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-        ax.set_title(metric)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
-                 "mmd": "MMD² (RBF kernel, unitless)", "mmd2": "MMD² (RBF kernel, unitless)",
-                 "log_likelihood": "mean log-likelihood (nats)",
-                 "mode_coverage": "share of modes covered", "off_mode_fraction": "share off the modes",
-                 "mode_weight_tv": "total variation of mode weights",
-                 "fid": "FID (Inception features²)", "kid": "KID (Inception features²)",
-                 "colour_error": "max |channel-mean shift| (data units)"}
-X_LABELS = {"steps": "sampling steps", "training_step": "training iterations",
-            "k": "k: model calls to the first model"}
-
-
-def metric_label(metric: str) -> str:
-    """The y-axis text of a metric: its name and unit."""
-    return METRIC_LABELS.get(metric, metric.replace("_", " "))
-
-
-def integer_log_ticks(ax, values, fontsize: float | None = None):
-    """Ticks of a log x axis at the integers ``values``, labelled as plain integers (no 2x10^0
-    minor labels). Going from the left, a label that would touch the previous one is left
-    unlabelled (its tick stays), judged from the axis width in inches and the label's width."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-    v = np.unique(np.asarray(values, dtype=float))
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size == 0:
-        return
-    lo, hi = np.log10(v.min()), np.log10(v.max())
-    span = max(hi - lo, 1e-9) * 1.1  # matplotlib's default margins add about 5% each side
-    width = ax.get_position().width * ax.figure.get_figwidth()
-    size = fontsize or plt.rcParams["xtick.labelsize"]
-    size = size if isinstance(size, (int, float)) else 10.0
-    labels, last_right = [], -np.inf
-    for x in v:
-        text = f"{x:g}"
-        centre = (np.log10(x) - lo) / span * width
-        half = 0.3 * len(text) * size / 72  # a digit is about 0.6 em wide
-        if centre - half > last_right + 0.05:
-            labels.append(text)
-            last_right = centre + half
-        else:
-            labels.append("")
-    ax.xaxis.set_major_locator(FixedLocator(v))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels(labels)
-
-
-def plot_quality(df, x: str, title: str = ""):
-    """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
-    :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
-    optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
-    with its 95% bootstrap band; log x (steps span decades). Rows whose weighting is
-    "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor: a grey
-    dashed line with its band across each panel of that metric."""
-    from .metrics import BASELINE
-    style()
-    floor, df = df[df["weighting"] == BASELINE], df[df["weighting"] != BASELINE]
-    by_sampler = "sampler" in df
-    g = sns.FacetGrid(df, row="metric", col="sampler" if by_sampler else None, hue="weighting",
-                      sharey="row", height=2.6, aspect=1.3)
-    colours = dict(zip(df["weighting"].unique(), sns.color_palette("colorblind")))
-    for (metric, sampler), d in df.groupby(["metric", "sampler"] if by_sampler else ["metric", "metric"]):
-        ax = g.axes[list(g.row_names).index(metric), list(g.col_names).index(sampler) if by_sampler else 0]
-        for w, dw in d.groupby("weighting", sort=False):
-            dw = dw.sort_values(x)
-            ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
-            ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
-        f = floor[floor["metric"] == metric]
-        if by_sampler and "sampler" in f and (f["sampler"] == sampler).any():
-            f = f[f["sampler"] == sampler]
-        if len(f):
-            ax.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
-            ax.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
-        ax.set_xscale("log")
-        integer_log_ticks(ax, df[x])
-    g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
-    g.set_xlabels(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
-    for metric, row in zip(g.row_names, g.axes):
-        row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-    g.axes.flat[0].legend(fontsize=8)
-    if title:
-        g.figure.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
-    return g.figure

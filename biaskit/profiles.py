@@ -41,16 +41,20 @@ _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
               "model.config.mid_attention": False, **_TINY}
 
 
-def _training(preset_size: str, steps, batch_size, ckpt_every: int, only=None, **families) -> dict:
+def _training(preset_size: str, steps, batch_size, ckpt_every: int, only=None, seeds=None,
+              **families) -> dict:
     """The study's training settings: ``preset_size`` picks the presets' ``quick`` or ``full``
     sizes, then ``steps``/``batch_size`` (None keeps the preset's) and per-family overrides
     {dotted config key: value} apply to every weighting of that family. ``keep_checkpoints=0``
     keeps every checkpoint (for the quality-against-training-iterations curve). ``only``:
-    {family: weightings} where the profile trains fewer than every weighting asked for."""
+    {family: weightings} where the profile trains fewer than every weighting asked for.
+    ``seeds``: {family: {weighting: S}} or {family: S} (every weighting) or an int S (every
+    family): how many training seeds (seed, seed + 1, ..) the claims about weightings rest on
+    (:func:`family_seeds`); 1 where not named."""
     common = {"ckpt_every": ckpt_every, "keep_checkpoints": 0}
     return {"preset_size": preset_size, "steps": steps, "batch_size": batch_size,
             "families": {f: {**common, **families.get(f, {})} for f in FAMILIES},
-            "only": dict(only or {})}
+            "only": dict(only or {}), "seeds": seeds if seeds is not None else {}}
 
 
 def family_weightings(profile: str, family: str, weightings) -> list[str]:
@@ -59,10 +63,21 @@ def family_weightings(profile: str, family: str, weightings) -> list[str]:
     return [w for w in weightings if only is None or w in only]
 
 
+def family_seeds(profile: str, family: str, weighting: str, seed: int = 0) -> list[int]:
+    """The training seeds seed, seed + 1, .. of (``family``, ``weighting``) in study ``profile``
+    (``training["seeds"]``: an int for every family, {family: int}, or {family: {weighting: int}})."""
+    seeds = _check_profile(profile)["training"].get("seeds", {})
+    if isinstance(seeds, dict):
+        seeds = seeds.get(family, 1)
+    if isinstance(seeds, dict):
+        seeds = seeds.get(weighting, 1)
+    return [int(seed) + j for j in range(int(seeds))]
+
+
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
         "runner": {"threads": 1},
-        "training": _training("quick", 30, 32, 15,
+        "training": _training("quick", 30, 32, 15, seeds={"gmm": {"constant": 3, "debias": 3}},
                               gmm={"model.config.hidden": 32, "model.config.blocks": 1, **_TINY,
                                    "data.n_train": 2000, "data.n_test": 256},
                               digits={**_TINY_UNET, "data.n_train": 512, "data.n_test": 128},
@@ -70,7 +85,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 64,
                    "num_timesteps": 8, "n_samples": 16, "progress": False},
         "00_weighting_atlas": {"T": 100, "schedules": ["linear", "cosine", "linear_zsnr"]},
-        "01_existence": {"datasets": ["gmm", "digits"]},
+        "01_existence": {"datasets": ["gmm", "digits"], "replicates": True},
         "02_impact": {"dataset": "digits", "steps_list": [2, 5], "samplers": ["ddim", "dpm_solver++"], "fid": True,
                       "fid_steps": [5], "fid_n": 10, "fid_weightings": ["constant"]},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
@@ -87,7 +102,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         # samples look like photo patches for every weighting; 1200 steps of a 16-channel UNet gave
         # pixel noise), constant and debias only (4 min each on one core); digits keeps short runs
         # of all four weightings; the mixture (sampled in 05) 2400 steps of batch 256
+        # seeds: the headline claim (debias vs constant x0 error at high noise) on the mixture
+        # rests on 3 training seeds per weighting (+4 runs of ~15 s on one core, ~35 s of the
+        # 2-core wall time); digits (~50 s a run) and patches (~245 s a run) keep one seed, which
+        # their verdicts say (3 seeds of digits constant/debias would add ~100 s of wall time,
+        # beyond the 15-minute budget's margin)
         "training": _training("quick", 3000, 64, 750, only={"patches": ["constant", "debias"]},
+                              seeds={"gmm": {"constant": 3, "debias": 3}},
                               gmm={"steps": 2400, "batch_size": 256, "ckpt_every": 600},
                               digits={"model.config.channels": 16, "steps": 1200, "ckpt_every": 300,
                                       "optim.lr": 1e-3, "optim.lr_schedule": "cosine"},
@@ -95,7 +116,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 512, "num_timesteps": 20,
                    "n_samples": 256, "progress": False},
         "00_weighting_atlas": {"T": 1000},
-        "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+        "01_existence": {"datasets": ["gmm", "digits", "patches"], "replicates": True},
         # every (sampler, steps, protocol) cell costs ~20-40 s of sampling and bootstrapped SWD/MMD
         # on 2 cores: two samplers at four step counts keep 02 within the quick budget
         "02_impact": {"dataset": "patches", "weightings": ["constant", "debias"],
@@ -121,11 +142,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "runner": {"jobs": 1},
         # sizes, steps and batch sizes are the presets' "full" size (biaskit/presets/*.yaml):
         # patches at 32 px, 100k-200k steps, bf16
-        "training": _training("full", None, None, 10_000),
+        "training": _training("full", None, None, 10_000, seeds=3),
         "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 4096, "num_timesteps": 50,
                    "n_samples": 10_000, "progress": True},
         "00_weighting_atlas": {"T": 1000},
-        "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+        "01_existence": {"datasets": ["gmm", "digits", "patches"], "replicates": True},
         "02_impact": {"dataset": "patches",
                       "steps_list": [2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000],
                       "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
@@ -149,13 +170,13 @@ PROFILES: dict[str, dict[str, dict]] = {
 # 10k steps, at step 30); small data sets where the full one is large
 PROFILES["gpu-smoke"] = {
     "runner": {"jobs": 1},
-    "training": _training("full", 60, 64, 30,
+    "training": _training("full", 60, 64, 30, seeds={"gmm": {"constant": 2, "debias": 2}},
                           **{f: {"log_every": 10, "ema.start": 0, "ema.decay": 0.9,
                                  "optim.warmup_steps": 10, "probe_every": 30} for f in FAMILIES}),
     "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 256,
                "num_timesteps": 8, "n_samples": 256, "progress": False},
     "00_weighting_atlas": {"T": 1000},
-    "01_existence": {"datasets": ["gmm", "digits", "patches"]},
+    "01_existence": {"datasets": ["gmm", "digits", "patches"], "replicates": True},
     "02_impact": {"dataset": "patches", "steps_list": [2, 5, 20],
                   "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
                   "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
@@ -223,8 +244,22 @@ def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
     return out
 
 
+def train_seeds(cache, profile: str, family: str, weightings, *, seed: int = 0,
+                device: str = "auto", progress: bool = False) -> dict[int, dict[str, Path]]:
+    """{seed: {weighting: run folder}} of every training seed of :func:`family_seeds` (seed
+    first): the runs on which claims about weightings are replicated. A weighting appears under
+    a seed only when the profile trains it with that seed."""
+    out: dict[int, dict[str, Path]] = {}
+    for w in family_weightings(profile, family, weightings):
+        for s in family_seeds(profile, family, w, seed):
+            out.setdefault(s, {}).update(train_runs(cache, profile, family, [w], seed=s, device=device,
+                                                    progress=progress))
+    return out
+
+
 def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
-    """(family, weighting, seed) of every run the profile's notebooks (or those named) train."""
+    """(family, weighting, seed) of every run the profile's notebooks (or those named) train:
+    every seed of :func:`family_seeds` for a notebook whose parameters say ``replicates``."""
     p = _check_profile(profile)
     plan = {}
     for name in p:
@@ -234,5 +269,8 @@ def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
         families = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
         for family in families:
             for w in family_weightings(profile, family, params.get("weightings", [])):
-                plan[(family, w, params.get("seed", 0))] = None
+                seeds = family_seeds(profile, family, w, params.get("seed", 0)) \
+                    if params.get("replicates") else [params.get("seed", 0)]
+                for s in seeds:
+                    plan[(family, w, s)] = None
     return list(plan)

@@ -3,109 +3,130 @@
 Read from the CSVs the notebooks write under a figures folder (``biaskit figures`` calls
 :func:`write` at the end; ``python -m biaskit.replication FIGURES`` rebuilds it). One claim is one
 entry of :data:`CLAIMS`: a function of the folder returning rows (claim, measured, verdict).
+Every interval is written ``value [lo, hi]`` (95%).
 
 Verdicts come from 95% intervals, never from point estimates alone:
-  - a paired difference (debias - constant on the same draws): ``agrees`` when its interval lies
-    on the claimed side of 0, ``disagrees`` when on the other, else ``inconclusive``;
-  - two sample-quality values (independent sample sets, each with its bootstrap interval):
-    ``agrees`` / ``disagrees`` only when the intervals are disjoint, else ``inconclusive``; both
-    inside the data-vs-data noise floor's interval reads ``at the noise floor``;
+  - a claim about weightings is decided (``agrees`` / ``disagrees``) only when its interval
+    covers training-seed variance, i.e. rests on at least :data:`MIN_SEEDS` training seeds per
+    weighting; on fewer the verdict reads ``undecided, N seed(s)`` and says which way the
+    interval points (probe or sampling noise only: a second seed may well differ);
+  - a relative difference (debias against constant over a named range of t): the ratio of
+    :mod:`biaskit.probe.ratio` with its interval (over seeds, :func:`biaskit.intervals.over_seeds`);
+    the side of 0 of R - 1 decides, else ``inconclusive``;
+  - two sample-quality values (independent sample sets, each with its bootstrap interval): a
+    side only when the intervals are disjoint, else ``inconclusive``; both inside the
+    data-vs-data noise floor's interval reads ``at the noise floor``; both above the floor and
+    nearer pure noise than the floor reads ``neither model generates here``;
   - a finding beyond the paper (no claim to agree with): ``observed`` / ``reversed`` when the
     intervals are disjoint, else ``inconclusive``.
+
+Multiplicity: every row is its own 95% interval; :func:`chance_note` prints under the table how
+many decided rows could pass by chance alone (5% of the rows that test a side).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-A, B = "constant", "debias"     # the paper's comparison: the usual weighting and its fix
+from .verdicts import A, B, MIN_SEEDS, NOISE, chance_note, ci, lower_is_better, read, seeded, side
 
 
-def _read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / name
-    return pd.read_csv(path) if path.exists() else None
+def _range_text(r) -> str:
+    return (f"t {int(r['t_from'])}..{int(r['t_to'])} (logsnr {r['logsnr_from']:.1f}..{r['logsnr_to']:.1f}, "
+            f"{int(r['n_t'])} probed t weighted {str(r['weights']).split(' (')[0]})")
 
 
-def _ci(v, lo, hi, pct: bool = False) -> str:
-    f = (lambda x: f"{100 * x:+.0f}%") if pct else (lambda x: f"{x:.3g}")
-    return f"{f(v)} [{f(lo)}, {f(hi)}]"
+def _ratio_measured(r, stat: str) -> str:
+    seeds = int(r["seeds"])
+    head = f"{B} / {A} - 1, {stat} over {_range_text(r)}: "
+    if pd.isna(r["log_ratio"]):
+        return head + ("no ratio: a statistic is 0 within its noise at a probed t "
+                       f"({seeds} training seed{'s' if seeds != 1 else ''})")
+    by = f"; per seed {', '.join(f'{100 * float(v):+.0f}%' for v in str(r['relative_by_seed']).split())}" \
+        if seeds > 1 else ""
+    how = f"{seeds} training seeds, interval over seeds" if seeds > 1 else "1 training seed, probe noise only"
+    return head + f"{ci(r['relative'], r['relative_lo'], r['relative_hi'], True)}, {how}{by}"
 
 
-def _side(lo: float, hi: float, claimed_negative: bool = True) -> str:
-    if hi < 0:
-        return "agrees" if claimed_negative else "disagrees"
-    if lo > 0:
-        return "disagrees" if claimed_negative else "agrees"
-    return "inconclusive"
-
-
-def _lower_is_better(a: pd.Series, b: pd.Series, floor: pd.Series | None) -> str:
-    """Verdict on "b is better (lower) than a" from two (value, lo, hi) rows."""
-    if floor is not None and a["hi"] <= floor["hi"] and b["hi"] <= floor["hi"]:
-        return "at the noise floor"
-    if b["hi"] < a["lo"]:
-        return "agrees"
-    if b["lo"] > a["hi"]:
-        return "disagrees"
-    return "inconclusive"
+def _ratio_rows(folder: Path, name: str) -> pd.DataFrame | None:
+    s = read(folder / "01_existence", name)
+    if s is None or "log_ratio" not in s:   # written before ratios (rerun 01)
+        return None
+    return s[(s["model"] == B) & (s["reference"] == A)]
 
 
 def high_t_error(folder: Path) -> list[tuple]:
-    s = _read(folder / "01_existence", "high_t_summary.csv")
+    s = _ratio_rows(folder, "high_t_summary.csv")
     if s is None:
         return []
     rows = []
     for stat, claim in (("x0_mse", "constant weighting has a larger x0 error at high noise"),
                         ("x0_bias_l2", "constant weighting has a larger colour bias at high noise")):
-        sel = s[(s["model"] == B) & (s["reference"] == A) & (s["statistic"] == stat)]
+        sel = s[s["statistic"] == stat]
         if stat == "x0_bias_l2":
             sel = sel[sel["dataset"] != "gmm"]
         for _, r in sel.iterrows():
-            rows.append((f"{claim} ({r['dataset']}, t >= {int(r['t_from'])})",
-                         f"debias vs constant, {stat}: {_ci(r['relative'], r['relative_lo'], r['relative_hi'], True)}",
-                         _side(r["difference_lo"], r["difference_hi"])))
+            rows.append((f"{claim} ({r['dataset']}, t >= {int(r['t_from'])})", _ratio_measured(r, stat),
+                         seeded(side(r["log_ratio_lo"], r["log_ratio_hi"]), int(r["seeds"]))))
     return rows
 
 
-def low_t_error(folder: Path, t_max_share: float = 0.25) -> list[tuple]:
-    """Where debias is worse: paired x0_mse differences at t < T / 4 (not a claim of the paper)."""
+def low_t_error(folder: Path) -> list[tuple]:
+    """Where debias is worse: its x0_mse against constant's at low noise (not a claim of the
+    paper), the same ratio over the range of ``low_t_summary.csv``."""
+    s = _ratio_rows(folder, "low_t_summary.csv")
+    if s is None:
+        return []
     rows = []
-    for path in sorted((folder / "01_existence").glob("*_compare.csv")):
-        d = pd.read_csv(path)
-        diff = d[(d["kind"] == "difference") & (d["model"] == f"{B} - {A}")]
-        base = d[(d["kind"] == "model") & (d["model"] == A)].set_index("t")["x0_mse"]
-        T = int(d["t"].max()) + 1
-        low = diff[diff["t"] < t_max_share * T]
-        if low.empty:
-            continue
-        worse = int((low["x0_mse_lo"] > 0).sum())
-        rel = (low.set_index("t")["x0_mse"] / base.reindex(low["t"]).to_numpy()).median()
-        rows.append((f"(not claimed) debias at low noise, {path.name.split('_')[0]}, t < {int(t_max_share * T)}",
-                     f"debias worse (interval above 0) at {worse} of {len(low)} probed t; "
-                     f"median relative x0_mse difference {100 * rel:+.0f}%",
-                     "debias worse" if worse else "no loss"))
+    for _, r in s[s["statistic"] == "x0_mse"].iterrows():
+        way = side(r["log_ratio_lo"], r["log_ratio_hi"], claimed_negative=False)
+        verdict = seeded({"agrees": "observed", "disagrees": "reversed"}.get(way, way), int(r["seeds"]))
+        rows.append((f"(not claimed) debias has a larger x0 error at low noise ({r['dataset']}, "
+                     f"t <= {int(r['t_to'])})", _ratio_measured(r, "x0_mse"), verdict))
     return rows
+
+
+
+
+def _seeds(d: pd.DataFrame) -> int:
+    """Training seeds behind a frame's model rows (a ``seeds`` column, else the one seed)."""
+    return int(d["seeds"].min()) if "seeds" in d else 1
 
 
 def _quality_rows(q: pd.DataFrame, x: str, label: str) -> list[tuple]:
-    rows = []
+    """One row per distinct computation: samplers whose (constant, debias) numbers agree to 4
+    significant digits at a setting (DDIM and DPM-Solver++ at 2 steps on ADM's grid: the same
+    first-order step) share a row."""
+    rows: dict[tuple, dict] = {}
     q = q[q["clip"].astype(str).str.lower() == "true"] if "clip" in q else q
     for (metric, sampler), g in q.groupby(["metric", "sampler"], sort=False):
         floor_rows = g[g["weighting"] == "data vs data"]
+        noise_rows = g[g["weighting"] == NOISE]
         for xv in sorted({g[x].min(), g[x].max()}):
             at = g[g[x] == xv].set_index("weighting")
             if A not in at.index or B not in at.index:
                 continue
+            # to 4 significant digits: the two samplers' arithmetic differs in the last bits
+            numbers = tuple(float(f"{v:.4g}") for w in (A, B) for v in at.loc[w, ["value", "lo", "hi"]])
+            if (metric, xv, numbers) in rows:
+                rows[(metric, xv, numbers)]["samplers"].append(sampler)
+                continue
             floor = floor_rows[floor_rows[x] == xv].iloc[0] if not floor_rows.empty else None
-            fl = f"; data vs data {_ci(floor['value'], floor['lo'], floor['hi'])}" if floor is not None else ""
-            rows.append((f"debias gives better samples ({label}: {sampler}, {xv} {x.replace('_', ' ')}, {metric})",
-                         f"constant {_ci(*at.loc[A, ['value', 'lo', 'hi']])}, "
-                         f"debias {_ci(*at.loc[B, ['value', 'lo', 'hi']])}{fl}",
-                         _lower_is_better(at.loc[A], at.loc[B], floor)))
-    return rows
+            noise = noise_rows[noise_rows[x] == xv].iloc[0] if not noise_rows.empty else None
+            fl = f"; data vs data {ci(floor['value'], floor['lo'], floor['hi'])}" if floor is not None else ""
+            fl += f"; {NOISE} {ci(noise['value'], noise['lo'], noise['hi'])}" if noise is not None else ""
+            rows[(metric, xv, numbers)] = {
+                "samplers": [sampler],
+                "measured": f"constant {ci(*at.loc[A, ['value', 'lo', 'hi']])}, "
+                            f"debias {ci(*at.loc[B, ['value', 'lo', 'hi']])}{fl}",
+                "verdict": seeded(lower_is_better(at.loc[A], at.loc[B], floor, noise), _seeds(g))}
+    return [(f"debias gives better samples ({label}: {' = '.join(r['samplers'])}"
+             f"{' (the same numbers)' if len(r['samplers']) > 1 else ''}, {xv} {x.replace('_', ' ')}, {metric})",
+             r["measured"], r["verdict"]) for (metric, xv, _), r in rows.items()]
 
 
 def sample_quality(folder: Path) -> list[tuple]:
@@ -113,7 +134,7 @@ def sample_quality(folder: Path) -> list[tuple]:
     for name, x, label in (("quality_vs_steps.csv", "steps", "few vs many steps"),
                            ("fid_vs_steps.csv", "steps", "Inception features"),
                            ("quality_vs_iterations.csv", "training_step", "early vs late in training")):
-        q = _read(folder / "02_impact", name)
+        q = read(folder / "02_impact", name)
         if q is not None:
             rows += _quality_rows(q.dropna(subset=[x]) if x == "training_step" else q, x, label)
     return rows
@@ -123,8 +144,8 @@ def chain_damage(folder: Path) -> list[tuple]:
     """Hybrid sampling (debias for the first k calls, then constant): the share of the gap
     between the pure models that the first half of the chain decides. Only read when the pure
     models differ (disjoint intervals); otherwise the share is a ratio of noise."""
-    h = _read(folder / "03_reasons", "hybrid_share.csv")
-    sweep = _read(folder / "03_reasons", "hybrid_sweep.csv")
+    h = read(folder / "03_reasons", "hybrid_share.csv")
+    sweep = read(folder / "03_reasons", "hybrid_sweep.csv")
     if h is None or sweep is None:
         return []
     rows = []
@@ -138,8 +159,8 @@ def chain_damage(folder: Path) -> list[tuple]:
                      f"{'clipped' if str(r['clip']).lower() == 'true' else 'unclipped'} chain)",
                      f"debias for the first {int(r['k_half'])} calls, then constant, moves the result "
                      f"{100 * share:.0f}% of the way from pure constant "
-                     f"{_ci(*pure_b[['value', 'lo', 'hi']])} to pure debias {_ci(*pure_a[['value', 'lo', 'hi']])}",
-                     ("agrees" if share > 0.5 else "disagrees") if differ
+                     f"{ci(*pure_b[['value', 'lo', 'hi']])} to pure debias {ci(*pure_a[['value', 'lo', 'hi']])}",
+                     seeded("agrees" if share > 0.5 else "disagrees", _seeds(s)) if differ
                      else "inconclusive (the pure models do not differ)"))
     return rows
 
@@ -147,8 +168,8 @@ def chain_damage(folder: Path) -> list[tuple]:
 def colour_shift(folder: Path) -> list[tuple]:
     """Colour statistics of samples (02): per weighting, the channel whose per-sample mean or
     std is shifted most from the data's, at the fewest and the most DDIM steps, each with its
-    95% half-width (independent sets: ``agrees`` only when |shift| +- half-width are disjoint)."""
-    c = _read(folder / "02_impact", "colour_statistics.csv")
+    95% interval (independent sets: a side only when the intervals of |shift| are disjoint)."""
+    c = read(folder / "02_impact", "colour_statistics.csv")
     if c is None:
         return []
     rows = []
@@ -159,7 +180,8 @@ def colour_shift(folder: Path) -> list[tuple]:
         if A not in worst or B not in worst:
             continue
         a, b = worst[A], worst[B]
-        text = "; ".join(f"{w} {r['channel']} {r['shift']:+.3f} +- {r['shift_half']:.3f}"
+        text = "; ".join(f"{w} {r['channel']} "
+                         f"{ci(r['shift'], r['shift'] - r['shift_half'], r['shift'] + r['shift_half'])}"
                          for w, r in ((A, a), (B, b)))
         far_a, near_a = abs(a["shift"]) + a["shift_half"], abs(a["shift"]) - a["shift_half"]
         far_b, near_b = abs(b["shift"]) + b["shift_half"], abs(b["shift"]) - b["shift_half"]
@@ -167,7 +189,7 @@ def colour_shift(folder: Path) -> list[tuple]:
         what = {"mean": "per-sample channel mean (colour)", "std": "per-sample channel std (contrast)"}[stat]
         rows.append((f"constant weighting shifts sample colour more ({what}, DDIM "
                      f"{steps}, {'clipped' if str(clip).lower() == 'true' else 'unclipped'})",
-                     f"largest shift from the data: {text}", verdict))
+                     f"largest shift from the data: {text}", seeded(verdict, _seeds(g))))
     return rows
 
 
@@ -175,7 +197,7 @@ PAPER_SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "unipc")
 
 
 def samplers_not_run(folder: Path) -> list[tuple]:
-    q = _read(folder / "02_impact", "quality_vs_steps.csv")
+    q = read(folder / "02_impact", "quality_vs_steps.csv")
     if q is None:
         return []
     missing = [s for s in PAPER_SAMPLERS if s not in set(q["sampler"])]
@@ -188,7 +210,7 @@ def formulations(folder: Path) -> list[tuple]:
     """Beyond the paper (notebook 05): is the high-noise x0 error a property of the eps
     parameterization? Each eps-VP model's excess x0 error at the noisiest probed logsnr against
     the largest of the other formulations' (v, EDM, flow; usual and debias-equivalent weights)."""
-    s = _read(folder / "05_formulations", "high_noise_summary.csv")
+    s = read(folder / "05_formulations", "high_noise_summary.csv")
     if s is None:
         return []
     eps = s[s["model"].isin([A, B])]
@@ -198,13 +220,14 @@ def formulations(folder: Path) -> list[tuple]:
     worst = other.loc[other["excess_noisiest"].idxmax()]
     rows = []
     for _, r in eps.iterrows():
-        verdict = ("observed" if r["excess_noisiest_lo"] > worst["excess_noisiest_hi"] else
-                   "reversed" if r["excess_noisiest_hi"] < worst["excess_noisiest_lo"] else "inconclusive")
+        verdict = seeded("observed" if r["excess_noisiest_lo"] > worst["excess_noisiest_hi"] else
+                          "reversed" if r["excess_noisiest_hi"] < worst["excess_noisiest_lo"] else
+                          "inconclusive", _seeds(s))
         rows.append((f"beyond the paper: eps-VP {r['model']} has a larger excess x0 error at high noise than "
                      f"v, EDM and flow models (gmm, logsnr {r['logsnr_noisiest']:.1f})",
-                     f"{r['model']} {_ci(r['excess_noisiest'], r['excess_noisiest_lo'], r['excess_noisiest_hi'])}"
+                     f"{r['model']} {ci(r['excess_noisiest'], r['excess_noisiest_lo'], r['excess_noisiest_hi'])}"
                      f" vs the largest other ({worst['model']}) "
-                     f"{_ci(worst['excess_noisiest'], worst['excess_noisiest_lo'], worst['excess_noisiest_hi'])}",
+                     f"{ci(worst['excess_noisiest'], worst['excess_noisiest_lo'], worst['excess_noisiest_hi'])}",
                      verdict))
     return rows
 
@@ -226,17 +249,80 @@ def table(folder) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "measured (95% interval)", "verdict"])
 
 
+def _manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def header(folder) -> str:
+    """What the table rests on, read from the run: profile and commit (``manifest.json``),
+    training seeds per claim, probe draws per t, model sizes (the profile's study plan) and the
+    samplers and sample counts of the quality rows."""
+    folder = Path(folder)
+    last = _manifest(folder).get("last_run", {})
+    profile, commit = last.get("profile", "unknown"), last.get("commit") or "unknown"
+    lines = [f"Profile **{profile}**, commit `{commit}`, device {last.get('device', 'unknown')}."]
+    s = read(folder / "01_existence", "high_t_summary.csv")
+    if s is not None and "seeds" in s:
+        seeds = "; ".join(f"{d}: {', '.join(f'{m} {int(n)}' for m, n in g.groupby('model')['seeds'].max().items())}"
+                          f" (against {A} of the same seeds)" for d, g in s.groupby("dataset", sort=False))
+        lines.append(f"Training seeds per weighting in the relative-difference rows: {seeds}; every "
+                     f"other row compares one training seed per weighting. A verdict needs "
+                     f"{MIN_SEEDS} seeds.")
+    n = [f"{p.name.split('_')[0]} {int(pd.read_csv(p, usecols=['n'])['n'].iloc[0])}"
+         for p in sorted((folder / "01_existence").glob("*_compare.csv"))]
+    if n:
+        lines.append(f"Probe draws per t (held-out x0, one noise each): {', '.join(n)}.")
+    if profile in _profiles():
+        lines.append(f"Models ({profile} study plan): {_model_sizes(profile)}.")
+    q = read(folder / "02_impact", "quality_vs_steps.csv")
+    if q is not None:
+        lines.append(f"Samplers: {', '.join(dict.fromkeys(q['sampler']))} at "
+                     f"{', '.join(str(v) for v in sorted(set(q['steps'])))} steps; sets of "
+                     f"{_manifest(folder).get('notebooks', {}).get('02_impact', {}).get('parameters', {}).get('n_samples', '?')}"
+                     f" samples, x0_hat clipped (the paper's protocol).")
+    lines.append("Intervals are 95%, written value [lo, hi]; relative differences are ratios R - 1 "
+                 "with intervals on log R (never below -100%).")
+    return "\n".join(lines) + "\n\n"
+
+
+def _profiles():
+    from .profiles import PROFILES
+    return PROFILES
+
+
+def _model_sizes(profile: str) -> str:
+    from .profiles import FAMILIES, run_config
+    out = []
+    for f in FAMILIES:
+        c = run_config(profile, f, A)
+        cfg = ", ".join(f"{k} {v}" for k, v in c.model.config.items())
+        out.append(f"{f} {c.model.name} ({cfg}), {c.steps} steps of batch {c.batch_size}")
+    return "; ".join(out)
+
+
 def markdown(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
     return head + "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in df.itertuples(index=False))
 
 
-def write(folder) -> Path:
-    """Write ``replication.csv`` and ``replication.md`` into ``folder``; returns the .md path."""
+def report(folder) -> str:
+    """The markdown of ``replication.md``: :func:`header`, the table, :func:`chance_note`."""
+    df = table(folder)
+    return header(folder) + markdown(df) + "\n" + chance_note(df) + "\n"
+
+
+def write(folder) -> Path | None:
+    """Write ``replication.csv`` and ``replication.md`` into ``folder``; returns the .md path,
+    or None (and writes nothing) when no claim's figures are there (e.g. ``--only 04``)."""
     folder = Path(folder)
     df = table(folder)
+    if df.empty:
+        return None
     df.to_csv(folder / "replication.csv", index=False)
-    (folder / "replication.md").write_text(markdown(df))
+    (folder / "replication.md").write_text(report(folder))
     return folder / "replication.md"
 
 
@@ -255,7 +341,10 @@ def update_readme(readme, table_md: str) -> None:
 
 
 if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]
-    md = write(sys.argv[1] if len(sys.argv) > 1 else "figures").read_text()
+    written = write(sys.argv[1] if len(sys.argv) > 1 else "figures")
+    if written is None:
+        sys.exit("no claim's figures in that folder: nothing to tabulate")
+    md = written.read_text()
     if len(sys.argv) > 2:
         update_readme(sys.argv[2], md)
     print(md)

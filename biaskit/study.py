@@ -18,6 +18,7 @@ import torch
 
 from .cache import Cache
 from .experiments import run_key, sample_run, tensor_digest as _digest
+from .replication import NOISE
 
 PROTOCOLS = {True: "x0_hat clipped to the data range (paper's protocol)",
              False: "unclipped chain"}
@@ -31,6 +32,9 @@ def protocol(clip: bool) -> str:
 def sample_sets(cache: Cache, runs: dict[str, Path], n: int, *, sampler: str, steps: int,
                 clip: bool, seed: int, step: int | None = None, device=None, models=None) -> dict:
     """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached;
+    ``noise``: also score pure noise, x ~ N(0, I) of the reference's shape (clamped to the data
+    range under ``clip``: what a sampler that never denoised returns), as set "pure noise" (the
+    ceiling against which "neither model generates" is read), cached like the floor.
     ``models``: {name: the run's model on another view} to sample instead (:func:`sample_run`)."""
     models = models or {}
     return {w: sample_run(cache, run, n, sampler=sampler, steps=steps, seed=seed, step=step,
@@ -40,7 +44,8 @@ def sample_sets(cache: Cache, runs: dict[str, Path], n: int, *, sampler: str, st
 def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, data, sampler: str,
                    steps: int, clip: bool, n: int, seed: int, step: int | None = None,
                    n_scored: int | None = None, inception=None, device=None,
-                   baseline=None, models=None, n_boot: int | None = None) -> pd.DataFrame:
+                   baseline=None, noise: bool = False, models=None,
+                   n_boot: int | None = None) -> pd.DataFrame:
     """:func:`biaskit.metrics.evaluate` of each run's ``n`` samples (the first ``n_scored`` of
     them when given) against ``reference``, cached per (run, checkpoint step, sampler, steps,
     clip, n, seed, metrics, reference). One row per (weighting, metric) with value, lo, hi and
@@ -75,6 +80,13 @@ def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, d
     if baseline is not None:
         frames.append(cache.frame("quality_floor", {**common, "baseline": _digest(baseline)},
                                   lambda: M.data_vs_data(baseline, reference, list(metrics), size, **kw)))
+    if noise:
+        def pure_noise():
+            g = torch.Generator().manual_seed(int(seed))
+            x = torch.randn((size, *reference.shape[1:]), generator=g)
+            x = x.clamp(*data.data_range) if clip else x
+            return M.evaluate({NOISE: x}, reference, list(metrics), **kw)
+        frames.append(cache.frame("quality_noise", {**common, "clip": bool(clip)}, pure_noise))
     q = pd.concat(frames, ignore_index=True)
     return q.rename(columns={"set": "weighting"}).assign(
         sampler=sampler, steps=int(steps), clip=bool(clip), protocol=protocol(clip),

@@ -298,7 +298,7 @@ def test_notebooks_probe_at_most_the_held_out_set():
         src = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
         assert "n=n_probe" not in src, nb.name
         calls += src.count("n=min(n_probe, len(")
-    assert calls == 4  # 01, 03, 04, 05
+    assert calls == 7  # 01 (compare, per-t ratios, high and low t over seeds), 03, 04, 05
 
 
 def test_ctrl_c_in_probe_and_sample_is_one_line(tmp_path, capsys, monkeypatch):

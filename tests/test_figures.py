@@ -10,7 +10,7 @@ import pytest
 from biaskit import cli
 from biaskit.cache import Cache, cache_key
 from biaskit.figures import notebooks, select
-from biaskit.profiles import PROFILES, parameters
+from biaskit.profiles import PROFILES, parameters, planned_runs
 
 
 # --- the cache --------------------------------------------------------------------------------
@@ -266,6 +266,30 @@ def test_figures_prints_a_heartbeat_per_running_notebook_without_kernel_warnings
     assert "without encryption" not in capfd.readouterr().err
 
 
+def test_the_manifest_lists_only_what_this_run_wrote(tmp_path):
+    """A notebook's folder is emptied before it runs: a figure left by an earlier run (a model
+    the profile no longer trains) is neither kept nor listed; one table (--only 04 style) of no
+    claim's figures writes no empty replication table."""
+    from biaskit.figures import run_all
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    folder = tmp_path / "out" / "00_a"
+    _notebook(nbdir / "00_a.ipynb", ["import matplotlib\nmatplotlib.use('Agg')\nfrom biaskit import plots\n"
+                                     "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                                     f"plots.save(fig, {str(folder / 'new')!r})"])
+    stale = tmp_path / "out" / "00_a" / "stale_x0_grid_min_snr.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    lines = []
+    results = run_all((), profile="smoke", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                      jobs=1, device="cpu", notebook_dir=nbdir, echo=lines.append, heartbeat_s=60)
+    assert results[0].ok, results[0].error
+    assert not stale.exists()
+    assert sorted(results[0].figures) == ["00_a/new.pdf", "00_a/new.png"]
+    assert not (tmp_path / "out" / "replication.md").exists()
+    assert any("replication table: not written" in ln for ln in lines)
+
+
 # --- the notebooks, end to end ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
@@ -323,6 +347,44 @@ def test_train_only_plans_the_runs_the_notebooks_use(smoke_run):
             for e in n["cache"]["events"] if e["kind"] == "runs"}
     assert {Path(p["run"]).parent.name for p in planned} == used
     assert {p["event"] for p in planned} == {"hit"}  # nothing retrained
+
+
+def test_exported_plan_commands_fill_the_cache_the_notebooks_use(smoke_run, tmp_path, capsys):
+    """`figures --plan` prints one `biaskit train --study` command per run; run one by one they
+    build exactly the cache entries the smoke notebooks looked up, and a `figures` run on that
+    cache afterwards trains nothing."""
+    import shlex
+    cache = tmp_path / "cache"
+    assert cli.main(["figures", "--profile", "smoke", "--plan", "--cache", str(cache), "--device", "cpu"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("#!/bin/sh\nset -e\n")
+    commands = [ln for ln in script.splitlines() if ln.startswith("biaskit train ")]
+    assert len(commands) == len(planned_runs("smoke")) > 0
+    assert sum("--family gmm --weighting debias" in c for c in commands) == 3   # 3 seeds
+    for c in commands:
+        assert cli.main(shlex.split(c)[1:]) == 0, c
+    used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
+            for e in n["cache"]["events"] if e["kind"] == "runs"}
+    assert {p.parent.name for p in cache.glob("runs/*/entry.json")} == used
+    out = tmp_path / "figures"
+    assert cli.main(["figures", "--profile", "smoke", "--only", "01", "--out", str(out), "--cache", str(cache),
+                     "--jobs", "1"]) == 0
+    events = json.loads((out / "manifest.json").read_text())["notebooks"]["01_existence"]["cache"]["events"]
+    runs = [e for e in events if e["kind"] == "runs"]
+    assert runs and all(e["event"] == "hit" for e in runs)
+    slurm = cli.main(["figures", "--profile", "full", "--plan", "slurm", "--cache", str(cache)])
+    text = capsys.readouterr().out
+    assert slurm == 0 and f"#SBATCH --array=0-{len(planned_runs('full')) - 1}" in text
+
+
+def test_study_train_errors_are_one_line(tmp_path, capsys):
+    for argv, words in ((["--study", "smoke", "--family", "gmm", "--weighting", "p2"], "trains no such"),
+                        (["--study", "nope", "--family", "gmm", "--weighting", "debias"], "--study must be"),
+                        (["--study", "smoke", "--family", "gmm", "--weighting", "debias", "--steps", "3"],
+                         "drop --preset")):
+        assert cli.main(["train", *argv, "--cache", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
 
 
 def test_train_only_under_torchrun_fills_the_same_cache_entries(smoke_run, tmp_path):

@@ -159,3 +159,38 @@ def test_probe_panels_name_statistic_and_unit():
                                                          "eps-MSE (per element, noise units²)"]
     assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["timestep t", "log SNR (nats)"]
     plt.close(fig)
+
+
+def _difference_frame():
+    import pandas as pd
+    rows = []
+    for t in (0, 500, 999):
+        for model, kind, v in (("constant", "model", 1.0), ("debias", "model", 0.0 if t == 0 else 0.5),
+                               ("debias - constant", "difference", -0.5)):
+            rows.append({"model": model, "kind": kind, "t": t, "logsnr": 5.0 - t / 100, "x0_mse": v * (1 + t),
+                         "x0_mse_lo": v * (1 + t) * 0.9, "x0_mse_hi": v * (1 + t) * 1.1})
+    return pd.DataFrame(rows)
+
+
+def test_one_colour_per_weighting_in_every_figure_and_a_difference_in_its_models():
+    from matplotlib.colors import to_hex
+    df = _difference_frame()
+    per_t = plots.plot_per_timestep(df, stats=["x0_mse"], log=True)
+    diff = plots.plot_paired_difference(df, stats=["x0_mse"])
+    colour = {ln.get_label(): to_hex(ln.get_color()) for f in (per_t, diff) for ln in f.axes[0].get_lines()}
+    assert colour["debias"] == colour["debias - constant"] == to_hex(plots.weighting_colour("debias"))
+    assert colour["constant"] == to_hex(plots.weighting_colour("constant")) != colour["debias"]
+    # debias is 0 at t = 0: a log axis would drop it, so the axis is symmetric-log
+    assert per_t.axes[0].get_yscale() == "symlog"
+    plt.close("all")
+
+
+def test_a_clipped_chain_has_no_clip_fraction_panel():
+    import pandas as pd
+    d = pd.DataFrame({"t": [999, 500, 0] * 2, "clip_fraction": 0.0, "mse_to_final": [1.0, 0.5, 0.0] * 2,
+                      "mean_abs_drift": [0.1, 0.05, 0.0] * 2, "weighting": ["constant"] * 3 + ["debias"] * 3})
+    clipped = plots.plot_trajectory_stats(d.assign(clip=True), hue="weighting")
+    unclipped = plots.plot_trajectory_stats(d.assign(clip=False), hue="weighting")
+    assert len(clipped.axes) == 2 and len(unclipped.axes) == 3
+    assert not any("outside" in ax.get_ylabel() for ax in clipped.axes)
+    plt.close("all")

@@ -3,6 +3,7 @@ README shows the table the committed figures give."""
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from biaskit import replication as R
@@ -10,45 +11,92 @@ from biaskit import replication as R
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _high_t(folder: Path, lo, hi):
+def _high_t(folder: Path, lo, hi, seeds=3, name="high_t_summary.csv"):
+    """A high_t_summary row of relative differences lo..hi (R - 1) over ``seeds`` seeds."""
     d = folder / "01_existence"
-    d.mkdir(parents=True)
-    pd.DataFrame([{"model": "debias", "reference": "constant", "statistic": "x0_mse", "t_from": 500,
-                   "n_t": 3, "reference_mean": 1.0, "difference": (lo + hi) / 2,
-                   "difference_lo": lo, "difference_hi": hi, "relative": (lo + hi) / 2,
-                   "relative_lo": lo, "relative_hi": hi, "dataset": "digits"}]
-                 ).to_csv(d / "high_t_summary.csv", index=False)
+    d.mkdir(parents=True, exist_ok=True)
+    log = np.log1p([lo, hi])
+    pd.DataFrame([{"model": "debias", "reference": "constant", "statistic": "x0_mse", "seeds": seeds,
+                   "relative_by_seed": " ".join(["-0.5"] * seeds), "t_from": 500, "t_to": 999,
+                   "logsnr_from": -2.5, "logsnr_to": -10.1, "n_t": 10, "weights": "per unit log SNR (x)",
+                   "n": 512, "log_ratio": log.mean(), "log_ratio_lo": log[0], "log_ratio_hi": log[1],
+                   "relative": np.expm1(log.mean()), "relative_lo": lo, "relative_hi": hi,
+                   "interval": "x", "dataset": "digits"}]).to_csv(d / name, index=False)
 
 
-def test_paired_differences_give_their_side_of_zero(tmp_path):
-    for k, (lo, hi, verdict) in enumerate([(-0.5, -0.1, "agrees"), (0.1, 0.5, "disagrees"),
-                                           (-0.5, 0.2, "inconclusive")]):
-        _high_t(tmp_path / str(k), lo, hi)
+def test_ratio_rows_give_their_side_of_zero_only_with_three_seeds(tmp_path):
+    for k, (lo, hi, seeds, verdict) in enumerate([
+            (-0.5, -0.1, 3, "agrees"), (0.1, 0.5, 3, "disagrees"), (-0.5, 0.2, 3, "inconclusive"),
+            (-0.5, -0.1, 1, "undecided, 1 seed (points the claimed way)"),
+            (0.1, 0.5, 2, "undecided, 2 seeds (points against the claim)")]):
+        _high_t(tmp_path / str(k), lo, hi, seeds)
         t = R.table(tmp_path / str(k))
         assert list(t["verdict"]) == [verdict]
-        assert f"{100 * (lo + hi) / 2:+.0f}%" in t.iloc[0, 1]
+        assert f"[{100 * lo:+.0f}%, {100 * hi:+.0f}%]" in t.iloc[0, 1]
+        assert f"{seeds} training seed" in t.iloc[0, 1]
 
 
-def _quality(folder: Path, constant, debias, floor):
+def test_low_noise_rows_are_findings_beyond_the_paper(tmp_path):
+    for k, (lo, hi, seeds, verdict) in enumerate([(0.1, 0.3, 3, "observed"), (-0.3, -0.1, 3, "reversed"),
+                                                  (0.1, 0.3, 1, "undecided, 1 seed (observed on this seed)")]):
+        _high_t(tmp_path / str(k), lo, hi, seeds, name="low_t_summary.csv")
+        t = R.table(tmp_path / str(k))
+        assert list(t["verdict"]) == [verdict] and t.iloc[0, 0].startswith("(not claimed)")
+
+
+def test_a_summary_without_ratios_gives_no_row(tmp_path):
+    d = tmp_path / "01_existence"
+    d.mkdir()
+    pd.DataFrame([{"model": "debias", "reference": "constant", "statistic": "x0_mse", "relative": -0.9,
+                   "relative_lo": -1.3, "relative_hi": -0.5, "dataset": "gmm"}]).to_csv(d / "high_t_summary.csv")
+    assert R.table(tmp_path).empty
+    assert R.write(tmp_path) is None and not (tmp_path / "replication.md").exists()
+
+
+def _quality(folder: Path, constant, debias, floor, noise=None, seeds=None, samplers=("ddim",)):
     d = folder / "02_impact"
     d.mkdir(parents=True)
-    rows = [{"weighting": w, "metric": "swd", "sampler": "ddim", "steps": s, "clip": True,
-             "value": (lo + hi) / 2, "lo": lo, "hi": hi}
-            for s in (2, 50) for w, (lo, hi) in (("constant", constant), ("debias", debias),
-                                                 ("data vs data", floor))]
+    sets = [("constant", constant), ("debias", debias), ("data vs data", floor)]
+    sets += [(R.NOISE, noise)] if noise else []
+    rows = [{"weighting": w, "metric": "swd", "sampler": sampler, "steps": s, "clip": True,
+             "value": (lo + hi) / 2, "lo": lo, "hi": hi, **({"seeds": seeds} if seeds else {})}
+            for sampler in samplers for s in (2, 50) for w, (lo, hi) in sets]
     pd.DataFrame(rows).to_csv(d / "quality_vs_steps.csv", index=False)
 
 
 def test_sample_quality_needs_disjoint_intervals_and_names_the_floor(tmp_path):
-    cases = [((0.5, 0.6), (0.2, 0.3), (0.0, 0.1), "agrees"),
-             ((0.2, 0.3), (0.5, 0.6), (0.0, 0.1), "disagrees"),
-             ((0.2, 0.4), (0.3, 0.5), (0.0, 0.1), "inconclusive"),
-             ((0.05, 0.1), (0.02, 0.08), (0.0, 0.12), "at the noise floor")]
-    for k, (c, d, f, verdict) in enumerate(cases):
-        _quality(tmp_path / str(k), c, d, f)
+    one = "undecided, 1 seed (points {})"
+    cases = [((0.5, 0.6), (0.2, 0.3), (0.0, 0.1), None, None, one.format("the claimed way")),
+             ((0.2, 0.3), (0.5, 0.6), (0.0, 0.1), None, None, one.format("against the claim")),
+             ((0.5, 0.6), (0.2, 0.3), (0.0, 0.1), None, 3, "agrees"),
+             ((0.2, 0.4), (0.3, 0.5), (0.0, 0.1), None, None, "inconclusive"),
+             ((0.05, 0.1), (0.02, 0.08), (0.0, 0.12), None, None, "at the noise floor"),
+             # both far above the floor and nearer pure noise (1.0) than the floor (0.05)
+             ((0.8, 0.9), (0.6, 0.7), (0.0, 0.1), (0.95, 1.05), 3, "neither model generates here"),
+             ((0.3, 0.4), (0.1, 0.2), (0.0, 0.1), (0.95, 1.05), 3, "agrees")]
+    for k, (c, d, f, noise, seeds, verdict) in enumerate(cases):
+        _quality(tmp_path / str(k), c, d, f, noise, seeds)
         t = R.table(tmp_path / str(k))
         assert list(t["verdict"]) == [verdict] * 2 + ["not measured"], verdict
         assert "ddpm, dpm_solver++, unipc" in t.iloc[-1, 0]   # the paper's samplers not run
+
+
+def test_samplers_with_the_same_numbers_share_one_row(tmp_path):
+    _quality(tmp_path, (0.5, 0.6), (0.2, 0.3), (0.0, 0.1), samplers=("ddim", "dpm_solver++"))
+    t = R.table(tmp_path)
+    quality = t[t["claim"].str.startswith("debias gives")]
+    assert len(quality) == 2 and all("ddim = dpm_solver++" in c for c in quality["claim"])
+
+
+def test_the_report_has_a_header_one_notation_and_the_chance_count(tmp_path):
+    _high_t(tmp_path, -0.5, -0.1, 3)
+    _quality(tmp_path, (0.5, 0.6), (0.2, 0.3), (0.0, 0.1))
+    (tmp_path / "manifest.json").write_text('{"last_run": {"profile": "quick", "commit": "abc123", "device": "cpu"}}')
+    md = R.report(tmp_path)
+    assert "Profile **quick**, commit `abc123`" in md and "digits: debias 3" in md
+    assert "+-" not in md
+    # rows testing a side: the ratio row and two quality rows; 5% of 3 = 0.15 by chance
+    assert "3 rows test a side" in md and "about 0.15 of them" in md
 
 
 def test_formulations_row_compares_eps_vp_with_the_largest_other(tmp_path):
@@ -59,13 +107,13 @@ def test_formulations_row_compares_eps_vp_with_the_largest_other(tmp_path):
     pd.DataFrame([{"model": m, "logsnr_noisiest": -10.0, "excess_noisiest": v, "excess_noisiest_lo": lo,
                    "excess_noisiest_hi": hi} for m, v, lo, hi in rows]).to_csv(d / "high_noise_summary.csv", index=False)
     t = R.table(tmp_path)
-    assert list(t["verdict"]) == ["observed", "inconclusive"]
+    assert list(t["verdict"]) == ["undecided, 1 seed (observed on this seed)", "inconclusive"]
     assert all("(flow) 0.005 [0.002, 3.5]" in m for m in t.iloc[:, 1])
 
 
 def test_readme_shows_the_committed_replication_table():
     md = (ROOT / "figures" / "replication.md").read_text()
-    assert md == R.markdown(R.table(ROOT / "figures"))   # the table the committed CSVs give
+    assert md == R.report(ROOT / "figures")   # the table the committed CSVs give
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- replication:start -->\n", 1)[1].split("<!-- replication:end -->", 1)[0]
     assert block == md

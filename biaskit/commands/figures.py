@@ -30,6 +30,10 @@ def add_arguments(p):
                    help="only train the profile's models into the cache (no notebooks); run it "
                         "under torchrun to train each model with DDP on several GPUs")
     p.add_argument("--progress", action="store_true", help="show papermill's per-cell progress")
+    p.add_argument("--plan", nargs="?", const="sh", default=None, choices=("sh", "slurm"),
+                   help="print the study plan as independent `biaskit train` commands, one per run, "
+                        "each writing its own entry of the cache (--cache): a shell script (sh, the "
+                        "default) or a SLURM job array (slurm); nothing is run")
 
 
 def parse_overrides(items) -> dict:
@@ -47,8 +51,13 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
-    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, train_all
+    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, select, train_all
     from .common import check_out
+    if args.plan:
+        from ..figures import plan_script
+        print(plan_script(args.profile, cache_folder(args.out, args.cache), args.device, args.plan,
+                          only=list(select(args.only)) if args.only else ()), end="")
+        return 0
     check_out(args.out)
     if args.train_only:
         cache = cache_folder(args.out, args.cache)

@@ -19,13 +19,13 @@ The statistics and their intervals: :mod:`biaskit.probe.statistics`.
 """
 
 from ..results import load_results, save_results
-from .api import METHODS, ProbeOptions, compare, model_identity, probe
+from .api import METHODS, ProbeOptions, compare, compare_ratio, model_identity, probe
 from .bias_norm import bias_l2, bias_l2_interval, bias_sq, hotelling_p
 from .draws import chunk_rows, draw_noise, schedule_indices, select_samples, timestep_grid
 from .paired_bias import bias_difference
 from .statistics import CLIP_TOL, STATISTICS, band_matrix, outside_range
 
-__all__ = ["probe", "compare", "ProbeOptions", "timestep_grid", "schedule_indices", "draw_noise",
+__all__ = ["probe", "compare", "compare_ratio", "ProbeOptions", "timestep_grid", "schedule_indices", "draw_noise",
            "select_samples", "save_results", "load_results", "METHODS", "chunk_rows", "CLIP_TOL",
            "outside_range", "STATISTICS", "band_matrix", "model_identity", "bias_sq", "bias_l2",
            "hotelling_p", "bias_l2_interval", "bias_difference"]

@@ -1,4 +1,5 @@
-"""Figures in one consistent seaborn style. Every function returns a matplotlib Figure.
+"""Figures in one consistent seaborn style. Every function returns a matplotlib Figure and takes
+``ax=``: the caller's Axes to draw on (one per panel, :mod:`biaskit.plot_axes`).
 
 Call :func:`style` once (each plotting function does it for you). Use :func:`save` to write a
 figure as PNG and PDF side by side. Style, colours and saving live in :mod:`biaskit.plot_style`,
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from .plot_axes import finish, panels
 from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,
                           plot_x0_grid, to_unit)
 from .plot_style import RGB, channel_colours, channel_names, grid, save, style
@@ -24,12 +26,13 @@ __all__ = ["plot_weightings", "stat_label", "plot_per_timestep", "plot_colour_bi
            "style"]
 
 
-def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
+def plot_weightings(df, space: str = "x0", schedule_name: str = "", ax=None):
     """Every weighting column of a :func:`biaskit.weighting.weights_table` frame, against t and
     against logsnr, on a log y axis (weights span many decades)."""
     style()
     cols = [c for c in df.columns if c not in ("t", "snr", "logsnr")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = panels(ax, 1, 2, figsize=(11, 4), sharey=True)
+    axes = axes[0]
     palette = sns.color_palette("colorblind", len(cols)) if len(cols) <= 10 else \
         sns.color_palette("husl", len(cols))
     dashes = ("-", "--", "-.", ":")  # with many curves colour alone does not separate them
@@ -48,8 +51,7 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = ""):
     axes[0].set_title(f"against t ({schedule_name})" if schedule_name else "against t")
     axes[1].set_title("against log SNR")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 # --- probe results (biaskit.probe) -------------------------------------------------------------
@@ -105,7 +107,7 @@ def _finish_x(ax, x):
         ax.invert_xaxis()  # noise grows to the right, as against t
 
 
-def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None):
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None, ax=None):
     """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
     tuple), every model overlaid with its 95% band; log y where a statistic spans decades (or
     as ``log`` says: True, False; a log axis drops values <= 0)."""
@@ -119,47 +121,45 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
                          f"{', '.join(c for c in df.columns if not c.endswith(('_lo', '_hi')))}")
     names = list(dict.fromkeys(df["model"])) if models is None else list(models)
     colours = sns.color_palette("colorblind", max(len(names), 1))
-    fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
-                             squeeze=False)
+    fig, axes = panels(ax, len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)))
     for i, stat in enumerate(stats):
         log_y = _spans_decades(df[stat]) if log is None else bool(log)
         for j, xv in enumerate(xs):
-            ax = axes[i, j]
+            a = axes[i, j]
             for name, colour in zip(names, colours):
-                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log_y)
+                _band(a, df[df["model"] == name].sort_values("t"), xv, stat, colour, name, log_y)
             if log_y:
-                ax.set_yscale("log")
-            ax.set_ylabel(stat_label(stat), fontsize=9)
-            _finish_x(ax, xv)
+                a.set_yscale("log")
+            a.set_ylabel(stat_label(stat), fontsize=9)
+            _finish_x(a, xv)
     axes[0, -1].legend(loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None):
+def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None,
+                             ax=None):
     """One panel per group {title: [model, ...]} of a probe/compare frame, ``stat`` with its 95%
     band against ``x``, panels side by side with a shared y axis (symmetric-log with a linear
     part below ``linthresh`` when given: estimates of exactly 0 stay visible)."""
     style()
     df = _models(df)
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
+    fig, axes = panels(ax, 1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True)
     colours = sns.color_palette("colorblind", max(len(m) for m in groups.values()))
-    for ax, (title, models) in zip(axes[0], groups.items()):
+    for a, (title, models) in zip(axes[0], groups.items()):
         for name, colour in zip(models, colours):
-            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, colour, name, False)
+            _band(a, df[df["model"] == name].sort_values("t"), x, stat, colour, name, False)
         if linthresh is not None:
-            ax.set_yscale("symlog", linthresh=linthresh)
-        ax.set_title(title, fontsize=10)
-        ax.legend(loc="upper left", fontsize=8)
-        _finish_x(ax, x)
+            a.set_yscale("symlog", linthresh=linthresh)
+        a.set_title(title, fontsize=10)
+        a.legend(loc="upper left", fontsize=8)
+        _finish_x(a, x)
     axes[0, 0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
                           fontsize=9)
     axes[0, 0].set_ylim(bottom=0)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_colour_bias(df, x="t"):
+def plot_colour_bias(df, x="t", ax=None):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
     colour (one grey line for grayscale); one panel per model, two panels a row, shared y."""
     style()
@@ -169,22 +169,22 @@ def plot_colour_bias(df, x="t"):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    fig, axes = grid(len(names), sharey=True)
-    for ax, name in zip(axes, names):
+    fig, axes = grid(len(names), sharey=True) if ax is None else panels(ax, 1, len(names))
+    axes = list(np.asarray(axes, dtype=object).flat)
+    for a, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
         for c, colour, label in zip(chans, channel_colours(len(chans)), channel_names(len(chans))):
-            _band(ax, d, x, c, colour, label, log=False)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_title(name)
-        ax.set_ylabel("mean x0_hat - x0 (data units)")
-        ax.yaxis.set_tick_params(labelleft=True)
-        _finish_x(ax, x)
+            _band(a, d, x, c, colour, label, log=False)
+        a.axhline(0.0, color="black", linewidth=0.8)
+        a.set_title(name)
+        a.set_ylabel("mean x0_hat - x0 (data units)")
+        a.yaxis.set_tick_params(labelleft=True)
+        _finish_x(a, x)
     axes[0].legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
+def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", ax=None):
     """Paired differences statistic(model) - statistic(reference) of a :func:`biaskit.probe.compare`
     frame with their 95% bands and the zero line; one panel per statistic."""
     style()
@@ -196,19 +196,18 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t"):
     stats = [stats] if isinstance(stats, str) else list(stats)
     names = list(dict.fromkeys(d["model"]))
     colours = sns.color_palette("colorblind", len(names))
-    fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
-    for ax, stat in zip(axes[0], stats):
+    fig, axes = panels(ax, 1, len(stats), figsize=(5.2 * len(stats), 3.6))
+    for a, stat in zip(axes[0], stats):
         for name, colour in zip(names, colours):
-            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
-        _finish_x(ax, x)
+            _band(a, d[d["model"] == name].sort_values("t"), x, stat, colour, name, log=False)
+        a.axhline(0.0, color="black", linewidth=0.8)
+        a.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
+        _finish_x(a, x)
     axes[0, -1].legend(loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_channel_stats(df, names: dict | None = None, title: str = ""):
+def plot_channel_stats(df, names: dict | None = None, title: str = "", ax=None):
     """Per-sample channel means (top) and standard deviations (bottom) of a
     :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
     RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
@@ -218,13 +217,14 @@ def plot_channel_stats(df, names: dict | None = None, title: str = ""):
     C = d["channel"].nunique()
     d["channel"] = d["channel"].map(names or dict(enumerate(channel_names(C))))
     sets = list(dict.fromkeys(d["set"]))
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    fig, axes = panels(ax, 2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    axes = axes[:, 0]
     palette = list(RGB) if C == 3 else channel_colours(C)
-    for ax, stat in zip(axes, ("mean", "std")):
-        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=ax, fliersize=1, palette=palette,
-                    legend=ax is axes[0])
-        ax.set_ylabel(f"per-sample channel {stat}\n(data units)")
-        ax.set_xlabel("")
+    for a, stat in zip(axes, ("mean", "std")):
+        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=a, fliersize=1, palette=palette,
+                    legend=a is axes[0])
+        a.set_ylabel(f"per-sample channel {stat}\n(data units)")
+        a.set_xlabel("")
     axes[0].legend(fontsize=8, loc="best")
     axes[1].set_xlabel("sample set")
     axes[1].tick_params(axis="x", rotation=35)
@@ -232,11 +232,10 @@ def plot_channel_stats(df, names: dict | None = None, title: str = ""):
         lab.set_horizontalalignment("right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
+def plot_trajectory_stats(df, hue: str | None = None, title: str = "", ax=None):
     """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
     runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
     drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
@@ -245,47 +244,47 @@ def plot_trajectory_stats(df, hue: str | None = None, title: str = ""):
     stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
              ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
              ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, (col, label) in zip(axes, stats):
+    fig, axes = panels(ax, 1, 3, figsize=(13, 3.8))
+    axes = axes[0]
+    for a, (col, label) in zip(axes, stats):
         d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
-        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax,
-                     legend=(ax is axes[-1]))
-        ax.set_ylabel(label)
-        ax.set_xlabel("timestep t of the step")
-        ax.invert_xaxis()
+        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=a,
+                     legend=(a is axes[-1]))
+        a.set_ylabel(label)
+        a.set_xlabel("timestep t of the step")
+        a.invert_xaxis()
         if col == "mse_to_final":
-            ax.set_yscale("log")
+            a.set_yscale("log")
     if hue is not None and axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_hybrid(df, calls: int, title: str = ""):
+def plot_hybrid(df, calls: int, title: str = "", ax=None):
     """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
     order ("A then B") with its 95% band against k, the number of model calls given to the first
     model out of ``calls``."""
     style()
     metrics_ = list(dict.fromkeys(df["metric"]))
-    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3)
+    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3) if ax is None else panels(ax, 1, len(metrics_))
+    axes = list(np.asarray(axes, dtype=object).flat)
     colours = sns.color_palette("colorblind")
-    for ax, metric in zip(axes, metrics_):
+    for a, metric in zip(axes, metrics_):
         for (order, d), colour in zip(df[df["metric"] == metric].groupby("order", sort=False), colours):
             d = d.sort_values("k")
-            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
+            a.plot(d["k"], d["value"], marker="o", ms=4, color=colour, label=order)
             if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
-                ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
-        ax.set_xticks(sorted(df["k"].unique()))
-        ax.set_xlabel(f"k: model calls to the first model (of {calls})")
-        ax.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-        ax.set_title(metric)
+                a.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
+        a.set_xticks(sorted(df["k"].unique()))
+        a.set_xlabel(f"k: model calls to the first model (of {calls})")
+        a.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
+        a.set_title(metric)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
@@ -333,7 +332,7 @@ def integer_log_ticks(ax, values, fontsize: float | None = None):
     ax.set_xticklabels(labels)
 
 
-def plot_quality(df, x: str, title: str = ""):
+def plot_quality(df, x: str, title: str = "", ax=None):
     """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
     :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
     optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
@@ -344,28 +343,33 @@ def plot_quality(df, x: str, title: str = ""):
     style()
     floor, df = df[df["weighting"] == BASELINE], df[df["weighting"] != BASELINE]
     by_sampler = "sampler" in df
-    g = sns.FacetGrid(df, row="metric", col="sampler" if by_sampler else None, hue="weighting",
-                      sharey="row", height=2.6, aspect=1.3)
+    metrics_ = list(dict.fromkeys(df["metric"]))
+    samplers = list(dict.fromkeys(df["sampler"])) if by_sampler else [None]
+    fig, axes = panels(ax, len(metrics_), len(samplers), sharey="row",
+                       figsize=(3.4 * len(samplers), 2.6 * len(metrics_)))
     colours = dict(zip(df["weighting"].unique(), sns.color_palette("colorblind")))
     for (metric, sampler), d in df.groupby(["metric", "sampler"] if by_sampler else ["metric", "metric"]):
-        ax = g.axes[list(g.row_names).index(metric), list(g.col_names).index(sampler) if by_sampler else 0]
+        a = axes[metrics_.index(metric), samplers.index(sampler) if by_sampler else 0]
         for w, dw in d.groupby("weighting", sort=False):
             dw = dw.sort_values(x)
-            ax.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
-            ax.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
+            a.plot(dw[x], dw["value"], marker="o", ms=3, color=colours[w], label=w)
+            a.fill_between(dw[x], dw["lo"], dw["hi"], color=colours[w], alpha=0.2, linewidth=0)
         f = floor[floor["metric"] == metric]
         if by_sampler and "sampler" in f and (f["sampler"] == sampler).any():
             f = f[f["sampler"] == sampler]
         if len(f):
-            ax.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
-            ax.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
-        ax.set_xscale("log")
-        integer_log_ticks(ax, df[x])
-    g.set_titles("{row_name} | {col_name}" if by_sampler else "{row_name}")
-    g.set_xlabels(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
-    for metric, row in zip(g.row_names, g.axes):
+            a.axhline(f["value"].iloc[0], color="0.3", ls="--", lw=1, label=BASELINE)
+            a.axhspan(f["lo"].iloc[0], f["hi"].iloc[0], color="0.5", alpha=0.15, linewidth=0)
+        a.set_xscale("log")
+        a.set_title(f"{metric} | {sampler}" if by_sampler else metric)
+    for a in axes[-1]:
+        a.set_xlabel(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
+    for metric, row in zip(metrics_, axes):
         row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-    g.axes.flat[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     if title:
-        g.figure.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
-    return g.figure
+        fig.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
+    finish(fig, ax)
+    for a in axes.flat:  # labels that fit the laid-out panel widths
+        integer_log_ticks(a, df[x])
+    return fig

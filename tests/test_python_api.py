@@ -141,3 +141,55 @@ def test_wrong_types_are_type_errors_naming_what_was_expected(call, match):
 def test_a_schedule_is_asked_for_never_assumed():
     with pytest.raises(ValueError, match="needs the schedule it was trained with"):
         biaskit.load(tiny_unet())
+
+
+# --- 3. one long view of every result ------------------------------------------------------------
+
+def test_to_long_of_compare_and_metric_frames_carries_the_metadata():
+    import numpy as np
+    oracle = biaskit.oracle.from_spec("oracle:gmm2d", schedule="linear")
+    data = biaskit.data.load_dataset("gmm2d", n_test=64)
+    df = biaskit.compare({"a": oracle, "b": oracle}, data, timesteps=[10, 500], n=32, progress=False)
+    long = df.biaskit.to_long()
+    stats = [c for c in df.columns if c.endswith("_lo")]
+    assert list(long.columns[-4:]) == ["statistic", "value", "lo", "hi"]
+    assert {"model", "kind", "reference", "t", "snr", "logsnr", "n"} <= set(long.columns)
+    assert long.attrs["metadata"] == df.attrs["metadata"] and long.attrs is not df.attrs
+    row = long[(long.model == "b - a") & (long.t == 500) & (long.statistic == "x0_mse")].iloc[0]
+    wide = df[(df.model == "b - a") & (df.t == 500)].iloc[0]
+    assert (row.value, row.lo, row.hi) == (wide.x0_mse, wide.x0_mse_lo, wide.x0_mse_hi)
+    assert row.value == 0.0  # a model against itself on the same draws
+    assert np.isnan(long[long.statistic == "x0_bias_p"].lo).all()  # a p-value has no interval
+    assert len(long) == len(df) * len([c for c in df.columns if c not in biaskit.results.KEYS
+                                       and not c.endswith(("_lo", "_hi"))]) and len(stats) > 10
+    scores = biaskit.metrics.evaluate({"half": data.test[:32]}, data, ("swd", "gmm"), n_boot=10)
+    m = biaskit.to_long(scores)
+    assert set(m.statistic) >= {"swd", "log_likelihood"} and list(m.columns[-4:]) == ["statistic", "value", "lo", "hi"]
+    assert m.attrs["metadata"]["data_range"] == tuple(data.data_range)
+
+
+def test_xarray_view_or_a_clear_import_error():
+    oracle = biaskit.oracle.from_spec("oracle:gmm2d", schedule="linear")
+    df = biaskit.probe(oracle, biaskit.data.load_dataset("gmm2d", n_test=16), timesteps=[10], n=16, progress=False)
+    try:
+        import xarray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="needs xarray"):
+            df.biaskit.to_xarray()
+        return
+    ds = df.biaskit.to_xarray()
+    assert set(ds.dims) == {"model", "t", "statistic"}
+    assert float(ds.hi.sel(model=df.model[0], t=10, statistic="x0_mse")) == df.x0_mse_hi[0]
+
+
+def test_evaluate_takes_the_data_range_from_the_data_or_the_model():
+    from biaskit import metrics
+    data = biaskit.data.load_dataset("gmm2d", n_test=64, data_range=(0.0, 1.0))
+    x = data.test[:32]
+    assert metrics.evaluate({"x": x}, data, ("swd",), n_boot=5).attrs["metadata"]["data_range"] == (0.0, 1.0)
+    d = biaskit.load(torch.nn.Identity(), schedule="linear", data_range=(-0.5, 0.5))
+    got = metrics.evaluate({"x": x}, data.test, ("swd",), model=d, n_boot=5).attrs["metadata"]["data_range"]
+    assert got == (-0.5, 0.5)
+    with pytest.raises(ValueError, match="data_range is unknown and FID/KID need it"):
+        metrics.evaluate({"x": x}, data.test, ("fid",))
+    assert "only for FID and KID" in " ".join(metrics.evaluate.__doc__.split())

@@ -75,7 +75,8 @@ class Monitor:
             min(T, 10)); or logsnr values.
         n: held-out samples per t (fixed: the first n of a permutation seeded by ``seed``).
         seed: samples and noise. every: record when ``step % every == 0``.
-        out: a folder for ``monitor.csv`` (appended each record) and ``metadata.json``; with
+        out: a folder for ``monitor.csv`` (written anew by the first record of this monitor,
+            appended by the others) and ``metadata.json``; with
             ``tensorboard`` installed also TensorBoard scalars in ``out/tensorboard``.
         writer: any object with ``add_scalar(tag, value, step)`` (e.g. a SummaryWriter), instead.
         batch_size, device, amp, bands: as :class:`biaskit.probe.ProbeOptions`.
@@ -153,8 +154,8 @@ class Monitor:
     def _write(self, record: pd.DataFrame, step: int) -> None:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
-            csv = self.out / "monitor.csv"
-            record.to_csv(csv, mode="a", header=not csv.exists(), index=False)
+            first = len(self.records) == 1  # a new monitor starts a new file
+            record.to_csv(self.out / "monitor.csv", mode="w" if first else "a", header=first, index=False)
             if len(self.records) == 1:
                 (self.out / "metadata.json").write_text(json.dumps(_jsonable(record.attrs["metadata"]), indent=2))
         if self.writer is not None:

@@ -127,6 +127,7 @@ def test_plain_module_with_a_schedule_or_process():
 @pytest.mark.parametrize("call, match", [
     (lambda u: biaskit.load(3), "biaskit.load expects a path or model spec string, a Denoiser, or a network"),
     (lambda u: biaskit.load([u]), "got list"),
+    (lambda u: biaskit.load(type(u), schedule="linear"), "got the class UNet2DModel"),
     (lambda u: Denoiser(u, 1000), "schedule: expected a biaskit Schedule"),
     (lambda u: Denoiser("unet", "linear"), "net must be a torch nn.Module or a callable"),
     (lambda u: biaskit.load(u, scheduler="linear"), "scheduler= expects a diffusers scheduler"),

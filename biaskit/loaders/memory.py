@@ -48,8 +48,9 @@ def load_module(net, **options) -> Denoiser:
     """``net`` (an nn.Module or callable in memory) as a Denoiser; ``options``: those of
     :data:`~biaskit.loaders.options.OPTIONS` for ``module`` (schedule / scheduler / process,
     parameterization, time_input, data_range, name, shape, ...)."""
-    if not callable(net):
-        raise TypeError(f"expected a torch nn.Module or a callable net(x, t), got {type(net).__name__}")
+    if not callable(net) or isinstance(net, type):
+        what = f"the class {net.__name__} (build an instance)" if isinstance(net, type) else type(net).__name__
+        raise TypeError(f"expected a torch nn.Module or a callable net(x, t), got {what}")
     o = check_options(options, "module")
     config = _diffusers_config(net)
     cfg, given = _scheduler(o)

@@ -169,7 +169,7 @@ def test_readme_prose_names_only_existing_python_calls():
     import re
     text = (ROOT / "README.md").read_text()
     names = set(re.findall(r"`(biaskit(?:\.\w+)+)\(", text))
-    assert {"biaskit.probe.probe", "biaskit.compare"} <= names
+    assert {"biaskit.probe", "biaskit.compare", "biaskit.load"} <= names
     for name in names:
         obj = importlib.import_module("biaskit")
         for part in name.split(".")[1:]:

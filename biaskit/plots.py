@@ -367,9 +367,9 @@ def plot_quality(df, x: str, title: str = "", ax=None):
     for metric, row in zip(metrics_, axes):
         row[0].set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
     finish(fig, ax)
     for a in axes.flat:  # labels that fit the laid-out panel widths
         integer_log_ticks(a, df[x])
+    if title:  # above the laid-out panels, as FacetGrid placed it
+        fig.suptitle(title, y=1.0 + 0.03 * (title.count("\n") + 1), va="bottom")
     return fig

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import parameterization as P
-from .schedules import Schedule
+from .schedules import Schedule, as_schedule, scheduler_config
 from .source import Source
 
 TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
@@ -53,13 +53,31 @@ def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
 
+def network_output(raw) -> torch.Tensor:
+    """The tensor a network returned: a tensor as is, a diffusers output's ``.sample``
+    (``UNet2DOutput``), or the first element of a tuple (``return_dict=False``)."""
+    if isinstance(raw, torch.Tensor):
+        return raw
+    sample = getattr(raw, "sample", None)
+    if isinstance(sample, torch.Tensor):
+        return sample
+    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
+        return raw[0]
+    raise TypeError(f"the network returned a {type(raw).__name__}; expected a tensor, an output "
+                    "with a .sample tensor (diffusers) or a tuple whose first element is a tensor")
+
+
 class Denoiser(nn.Module):
     """A network plus everything needed to turn its output into x0_hat and eps_hat.
 
     Args:
-        net: module called as ``net(x_in, time_in, **net_kwargs)``; returns C or 2C channels.
-        schedule: the (possibly respaced) schedule whose integer steps ``t`` the caller passes.
-        parameterization: ``eps``, ``x0``, ``v`` or ``flow`` (diffusers' spellings accepted).
+        net: module (or callable) called as ``net(x_in, time_in, **net_kwargs)``; returns C or 2C
+            channels as a tensor, a diffusers output (its ``.sample``) or a tuple (its first item).
+        schedule: the (possibly respaced) schedule whose integer steps ``t`` the caller passes: a
+            :class:`Schedule`, a schedule name, or a diffusers DDPM-family scheduler object or
+            config dict (:func:`~biaskit.schedules.as_schedule`).
+        parameterization: ``eps``, ``x0``, ``v`` or ``flow`` (diffusers' spellings accepted);
+            default: a diffusers scheduler's ``prediction_type``, else ``eps``.
         time_input: how t reaches the network: ``index`` (the parent-schedule timestep, as ADM and
             diffusers), ``scaled`` (timestep * time_scale; default time_scale = 1 / T_train),
             ``sigma``, ``logsnr``, ``alpha_sigma`` (the tensor [alpha, sigma]), or a callable
@@ -79,15 +97,18 @@ class Denoiser(nn.Module):
             network run off its training size); channels must still match.
     """
 
-    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "eps", *,
+    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str | None = None, *,
                  time_input: str | Callable = "index", time_scale: float | None = None,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
                  name: str = "model", source: Source | None = None, info: dict | None = None,
                  net_kwargs: dict | None = None, shape=None, any_size: bool = False):
         super().__init__()
+        if not callable(net):
+            raise TypeError(f"net must be a torch nn.Module or a callable net(x, t), got {type(net).__name__}")
         self.net = net
-        self.schedule = schedule
-        self.parameterization = P.canonical(parameterization)
+        self.schedule = as_schedule(schedule)
+        cfg = scheduler_config(schedule) or {}
+        self.parameterization = P.canonical(parameterization or cfg.get("prediction_type", "eps"))
         if not callable(time_input) and time_input not in TIME_INPUTS:
             raise ValueError(f"unknown time_input {time_input!r}; valid: {', '.join(TIME_INPUTS)} "
                              "or a callable f(schedule, t)")
@@ -178,6 +199,7 @@ class Denoiser(nn.Module):
             raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
         except (RuntimeError, TypeError, IndexError) as e:
             raise _diagnose(self, x_t, t, e) from None
+        raw = network_output(raw)
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)

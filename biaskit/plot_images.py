@@ -1,12 +1,13 @@
 """Image figures: grids of x_t and x0_hat at chosen t, mosaics of sample batches, and tables of
 them (rows x columns, e.g. weighting x sampling steps), images mapped from the data range to
-[0, 1] for display."""
+[0, 1] for display. Each takes ``ax=`` (the caller's Axes, one per panel) and returns its figure."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plot_axes import finish, panels
 from .plot_style import style
 
 
@@ -21,7 +22,7 @@ def _to_image(x, data_range):
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
 
-def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
+def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4, ax=None):
     """Rows: the first ``n`` images of ``x0`` (N, C, H, W); columns: x0, then x_t and x0_hat at
     each t in ``timesteps`` (the model's own timesteps, as the probe's ``t`` column). x_t uses the
     probe's noise for (seed, t, sample), so the grid shows the draws :func:`biaskit.probe.probe`
@@ -41,7 +42,7 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     ts = denoiser.schedule.timesteps[ks].tolist()
     dev = denoiser.device
     cols = 1 + 2 * len(ts)
-    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
+    fig, axes = panels(ax, n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4))
     cmap = "gray" if x0.shape[1] == 1 else None
     with torch.inference_mode():
         for j, (t, k) in enumerate(zip(ts, ks)):
@@ -57,20 +58,19 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4):
     for i in range(n):
         axes[i, 0].imshow(_to_image(x0[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
     axes[0, 0].set_title("x0", fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    for a in axes.flat:
+        a.set_axis_off()
+    return finish(fig, ax)
 
 
-def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, axes=None):
+def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, ax=None):
     """One figure for a family: image ``sample`` of ``x0`` (N, C, H, W) noised at each t of
     ``timesteps`` with the probe's noise for (seed, t, sample) (the draws the probe scored; the
     same x_t for every model), then per model {name: Denoiser} (same schedule) a row of x0_hat
     (shown in the data range, clipped for display only) and a row of its error
     e = sqrt(mean_c (x0_hat - x0)^2) per pixel, unclipped, on one logarithmic colour scale with
     its colour bar (data units), so the size of an error beyond the data range stays readable.
-    ``axes``: a (1 + 2 M, 1 + len(timesteps)) array to draw into."""
+    ``ax``: (1 + 2 M) x (1 + len(timesteps)) Axes to draw into."""
     import torch
     from matplotlib.colors import LogNorm
 
@@ -87,11 +87,7 @@ def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, a
     ts = first.schedule.timesteps[ks].tolist()
     img = x0[sample:sample + 1].float()
     rows, cols = 1 + 2 * len(names), 1 + len(ts)
-    if axes is None:
-        fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 1.2, 1.3 * rows + 0.5), squeeze=False)
-    else:
-        axes = np.asarray(axes, dtype=object).reshape(rows, cols)
-        fig = axes[0, 0].figure
+    fig, axes = panels(ax, rows, cols, figsize=(1.35 * cols + 1.2, 1.3 * rows + 0.5))
     cmap = "gray" if img.shape[1] == 1 else None
     x_t, x0_hat = {}, {name: {} for name in names}
     with torch.inference_mode():
@@ -120,9 +116,9 @@ def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, a
         for j, t in enumerate(ts, start=1):
             axes[r_img, j].imshow(_to_image(x0_hat[name][t][0], first.data_range), cmap=cmap, vmin=0, vmax=1)
             im = axes[r_err, j].imshow(np.maximum(err[name][t], norm.vmin), cmap="magma", norm=norm)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.tight_layout()
+    for a in axes.flat:
+        a.set_axis_off()
+    finish(fig, ax)
     bar = fig.colorbar(im, ax=list(axes[2::2, 1:].flat), fraction=0.03, pad=0.02)
     bar.set_label("|x0_hat - x0| per pixel,\nRMS over channels (data units)", fontsize=8)
     return fig
@@ -157,33 +153,39 @@ def mosaic_inches(columns: int, H: int, minimum: float = 1.6) -> float:
 
 def plot_image_table(table: dict, data_range=(-1.0, 1.0), columns: int | None = None,
                      cell_inches: float = 1.6, reference=None, reference_title: str = "held-out data",
-                     title: str = ""):
+                     title: str = "", ax=None):
     """Rows x columns of image mosaics: ``table[row][column]`` is a batch (N, C, H, W), e.g.
     ``{weighting: {f"{steps} steps": samples}}`` drawn from the same seeds, so every cell shows
     the same N noise draws. ``reference`` (N, C, H, W), e.g. held-out data, fills one panel left
-    of the table spanning all rows. A cell missing from a row leaves no panel (no empty frames)."""
+    of the table spanning all rows. A cell missing from a row leaves no panel (no empty frames).
+    ``ax``: rows x columns Axes, plus one first for ``reference`` (a missing cell's is hidden)."""
     style()
     rows = list(table)
     cols = list(dict.fromkeys(c for r in rows for c in table[r]))
     lead = 1 if reference is not None else 0
-    fig = plt.figure(figsize=(cell_inches * (len(cols) + lead) + 0.8, cell_inches * len(rows) + 0.4
-                              + 0.3 * bool(title)))
-    grid = fig.add_gridspec(len(rows), len(cols) + lead)
+    given = None if ax is None else list(np.asarray(ax, dtype=object).flat)
+    if given is not None:
+        fig, cells = panels(given[lead:], len(rows), len(cols))
+    else:
+        fig = plt.figure(figsize=(cell_inches * (len(cols) + lead) + 0.8, cell_inches * len(rows) + 0.4
+                                  + 0.3 * bool(title)))
+        grid = fig.add_gridspec(len(rows), len(cols) + lead)
     axes = np.empty((len(rows), len(cols)), dtype=object)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             if c in table[r]:
-                axes[i, j] = fig.add_subplot(grid[i, j + lead])
+                axes[i, j] = cells[i, j] if given is not None else fig.add_subplot(grid[i, j + lead])
                 _show_mosaic(axes[i, j], mosaic(table[r][c], data_range, columns))
+            elif given is not None:
+                cells[i, j].set_axis_off()
     if reference is not None:
-        ax = fig.add_subplot(grid[:, 0])
-        _show_mosaic(ax, mosaic(reference, data_range, columns))
-        ax.set_title(reference_title, fontsize=9)
+        a = given[0] if given is not None else fig.add_subplot(grid[:, 0])
+        _show_mosaic(a, mosaic(reference, data_range, columns))
+        a.set_title(reference_title, fontsize=9)
     _label_table(axes, rows, cols)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def _show_mosaic(ax, img):
@@ -203,28 +205,27 @@ def _label_table(axes, rows, cols):
         first.set_ylabel(str(r), fontsize=9)
 
 
-def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None):
+def plot_points_table(table: dict, reference=None, cell_inches: float = 2.0, lim=None, ax=None):
     """Scatter version of :func:`plot_image_table` for 2-D samples: ``table[row][column]`` is an
     (N, 2) batch, drawn over ``reference`` (e.g. held-out data, grey) when given."""
     style()
     rows = list(table)
     cols = list(dict.fromkeys(c for r in rows for c in table[r]))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
-                                                            cell_inches * len(rows) + 0.4),
-                             squeeze=False, sharex=True, sharey=True)
+    fig, axes = panels(ax, len(rows), len(cols), figsize=(cell_inches * len(cols) + 0.8,
+                                                          cell_inches * len(rows) + 0.4),
+                       sharex=True, sharey=True)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            ax = axes[i, j]
+            a = axes[i, j]
             if reference is not None:
                 ref = np.asarray(reference)
-                ax.scatter(ref[:, 0], ref[:, 1], s=2, color="0.8", rasterized=True)
+                a.scatter(ref[:, 0], ref[:, 1], s=2, color="0.8", rasterized=True)
             if c in table[r]:
                 x = np.asarray(table[r][c].detach().cpu() if hasattr(table[r][c], "detach") else table[r][c])
-                ax.scatter(x[:, 0], x[:, 1], s=2, rasterized=True)
+                a.scatter(x[:, 0], x[:, 1], s=2, rasterized=True)
             if lim is not None:
-                ax.set_xlim(*lim)
-                ax.set_ylim(*lim)
-            ax.set_aspect("equal")
+                a.set_xlim(*lim)
+                a.set_ylim(*lim)
+            a.set_aspect("equal")
     _label_table(axes, rows, cols)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)

@@ -10,27 +10,30 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .plot_axes import finish, panels
 from .plot_style import (RGB, apply_y_scale, channel_colours, channel_names, grid, style,
                          weighting_colour, weighting_palette, y_scale)
 
 
-def plot_channel_stats(df, names: dict | None = None, title: str = ""):
+def plot_channel_stats(df, names: dict | None = None, title: str = "", ax=None):
     """Per-sample channel means (top) and standard deviations (bottom) of a
     :func:`biaskit.trajectory.channel_stats` frame: a box per (set, channel), channels in their
     RGB colours for 3 channels, so a colour shift or a wrong contrast of samples against the data
-    shows as displaced boxes. ``names`` maps channel index -> name (default :func:`channel_names`)."""
+    shows as displaced boxes. ``names`` maps channel index -> name (default :func:`channel_names`).
+    ``ax``: two Axes (means, stds) to draw into."""
     style()
     d = df.copy()
     C = d["channel"].nunique()
     d["channel"] = d["channel"].map(names or dict(enumerate(channel_names(C))))
     sets = list(dict.fromkeys(d["set"]))
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    fig, axes = panels(ax, 2, 1, figsize=(max(6.0, 0.9 * len(sets) + 1.5), 6.4), sharex=True)
+    axes = axes[:, 0]
     palette = list(RGB) if C == 3 else channel_colours(C)
-    for ax, stat in zip(axes, ("mean", "std")):
-        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=ax, fliersize=1, palette=palette,
-                    legend=ax is axes[0])
-        ax.set_ylabel(f"per-sample channel {stat}\n(data units)")
-        ax.set_xlabel("")
+    for a, stat in zip(axes, ("mean", "std")):
+        sns.boxplot(data=d, x="set", y=stat, hue="channel", ax=a, fliersize=1, palette=palette,
+                    legend=a is axes[0])
+        a.set_ylabel(f"per-sample channel {stat}\n(data units)")
+        a.set_xlabel("")
     axes[0].legend(fontsize=8, loc="best")
     axes[1].set_xlabel("sample set")
     axes[1].tick_params(axis="x", rotation=35)
@@ -38,69 +41,65 @@ def plot_channel_stats(df, names: dict | None = None, title: str = ""):
         lab.set_horizontalalignment("right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_trajectory_stats(df, hue: str | None = None, title: str = "", axes=None):
+def plot_trajectory_stats(df, hue: str | None = None, title: str = "", ax=None):
     """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
     runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
     drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
     trajectories in one frame (each weighting in its colour). A chain that clips x0_hat
     (``clip`` column all true) has no x0_hat outside the data range by construction: its clip
-    fraction panel is left out. ``axes``: one axis per panel to draw into."""
+    fraction panel is left out. ``ax``: one Axes per panel to draw into."""
     style()
     stats = [("clip_fraction", "fraction of x0_hat outside the data range"),
              ("mse_to_final", "MSE(x0_hat, final sample)\n(per element, data units²)"),
              ("mean_abs_drift", "|channel-mean drift| of x0_hat\n(data units)")]
     if "clip" in df and df["clip"].astype(str).str.lower().eq("true").all():
         stats = stats[1:]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(stats), figsize=(4.4 * len(stats), 3.8))
-    fig = np.atleast_1d(axes)[0].figure
-    axes = list(np.atleast_1d(axes))
+    fig, axes = panels(ax, 1, len(stats), figsize=(4.4 * len(stats), 3.8))
+    axes = list(axes[0])
     palette = weighting_palette(df[hue]) if hue == "weighting" else None
-    for ax, (col, label) in zip(axes, stats):
+    for a, (col, label) in zip(axes, stats):
         d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
-        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=ax, palette=palette,
-                     legend=(ax is axes[-1]))
-        ax.set_ylabel(label)
-        ax.set_xlabel("timestep t of the step")
-        ax.invert_xaxis()
+        sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=a, palette=palette,
+                     legend=(a is axes[-1]))
+        a.set_ylabel(label)
+        a.set_xlabel("timestep t of the step")
+        a.invert_xaxis()
         if col == "mse_to_final":
-            ax.set_yscale("log")
+            a.set_yscale("log")
     if hue is not None and axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_hybrid(df, calls: int, title: str = "", axes=None):
+def plot_hybrid(df, calls: int, title: str = "", ax=None):
     """A hybrid sweep (columns k, metric, value, lo, hi, order): one panel per metric, a line per
     order ("A then B", in A's colour, dashed when A is the second order's) with its 95% band
-    against k, the number of model calls given to the first model out of ``calls``. ``axes``:
-    one axis per metric to draw into."""
+    against k, the number of model calls given to the first model out of ``calls``. ``ax``:
+    one Axes per metric to draw into."""
     style()
     metrics_ = list(dict.fromkeys(df["metric"]))
-    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3) if axes is None else (axes[0].figure, list(axes))
-    for ax, metric in zip(axes, metrics_):
+    fig, axes = grid(len(metrics_), panel=(4.6, 3.4), ncols=3) if ax is None else panels(ax, 1, len(metrics_))
+    axes = list(np.asarray(axes, dtype=object).flat)
+    for a, metric in zip(axes, metrics_):
         for i, (order, d) in enumerate(df[df["metric"] == metric].groupby("order", sort=False)):
             d = d.sort_values("k")
             colour = weighting_colour(order.split(" then ")[0])
-            ax.plot(d["k"], d["value"], marker="o", ms=4, color=colour, ls="-" if i == 0 else "--", label=order)
+            a.plot(d["k"], d["value"], marker="o", ms=4, color=colour, ls="-" if i == 0 else "--", label=order)
             if {"lo", "hi"} <= set(d) and d[["lo", "hi"]].notna().all().all():
-                ax.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
-        ax.set_xticks(sorted(df["k"].unique()))
-        ax.set_xlabel(f"k: model calls to the first model (of {calls})")
-        ax.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
-        ax.set_title(metric)
+                a.fill_between(d["k"], d["lo"], d["hi"], color=colour, alpha=0.2, linewidth=0)
+        a.set_xticks(sorted(df["k"].unique()))
+        a.set_xlabel(f"k: model calls to the first model (of {calls})")
+        a.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
+        a.set_title(metric)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 METRIC_LABELS = {"swd": "sliced Wasserstein distance (data units)",
@@ -157,7 +156,7 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     is "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor (a grey
     dashed line with its band), "pure noise" as a dotted line (the score of x_T itself).
     ``log_metrics``: metrics drawn on a log y, symmetric-log when a bound is <= 0 (zeros stay
-    visible). ``ax``: an axis to draw into when the frame holds one metric and one sampler."""
+    visible). ``ax``: one Axes per (metric, sampler) panel to draw into, rows by metric."""
     from .metrics import BASELINE
     from .replication import NOISE
     style()
@@ -165,15 +164,14 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     df = df[~df["weighting"].isin([BASELINE, NOISE])]
     by_sampler = "sampler" in df
     pairs = list(dict.fromkeys(zip(df["metric"], df["sampler"] if by_sampler else df["metric"])))
-    if ax is not None:
-        if len(pairs) != 1:
-            raise ValueError(f"ax= draws one panel; the frame holds {len(pairs)} (metric, sampler) panels")
-        fig, where = ax.figure, {pairs[0]: ax}
+    metrics_ = list(dict.fromkeys(df["metric"]))
+    samplers = list(dict.fromkeys(df["sampler"])) if by_sampler else [None]
+    if ax is not None and np.asarray(ax, dtype=object).size == 1 and len(pairs) == 1:
+        fig, axes = np.asarray(ax, dtype=object).ravel()[0].figure, np.asarray(ax, dtype=object).reshape(1, 1)
+        where = {pairs[0]: axes[0, 0]}
     else:
-        metrics_ = list(dict.fromkeys(df["metric"]))
-        samplers = list(dict.fromkeys(df["sampler"])) if by_sampler else [None]
-        fig, axes = plt.subplots(len(metrics_), len(samplers), figsize=(4.2 * len(samplers), 2.8 * len(metrics_)),
-                                 squeeze=False, sharey="row")
+        fig, axes = panels(ax, len(metrics_), len(samplers), figsize=(4.2 * len(samplers), 2.8 * len(metrics_)),
+                           sharey="row")
         where = {(m, s if by_sampler else m): axes[i, j] for i, m in enumerate(metrics_)
                  for j, s in enumerate(samplers)}
     for (metric, sampler), a in where.items():
@@ -201,7 +199,7 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
         a.set_xlabel(X_LABELS.get(x, x.replace("_", " ")) + " (log scale)")
         a.set_ylabel(metric_label(metric) + "\n95% bootstrap band", fontsize=9)
     next(iter(where.values())).legend(fontsize=8)
-    fig.tight_layout()
+    finish(fig, ax)
     if title:
         fig.suptitle(title, y=1.0, va="bottom")
     for a in where.values():   # once the panels have their final widths

@@ -11,6 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plot_axes import finish, panels
 from .plot_images import (mosaic, mosaic_inches, plot_image_table, plot_points_table,
                           plot_x0_grid, plot_x0_grids, to_unit)
 from .plot_samples import (METRIC_LABELS, X_LABELS, integer_log_ticks, metric_label,
@@ -26,13 +27,14 @@ __all__ = ["plot_weightings", "stat_label", "plot_per_timestep", "plot_colour_bi
            "style", "weighting_colour", "weighting_palette", "plot_x0_grids", "plot_relative_difference"]
 
 
-def plot_weightings(df, space: str = "x0", schedule_name: str = "", axes=None):
+def plot_weightings(df, space: str = "x0", schedule_name: str = "", ax=None):
     """Every weighting column of a :func:`biaskit.weighting.weights_table` frame, against t and
     against logsnr, on a log y axis (weights span many decades); each weighting in its colour
-    (:func:`weighting_colour`). ``axes``: two axes to draw into (default: a new figure)."""
+    (:func:`weighting_colour`). ``ax``: two Axes to draw into (default: a new figure)."""
     style()
     cols = [c for c in df.columns if c not in ("t", "snr", "logsnr")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True) if axes is None else (axes[0].figure, axes)
+    fig, axes = panels(ax, 1, 2, figsize=(11, 4), sharey=True)
+    axes = axes[0]
     dashes = ("-", "--", "-.", ":")  # with many curves colour alone does not separate them
     for i, c in enumerate(cols):
         y = df[c].to_numpy(dtype=float)
@@ -44,13 +46,12 @@ def plot_weightings(df, space: str = "x0", schedule_name: str = "", axes=None):
     axes[1].set_xlabel("log SNR (nats)")
     axes[1].invert_xaxis()  # noise grows to the right in both panels
     axes[0].set_ylabel(f"weight on the {space}-MSE (per sample)")
-    for ax in axes:
-        ax.set_yscale("log")
+    for a in axes:
+        a.set_yscale("log")
     axes[0].set_title(f"against t ({schedule_name})" if schedule_name else "against t")
     axes[1].set_title("against log SNR")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 # --- probe results (biaskit.probe) -------------------------------------------------------------
@@ -108,11 +109,11 @@ def _finish_x(ax, x):
         ax.invert_xaxis()  # noise grows to the right, as against t
 
 
-def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None, axes=None):
+def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=None, ax=None):
     """One panel per statistic of a probe/compare frame against ``x`` ("t", "logsnr" or both as a
     tuple), every model overlaid with its 95% band in its colour (:func:`weighting_colour`); a
     log y where a statistic spans decades (or as ``log`` says), symmetric-log when an estimate or
-    a bound is <= 0 (a log axis would hide it). ``axes``: a (stats, xs) array to draw into."""
+    a bound is <= 0 (a log axis would hide it). ``ax``: stats x xs Axes to draw into."""
     style()
     df = _models(df)
     stats = [stats] if isinstance(stats, str) else list(stats)
@@ -122,59 +123,50 @@ def plot_per_timestep(df, stats=("x0_mse", "eps_mse"), x="t", models=None, log=N
         raise ValueError(f"statistics {missing} not in the frame; available: "
                          f"{', '.join(c for c in df.columns if not c.endswith(('_lo', '_hi')))}")
     names = list(dict.fromkeys(df["model"])) if models is None else list(models)
-    if axes is None:
-        fig, axes = plt.subplots(len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)),
-                                 squeeze=False)
-    else:
-        axes = np.asarray(axes, dtype=object).reshape(len(stats), len(xs))
-        fig = axes[0, 0].figure
+    fig, axes = panels(ax, len(stats), len(xs), figsize=(5.2 * len(xs), 3.6 * len(stats)))
     for i, stat in enumerate(stats):
         cols = [c for c in (stat, f"{stat}_lo", f"{stat}_hi") if c in df]
         values = df[cols].to_numpy(dtype=float).ravel()
         scale = y_scale(values, _spans_decades(df[stat]) if log is None else bool(log))
         for j, xv in enumerate(xs):
-            ax = axes[i, j]
+            a = axes[i, j]
             for name in names:
-                _band(ax, df[df["model"] == name].sort_values("t"), xv, stat, weighting_colour(name), name, scale)
-            apply_y_scale(ax, scale, values)
-            ax.set_ylabel(stat_label(stat), fontsize=9)
-            _finish_x(ax, xv)
+                _band(a, df[df["model"] == name].sort_values("t"), xv, stat, weighting_colour(name), name, scale)
+            apply_y_scale(a, scale, values)
+            a.set_ylabel(stat_label(stat), fontsize=9)
+            _finish_x(a, xv)
     axes[0, -1].legend(loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def plot_per_timestep_groups(df, stat: str, groups: dict, x="logsnr", linthresh: float | None = None,
-                             axes=None):
+                             ax=None):
     """One panel per group {title: [model, ...]} of a probe/compare frame, ``stat`` with its 95%
     band against ``x``, panels side by side with a shared y axis (symmetric-log with a linear
     part below ``linthresh`` when given: estimates of exactly 0 stay visible); each model in its
-    colour (:func:`weighting_colour`). ``axes``: one axis per group to draw into."""
+    colour (:func:`weighting_colour`). ``ax``: one Axes per group to draw into."""
     style()
     df = _models(df)
-    if axes is None:
-        fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
-    for ax, (title, models) in zip(axes, groups.items()):
+    fig, axes = panels(ax, 1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True)
+    axes = axes[0]
+    for a, (title, models) in zip(axes, groups.items()):
         for name in models:
-            _band(ax, df[df["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, False)
+            _band(a, df[df["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, False)
         if linthresh is not None:
-            ax.set_yscale("symlog", linthresh=linthresh)
-        ax.set_title(title, fontsize=10)
-        ax.legend(loc="upper left", fontsize=8)
-        _finish_x(ax, x)
+            a.set_yscale("symlog", linthresh=linthresh)
+        a.set_title(title, fontsize=10)
+        a.legend(loc="upper left", fontsize=8)
+        _finish_x(a, x)
     axes[0].set_ylabel(stat_label(stat) + ("" if linthresh is None else f"\n(linear below {linthresh:g})"),
                        fontsize=9)
     axes[0].set_ylim(bottom=0)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_colour_bias(df, x="t", axes=None):
+def plot_colour_bias(df, x="t", ax=None):
     """Per-channel mean error of x0_hat (x0_bias_c{k}) with 95% bands, each channel in its RGB
     colour (one grey line for grayscale); one panel per model, two panels a row, shared y.
-    ``axes``: one axis per model to draw into."""
+    ``ax``: one Axes per model to draw into."""
     style()
     df = _models(df)
     chans = sorted((c for c in df.columns if c.startswith("x0_bias_c") and c[9:].isdigit()),
@@ -182,25 +174,25 @@ def plot_colour_bias(df, x="t", axes=None):
     if not chans:
         raise ValueError("the frame has no x0_bias_c{k} columns")
     names = list(dict.fromkeys(df["model"]))
-    fig, axes = grid(len(names), sharey=True) if axes is None else (axes[0].figure, list(axes))
-    for ax, name in zip(axes, names):
+    fig, axes = grid(len(names), sharey=True) if ax is None else panels(ax, 1, len(names))
+    axes = list(np.asarray(axes, dtype=object).flat)
+    for a, name in zip(axes, names):
         d = df[df["model"] == name].sort_values("t")
         for c, colour, label in zip(chans, channel_colours(len(chans)), channel_names(len(chans))):
-            _band(ax, d, x, c, colour, label, log=False)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_title(name)
-        ax.set_ylabel("mean x0_hat - x0 (data units)")
-        ax.yaxis.set_tick_params(labelleft=True)
-        _finish_x(ax, x)
+            _band(a, d, x, c, colour, label, log=False)
+        a.axhline(0.0, color="black", linewidth=0.8)
+        a.set_title(name)
+        a.set_ylabel("mean x0_hat - x0 (data units)")
+        a.yaxis.set_tick_params(labelleft=True)
+        _finish_x(a, x)
     axes[0].legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", axes=None):
+def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", ax=None):
     """Paired differences statistic(model) - statistic(reference) of a :func:`biaskit.probe.compare`
     frame with their 95% bands and the zero line; one panel per statistic; each difference in
-    the colour of its non-reference model (:func:`weighting_colour`). ``axes``: one axis per
+    the colour of its non-reference model (:func:`weighting_colour`). ``ax``: one Axes per
     statistic to draw into. The same differences relative to the reference:
     :func:`plot_relative_difference`."""
     style()
@@ -211,44 +203,38 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", axes=None):
         raise ValueError("the frame has no difference rows (compare() needs two or more models)")
     stats = [stats] if isinstance(stats, str) else list(stats)
     names = list(dict.fromkeys(d["model"]))
-    if axes is None:
-        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
-    for ax, stat in zip(axes, stats):
+    fig, axes = panels(ax, 1, len(stats), figsize=(5.2 * len(stats), 3.6))
+    axes = axes[0]
+    for a, stat in zip(axes, stats):
         for name in names:
-            _band(ax, d[d["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, log=False)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
-        _finish_x(ax, x)
+            _band(a, d[d["model"] == name].sort_values("t"), x, stat, weighting_colour(name), name, log=False)
+        a.axhline(0.0, color="black", linewidth=0.8)
+        a.set_ylabel(f"paired difference of\n{stat_label(stat)}", fontsize=9)
+        _finish_x(a, x)
     axes[-1].legend(loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
-def plot_relative_difference(ratios, stats=("x0_mse",), x="t", axes=None):
+def plot_relative_difference(ratios, stats=("x0_mse",), x="t", ax=None):
     """Per-t relative differences R - 1 = m(model) / m(reference) - 1 of
     :func:`biaskit.probe.compare_ratio` rows with one probed t each (``per_t=True``), with their
     95% intervals (delta method on log R: the reference's noise included, never below -100%),
-    on a percent axis; one panel per statistic, each model in its colour. ``axes``: one axis per
+    on a percent axis; one panel per statistic, each model in its colour. ``ax``: one Axes per
     statistic to draw into."""
     style()
     stats = [stats] if isinstance(stats, str) else list(stats)
     d = ratios[ratios["t_from"] == ratios["t_to"]].assign(t=lambda f: f["t_from"], logsnr=lambda f: f["logsnr_from"])
-    if axes is None:
-        fig, axes = plt.subplots(1, len(stats), figsize=(5.2 * len(stats), 3.6), squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
-    for ax, stat in zip(axes, stats):
+    fig, axes = panels(ax, 1, len(stats), figsize=(5.2 * len(stats), 3.6))
+    axes = axes[0]
+    for a, stat in zip(axes, stats):
         ds = d[d["statistic"] == stat]
         for name, g in ds.groupby("model", sort=False):
             g = g.sort_values("t").assign(pct=100 * g["relative"], pct_lo=100 * g["relative_lo"],
                                           pct_hi=100 * g["relative_hi"])
-            _band(ax, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
+            _band(a, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
                   marker="o", ms=3)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
-        _finish_x(ax, x)
+        a.axhline(0.0, color="black", linewidth=0.8)
+        a.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
+        _finish_x(a, x)
     axes[-1].legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)

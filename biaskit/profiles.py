@@ -1,4 +1,4 @@
-"""The figure study, defined once per study profile: ``smoke`` (the test suite: seconds),
+"""The figure study, defined once per study profile: ``smoke`` (the test suite: about 1.5 minutes),
 ``quick`` (every figure on 2 CPU cores within 15 minutes: 11:47 measured in a fresh clone with an empty cache), ``full`` (GPU sized: 32 px and
 up, long training, FID on 10k samples) and ``gpu-smoke`` (the full profile's code path, short).
 

@@ -22,7 +22,7 @@ __all__ = [
     "Schedule", "SCHEDULES", "get_schedule", "linear", "linear_adm", "scaled_linear", "cosine",
     "sigmoid", "adm_schedule",
     "from_betas", "from_abar", "rescale_zero_terminal_snr", "respace", "space_timesteps",
-    "diffusers_spacing", "from_diffusers_config",
+    "diffusers_spacing", "from_diffusers_config", "scheduler_config", "as_schedule",
 ]
 
 
@@ -184,13 +184,17 @@ ADM_SCHEDULES = {"linear": "linear_adm", "cosine": "cosine"}
 _ALIASES = {"squaredcos_cap_v2": "cosine", "ddpm": "linear"}
 
 
-def get_schedule(name: str, T: int = 1000, zero_terminal_snr: bool = False, **kwargs) -> Schedule:
+def get_schedule(name, T: int = 1000, zero_terminal_snr: bool = False, **kwargs) -> Schedule:
     """A named schedule (``linear``, ``linear_adm``, ``scaled_linear``, ``cosine``, ``sigmoid``)
     with T steps. ``linear`` keeps DDPM's 1e-4..0.02 at any T; ``linear_adm`` is guided-diffusion's
     (scaled by 1000/T). The two agree at T = 1000.
 
     ``name + "_zsnr"`` or ``zero_terminal_snr=True`` applies :func:`rescale_zero_terminal_snr`.
+    ``name`` may also be a diffusers scheduler object or its config dict (:func:`as_schedule`;
+    T and the other arguments then come from it).
     """
+    if not isinstance(name, str):
+        return as_schedule(name)
     if name.endswith("_zsnr"):
         name, zero_terminal_snr = name[: -len("_zsnr")], True
     key = _ALIASES.get(name, name)
@@ -312,3 +316,48 @@ def from_diffusers_config(config) -> Schedule:
         raise ValueError(f"unsupported diffusers beta_schedule {kind!r}; supported: linear, "
                          "scaled_linear, squaredcos_cap_v2, sigmoid, or trained_betas")
     return rescale_zero_terminal_snr(sched) if config.get("rescale_betas_zero_snr") else sched
+
+
+# diffusers schedulers that describe a continuous process, not a discrete VP schedule
+PROCESS_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler",
+                      "EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
+
+
+def scheduler_config(obj) -> dict | None:
+    """The config dict of a diffusers scheduler object (with its ``_class_name``) or of a config
+    mapping; None for anything else."""
+    from collections.abc import Mapping
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    config = getattr(obj, "config", None)
+    if isinstance(config, Mapping) and hasattr(obj, "set_timesteps"):
+        return {"_class_name": type(obj).__name__, **dict(config)}
+    return None
+
+
+def as_schedule(obj) -> Schedule:
+    """A :class:`Schedule` from a Schedule, a schedule name, or a diffusers (DDPM-family)
+    scheduler object or config dict. A scheduler object's own ``alphas_cumprod`` must match the
+    schedule read from its config (to 1e-5): a scheduler biaskit cannot read is an error, never
+    a default. TypeError for any other type; ValueError for a flow-matching or EDM scheduler
+    (a process: ``biaskit.load(net, scheduler=...)`` reads those)."""
+    if isinstance(obj, Schedule):
+        return obj
+    if isinstance(obj, str):
+        return get_schedule(obj)
+    cfg = scheduler_config(obj)
+    if cfg is None:
+        raise TypeError(f"schedule: expected a biaskit Schedule, a schedule name, or a diffusers scheduler "
+                        f"(object or config dict), got {type(obj).__name__}")
+    if cfg.get("_class_name") in PROCESS_SCHEDULERS:
+        raise ValueError(f"{cfg['_class_name']} describes a continuous process, not a discrete VP "
+                         "schedule: use biaskit.load(net, scheduler=...) for a ProcessDenoiser")
+    sched = from_diffusers_config(cfg)
+    abar = getattr(obj, "alphas_cumprod", None)
+    if abar is not None:
+        abar = torch.as_tensor(abar, dtype=torch.float64).flatten()
+        if abar.shape != sched.abar.shape or not torch.allclose(abar, sched.abar, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"{type(obj).__name__}'s alphas_cumprod differ from the schedule read "
+                             f"from its config ({sched!r}); pass a biaskit Schedule instead "
+                             "(schedules.from_abar(scheduler.alphas_cumprod))")
+    return sched

@@ -128,3 +128,57 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
     assert ran.count("train") == 9 and ran.count("probe") >= 5 and ran.count("sample") == 3
     assert (repo / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()
     assert (repo / "runs" / "digits-flow" / "probe").is_dir() and (repo / "runs" / "digits-edm" / "probe").is_dir()
+
+
+# --- every Python snippet of the README -----------------------------------------------------------
+
+def readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [b.split("```")[0] for b in text.split("```python\n")[1:]]
+
+
+def test_readme_python_blocks_run_as_one_notebook_session(tmp_path, monkeypatch):
+    """The README's Python blocks, as written, run in order in one namespace (cells of a notebook)
+    in a fresh folder holding links to examples/ and ../shared: load a diffusers model in memory,
+    probe, plot on given axes, compare two models, sample, score, monitor a training loop."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import torch
+    torch.manual_seed(0)
+    shared = ROOT.parent / "shared"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "examples").symlink_to(ROOT / "examples")
+    if shared.is_dir():
+        (tmp_path / "shared").symlink_to(shared)
+    monkeypatch.chdir(repo)
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 4
+    ns: dict = {}
+    for block in blocks:
+        if "../shared/" in block and not shared.is_dir():
+            continue
+        exec(compile(block, "README.md", "exec"), ns)  # noqa: S102 - the README's own code
+    assert isinstance(ns["df"], pd.DataFrame) and len(ns["df"]) == 8
+    assert all(a.lines for a in ns["axes"]) and len(ns["fig"].axes) == 2
+    assert set(ns["paired"].model) == {"other - unet"} and {"statistic", "value"} <= set(ns["long"].columns)
+    assert ns["x"].shape == (64, 1, 8, 8) and set(ns["scores"].metric) == {"swd", "mmd2"}
+    records = pd.read_csv(repo / "runs" / "monitor" / "monitor.csv")
+    assert sorted(records.step.unique()) == [10, 20] and (records.kind == "difference").sum() == 5
+    if shared.is_dir():
+        assert list(ns["table"].t) == [1, 264, 999]
+    plt.close("all")
+
+
+def test_readme_prose_names_only_existing_python_calls():
+    """Inline `biaskit.a.b(...)` in the prose names a callable that exists."""
+    import importlib
+    import re
+    text = (ROOT / "README.md").read_text()
+    names = set(re.findall(r"`(biaskit(?:\.\w+)+)\(", text))
+    assert {"biaskit.probe", "biaskit.compare", "biaskit.load"} <= names
+    for name in names:
+        obj = importlib.import_module("biaskit")
+        for part in name.split(".")[1:]:
+            obj = getattr(obj, part)
+        assert callable(obj), name

@@ -21,10 +21,24 @@ __all__ = ["load", "detect_format", "FORMATS", "OPTIONS", "add_loader_arguments"
 def load(spec, *, model_spec=None, weights=None, **options):
     """The denoiser ``spec`` names (a Denoiser is returned as is); ``options`` go to the format's
     loader: an oracle's are dataset options (see :func:`biaskit.oracle.from_spec`), every other
-    format's are checked against :data:`OPTIONS` (one that does not apply is a ValueError)."""
+    format's are checked against :data:`OPTIONS` (one that does not apply is a ValueError).
+
+    ``spec``: a path or model spec string, a Denoiser, or a network in memory (an ``nn.Module``
+    such as a diffusers ``UNet2DModel``, or a callable ``net(x, t)``) with ``schedule=`` /
+    ``scheduler=`` (a diffusers scheduler object or config) or ``process=``
+    (:mod:`biaskit.loaders.memory`). Any other type is a TypeError.
+    """
+    import os
+
     from ..denoiser import Denoiser
     if isinstance(spec, Denoiser):
         return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        if callable(spec) and model_spec is None and weights is None:
+            from .memory import load_module
+            return load_module(spec, **options)
+        raise TypeError(f"biaskit.load expects a path or model spec string, a Denoiser, or a network "
+                        f"in memory (torch nn.Module or callable), got {type(spec).__name__}")
     fmt = detect_format(spec, model_spec, weights)
     if fmt == "oracle":
         from ..oracle import from_spec

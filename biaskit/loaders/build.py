@@ -119,7 +119,9 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
 
 
 def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
-                  trained_timesteps, source: Source, any_size: bool = False) -> Denoiser:
+                  trained_timesteps, source: Source, any_size: bool = False, freeze: bool = True) -> Denoiser:
+    """The Denoiser of ``net`` on ``schedule`` (cut to ``trained_timesteps``); ``freeze``: eval mode
+    and no gradients (a loaded checkpoint; a network in memory keeps its state)."""
     if trained_timesteps is not None:
         schedule = respace(schedule, parse_timestep_range(trained_timesteps, schedule.T))
         source = source.with_extras(trained_timesteps=[int(schedule.timesteps[0]),
@@ -127,7 +129,8 @@ def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, da
     time_input = time_input or "index"
     if not callable(time_input) and time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
-    net.eval().requires_grad_(False)
+    if freeze:
+        net.eval().requires_grad_(False)
     return Denoiser(net, schedule, parameterization, time_input=time_input, time_scale=time_scale,
                     data_range=parse_range(data_range), channels=channels,
                     name=source.name or "model", source=source, any_size=any_size)

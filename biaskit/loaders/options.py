@@ -61,6 +61,7 @@ IGNORED_DEST = "ignored_flag_"
 _THIRD = frozenset({"diffusers", "diffusers-unet", "adm", "plugin"})
 _DIFFUSERS = frozenset({"diffusers", "diffusers-unet"})
 _ADM, _PLUGIN, _RUN, _ORACLE = (frozenset({f}) for f in ("adm", "plugin", "run", "oracle"))
+_MODULE = frozenset({"module"})  # a network in memory: biaskit.load(net, ...)
 
 
 def _o(name, formats, help="", **kw) -> Option:
@@ -89,8 +90,9 @@ IGNORED_FLAGS = {
 
 OPTIONS: tuple[Option, ...] = (
     # oracles and biaskit runs
-    _o("schedule", _ORACLE, "schedule of an oracle model (trained models carry their own; default "
-       "linear)", section="model"),
+    _o("schedule", _ORACLE | _MODULE, "schedule of an oracle model (trained models carry their own; "
+       "default linear); in Python, of a network in memory: a Schedule, a name or a diffusers "
+       "scheduler", section="model"),
     _o("step", _RUN, "checkpoint step of a biaskit run (default latest)", type=int, section="model"),
     _o("online_weights", _RUN, "use a biaskit run's online weights instead of its EMA weights",
        kind="switch", section="model"),
@@ -99,16 +101,16 @@ OPTIONS: tuple[Option, ...] = (
     _o("model_spec", _PLUGIN, "user network: a factory returning an nn.Module called as "
        "net(x, time_in)", metavar="FILE.py:FACTORY"),
     _o("weights", _PLUGIN, "state dict for --model-spec (.safetensors/.pt/...)", metavar="PATH"),
-    _o("parameterization", _THIRD, "what the network predicts: eps, x0, v, flow (diffusers: "
+    _o("parameterization", _THIRD | _MODULE, "what the network predicts: eps, x0, v, flow (diffusers: "
        f"epsilon, sample, v_prediction); with --process also edm ({', '.join(TARGETS)})"),
-    _o("process", _PLUGIN, "the continuous noise process the network was trained under, instead "
+    _o("process", _PLUGIN | _MODULE, "the continuous noise process the network was trained under, instead "
        "of a discrete VP schedule: edm / ve (sigma 0.002..80), flow (x_t = (1 - t) x0 + t eps), "
        "vp_cosine, vp_linear_logsnr; it is probed and sampled as a VP model at equal logsnr "
        "(default parameterization: edm for edm, flow for flow, eps otherwise)",
        choices=tuple(sorted(PROCESSES))),
-    _o("flow_shift", _PLUGIN, "with --process flow: SD3's time shift (default 1)", type=float),
-    _o("noise_schedule", _THIRD, "named schedule: linear, cosine, scaled_linear, sigmoid"),
-    _o("diffusion_steps", _THIRD, "training steps T (default 1000)", type=int),
+    _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float),
+    _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
+    _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int),
     _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),
     _o("rescale_timesteps", _ADM, "ADM (improved-diffusion): the network was fed t * 1000 / T",
        type=parse_bool, kind="bool"),
@@ -118,23 +120,23 @@ OPTIONS: tuple[Option, ...] = (
        "250, ddim50, 10,15,20", metavar="SPEC"),
     _o("abar_key", _ADM | _PLUGIN, "read abar_t from this checkpoint tensor", metavar="KEY"),
     _o("betas_key", _ADM | _PLUGIN, "read beta_t from this checkpoint tensor", metavar="KEY"),
-    _o("scheduler_config", _THIRD, "diffusers scheduler_config.json (or folder)", metavar="PATH"),
-    _o("time_input", _THIRD, "how t reaches the network: index (integer timestep), scaled "
+    _o("scheduler_config", _THIRD | _MODULE, "diffusers scheduler_config.json (or folder)", metavar="PATH"),
+    _o("time_input", _THIRD | _MODULE, "how t reaches the network: index (integer timestep), scaled "
        "(timestep * --time-scale), sigma, logsnr, alpha_sigma; with --process: sigma, c_noise "
        "(ln(sigma) / 4), t (the process time * --time-scale), logsnr",
        choices=tuple(dict.fromkeys(TIME_INPUTS + PROCESS_TIME_INPUTS))),
-    _o("time_scale", _THIRD, "factor for --time-input scaled (e.g. 0.001 for t/1000) or, with "
+    _o("time_scale", _THIRD | _MODULE, "factor for --time-input scaled (e.g. 0.001 for t/1000) or, with "
        "--process, for t (e.g. 1000 for a flow net fed t in [0, 1000])", type=float),
-    _o("data_range", _THIRD, "range of clean data, default -1,1; write --data-range=-0.5,0.5 for "
+    _o("data_range", _THIRD | _MODULE, "range of clean data, default -1,1; write --data-range=-0.5,0.5 for "
        "negative LO", metavar="LO,HI"),
     _o("state_dict_prefix", _ADM | _PLUGIN, "keep keys starting with this and strip it (e.g. gt., "
        "module. or ema.)", metavar="PREFIX"),
     _o("state_dict_key", _ADM | _PLUGIN, "which state dict of a file holding several (e.g. ema or "
        "model); default: the EMA one", metavar="KEY"),
-    _o("trained_timesteps", _THIRD, "only these timesteps (inclusive) are probed, e.g. the range "
+    _o("trained_timesteps", _THIRD | _MODULE, "only these timesteps (inclusive) are probed, e.g. the range "
        "the model was trained on", metavar="LO:HI"),
-    _o("class_label", _DIFFUSERS | _ADM, "class fed to a class-conditional model", type=int),
-    _o("channels", _PLUGIN, "data channels C of a plugin model", type=int, cli=False),
+    _o("class_label", _DIFFUSERS | _ADM | _MODULE, "class fed to a class-conditional model", type=int),
+    _o("channels", _PLUGIN | _MODULE, "data channels C of a plugin model", type=int, cli=False),
     # ADM architecture (guided-diffusion's flag names and units; see models.adm.flags_to_config)
     _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int),
     _o("num_res_blocks", _ADM, "ADM res blocks per level", type=int),
@@ -155,7 +157,11 @@ OPTIONS: tuple[Option, ...] = (
        cli=False),
     _o("factory_kwargs", _PLUGIN, "keyword arguments for the plugin factory", cli=False),
     _o("map_location", _THIRD, "where torch reads the weights to", default="cpu", cli=False),
-    _o("device", _THIRD | _RUN, "device of the network", cli=False),
+    _o("device", _THIRD | _RUN | _MODULE, "device of the network", cli=False),
+    _o("scheduler", _MODULE, "a diffusers scheduler object (or its config dict) the network in "
+       "memory was trained with", cli=False),
+    _o("name", _MODULE, "the name of a network in memory (probe rows, legends)", cli=False),
+    _o("shape", _MODULE, "per-sample shape (C, H, W) or (D,) of a network in memory", cli=False),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

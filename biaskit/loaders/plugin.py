@@ -19,7 +19,7 @@ from .build import file_source, make_denoiser, parse_range, resolve_schedule
 from .options import check_options
 from .weights import prefix_for, read_weights
 
-__all__ = ["resolve_factory", "load_plugin"]
+__all__ = ["resolve_factory", "load_plugin", "process_model"]
 
 
 def resolve_factory(model_spec: str):
@@ -87,7 +87,7 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
     if o.process is not None:
-        return _process_model(net.to(o.device), o, source)
+        return process_model(net.to(o.device), o, source)
     if o.flow_shift is not None:
         raise ValueError("flow_shift (--flow-shift) needs process='flow' (--process flow)")
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
@@ -110,12 +110,12 @@ _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key
 _DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow"}
 
 
-def _process_model(net: nn.Module, o, source: Source):
+def process_model(net: nn.Module, o, source: Source, freeze: bool = True):
     """A plugin trained under a continuous process (``process=``): a
     :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
     from ..formulations import ProcessDenoiser
     from ..processes import get_process
-    clash = [k for k in _SCHEDULE_SOURCES if getattr(o, k) is not None]
+    clash = [k for k in _SCHEDULE_SOURCES if getattr(o, k, None) is not None]
     if clash:
         raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
                          f"{', '.join(clash)}")
@@ -123,7 +123,8 @@ def _process_model(net: nn.Module, o, source: Source):
         raise ValueError(f"flow_shift applies to process='flow', not {o.process!r}")
     process = get_process(o.process, **({"shift": o.flow_shift} if o.flow_shift is not None else {}))
     target = o.parameterization or _DEFAULT_TARGET.get(o.process, "eps")
-    net.eval().requires_grad_(False)
+    if freeze:
+        net.eval().requires_grad_(False)
     return ProcessDenoiser(net, process, target, time_input=o.time_input,
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
                            data_range=parse_range(o.data_range), channels=o.channels,

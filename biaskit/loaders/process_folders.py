@@ -74,7 +74,7 @@ def _edm(cfg: dict, o):
         {"sigma_data": float(cfg.get("sigma_data", 0.5)), "negate": kind == "v_prediction"}
 
 
-def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int):
+def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, freeze: bool = True):
     """The folder's network under the process of scheduler config ``cfg`` (options ``o`` of the
     diffusers loader: parameterization and time_input override the defaults above)."""
     from ..formulations import ProcessDenoiser
@@ -84,7 +84,8 @@ def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int):
     process, target, time_input, extra = (_flow if cls in FLOW_SCHEDULERS else _edm)(cfg, o)
     if extra.pop("negate", False):
         net = Negated(net)
-    net.eval().requires_grad_(False)
+    if freeze:
+        net.eval().requires_grad_(False)
     source = source.with_extras(process=process.describe(), target=target,
                                 dynamic_shifting=bool(cfg.get("use_dynamic_shifting", False)))
     return ProcessDenoiser(net, process, target, time_input=time_input,

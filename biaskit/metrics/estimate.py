@@ -37,7 +37,7 @@ class Estimate:
 
 
 def _flat(x) -> torch.Tensor:
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x).detach()
     return x.reshape(x.shape[0], -1).double()
 
 

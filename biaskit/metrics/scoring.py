@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import results  # noqa: F401 - registers df.biaskit.to_long() on the tables made here
 from .estimate import N_BOOT, Estimate
 from .gmm import gmm_metrics
 from .inception import Inception, fid, kid
@@ -60,13 +61,37 @@ def data_vs_data(held_out, reference, metrics=("swd", "mmd"), n: int | None = No
     return pd.DataFrame(rows)
 
 
-def evaluate(sets: dict, reference, metrics=("swd", "mmd"), *, data_range=(-1.0, 1.0),
+def _data_range(data_range, reference, model, metrics):
+    """The samples' (lo, hi): given, else the Dataset's, else the model's; needed by FID/KID only."""
+    for source in (data_range, getattr(reference, "data_range", None), getattr(model, "data_range", None)):
+        if source is not None:
+            return tuple(float(v) for v in source)
+    if "fid" in metrics or "kid" in metrics:
+        raise ValueError("data_range is unknown and FID/KID need it (Inception reads images mapped "
+                         "from it to [0, 255]): pass data_range=(lo, hi), a Dataset as reference, "
+                         "or model=")
+    return None
+
+
+def evaluate(sets: dict, reference, metrics=("swd", "mmd"), *, data_range=None, model=None,
              mixture=None, inception: Inception | None = None, n_boot: int = N_BOOT, seed: int = 0,
              ci: float = 0.95, baseline=None) -> pd.DataFrame:
-    """Score each named set of samples against ``reference`` (e.g. held-out data); one row per
-    (set, metric) with value, lo, hi, method. ``gmm`` needs ``mixture`` and ignores ``reference``.
+    """Score each named set of samples against ``reference``; one row per (set, metric) with
+    value, lo, hi, method (``biaskit.to_long`` gives the long view every result shares).
+
+    ``reference``: held-out samples (N, ...) or a :class:`biaskit.data.Dataset` (its test split,
+    and its data_range and mixture). ``gmm`` needs ``mixture`` and ignores ``reference``.
+    ``data_range``: (lo, hi) of the samples. It matters only for FID and KID, which map images
+    from it to Inception's [0, 255]; SWD, MMD and the GMM metrics read values as they are.
+    Default: the Dataset's range, else ``model.data_range`` (a Denoiser); unknown with FID/KID
+    asked is a ValueError, never a guess.
     ``baseline``: more held-out data, disjoint from ``reference``: adds the rows of
     :func:`data_vs_data` (set "data vs data") for each distinct size of the sets."""
+    data_range = _data_range(data_range, reference, model, metrics)
+    if mixture is None:
+        mixture = getattr(reference, "mixture", None) if "gmm" in metrics else None
+    if hasattr(reference, "test"):
+        reference = reference.test
     _check_metrics(metrics, mixture)
     if ("fid" in metrics or "kid" in metrics) and inception is None:
         inception = Inception()
@@ -80,4 +105,6 @@ def evaluate(sets: dict, reference, metrics=("swd", "mmd"), *, data_range=(-1.0,
         sizes = sorted({len(x) for x in sets.values()})
         out = pd.concat([out] + [data_vs_data(baseline, reference, metrics, n, **kw) for n in sizes],
                         ignore_index=True)
+    out.attrs["metadata"] = {"metrics": list(metrics), "data_range": data_range, "seed": int(seed),
+                             "n_boot": int(n_boot), "ci": float(ci), "reference_n": len(reference)}
     return out

@@ -18,6 +18,8 @@ intervals come from :mod:`biaskit.intervals`.
 The statistics and their intervals: :mod:`biaskit.probe.statistics`.
 """
 
+import sys
+
 from ..results import load_results, save_results
 from .api import METHODS, ProbeOptions, compare, compare_ratio, model_identity, probe
 from .bias_norm import bias_l2, bias_l2_interval, bias_sq, hotelling_p
@@ -29,3 +31,13 @@ __all__ = ["probe", "compare", "compare_ratio", "ProbeOptions", "timestep_grid",
            "select_samples", "save_results", "load_results", "METHODS", "chunk_rows", "CLIP_TOL",
            "outside_range", "STATISTICS", "band_matrix", "model_identity", "bias_sq", "bias_l2",
            "hotelling_p", "bias_l2_interval", "bias_difference"]
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """``biaskit.probe(denoiser, data, **settings)`` is :func:`probe`; the package stays a module."""
+
+    def __call__(self, denoiser, data, **settings):
+        return probe(denoiser, data, **settings)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -7,6 +7,7 @@ stochastic step's draw, in order.
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -84,6 +85,21 @@ def _initial_noise(shape_or_noise, device, generator) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
+@contextmanager
+def _evaluating(model):
+    """Eval mode (no dropout) and no autograd graph while sampling; a network in memory that is
+    being trained gets its train mode back afterwards, submodule by submodule."""
+    modes = [(m, m.training) for m in model.modules()] if hasattr(model, "modules") else []
+    for m, _ in modes:
+        m.training = False
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
@@ -126,7 +142,8 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     x = _initial_noise(shape_or_noise, device, generator)
     denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
-    x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
-                                 generator=generator, callback=record, progress=progress,
-                                 **_options(sampler, eta, variance, scheduler_kwargs))
+    with _evaluating(denoiser):
+        x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
+                                     generator=generator, callback=record, progress=progress,
+                                     **_options(sampler, eta, variance, scheduler_kwargs))
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)

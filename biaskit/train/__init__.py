@@ -32,6 +32,7 @@ from typing import Iterator
 
 from .objective import (TrainState, batch_indices, diffusion_loss, epoch_permutation, learning_rate,
                         loss_weights, timestep_probabilities)
+from . import uncertainty  # noqa: F401 - biaskit.train.uncertainty after `import biaskit`
 from .runlog import RESUMABLE, config_differences
 from .trainer import Trainer
 

@@ -1,0 +1,97 @@
+"""A network already in memory -> :class:`~biaskit.Denoiser`: ``biaskit.load(net, ...)``.
+
+``net`` is any ``nn.Module`` (or callable) called as ``net(x_t, time_in)``, for instance a
+diffusers ``UNet2DModel`` (its ``UNet2DOutput.sample`` is unwrapped by the Denoiser). What the
+network cannot say is stated, never assumed: the schedule (``schedule=``: a Schedule or a name;
+``scheduler=``: a diffusers scheduler object or config dict; or ``noise_schedule=`` /
+``scheduler_config=``) or the continuous process (``process=``, or a flow-matching / EDM diffusers
+scheduler). The parameterization defaults to the scheduler's ``prediction_type``, else eps. A
+diffusers model gives its per-sample shape (``in_channels``, ``sample_size``). The network is not
+frozen nor put in eval mode (the probe does that for its own duration), so it can keep training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..denoiser import Denoiser
+from ..schedules import PROCESS_SCHEDULERS, as_schedule, scheduler_config
+from ..source import Source
+from .build import WithClassLabel, image_shape, make_denoiser, resolve_schedule
+from .options import check_options
+
+__all__ = ["load_module"]
+
+
+def _diffusers_config(net) -> dict:
+    """A diffusers model's config (``in_channels``, ``sample_size``, ...), {} for other networks."""
+    config = getattr(net, "config", None)
+    return dict(config) if isinstance(config, Mapping) and hasattr(net, "from_config") else {}
+
+
+def _scheduler(o) -> tuple[dict | None, object]:
+    """(config dict of a diffusers scheduler or None, the schedule-like object) from schedule= /
+    scheduler=; both given is an error."""
+    if o.schedule is not None and o.scheduler is not None:
+        raise ValueError("give schedule= or scheduler=, not both")
+    given = o.scheduler if o.scheduler is not None else o.schedule
+    if given is None:
+        return None, None
+    cfg = scheduler_config(given)
+    if o.scheduler is not None and cfg is None:
+        raise TypeError(f"scheduler= expects a diffusers scheduler object or its config dict, got "
+                        f"{type(given).__name__}")
+    return cfg, given
+
+
+def load_module(net, **options) -> Denoiser:
+    """``net`` (an nn.Module or callable in memory) as a Denoiser; ``options``: those of
+    :data:`~biaskit.loaders.options.OPTIONS` for ``module`` (schedule / scheduler / process,
+    parameterization, time_input, data_range, name, shape, ...)."""
+    if not callable(net) or isinstance(net, type):
+        what = f"the class {net.__name__} (build an instance)" if isinstance(net, type) else type(net).__name__
+        raise TypeError(f"expected a torch nn.Module or a callable net(x, t), got {what}")
+    o = check_options(options, "module")
+    config = _diffusers_config(net)
+    cfg, given = _scheduler(o)
+    channels = o.channels or config.get("in_channels")
+    shape = o.shape or image_shape(config.get("sample_size"), config.get("in_channels"))
+    if config.get("num_class_embeds") or config.get("class_embed_type"):
+        if o.class_label is None:
+            raise ValueError(f"the {type(net).__name__} is class-conditional; pass class_label=K")
+        net = WithClassLabel(net, o.class_label, keyword="class_labels")
+    if config.get("time_embedding_type", "positional") == "fourier" and o.time_input is None:
+        raise ValueError(f"the {type(net).__name__} uses Fourier (continuous-sigma) time features; "
+                         "state how it takes time with time_input=")
+    name = o.name or type(net).__name__
+    source = Source("module", name=name, shape=shape,
+                    extras={"class": type(net).__name__, **({"config": config} if config else {}),
+                            **({"scheduler": cfg.get("_class_name", "config")} if cfg else {})})
+    if o.device is not None:
+        net = net.to(o.device)
+    if cfg is not None and cfg.get("_class_name") in PROCESS_SCHEDULERS:
+        from .process_folders import process_denoiser
+        return process_denoiser(net, cfg, o, source, channels, freeze=False)
+    if o.process is not None:
+        if given is not None:
+            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
+        from .plugin import process_model
+        return process_model(net, o, source, freeze=False)
+    if given is not None:
+        others = [k for k in ("noise_schedule", "diffusion_steps", "scheduler_config") if getattr(o, k) is not None]
+        if others:
+            raise ValueError(f"give one schedule source, not schedule/scheduler and {', '.join(others)}")
+        schedule, where = as_schedule(given), f"given {type(given).__name__}"
+    elif any(getattr(o, k) is not None for k in ("noise_schedule", "diffusion_steps", "scheduler_config")):
+        schedule, where = resolve_schedule(noise_schedule=o.noise_schedule, diffusion_steps=o.diffusion_steps,
+                                           scheduler_config=o.scheduler_config)
+    else:
+        raise ValueError(f"biaskit.load({type(net).__name__}) needs the schedule it was trained with: "
+                         "schedule= (a Schedule or a name), scheduler= (a diffusers scheduler or its "
+                         "config), noise_schedule= / scheduler_config=, or process=")
+    kind = o.parameterization or (cfg or {}).get("prediction_type", "eps")
+    return make_denoiser(net, schedule, kind, time_input=o.time_input, time_scale=o.time_scale,
+                         data_range=o.data_range, channels=channels,
+                         trained_timesteps=o.trained_timesteps,
+                         source=source.with_extras(schedule_source=where), any_size=bool(config),
+                         freeze=False)

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from . import checks
 from . import parameterization as P
 from .schedules import Schedule
 from .source import Source
@@ -92,7 +93,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"unknown time_input {time_input!r}; valid: {', '.join(TIME_INPUTS)} "
                              "or a callable f(schedule, t)")
         self.time_input = time_input
-        self.time_scale = time_scale
+        self.time_scale = None if time_scale is None else checks.nonzero("time_scale", time_scale)
         self.data_range = tuple(float(v) for v in data_range)
         self.channels = channels
         self.clip = clip

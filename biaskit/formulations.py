@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from . import checks
 from . import parameterization as P
 from .denoiser import Denoiser, Prediction, _expand
 from .processes import VE, Process, edm_preconditioning, get_process, vp_coefficients
@@ -125,8 +126,9 @@ class ProcessDenoiser(Denoiser):
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
                          source=source)
-        self.process, self.target, self.sigma_data = process, target, float(sigma_data)
-        self.time_input, self.time_scale = time_input, float(time_scale)
+        self.process, self.target = process, target
+        self.sigma_data = checks.positive("sigma_data", sigma_data)
+        self.time_input, self.time_scale = time_input, checks.nonzero("time_scale", time_scale)
         self.view_logsnr = lam
         self._lam_on: dict = {}
 

@@ -179,6 +179,7 @@ class Denoiser(nn.Module):
             raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
         except (RuntimeError, TypeError, IndexError) as e:
             raise _diagnose(self, x_t, t, e) from None
+        check_output(self, raw, x_t, learned_variance=True)
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)
@@ -195,6 +196,24 @@ class Denoiser(nn.Module):
                 "time_scale": self.time_scale, "data_range": list(self.data_range),
                 "channels": self.channels, "schedule": self.schedule.name, "T": self.schedule.T,
                 "clip": self.clip, **self.info}
+
+
+def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = False) -> None:
+    """ValueError unless the network's output ``out`` is a tensor shaped like its input ``x``
+    (B, C, ...): the same batch and trailing sizes, and C channels (or 2C with
+    ``learned_variance``, ADM's learn_sigma). A wrong batch would otherwise broadcast."""
+    name = getattr(d, "name", "model")
+    if not torch.is_tensor(out):
+        kind = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+        raise ValueError(f"model {name!r}: the network returned {kind}, not a tensor: net(x, "
+                         "time_in) must return the prediction itself (return out[0] for a tuple)")
+    C = x.shape[1]
+    ok = (out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:]
+          and (out.shape[1] == C or (learned_variance and out.shape[1] == 2 * C)))
+    if not ok:
+        want = _fmt(x.shape) + (f" (or {2 * C} channels)" if learned_variance and x.ndim > 2 else "")
+        raise ValueError(f"model {name!r}: the network returned shape {_fmt(out.shape)} for input "
+                         f"{_fmt(x.shape)}; expected {want}, batch included")
 
 
 def _time_desc(d: "Denoiser", t: torch.Tensor) -> str:

@@ -39,7 +39,7 @@ from torch import nn
 
 from . import checks
 from . import parameterization as P
-from .denoiser import Denoiser, Prediction, _expand
+from .denoiser import Denoiser, Prediction, _expand, check_output
 from .processes import VE, Process, edm_preconditioning, get_process, vp_coefficients
 from .schedules import Schedule
 
@@ -184,11 +184,15 @@ class ProcessDenoiser(Denoiser):
         if self.target == "edm":
             c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
             x_e = x / a
-            out = self.net(c["c_in"] * x_e, time, **self.net_kwargs).to(x.dtype)
+            out = self.net(c["c_in"] * x_e, time, **self.net_kwargs)
+            check_output(self, out, x)
+            out = out.to(x.dtype)
             x0_hat = c["c_skip"] * x_e + c["c_out"] * out
             eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
         else:
-            out = self.net(x, time, **self.net_kwargs).to(x.dtype)
+            out = self.net(x, time, **self.net_kwargs)
+            check_output(self, out, x)
+            out = out.to(x.dtype)
             if self.target == "v":  # v lives in VP scale
                 x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
             else:

@@ -58,11 +58,15 @@ def run(args) -> int:
         yaml.safe_dump(to_dict(config), sys.stdout, sort_keys=False)
         return 0
     from ..train import run_training
+    from ..train.trainer import NonFiniteTrainingError
     check_out(config.out)
     try:
         trainer = run_training(config, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_resume_hint(config.out)) from None
+    except NonFiniteTrainingError as e:
+        print(f"biaskit train: error: {e}", file=sys.stderr)
+        return 1
     if trainer.rank == 0:
         print(f"trained {trainer.step} steps; run directory {trainer.run_dir} "
               f"(biaskit probe {trainer.run_dir})", file=sys.stderr)

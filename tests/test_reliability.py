@@ -250,3 +250,71 @@ def test_non_finite_training_keeps_the_last_finite_checkpoint(tmp_path, capsys, 
         from safetensors.torch import load_file
         assert all(torch.isfinite(v).all() for v in load_file(str(C.checkpoint_dir(out) / name)).values())
     assert not (out / C.LOCK_FILE).exists()
+
+
+# --- 4. data: high-depth images, diffusers configs ---------------------------------------------------------
+def test_sixteen_bit_png_is_scaled_by_65535(tmp_path):
+    """A 16-bit grayscale PNG (PIL mode I;16) reads as value / 65535, not clipped to white: the
+    expected pixels come straight from the uint16 array written."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    raw = [rng.integers(0, 65536, (8, 8)).astype(np.uint16) for _ in range(3)]
+    for i, a in enumerate(raw):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+    assert Image.open(tmp_path / "0.png").mode == "I;16"
+    with pytest.warns(UserWarning, match="I;16"):
+        ds = load_dataset(str(tmp_path), n_train=0, n_test=3, size=8, mode="L", data_range=(0, 1))
+    got = sorted(ds.test[:, 0].numpy(), key=lambda x: float(x.sum()))
+    want = sorted((a / 65535.0 for a in raw), key=lambda x: float(x.sum()))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-6)
+    assert float(ds.test.max()) < 1.0  # the old reading gave 1.0 almost everywhere
+    with pytest.warns(UserWarning):
+        rgb = load_dataset(str(tmp_path), n_train=0, n_test=3, size=8, mode="RGB", data_range=(0, 1))
+    assert rgb.test.shape == (3, 3, 8, 8) and torch.equal(rgb.test[:, 0], rgb.test[:, 2])
+
+
+def test_sixteen_bit_constant_images_read_at_their_level(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 1000 * (i + 1), np.uint16)).save(folder / f"{i}.png")
+    with pytest.warns(UserWarning, match="4 I;16 image"):
+        ds = load_dataset(str(folder), n_train=0, n_test=4, size=8, mode="L", data_range=(0, 1))
+    np.testing.assert_allclose(sorted(float(v) for v in ds.test.mean((1, 2, 3))),
+                               [1000 / 65535, 2000 / 65535, 3000 / 65535, 4000 / 65535], rtol=1e-6)
+
+
+def _pipeline_folder(tmp_path, **config):
+    import json
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                       down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    folder = tmp_path / "pipe"
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(folder)
+    path = folder / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    return folder
+
+
+@pytest.mark.parametrize("config,words", [
+    ({"num_train_timesteps": "many"}, ["num_train_timesteps", "a number", "'many'"]),
+    ({"num_train_timesteps": [1000]}, ["num_train_timesteps", "a number"]),
+    ({"beta_start": {"v": 1}}, ["beta_start", "a number"]),
+    ({"beta_end": 2.0}, ["beta_end", "(0, 1)"]),
+    ({"beta_schedule": 3}, ["beta_schedule", "a string"]),
+    ({"rescale_betas_zero_snr": "yes"}, ["rescale_betas_zero_snr", "true or false"]),
+    ({"trained_betas": "0.1"}, ["trained_betas", "list of numbers"]),
+    ({"_class_name": "MySecretScheduler"}, ["MySecretScheduler", "not a scheduler biaskit knows"]),
+    ({"_class_name": "ScoreSdeVeScheduler"}, ["ScoreSdeVeScheduler", "not supported"]),
+])
+def test_diffusers_config_values_and_classes_are_checked(tmp_path, capsys, config, words):
+    pytest.importorskip("diffusers")
+    folder = _pipeline_folder(tmp_path, **config)
+    line = error(capsys, "probe", folder, "--data", "gmm2d", "--out", tmp_path / "o", "--no-progress")
+    assert all(w in line for w in words) and "scheduler_config.json" in line, line
+    assert not (tmp_path / "o").exists()

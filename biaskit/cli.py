@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import sys
 import warnings
@@ -55,6 +56,14 @@ def main(argv=None) -> int:
         # user errors: one clear line, no traceback
         print(f"biaskit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # the machine, not the input: a full disk, a read-only or unwritable place (outputs are
+        # written atomically, so what was there before is intact)
+        what = errno.errorcode.get(e.errno, "OSError")
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"biaskit {args.command}: error: {where}{e.strerror or e} ({what})",
+              file=sys.stderr)
+        return 1
 
 
 @contextlib.contextmanager

@@ -369,10 +369,8 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     manifest = {"biaskit_figures": 1, "last_run": {**run_info, "notebooks": [r.name for r in results],
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                 "versions": versions(), "notebooks": dict(sorted(entries.items()))}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_text
+    return write_text(path, json.dumps(manifest, indent=1, default=str))
 
 
 def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,

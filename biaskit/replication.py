@@ -229,8 +229,10 @@ def write(folder) -> Path:
     """Write ``replication.csv`` and ``replication.md`` into ``folder``; returns the .md path."""
     folder = Path(folder)
     df = table(folder)
-    df.to_csv(folder / "replication.csv", index=False)
-    (folder / "replication.md").write_text(markdown(df))
+    from .atomic import atomic_paths
+    with atomic_paths(folder / "replication.csv", folder / "replication.md") as (csv, md):
+        df.to_csv(csv, index=False)
+        md.write_text(markdown(df))
     return folder / "replication.md"
 
 
@@ -245,7 +247,8 @@ def update_readme(readme, table_md: str) -> None:
     if START not in text or END not in text:
         raise ValueError(f"{path} has no {START.strip()} ... {END} block")
     head, rest = text.split(START, 1)
-    path.write_text(head + START + table_md + END + rest.split(END, 1)[1])
+    from .atomic import write_text
+    write_text(path, head + START + table_md + END + rest.split(END, 1)[1])
 
 
 if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]

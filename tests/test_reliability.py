@@ -318,3 +318,149 @@ def test_diffusers_config_values_and_classes_are_checked(tmp_path, capsys, confi
     line = error(capsys, "probe", folder, "--data", "gmm2d", "--out", tmp_path / "o", "--no-progress")
     assert all(w in line for w in words) and "scheduler_config.json" in line, line
     assert not (tmp_path / "o").exists()
+
+
+# --- 5. outputs written atomically; a full disk or an unwritable place is one line -------------------
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs (needs root and mount); skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("mount is not available")
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=20)
+
+
+def _fill(disk: Path, leave: int = 0) -> None:
+    """Fill ``disk`` to the last byte, or to ``leave`` bytes (whole 4 KiB pages) from it."""
+    if leave:
+        (disk / "slack").write_bytes(b"\0" * leave)
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    if leave:
+        (disk / "slack").unlink()
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _no_temporaries(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def test_sample_on_a_full_disk_keeps_the_previous_samples(small_disk, capsys):
+    out = small_disk / "s"
+    argv = ["sample", "oracle:gmm2d", "--steps", 3, "--n", 64, "--out", out, "--no-progress"]
+    assert cli(capsys, *argv)[0] == 0
+    before = _snapshot(out)
+    _fill(small_disk)
+    line = error(capsys, *argv, "--seed", 1, rc=1)
+    assert "samples.npz" in line and "No space left" in line and "ENOSPC" in line, line
+    assert _snapshot(out) == before and _no_temporaries(out)
+    assert np.load(out / "samples.npz")["x0"].shape == (64, 2)
+
+
+def test_probe_on_a_full_disk_keeps_table_and_metadata_together(small_disk, capsys):
+    out = small_disk / "p"
+    argv = ["probe", "oracle:gmm2d", "--data", "gmm2d", "--samples", 16, "--num-timesteps", 3,
+            "--no-plots", "--no-progress", "--out", out]
+    assert cli(capsys, *argv)[0] == 0
+    before = _snapshot(out)
+    _fill(small_disk)
+    line = error(capsys, *argv[:-1], out, "--seed", 1, rc=1)
+    assert "per_timestep.csv" in line and "metadata.json" in line and "ENOSPC" in line, line
+    assert _snapshot(out) == before and _no_temporaries(out)
+
+
+def test_train_on_a_full_disk_keeps_the_last_checkpoint(small_disk, capsys):
+    out = small_disk / "run"
+    argv = ["train", "--preset", "gmm-debias", "--out", out, *SMALL_GMM, "--set", "ckpt_every=2"]
+    assert cli(capsys, *argv, "--steps", 2)[0] == 0
+    ckpt = C.checkpoint_dir(out)
+    before = _snapshot(ckpt)
+    _fill(small_disk, leave=4 * 4096)  # room for the lock and the run's json, not a checkpoint
+    rc, err = cli(capsys, *argv, "--steps", 4, "--resume")
+    lines = [l for l in err.splitlines() if "error:" in l]
+    assert rc == 1 and len(lines) == 1 and "ENOSPC" in lines[0], err
+    assert C.checkpoint_steps(out) == [2] and _snapshot(ckpt) == before and _no_temporaries(out)
+    assert not (out / C.LOCK_FILE).exists()
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder nothing can be written in: a read-only tmpfs as root, else mode 0555."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "old.txt").write_text("kept")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("root, and cannot mount a read-only tmpfs to test an unwritable folder")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("cmd", [["sample", "oracle:gmm2d", "--steps", 3, "--n", 8],
+                                 ["probe", "oracle:gmm2d", "--data", "gmm2d", "--samples", 8],
+                                 ["train", "--preset", "gmm-debias", "--steps", 2, *SMALL_GMM]])
+def test_an_unwritable_out_is_one_line_before_any_work(read_only_dir, capsys, cmd):
+    line = error(capsys, *cmd, "--out", read_only_dir / "o")
+    assert str(read_only_dir) in line and "cannot write" in line, line
+
+
+def test_weights_plot_into_an_unwritable_place_is_one_line(read_only_dir, capsys):
+    line = error(capsys, "weights", "--weightings", "debias", "--plot", read_only_dir / "w.png", rc=1)
+    assert "w.png" in line and ("EROFS" in line or "EACCES" in line), line
+
+
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    """Writers that fail half-way (the disk fills during np.savez, pandas, savefig) leave the old
+    outputs byte for byte and no temporary file."""
+    import pandas as pd
+    from biaskit.atomic import atomic_paths, write_csv
+    from biaskit.results import save_results
+    old = pd.DataFrame({"t": [1, 2], "x0_mse": [0.5, 0.25]})
+    save_results(old, tmp_path, {"a": 1})
+    before = _snapshot(tmp_path)
+
+    def to_csv(self, path, *args, **kwargs):
+        Path(path).write_text("t,x0_mse\n1,")  # half a table, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    with pytest.raises(OSError) as e:
+        save_results(old.assign(x0_mse=[9.0, 9.0]), tmp_path, {"a": 2})
+    assert e.value.errno == errno.ENOSPC and "per_timestep.csv" in e.value.filename
+    with pytest.raises(OSError):
+        write_csv(old, tmp_path / "per_timestep.csv")
+    assert _snapshot(tmp_path) == before and _no_temporaries(tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # an interrupt mid-write too
+        with atomic_paths(tmp_path / "metadata.json") as (tmp,):
+            tmp.write_text("{")
+            raise KeyboardInterrupt
+    assert _snapshot(tmp_path) == before and _no_temporaries(tmp_path)
+
+
+def test_atomic_outputs_keep_the_usual_permissions(tmp_path):
+    from biaskit.atomic import write_text
+    write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    (tmp_path / "a.txt").chmod(0o640)
+    write_text(tmp_path / "a.txt", "y")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640

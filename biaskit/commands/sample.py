@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import sampling as S
+from ..atomic import atomic_paths
 from ..denoiser import resolve_device
 from ..probe import CLIP_TOL, outside_range
 from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
@@ -190,23 +191,24 @@ def run(args) -> int:
                           x0_hat=r.trajectory.x0_hat.float().cpu().numpy())
         x0s[f"{n} steps"] = r.x0
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", **arrays)
-    written = [out / "samples.npz"]
     stats = {}
     if ds is not None:
-        import pandas as pd
         stats = {n: against_data(x0s[f"{n} steps"], ds.test, model.data_range, args.seed) for n in steps}
-        pd.concat([st.assign(steps=n) for n, st in stats.items()])[
-            ["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
-        written.append(out / "sample_stats.csv")
     meta = {"model": args.model, "denoiser": model.describe(), "steps": steps, "n": args.n,
             "shape": list(shape[1:]), **kwargs,
             "data_range": list(model.data_range),
             "timesteps": "the model's own timesteps (samples.npz timesteps_*, t)",
             "data": ds.spec if ds is not None else None, "clip_tol": CLIP_TOL if ds is not None else None}
-    (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    written += [out / "sample_meta.json"] + _figure(x0s, model, out, args.grid)
+    written = [out / "samples.npz"] + ([out / "sample_stats.csv"] if stats else []) + [out / "sample_meta.json"]
+    with atomic_paths(*written) as tmps:  # all of them or none; earlier outputs kept until then
+        with open(tmps[0], "wb") as f:
+            np.savez_compressed(f, **arrays)
+        if stats:
+            import pandas as pd
+            pd.concat([st.assign(steps=n) for n, st in stats.items()])[
+                ["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(tmps[1], index=False)
+        tmps[-1].write_text(json.dumps(meta, indent=2, default=str))
+    written += _figure(x0s, model, out, args.grid)
     for n in steps:
         print(_summary(n, x0s[f"{n} steps"], stats.get(n)))
     for p in written:

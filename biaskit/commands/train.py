@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from .common import check_out
@@ -66,6 +67,11 @@ def run(args) -> int:
         raise KeyboardInterrupt(_resume_hint(config.out)) from None
     except NonFiniteTrainingError as e:
         print(f"biaskit train: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk or an unwritable run directory, mid-run
+        code = errno.errorcode.get(e.errno, "OSError")
+        print(f"biaskit train: error: {e.filename or config.out}: {e.strerror or e} ({code}); "
+              f"{_resume_hint(config.out)}", file=sys.stderr)
         return 1
     if trainer.rank == 0:
         print(f"trained {trainer.step} steps; run directory {trainer.run_dir} "

@@ -104,6 +104,7 @@ def run(args) -> int:
         labelled = df.rename(columns={c: f"{c} (per logsnr)" for c, m in measures.items()
                                       if m == "per_logsnr"})
         fig = plot_weightings(labelled, space=args.space, schedule_name=schedule.name)
-        fig.savefig(args.plot, bbox_inches="tight", dpi=150)
+        from ..atomic import write_savefig
+        write_savefig(fig, args.plot, bbox_inches="tight", dpi=150)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -18,6 +18,7 @@ from .. import parameterization as P
 from ..config import ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser, resolve_device
 from ..distributed import init_process_group, launched
+from ..atomic import append_text
 from ..jsonio import write_json
 from ..models import build_model
 from ..rng import derive_seed
@@ -356,5 +357,5 @@ class Trainer:
         if self.rank == 0:
             df.insert(0, "step", self.step)
             path = self.run_dir / "probe.csv"
-            df.to_csv(path, mode="a", header=not path.exists(), index=False)
+            append_text(path, df.to_csv(header=not path.exists(), index=False))
         return df

@@ -125,13 +125,18 @@ def append_text(path, text: str) -> None:
 
 
 def write_csv(df, path, **kwargs) -> Path:
-    """``df.to_csv(path, **kwargs)`` atomically (usable as ``df.pipe(write_csv, path, ...)``);
-    a ``.gz`` target is compressed as pandas infers from the name."""
+    """``df.to_csv(path, **kwargs)`` atomically (usable as ``df.pipe(write_csv, path, ...)``).
+    A ``.gz`` target is gzipped with the target's name and mtime 0 in its header (not the
+    temporary name), so the same frame gives the same bytes."""
+    import gzip
     path = Path(path)
     with atomic_path(path) as tmp:
-        if path.suffix in (".gz", ".bz2", ".xz", ".zip") and "compression" not in kwargs:
-            kwargs["compression"] = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}[path.suffix]
-        df.to_csv(tmp, **kwargs)
+        if path.suffix == ".gz" and kwargs.get("compression", "infer") in ("infer", "gzip"):
+            kwargs.pop("compression", None)
+            with open(tmp, "wb") as raw, gzip.GzipFile(path.name[:-3], "wb", fileobj=raw, mtime=0) as gz:
+                gz.write(df.to_csv(**kwargs).encode())
+        else:
+            df.to_csv(tmp, **kwargs)
     return path
 
 

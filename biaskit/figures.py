@@ -24,7 +24,6 @@ import re
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -307,7 +306,7 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     as each finishes, so that an interrupted run still knows what finished."""
     import multiprocessing as mp
 
-    from .jobpool import Job, run_jobs
+    from .jobpool import Job, QuietPool, run_jobs
     from .profiles import FAMILIES, planned_runs
     last = _last_durations(out_dir)
     key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
@@ -327,11 +326,11 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
             results.append(result)
             echo(result.summary())
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    pool = QuietPool(jobs, mp.get_context("spawn"))
     try:
         run_jobs(jobs_, pool, done, jobs)
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C: drop the queued jobs
-        pool.shutdown(wait=False, cancel_futures=True)
+    except KeyboardInterrupt:  # the workers ignore Ctrl-C: drop the queued jobs, end the running
+        pool.stop()
         raise
     pool.shutdown()
 

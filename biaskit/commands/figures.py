@@ -50,6 +50,7 @@ def run(args) -> int:
     from ..figures import NOTEBOOK_DIR, cache_folder, run_all, train_all
     from .common import check_out
     check_out(args.out)
+    check_out(cache_folder(args.out, args.cache), "--cache")  # a file or read-only: before any work
     if args.train_only:
         cache = cache_folder(args.out, args.cache)
         try:

@@ -148,6 +148,26 @@ def _summary(n: int, x, stats) -> str:
             f"[{swd['lo']:.4g}, {swd['hi']:.4g}]")
 
 
+# float32 copies of the whole batch alive at once during a chain step (x_t, the network output,
+# x0_hat, eps_hat, the step's noise and the next x_t, with one spare) and after it (the result
+# and its numpy copy for samples.npz)
+_CHAIN_COPIES, _OUTPUT_COPIES = 7, 2
+
+
+def _check_memory(args, shape, steps, device) -> None:
+    """Refuse a --n whose samples alone cannot fit (the network's activations come on top)."""
+    per = 4 * math.prod(shape[1:])
+    n = shape[0]
+    copies = _CHAIN_COPIES + _OUTPUT_COPIES * len(steps) + (2 * (max(steps) + 1) if args.trajectory else 0)
+    from ..resources import available_bytes, check_fits
+    have = available_bytes(device)
+    fits = None if have is None else max(0, int(have // (per * copies)))
+    check_fits(f"--n {n}", n * per * copies, device,
+               f"{n} samples x {math.prod(shape[1:])} values x 4 bytes x {copies} copies",
+               f"lower --n (about {fits} fit, before the network's own memory) and draw more "
+               "with other --seed values")
+
+
 def run(args) -> int:
     device = resolve_device(args.device)
     steps = parse_list("--steps", args.steps)
@@ -164,6 +184,7 @@ def run(args) -> int:
     shape = (args.n, *_shape(model, args.shape))
     for n in steps:
         S.check_steps(args.sampler, model, n)
+    _check_memory(args, shape, steps, device)
     ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
         raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "

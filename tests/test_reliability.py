@@ -464,3 +464,131 @@ def test_atomic_outputs_keep_the_usual_permissions(tmp_path):
     (tmp_path / "a.txt").chmod(0o640)
     write_text(tmp_path / "a.txt", "y")
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+
+
+# --- 6. resources ----------------------------------------------------------------------------------------
+def test_sample_n_that_cannot_fit_is_refused_with_the_estimate(tmp_path, capsys):
+    # 10^12 samples x 2 values x 4 bytes x 9 copies = 72 TB: more than any machine has, and it is
+    # refused before anything is allocated
+    line = error(capsys, "sample", "oracle:gmm2d", "--n", 10**12, "--steps", 3, "--out", tmp_path / "s",
+                 "--no-progress")
+    assert "--n 1000000000000" in line and "GiB" in line and "available on cpu" in line, line
+    need = 10**12 * 2 * 4 * 9 / 2**30
+    assert f"{need:.3g} GiB" in line, line
+    assert not (tmp_path / "s").exists()
+
+
+def test_memory_estimate_reads_the_host(monkeypatch):
+    from biaskit import resources
+    have = resources.available_bytes("cpu")
+    assert have is None or 0 < have <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 2**30)
+    resources.check_fits("x", 2**29, "cpu", "a", "b")
+    with pytest.raises(ValueError, match=r"x needs about 2 GiB \(a\), more than the 1 GiB available on cpu; b"):
+        resources.check_fits("x", 2**31, "cpu", "a", "b")
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_figures_cache_is_checked_before_any_work(tmp_path, capsys, monkeypatch, kind, request):
+    from biaskit import figures as F
+    monkeypatch.setattr(F, "_run_one", lambda task: pytest.fail("a notebook ran"))
+    if kind == "file":
+        cache = tmp_path / "cache"
+        cache.write_text("not a folder")
+    else:
+        cache = request.getfixturevalue("read_only_dir") / "cache"
+    line = error(capsys, "figures", "--profile", "smoke", "--only", "00", "--out", tmp_path / "fig",
+                 "--cache", cache)
+    assert "--cache" in line and str(cache) in line or str(cache.parent) in line, line
+    assert not (tmp_path / "fig" / "manifest.json").exists()
+
+
+# --- 7. signals ------------------------------------------------------------------------------------------
+def test_sigterm_is_handled_as_ctrl_c_and_keeps_earlier_outputs(tmp_path, capsys, monkeypatch):
+    from biaskit import sampling
+    from biaskit.commands import probe as probe_cmd
+    argv = {"probe": ["probe", "oracle:gmm2d", "--data", "gmm2d", "--samples", 16, "--num-timesteps", 3,
+                      "--no-plots"],
+            "sample": ["sample", "oracle:gmm2d", "--steps", 3, "--n", 16]}
+    for cmd in argv:
+        assert cli(capsys, *argv[cmd], "--out", tmp_path / cmd, "--no-progress")[0] == 0
+    before = {cmd: _snapshot(tmp_path / cmd) for cmd in argv}
+
+    def terminate(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+    monkeypatch.setattr(probe_cmd, "probe", terminate)
+    monkeypatch.setattr(sampling, "sample", terminate)
+    for cmd in argv:
+        rc, err = cli(capsys, *argv[cmd], "--seed", 1, "--out", tmp_path / cmd, "--no-progress")
+        assert rc == 143 and err.strip().splitlines()[-1] == (
+            f"biaskit {cmd}: terminated (SIGTERM): nothing was written; rerun the command to start again"), err
+        assert _snapshot(tmp_path / cmd) == before[cmd] and _no_temporaries(tmp_path / cmd)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored after the command
+
+
+def _python(code_or_args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *map(str, code_or_args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_at_a_checkpoint_with_one_line(tmp_path):
+    out = tmp_path / "run"
+    p = _python(["-m", "biaskit.cli", "train", "--preset", "gmm-debias", "--steps", 10**7, "--out", out,
+                 "--set", "ckpt_every=20", *SMALL_GMM])
+    try:
+        for _ in range(600):
+            if C.checkpoint_steps(out):
+                break
+            assert p.poll() is None, p.communicate()
+            import time
+            time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and "Traceback" not in err, err
+    last = C.checkpoint_steps(out)[-1]
+    assert err.strip().splitlines()[-1] == (
+        f"biaskit train: terminated (SIGTERM): the last checkpoint is step {last} in {out}; rerun the "
+        "same command with --resume to continue from it")
+    assert not (out / C.LOCK_FILE).exists()
+    C.load_run(out)  # the kept checkpoint loads
+
+
+POOL_SCRIPT = '''
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
+from biaskit.jobpool import QuietPool
+
+if __name__ == "__main__":
+    pool = QuietPool(2, mp.get_context("spawn"))
+    futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+    workers = list(pool.pool._processes.values())
+    time.sleep(float(sys.argv[1]))
+    try:
+        os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C at a terminal does: the whole group
+        time.sleep(30)
+        print("not interrupted")
+    except KeyboardInterrupt:
+        pool.stop()
+    for w in workers:
+        w.join(10)
+    print("alive:", [w.pid for w in workers if w.is_alive()])
+'''
+
+
+@pytest.mark.parametrize("delay", [0.0, 3.0])  # while the workers import, and while they work
+def test_ctrl_c_reaches_the_pool_parent_only_and_stops_the_workers(tmp_path, delay):
+    (tmp_path / "pool.py").write_text(POOL_SCRIPT)
+    p = _python([str(tmp_path / "pool.py"), str(delay)], start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    out, err = p.communicate(timeout=120)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert out.strip().splitlines()[-1] == "alive: []", out

@@ -154,18 +154,19 @@ def _summary(n: int, x, stats) -> str:
 _CHAIN_COPIES, _OUTPUT_COPIES = 7, 2
 
 
-def _check_memory(args, shape, steps, device) -> None:
-    """Refuse a --n whose samples alone cannot fit (the network's activations come on top)."""
-    per = 4 * math.prod(shape[1:])
-    n = shape[0]
+def _check_memory(args, shape, steps, device, model) -> None:
+    """Refuse a --n that cannot fit: the chain's own copies of the batch plus the network's
+    memory per sample in one call (measured on 4 and 8 samples)."""
+    from ..resources import available_bytes, check_fits, model_bytes_per_sample
+    n, D = shape[0], math.prod(shape[1:])
     copies = _CHAIN_COPIES + _OUTPUT_COPIES * len(steps) + (2 * (max(steps) + 1) if args.trajectory else 0)
-    from ..resources import available_bytes, check_fits
+    net = model_bytes_per_sample(model, shape[1:], device) if n > 8 else 0.0
+    per = 4 * D * copies + net
     have = available_bytes(device)
-    fits = None if have is None else max(0, int(have // (per * copies)))
-    check_fits(f"--n {n}", n * per * copies, device,
-               f"{n} samples x {math.prod(shape[1:])} values x 4 bytes x {copies} copies",
-               f"lower --n (about {fits} fit, before the network's own memory) and draw more "
-               "with other --seed values")
+    fits = None if have is None else int(have // per)
+    check_fits(f"--n {n}", n * per, device,
+               f"{n} samples x ({D} values x 4 bytes x {copies} copies + {net / 2**20:.3g} MiB in "
+               "the network)", f"lower --n (about {fits} fit) and draw more with other --seed values")
 
 
 def run(args) -> int:
@@ -184,7 +185,7 @@ def run(args) -> int:
     shape = (args.n, *_shape(model, args.shape))
     for n in steps:
         S.check_steps(args.sampler, model, n)
-    _check_memory(args, shape, steps, device)
+    _check_memory(args, shape, steps, device, model)
     ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
         raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "

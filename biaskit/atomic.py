@@ -142,8 +142,9 @@ def write_csv(df, path, **kwargs) -> Path:
 
 def write_savefig(fig, path, **kwargs) -> Path:
     """``fig.savefig(path, **kwargs)`` atomically (the format from ``path``'s suffix)."""
+    import matplotlib
     path = Path(path)
-    kwargs.setdefault("format", path.suffix.lstrip(".") or None)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or matplotlib.rcParams["savefig.format"])
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **kwargs)
     return path

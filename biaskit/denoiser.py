@@ -204,9 +204,11 @@ def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = Fa
     ``learned_variance``, ADM's learn_sigma). A wrong batch would otherwise broadcast."""
     name = getattr(d, "name", "model")
     if not torch.is_tensor(out):
-        kind = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+        kind = type(out).__name__
+        kind = ("an " if kind[:1] in "aeiou" else "a ") + kind + (
+            f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
         raise ValueError(f"model {name!r}: the network returned {kind}, not a tensor: net(x, "
-                         "time_in) must return the prediction itself (return out[0] for a tuple)")
+                         "time_in) must return the prediction itself (e.g. out[0] of a tuple)")
     C = x.shape[1]
     ok = (out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:]
           and (out.shape[1] == C or (learned_variance and out.shape[1] == 2 * C)))

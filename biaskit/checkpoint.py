@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_text
+
 RUN_FILE = "biaskit.json"
 FORMAT = "biaskit.run"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -109,8 +111,12 @@ def acquire_lock(run_dir, warn=None) -> Path:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             continue  # taken meanwhile (or ours already): check the holder again
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except OSError:  # a full disk: no empty lock left behind
+            path.unlink(missing_ok=True)
+            raise
         return path
     check_lock(run_dir)  # raises naming the holder
     return path
@@ -128,8 +134,16 @@ def release_lock(run_dir):
 
 # --- saving -----------------------------------------------------------------------------------
 def _save_tensors(tensors: dict, path: Path):
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    except SafetensorError as e:  # its I/O errors as the OSError they are (full disk ...)
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        n = int(code.group(1))
+        raise OSError(n, os.strerror(n), str(path)) from None
     _fsync(path)
 
 
@@ -144,19 +158,20 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
     try:
         _save_tensors(model_state, tmp / "model.safetensors")
         _save_tensors(ema_state, tmp / "ema.safetensors")
-        torch.save(state, tmp / "state.pt")
+        with open(tmp / "state.pt", "wb") as f:
+            torch.save(state, f)
         _fsync(tmp / "state.pt")
         if final.exists():  # a re-save of the same step: move the old one aside first
             old = root / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, final)
+    except OSError as e:  # name the checkpoint, not its temporary folder
+        raise OSError(e.errno, e.strerror, str(final)) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    pointer = root / ".latest.tmp"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, root / "latest")
+    write_text(root / "latest", final.name + "\n")
     if keep > 0:
         for s in checkpoint_steps(run_dir)[:-keep]:
             shutil.rmtree(root / f"step_{s:07d}", ignore_errors=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 # subcommand -> module in biaskit.commands defining add_arguments(parser) and run(args) -> int
@@ -40,21 +43,53 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    terminated = []
     try:
-        with _one_line_warnings(args.command):
+        with _one_line_warnings(args.command), _sigterm_as_sigint() as terminated:
             return int(args._run(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         return 0
     except KeyboardInterrupt as e:
-        # Ctrl-C: what finished and how to go on, from the command (e.args), else a generic line
+        # Ctrl-C or SIGTERM: what finished and how to go on, from the command (e.args), else a
+        # generic line; exit 128 + the signal's number, as the shell reports a signal
         said = str(e.args[0]) if e.args else "nothing was written; rerun the command to start again"
-        print(f"biaskit {args.command}: interrupted: {said}", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"biaskit {args.command}: {how}: {said}", file=sys.stderr)
+        return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
             IsADirectoryError, PermissionError) as e:
         # user errors: one clear line, no traceback
         print(f"biaskit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # the machine, not the input: a full disk, a read-only or unwritable place (outputs are
+        # written atomically, so what was there before is intact)
+        what = errno.errorcode.get(e.errno, "OSError")
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"biaskit {args.command}: error: {where}{e.strerror or e} ({what})",
+              file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint():
+    """SIGTERM (``kill``, a batch system's time limit) raises KeyboardInterrupt like Ctrl-C, so
+    a command stops the same way: outputs written atomically, locks released, and one line of
+    what finished. Yields a list that holds True once SIGTERM arrived."""
+    got = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def handler(signum, frame):
+        got.append(True)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @contextlib.contextmanager

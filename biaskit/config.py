@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from . import checks
+
 __all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig",
            "LossConfig", "OptimConfig",
            "EMAConfig", "load_config", "apply_overrides", "get_preset", "preset_names", "to_dict"]
@@ -174,6 +176,22 @@ class TrainConfig:
                              f"has process.name = {self.process.name!r}")
         if not 0 <= self.ema.decay < 1:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
+        o = self.optim
+        for key, check, value in (
+                ("optim.lr", checks.positive, o.lr), ("optim.eps", checks.positive, o.eps),
+                ("optim.weight_decay", checks.non_negative, o.weight_decay),
+                ("optim.min_lr_ratio", lambda k, v: checks.in_interval(k, v, 0, 1, closed="[]"), o.min_lr_ratio),
+                ("optim.warmup_steps", lambda k, v: checks.integer(k, v, lo=0), o.warmup_steps),
+                ("optim.grad_clip", checks.non_negative, o.grad_clip),
+                *((f"optim.betas[{i}]", lambda k, v: checks.in_interval(k, v, 0, 1), b)
+                  for i, b in enumerate(o.betas)),
+                ("loss.snr_min", checks.positive, self.loss.snr_min),
+                ("model.time_scale", checks.nonzero, self.model.time_scale),
+                ("process.sigma_data", checks.positive, self.process.sigma_data)):
+            if value is not None:
+                check(key, value)
+        if len(o.betas) != 2:
+            raise ValueError(f"optim.betas: expected two numbers [beta1, beta2], got {o.betas}")
         from .train.process_objective import check_config
         check_config(self)
 

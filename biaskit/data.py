@@ -25,7 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .jsonio import canonical
+from .data_options import check_data_options
 from .mixture import GaussianMixture
+from .pixels import check_mode, open_image
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES",
            "image_files", "is_image_folder"]
@@ -230,11 +232,6 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
 
 
-def _check_mode(mode):
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-
-
 def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mode="RGB",
             downscale=1, test_fraction=0.2) -> _Raw:
     """size x size patches cut at seeded random positions from skimage.data photos.
@@ -245,7 +242,7 @@ def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mod
     unknown = [n for n in images if n not in PATCH_IMAGES]
     if unknown:
         raise ValueError(f"unknown patch images {unknown}; valid: {', '.join(PATCH_IMAGES)}")
-    _check_mode(mode)
+    check_mode(mode)
     n_train, n_test = _sizes(n_train, n_test, 4096, 512)
     photos = [_photo(n, int(downscale)) for n in images]
     rng = np.random.default_rng(seed)
@@ -266,26 +263,6 @@ def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mod
         return _gray(out) if mode == "L" else out
 
     return _Raw(cut(n_train, "train"), cut(n_test, "test"), UNIT)
-
-
-def _open_image(path: Path, size: int, mode: str, converted=None) -> np.ndarray:
-    """Resize the shorter side to ``size`` and center-crop; (C, size, size) in [0, 1].
-    ``converted`` (a Counter) counts the source modes that were converted to ``mode``."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            if converted is not None and im.mode != mode:
-                converted[im.mode] += 1
-            im = im.convert(mode)
-            w, h = im.size
-            scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
 def is_image_folder(name) -> bool:
@@ -315,7 +292,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     that is itself an evaluation set)."""
     path = Path(path).expanduser()
     files = image_files(path)
-    _check_mode(mode)
+    check_mode(mode)
     n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files), min_train=0)
     train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
     bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
@@ -326,7 +303,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     def load(fs):
         out = np.zeros((len(fs), 1 if mode == "L" else 3, size, size), np.float32)
         for i, f in enumerate(fs):
-            out[i] = _open_image(f, int(size), mode, converted)
+            out[i] = open_image(f, int(size), mode, converted)
             bar.update()
         return out
 
@@ -367,7 +344,7 @@ def _options(builder, name: str, options: dict) -> dict:
     bad = [k for k in options if k not in params]
     if bad:
         raise ValueError(f"unknown option(s) {bad} for dataset {name!r}; valid options: {', '.join(params)}")
-    return {**params, **options}
+    return {**params, **check_data_options(name, options)}
 
 
 def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test: int | None = None,
@@ -379,6 +356,8 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
     """
     builder, name, fixed = _builder(str(name))
     options = _options(builder, name, options)
+    split = check_data_options(name, {"seed": seed, "n_train": n_train, "n_test": n_test})
+    seed, n_train, n_test = split["seed"], split["n_train"], split["n_test"]
     lo, hi = (float(v) for v in data_range)
     if not hi > lo:
         raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from . import checks
 from . import parameterization as P
 from .schedules import Schedule, as_schedule, scheduler_config
 from .source import Source
@@ -53,18 +54,19 @@ def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def network_output(raw) -> torch.Tensor:
+def network_output(raw):
     """The tensor a network returned: a tensor as is, a diffusers output's ``.sample``
-    (``UNet2DOutput``), or the first element of a tuple (``return_dict=False``)."""
+    (``UNet2DOutput``), or the only element of a one-tuple (diffusers' ``return_dict=False``).
+    Anything else (a longer tuple, whose first element need not be the prediction) is returned
+    as is for :func:`check_output` to refuse with a one-line error: never guessed."""
     if isinstance(raw, torch.Tensor):
         return raw
     sample = getattr(raw, "sample", None)
     if isinstance(sample, torch.Tensor):
         return sample
-    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
+    if isinstance(raw, (tuple, list)) and len(raw) == 1 and isinstance(raw[0], torch.Tensor):
         return raw[0]
-    raise TypeError(f"the network returned a {type(raw).__name__}; expected a tensor, an output "
-                    "with a .sample tensor (diffusers) or a tuple whose first element is a tensor")
+    return raw
 
 
 class Denoiser(nn.Module):
@@ -72,7 +74,7 @@ class Denoiser(nn.Module):
 
     Args:
         net: module (or callable) called as ``net(x_in, time_in, **net_kwargs)``; returns C or 2C
-            channels as a tensor, a diffusers output (its ``.sample``) or a tuple (its first item).
+            channels as a tensor, a diffusers output (its ``.sample``) or a one-tuple (its item).
         schedule: the (possibly respaced) schedule whose integer steps ``t`` the caller passes: a
             :class:`Schedule`, a schedule name, or a diffusers DDPM-family scheduler object or
             config dict (:func:`~biaskit.schedules.as_schedule`).
@@ -113,7 +115,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"unknown time_input {time_input!r}; valid: {', '.join(TIME_INPUTS)} "
                              "or a callable f(schedule, t)")
         self.time_input = time_input
-        self.time_scale = time_scale
+        self.time_scale = None if time_scale is None else checks.nonzero("time_scale", time_scale)
         self.data_range = tuple(float(v) for v in data_range)
         self.channels = channels
         self.clip = clip
@@ -200,6 +202,7 @@ class Denoiser(nn.Module):
         except (RuntimeError, TypeError, IndexError) as e:
             raise _diagnose(self, x_t, t, e) from None
         raw = network_output(raw)
+        check_output(self, raw, x_t, learned_variance=True)
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
         out, var_out = P.split_learned_variance(raw, channels)
@@ -216,6 +219,26 @@ class Denoiser(nn.Module):
                 "time_scale": self.time_scale, "data_range": list(self.data_range),
                 "channels": self.channels, "schedule": self.schedule.name, "T": self.schedule.T,
                 "clip": self.clip, **self.info}
+
+
+def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = False) -> None:
+    """ValueError unless the network's output ``out`` is a tensor shaped like its input ``x``
+    (B, C, ...): the same batch and trailing sizes, and C channels (or 2C with
+    ``learned_variance``, ADM's learn_sigma). A wrong batch would otherwise broadcast."""
+    name = getattr(d, "name", "model")
+    if not torch.is_tensor(out):
+        kind = type(out).__name__
+        kind = ("an " if kind[:1] in "aeiou" else "a ") + kind + (
+            f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+        raise ValueError(f"model {name!r}: the network returned {kind}, not a tensor: net(x, "
+                         "time_in) must return the prediction itself (e.g. out[0] of a tuple)")
+    C = x.shape[1]
+    ok = (out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:]
+          and (out.shape[1] == C or (learned_variance and out.shape[1] == 2 * C)))
+    if not ok:
+        want = _fmt(x.shape) + (f" (or {2 * C} channels)" if learned_variance and x.ndim > 2 else "")
+        raise ValueError(f"model {name!r}: the network returned shape {_fmt(out.shape)} for input "
+                         f"{_fmt(x.shape)}; expected {want}, batch included")
 
 
 def _time_desc(d: "Denoiser", t: torch.Tensor) -> str:

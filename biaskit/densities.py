@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from . import checks
 from .processes import Process
 
 __all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "effective_x0_weight",
@@ -105,9 +106,8 @@ def _mode_s(u, scale: float):
 
 
 def _mode_pdf(scale: float):
-    if not -1 <= scale <= 2 / (math.pi - 2):
-        raise ValueError(f"mode sampling is monotone only for -1 <= scale <= {2 / (math.pi - 2):.4f}, "
-                         f"got {scale:g}")
+    # mode sampling is monotone (a density) only for -1 <= scale <= 2 / (pi - 2)
+    scale = checks.in_interval("time density mode: scale", scale, -1, 2 / (math.pi - 2), closed="[]")
 
     def p_s(s):
         u = _mode_u(s, scale)
@@ -124,9 +124,8 @@ def _cosmap(lam, _):
 def _vp_linear(T: float = 1000):
     from .processes import DiscreteVP
     from .schedules import get_schedule
-    if T != int(T) or T < 2:
-        raise ValueError(f"vp_linear needs an integer number of steps T >= 2, got {T:g}")
-    vp = DiscreteVP(get_schedule("linear", int(T)))
+    T = checks.integer("time density vp_linear: T", T, lo=2)
+    vp = DiscreteVP(get_schedule("linear", T))
     lo, hi = (float(v) for v in vp.logsnr(torch.tensor([vp.t_max, vp.t_min], dtype=torch.float64)))
 
     def pdf(lam, _):  # ``uniform`` on that schedule's process, 0 outside its logsnr range
@@ -135,15 +134,23 @@ def _vp_linear(T: float = 1000):
     return TimeDensity("vp_linear", pdf, {"T": int(T)}, support=(lo, hi))
 
 
+def _gaussian(name: str, loc: str, scale: str, to_lam: Callable):
+    """A density normal over some variable: (``loc``, ``scale``) -> lam ~ N(to_lam(loc, scale))."""
+    def make(a: float, b: float) -> TimeDensity:
+        a = checks.finite(f"time density {name}: {loc}", a)
+        b = checks.positive(f"time density {name}: {scale}", b)
+        mean, std = to_lam(a, b)
+        return TimeDensity(name, lambda lam, _: _normal(lam, mean, std), {loc: a, scale: b})
+    return make
+
+
 _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
     "uniform": lambda: TimeDensity("uniform", _uniform),
-    "normal": lambda mean=0.0, std=1.0: TimeDensity(
-        "normal", lambda lam, _: _normal(lam, mean, std), {"mean": mean, "std": std}),
-    "lognormal_sigma": lambda p_mean=-1.2, p_std=1.2: TimeDensity(
-        "lognormal_sigma", lambda lam, _: _normal(lam, -2 * p_mean, 2 * p_std),
-        {"p_mean": p_mean, "p_std": p_std}),
-    "logit_normal": lambda m=0.0, s=1.0: TimeDensity(
-        "logit_normal", lambda lam, _: _normal(lam, -2 * m, 2 * s), {"m": m, "s": s}),
+    "normal": lambda mean=0.0, std=1.0: _gaussian("normal", "mean", "std", lambda m, s: (m, s))(mean, std),
+    "lognormal_sigma": lambda p_mean=-1.2, p_std=1.2: _gaussian(
+        "lognormal_sigma", "p_mean", "p_std", lambda m, s: (-2 * m, 2 * s))(p_mean, p_std),
+    "logit_normal": lambda m=0.0, s=1.0: _gaussian(
+        "logit_normal", "m", "s", lambda m, s: (-2 * m, 2 * s))(m, s),
     "mode": lambda scale=1.29: TimeDensity("mode", _mode_pdf(scale), {"scale": scale}),
     "cosmap": lambda: TimeDensity("cosmap", _cosmap),
     "vp_linear": _vp_linear,
@@ -162,10 +169,7 @@ def get_density(spec) -> TimeDensity:
     name, *args = str(spec).strip().split(":")
     if name not in _REGISTRY:
         raise ValueError(f"unknown time density {name!r}; valid: {', '.join(density_names())}")
-    try:
-        values = [float(a) for a in args]
-    except ValueError:
-        raise ValueError(f"time density {spec!r}: parameters must be numbers") from None
+    values = [checks.number(f"time density {spec!r}: parameter", a) for a in args]
     try:
         return _REGISTRY[name](*values)
     except TypeError:

@@ -24,7 +24,6 @@ import re
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -318,7 +317,7 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     as each finishes, so that an interrupted run still knows what finished."""
     import multiprocessing as mp
 
-    from .jobpool import Job, run_jobs
+    from .jobpool import Job, QuietPool, run_jobs
     from .profiles import FAMILIES, planned_runs
     last = _last_durations(out_dir)
     key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
@@ -339,11 +338,11 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
             results.append(result)
             echo(result.summary())
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    pool = QuietPool(jobs, mp.get_context("spawn"))
     try:
         run_jobs(jobs_, pool, done, jobs)
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C: drop the queued jobs
-        pool.shutdown(wait=False, cancel_futures=True)
+    except KeyboardInterrupt:  # the workers ignore Ctrl-C: drop the queued jobs, end the running
+        pool.stop()
         raise
     pool.shutdown()
 
@@ -381,9 +380,7 @@ def write_manifest(out_dir, results, **run_info) -> Path:
     manifest = {"biaskit_figures": 1, "last_run": {**run_info, "notebooks": [r.name for r in results],
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                 "versions": versions(), "notebooks": dict(sorted(entries.items()))}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_text
+    return write_text(path, json.dumps(manifest, indent=1, default=str))
 
 

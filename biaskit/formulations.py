@@ -37,8 +37,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from . import checks
 from . import parameterization as P
-from .denoiser import Denoiser, Prediction, _expand, network_output
+from .denoiser import Denoiser, Prediction, _expand, check_output, network_output
 from .processes import VE, Process, edm_preconditioning, get_process, vp_coefficients
 from .schedules import Schedule
 
@@ -125,8 +126,9 @@ class ProcessDenoiser(Denoiser):
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
                          source=source)
-        self.process, self.target, self.sigma_data = process, target, float(sigma_data)
-        self.time_input, self.time_scale = time_input, float(time_scale)
+        self.process, self.target = process, target
+        self.sigma_data = checks.positive("sigma_data", sigma_data)
+        self.time_input, self.time_scale = time_input, checks.nonzero("time_scale", time_scale)
         self.view_logsnr = lam
         self._lam_on: dict = {}
 
@@ -182,11 +184,15 @@ class ProcessDenoiser(Denoiser):
         if self.target == "edm":
             c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
             x_e = x / a
-            out = network_output(self.net(c["c_in"] * x_e, time, **self.net_kwargs)).to(x.dtype)
+            out = network_output(self.net(c["c_in"] * x_e, time, **self.net_kwargs))
+            check_output(self, out, x)
+            out = out.to(x.dtype)
             x0_hat = c["c_skip"] * x_e + c["c_out"] * out
             eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
         else:
-            out = network_output(self.net(x, time, **self.net_kwargs)).to(x.dtype)
+            out = network_output(self.net(x, time, **self.net_kwargs))
+            check_output(self, out, x)
+            out = out.to(x.dtype)
             if self.target == "v":  # v lives in VP scale
                 x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
             else:

@@ -48,3 +48,37 @@ def run_jobs(jobs: list[Job], executor, on_done: Callable, slots: int) -> None:
             result = fut.result()
             finished.add(job.key)
             on_done(job, result)
+
+
+class QuietPool:
+    """A ProcessPoolExecutor whose workers ignore SIGINT: a Ctrl-C at the terminal reaches the
+    whole process group, and workers would each print a KeyboardInterrupt traceback (during their
+    imports, before any initializer could help). The parent alone handles it, then :meth:`stop`
+    ends the workers (SIGTERM, silent) instead of waiting for their jobs."""
+
+    def __init__(self, max_workers: int, mp_context):
+        from concurrent.futures import ProcessPoolExecutor
+        self.pool = ProcessPoolExecutor(max_workers=max_workers, mp_context=mp_context)
+
+    def submit(self, fn, *args):
+        # workers are started inside submit; they inherit SIG_IGN through exec (a Python handler
+        # would not be inherited), so ignore SIGINT only while they are made
+        import signal
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return self.pool.submit(fn, *args)
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return self.pool.submit(fn, *args)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    def stop(self) -> None:
+        """Drop queued jobs and end running ones now."""
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())  # gone after shutdown
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in workers:
+            p.terminate()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()

@@ -4,8 +4,6 @@ specs are made of, and atomic JSON files."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,6 @@ def canonical(config) -> Any:
 
 
 def write_json(path, obj: dict):
-    """Write JSON atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON atomically (:mod:`biaskit.atomic`: temporary file in the same folder, then rename)."""
+    from .atomic import write_text
+    write_text(path, json.dumps(obj, indent=1))

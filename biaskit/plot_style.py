@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from .atomic import write_savefig
+
 RGB = ("#d62728", "#2ca02c", "#1f77b4")  # channel colours for colour-bias plots
 
 
@@ -27,8 +29,7 @@ def save(fig, path, formats=("png", "pdf")) -> list[Path]:
         p = path.with_suffix(f".{ext}")
         # no creation date in the file, so the same figure gives the same bytes on every run
         meta = {"CreationDate": None} if ext == "pdf" else {"Software": None} if ext == "png" else None
-        fig.savefig(p, bbox_inches="tight", metadata=meta)
-        out.append(p)
+        out.append(write_savefig(fig, p, bbox_inches="tight", metadata=meta))
     return out
 
 

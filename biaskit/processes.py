@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from . import checks
 from .schedules import Schedule, space_timesteps
 
 __all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "Flow", "PROCESSES", "get_process",
@@ -163,6 +164,8 @@ class ContinuousVP(Process):
     def __init__(self, kind: str = "cosine", logsnr_min: float = -15.0, logsnr_max: float = 15.0):
         if kind not in self.KINDS:
             raise ValueError(f"unknown continuous VP kind {kind!r}; valid: {', '.join(self.KINDS)}")
+        logsnr_min = checks.finite("process.logsnr_min", logsnr_min)
+        logsnr_max = checks.finite("process.logsnr_max", logsnr_max)
         if not logsnr_min < logsnr_max:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
         self.kind, self.name = kind, f"vp_{kind}"
@@ -204,8 +207,11 @@ class VE(Process):
     """
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
-        if not 0 < sigma_min < sigma_max:
+        sigma_min = checks.positive("process.sigma_min", sigma_min)
+        sigma_max = checks.positive("process.sigma_max", sigma_max)
+        if not sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        rho = checks.positive("process.rho", rho)  # Karras et al. Eq. 5 takes 1 / rho
         self.name = "ve"
         self.t_min, self.t_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
 
@@ -238,8 +244,7 @@ class Flow(Process):
     """
 
     def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0):
-        if not shift > 0:
-            raise ValueError(f"shift must be > 0, got {shift}")
+        shift = checks.positive("process.shift", shift)
         if not 0 <= t_min < t_max <= 1:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min} and {t_max}")
         self.shift, self.name = float(shift), "flow"

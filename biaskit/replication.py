@@ -321,8 +321,10 @@ def write(folder) -> Path | None:
     df = table(folder)
     if df.empty:
         return None
-    df.to_csv(folder / "replication.csv", index=False)
-    (folder / "replication.md").write_text(report(folder))
+    from .atomic import atomic_paths
+    with atomic_paths(folder / "replication.csv", folder / "replication.md") as (csv, md):
+        df.to_csv(csv, index=False)
+        md.write_text(report(folder))
     return folder / "replication.md"
 
 
@@ -337,7 +339,8 @@ def update_readme(readme, table_md: str) -> None:
     if START not in text or END not in text:
         raise ValueError(f"{path} has no {START.strip()} ... {END} block")
     head, rest = text.split(START, 1)
-    path.write_text(head + START + table_md + END + rest.split(END, 1)[1])
+    from .atomic import write_text
+    write_text(path, head + START + table_md + END + rest.split(END, 1)[1])
 
 
 if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]

@@ -192,6 +192,5 @@ def write_report(out_dir, df: pd.DataFrame, metadata: dict | None = None, figure
                 link = f.resolve().as_posix()
             lines += [f"![{f.stem}]({link})", ""]
     lines += ["Full table: `per_timestep.csv`; metadata: `metadata.json`.", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    from .atomic import write_text
+    return write_text(out / "report.md", "\n".join(lines))

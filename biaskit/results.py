@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .jsonio import write_json
+from .atomic import atomic_paths
 
 TABLE, METADATA = "per_timestep.csv", "metadata.json"
 _TEXT = ("model", "kind", "reference")
@@ -49,8 +49,10 @@ def save_results(df: pd.DataFrame, out_dir, metadata: dict | None = None) -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = df.attrs.get("metadata", {}) if metadata is None else metadata
-    df.to_csv(out / TABLE, index=False)
-    write_json(out / METADATA, _jsonable(meta))
+    text = json.dumps(_jsonable(meta), indent=1)
+    with atomic_paths(out / TABLE, out / METADATA) as (table, metadata):  # both or neither
+        df.to_csv(table, index=False)
+        metadata.write_text(text)
     return out
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checks
+
 __all__ = [
     "Schedule", "SCHEDULES", "get_schedule", "linear", "linear_adm", "scaled_linear", "cosine",
     "sigmoid", "adm_schedule",
@@ -291,8 +293,50 @@ def respace(schedule: Schedule, steps) -> Schedule:
                     timesteps=schedule.timesteps[idx_t], num_train_timesteps=schedule.num_train_timesteps)
 
 
+def _text(what, v):
+    if not isinstance(v, str):
+        raise ValueError(f"{what} must be a string, got {v!r}")
+    return v
+
+
+def _flag(what, v):
+    if not isinstance(v, bool):
+        raise ValueError(f"{what} must be true or false, got {v!r}")
+    return v
+
+
+def _betas(what, v):
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ValueError(f"{what} must be a list of numbers in (0, 1), got {type(v).__name__}")
+    return [checks.in_interval(f"{what}[{i}]", b, 0, 1, closed="(]") for i, b in enumerate(v)]
+
+
+# the diffusers scheduler-config keys biaskit reads, each with its valid range (checked once here,
+# so that a value of the wrong type is one line naming the key, not a traceback)
+SCHEDULER_KEYS = {
+    "_class_name": _text, "beta_schedule": _text, "prediction_type": _text, "timestep_spacing": _text,
+    "num_train_timesteps": lambda w, v: checks.integer(w, v, lo=1),
+    "beta_start": lambda w, v: checks.in_interval(w, v, 0, 1, closed="()"),
+    "beta_end": lambda w, v: checks.in_interval(w, v, 0, 1, closed="()"),
+    "trained_betas": _betas, "rescale_betas_zero_snr": _flag, "use_dynamic_shifting": _flag,
+    "shift": checks.positive, "sigma_min": checks.positive, "sigma_max": checks.positive,
+    "rho": checks.positive, "sigma_data": checks.positive,
+}
+
+
+def check_scheduler_config(config: dict, where: str = "scheduler config") -> dict:
+    """``config`` with every key of :data:`SCHEDULER_KEYS` it holds (not null) checked."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(config).__name__}")
+    for key, check in SCHEDULER_KEYS.items():
+        if config.get(key) is not None:
+            check(f"{where}: {key}", config[key])
+    return config
+
+
 def from_diffusers_config(config) -> Schedule:
     """Build the training schedule of a diffusers scheduler config (dict, or path to its JSON)."""
+    where = "scheduler config"
     if isinstance(config, (str, Path)):
         path = Path(config)
         if path.is_dir():
@@ -303,6 +347,8 @@ def from_diffusers_config(config) -> Schedule:
             config = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"scheduler config {path} is not valid JSON: {e}") from None
+        where = f"scheduler config {path}"
+    config = check_scheduler_config(config, where)
     T = int(config.get("num_train_timesteps", 1000))
     b0, b1 = float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02))
     kind = config.get("beta_schedule", "linear")

@@ -361,7 +361,12 @@ def test_ctrl_c_with_parallel_notebooks_keeps_what_finished(tmp_path, capsys, mo
         return F.NotebookResult(task[0], True, 0.1, str(tmp_path / task[0]), task[2])
 
     monkeypatch.setattr(F, "_run_one", fake)
-    monkeypatch.setattr(F, "ProcessPoolExecutor", lambda max_workers, mp_context: ThreadPoolExecutor(1))
+    from biaskit import jobpool
+
+    class Threads(jobpool.QuietPool):
+        def __init__(self, max_workers, mp_context):
+            self.pool = ThreadPoolExecutor(1)
+    monkeypatch.setattr(jobpool, "QuietPool", Threads)
     rc, err = cli(capsys, "figures", "--profile", "smoke", "--only", "00", "01", "02", "--jobs", 2,
                   "--out", tmp_path / "fig")
     assert rc == 130, err

@@ -245,7 +245,7 @@ def test_p2_with_k_zero_has_exact_zero_snr_limits():
     with pytest.raises(W.InfiniteWeightError) as e:
         W.per_sample_weights("p2:k=0:gamma=1.5", s, "x0")
     assert "evaluate it in" not in str(e.value) and "snr_min" in str(e.value)
-    with pytest.raises(ValueError, match="k >= 0"):
+    with pytest.raises(ValueError, match="k must be a finite number >= 0"):
         W.get_weighting("p2:k=-1")
 
 

@@ -59,6 +59,7 @@ def run(args) -> int:
                           only=list(select(args.only)) if args.only else ()), end="")
         return 0
     check_out(args.out)
+    check_out(cache_folder(args.out, args.cache), "--cache")  # a file or read-only: before any work
     if args.train_only:
         cache = cache_folder(args.out, args.cache)
         try:

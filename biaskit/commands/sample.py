@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import sampling as S
+from ..atomic import atomic_paths
 from ..denoiser import resolve_device
 from ..probe import CLIP_TOL, outside_range
 from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
@@ -147,6 +148,27 @@ def _summary(n: int, x, stats) -> str:
             f"[{swd['lo']:.4g}, {swd['hi']:.4g}]")
 
 
+# float32 copies of the whole batch alive at once during a chain step (x_t, the network output,
+# x0_hat, eps_hat, the step's noise and the next x_t, with one spare) and after it (the result
+# and its numpy copy for samples.npz)
+_CHAIN_COPIES, _OUTPUT_COPIES = 7, 2
+
+
+def _check_memory(args, shape, steps, device, model) -> None:
+    """Refuse a --n that cannot fit: the chain's own copies of the batch plus the network's
+    memory per sample in one call (measured on 4 and 8 samples)."""
+    from ..resources import available_bytes, check_fits, model_bytes_per_sample
+    n, D = shape[0], math.prod(shape[1:])
+    copies = _CHAIN_COPIES + _OUTPUT_COPIES * len(steps) + (2 * (max(steps) + 1) if args.trajectory else 0)
+    net = model_bytes_per_sample(model, shape[1:], device) if n > 8 else 0.0
+    per = 4 * D * copies + net
+    have = available_bytes(device)
+    fits = None if have is None else int(have // per)
+    check_fits(f"--n {n}", n * per, device,
+               f"{n} samples x ({D} values x 4 bytes x {copies} copies + {net / 2**20:.3g} MiB in "
+               "the network)", f"lower --n (about {fits} fit) and draw more with other --seed values")
+
+
 def run(args) -> int:
     device = resolve_device(args.device)
     steps = parse_list("--steps", args.steps)
@@ -163,6 +185,7 @@ def run(args) -> int:
     shape = (args.n, *_shape(model, args.shape))
     for n in steps:
         S.check_steps(args.sampler, model, n)
+    _check_memory(args, shape, steps, device, model)
     ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
         raise ValueError(f"--data {args.data}: {len(ds.test)} held-out samples of shape "
@@ -190,23 +213,24 @@ def run(args) -> int:
                           x0_hat=r.trajectory.x0_hat.float().cpu().numpy())
         x0s[f"{n} steps"] = r.x0
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", **arrays)
-    written = [out / "samples.npz"]
     stats = {}
     if ds is not None:
-        import pandas as pd
         stats = {n: against_data(x0s[f"{n} steps"], ds.test, model.data_range, args.seed) for n in steps}
-        pd.concat([st.assign(steps=n) for n, st in stats.items()])[
-            ["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
-        written.append(out / "sample_stats.csv")
     meta = {"model": args.model, "denoiser": model.describe(), "steps": steps, "n": args.n,
             "shape": list(shape[1:]), **kwargs,
             "data_range": list(model.data_range),
             "timesteps": "the model's own timesteps (samples.npz timesteps_*, t)",
             "data": ds.spec if ds is not None else None, "clip_tol": CLIP_TOL if ds is not None else None}
-    (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    written += [out / "sample_meta.json"] + _figure(x0s, model, out, args.grid)
+    written = [out / "samples.npz"] + ([out / "sample_stats.csv"] if stats else []) + [out / "sample_meta.json"]
+    with atomic_paths(*written) as tmps:  # all of them or none; earlier outputs kept until then
+        with open(tmps[0], "wb") as f:
+            np.savez_compressed(f, **arrays)
+        if stats:
+            import pandas as pd
+            pd.concat([st.assign(steps=n) for n, st in stats.items()])[
+                ["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(tmps[1], index=False)
+        tmps[-1].write_text(json.dumps(meta, indent=2, default=str))
+    written += _figure(x0s, model, out, args.grid)
     for n in steps:
         print(_summary(n, x0s[f"{n} steps"], stats.get(n)))
     for p in written:

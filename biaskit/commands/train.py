@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from ..loaders.options import add_loader_arguments
@@ -123,11 +124,20 @@ def run(args) -> int:
         yaml.safe_dump(to_dict(config), sys.stdout, sort_keys=False)
         return 0
     from ..train import run_training
+    from ..train.trainer import NonFiniteTrainingError
     check_out(config.out)
     try:
         trainer = run_training(config, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_resume_hint(config.out)) from None
+    except NonFiniteTrainingError as e:
+        print(f"biaskit train: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk or an unwritable run directory, mid-run
+        code = errno.errorcode.get(e.errno, "OSError")
+        print(f"biaskit train: error: {e.filename or config.out}: {e.strerror or e} ({code}); "
+              f"{_resume_hint(config.out)}", file=sys.stderr)
+        return 1
     if trainer.rank == 0:
         print(f"trained {trainer.step} steps; run directory {trainer.run_dir} "
               f"(biaskit probe {trainer.run_dir})", file=sys.stderr)

@@ -30,10 +30,10 @@ def add_arguments(p):
     p.add_argument("--process", default=None, choices=sorted(PROCESSES),
                    help="a continuous process instead of --schedule: rows are its times, and each "
                    "weighting also gets its x0 weight per unit logsnr under --density")
-    p.add_argument("--density", default="uniform",
+    p.add_argument("--density", default=None,
                    help="with --process: training-time density, e.g. uniform, logit_normal:0:1, "
                    "lognormal_sigma:-1.2:1.2, mode:1.29, cosmap (default uniform in the process's time)")
-    p.add_argument("--points", type=int, default=201, help="with --process: number of times (default 201)")
+    p.add_argument("--points", type=int, default=None, help="with --process: number of times (default 201)")
     p.add_argument("--format", default="table", choices=["csv", "table"])
     p.add_argument("--plot", default=None, help="save a figure (PNG/PDF by extension)")
 
@@ -62,6 +62,8 @@ def process_line(measures: dict[str, str], space: str, process, density: str) ->
 
 def _process_table(args, specs):
     from ..densities import process_weights_table
+    args.density = args.density or "uniform"
+    args.points = 201 if args.points is None else args.points
     if args.points < 3:
         raise ValueError(f"--points must be at least 3, got {args.points}")
     if "vlb" in specs:
@@ -79,6 +81,11 @@ def _process_table(args, specs):
 def run(args) -> int:
     specs = parse_list("--weightings", args.weightings, str) if args.weightings is not None else W.names()
     measures = W.measures(specs)
+    if not args.process:
+        given = [f for f, v in (("--density", args.density), ("--points", args.points)) if v is not None]
+        if given:
+            raise ValueError(f"{given[0]} applies only with --process (a continuous process: "
+                             f"{', '.join(sorted(PROCESSES))}); the discrete --schedule draws t uniformly")
     if args.process:
         if args.plot:
             raise ValueError("--plot draws discrete schedules; with --process write --format csv")
@@ -102,6 +109,7 @@ def run(args) -> int:
         labelled = df.rename(columns={c: f"{c} (per logsnr)" for c, m in measures.items()
                                       if m == "per_logsnr"})
         fig = plot_weightings(labelled, space=args.space, schedule_name=schedule.name)
-        fig.savefig(args.plot, bbox_inches="tight", dpi=150)
+        from ..atomic import write_savefig
+        write_savefig(fig, args.plot, bbox_inches="tight", dpi=150)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import safeload
+from ..schedules import check_scheduler_config
 from ..denoiser import Denoiser
 from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_source, image_shape, make_denoiser,
                     read_json, resolve_schedule)
@@ -26,6 +27,14 @@ __all__ = ["DiffusersUNet", "load_diffusers", "folder_format"]
 
 _NON_VP_SCHEDULERS = ("ScoreSdeVeScheduler", "KarrasVeScheduler", "CMStochasticIterativeScheduler",
                       "FlowMatchLCMScheduler", "CosineDPMSolverMultistepScheduler")
+# diffusers schedulers over a discrete VP (DDPM-family) schedule: their beta settings are read
+VP_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DDPMParallelScheduler",
+                 "DDIMParallelScheduler", "DDIMInverseScheduler", "DPMSolverMultistepScheduler",
+                 "DPMSolverSinglestepScheduler", "DPMSolverMultistepInverseScheduler",
+                 "DPMSolverSDEScheduler", "DEISMultistepScheduler", "UniPCMultistepScheduler",
+                 "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+                 "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "LMSDiscreteScheduler",
+                 "SASolverScheduler", "LCMScheduler", "TCDScheduler")
 _WEIGHTS = ("diffusion_pytorch_model{v}.safetensors", "diffusion_pytorch_model{v}.bin")
 
 
@@ -104,10 +113,15 @@ def _scheduler_config(path: Path, fmt: str, o) -> dict:
         cfg = read_json(source / "scheduler_config.json" if source.is_dir() else source)
     else:
         cfg = dict(source)
-    if cfg.get("_class_name") in _NON_VP_SCHEDULERS:
-        raise ValueError(f"scheduler {cfg['_class_name']} is not supported; biaskit loads VP "
-                         f"(DDPM-family) schedulers, flow matching ({', '.join(FLOW_SCHEDULERS)}) "
-                         f"and EDM ({', '.join(EDM_SCHEDULERS)})")
+    where = f"scheduler config {source}" if isinstance(source, Path) else "scheduler config"
+    check_scheduler_config(cfg, where)
+    cls = cfg.get("_class_name")
+    if cls is not None and cls not in VP_SCHEDULERS + FLOW_SCHEDULERS + EDM_SCHEDULERS:
+        # an unknown class is refused, not read as DDPM: its keys may mean another process
+        what = "is not supported" if cls in _NON_VP_SCHEDULERS else "is not a scheduler biaskit knows"
+        raise ValueError(f"{where}: scheduler {cls} {what}; biaskit loads VP (DDPM-family) "
+                         f"schedulers ({', '.join(VP_SCHEDULERS[:3])}, ...), flow matching "
+                         f"({', '.join(FLOW_SCHEDULERS)}) and EDM ({', '.join(EDM_SCHEDULERS)})")
     return cfg
 
 

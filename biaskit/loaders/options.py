@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from .. import checks
 from ..denoiser import TIME_INPUTS
 from ..formulations import PROCESS_TIME_INPUTS, TARGETS
 from ..processes import PROCESSES
@@ -39,7 +40,8 @@ def parse_bool(text) -> bool:
 class Option:
     """One loader option. ``formats``: the loaders that take it; ``kind``: ``value`` (``--x V``),
     ``bool`` (``--x [BOOL]``), ``switch`` (``--x``, store_true), ``ignored`` (a pasted
-    guided-diffusion flag that does not change the network's outputs; ``help`` says why)."""
+    guided-diffusion flag that does not change the network's outputs; ``help`` says why);
+    ``check``: a :mod:`biaskit.checks` function ``(what, value)`` giving its valid range."""
 
     name: str
     formats: frozenset
@@ -51,6 +53,7 @@ class Option:
     kind: str = "value"
     cli: bool = True
     section: str = "third-party"  # where the flag is listed: "model" (top) or "third-party"
+    check: Callable | None = None
 
     @property
     def dest(self) -> str:
@@ -66,6 +69,10 @@ _MODULE = frozenset({"module"})  # a network in memory: biaskit.load(net, ...)
 
 def _o(name, formats, help="", **kw) -> Option:
     return Option(name, frozenset(formats), help, **kw)
+
+
+def _at_least_1(what, value) -> int:
+    return checks.integer(what, value, lo=1)
 
 
 def _adm_bool(name) -> Option:
@@ -93,7 +100,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("schedule", _ORACLE | _MODULE, "schedule of an oracle model (trained models carry their own; "
        "default linear); in Python, of a network in memory: a Schedule, a name or a diffusers "
        "scheduler", section="model"),
-    _o("step", _RUN, "checkpoint step of a biaskit run (default latest)", type=int, section="model"),
+    _o("step", _RUN, "checkpoint step of a biaskit run (default latest)", type=int, section="model",
+       check=lambda what, v: checks.integer(what, v, lo=0)),
     _o("online_weights", _RUN, "use a biaskit run's online weights instead of its EMA weights",
        kind="switch", section="model"),
     _o("ema", _RUN, "EMA weights of a biaskit run (False: the online weights)", default=True, cli=False),
@@ -108,9 +116,11 @@ OPTIONS: tuple[Option, ...] = (
        "vp_cosine, vp_linear_logsnr; it is probed and sampled as a VP model at equal logsnr "
        "(default parameterization: edm for edm, flow for flow, eps otherwise)",
        choices=tuple(sorted(PROCESSES))),
-    _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float),
+    _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
+       check=checks.positive),
     _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
-    _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int),
+    _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int,
+       check=lambda what, v: checks.integer(what, v, lo=1)),
     _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),
     _o("rescale_timesteps", _ADM, "ADM (improved-diffusion): the network was fed t * 1000 / T",
        type=parse_bool, kind="bool"),
@@ -126,7 +136,8 @@ OPTIONS: tuple[Option, ...] = (
        "(ln(sigma) / 4), t (the process time * --time-scale), logsnr",
        choices=tuple(dict.fromkeys(TIME_INPUTS + PROCESS_TIME_INPUTS))),
     _o("time_scale", _THIRD | _MODULE, "factor for --time-input scaled (e.g. 0.001 for t/1000) or, with "
-       "--process, for t (e.g. 1000 for a flow net fed t in [0, 1000])", type=float),
+       "--process, for t (e.g. 1000 for a flow net fed t in [0, 1000])", type=float,
+       check=checks.nonzero),
     _o("data_range", _THIRD | _MODULE, "range of clean data, default -1,1; write --data-range=-0.5,0.5 for "
        "negative LO", metavar="LO,HI"),
     _o("state_dict_prefix", _ADM | _PLUGIN, "keep keys starting with this and strip it (e.g. gt., "
@@ -135,19 +146,20 @@ OPTIONS: tuple[Option, ...] = (
        "model); default: the EMA one", metavar="KEY"),
     _o("trained_timesteps", _THIRD | _MODULE, "only these timesteps (inclusive) are probed, e.g. the range "
        "the model was trained on", metavar="LO:HI"),
-    _o("class_label", _DIFFUSERS | _ADM | _MODULE, "class fed to a class-conditional model", type=int),
+    _o("class_label", _DIFFUSERS | _ADM | _MODULE, "class fed to a class-conditional model", type=int,
+       check=lambda what, v: checks.integer(what, v, lo=0)),
     _o("channels", _PLUGIN | _MODULE, "data channels C of a plugin model", type=int, cli=False),
     # ADM architecture (guided-diffusion's flag names and units; see models.adm.flags_to_config)
-    _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int),
-    _o("num_res_blocks", _ADM, "ADM res blocks per level", type=int),
+    _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int, check=_at_least_1),
+    _o("num_res_blocks", _ADM, "ADM res blocks per level", type=int, check=_at_least_1),
     _o("channel_mult", _ADM, "ADM channel multipliers, e.g. 1,2,2,2"),
     _o("attention_resolutions", _ADM, "ADM attention at these image resolutions, e.g. 32,16,8 "
        "(needs --image-size)"),
-    _o("num_heads", _ADM, "ADM attention heads (not stored in the weights)", type=int),
+    _o("num_heads", _ADM, "ADM attention heads (not stored in the weights)", type=int, check=_at_least_1),
     _o("num_head_channels", _ADM, "ADM channels per attention head, e.g. 64 for the released "
        "guided-diffusion models", type=int),
     _o("num_heads_upsample", _ADM, "ADM heads in the decoder (deprecated flag)", type=int),
-    _o("image_size", _ADM, "image size the model was trained at", type=int),
+    _o("image_size", _ADM, "image size the model was trained at", type=int, check=_at_least_1),
     *(_adm_bool(n) for n in ("learn_sigma", "class_cond", "use_scale_shift_norm", "resblock_updown",
                              "use_new_attention_order")),
     *(_o(n, _ADM, why, kind="ignored") for n, why in IGNORED_FLAGS.items()),
@@ -191,7 +203,9 @@ def check_options(kwargs: dict, fmt: str) -> SimpleNamespace:
         raise ValueError(f"option(s) {', '.join(bad)} do not apply to {_article(fmt)} model; "
                          f"valid: {', '.join(valid)}")
     values = {o.name: o.default for o in options_for(fmt)}
-    values.update({k: kwargs[k] for k in given})
+    for k in given:
+        check = BY_NAME[k].check
+        values[k] = kwargs[k] if check is None else check(flag(k), kwargs[k])
     return SimpleNamespace(**values)
 
 

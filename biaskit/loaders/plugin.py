@@ -36,7 +36,11 @@ def resolve_factory(model_spec: str):
             raise FileNotFoundError(f"model spec file not found: {file}")
         spec = importlib.util.spec_from_file_location(f"biaskit_plugin_{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:  # the user's own code: any error it raises is theirs, said in one line
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ValueError(f"model spec {model_spec!r}: importing {file} raised "
+                             f"{type(e).__name__}: {_first_line(e)}") from None
     else:
         try:
             module = importlib.import_module(target)
@@ -47,6 +51,30 @@ def resolve_factory(model_spec: str):
         raise ValueError(f"model spec {model_spec!r}: {target} has no {attr!r}; callables there: "
                          f"{', '.join(names)}")
     return getattr(module, attr)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+def _call_factory(factory, model_spec: str, kwargs: dict):
+    """``factory(**kwargs)``; a factory that needs other arguments, or raises, is one line."""
+    import inspect
+    if not callable(factory):
+        raise ValueError(f"model spec {model_spec!r} names a {type(factory).__name__}, not a factory")
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"model spec {model_spec!r}: the factory cannot be called with "
+                         f"{kwargs or 'no arguments'} ({e}); give its parameters defaults (from "
+                         "Python: biaskit.load(..., factory_kwargs={...}))") from None
+    except ValueError:  # no signature (a builtin): just call it
+        pass
+    try:
+        return factory(**kwargs)
+    except Exception as e:
+        raise ValueError(f"model spec {model_spec!r}: the factory raised {type(e).__name__}: "
+                         f"{_first_line(e)}") from None
 
 
 def _suggest_prefix(net: nn.Module, sd: dict, path: Path) -> None:
@@ -71,7 +99,7 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
     """
     o = check_options(options, "plugin")
     factory = resolve_factory(model_spec)
-    net = factory(**(o.factory_kwargs or {}))
+    net = _call_factory(factory, model_spec, o.factory_kwargs or {})
     if not isinstance(net, nn.Module):
         raise ValueError(f"model spec {model_spec!r} returned a {type(net).__name__}, not a torch "
                          "nn.Module")

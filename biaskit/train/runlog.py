@@ -4,11 +4,13 @@ differences that ``--resume`` refuses."""
 from __future__ import annotations
 
 import csv
+import io
 import time
 
 import torch
 import torch.distributed as dist
 
+from ..atomic import append_text, write_text
 from .objective import TrainState
 
 
@@ -58,8 +60,9 @@ class _Log:
         with open(self.path) as f:
             rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)
+        write_text(self.path, text.getvalue())
 
     def add(self, s: TrainState):
         q = self.trainer.quarter(s.t)
@@ -85,10 +88,10 @@ class _Log:
         self.sums.zero_()
         self.n, self.t0 = 0, now
         if self.enabled:
-            new = not self.path.exists()
-            with open(self.path, "a", newline="") as f:
-                w = csv.DictWriter(f, self.FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in row.items()})
+            text = io.StringIO()
+            w = csv.DictWriter(text, self.FIELDS)
+            if not self.path.exists():
+                w.writeheader()
+            w.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in row.items()})
+            append_text(self.path, text.getvalue())
         return row

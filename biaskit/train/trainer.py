@@ -18,6 +18,7 @@ from .. import parameterization as P
 from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser, resolve_device
 from ..distributed import init_process_group, launched
+from ..atomic import append_text
 from ..jsonio import write_json
 from ..models import build_model
 from ..rng import derive_seed
@@ -28,6 +29,10 @@ from .objective import (_DROPOUT, _NOISE, _PERTURB, TrainState, _quarter, batch_
                         learning_rate, loss_weights, timestep_probabilities)
 from .process_objective import ProcessObjective, build_process, process_time_input
 from .runlog import RESUMABLE, _Log, config_differences
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training turned non-finite (loss, or weights before a save); nothing non-finite was saved."""
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -160,6 +165,9 @@ class Trainer:
                                            fused=True if dev.type == "cuda" else None)
         self.autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None)
         self._noise = torch.Generator(dev)
+        # first step whose loss was not finite (inf: none yet), kept on the device so that the
+        # check costs no synchronisation per step; read at each log flush and before each save
+        self._first_bad = torch.full((), float("inf"), device=dev, dtype=torch.float64)
         self.info = self._run_info()
         if resume:
             self._resume()
@@ -228,7 +236,27 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as e:
             raise ValueError(f"checkpoint {ckpt / 'state.pt'} is incomplete or incompatible: {e}") from None
 
+    def check_finite(self, weights: bool = False):
+        """NonFiniteTrainingError naming the first step whose loss was not finite (or, with
+        ``weights``, the current step when a weight is not) and the last checkpoint on disk."""
+        bad = self._first_bad.clone()
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MIN)
+        what = None
+        if torch.isfinite(bad):
+            what = f"the loss turned non-finite at step {int(bad)}"
+        elif weights and not all(bool(torch.isfinite(p).all()) for p in self._params + self._ema_params):
+            what = f"the weights turned non-finite by step {self.step}"
+        if what is None:
+            return
+        steps = C.checkpoint_steps(self.run_dir)
+        last = (f"the last finite checkpoint is step {steps[-1]} in {self.run_dir} (kept)" if steps
+                else f"no checkpoint was written in {self.run_dir}")
+        raise NonFiniteTrainingError(f"{what}; nothing after it was saved and {last}; lower optim.lr, "
+                                     "set optim.grad_clip or check the data and loss.weighting")
+
     def save(self):
+        self.check_finite(weights=True)
         if self.rank != 0:
             return
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "rng_cpu": torch.get_rng_state()}
@@ -311,6 +339,8 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self._update_ema()
+        self._first_bad = torch.where(torch.isfinite(loss.detach()) | (self._first_bad < self.step),
+                                      self._first_bad, torch.full_like(self._first_bad, self.step))
         return TrainState(self.step, loss.detach(), mse.detach(), t, lr)
 
     @torch.no_grad()
@@ -347,6 +377,7 @@ class Trainer:
             state = self.train_step()
             log.add(state)
             if self.step % cfg.log_every == 0 or self.step == last:
+                self.check_finite()
                 row = log.flush()
                 if row:
                     bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2g}")
@@ -375,5 +406,5 @@ class Trainer:
         if self.rank == 0:
             df.insert(0, "step", self.step)
             path = self.run_dir / "probe.csv"
-            df.to_csv(path, mode="a", header=not path.exists(), index=False)
+            append_text(path, df.to_csv(header=not path.exists(), index=False))
         return df

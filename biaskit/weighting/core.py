@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from .. import checks
+
 SPACES = ("x0", "eps", "v", "flow")
 MEASURES = ("per_sample", "per_logsnr")
 # how a user names snr_min in each front end (Python, training config, command line)
@@ -97,6 +99,8 @@ def weight(w: Weighting, snr, space: str = "x0", *, snr_min: float | None = None
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
     w = w.for_target(space)
+    if snr_min is not None:
+        checks.positive("snr_min (loss.snr_min, --snr-min)", snr_min)
     snr = torch.as_tensor(snr, dtype=torch.float64) if not torch.is_tensor(snr) else snr
     out = _evaluate(w, snr, space, snr_min, ctx)
     if not torch.all(torch.isfinite(out)):

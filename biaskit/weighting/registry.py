@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from .. import checks
 from .core import _REGISTRY, SPACES, Weighting, x0_form
 
 
@@ -36,6 +37,7 @@ def snr() -> Weighting:
 # Hang et al. 2023 (Min-SNR-gamma): w_x0 = min(snr, gamma) = snr * min(1, gamma / snr)
 @register
 def min_snr(gamma: float = 5.0) -> Weighting:
+    gamma = checks.positive("weighting min_snr: gamma", gamma)
     return Weighting("min_snr", 1.0, lambda s, *_: (gamma / s).clamp(max=1.0), {"gamma": gamma},
                      f"min_snr(γ={gamma:g})")
 
@@ -43,8 +45,9 @@ def min_snr(gamma: float = 5.0) -> Weighting:
 # Choi et al. 2022 (P2): w_eps = (k + snr)^-gamma
 @register
 def p2(k: float = 1.0, gamma: float = 1.0) -> Weighting:
-    if k < 0:
-        raise ValueError(f"weighting 'p2' needs k >= 0, got k={k:g}")
+    # k >= 0 keeps (k + snr) > 0; gamma >= 0 keeps the weight from growing with snr
+    k = checks.non_negative("weighting p2: k", k)
+    gamma = checks.non_negative("weighting p2: gamma", gamma)
     params, label = {"k": k, "gamma": gamma}, f"p2(k={k:g}, γ={gamma:g})"
     if k == 0:  # w_x0 = snr^(1-gamma): the snr^-gamma goes into the order, so g stays finite at 0
         return Weighting("p2", 1.0 - gamma, _ones, params, label)
@@ -70,6 +73,7 @@ def debias_fork() -> Weighting:
 # Crowson et al. 2024 (HDiT / k-diffusion soft-min-snr): w_eps = 1 / (1 + sd^2 snr)
 @register
 def soft_min_snr(sigma_data: float = 0.5) -> Weighting:
+    sigma_data = checks.positive("weighting soft_min_snr: sigma_data", sigma_data)
     return Weighting("soft_min_snr", 1.0, lambda s, *_: 1 / (1 + sigma_data**2 * s),
                      {"sigma_data": sigma_data}, f"soft_min_snr(σd={sigma_data:g})")
 
@@ -78,6 +82,7 @@ def soft_min_snr(sigma_data: float = 0.5) -> Weighting:
 # per-sample weight under EDM's ln sigma ~ N(-1.2, 1.2^2), i.e. t_sampling lognormal:2.4:2.4
 @register
 def edm(sigma_data: float = 0.5) -> Weighting:
+    sigma_data = checks.positive("weighting edm: sigma_data", sigma_data)
     return Weighting("edm", 0.0, lambda s, *_: s + 1 / sigma_data**2, {"sigma_data": sigma_data},
                      f"edm(σd={sigma_data:g})")
 
@@ -86,6 +91,7 @@ def edm(sigma_data: float = 0.5) -> Weighting:
 # E_t[-dlogsnr/dt w(logsnr_t) ||eps_hat - eps||^2] / 2 with t ~ U(0, 1))
 @register
 def sigmoid(b: float = 0.0) -> Weighting:
+    b = checks.finite("weighting sigmoid: b", b)
     return Weighting("sigmoid", 1.0, lambda s, lam, _: torch.sigmoid(b - lam), {"b": b},
                      f"sigmoid(b={b:g})", measure="per_logsnr")
 
@@ -93,6 +99,7 @@ def sigmoid(b: float = 0.0) -> Weighting:
 # Salimans & Ho 2022, truncated SNR: w_x0 = max(snr, gamma) (gamma = 1 in the paper)
 @register
 def trunc_snr(gamma: float = 1.0) -> Weighting:
+    gamma = checks.positive("weighting trunc_snr: gamma", gamma)
     return Weighting("trunc_snr", 0.0, lambda s, *_: s.clamp(min=gamma), {"gamma": gamma},
                      f"trunc_snr(γ={gamma:g})")
 
@@ -100,6 +107,7 @@ def trunc_snr(gamma: float = 1.0) -> Weighting:
 @register
 def max_snr(gamma: float = 1.0) -> Weighting:
     """Alias of trunc_snr under the name some codebases use: w_x0 = max(snr, gamma)."""
+    gamma = checks.positive("weighting max_snr: gamma", gamma)
     return Weighting("max_snr", 0.0, lambda s, *_: s.clamp(min=gamma), {"gamma": gamma},
                      f"max_snr(γ={gamma:g})")
 
@@ -170,7 +178,7 @@ def get_weighting(spec, **params) -> Weighting:
         key = key or (sig[i] if i < len(sig) else None)
         if key not in sig:
             raise ValueError(f"weighting {name!r} takes parameters {sig}, got {a!r}")
-        params[key] = float(val)
+        params[key] = checks.number(f"weighting {name}: {key}", val)
     try:
         return fn(**params)
     except TypeError:

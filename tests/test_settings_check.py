@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import biaskit
-from biaskit.settings_check import CERTAIN, CLEAR, check_adm_settings, evaluate_settings
+from biaskit.settings_check import CERTAIN, CLEAR, check_settings, evaluate_settings
 
 T = 250
 ARCH = dict(model_channels=32, num_res_blocks=1, channel_mult=[1], attention_resolutions=[1],
@@ -59,8 +59,8 @@ def test_right_settings_have_lowest_error_and_pass(trained_adm):
     x0 = trained_adm[1].test
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning for the right settings
-        df = check_adm_settings(d, x0)
-    assert df["chosen"].sum() == 1 and df.loc[df["eps_mse"].idxmin(), "chosen"]
+        df = check_settings(d, x0)
+    assert df["chosen"].sum() == 1 and df.loc[df["score"].idxmin(), "chosen"]
     assert d.info["settings_check"]["best"] == d.info["settings_check"]["chosen"]  # in metadata
     # the trained network denoises: far below eps_hat = 0 (eps-MSE 1) at every checked t
     assert all(_eps_mse(d, x0[:64], t) < 0.5 for t in (75, 125, 175, 225))
@@ -76,9 +76,9 @@ def test_wrong_heads_are_measurably_worse_and_flagged(trained_adm, wrong, flag):
     # independent of the check's own draws: other samples, other noise, one t
     assert _eps_mse(bad, x0[64:192], 175) > 1.02 * _eps_mse(right, x0[64:192], 175)
     with pytest.warns(UserWarning, match=flag) as rec:
-        df = check_adm_settings(bad, x0, mode="warn")
+        df = check_settings(bad, x0, mode="warn")
     assert len(rec) == 1
-    best = df.loc[df["eps_mse"].idxmin()]
+    best = df.loc[df["score"].idxmin()]
     assert best["z"] > CLEAR[0] and best["heads"] == "num_heads=4 use_new_attention_order=True"
 
 
@@ -88,10 +88,10 @@ def test_wrong_time_scaling_is_certain_and_stops(trained_adm):
     assert torch.allclose(bad.time_features(torch.tensor([10])), torch.tensor([40.0]))  # 1000/250 t
     assert _eps_mse(bad, x0[64:192], 175) > 1.25 * _eps_mse(_load(trained_adm, **RIGHT), x0[64:192], 175)
     with pytest.raises(ValueError, match=r"--rescale-timesteps False.*--settings-check warn"):
-        check_adm_settings(bad, x0)
+        check_settings(bad, x0)
     with pytest.warns(UserWarning, match="rescale-timesteps False"):
-        df = check_adm_settings(bad, x0, mode="warn")
-    best = df.loc[df["eps_mse"].idxmin()]
+        df = check_settings(bad, x0, mode="warn")
+    best = df.loc[df["score"].idxmin()]
     assert best["z"] > CERTAIN[0] and best["rel"] > CERTAIN[1]
 
 
@@ -100,8 +100,9 @@ def test_equivalent_settings_are_tried_once_and_non_adm_is_skipped(trained_adm):
     df = evaluate_settings(d, trained_adm[1].test, n=4)
     # 32-channel blocks: num_heads 1, 2, 4, 8 and num_head_channels 32 (= 1 head) in both orders
     # where heads > 1, once for one head: 1 + 3 * 2 = 7 head settings (the chosen is one of
-    # them), times 2 time conventions (T = 250 != 1000)
-    assert len(df) == 14 and df["setting"].is_unique
+    # them), times 2 time conventions (T = 250 != 1000); then the two other data ranges ([0, 1],
+    # [-0.5, 0.5]; digits are in [-1, 1]) and the three other targets (x0, v, flow), one at a time
+    assert len(df) == 14 + 2 + 3 and df["setting"].is_unique
     assert np.isclose(df.loc[df["chosen"], "diff"].iloc[0], 0)
-    assert check_adm_settings(biaskit.load("oracle:gmm2d"), torch.zeros(4, 2)) is None
-    assert check_adm_settings(d, trained_adm[1].test, mode="off") is None
+    assert check_settings(biaskit.load("oracle:gmm2d"), torch.zeros(4, 2)) is None
+    assert check_settings(d, trained_adm[1].test, mode="off") is None

@@ -25,9 +25,10 @@ def add_model_arguments(p):
     g = p.add_argument_group("third-party checkpoints")
     add_loader_arguments(g)
     g.add_argument("--settings-check", choices=("auto", "warn", "off"), default="auto",
-                   help="ADM with --data: compare the settings the weights cannot tell (time "
-                        "scaling, heads, attention order) on held-out samples; auto warns when "
-                        "another setting is clearly better and stops when it is certain")
+                   help="third-party model with --data: compare the settings the weights cannot "
+                        "tell (time input and scale, data range, parameterization; ADM heads and "
+                        "attention order) on held-out samples; auto warns when another setting is "
+                        "clearly better and stops when it is certain (default auto)")
 
 
 def _given(args) -> dict:

@@ -106,3 +106,143 @@ def test_equivalent_settings_are_tried_once_and_non_adm_is_skipped(trained_adm):
     assert np.isclose(df.loc[df["chosen"], "diff"].iloc[0], 0)
     assert check_settings(biaskit.load("oracle:gmm2d"), torch.zeros(4, 2)) is None
     assert check_settings(d, trained_adm[1].test, mode="off") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# every third-party loader: a plugin whose exact answer is known, and the real MNIST DDPM
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+MNIST = ROOT / ".." / "shared" / "checkpoints" / "mnist-ddpm-cnn" / "ddpm_mnist_starter.pth"
+MNIST_SPEC = f"{ROOT / 'examples' / 'mnist_ddpm_cnn.py'}:factory"
+MNIST_RIGHT = dict(state_dict_prefix="gt.", abar_key="alpha_t", time_input="scaled",
+                   time_scale=1e-3, data_range=(-0.5, 0.5), trained_timesteps="1:999")
+
+# the exact eps predictor of Gaussian data N(0, V I) noised by x = a x0 + s eps, fed the VP sigma
+# s: E[eps | x] = s x / (a^2 V + s^2) with a = sqrt(1 - s^2) (a network "trained" with known
+# settings: time input sigma, data range [-1, 1] as declared, target eps)
+GAUSS_NET = '''
+import torch
+from torch import nn
+class GaussEps(nn.Module):
+    def __init__(self, V):
+        super().__init__()
+        self.V = V
+    def forward(self, x, s):
+        s = s.double().clamp(0, 1).reshape(-1, *([1] * (x.ndim - 1)))
+        return (s * x.double() / ((1 - s**2) * self.V + s**2)).to(x.dtype)
+def factory(V=1.0):
+    return GaussEps(V)
+class Zero(nn.Module):
+    def forward(self, x, s):
+        return torch.zeros_like(x)
+def zero():
+    return Zero()
+'''
+V = 1.0
+
+
+@pytest.fixture
+def gauss_spec(tmp_path):
+    f = tmp_path / "gauss_net.py"
+    f.write_text(GAUSS_NET)
+    return f"{f}:factory"
+
+
+def _gauss(spec, **kw):
+    return biaskit.load(None, model_spec=spec, noise_schedule="linear", diffusion_steps=1000,
+                        factory_kwargs={"V": V}, channels=None, **{"time_input": "sigma", **kw})
+
+
+def _gauss_x0(n=64, dim=64, seed=3):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * V ** 0.5
+
+
+def test_exact_plugin_passes_and_its_eps_error_is_the_closed_form(gauss_spec):
+    d = _gauss(gauss_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = check_settings(d, _gauss_x0())
+    rec = d.info["settings_check"]
+    assert rec["best"] == rec["chosen"] and rec["outcome"] == "ok" and not rec["warnings"]
+    # the least eps-MSE of N(0, V) data: a^2 V / (a^2 V + s^2), DDPM's linear betas restated
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    for t, e in rec["eps_mse_by_t"].items():
+        a2 = float(abar[int(t)])
+        exact = a2 * V / (a2 * V + 1 - a2)
+        assert abs(e - exact) < 0.1 * exact, (t, e, exact)  # 32 x 64 elements: se ~ 3%
+    assert rec["forward_passes"] == len(df) * 32 * 4 + 4 * 32  # stated cost: candidates + ends
+    assert set(df["time"]) >= {"time_input=sigma", "time_input=index", "time_input=logsnr"}
+
+
+def test_wrong_time_input_on_a_plugin_is_named_and_stops(gauss_spec):
+    # fed t / 1000 instead of sigma: at t = 300 the net takes s = 0.3 for s = 0.85 (eps-MSE about
+    # 2x the exact 0.28), so the check is certain
+    d = _gauss(gauss_spec, time_input="scaled", time_scale=1e-3)
+    with pytest.raises(ValueError, match=r"--time-input sigma\b.*--settings-check warn"):
+        check_settings(d, _gauss_x0())
+    assert d.time_input == "scaled" and d.time_scale == 1e-3  # the settings are put back
+
+
+def test_a_net_that_predicts_zero_ties_every_range_and_is_loud(gauss_spec):
+    """eps_hat = 0: every time input and data range has eps-MSE mean(eps^2) on the same draws,
+    about 1, so no range wins (a wider range is scored by its eps error, which does not reward
+    it; a narrower one would be scaled up), and the loud warning names the usual flags. (Read as
+    x0 = 0 it is better: the parameterization candidate is named, rightly.)"""
+    d = biaskit.load(None, model_spec=gauss_spec.replace(":factory", ":zero"), time_input="sigma",
+                     noise_schedule="linear", diffusion_steps=1000, data_range=(0.0, 1.0))
+    x0 = torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning) as rec:
+        df = check_settings(d, x0, mode="warn")
+    messages = [str(w.message) for w in rec]
+    (loud,) = [m for m in messages if "NO BETTER THAN PREDICTING ZERO" in m]
+    assert "--time-input" in loud and "--data-range" in loud and "--parameterization" in loud
+    assert not any("--data-range=" in m for m in messages)
+    eps = df[df["target"] == "parameterization=eps"]
+    assert np.allclose(eps["eps_mse"], 1.0, atol=0.05) and np.allclose(eps["eps_mse"], eps["eps_mse"].iloc[0])
+    assert (eps["diff"] == 0).all()  # [-1, 1] (wider) and [-0.5, 0.5] (as wide): exact ties
+
+
+def _mnist(**kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return biaskit.load(MNIST, model_spec=MNIST_SPEC, **kw)
+
+
+def _mnist_check(d, mode="auto"):
+    from biaskit.data import load_dataset
+    return check_settings(d, load_dataset("mnist", data_range=d.data_range).test, mode=mode)
+
+
+mnist = pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
+
+
+@mnist
+def test_real_mnist_right_flags_pass_silently():
+    d = _mnist(**MNIST_RIGHT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _mnist_check(d)
+    rec = d.info["settings_check"]
+    assert rec["outcome"] == "ok" and rec["ends"] == {}  # trained timesteps given: ends not probed
+    assert rec["eps_mse_by_t"]["500"] < 0.05   # README: eps-MSE 0.0045 at t = 526
+
+
+@mnist
+@pytest.mark.parametrize("drop,flag", [
+    (("time_input", "time_scale"), r"--time-input scaled --time-scale 0\.001\b"),
+    (("data_range",), r"--data-range=-0\.5,0\.5"),
+])
+def test_real_mnist_misconfigurations_stop_naming_the_flag(drop, flag):
+    d = _mnist(**{k: v for k, v in MNIST_RIGHT.items() if k not in drop})
+    with pytest.raises(ValueError, match=flag + r".*--settings-check warn"):
+        _mnist_check(d)
+
+
+@mnist
+def test_real_mnist_untrained_ends_are_named():
+    d = _mnist(**{k: v for k, v in MNIST_RIGHT.items() if k != "trained_timesteps"})
+    with pytest.warns(UserWarning, match=r"--trained-timesteps 1:999") as rec:
+        _mnist_check(d)
+    assert len(rec) == 1
+    ends = d.info["settings_check"]["ends"]["eps_mse"]
+    assert ends["0"] > 2 * ends["1"]   # t = 0 was never drawn in training (1..999)

@@ -313,7 +313,8 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     (its labels), ``heads``, ``time``, ``range``, ``target`` (the label on each axis), ``chosen``
     (the user's), ``eps_mse``, ``score`` (the eps-MSE, scaled for a narrower data range),
     ``diff`` = score(chosen) - score, ``diff_se``, ``z``, ``rel`` = diff / score(chosen),
-    ``z_vs_mean`` and ``rel_vs_mean`` (the same against x0_hat = mean(x0)), ``pairs``. A candidate with which the network fails to run has no row; when the per-axis best
+    ``z_vs_mean`` and ``rel_vs_mean`` (the same against x0_hat = mean(x0)), ``pairs``. A
+    candidate with which the network fails to run has no row; when the per-axis best
     candidates of two or more axes beat the chosen one, their combination gets a row too.
     """
     blocks = _attention_blocks(d.net) if d.source.format == "adm" else []
@@ -404,7 +405,8 @@ def _verdict(row, chosen, d_name: str) -> str:
     axes = [a for a in AXES if row[a] != chosen[a]]
     theirs = " ".join(row[a] for a in axes)
     mine = " ".join(chosen[a] for a in axes)
-    scaled = " (scaled to your range's width)" if "range" in axes and row["score"] != row["eps_mse"] else ""
+    scaled = (" (scaled to your range's width)" if "range" in axes and row["score"] != row["eps_mse"]
+              else "")
     return (f"{d_name}: the settings check ({row['pairs']} held-out (sample, t) pairs, common noise) "
             f"finds eps-MSE {row['score']:.4g}{scaled} with {theirs} against {chosen['score']:.4g} "
             f"with your {mine} (lower by {100 * row['rel']:.0f}%, {row['z']:.1f} standard errors): "

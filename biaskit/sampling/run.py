@@ -6,6 +6,8 @@ stochastic step's draw, in order.
 
 from __future__ import annotations
 
+import warnings
+
 import numbers
 from typing import Callable
 
@@ -84,6 +86,19 @@ def _initial_noise(shape_or_noise, device, generator) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
+def _warn_terminal_snr(denoiser, shape_or_noise) -> None:
+    """Drawing x_T ~ N(0, I) for a discrete schedule that ends far from SNR 0: say so."""
+    from ..formulations import ProcessDenoiser
+    from ..schedules import Schedule, terminal_snr_warning
+    schedule = getattr(denoiser, "schedule", None)
+    if isinstance(shape_or_noise, torch.Tensor) or isinstance(denoiser, ProcessDenoiser) \
+            or not isinstance(schedule, Schedule):
+        return
+    message = terminal_snr_warning(schedule)
+    if message:
+        warnings.warn(message, stacklevel=3)
+
+
 def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
@@ -124,6 +139,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
+    _warn_terminal_snr(denoiser, shape_or_noise)
     denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
     x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,

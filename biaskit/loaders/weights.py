@@ -131,7 +131,7 @@ def read_weights(path, *, state_dict_key=None, state_dict_prefix=None, rename_ke
         sd = _strip(sd, state_dict_prefix, path)
     if rename_keys:
         sd = apply_renames(sd, rename_keys, path)
-        note = {**note, "rename_keys": parse_renames(rename_keys)}
+        note = {**note, "rename_keys": [list(r) for r in parse_renames(rename_keys)]}
     return full, sd, note
 
 

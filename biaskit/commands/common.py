@@ -81,8 +81,11 @@ def loader_kwargs(args, device) -> dict:
 def add_data_arguments(p, required: bool, what: str):
     """--data, --data-option, --data-seed: the held-out data (``what`` the command does with it)."""
     p.add_argument("--data", required=required, default=None,
-                   help=f"built-in dataset name (its held-out split is {what}) or a folder of images "
-                   f"(all of it is {what}, at the model's image size unless --data-option size=N)")
+                   help=f"built-in dataset name (its held-out split is {what}), a folder of images "
+                   f"(all of it is {what}, at the model's image size unless --data-option size=N), "
+                   f"or a file of N x D points or N x C x H x W images (.npy, .npz, .pt, "
+                   f".safetensors, .csv; split into train and held-out halves by a permutation "
+                   f"seeded with --data-seed; --data-option range=LO,HI gives the file's range)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option (repeatable), e.g. dim=4, K=8, size=32, n_test=5000")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset split (default 0)")

@@ -40,8 +40,9 @@ a warning saying it looks untrained instead. (Not for the other axes: at the che
 a small trained network beats the mean by only a few percent.)
 
 Absolute checks, whatever the candidates: an eps-MSE at a checked t (30-90% of T) within 20% of
-that of predicting eps_hat = 0 (exactly 1 per element) is a loud warning naming the flags that
-usually cause it; without ``trained_timesteps``, the two ends of the schedule are compared with
+that of predicting eps_hat = 0 (exactly 1 per element), where the per-element linear denoiser of
+the held-out data does 1.25 times better, is a loud warning naming the flags that usually cause
+it; without ``trained_timesteps``, the two ends of the schedule are compared with
 their neighbours (an eps-MSE at t = 0 more than twice that at t = 1: never trained there) and a
 schedule of 100 k + 1 steps (0..1000: a model trained on 1000 steps never saw one end) is named.
 
@@ -168,7 +169,12 @@ def time_candidates(d) -> dict[str, tuple]:
                 out[name] = setting
         return out
     if _is_process(d):
-        options = [("sigma", 1.0), ("c_noise", 1.0), ("logsnr", 1.0), ("t", 1.0), ("t", 1000.0)]
+        from .formulations import default_time_input
+        # the process's usual input first: where two feed the same numbers (flow: sigma = t)
+        # the first is kept and named
+        usual = default_time_input(d.process, "x0")
+        options = sorted([("sigma", 1.0), ("c_noise", 1.0), ("logsnr", 1.0), ("t", 1.0),
+                          ("t", 1000.0)], key=lambda o: o[0] != usual)
     else:
         T = d.schedule.num_train_timesteps
         # a schedule of 100 k + 1 steps (0..1000) usually means t / 1000
@@ -322,6 +328,7 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     axes = {"heads": head_candidates(blocks, _given_heads(d.source.extras)) if blocks
             else {"current": ((), False)},
             "time": time_candidates(d), "range": range_candidates(d), "target": target_candidates(d)}
+    x_all = torch.as_tensor(x0).float()
     x0, t, eps = _draws(d, x0, n, _steps(d, timesteps), seed)
     axes["time"] = _distinct_times(d, axes["time"], t.unique())
     chosen_range = tuple(d.data_range)
@@ -373,9 +380,10 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
                      math.sqrt(s.numel()) if s.numel() > 1 else float("nan"), "z": z, "rel": rel,
                      "z_vs_mean": z_mean, "rel_vs_mean": rel_mean, "pairs": s.numel()})
     df = pd.DataFrame(rows)
-    parent = d.schedule.timesteps.to(steps.device)[steps].tolist()
+    parent = [int(p) for p in d.schedule.timesteps.to(steps.device)[steps].tolist()]
     by_t = cache[chosen][0].reshape(len(parent), -1).mean(1).tolist()
-    df.attrs["chosen_by_t"] = dict(zip((int(p) for p in parent), by_t))
+    df.attrs["chosen_by_t"] = dict(zip(parent, by_t))
+    df.attrs["linear_by_t"] = dict(zip(parent, _linear_eps_mse(d, x_all, steps).tolist()))
     return df
 
 
@@ -393,6 +401,16 @@ def _mean_predictor_errors(d, x0, t) -> torch.Tensor:
     alpha, sigma = d.schedule.coefficients(t)
     spread = (x0 - x0.mean(0, keepdim=True)).square().flatten(1).mean(1)
     return ((alpha / sigma) ** 2).float().to(spread.device) * spread
+
+
+def _linear_eps_mse(d, x0: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """(len(steps),) eps-MSE of the per-element linear (Gaussian) denoiser of the data ``x0``:
+    mean_j a^2 v_j / (a^2 v_j + s^2) with v_j each element's variance, an upper bound on what a
+    network trained on these data can do at each step."""
+    v = x0.flatten(1).var(0).double()
+    alpha, sigma = d.schedule.coefficients(steps.cpu(), dtype=torch.float64)
+    a2v = alpha[:, None] ** 2 * v[None]
+    return (a2v / (a2v + sigma[:, None] ** 2)).mean(1)
 
 
 def _best(df: pd.DataFrame):
@@ -414,9 +432,11 @@ def _verdict(row, chosen, d_name: str) -> str:
             f"the weights were probably trained with {' '.join(flags(row[a]) for a in axes)}")
 
 
-def _loud_zero(df_chosen_by_t: dict, d_name: str) -> str | None:
-    """The warning when the chosen settings denoise no better than eps_hat = 0 at some checked t."""
-    bad = {t: e for t, e in df_chosen_by_t.items() if e >= ZERO_LEVEL}
+def _loud_zero(by_t: dict, linear_by_t: dict, d_name: str) -> str | None:
+    """The warning when the chosen settings denoise no better than eps_hat = 0 at some checked t
+    (eps-MSE >= ZERO_LEVEL) where the data allow far better (1.25 times the per-element linear
+    denoiser's eps-MSE: at low noise, data of unit variance keep even the best eps-MSE near 1)."""
+    bad = {t: e for t, e in by_t.items() if e >= ZERO_LEVEL and e > 1.25 * linear_by_t[t]}
     if not bad:
         return None
     at = ", ".join(f"{e:.3g} at t = {t}" for t, e in bad.items())
@@ -499,7 +519,7 @@ def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, tim
                    f"untrained, or its schedule or weights are not the ones it was trained with")
         clear = False
     certain = clear and best["z"] > CERTAIN[0] and best["rel"] >= CERTAIN[1]
-    zero = _loud_zero(by_t, d.name)
+    zero = _loud_zero(by_t, df.attrs["linear_by_t"], d.name)
     said = [m for m in (message, zero, end_warning) if m]
     record.update(outcome="stopped" if certain and mode == "auto" else "warned" if said else "ok",
                   warnings=said)

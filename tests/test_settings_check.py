@@ -246,3 +246,45 @@ def test_real_mnist_untrained_ends_are_named():
     assert len(rec) == 1
     ends = d.info["settings_check"]["ends"]["eps_mse"]
     assert ends["0"] > 2 * ends["1"]   # t = 0 was never drawn in training (1..999)
+
+
+# a flow-matching net, exact for N(0, V) data: x = (1 - t) x0 + t eps, u = eps - x0, so
+# E[u | x] = (t - (1 - t) V) x / ((1 - t)^2 V + t^2); fed t in [0, 1] (clamped, as a net's range)
+FLOW_NET = '''
+import torch
+from torch import nn
+class FlowU(nn.Module):
+    def forward(self, x, t):
+        t = t.double().clamp(0, 1).reshape(-1, *([1] * (x.ndim - 1)))
+        V = 1.0
+        return ((t - (1 - t) * V) * x.double() / ((1 - t) ** 2 * V + t ** 2)).to(x.dtype)
+def factory():
+    return FlowU()
+'''
+
+
+def test_process_plugin_passes_right_and_names_a_wrong_time_scale(tmp_path):
+    f = tmp_path / "flow_net.py"
+    f.write_text(FLOW_NET)
+    x0 = _gauss_x0()
+
+    def load(**kw):
+        return biaskit.load(None, model_spec=f"{f}:factory", process="flow", **kw)
+
+    d = load()  # default: target flow, time input t (scale 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = check_settings(d, x0)
+    rec = d.info["settings_check"]
+    assert rec["outcome"] == "ok" and rec["ends"] == {}  # a process has no untrained ends
+    assert {"time_input=c_noise", "time_input=t time_scale=1000"} <= set(df["time"])
+    assert "parameterization=edm" in set(df["target"])
+    # exact E[u | x] error in eps terms: eps-MSE of the posterior mean, a^2 V / (a^2 V + s^2)
+    # at VP scale (a, s) = ((1 - t), t) / sqrt((1 - t)^2 + t^2): the same ratio
+    for t_view, e in rec["eps_mse_by_t"].items():
+        lam = float(d.view_logsnr[d.schedule.timesteps.tolist().index(int(t_view))])
+        snr = np.exp(lam)
+        assert abs(e - snr * V / (snr * V + 1)) < 0.12 * snr * V / (snr * V + 1) + 1e-3
+    bad = load(time_scale=1000.0)  # fed 1000 t: clamped to 1 (pure noise) almost everywhere
+    with pytest.raises(ValueError, match=r"--time-input t --time-scale 1\b"):
+        check_settings(bad, x0)

@@ -37,7 +37,9 @@ Another target is named only when it also beats the estimate that ignores x_t, x
 untrained network) read as x0 is about that estimate, far better than the same output read as
 eps at high noise, so without this rule every untrained network would be "an x0 model"; it gets
 a warning saying it looks untrained instead. (Not for the other axes: at the checked 30-90% of T
-a small trained network beats the mean by only a few percent.)
+a small trained network beats the mean by only a few percent.) A network whose output does not
+depend on its input gets that warning whatever wins (a zero output read as EDM's F is a linear
+denoiser).
 
 Absolute checks, whatever the candidates: an eps-MSE at a checked t (30-90% of T) within 20% of
 that of predicting eps_hat = 0 (exactly 1 per element), where the per-element linear denoiser of
@@ -384,6 +386,9 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     by_t = cache[chosen][0].reshape(len(parent), -1).mean(1).tolist()
     df.attrs["chosen_by_t"] = dict(zip(parent, by_t))
     df.attrs["linear_by_t"] = dict(zip(parent, _linear_eps_mse(d, x_all, steps).tolist()))
+    with torch.no_grad():  # the raw output on the chosen reading's first pairs
+        out = d(_noised(d, x0, t, eps, chosen_range, chosen_range)[:batch_size], t[:batch_size]).out
+    df.attrs["constant_output"] = bool(out.float().flatten(1).std(0).max() < 1e-6)
     return df
 
 
@@ -511,12 +516,16 @@ def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, tim
     # tells nothing about its settings: a near-zero output read as x0 would win every time
     credible = best["target"] == chosen["target"] or (best["z_vs_mean"] > CLEAR[0]
                                                       and best["rel_vs_mean"] > MEAN_MARGIN)
+    if df.attrs["constant_output"]:  # a zero net read as edm is a linear denoiser: not a finding
+        credible = False
     message = _verdict(best, chosen, d.name) if clear and credible else None
     if clear and not credible:
-        message = (f"{d.name}: under no candidate setting does the network denoise held-out data "
-                   f"clearly better than x0_hat = mean(x0) (best: {best['setting']}, eps-MSE "
-                   f"{best['eps_mse']:.4g}, {100 * best['rel_vs_mean']:.0f}% below it): it looks "
-                   f"untrained, or its schedule or weights are not the ones it was trained with")
+        why = ("its output is the same for every input" if df.attrs["constant_output"] else
+               f"under no candidate setting does it denoise held-out data clearly better than "
+               f"x0_hat = mean(x0) (best: {best['setting']}, eps-MSE {best['eps_mse']:.4g}, "
+               f"{100 * best['rel_vs_mean']:.0f}% below it)")
+        message = (f"{d.name}: {why}: it looks untrained, or its schedule or weights are not the "
+                   f"ones it was trained with; its settings cannot be checked")
         clear = False
     certain = clear and best["z"] > CERTAIN[0] and best["rel"] >= CERTAIN[1]
     zero = _loud_zero(by_t, df.attrs["linear_by_t"], d.name)

@@ -237,6 +237,11 @@ def test_real_mnist_misconfigurations_stop_naming_the_flag(drop, flag):
     d = _mnist(**{k: v for k, v in MNIST_RIGHT.items() if k not in drop})
     with pytest.raises(ValueError, match=flag + r".*--settings-check warn"):
         _mnist_check(d)
+    if "time_input" in drop:  # fed the index: eps-MSE 1.03 at t = 500, where the per-pixel
+        with pytest.warns(UserWarning) as rec:  # linear denoiser of the digits has 0.0057
+            _mnist_check(d, mode="warn")
+        assert any("NO BETTER THAN PREDICTING ZERO" in str(w.message) and "t = 500" in
+                   str(w.message) for w in rec)
 
 
 @mnist

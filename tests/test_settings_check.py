@@ -214,7 +214,11 @@ def _mnist_check(d, mode="auto"):
     return check_settings(d, load_dataset("mnist", data_range=d.data_range).test, mode=mode)
 
 
-mnist = pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
+def mnist(test):
+    """The real checkpoint's tests: skipped without it, slow (a check reads 1,400 digit batches
+    of a 7x7-conv net: 3-10 s each alone, 10-30 s on a loaded 2-core machine)."""
+    skip = pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
+    return pytest.mark.slow(skip(test))
 
 
 @mnist

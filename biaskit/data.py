@@ -1,6 +1,5 @@
 """Datasets: 2-D toys, Gaussians and mixtures with a known distribution, small image sets, image
-folders, and files of points or images (.npy, .npz, .pt, .safetensors, .csv), split
-deterministically into train and test by a seed.
+folders and array files (:mod:`biaskit.data_files`), split deterministically by a seed.
 
 Every builder produces data in a source range (pixels in [0, 1]; toys, Gaussians and mixtures in
 the canonical box [-1, 1]^D) which :func:`to_range` maps linearly to the requested ``data_range``.
@@ -19,17 +18,18 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data_files import ARRAY_SUFFIXES, array_file, check_file_range, is_array_file
+from .splits import Raw as _Raw, sizes as _sizes, split as _split
 from .jsonio import canonical
 from .mixture import GaussianMixture
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES",
-           "image_files", "is_image_folder", "is_array_file", "array_file", "ARRAY_SUFFIXES"]
+           "image_files", "is_image_folder", "is_array_file"]
 
 UNIT = (0.0, 1.0)
 BOX = (-1.0, 1.0)
@@ -75,29 +75,6 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={tuple(self.train.shape)}, test={tuple(self.test.shape)}, "
                 f"range={self.data_range}, mixture={'K=%d' % self.mixture.K if self.mixture else None})")
-
-
-class _Raw(NamedTuple):
-    train: np.ndarray | torch.Tensor
-    test: np.ndarray | torch.Tensor
-    src: tuple[float, float] | None  # None: a file's values, taken as they are (checked)
-    mixture: GaussianMixture | None = None
-
-
-def _sizes(n_train, n_test, default_train, default_test, total=None, min_train=1):
-    n_test = default_test if n_test is None else int(n_test)
-    n_train = (default_train if total is None else total - n_test) if n_train is None else int(n_train)
-    if n_train < min_train or n_test < 0:
-        raise ValueError(f"need n_train >= {min_train} and n_test >= 0, got n_train={n_train}, n_test={n_test}")
-    if total is not None and n_train + n_test > total:
-        raise ValueError(f"n_train + n_test = {n_train + n_test} exceeds the {total} available samples")
-    return n_train, n_test
-
-
-def _split(x, seed, n_train, n_test):
-    """A seeded permutation of a fixed set, cut into disjoint (train, test) parts."""
-    idx = np.random.default_rng(seed).permutation(len(x))
-    return x[idx[:n_train]], x[idx[n_train:n_train + n_test]]
 
 
 # --- distributions with a known mixture (canonical box [-1, 1]^D) -------------------------------
@@ -339,118 +316,6 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     return _Raw(train, test, UNIT)
 
 
-# --- arrays from a file --------------------------------------------------------------------------
-
-ARRAY_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors", ".csv")
-
-
-def is_array_file(name) -> bool:
-    """Whether a dataset name is a file of points or images (.npy, .npz, .pt, .safetensors, .csv)."""
-    path = Path(str(name)).expanduser()
-    return str(name) not in DATASETS and path.suffix.lower() in ARRAY_SUFFIXES
-
-
-def _read_array(path: Path, key) -> np.ndarray:
-    """The array a file holds: .npy / .npz (no pickles), .pt / .pth (torch.load with
-    weights_only=True), .safetensors, .csv (numbers separated by commas, one header line allowed).
-    A file holding several arrays needs ``key``."""
-    from . import safeload
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path) as f:
-            first = f.readline()
-        try:
-            [float(v) for v in first.split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1  # a header line
-        try:
-            x = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
-        except ValueError as e:
-            raise ValueError(f"{path.name}: not a CSV of numbers ({e})") from None
-        return x
-    if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"{path.name}: not a plain numeric .npy array ({e})") from None
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            found = {k: z[k] for k in z.files}
-    else:
-        obj = safeload.read_checkpoint(path)
-        found = {"": obj} if torch.is_tensor(obj) else \
-            {str(k): v for k, v in obj.items() if torch.is_tensor(v)} if isinstance(obj, dict) else {}
-        if not found:
-            raise ValueError(f"{path.name} holds a {type(obj).__name__}, not a tensor or a dict of "
-                             "tensors")
-    if key is not None:
-        if key not in found:
-            raise ValueError(f"--data-option key={key}: {path.name} holds {', '.join(found)}")
-        return np.asarray(found[key])
-    if len(found) != 1:
-        raise ValueError(f"{path.name} holds several arrays ({', '.join(found)}): choose one with "
-                         "--data-option key=NAME")
-    value = next(iter(found.values()))
-    return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-
-
-def array_file(path, seed=0, n_train=None, n_test=None, key=None, range=None) -> _Raw:
-    """Points (N, D) or images (N, C, H, W) from a file (see :func:`_read_array`), split by a
-    seeded permutation: ``np.random.default_rng(seed).permutation(N)``, the first n_train
-    (default N - N // 2) are the train half, the next n_test (default N // 2) the held-out half.
-
-    ``range``: the interval the file's values are in ("0,255", "0,1", or a pair), mapped
-    linearly to the requested data range; without it the values are taken as they are (already
-    in the requested range) and checked by :func:`load_dataset`.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    x = _read_array(path, key)
-    if x.ndim not in (2, 4) or x.shape[0] < 2 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{path.name}: expected N x D points or N x C x H x W images (N >= 2) of "
-                         f"numbers, got an array of shape {tuple(x.shape)} and type {x.dtype}")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{path.name}: {int((~np.isfinite(x)).sum())} values are NaN or inf")
-    N = len(x)
-    if n_test is None:
-        n_test = N // 2 if n_train is None else N - int(n_train)
-    n_train, n_test = _sizes(n_train, n_test, None, None, total=N, min_train=0)
-    train, test = _split(x, seed, n_train, n_test)
-    return _Raw(train, test, _file_range(range, path) if range is not None else None)
-
-
-def _file_range(spec, path: Path) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in (spec.split(",") if isinstance(spec, str) else spec))
-    except (TypeError, ValueError):
-        lo = hi = None
-    if lo is None or not hi > lo:
-        raise ValueError(f"--data-option range=LO,HI for {path.name} needs two numbers with LO < "
-                         f"HI, got {spec!r}")
-    return lo, hi
-
-
-def _check_file_range(x: torch.Tensor, data_range, name: str) -> None:
-    """Values of a file taken as they are: outside the requested range by more than 5% of its
-    width is an error; filling less than 60% of it (e.g. [0, 1] data for a [-1, 1] model) a
-    warning. Points (N, D) may have tails outside: only the warning for a far-off spread."""
-    lo, hi = data_range
-    w = hi - lo
-    xmin, xmax = float(x.min()), float(x.max())
-    if x.ndim == 4 and (xmin < lo - 0.05 * w or xmax > hi + 0.05 * w):
-        raise ValueError(f"{name}: values span [{xmin:.4g}, {xmax:.4g}], outside the model's data "
-                         f"range [{lo:g}, {hi:g}]: give the file's range with --data-option "
-                         f"range=LO,HI (e.g. range=0,255) or check --data-range")
-    if xmax - xmin < 0.6 * w or (x.ndim == 2 and (xmin < lo - w or xmax > hi + w)):
-        warnings.warn(f"{name}: values span [{xmin:.4g}, {xmax:.4g}] for a model whose data range "
-                      f"is [{lo:g}, {hi:g}]; if the file holds another range, give it with "
-                      f"--data-option range=LO,HI (then mapped linearly to the model's)",
-                      stacklevel=3)
-
-
 DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboard": checkerboard,
             "gaussian": gaussian, "gmm": gmm, "digits": digits, "mnist": mnist, "patches": patches}
 
@@ -500,7 +365,7 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
         raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
     raw = builder(seed=seed, n_train=n_train, n_test=n_test, **fixed, **options)
     if raw.src is None:  # a file's values taken as they are: checked against the range
-        _check_file_range(torch.as_tensor(np.concatenate([raw.train, raw.test])), (lo, hi), name)
+        check_file_range(torch.as_tensor(np.concatenate([raw.train, raw.test])), (lo, hi), name)
         raw = raw._replace(src=(lo, hi))
     train, test = (to_range(torch.as_tensor(x, dtype=torch.float32), (lo, hi), raw.src).contiguous()
                    for x in (raw.train, raw.test))

@@ -215,8 +215,8 @@ def _mnist_check(d, mode="auto"):
 
 
 def mnist(test):
-    """The real checkpoint's tests: skipped without it, slow (a check reads 1,400 digit batches
-    of a 7x7-conv net: 3-10 s each alone, 10-30 s on a loaded 2-core machine)."""
+    """The real checkpoint's tests: skipped without it, slow (a check is 1,400 forward passes of
+    a 7x7-conv net on 28x28 digits: 3-10 s alone, 10-30 s on a loaded 2-core machine)."""
     skip = pytest.mark.skipif(not MNIST.is_file(), reason=f"third-party checkpoint not present at {MNIST}")
     return pytest.mark.slow(skip(test))
 

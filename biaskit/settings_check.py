@@ -16,9 +16,9 @@ Candidates, one axis at a time from the chosen settings (for ADM the heads x tim
 per-axis best ones together when several axes find a better one:
 
 - time input: index, t / T_train (also t / (T_train - 1) for 100 k + 1 steps), t * 1000 /
-  T_train, the user's scale,
-  sigma, log SNR (a process model: sigma, c_noise, log SNR, its t times 1 and 1000); candidates
-  that feed the network the same numbers at the checked t are tried once;
+  T_train, the user's scale, sigma, log SNR (a process model: sigma, c_noise, log SNR, its t
+  times 1 and 1000); candidates that feed the network the same numbers are tried once. Not
+  among them: 1 - t, a reversed flow time and a negated target, which biaskit cannot yet read;
 - data range: [-1, 1], [0, 1], [-0.5, 0.5] (the held-out x0, loaded in the chosen range, mapped
   affinely into each);
 - target: eps, x0, v, flow (a process model also edm).
@@ -44,8 +44,8 @@ denoiser).
 Absolute checks, whatever the candidates: an eps-MSE at a checked t (30-90% of T) within 20% of
 that of predicting eps_hat = 0 (exactly 1 per element), where the per-element linear denoiser of
 the held-out data does 1.25 times better, is a loud warning naming the flags that usually cause
-it; without ``trained_timesteps``, the two ends of the schedule are compared with
-their neighbours (an eps-MSE at t = 0 more than twice that at t = 1: never trained there) and a
+it; without ``trained_timesteps``, the two ends of the schedule are compared with their
+neighbours (an eps-MSE at t = 0 more than twice that at t = 1: never trained there) and a
 schedule of 100 k + 1 steps (0..1000: a model trained on 1000 steps never saw one end) is named.
 
 Cost: ``n`` samples x 4 timesteps x the number of candidates (about 11; 19 for a small ADM)

@@ -1,5 +1,5 @@
-"""Datasets: 2-D toys, Gaussians and mixtures with a known distribution, small image sets, and
-image folders, split deterministically into train and test by a seed.
+"""Datasets: 2-D toys, Gaussians and mixtures with a known distribution, small image sets, image
+folders and array files (:mod:`biaskit.data_files`), split deterministically by a seed.
 
 Every builder produces data in a source range (pixels in [0, 1]; toys, Gaussians and mixtures in
 the canonical box [-1, 1]^D) which :func:`to_range` maps linearly to the requested ``data_range``.
@@ -18,19 +18,20 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data_files import ARRAY_SUFFIXES, array_file, check_file_range, is_array_file
+from .splits import Raw as _Raw, sizes as _sizes, split as _split
 from .jsonio import canonical
 from .data_options import check_data_options
 from .mixture import GaussianMixture
 from .pixels import check_mode, open_image
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "PATCH_IMAGES",
-           "image_files", "is_image_folder"]
+           "image_files", "is_image_folder", "is_array_file"]
 
 UNIT = (0.0, 1.0)
 BOX = (-1.0, 1.0)
@@ -76,29 +77,6 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={tuple(self.train.shape)}, test={tuple(self.test.shape)}, "
                 f"range={self.data_range}, mixture={'K=%d' % self.mixture.K if self.mixture else None})")
-
-
-class _Raw(NamedTuple):
-    train: np.ndarray | torch.Tensor
-    test: np.ndarray | torch.Tensor
-    src: tuple[float, float]
-    mixture: GaussianMixture | None = None
-
-
-def _sizes(n_train, n_test, default_train, default_test, total=None, min_train=1):
-    n_test = default_test if n_test is None else int(n_test)
-    n_train = (default_train if total is None else total - n_test) if n_train is None else int(n_train)
-    if n_train < min_train or n_test < 0:
-        raise ValueError(f"need n_train >= {min_train} and n_test >= 0, got n_train={n_train}, n_test={n_test}")
-    if total is not None and n_train + n_test > total:
-        raise ValueError(f"n_train + n_test = {n_train + n_test} exceeds the {total} available samples")
-    return n_train, n_test
-
-
-def _split(x, seed, n_train, n_test):
-    """A seeded permutation of a fixed set, cut into disjoint (train, test) parts."""
-    idx = np.random.default_rng(seed).permutation(len(x))
-    return x[idx[:n_train]], x[idx[n_train:n_train + n_test]]
 
 
 # --- distributions with a known mixture (canonical box [-1, 1]^D) -------------------------------
@@ -331,9 +309,12 @@ def _builder(name: str):
     if name in DATASETS:
         return DATASETS[name], name, {}
     path = Path(name).expanduser()
+    if is_array_file(name):
+        return array_file, str(path.resolve()), {"path": str(path.resolve())}
     if not path.exists() and not any(ch in name for ch in "/\\~."):  # a typo, not a path
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}, "
-                         "or the path of a directory of PNG/JPEG images")
+                         "the path of a directory of PNG/JPEG images, or a file of points or "
+                         f"images ({', '.join(ARRAY_SUFFIXES)})")
     name = str(path.resolve())
     return image_folder, name, {"path": name}
 
@@ -362,6 +343,9 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
     if not hi > lo:
         raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
     raw = builder(seed=seed, n_train=n_train, n_test=n_test, **fixed, **options)
+    if raw.src is None:  # a file's values taken as they are: checked against the range
+        check_file_range(torch.as_tensor(np.concatenate([raw.train, raw.test])), (lo, hi), name)
+        raw = raw._replace(src=(lo, hi))
     train, test = (to_range(torch.as_tensor(x, dtype=torch.float32), (lo, hi), raw.src).contiguous()
                    for x in (raw.train, raw.test))
     mixture = None

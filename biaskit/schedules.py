@@ -186,6 +186,25 @@ ADM_SCHEDULES = {"linear": "linear_adm", "cosine": "cosine"}
 _ALIASES = {"squaredcos_cap_v2": "cosine", "ddpm": "linear"}
 
 
+# sampling starts from x_T ~ N(0, I), the marginal of x_T = sqrt(abar_T) x0 + sqrt(1 - abar_T) eps
+# only as abar_T -> 0: above this abar_T (SNR_T about 0.01) the start is named as off
+TERMINAL_ABAR = 0.01
+
+
+def terminal_snr_warning(schedule: Schedule, limit: float = TERMINAL_ABAR) -> str | None:
+    """A one-line warning when the last step of ``schedule`` keeps abar_T > ``limit`` of the
+    data (DDPM's linear betas at T = 50 end at abar_T = 0.60, SNR 1.5), so that x_T ~ N(0, I) is
+    far from the model's x_T = sqrt(abar_T) x0 + sqrt(1 - abar_T) eps; None otherwise."""
+    abar = float(schedule.abar[-1])
+    if abar <= limit:
+        return None
+    return (f"schedule {schedule.name} (T={schedule.T}) ends at abar_T = {abar:.3g} (SNR "
+            f"{abar / (1 - abar):.3g}, not ~0): samples started from N(0, I) begin off the "
+            f"model's x_T, which keeps sqrt(abar_T) = {abar ** 0.5:.3g} of the data; check the "
+            f"schedule flags (--noise-schedule, --diffusion-steps, --beta-start / --beta-end), "
+            f"or use a zero-terminal-SNR schedule (name_zsnr)")
+
+
 def get_schedule(name, T: int = 1000, zero_terminal_snr: bool = False, **kwargs) -> Schedule:
     """A named schedule (``linear``, ``linear_adm``, ``scaled_linear``, ``cosine``, ``sigmoid``)
     with T steps. ``linear`` keeps DDPM's 1e-4..0.02 at any T; ``linear_adm`` is guided-diffusion's

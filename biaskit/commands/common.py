@@ -25,9 +25,10 @@ def add_model_arguments(p):
     g = p.add_argument_group("third-party checkpoints")
     add_loader_arguments(g)
     g.add_argument("--settings-check", choices=("auto", "warn", "off"), default="auto",
-                   help="ADM with --data: compare the settings the weights cannot tell (time "
-                        "scaling, heads, attention order) on held-out samples; auto warns when "
-                        "another setting is clearly better and stops when it is certain")
+                   help="third-party model with --data: compare the settings the weights cannot "
+                        "tell (time input and scale, data range, parameterization; ADM heads and "
+                        "attention order) on held-out samples; auto warns when another setting is "
+                        "clearly better and stops when it is certain (default auto)")
 
 
 def _given(args) -> dict:
@@ -80,8 +81,11 @@ def loader_kwargs(args, device) -> dict:
 def add_data_arguments(p, required: bool, what: str):
     """--data, --data-option, --data-seed: the held-out data (``what`` the command does with it)."""
     p.add_argument("--data", required=required, default=None,
-                   help=f"built-in dataset name (its held-out split is {what}) or a folder of images "
-                   f"(all of it is {what}, at the model's image size unless --data-option size=N)")
+                   help=f"built-in dataset name (its held-out split is {what}), a folder of images "
+                   f"(all of it is {what}, at the model's image size unless --data-option size=N), "
+                   f"or a file of N x D points or N x C x H x W images (.npy, .npz, .pt, "
+                   f".safetensors, .csv; split into train and held-out halves by a permutation "
+                   f"seeded with --data-seed; --data-option range=LO,HI gives the file's range)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option (repeatable), e.g. dim=4, K=8, size=32, n_test=5000")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset split (default 0)")

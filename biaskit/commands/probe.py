@@ -54,8 +54,8 @@ def _load(args, device):
         return load_model(args, device, **({"dataset": ds} if same else {})), ds
     model = load_model(args, device)
     ds = load_data(args.data, model, args.data_option, args.data_seed)
-    from ..settings_check import check_adm_settings  # ADM: what the weights cannot tell, on data
-    check_adm_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
+    from ..settings_check import check_settings  # what the weights cannot tell, on data
+    check_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
     return model, ds
 
 

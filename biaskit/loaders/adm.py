@@ -100,7 +100,8 @@ def load_adm(path, **options) -> Denoiser:
     flags = {k: getattr(o, k) for k in GUIDED_DIFFUSION_FLAGS
              if k not in IGNORED_FLAGS and getattr(o, k) is not None}
     full, sd, note = read_weights(path, state_dict_key=o.state_dict_key,
-                                  state_dict_prefix=o.state_dict_prefix, map_location=o.map_location)
+                                  state_dict_prefix=o.state_dict_prefix, rename_keys=o.rename_keys,
+                                  map_location=o.map_location)
     if not looks_adm(sd):
         raise ValueError(_unknown_message(path, sd))
     inferred = infer_adm_config(sd)
@@ -115,6 +116,7 @@ def load_adm(path, **options) -> Denoiser:
         net = WithClassLabel(net, o.class_label)
     schedule, source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
                                         noise_schedule=o.noise_schedule,
+                                        beta_start=o.beta_start, beta_end=o.beta_end,
                                         diffusion_steps=o.diffusion_steps,
                                         scheduler_config=o.scheduler_config, adm=True)
     respaced = o.timestep_respacing not in (None, "")

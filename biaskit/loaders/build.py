@@ -85,17 +85,48 @@ def _vector(sd: dict, key: str, what: str) -> torch.Tensor:
     return sd[key].detach().double().cpu()
 
 
+# the named schedules whose betas run between two bounds (schedules.linear, scaled_linear, sigmoid)
+BETA_BOUNDED = ("linear", "scaled_linear", "sigmoid")
+
+
+def _beta_bounds(name: str, beta_start, beta_end) -> dict:
+    """{beta_start, beta_end} given for a linear-family schedule, checked: 0 < start < end < 1."""
+    given = {k: float(v) for k, v in (("beta_start", beta_start), ("beta_end", beta_end))
+             if v is not None}
+    if not given:
+        return {}
+    if name not in BETA_BOUNDED:
+        raise ValueError(f"--beta-start / --beta-end apply to the {', '.join(BETA_BOUNDED)} "
+                         f"schedules, not {name!r}")
+    import inspect
+    from ..schedules import SCHEDULES
+    bounds = {k: p.default for k, p in inspect.signature(SCHEDULES[name]).parameters.items()
+              if k in ("beta_start", "beta_end")}
+    bounds.update(given)
+    if not 0 < bounds["beta_start"] < bounds["beta_end"] < 1:
+        raise ValueError(f"--beta-start {bounds['beta_start']:g} and --beta-end "
+                         f"{bounds['beta_end']:g} must satisfy 0 < start < end < 1")
+    return bounds
+
+
 def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key=None,
                      noise_schedule=None, diffusion_steps=None, scheduler_config=None,
-                     default: dict | None = None, adm: bool = False) -> tuple[Schedule, str]:
+                     beta_start=None, beta_end=None, default: dict | None = None,
+                     adm: bool = False) -> tuple[Schedule, str]:
     """The training schedule from exactly one source, and a word saying which source it was.
 
     Sources: a tensor of abar (``abar_key``) or betas (``betas_key``) in the checkpoint, a diffusers
     scheduler config (dict or path; diffusers' meaning: its linear does not scale with T), a named
     schedule (``noise_schedule``, ``diffusion_steps``; with ``adm`` in guided-diffusion's meaning,
     :func:`biaskit.schedules.adm_schedule`), else ``default`` (a diffusers-style dict) or DDPM's
-    linear T = 1000.
+    linear T = 1000. ``beta_start`` / ``beta_end`` set the bounds of a named ``linear`` (betas
+    linear in beta), ``scaled_linear`` (linear in sqrt(beta)) or ``sigmoid`` schedule at any T
+    (for ADM too: given bounds are not rescaled by 1000 / T).
     """
+    bounded = beta_start is not None or beta_end is not None
+    if bounded and (abar_key or betas_key or scheduler_config):
+        raise ValueError("--beta-start / --beta-end set a named schedule's bounds: drop "
+                         "--abar-key, --betas-key and --scheduler-config, or the bounds")
     given = [n for n, v in [("abar_key", abar_key), ("betas_key", betas_key),
                             ("scheduler_config", scheduler_config),
                             ("noise_schedule", noise_schedule)] if v is not None]
@@ -109,8 +140,12 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
             f"checkpoint tensor {betas_key!r} (betas)"
     if scheduler_config is not None:
         return from_diffusers_config(scheduler_config), f"scheduler config {scheduler_config}"
-    if noise_schedule is not None or diffusion_steps is not None:
+    if noise_schedule is not None or diffusion_steps is not None or bounded:
         name, T = noise_schedule or "linear", 1000 if diffusion_steps is None else int(diffusion_steps)
+        bounds = _beta_bounds(name, beta_start, beta_end)
+        if bounds:
+            text = ", ".join(f"{k} {v:g}" for k, v in bounds.items())
+            return get_schedule(name, T, **bounds), f"{name} ({text}), T={T}"
         if adm:
             meant = ADM_SCHEDULES.get(name, name)
             return adm_schedule(name, T), f"guided-diffusion {name} ({meant}), T={T}"

@@ -98,7 +98,8 @@ def _unet_dir(path: Path, fmt: str) -> Path:
 def _scheduler_config(path: Path, fmt: str, o) -> dict:
     """The scheduler settings: the given config (dict, file or folder), the pipeline's own, or
     DDPM's default (with a warning when nothing says how the model was trained)."""
-    named = o.noise_schedule is not None or o.diffusion_steps is not None
+    named = any(v is not None for v in (o.noise_schedule, o.diffusion_steps,
+                                        o.beta_start, o.beta_end))
     source = o.scheduler_config
     if source is None and fmt == "diffusers" and not named:
         source = path / "scheduler" / "scheduler_config.json"
@@ -138,13 +139,15 @@ def load_diffusers(path, **options) -> Denoiser:
         raise ValueError(f"{unet_dir} holds a {config.get('_class_name')!r}; only UNet2DModel "
                          "(unconditional pixel-space UNets) is supported")
     sched_cfg = _scheduler_config(path, fmt, o)
-    named = o.noise_schedule is not None or o.diffusion_steps is not None
+    named = any(v is not None for v in (o.noise_schedule, o.diffusion_steps,
+                                        o.beta_start, o.beta_end))
     process_cfg = not named and is_process_scheduler_config(sched_cfg)  # flow / EDM: no VP schedule
     if process_cfg:
         source = f"scheduler config {sched_cfg['_class_name']}"
     else:
         schedule, source = resolve_schedule(scheduler_config=None if named else sched_cfg,
                                             noise_schedule=o.noise_schedule,
+                                            beta_start=o.beta_start, beta_end=o.beta_end,
                                             diffusion_steps=o.diffusion_steps)
     if config.get("time_embedding_type", "positional") == "fourier" and o.time_input is None:
         raise ValueError(f"{unet_dir} uses Fourier (continuous-sigma) time features, as score-SDE "

@@ -121,6 +121,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int,
        check=lambda what, v: checks.integer(what, v, lo=1)),
+    _o("beta_start", _THIRD, "first beta of a linear, scaled_linear or sigmoid --noise-schedule "
+       "(default 1e-4; scaled_linear 0.00085), at any T", type=float, check=checks.positive),
+    _o("beta_end", _THIRD, "last beta of that schedule (default 0.02; scaled_linear 0.012)",
+       type=float, check=checks.positive),
     _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),
     _o("rescale_timesteps", _ADM, "ADM (improved-diffusion): the network was fed t * 1000 / T",
        type=parse_bool, kind="bool"),
@@ -142,6 +146,9 @@ OPTIONS: tuple[Option, ...] = (
        "negative LO", metavar="LO,HI"),
     _o("state_dict_prefix", _ADM | _PLUGIN, "keep keys starting with this and strip it (e.g. gt., "
        "module. or ema.)", metavar="PREFIX"),
+    _o("rename_keys", _ADM | _PLUGIN, "rename state-dict keys after any --state-dict-prefix: "
+       "each OLD=NEW replaces the text OLD in every key (e.g. attn.to_q=attn.q,net.=); a rule "
+       "that matches no key is an error", metavar="OLD=NEW[,OLD=NEW]"),
     _o("state_dict_key", _ADM | _PLUGIN, "which state dict of a file holding several (e.g. ema or "
        "model); default: the EMA one", metavar="KEY"),
     _o("trained_timesteps", _THIRD | _MODULE, "only these timesteps (inclusive) are probed, e.g. the range "

@@ -110,7 +110,7 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         path = Path(weights).expanduser()
         full, sd, note = read_weights(path, state_dict_key=o.state_dict_key,
                                       state_dict_prefix=o.state_dict_prefix,
-                                      map_location=o.map_location)
+                                      rename_keys=o.rename_keys, map_location=o.map_location)
         _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
@@ -119,12 +119,13 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
     if o.flow_shift is not None:
         raise ValueError("flow_shift (--flow-shift) needs process='flow' (--process flow)")
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
-                               o.scheduler_config)):
+                               o.scheduler_config, o.beta_start, o.beta_end)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
                       "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
                       "--scheduler-config)", stacklevel=4)
     schedule, schedule_source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
                                         noise_schedule=o.noise_schedule,
+                                        beta_start=o.beta_start, beta_end=o.beta_end,
                                         diffusion_steps=o.diffusion_steps,
                                         scheduler_config=o.scheduler_config)
     return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
@@ -134,7 +135,7 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
 
 
 _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
-                     "scheduler_config", "trained_timesteps")
+                     "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
 _DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow"}
 
 

@@ -10,7 +10,8 @@ import torch
 
 from .. import safeload
 
-__all__ = ["WEIGHT_SUFFIXES", "read_weights", "state_dict_candidates", "shared_prefix",
+__all__ = ["WEIGHT_SUFFIXES", "read_weights", "apply_renames", "parse_renames",
+           "state_dict_candidates", "shared_prefix",
            "prefix_for"]
 
 WEIGHT_SUFFIXES = safeload.SAFETENSORS_SUFFIXES + safeload.PICKLE_SUFFIXES
@@ -58,13 +59,50 @@ def _strip(sd: dict, prefix: str, path: Path) -> dict:
     return out
 
 
-def read_weights(path, *, state_dict_key=None, state_dict_prefix=None, map_location="cpu"
-                 ) -> tuple[dict, dict, dict]:
+def parse_renames(spec) -> list[tuple[str, str]]:
+    """``"a.=b.,attn.to_q=attn.q"`` (or a dict / list of pairs) -> [(old, new), ...]; ValueError
+    naming --rename-keys for a malformed rule (each needs a non-empty OLD)."""
+    if isinstance(spec, dict):
+        pairs = list(spec.items())
+    elif isinstance(spec, str):
+        pairs = []
+        for rule in spec.split(","):
+            old, sep, new = rule.strip().partition("=")
+            if not sep or not old:
+                raise ValueError(f"--rename-keys expects OLD=NEW[,OLD=NEW...] with OLD not empty, "
+                                 f"got {rule!r} in {spec!r}")
+            pairs.append((old, new))
+    else:
+        pairs = [tuple(p) for p in spec]
+    return [(str(o), str(n)) for o, n in pairs]
+
+
+def apply_renames(sd: dict, renames, path: Path) -> dict:
+    """``sd`` with, for each rule (old, new) in order, the text ``old`` replaced by ``new`` in every
+    key. A rule that matches no key, or renames that make two keys one, are a ValueError."""
+    for old, new in parse_renames(renames):
+        if not any(old in k for k in sd):
+            raise ValueError(f"--rename-keys {old}={new}: no key of {path.name} contains {old!r}; "
+                             f"keys found: {safeload.key_summary(sd)}")
+        out = {}
+        for k, v in sd.items():
+            key = k.replace(old, new)
+            if key in out:
+                raise ValueError(f"--rename-keys {old}={new} makes two keys of {path.name} one: "
+                                 f"{key!r}")
+            out[key] = v
+        sd = out
+    return sd
+
+
+def read_weights(path, *, state_dict_key=None, state_dict_prefix=None, rename_keys=None,
+                 map_location="cpu") -> tuple[dict, dict, dict]:
     """(all tensors by dotted name, the chosen state dict, a note) from a weights file.
 
     A file holding several state dicts ({'model': ..., 'ema': ...}) needs ``state_dict_key``, or
     ``state_dict_prefix`` starting with one of the keys ('ema.'); without either the EMA one is
     taken when exactly one key names EMA (and the note says so), otherwise the keys are listed.
+    Then the prefix is stripped and ``rename_keys`` applied (:func:`apply_renames`).
     """
     path = Path(path).expanduser()
     obj = safeload.read_checkpoint(path, map_location)
@@ -91,6 +129,9 @@ def read_weights(path, *, state_dict_key=None, state_dict_prefix=None, map_locat
     sd = full if key is None else (_flatten(found[key]) if key else _flatten(obj))
     if state_dict_prefix:
         sd = _strip(sd, state_dict_prefix, path)
+    if rename_keys:
+        sd = apply_renames(sd, rename_keys, path)
+        note = {**note, "rename_keys": [list(r) for r in parse_renames(rename_keys)]}
     return full, sd, note
 
 

@@ -7,6 +7,7 @@ stochastic step's draw, in order.
 from __future__ import annotations
 
 import numbers
+import warnings
 from contextlib import contextmanager
 from typing import Callable
 
@@ -100,6 +101,19 @@ def _evaluating(model):
             m.training = mode
 
 
+def _warn_terminal_snr(denoiser, shape_or_noise) -> None:
+    """Drawing x_T ~ N(0, I) for a discrete schedule that ends far from SNR 0: say so."""
+    from ..formulations import ProcessDenoiser
+    from ..schedules import Schedule, terminal_snr_warning
+    schedule = getattr(denoiser, "schedule", None)
+    if isinstance(shape_or_noise, torch.Tensor) or isinstance(denoiser, ProcessDenoiser) \
+            or not isinstance(schedule, Schedule):
+        return
+    message = terminal_snr_warning(schedule)
+    if message:
+        warnings.warn(message, stacklevel=3)
+
+
 def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
@@ -140,6 +154,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
+    _warn_terminal_snr(denoiser, shape_or_noise)
     denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
     with _evaluating(denoiser):

@@ -23,6 +23,7 @@ Diffusion pipeline) or any biaskit sampler, and decodes at the end.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,13 +102,16 @@ def load_captioned(folder, size: int, prompt: str | None = None) -> CaptionedIma
 
 def encode_cached(pipe: LatentPipeline, data: CaptionedImages, cache_root=None) -> torch.Tensor:
     """The latents of ``data`` (N, c, h, w), encoded once: cached under ``cache_root`` (default
-    ~/.cache/biaskit) by (VAE weights sha256, images sha256, image size, encoding rule)."""
+    $XDG_CACHE_HOME/biaskit, else ~/.cache/biaskit) by (VAE weights sha256, images sha256, image
+    size, encoding rule)."""
     from .cache import Cache
     vae = {k: v for k, v in pipe.sha256.items() if k.startswith("vae")}
     config = {"vae": vae, "images": data.sha256, "size": list(data.images.shape[1:]),
               "latent": LATENT_MEAN, "scaling_factor": pipe.scaling_factor,
               "shift_factor": pipe.shift_factor}
-    root = Path(cache_root) if cache_root is not None else Path.home() / ".cache" / "biaskit"
+    if cache_root is None:
+        cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "biaskit"
+    root = Path(cache_root)
     return Cache(root).tensors("latents", config, lambda: {"z": pipe.encode(data.images)},
                                label="latents")["z"]
 

@@ -1,0 +1,136 @@
+"""The latent-pipeline branch of ``biaskit probe`` and ``biaskit sample``: a diffusers pipeline
+folder with a VAE (:mod:`biaskit.loaders.latent`), conditioned by captions or ``--prompt`` at
+``--guidance-scale``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..loaders.latent import is_latent_pipeline
+from .common import _given, flag
+
+
+def add_condition_arguments(p, what: str) -> None:
+    """--prompt, --guidance-scale (latent pipelines only)."""
+    g = p.add_argument_group("latent text-conditioned pipelines (a diffusers folder with a VAE)")
+    g.add_argument("--prompt", default=None,
+                   help=f"one prompt for every {what} (default: each image's caption, from a .txt "
+                   "beside it or metadata.jsonl with file_name and text)" if what == "image" else
+                   "the prompt of every sample (default: the empty prompt)")
+    g.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance w: null + w (cond - null); 1 = conditional, "
+                   "0 = unconditional (default 1 for probe, 7.5 for sample)")
+
+
+def check_latent_flags(args) -> bool:
+    """Whether ``args.model`` is a latent pipeline; ValueError for loader flags given to one, or
+    --prompt / --guidance-scale given to any other model."""
+    latent = not str(args.model).startswith("oracle:") and is_latent_pipeline(args.model)
+    if latent:
+        bad = list(_given(args)) + (["any_size"] if getattr(args, "any_size", False) else [])
+        if bad:
+            raise ValueError(f"{flag(bad[0])} does not apply to a latent pipeline ({args.model}): "
+                             "it reads its settings from its folder; drop it")
+        if args.guidance_scale is not None and not args.guidance_scale >= 0:
+            raise ValueError(f"--guidance-scale must be >= 0, got {args.guidance_scale}")
+    else:
+        for name in ("prompt", "guidance_scale"):
+            if getattr(args, name, None) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to latent pipelines (a diffusers "
+                                 f"folder with a VAE); {args.model} is not one")
+    return latent
+
+
+def run_probe(args, device, timesteps) -> int:
+    """``biaskit probe FOLDER --data IMAGE_DIR``: latent probe, pixel bias, report."""
+    from ..data import is_image_folder
+    from ..latent import load_captioned, probe_latent
+    from ..loaders.latent import load_latent_pipeline
+    from ..report import write_report
+    from ..results import METADATA, TABLE, save_results
+    if not is_image_folder(args.data):
+        raise ValueError(f"--data {args.data}: a latent pipeline is probed on a folder of images")
+    from .common import data_options
+    opts = data_options(args.data_option)
+    if set(opts) - {"size"}:
+        raise ValueError(f"--data-option {sorted(set(opts) - {'size'})[0]} does not apply to a latent "
+                         "pipeline's image folder; valid: size=N (default: the pipeline's image size)")
+    pipe = load_latent_pipeline(args.model, device=device)
+    size = int(opts.get("size", pipe.image_size))
+    data = load_captioned(args.data, size, args.prompt)
+    print(f"{args.data}: {len(data.captions)} images at {size}x{size} RGB, "
+          f"{len(set(data.captions))} distinct prompts, encoded once by the VAE "
+          f"(posterior mean, scaling {pipe.scaling_factor:g}, shift {pipe.shift_factor:g})",
+          file=sys.stderr)
+    w = 1.0 if args.guidance_scale is None else args.guidance_scale
+    df, pix = probe_latent(pipe, data, guidance_scale=w, n=args.samples, seed=args.seed,
+                           timesteps=timesteps, num_timesteps=args.num_timesteps,
+                           stratified=args.stratified, batch_size=args.batch_size, device=device,
+                           bootstrap=args.bootstrap, progress=not args.no_progress, amp=args.amp,
+                           bands=args.bands)
+    meta = dict(df.attrs["metadata"])
+    meta.update(model_spec=args.model, data_folder=args.data,
+                pixel_bias="pixel_bias.csv: decode(x0_hat) - reference, data range [-1, 1]")
+    out = save_results(df, args.out, meta)
+    pix.to_csv(out / "pixel_bias.csv", index=False)
+    written = [out / TABLE, out / METADATA, out / "pixel_bias.csv"]
+    if not args.no_plots:
+        written += _figures(df, out)
+    written.append(write_report(out.resolve(), df, meta))
+    cols = [c for c in ("t", "snr", "x0_mse", "eps_mse", "x0_bias_l2") if c in df]
+    print(df[cols].to_string(index=False, max_rows=12, float_format="{:.4g}".format))
+    print(pix.to_string(index=False, float_format="{:.4g}".format))
+    for p in written:
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def _figures(df, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .. import plots
+    written = []
+    figs = {"per_timestep": plots.plot_per_timestep(df, ["x0_mse", "eps_mse"], x=("t", "logsnr")),
+            "colour_bias": plots.plot_colour_bias(df)}
+    for name, fig in figs.items():
+        written += plots.save(fig, out / name)
+        plt.close(fig)
+    return written
+
+
+def run_sample(args, device, steps: list[int]) -> int:
+    """``biaskit sample FOLDER --prompt P``: latents and decoded images, every step's x0_hat."""
+    from ..latent import sample_latent
+    from ..loaders.latent import load_latent_pipeline
+    pipe = load_latent_pipeline(args.model, device=device)
+    prompts = [args.prompt or ""] * args.n
+    w = 7.5 if args.guidance_scale is None else args.guidance_scale
+    sampler = "pipeline" if args.sampler == "pipeline" else args.sampler
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for n in steps:
+        r = sample_latent(pipe, prompts, steps=n, guidance_scale=w, seed=args.seed, sampler=sampler,
+                          eta=args.eta, progress=not args.no_progress)
+        suffix = "" if len(steps) == 1 else f"_{n}"
+        arrays[f"latents{suffix}"] = r["latents"].float().cpu().numpy()
+        arrays[f"x0{suffix}"] = r["images"].float().cpu().numpy()
+        arrays[f"timesteps{suffix}"] = np.asarray(r["t"], dtype=np.int64)
+        if args.trajectory:
+            arrays["x0_hat"] = r["x0_hat"].float().cpu().numpy()
+        x = r["images"]
+        print(f"{n:>5} steps: image channel means "
+              f"{', '.join(f'{v:.3f}' for v in x.mean(dim=(0, 2, 3)).tolist())} (data range [-1, 1])")
+    np.savez_compressed(out / "samples.npz", **arrays)
+    meta = {"model": args.model, "latent": pipe.describe(), "prompt": args.prompt or "",
+            "guidance_scale": w, "sampler": sampler, "steps": steps, "n": args.n, "seed": args.seed,
+            "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents"}
+    (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    for p in (out / "samples.npz", out / "sample_meta.json"):
+        print(f"wrote {p}", file=sys.stderr)
+    return 0

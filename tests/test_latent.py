@@ -1,0 +1,198 @@
+"""Latent text-conditioned pipelines (biaskit.loaders.latent, biaskit.latent): a tiny random SD-like
+pipeline saved here, checked against diffusers' own pipeline and against closed forms."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+sys.path.insert(0, str(Path(__file__).parent))
+import latent_fixtures as F  # noqa: E402
+
+from biaskit.latent import captions, encode_cached, load_captioned, pixel_bias, probe_latent, sample_latent  # noqa: E402
+from biaskit.loaders.latent import is_latent_pipeline, load_latent_pipeline  # noqa: E402
+from biaskit.probe.draws import draw_noise  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("latent")
+    folder = F.save_sd_pipeline(root / "sd")
+    images = root / "images"
+    caps = F.write_captioned_images(images, n=8)
+    return folder, images, caps
+
+
+@pytest.fixture
+def pipe(sd):
+    return load_latent_pipeline(sd[0])
+
+
+def _diffusers(folder):
+    from diffusers import StableDiffusionPipeline
+    p = StableDiffusionPipeline.from_pretrained(str(folder))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.mark.parametrize("w", [7.5, 1.0])
+def test_pipeline_sampler_equals_diffusers_pipeline(sd, pipe, w):
+    ref_pipe = _diffusers(sd[0])
+    prompts = ["a red cat", "blue sky"]
+    ref = ref_pipe(prompts, num_inference_steps=4, guidance_scale=w, output_type="latent", height=16,
+                   width=16, generator=torch.Generator().manual_seed(5)).images
+    ours = sample_latent(pipe, prompts, steps=4, guidance_scale=w, seed=5)
+    assert ours["latents"].shape == ref.shape == (2, 4, 8, 8)
+    assert torch.allclose(ours["latents"], ref, atol=1e-4, rtol=0)
+    assert ours["x0_hat"].shape == (4, 2, 4, 8, 8) and ours["images"].shape == (2, 3, 16, 16)
+
+
+def test_guidance_scale_one_is_conditional_and_zero_unconditional(sd, pipe):
+    ref_pipe = _diffusers(sd[0])
+    cond, null = ref_pipe.encode_prompt(["a dog", "blue sky"], "cpu", 1, True, ["", ""])
+    x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 700])
+    unet = ref_pipe.unet
+    with torch.no_grad():
+        c = unet(x, t, encoder_hidden_states=cond).sample
+        u = unet(x, t, encoder_hidden_states=null).sample
+        outs = {w: pipe.condition(["a dog", "blue sky"], w).denoiser(x, t).out for w in (1.0, 0.0, 3.0)}
+    assert torch.equal(outs[1.0], c) and torch.equal(outs[0.0], u)
+    assert torch.allclose(outs[3.0], u + 3.0 * (c - u), atol=1e-5)
+    assert not torch.allclose(c, u, atol=1e-3)  # the condition matters, so the test can fail
+
+
+def test_text_encoded_once_per_distinct_prompt(sd, pipe):
+    seen = []
+    pipe.text_encoder.register_forward_hook(lambda m, a, kw: seen.append(a[0].shape[0]))
+    pipe.condition(sd[2], 2.0)
+    pipe.condition(sd[2], 1.0)
+    assert sum(seen) == len(set(sd[2]))  # each distinct caption once ("" was embedded at load)
+
+
+def test_captions_txt_jsonl_prompt_and_missing(tmp_path):
+    from biaskit.data import image_files
+    caps = F.write_captioned_images(tmp_path / "a", n=3, layout="txt")
+    assert captions(tmp_path / "a", image_files(tmp_path / "a")) == caps
+    caps = F.write_captioned_images(tmp_path / "b", n=4, layout="jsonl")
+    assert captions(tmp_path / "b", image_files(tmp_path / "b")) == caps
+    assert captions(tmp_path / "b", image_files(tmp_path / "b"), "x") == ["x"] * 4
+    (tmp_path / "a" / "img01.txt").unlink()
+    with pytest.raises(ValueError, match="no caption for .*img01.png.*--prompt"):
+        captions(tmp_path / "a", image_files(tmp_path / "a"))
+
+
+class _Zero(torch.nn.Module):
+    class _Out:
+        def __init__(self, sample):
+            self.sample = sample
+
+    config = None
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        return self._Out(torch.zeros_like(x))
+
+
+def test_zero_output_gives_closed_form_latent_error_and_bias(sd, pipe, tmp_path):
+    """eps_hat = 0: x0_hat = x_t / alpha, so x0_hat - z0 = eps / sqrt(snr) with the probe's own
+    draws eps: x0_mse = mean(eps^2) / snr, x0_bias_c = mean_c(eps) / sqrt(snr), eps_mse = mean(eps^2)."""
+    data = load_captioned(sd[1], 16)
+    pipe.net.unet = _Zero()
+    df, _ = probe_latent(pipe, data, n=8, timesteps=[0, 500, 999], progress=False, cache_root=tmp_path,
+                         pixel_timesteps=[999])
+    s = pipe.denoiser.schedule
+    for _, row in df.iterrows():
+        t = int(row["t"])
+        eps = draw_noise(0, t, 0, 8, (4, 8, 8)).double()
+        snr = float(s.snr[t])
+        assert row["x0_mse"] == pytest.approx(float((eps ** 2).mean()) / snr, rel=1e-4)
+        assert row["eps_mse"] == pytest.approx(float((eps ** 2).mean()), rel=1e-4)
+        for c in range(4):
+            assert row[f"x0_bias_c{c}"] == pytest.approx(float(eps[:, c].mean()) / snr ** 0.5,
+                                                         rel=1e-3, abs=1e-6)
+
+
+class _Shifted(torch.nn.Module):
+    """An eps-net whose x0 estimate is z0[row] + delta exactly (it is told the rows)."""
+
+    def __init__(self, z0, delta, schedule):
+        super().__init__()
+        self.z0, self.delta, self.s = z0, delta, schedule
+
+    def forward(self, x, t, rows=None):
+        alpha, sigma = (c.reshape(-1, 1, 1, 1) for c in self.s.coefficients(t.long()))
+        return (x - alpha * (self.z0[rows] + self.delta)) / sigma
+
+
+def test_pixel_bias_of_a_known_latent_shift(sd, pipe, tmp_path):
+    data = load_captioned(sd[1], 16)
+    z0 = encode_cached(pipe, data, tmp_path)
+    delta = torch.tensor([0.5, -0.3, 0.2, 0.1]).reshape(1, 4, 1, 1)
+    pipe.denoiser.net = _Shifted(z0, delta, pipe.denoiser.schedule)
+    pix = pixel_bias(pipe, z0, data.images, [999, 300], batch_size=3)
+    with torch.no_grad():  # independently: decode by hand, D(z / s) with this VAE
+        dec = lambda z: pipe.vae.decode(z / pipe.scaling_factor).sample.double()  # noqa: E731
+        shifted, clean = dec(z0 + delta), dec(z0)
+    for ref, target in (("decoded_latent", clean), ("image", data.images.double())):
+        d = shifted - target
+        for stat, want in [("brightness", d.mean())] + [(f"channel_{c}", d[:, c].mean()) for c in range(3)]:
+            rows = pix[(pix.reference == ref) & (pix.statistic == stat)]
+            assert len(rows) == 2
+            assert np.allclose(rows["estimate"], float(want), atol=1e-5)
+            assert ((rows["lo"] <= float(want) + 1e-9) & (float(want) - 1e-9 <= rows["hi"])).all()
+    assert abs(float((shifted - clean).mean())) > 1e-3  # the shift shows in pixels
+
+
+def test_latents_encoded_once_and_cached(sd, pipe, tmp_path, monkeypatch):
+    data = load_captioned(sd[1], 16)
+    first = encode_cached(pipe, data, tmp_path)
+    with torch.no_grad():
+        want = pipe.vae.encode(data.images).latent_dist.mean * pipe.scaling_factor
+    assert torch.allclose(first, want, atol=1e-5)
+    monkeypatch.setattr(pipe, "encode", lambda *a, **k: pytest.fail("encoded twice"))
+    assert torch.equal(encode_cached(pipe, data, tmp_path), first)
+
+
+def test_is_latent_pipeline(sd, tmp_path):
+    assert is_latent_pipeline(sd[0])
+    (tmp_path / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "UNet2DModel"]}))
+    assert not is_latent_pipeline(tmp_path)
+
+
+def test_cli_probe_and_sample(sd, tmp_path, monkeypatch, capsys):
+    from biaskit.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "probe"
+    assert main(["probe", str(sd[0]), "--data", str(sd[1]), "--out", str(out), "--timesteps", "0,999",
+                 "--samples", "4", "--guidance-scale", "2", "--no-plots", "--no-progress"]) == 0
+    import pandas as pd
+    pix = pd.read_csv(out / "pixel_bias.csv")
+    assert set(pix.reference) == {"decoded_latent", "image"} and (pix.t == 999).all()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["latent"]["guidance_scale"] == 2.0 and meta["latent"]["distinct_prompts"] >= 1
+    assert main(["sample", str(sd[0]), "--prompt", "a cat", "--steps", "3", "--n", "2",
+                 "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    z = np.load(tmp_path / "s" / "samples.npz")
+    assert z["latents"].shape == (2, 4, 8, 8) and z["x0"].shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--noise-schedule", "linear"], "--noise-schedule does not apply to a latent pipeline"),
+    (["--guidance-scale", "-1"], "--guidance-scale must be >= 0"),
+])
+def test_cli_latent_errors(sd, tmp_path, capsys, argv, message):
+    from biaskit.cli import main
+    rc = main(["probe", str(sd[0]), "--data", str(sd[1]), "--out", str(tmp_path / "o"), *argv])
+    assert rc != 0 and message in capsys.readouterr().err
+
+
+def test_cli_prompt_for_a_pixel_model(tmp_path, capsys):
+    from biaskit.cli import main
+    rc = main(["probe", "oracle:gmm2d", "--data", "gmm2d", "--out", str(tmp_path / "o"), "--prompt", "x"])
+    assert rc != 0 and "--prompt applies to latent pipelines" in capsys.readouterr().err

@@ -121,34 +121,48 @@ def _select(N: int, n: int, seed: int) -> np.ndarray:
     return np.arange(N) if n >= N else np.sort(np.random.default_rng(seed).permutation(N)[:n])
 
 
-def probe_latent(pipe: LatentPipeline, data: CaptionedImages, *, guidance_scale: float = 1.0,
+def probe_latent(pipe: LatentPipeline, data: CaptionedImages, *, guidance_scale=1.0,
                  n: int = 512, seed: int = 0, pixel_timesteps=None, cache_root=None,
                  **settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(latent probe frame, pixel-bias frame) of ``pipe`` on ``data``: each sample conditioned on
-    its caption at ``guidance_scale``; ``settings`` go to :func:`biaskit.probe.probe`. The pixel
-    frame is :func:`pixel_bias` at ``pixel_timesteps`` (default: the highest probed t)."""
-    from .probe import probe
+    its caption at ``guidance_scale`` (a number: :func:`biaskit.probe.probe`; a list of several:
+    :func:`biaskit.probe.compare` of the scales on the same draws, models named ``w=...``, the
+    first the reference); ``settings`` go to the probe. The pixel frame is :func:`pixel_bias` at
+    ``pixel_timesteps`` (default: the highest probed t), one block per scale."""
+    from .probe import compare, probe
+    scales = [float(w) for w in np.ravel(guidance_scale)]
+    if not scales or any(not w >= 0 for w in scales):
+        raise ValueError(f"guidance scales must be >= 0, got {guidance_scale}")
     z_all = encode_cached(pipe, data, cache_root)
     idx = _select(len(data.captions), int(n), seed)
     z0, x = z_all[idx], data.images[idx]
-    pipe.condition([data.captions[i] for i in idx], guidance_scale)
-    df = probe(pipe.denoiser, z0, n=len(idx), seed=seed, **settings)
+    pipe.condition([data.captions[i] for i in idx], scales[0])
+    models = {f"w={w:g}": pipe.at_scale(w) for w in scales}
+    if len(scales) == 1:
+        df = probe(pipe.denoiser, z0, n=len(idx), seed=seed, **settings)
+    else:
+        df = compare(models, z0, n=len(idx), seed=seed, **settings)
     meta = df.attrs["metadata"]
-    meta["latent"] = {**pipe.describe(), "images": len(data.captions), "encoded_once": True,
+    meta["latent"] = {**pipe.describe(), "guidance_scale": scales if len(scales) > 1 else scales[0],
+                      "images": len(data.captions), "encoded_once": True,
                       "distinct_prompts": len(set(data.captions[i] for i in idx))}
     ts = [int(df["t"].max())] if pixel_timesteps is None else list(pixel_timesteps)
-    pix = pixel_bias(pipe, z0, x, ts, seed=seed, batch_size=settings.get("batch_size", 64))
+    batch = settings.get("batch_size", 64)
+    pix = pd.concat([pixel_bias(pipe, z0, x, ts, seed=seed, batch_size=batch, denoiser=den)
+                     .assign(guidance_scale=w) for w, den in zip(scales, models.values())],
+                    ignore_index=True)
     return df, pix
 
 
 @torch.no_grad()
 def pixel_bias(pipe: LatentPipeline, z0: torch.Tensor, x: torch.Tensor, timesteps, *, seed: int = 0,
-               batch_size: int = 64, level: float = LEVEL) -> pd.DataFrame:
+               batch_size: int = 64, level: float = LEVEL, denoiser=None) -> pd.DataFrame:
     """Pixel-space bias of the decoded x0 estimate at each timestep t (module docstring): rows
     (t, snr, reference in :data:`PIXEL_REFERENCES`, statistic in brightness / channel_c, n,
-    estimate, lo, hi). Row i of ``z0`` / ``x`` is conditioned as ``pipe.condition`` set it."""
+    estimate, lo, hi). Row i of ``z0`` / ``x`` is conditioned as ``pipe.condition`` set it;
+    ``denoiser``: one of ``pipe.at_scale(w)`` (default ``pipe.denoiser``)."""
     from .probe.draws import draw_noise, schedule_indices
-    den = pipe.denoiser
+    den = pipe.denoiser if denoiser is None else denoiser
     s = den.schedule
     dec0 = pipe.decode(z0, batch_size)
     refs = {"decoded_latent": dec0, "image": x.to(dec0)}

@@ -196,3 +196,18 @@ def test_cli_prompt_for_a_pixel_model(tmp_path, capsys):
     from biaskit.cli import main
     rc = main(["probe", "oracle:gmm2d", "--data", "gmm2d", "--out", str(tmp_path / "o"), "--prompt", "x"])
     assert rc != 0 and "--prompt applies to latent pipelines" in capsys.readouterr().err
+
+
+def test_several_scales_share_draws(sd, pipe, tmp_path):
+    """A list of scales is one compare on common draws: each scale's rows equal its own probe,
+    and the difference rows are model minus reference."""
+    data = load_captioned(sd[1], 16)
+    kw = dict(n=6, timesteps=[100, 900], progress=False, cache_root=tmp_path, pixel_timesteps=[900])
+    both, pix = probe_latent(pipe, data, guidance_scale=[1.0, 0.0], **kw)
+    alone, _ = probe_latent(pipe, data, guidance_scale=0.0, **kw)
+    w0 = both[both.model == "w=0"].reset_index(drop=True)
+    assert np.allclose(w0["x0_mse"], alone["x0_mse"], rtol=1e-6)
+    diff = both[both.model == "w=0 - w=1"].reset_index(drop=True)
+    w1 = both[both.model == "w=1"].reset_index(drop=True)
+    assert np.allclose(diff["x0_mse"], w0["x0_mse"] - w1["x0_mse"], rtol=1e-6, atol=1e-9)
+    assert sorted(set(pix.guidance_scale)) == [0.0, 1.0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..loaders.latent import is_latent_pipeline
-from .common import _given, flag
+from .common import _given, flag, parse_list
 
 
 def add_condition_arguments(p, what: str) -> None:
@@ -21,9 +21,10 @@ def add_condition_arguments(p, what: str) -> None:
                    help=f"one prompt for every {what} (default: each image's caption, from a .txt "
                    "beside it or metadata.jsonl with file_name and text)" if what == "image" else
                    "the prompt of every sample (default: the empty prompt)")
-    g.add_argument("--guidance-scale", type=float, default=None,
+    g.add_argument("--guidance-scale", default=None,
                    help="classifier-free guidance w: null + w (cond - null); 1 = conditional, "
-                   "0 = unconditional (default 1 for probe, 7.5 for sample)")
+                   "0 = unconditional (default 1 for probe, 7.5 for sample); probe: a comma list "
+                   "compares the scales on the same draws, e.g. 0,1,7.5")
 
 
 def check_latent_flags(args) -> bool:
@@ -35,8 +36,10 @@ def check_latent_flags(args) -> bool:
         if bad:
             raise ValueError(f"{flag(bad[0])} does not apply to a latent pipeline ({args.model}): "
                              "it reads its settings from its folder; drop it")
-        if args.guidance_scale is not None and not args.guidance_scale >= 0:
-            raise ValueError(f"--guidance-scale must be >= 0, got {args.guidance_scale}")
+        if args.guidance_scale is not None:
+            args.guidance_scale = parse_list("--guidance-scale", args.guidance_scale, float)
+            if any(not w >= 0 for w in args.guidance_scale):
+                raise ValueError(f"--guidance-scale must be >= 0, got {','.join(map(str, args.guidance_scale))}")
     else:
         for name in ("prompt", "guidance_scale"):
             if getattr(args, name, None) is not None:
@@ -67,6 +70,7 @@ def run_probe(args, device, timesteps) -> int:
           f"(posterior mean, scaling {pipe.scaling_factor:g}, shift {pipe.shift_factor:g})",
           file=sys.stderr)
     w = 1.0 if args.guidance_scale is None else args.guidance_scale
+    w = w[0] if isinstance(w, list) and len(w) == 1 else w
     df, pix = probe_latent(pipe, data, guidance_scale=w, n=args.samples, seed=args.seed,
                            timesteps=timesteps, num_timesteps=args.num_timesteps,
                            stratified=args.stratified, batch_size=args.batch_size, device=device,
@@ -81,7 +85,7 @@ def run_probe(args, device, timesteps) -> int:
     if not args.no_plots:
         written += _figures(df, out)
     written.append(write_report(out.resolve(), df, meta))
-    cols = [c for c in ("t", "snr", "x0_mse", "eps_mse", "x0_bias_l2") if c in df]
+    cols = [c for c in ("model", "t", "snr", "x0_mse", "eps_mse", "x0_bias_l2") if c in df]
     print(df[cols].to_string(index=False, max_rows=12, float_format="{:.4g}".format))
     print(pix.to_string(index=False, float_format="{:.4g}".format))
     for p in written:
@@ -95,6 +99,7 @@ def _figures(df, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from .. import plots
     written = []
+    df = df[df["kind"] == "model"] if "kind" in df else df
     figs = {"per_timestep": plots.plot_per_timestep(df, ["x0_mse", "eps_mse"], x=("t", "logsnr")),
             "colour_bias": plots.plot_colour_bias(df)}
     for name, fig in figs.items():
@@ -109,7 +114,9 @@ def run_sample(args, device, steps: list[int]) -> int:
     from ..loaders.latent import load_latent_pipeline
     pipe = load_latent_pipeline(args.model, device=device)
     prompts = [args.prompt or ""] * args.n
-    w = 7.5 if args.guidance_scale is None else args.guidance_scale
+    if args.guidance_scale is not None and len(args.guidance_scale) > 1:
+        raise ValueError("--guidance-scale: sample takes one scale")
+    w = 7.5 if args.guidance_scale is None else args.guidance_scale[0]
     sampler = "pipeline" if args.sampler == "pipeline" else args.sampler
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -177,6 +177,16 @@ class LatentPipeline:
         net.scale = w
         return self
 
+    def at_scale(self, guidance_scale: float) -> ConditionedDenoiser:
+        """A denoiser sharing this one's network and conditions at another guidance scale
+        (several scales compared on the same draws, :func:`biaskit.probe.compare`)."""
+        d, net = self.denoiser, self.net
+        w = float(guidance_scale)
+        guided = GuidedNet(net.unet, net.cond, net.null, net.prompt_of, w)
+        return ConditionedDenoiser(guided, d.schedule, d.parameterization, data_range=d.data_range,
+                                   channels=d.channels, name=f"w={w:g}", source=d.source,
+                                   any_size=True)
+
     def describe(self) -> dict:
         """JSON-able identity and settings of the latent space (for metadata files)."""
         return {"folder": str(self.folder), "sha256": dict(self.sha256),

@@ -95,7 +95,7 @@ class _Zero(torch.nn.Module):
 
     config = None
 
-    def forward(self, x, t, encoder_hidden_states=None):
+    def forward(self, x, timestep=None, encoder_hidden_states=None):
         return self._Out(torch.zeros_like(x))
 
 

@@ -37,6 +37,7 @@ __all__ = ["LatentPipeline", "GuidedNet", "ConditionedDenoiser", "is_latent_pipe
 
 LATENT_MEAN = "mean of the VAE's posterior q(z | x), (mean - shift_factor) * scaling_factor"
 _UNETS = ("UNet2DConditionModel",)
+_CLASS_TRANSFORMERS = ("DiTTransformer2DModel",)
 
 
 def is_latent_pipeline(path) -> bool:
@@ -46,34 +47,41 @@ def is_latent_pipeline(path) -> bool:
 
 
 class GuidedNet(nn.Module):
-    """A UNet2DConditionModel called as ``net(x, t, rows=None)``: row i of the batch is conditioned
-    on prompt ``prompt_of[rows[i]]`` (rows default 0..B-1), mixed with the null condition at
-    guidance scale ``scale`` (module docstring). ``cond``: (P, L, D) embeddings of the distinct
-    prompts; ``null``: (1, L, D)."""
+    """A conditional network (UNet2DConditionModel, DiTTransformer2DModel) called as
+    ``net(x, t, rows=None)``: row i of the batch is conditioned on ``cond[prompt_of[rows[i]]]``
+    (rows default 0..B-1), mixed with the null condition at guidance scale ``scale`` (module
+    docstring). ``cond``: (P, ...) the distinct conditions (text embeddings (P, L, D) or class
+    labels (P,)), passed as keyword ``keyword``; ``null``: (1, ...). With a learned variance (2C
+    outputs for C channels) only the mean half is guided and the variance is the conditional one,
+    as diffusers' DiT pipeline does."""
 
     def __init__(self, unet: nn.Module, cond: torch.Tensor, null: torch.Tensor,
-                 prompt_of: torch.Tensor, scale: float = 1.0):
+                 prompt_of: torch.Tensor, scale: float = 1.0, keyword: str = "encoder_hidden_states",
+                 channels: int | None = None):
         super().__init__()
-        self.unet, self.scale = unet, float(scale)
+        self.unet, self.scale, self.keyword, self.channels = unet, float(scale), keyword, channels
         self.register_buffer("cond", cond, persistent=False)
         self.register_buffer("null", null, persistent=False)
         self.register_buffer("prompt_of", prompt_of.long(), persistent=False)
 
-    def _out(self, x, t, emb):
-        return self.unet(x, t, encoder_hidden_states=emb).sample
+    def _out(self, x, t, c):
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        return self.unet(x, timestep=t, **{self.keyword: c}).sample
 
     def forward(self, x, t, rows=None):
         B = x.shape[0]
         rows = torch.arange(B, device=x.device) if rows is None else rows.to(x.device)
+        null = self.null.expand(B, *self.null.shape[1:])
         if self.scale == 0:
-            return self._out(x, t, self.null.expand(B, -1, -1))
+            return self._out(x, t, null)
         c = self.cond[self.prompt_of[rows]]
         if self.scale == 1:
             return self._out(x, t, c)
         t2 = t.expand(B) if t.ndim == 0 else t
-        u, c = self._out(torch.cat([x, x]), torch.cat([t2, t2]),
-                         torch.cat([self.null.expand(B, -1, -1), c])).chunk(2)
-        return u + self.scale * (c - u)
+        u, c = self._out(torch.cat([x, x]), torch.cat([t2, t2]), torch.cat([null, c])).chunk(2)
+        C = self.channels or x.shape[1]
+        guided = u[:, :C] + self.scale * (c[:, :C] - u[:, :C])
+        return torch.cat([guided, c[:, C:]], 1) if c.shape[1] > C else guided
 
 
 class ConditionedDenoiser(Denoiser):
@@ -162,17 +170,43 @@ class LatentPipeline:
             self._embeddings.update({p: h[i].float() for i, p in enumerate(new)})
         return torch.stack([self._embeddings[p] for p in prompts])
 
-    def condition(self, prompts: list[str], guidance_scale: float = 1.0) -> "LatentPipeline":
-        """Condition row i on ``prompts[i]`` at ``guidance_scale`` (text embedded once per distinct
-        prompt); returns self."""
+    @property
+    def class_conditional(self) -> bool:
+        """A class-conditional pipeline (DiT): conditions are labels 0..num_classes-1, no text."""
+        return self.text_encoder is None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of a class-conditional network; its null class is this number (DiT's 1000)."""
+        return self.net.unet.config.num_embeds_ada_norm if self.class_conditional else None
+
+    def _conditions(self, distinct: list) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.class_conditional:
+            return self.embed([str(p) for p in distinct]), self.embed([""])
+        K = self.num_classes
+        labels = []
+        for c in distinct:
+            try:
+                label = int(c)
+            except (TypeError, ValueError):
+                label = -1
+            if not 0 <= label < K or str(c).strip() != str(label):
+                raise ValueError(f"class label {c!r} of a class-conditional pipeline must be an "
+                                 f"integer in 0..{K - 1}")
+            labels.append(label)
+        return torch.tensor(labels), torch.tensor([K])
+
+    def condition(self, prompts: list, guidance_scale: float = 1.0) -> "LatentPipeline":
+        """Condition row i on ``prompts[i]`` (a text, or a class label for a class-conditional
+        pipeline) at ``guidance_scale`` (text embedded once per distinct prompt); returns self."""
         w = float(guidance_scale)
         if not w == w or w < 0:
             raise ValueError(f"--guidance-scale must be >= 0 (1: conditional, 0: unconditional), got {w}")
         distinct = list(dict.fromkeys(prompts))
         index = {p: i for i, p in enumerate(distinct)}
+        cond, null = self._conditions(distinct)
         net = self.net
-        net.cond = self.embed(distinct).to(self.device)
-        net.null = self.embed([""]).to(self.device)
+        net.cond, net.null = cond.to(self.device), null.to(self.device)
         net.prompt_of = torch.tensor([index[p] for p in prompts], device=self.device)
         net.scale = w
         return self
@@ -182,7 +216,7 @@ class LatentPipeline:
         (several scales compared on the same draws, :func:`biaskit.probe.compare`)."""
         d, net = self.denoiser, self.net
         w = float(guidance_scale)
-        guided = GuidedNet(net.unet, net.cond, net.null, net.prompt_of, w)
+        guided = GuidedNet(net.unet, net.cond, net.null, net.prompt_of, w, net.keyword, net.channels)
         return ConditionedDenoiser(guided, d.schedule, d.parameterization, data_range=d.data_range,
                                    channels=d.channels, name=f"w={w:g}", source=d.source,
                                    any_size=True)
@@ -192,7 +226,8 @@ class LatentPipeline:
         return {"folder": str(self.folder), "sha256": dict(self.sha256),
                 "scaling_factor": self.scaling_factor, "shift_factor": self.shift_factor,
                 "latent": LATENT_MEAN, "guidance_scale": self.net.scale,
-                "null_condition": "text embedding of the empty prompt",
+                "null_condition": f"class {self.num_classes}" if self.class_conditional else
+                "text embedding of the empty prompt",
                 "scheduler": self.scheduler_config.get("_class_name")}
 
 
@@ -234,19 +269,29 @@ def _text_encoder(folder: Path, map_location="cpu"):
 
 
 def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> LatentPipeline:
-    """A Stable-Diffusion-like pipeline folder as a :class:`LatentPipeline` on ``device``,
-    conditioned on the empty prompt until :meth:`LatentPipeline.condition` says otherwise.
+    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``: Stable-Diffusion-like
+    (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), conditioned on the empty
+    prompt, or DiT-like (``transformer`` DiTTransformer2DModel, class-conditional, learned sigma),
+    conditioned on class 0, until :meth:`LatentPipeline.condition` says otherwise.
     Parameterization and schedule from ``scheduler/scheduler_config.json``."""
     folder = Path(path).expanduser()
     index = read_json(folder / "model_index.json")
-    missing = [c for c in ("vae", "unet", "scheduler", "text_encoder", "tokenizer") if c not in index]
+    text = "unet" in index
+    need = ("vae", "unet", "scheduler", "text_encoder", "tokenizer") if text else \
+        ("vae", "transformer", "scheduler")
+    missing = [c for c in need if c not in index]
     if missing:
         parts = sorted(k for k in index if not k.startswith("_"))
-        raise ValueError(f"{folder}: a latent pipeline needs vae, unet, scheduler, text_encoder and "
-                         f"tokenizer; it has {', '.join(parts)} (missing {', '.join(missing)})")
-    unet, unet_files = _component(folder, "unet", _UNETS)
+        raise ValueError(f"{folder}: a latent pipeline needs {', '.join(need)} (Stable-Diffusion-like) "
+                         "or vae, transformer, scheduler (DiT-like); it has "
+                         f"{', '.join(parts)} (missing {', '.join(missing)})")
     vae, vae_files = _component(folder, "vae", ("AutoencoderKL",))
-    text, tokenizer, text_files = _text_encoder(folder)
+    if text:
+        unet, unet_files = _component(folder, "unet", _UNETS)
+        encoder, tokenizer, text_files = _text_encoder(folder)
+    else:
+        unet, unet_files = _component(folder, "transformer", _CLASS_TRANSFORMERS)
+        encoder, tokenizer, text_files = None, None, []
     sched_cfg = read_json(folder / "scheduler" / "scheduler_config.json")
     schedule, _ = resolve_schedule(scheduler_config=sched_cfg)
     files = unet_files + vae_files + text_files
@@ -257,12 +302,13 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
     source = file_source(folder, "diffusers", shape=shape, sha256=sha,
                          extras=dict(latent=True, scheduler=sched_cfg.get("_class_name")))
     empty = torch.zeros(1, 1, 1)
-    net = GuidedNet(unet, empty, empty, torch.zeros(1, dtype=torch.long))
+    net = GuidedNet(unet, empty, empty, torch.zeros(1, dtype=torch.long),
+                    keyword="encoder_hidden_states" if text else "class_labels", channels=C)
     den = ConditionedDenoiser(net, schedule, sched_cfg.get("prediction_type", "epsilon"),
                               data_range=(-float("inf"), float("inf")), channels=C,
-                              name=folder.name, source=source, any_size=True)
+                              name=folder.name, source=source, any_size=text)
     cfg = vae.config
     pipe = LatentPipeline(den.to(device), vae.to(device), float(cfg.scaling_factor),
-                          float(getattr(cfg, "shift_factor", None) or 0.0), tokenizer, text.to(device),
-                          sched_cfg, folder, sha)
-    return pipe.condition([""], guidance_scale)
+                          float(getattr(cfg, "shift_factor", None) or 0.0), tokenizer,
+                          encoder.to(device) if encoder is not None else None, sched_cfg, folder, sha)
+    return pipe.condition(["" if text else "0"], guidance_scale)

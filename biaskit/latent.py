@@ -43,7 +43,7 @@ __all__ = ["captions", "CaptionedImages", "load_captioned", "encode_cached", "pr
 PIXEL_REFERENCES = ("decoded_latent", "image")
 
 
-def _metadata_captions(folder: Path) -> dict[str, str]:
+def _metadata_captions(folder: Path, key: str = "text") -> dict[str, str]:
     meta = folder / "metadata.jsonl"
     if not meta.is_file():
         return {}
@@ -55,20 +55,21 @@ def _metadata_captions(folder: Path) -> dict[str, str]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{meta} line {k} is not JSON: {e}") from None
-        if not isinstance(row, dict) or "file_name" not in row or "text" not in row:
-            raise ValueError(f"{meta} line {k}: expected an object with file_name and text")
-        out[str(row["file_name"])] = str(row["text"])
+        if not isinstance(row, dict) or "file_name" not in row or key not in row:
+            raise ValueError(f"{meta} line {k}: expected an object with file_name and {key}")
+        out[str(row["file_name"])] = str(row[key])
     return out
 
 
-def captions(folder, files: list[Path], prompt: str | None = None) -> list[str]:
+def captions(folder, files: list[Path], prompt: str | None = None, key: str = "text") -> list[str]:
     """One caption per image: ``prompt`` for all when given, else ``metadata.jsonl`` (file_name
-    relative to ``folder``), else the ``.txt`` beside each image. An image without a caption is a
-    ValueError naming it (and the three ways to give one)."""
+    relative to ``folder``, the caption under ``key``: ``text``, or ``label`` for the class of a
+    class-conditional model), else the ``.txt`` beside each image. An image without a caption is
+    a ValueError naming it (and the three ways to give one)."""
     if prompt is not None:
         return [str(prompt)] * len(files)
     folder = Path(folder).expanduser()
-    meta = _metadata_captions(folder)
+    meta = _metadata_captions(folder, key)
     out = []
     for f in files:
         rel = f.relative_to(folder).as_posix()
@@ -77,8 +78,10 @@ def captions(folder, files: list[Path], prompt: str | None = None) -> list[str]:
         elif f.with_suffix(".txt").is_file():
             out.append(f.with_suffix(".txt").read_text().strip())
         else:
-            raise ValueError(f"no caption for {f}: give a {f.with_suffix('.txt').name} beside it, a "
-                             f"metadata.jsonl line with file_name {rel!r} and text, or --prompt")
+            raise ValueError(f"no {'caption' if key == 'text' else 'class label'} for {f}: give a "
+                             f"{f.with_suffix('.txt').name} beside it, a metadata.jsonl line with "
+                             f"file_name {rel!r} and {key}, or "
+                             f"{'--prompt' if key == 'text' else '--class-label'}")
     return out
 
 
@@ -92,10 +95,11 @@ class CaptionedImages:
     sha256: list[str]
 
 
-def load_captioned(folder, size: int, prompt: str | None = None) -> CaptionedImages:
-    """Every PNG/JPEG under ``folder`` (sorted), read as size x size RGB in [-1, 1], captioned."""
+def load_captioned(folder, size: int, prompt: str | None = None, key: str = "text") -> CaptionedImages:
+    """Every PNG/JPEG under ``folder`` (sorted), read as size x size RGB in [-1, 1], captioned
+    (:func:`captions`)."""
     files = image_files(folder)
-    texts = captions(folder, files, prompt)
+    texts = captions(folder, files, prompt, key)
     x = np.stack([_open_image(f, int(size), "RGB") for f in files])
     return CaptionedImages(torch.from_numpy(x) * 2 - 1, texts, files, [file_sha256(f) for f in files])
 

@@ -84,3 +84,17 @@ def write_captioned_images(folder: Path, n: int = 6, size: int = 16, layout: str
     if layout == "jsonl":
         (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     return captions
+
+
+def save_dit_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A tiny DiTPipeline (class-conditional DiTTransformer2DModel with learned sigma: 2C outputs,
+    1000 classes and the null class 1000, as diffusers' DiT pipeline assumes) saved to ``folder``."""
+    from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    _, vae, _, _ = sd_components(seed)
+    torch.manual_seed(seed + 1)
+    dit = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=4, in_channels=4,
+                                out_channels=8, num_layers=1, sample_size=8, patch_size=2,
+                                num_embeds_ada_norm=1000)
+    scheduler = DDIMScheduler(beta_schedule="linear", clip_sample=False)
+    DiTPipeline(transformer=dit.eval(), vae=vae, scheduler=scheduler).save_pretrained(str(folder))
+    return folder

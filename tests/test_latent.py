@@ -211,3 +211,45 @@ def test_several_scales_share_draws(sd, pipe, tmp_path):
     w1 = both[both.model == "w=1"].reset_index(drop=True)
     assert np.allclose(diff["x0_mse"], w0["x0_mse"] - w1["x0_mse"], rtol=1e-6, atol=1e-9)
     assert sorted(set(pix.guidance_scale)) == [0.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def dit(tmp_path_factory):
+    folder = F.save_dit_pipeline(tmp_path_factory.mktemp("dit") / "dit")
+    images = tmp_path_factory.mktemp("dit_images")
+    F.write_captioned_images(images, n=4)
+    rows = [json.dumps({"file_name": f"img{i:02d}.png", "label": [3, 7][i % 2]}) for i in range(4)]
+    (images / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return folder, images
+
+
+@pytest.mark.parametrize("w", [4.0, 1.0])
+def test_dit_pipeline_sampler_equals_diffusers(dit, w):
+    from diffusers import DiTPipeline
+    ref_pipe = DiTPipeline.from_pretrained(str(dit[0]))
+    ref_pipe.set_progress_bar_config(disable=True)
+    ref = ref_pipe([3, 7], guidance_scale=w, num_inference_steps=4, output_type="pt",
+                   generator=torch.Generator().manual_seed(2)).images
+    pipe = load_latent_pipeline(dit[0])
+    assert pipe.class_conditional and pipe.num_classes == 1000
+    ours = sample_latent(pipe, ["3", "7"], steps=4, guidance_scale=w, seed=2)
+    assert torch.allclose((ours["images"] / 2 + 0.5).clamp(0, 1), ref, atol=1e-4, rtol=0)
+
+
+def test_dit_guidance_and_labels(dit, tmp_path):
+    pipe = load_latent_pipeline(dit[0])
+    x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([5, 900])
+    with torch.no_grad():
+        c = pipe.net.unet(x, timestep=t, class_labels=torch.tensor([3, 7])).sample
+        u = pipe.net.unet(x, timestep=t, class_labels=torch.tensor([1000, 1000])).sample
+        out = {w: pipe.condition(["3", "7"], w).net(x, t) for w in (1.0, 0.0, 2.0)}
+    assert torch.equal(out[1.0], c) and torch.equal(out[0.0], u)
+    # learned sigma: the mean half guided, the variance half the conditional one
+    assert torch.allclose(out[2.0][:, :4], u[:, :4] + 2 * (c[:, :4] - u[:, :4]), atol=1e-5)
+    assert torch.allclose(out[2.0][:, 4:], c[:, 4:], atol=1e-5)
+    with pytest.raises(ValueError, match="integer in 0..999"):
+        pipe.condition(["cat"])
+    data = load_captioned(dit[1], 16, key="label")
+    assert data.captions == ["3", "7", "3", "7"]
+    df, pix = probe_latent(pipe, data, n=4, timesteps=[10, 990], progress=False, cache_root=tmp_path)
+    assert len(df) == 2 and set(pix.reference) == {"decoded_latent", "image"}

@@ -32,7 +32,9 @@ def check_latent_flags(args) -> bool:
     --prompt / --guidance-scale given to any other model."""
     latent = not str(args.model).startswith("oracle:") and is_latent_pipeline(args.model)
     if latent:
-        bad = list(_given(args)) + (["any_size"] if getattr(args, "any_size", False) else [])
+        # --class-label is the condition of every sample of a class-conditional pipeline (DiT)
+        bad = [k for k in _given(args) if k != "class_label"] + \
+            (["any_size"] if getattr(args, "any_size", False) else [])
         if bad:
             raise ValueError(f"{flag(bad[0])} does not apply to a latent pipeline ({args.model}): "
                              "it reads its settings from its folder; drop it")
@@ -64,7 +66,7 @@ def run_probe(args, device, timesteps) -> int:
                          "pipeline's image folder; valid: size=N (default: the pipeline's image size)")
     pipe = load_latent_pipeline(args.model, device=device)
     size = int(opts.get("size", pipe.image_size))
-    data = load_captioned(args.data, size, args.prompt)
+    data = load_captioned(args.data, size, *_condition(args, pipe))
     print(f"{args.data}: {len(data.captions)} images at {size}x{size} RGB, "
           f"{len(set(data.captions))} distinct prompts, encoded once by the VAE "
           f"(posterior mean, scaling {pipe.scaling_factor:g}, shift {pipe.shift_factor:g})",
@@ -93,6 +95,21 @@ def run_probe(args, device, timesteps) -> int:
     return 0
 
 
+def _condition(args, pipe) -> tuple:
+    """(the condition for every sample or None, the metadata.jsonl key) for ``pipe``: --prompt
+    for a text pipeline, --class-label for a class-conditional one."""
+    given = getattr(args, "class_label", None)
+    if pipe.class_conditional:
+        if args.prompt is not None:
+            raise ValueError(f"--prompt does not apply to the class-conditional pipeline {args.model}; "
+                             "give --class-label K or labels in the data folder")
+        return (None if given is None else str(given)), "label"
+    if given is not None:
+        raise ValueError(f"--class-label does not apply to the text-conditioned pipeline {args.model}; "
+                         "give --prompt or captions in the data folder")
+    return args.prompt, "text"
+
+
 def _figures(df, out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -113,7 +130,8 @@ def run_sample(args, device, steps: list[int]) -> int:
     from ..latent import sample_latent
     from ..loaders.latent import load_latent_pipeline
     pipe = load_latent_pipeline(args.model, device=device)
-    prompts = [args.prompt or ""] * args.n
+    given, _ = _condition(args, pipe)
+    prompts = [given if given is not None else ("0" if pipe.class_conditional else "")] * args.n
     if args.guidance_scale is not None and len(args.guidance_scale) > 1:
         raise ValueError("--guidance-scale: sample takes one scale")
     w = 7.5 if args.guidance_scale is None else args.guidance_scale[0]
@@ -134,7 +152,7 @@ def run_sample(args, device, steps: list[int]) -> int:
         print(f"{n:>5} steps: image channel means "
               f"{', '.join(f'{v:.3f}' for v in x.mean(dim=(0, 2, 3)).tolist())} (data range [-1, 1])")
     np.savez_compressed(out / "samples.npz", **arrays)
-    meta = {"model": args.model, "latent": pipe.describe(), "prompt": args.prompt or "",
+    meta = {"model": args.model, "latent": pipe.describe(), "condition": prompts[0],
             "guidance_scale": w, "sampler": sampler, "steps": steps, "n": args.n, "seed": args.seed,
             "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents"}
     (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))

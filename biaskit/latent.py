@@ -151,7 +151,7 @@ def probe_latent(pipe: LatentPipeline, data: CaptionedImages, *, guidance_scale=
                       "images": len(data.captions), "encoded_once": True,
                       "distinct_prompts": len(set(data.captions[i] for i in idx))}
     ts = [int(df["t"].max())] if pixel_timesteps is None else list(pixel_timesteps)
-    batch = settings.get("batch_size", 64)
+    batch = settings.get("batch_size", 8)
     pix = pd.concat([pixel_bias(pipe, z0, x, ts, seed=seed, batch_size=batch, denoiser=den)
                      .assign(guidance_scale=w) for w, den in zip(scales, models.values())],
                     ignore_index=True)
@@ -160,7 +160,7 @@ def probe_latent(pipe: LatentPipeline, data: CaptionedImages, *, guidance_scale=
 
 @torch.no_grad()
 def pixel_bias(pipe: LatentPipeline, z0: torch.Tensor, x: torch.Tensor, timesteps, *, seed: int = 0,
-               batch_size: int = 64, level: float = LEVEL, denoiser=None) -> pd.DataFrame:
+               batch_size: int = 8, level: float = LEVEL, denoiser=None) -> pd.DataFrame:
     """Pixel-space bias of the decoded x0 estimate at each timestep t (module docstring): rows
     (t, snr, reference in :data:`PIXEL_REFERENCES`, statistic in brightness / channel_c, n,
     estimate, lo, hi). Row i of ``z0`` / ``x`` is conditioned as ``pipe.condition`` set it;
@@ -168,21 +168,21 @@ def pixel_bias(pipe: LatentPipeline, z0: torch.Tensor, x: torch.Tensor, timestep
     from .probe.draws import draw_noise, schedule_indices
     den = pipe.denoiser if denoiser is None else denoiser
     s = den.schedule
-    dec0 = pipe.decode(z0, batch_size)
+    dec0 = pipe.decode(z0)  # the VAE in batches of 8 (an SD VAE at 512 px)
     refs = {"decoded_latent": dec0, "image": x.to(dec0)}
     rows = []
     for k in schedule_indices(s, timesteps):
         t_value = int(s.timesteps[k])
-        eps = draw_noise(seed, t_value, 0, z0.shape[0], z0.shape[1:])
+        eps = draw_noise(seed, t_value, 0, z0.shape[0], z0.shape[1:], den.device).cpu()
         x0_hat = []
         for i in range(0, z0.shape[0], batch_size):
             sl = slice(i, i + batch_size)
             t = torch.full((eps[sl].shape[0],), int(k), dtype=torch.long)
             alpha, sigma = (c.reshape(-1, 1, 1, 1) for c in s.coefficients(t))
-            x_t = P.noisy(z0[sl], eps[sl], alpha, sigma).to(den.device)
+            x_t = P.noisy(z0[sl], eps[sl], alpha, sigma).to(den.device)  # in float32 (no autocast)
             x0_hat.append(den(x_t, t.to(den.device), rows=torch.arange(i, i + x_t.shape[0],
                                                                        device=den.device)).x0_hat.cpu())
-        x_hat = pipe.decode(torch.cat(x0_hat), batch_size).to(dec0)
+        x_hat = pipe.decode(torch.cat(x0_hat)).to(dec0)
         for ref, target in refs.items():
             d = (x_hat - target).double()
             per = {"brightness": d.mean(dim=(1, 2, 3))}

@@ -253,3 +253,21 @@ def test_dit_guidance_and_labels(dit, tmp_path):
     assert data.captions == ["3", "7", "3", "7"]
     df, pix = probe_latent(pipe, data, n=4, timesteps=[10, 990], progress=False, cache_root=tmp_path)
     assert len(df) == 2 and set(pix.reference) == {"decoded_latent", "image"}
+
+
+def test_readme_latent_commands_run(sd, tmp_path, monkeypatch, capsys):
+    """The README's Stable Diffusion commands, on the tiny pipeline and caption folder, shrunk as
+    tests/test_readme.py shrinks every command."""
+    from biaskit.cli import main
+    from test_readme import readme_commands, shrink
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    cmds = [a for a in readme_commands() if "stable-diffusion-v1-5" in a]
+    assert [a[0] for a in cmds] == ["probe", "sample"]
+    for argv in cmds:
+        argv = [str(sd[0]) if a == "stable-diffusion-v1-5" else str(sd[1]) if a == "my_photos" else a
+                for a in shrink(argv)]
+        argv = [a if argv[i - 1] not in ("--steps", "--n") else "3" for i, a in enumerate(argv)]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "sd-probe" / "pixel_bias.csv").is_file()
+    assert (tmp_path / "sd-samples" / "samples.npz").is_file()

@@ -136,7 +136,7 @@ class LatentPipeline:
         return int(size if isinstance(size, int) else size[0]) * self.vae_scale
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
         """Images (N, 3, H, W) in [-1, 1] -> latents (N, c, H/s, W/s): the posterior mean, shifted
         and scaled (module docstring)."""
         out = []
@@ -147,7 +147,7 @@ class LatentPipeline:
         return torch.cat(out)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
         """Latents (N, c, h, w) -> images (N, 3, h s, w s) in the VAE's range (about [-1, 1])."""
         out = []
         for i in range(0, z.shape[0], batch_size):

@@ -34,6 +34,7 @@ import torch
 from . import parameterization as P
 from .data import _open_image, image_files
 from .intervals import LEVEL, t_interval
+from .formulations import ProcessDenoiser
 from .loaders.latent import LATENT_MEAN, LatentPipeline
 from .safeload import file_sha256
 
@@ -207,15 +208,17 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
                   eta: float = 0.0, latents: torch.Tensor | None = None, decode: bool = True,
                   callback=None, progress: bool = False) -> dict:
     """Samples for ``prompts`` (one each): {"latents" (B, c, h, w), "images" (B, 3, H, W) when
-    ``decode``, "t" the model's timesteps visited, "x0_hat" (S, B, c, h, w) every step's latent
-    estimate}.
+    ``decode``, "t" the model's timesteps visited (flow: the scheduler's s N), "x0_hat"
+    (S, B, c, h, w) every step's latent estimate}.
 
     ``sampler="pipeline"``: the pipeline's own scheduler in the loop of diffusers'
-    StableDiffusionPipeline (x_T = randn * init_noise_sigma from ``generator``, default seeded by
-    ``seed``; scale_model_input; the guided output; scheduler.step with eta and the generator), so
-    it equals ``pipeline(prompts, output_type="latent")`` at guidance_scale > 1 (diffusers runs
-    the conditional model alone at guidance_scale <= 1; here 0 < w < 1 mixes as written). Any
-    other name is a biaskit sampler (:func:`biaskit.sampling.sample`)."""
+    StableDiffusionPipeline, StableDiffusion3Pipeline and DiTPipeline (x_T = randn *
+    init_noise_sigma from ``generator``, default seeded by ``seed``; scale_model_input; the guided
+    output, its mean half for a learned variance; scheduler.step with eta and the generator), so
+    it equals ``pipeline(prompts, output_type="latent")`` (diffusers runs the conditional model
+    alone at guidance_scale <= 1; here 0 < w < 1 mixes as written). ``callback(t, x_in, x0_hat,
+    x_next)`` after each step. Any other name is a biaskit sampler
+    (:func:`biaskit.sampling.sample`)."""
     pipe.condition(list(prompts), guidance_scale)
     den = pipe.denoiser
     B, (C, h, w) = len(prompts), den.shape
@@ -228,24 +231,38 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
         z, ts, traj = r.x0, list(r.timesteps), r.trajectory.x0_hat
     else:
         import diffusers
-        scheduler = getattr(diffusers, pipe.scheduler_config["_class_name"]).from_config(pipe.scheduler_config)
+        cfg = pipe.scheduler_config
+        if cfg.get("use_dynamic_shifting"):
+            raise ValueError(f"{cfg['_class_name']} with use_dynamic_shifting (a resolution-dependent "
+                             "shift) is not supported by the pipeline sampler")
+        scheduler = getattr(diffusers, cfg["_class_name"]).from_config(cfg)
         scheduler.set_timesteps(steps, device=device)
         g = generator if generator is not None else torch.Generator(device).manual_seed(int(seed))
         z = (torch.randn((B, C, h, w), generator=g, device=device) if latents is None
-             else latents.to(device)) * scheduler.init_noise_sigma
+             else latents.to(device)) * getattr(scheduler, "init_noise_sigma", 1.0)
         kw = _step_kwargs(scheduler, g, eta)
+        flow = isinstance(den, ProcessDenoiser)
+        N = int(cfg.get("num_train_timesteps", 1000))
         ts, traj = [], []
         for t in scheduler.timesteps:
-            x_in = scheduler.scale_model_input(z, t)
-            if float(t) != int(t):
-                raise ValueError(f"{pipe.scheduler_config['_class_name']} visits timestep {float(t)}; "
-                                 "the pipeline sampler takes schedulers of integer timesteps")
-            pred = den(x_in, t.expand(B).long())  # the full training schedule: step k is t = k
-            z = scheduler.step(pred.out, t, z, **kw).prev_sample
-            ts.append(int(t))
-            traj.append(pred.x0_hat.cpu())
+            x_in = scheduler.scale_model_input(z, t) if hasattr(scheduler, "scale_model_input") else z
+            if not flow and float(t) != int(t):
+                raise ValueError(f"{cfg['_class_name']} visits timestep {float(t)}; the pipeline "
+                                 "sampler takes VP schedulers of integer timesteps")
+            # the network's own time input is the scheduler's timestep (VP: the step; flow: s N)
+            raw = den.net(x_in, t.expand(B) if flow else t.expand(B).long())
+            out, _ = P.split_learned_variance(raw, C)
+            if flow:  # x = (1 - s) x0 + s eps, u = eps - x0: x0 = x - s u
+                x0_hat = x_in - (float(t) / N) * out
+            else:
+                alpha, sigma = (c.reshape(-1, 1, 1, 1).to(x_in) for c in
+                                den.schedule.coefficients(t.expand(B).long().cpu()))
+                x0_hat = P.to_x0_eps(den.parameterization, out, x_in, alpha, sigma)[0]
+            z = scheduler.step(out, t, z, **kw).prev_sample
+            ts.append(float(t) if flow else int(t))
+            traj.append(x0_hat.cpu())
             if callback is not None:
-                callback(int(t), x_in, pred, z)
+                callback(ts[-1], x_in, x0_hat, z)
         traj = torch.stack(traj)
     out = {"latents": z, "t": ts, "x0_hat": traj}
     if decode:

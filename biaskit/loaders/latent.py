@@ -29,6 +29,7 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
+from ..formulations import ProcessDenoiser
 from .build import file_source, read_json, resolve_schedule
 from .diffusers import _state_dict
 
@@ -38,6 +39,29 @@ __all__ = ["LatentPipeline", "GuidedNet", "ConditionedDenoiser", "is_latent_pipe
 LATENT_MEAN = "mean of the VAE's posterior q(z | x), (mean - shift_factor) * scaling_factor"
 _UNETS = ("UNet2DConditionModel",)
 _CLASS_TRANSFORMERS = ("DiTTransformer2DModel",)
+_SD3 = ("SD3Transformer2DModel",)
+SD3_T5_TOKENS = 256  # diffusers' max_sequence_length default: the zero T5 states of a pipeline without T5
+
+
+@torch.no_grad()
+def sd3_embeddings(tokenizers, encoders, prompts: list[str], config, device) -> tuple:
+    """SD3's conditions as diffusers' StableDiffusion3Pipeline.encode_prompt computes them without
+    a T5 encoder: each CLIP's penultimate hidden state (both tokenized to the first tokenizer's
+    length) concatenated on features and zero-padded to ``config.joint_attention_dim``, then 256
+    zero T5 tokens appended; pooled_projections = both CLIPs' projected pooled outputs
+    concatenated. Returns (prompt_embeds (P, L + 256, D), pooled (P, D'))."""
+    states, pooled = [], []
+    length = tokenizers[0].model_max_length
+    for tok, enc in zip(tokenizers, encoders):
+        ids = tok(prompts, padding="max_length", max_length=length, truncation=True,
+                  return_tensors="pt").input_ids.to(device)
+        out = enc(ids, output_hidden_states=True)
+        pooled.append(out[0])
+        states.append(out.hidden_states[-2])
+    clip = torch.cat(states, -1)
+    t5 = torch.zeros(len(prompts), SD3_T5_TOKENS, config.joint_attention_dim, device=device, dtype=clip.dtype)
+    clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
+    return torch.cat([clip, t5], -2), torch.cat(pooled, -1)
 
 
 def is_latent_pipeline(path) -> bool:
@@ -47,46 +71,59 @@ def is_latent_pipeline(path) -> bool:
 
 
 class GuidedNet(nn.Module):
-    """A conditional network (UNet2DConditionModel, DiTTransformer2DModel) called as
-    ``net(x, t, rows=None)``: row i of the batch is conditioned on ``cond[prompt_of[rows[i]]]``
-    (rows default 0..B-1), mixed with the null condition at guidance scale ``scale`` (module
-    docstring). ``cond``: (P, ...) the distinct conditions (text embeddings (P, L, D) or class
-    labels (P,)), passed as keyword ``keyword``; ``null``: (1, ...). With a learned variance (2C
-    outputs for C channels) only the mean half is guided and the variance is the conditional one,
-    as diffusers' DiT pipeline does."""
+    """A conditional network (UNet2DConditionModel, SD3Transformer2DModel, DiTTransformer2DModel)
+    called as ``net(x, t, rows=None)``: row i of the batch is conditioned on the distinct
+    condition ``prompt_of[rows[i]]`` (rows default 0..B-1), mixed with the null condition at
+    guidance scale ``scale`` (module docstring). ``cond``: a tuple, one tensor (P, ...) per keyword
+    of ``keywords`` (text embeddings (P, L, D), pooled embeddings (P, D'), class labels (P,));
+    ``null``: the same with P = 1. With a learned variance (2C outputs for C channels) only the
+    mean half is guided and the variance is the conditional one, as diffusers' DiT pipeline does."""
 
-    def __init__(self, unet: nn.Module, cond: torch.Tensor, null: torch.Tensor,
-                 prompt_of: torch.Tensor, scale: float = 1.0, keyword: str = "encoder_hidden_states",
+    def __init__(self, unet: nn.Module, cond: tuple, null: tuple, prompt_of: torch.Tensor,
+                 scale: float = 1.0, keywords: tuple = ("encoder_hidden_states",),
                  channels: int | None = None):
         super().__init__()
-        self.unet, self.scale, self.keyword, self.channels = unet, float(scale), keyword, channels
-        self.register_buffer("cond", cond, persistent=False)
-        self.register_buffer("null", null, persistent=False)
+        self.unet, self.scale, self.keywords, self.channels = unet, float(scale), tuple(keywords), channels
+        self.set_conditions(cond, null, prompt_of)
+
+    def set_conditions(self, cond: tuple, null: tuple, prompt_of: torch.Tensor) -> None:
+        for j, (c, u) in enumerate(zip(cond, null)):
+            self.register_buffer(f"cond_{j}", c, persistent=False)
+            self.register_buffer(f"null_{j}", u, persistent=False)
         self.register_buffer("prompt_of", prompt_of.long(), persistent=False)
 
-    def _out(self, x, t, c):
+    @property
+    def cond(self) -> tuple:
+        return tuple(getattr(self, f"cond_{j}") for j in range(len(self.keywords)))
+
+    @property
+    def null(self) -> tuple:
+        return tuple(getattr(self, f"null_{j}") for j in range(len(self.keywords)))
+
+    def _out(self, x, t, conds):
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        return self.unet(x, timestep=t, **{self.keyword: c}).sample
+        return self.unet(x, timestep=t, **dict(zip(self.keywords, conds))).sample
 
     def forward(self, x, t, rows=None):
         B = x.shape[0]
         rows = torch.arange(B, device=x.device) if rows is None else rows.to(x.device)
-        null = self.null.expand(B, *self.null.shape[1:])
+        null = [u.expand(B, *u.shape[1:]) for u in self.null]
         if self.scale == 0:
             return self._out(x, t, null)
-        c = self.cond[self.prompt_of[rows]]
+        c = [v[self.prompt_of[rows]] for v in self.cond]
         if self.scale == 1:
             return self._out(x, t, c)
         t2 = t.expand(B) if t.ndim == 0 else t
-        u, c = self._out(torch.cat([x, x]), torch.cat([t2, t2]), torch.cat([null, c])).chunk(2)
+        u, c = self._out(torch.cat([x, x]), torch.cat([t2, t2]),
+                         [torch.cat([a, b]) for a, b in zip(null, c)]).chunk(2)
         C = self.channels or x.shape[1]
         guided = u[:, :C] + self.scale * (c[:, :C] - u[:, :C])
         return torch.cat([guided, c[:, C:]], 1) if c.shape[1] > C else guided
 
 
-class ConditionedDenoiser(Denoiser):
-    """A latent Denoiser whose network takes per-sample conditions: ``rows`` (B,) name each
-    sample's row of the condition table (the probe passes its sample indices; None: 0..B-1)."""
+class _Rows:
+    """``forward(x_t, t, rows=None)``: ``rows`` (B,) name each sample's row of the network's
+    condition table (the probe passes its sample indices; None: 0..B-1)."""
 
     takes_rows = True
 
@@ -97,6 +134,14 @@ class ConditionedDenoiser(Denoiser):
             return super().forward(x_t, t)
         finally:
             self.net_kwargs = saved
+
+
+class ConditionedDenoiser(_Rows, Denoiser):
+    """A latent VP Denoiser whose network takes per-sample conditions (:class:`_Rows`)."""
+
+
+class ConditionedProcessDenoiser(_Rows, ProcessDenoiser):
+    """A latent flow-matching (SD3) ProcessDenoiser whose network takes per-sample conditions."""
 
 
 @dataclass
@@ -156,19 +201,25 @@ class LatentPipeline:
         return torch.cat(out).to(z.device)
 
     @torch.no_grad()
-    def embed(self, prompts: list[str]) -> torch.Tensor:
-        """(P, L, D) text embeddings of ``prompts``, each distinct prompt encoded once (and kept for
-        later calls): the last hidden state of the text encoder on the padded token ids, as
-        diffusers' Stable Diffusion pipelines compute prompt_embeds."""
+    def embed(self, prompts: list[str]) -> tuple:
+        """The text conditions of ``prompts``, one tensor (P, ...) per keyword of the network, each
+        distinct prompt encoded once (and kept for later calls), as diffusers' pipelines compute
+        them: SD, the last hidden state of the text encoder on the padded token ids; SD3,
+        (prompt_embeds (P, L, D), pooled_projections (P, D')) by :func:`sd3_embeddings`."""
         new = sorted({p for p in prompts if p not in self._embeddings})
         if new:
-            tok = self.tokenizer(new, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt")
-            mask = tok.attention_mask.to(self.device) if getattr(
-                self.text_encoder.config, "use_attention_mask", False) else None
-            h = self.text_encoder(tok.input_ids.to(self.device), attention_mask=mask)[0]
-            self._embeddings.update({p: h[i].float() for i, p in enumerate(new)})
-        return torch.stack([self._embeddings[p] for p in prompts])
+            if isinstance(self.text_encoder, (list, tuple)):
+                parts = sd3_embeddings(self.tokenizer, self.text_encoder, new, self.net.unet.config,
+                                       self.device)
+            else:
+                tok = self.tokenizer(new, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                     truncation=True, return_tensors="pt")
+                mask = tok.attention_mask.to(self.device) if getattr(
+                    self.text_encoder.config, "use_attention_mask", False) else None
+                parts = (self.text_encoder(tok.input_ids.to(self.device), attention_mask=mask)[0],)
+            self._embeddings.update({p: tuple(h[i].float() for h in parts) for i, p in enumerate(new)})
+        return tuple(torch.stack([self._embeddings[p][j] for p in prompts])
+                     for j in range(len(self._embeddings[prompts[0]])))
 
     @property
     def class_conditional(self) -> bool:
@@ -182,7 +233,7 @@ class LatentPipeline:
 
     def _conditions(self, distinct: list) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.class_conditional:
-            return self.embed([str(p) for p in distinct]), self.embed([""])
+            return self.embed([str(p) for p in distinct]), self.embed([""])  # tuples, one per keyword
         K = self.num_classes
         labels = []
         for c in distinct:
@@ -194,7 +245,7 @@ class LatentPipeline:
                 raise ValueError(f"class label {c!r} of a class-conditional pipeline must be an "
                                  f"integer in 0..{K - 1}")
             labels.append(label)
-        return torch.tensor(labels), torch.tensor([K])
+        return (torch.tensor(labels),), (torch.tensor([K]),)
 
     def condition(self, prompts: list, guidance_scale: float = 1.0) -> "LatentPipeline":
         """Condition row i on ``prompts[i]`` (a text, or a class label for a class-conditional
@@ -206,8 +257,8 @@ class LatentPipeline:
         index = {p: i for i, p in enumerate(distinct)}
         cond, null = self._conditions(distinct)
         net = self.net
-        net.cond, net.null = cond.to(self.device), null.to(self.device)
-        net.prompt_of = torch.tensor([index[p] for p in prompts], device=self.device)
+        net.set_conditions(tuple(c.to(self.device) for c in cond), tuple(u.to(self.device) for u in null),
+                           torch.tensor([index[p] for p in prompts], device=self.device))
         net.scale = w
         return self
 
@@ -216,7 +267,7 @@ class LatentPipeline:
         (several scales compared on the same draws, :func:`biaskit.probe.compare`)."""
         d, net = self.denoiser, self.net
         w = float(guidance_scale)
-        guided = GuidedNet(net.unet, net.cond, net.null, net.prompt_of, w, net.keyword, net.channels)
+        guided = GuidedNet(net.unet, net.cond, net.null, net.prompt_of, w, net.keywords, net.channels)
         return ConditionedDenoiser(guided, d.schedule, d.parameterization, data_range=d.data_range,
                                    channels=d.channels, name=f"w={w:g}", source=d.source,
                                    any_size=True)
@@ -244,71 +295,119 @@ def _component(folder: Path, name: str, cls_names, variant=None, map_location="c
     return module.eval().requires_grad_(False), files
 
 
-def _text_encoder(folder: Path, map_location="cpu"):
+def _text_encoder(folder: Path, map_location="cpu", name: str = "text_encoder", tok_name: str = "tokenizer"):
     try:
         import transformers
     except ImportError:
         raise ValueError(f"{folder} has a text encoder: install transformers (pip install "
                          "'biaskit[latent]')") from None
-    config = read_json(folder / "text_encoder" / "config.json")
+    config = read_json(folder / name / "config.json")
     arch = (config.get("architectures") or ["CLIPTextModel"])[0]
     if arch not in ("CLIPTextModel", "CLIPTextModelWithProjection"):
-        raise ValueError(f"{folder / 'text_encoder'} holds a {arch!r}; biaskit loads CLIPTextModel text encoders")
+        raise ValueError(f"{folder / name} holds a {arch!r}; biaskit loads CLIP text encoders")
     model = getattr(transformers, arch)(transformers.CLIPTextConfig(**{
         k: v for k, v in config.items() if k not in ("architectures", "transformers_version")}))
-    weights = [folder / "text_encoder" / n for n in ("model.safetensors", "pytorch_model.bin")]
+    weights = [folder / name / n for n in ("model.safetensors", "pytorch_model.bin")]
     found = [w for w in weights if w.is_file()]
     if not found:
-        raise FileNotFoundError(f"no text encoder weights in {folder / 'text_encoder'}: expected "
+        raise FileNotFoundError(f"no text encoder weights in {folder / name}: expected "
                                 f"{' or '.join(w.name for w in weights)}")
     sd = safeload.read_state_dict(found[0], map_location)
     sd = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
     safeload.load_into(model, sd, strict=False, what=f"weights in {found[0].name}")
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(folder / tok_name), local_files_only=True)
     return model.eval().requires_grad_(False), tokenizer, found
 
 
+def _kind(folder: Path, index: dict) -> str:
+    """``sd`` (unet), ``sd3`` (SD3 transformer) or ``dit`` (class-conditional transformer)."""
+    if "unet" in index:
+        return "sd"
+    if "transformer" in index:
+        cls = read_json(folder / "transformer" / "config.json").get("_class_name")
+        return "sd3" if cls in _SD3 else "dit"
+    return "sd"
+
+
+_NEEDS = {"sd": ("vae", "unet", "scheduler", "text_encoder", "tokenizer"),
+          "sd3": ("vae", "transformer", "scheduler", "text_encoder", "tokenizer", "text_encoder_2",
+                  "tokenizer_2"),
+          "dit": ("vae", "transformer", "scheduler")}
+
+
+def _present(index: dict, name: str) -> bool:
+    entry = index.get(name)
+    return bool(entry) and not (isinstance(entry, list) and entry[0] is None)
+
+
 def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> LatentPipeline:
-    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``: Stable-Diffusion-like
-    (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), conditioned on the empty
-    prompt, or DiT-like (``transformer`` DiTTransformer2DModel, class-conditional, learned sigma),
-    conditioned on class 0, until :meth:`LatentPipeline.condition` says otherwise.
-    Parameterization and schedule from ``scheduler/scheduler_config.json``."""
+    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of three kinds:
+    Stable-Diffusion-like (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), SD3-like
+    (``transformer`` SD3Transformer2DModel, two CLIP text encoders, no T5, a flow-matching
+    scheduler: the denoiser is a :class:`~biaskit.formulations.ProcessDenoiser` of the flow
+    process, :mod:`biaskit.loaders.process_folders`), DiT-like (``transformer``
+    DiTTransformer2DModel, class-conditional, learned sigma). Conditioned on the empty prompt
+    (DiT: class 0) until :meth:`LatentPipeline.condition` says otherwise. Parameterization and
+    schedule from ``scheduler/scheduler_config.json``."""
+    from .process_folders import ScaledSigma, is_process_scheduler_config
     folder = Path(path).expanduser()
     index = read_json(folder / "model_index.json")
-    text = "unet" in index
-    need = ("vae", "unet", "scheduler", "text_encoder", "tokenizer") if text else \
-        ("vae", "transformer", "scheduler")
-    missing = [c for c in need if c not in index]
+    kind = _kind(folder, index)
+    missing = [c for c in _NEEDS[kind] if not _present(index, c)]
     if missing:
-        parts = sorted(k for k in index if not k.startswith("_"))
-        raise ValueError(f"{folder}: a latent pipeline needs {', '.join(need)} (Stable-Diffusion-like) "
-                         "or vae, transformer, scheduler (DiT-like); it has "
-                         f"{', '.join(parts)} (missing {', '.join(missing)})")
+        parts = sorted(k for k in index if not k.startswith("_") and _present(index, k))
+        raise ValueError(f"{folder}: a {kind.upper()}-like latent pipeline needs "
+                         f"{', '.join(_NEEDS[kind])}; it has {', '.join(parts)} (missing {', '.join(missing)})")
+    if kind == "sd3" and _present(index, "text_encoder_3"):
+        raise ValueError(f"{folder}: SD3 pipelines with a T5 text encoder (text_encoder_3) are not "
+                         "supported yet; biaskit loads SD3 folders whose text_encoder_3 is null")
     vae, vae_files = _component(folder, "vae", ("AutoencoderKL",))
-    if text:
+    if kind == "sd":
         unet, unet_files = _component(folder, "unet", _UNETS)
         encoder, tokenizer, text_files = _text_encoder(folder)
+        keywords = ("encoder_hidden_states",)
+    elif kind == "sd3":
+        unet, unet_files = _component(folder, "transformer", _SD3)
+        e1, t1, f1 = _text_encoder(folder)
+        e2, t2, f2 = _text_encoder(folder, name="text_encoder_2", tok_name="tokenizer_2")
+        encoder, tokenizer, text_files = [e1, e2], [t1, t2], f1 + f2
+        keywords = ("encoder_hidden_states", "pooled_projections")
     else:
         unet, unet_files = _component(folder, "transformer", _CLASS_TRANSFORMERS)
         encoder, tokenizer, text_files = None, None, []
+        keywords = ("class_labels",)
     sched_cfg = read_json(folder / "scheduler" / "scheduler_config.json")
-    schedule, _ = resolve_schedule(scheduler_config=sched_cfg)
     files = unet_files + vae_files + text_files
     sha = {str(f.relative_to(folder)): safeload.file_sha256(f) for f in files}
     C = unet.config.in_channels
     size = unet.config.sample_size
     shape = (C, size, size) if isinstance(size, int) else (C, *size)
     source = file_source(folder, "diffusers", shape=shape, sha256=sha,
-                         extras=dict(latent=True, scheduler=sched_cfg.get("_class_name")))
-    empty = torch.zeros(1, 1, 1)
-    net = GuidedNet(unet, empty, empty, torch.zeros(1, dtype=torch.long),
-                    keyword="encoder_hidden_states" if text else "class_labels", channels=C)
-    den = ConditionedDenoiser(net, schedule, sched_cfg.get("prediction_type", "epsilon"),
-                              data_range=(-float("inf"), float("inf")), channels=C,
-                              name=folder.name, source=source, any_size=text)
+                         extras=dict(latent=kind, scheduler=sched_cfg.get("_class_name")))
+    empty = tuple(torch.zeros(1, 1, 1) for _ in keywords)
+    net = GuidedNet(unet, empty, empty, torch.zeros(1, dtype=torch.long), keywords=keywords, channels=C)
+    latent_range = (-float("inf"), float("inf"))
+    if is_process_scheduler_config(sched_cfg):
+        if sched_cfg["_class_name"] != "FlowMatchEulerDiscreteScheduler":
+            raise ValueError(f"{folder}: scheduler {sched_cfg['_class_name']}; latent pipelines take "
+                             "VP (DDPM-family) schedulers or FlowMatchEulerDiscreteScheduler")
+        from ..processes import Flow
+        shift = 1.0 if sched_cfg.get("use_dynamic_shifting") else float(sched_cfg.get("shift", 1.0))
+        N = int(sched_cfg.get("num_train_timesteps", 1000))
+        den = ConditionedProcessDenoiser(net, Flow(shift=shift), "flow", time_input=ScaledSigma(N),
+                                         data_range=latent_range, channels=C, name=folder.name,
+                                         source=source, any_size=True)
+    else:
+        schedule, _ = resolve_schedule(scheduler_config=sched_cfg)
+        den = ConditionedDenoiser(net, schedule, sched_cfg.get("prediction_type", "epsilon"),
+                                  data_range=latent_range, channels=C, name=folder.name, source=source,
+                                  any_size=kind != "dit")
     cfg = vae.config
+    if isinstance(encoder, list):
+        encoder = [e.to(device) for e in encoder]
+    elif encoder is not None:
+        encoder = encoder.to(device)
     pipe = LatentPipeline(den.to(device), vae.to(device), float(cfg.scaling_factor),
-                          float(getattr(cfg, "shift_factor", None) or 0.0), tokenizer,
-                          encoder.to(device) if encoder is not None else None, sched_cfg, folder, sha)
-    return pipe.condition(["" if text else "0"], guidance_scale)
+                          float(getattr(cfg, "shift_factor", None) or 0.0), tokenizer, encoder,
+                          sched_cfg, folder, sha)
+    return pipe.condition(["0" if kind == "dit" else ""], guidance_scale)

@@ -98,3 +98,33 @@ def save_dit_pipeline(folder: Path, seed: int = 0) -> Path:
     scheduler = DDIMScheduler(beta_schedule="linear", clip_sample=False)
     DiTPipeline(transformer=dit.eval(), vae=vae, scheduler=scheduler).save_pretrained(str(folder))
     return folder
+
+
+def save_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusion3Pipeline (SD3Transformer2DModel, two CLIPTextModelWithProjection
+    encoders, no T5, FlowMatchEulerDiscreteScheduler with shift 3, a VAE with a shift factor)."""
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
+                           StableDiffusion3Pipeline)
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+    torch.manual_seed(seed)
+    dit = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=1,
+                                attention_head_dim=4, num_attention_heads=2, joint_attention_dim=32,
+                                caption_projection_dim=8, pooled_projection_dim=32, out_channels=4,
+                                pos_embed_max_size=8)
+    encoders = [CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=3 + 2 * len(LETTERS), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+        pad_token_id=2, projection_dim=16)).eval() for _ in range(2)]
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        layers_per_block=1, norm_num_groups=4, sample_size=16,
+                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), scaling_factor=1.5,
+                        shift_factor=0.1)
+    write_clip_tokenizer(folder / "_tok")
+    tok = CLIPTokenizer.from_pretrained(str(folder / "_tok"))
+    pipe = StableDiffusion3Pipeline(transformer=dit.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                                    vae=vae.eval(), text_encoder=encoders[0], tokenizer=tok,
+                                    text_encoder_2=encoders[1], tokenizer_2=tok, text_encoder_3=None,
+                                    tokenizer_3=None)
+    pipe.save_pretrained(str(folder))
+    return folder

@@ -271,3 +271,63 @@ def test_readme_latent_commands_run(sd, tmp_path, monkeypatch, capsys):
         assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "sd-probe" / "pixel_bias.csv").is_file()
     assert (tmp_path / "sd-samples" / "samples.npz").is_file()
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory):
+    return F.save_sd3_pipeline(tmp_path_factory.mktemp("sd3") / "sd3")
+
+
+@pytest.mark.parametrize("w", [5.0, 1.0])
+def test_sd3_pipeline_sampler_equals_diffusers(sd3, w):
+    from diffusers import StableDiffusion3Pipeline
+    ref_pipe = StableDiffusion3Pipeline.from_pretrained(str(sd3), text_encoder_3=None, tokenizer_3=None)
+    ref_pipe.set_progress_bar_config(disable=True)
+    prompts = ["a red cat", "blue sky"]
+    ref = ref_pipe(prompts, num_inference_steps=4, guidance_scale=w, output_type="latent", height=16,
+                   width=16, generator=torch.Generator().manual_seed(4)).images
+    pipe = load_latent_pipeline(sd3)
+    assert pipe.shift_factor == pytest.approx(0.1) and pipe.scaling_factor == pytest.approx(1.5)
+    ours = sample_latent(pipe, prompts, steps=4, guidance_scale=w, seed=4)
+    assert torch.allclose(ours["latents"], ref, atol=1e-4, rtol=0)
+
+
+def test_sd3_conditions_guidance_and_flow_closed_form(sd3, sd, tmp_path):
+    """SD3 embeddings equal diffusers' encode_prompt; w = 1 / 0 exact; a zero velocity u_hat = 0
+    gives x0_hat = x - s u_hat = (1 - s) z0 + s eps, so the x0 error is s (eps - z0) on the
+    probe's own draws eps (s from the view's logsnr: snr = ((1 - s) / s)^2)."""
+    from diffusers import StableDiffusion3Pipeline
+    ref_pipe = StableDiffusion3Pipeline.from_pretrained(str(sd3), text_encoder_3=None, tokenizer_3=None)
+    emb, neg, pooled, neg_pooled = ref_pipe.encode_prompt(["a dog"], ["a dog"], None, device="cpu",
+                                                          negative_prompt=[""], negative_prompt_2=[""])
+    pipe = load_latent_pipeline(sd3)
+    e, p = pipe.embed(["a dog"])
+    assert torch.equal(e, emb) and torch.equal(p, pooled)
+    x, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([700.0])
+    with torch.no_grad():
+        c = ref_pipe.transformer(x, timestep=t, encoder_hidden_states=emb, pooled_projections=pooled).sample
+        u = ref_pipe.transformer(x, timestep=t, encoder_hidden_states=neg, pooled_projections=neg_pooled).sample
+        assert torch.equal(pipe.condition(["a dog"], 1.0).net(x, t), c)
+        assert torch.equal(pipe.condition(["a dog"], 0.0).net(x, t), u)
+    data = load_captioned(sd[1], 16)
+    pipe.net.unet = _ZeroAny(pipe.net.unet.config)
+    df, pix = probe_latent(pipe, data, n=8, timesteps=[100, 900], progress=False, cache_root=tmp_path)
+    z0 = encode_cached(pipe, data, tmp_path).double()
+    den = pipe.denoiser
+    for _, row in df.iterrows():
+        k = int(row["schedule_index"])
+        eps = draw_noise(0, int(row["t"]), 0, 8, (4, 8, 8)).double()
+        lam = float(den.view_logsnr[k])
+        s = 1 / (1 + np.exp(lam / 2))  # flow: snr = ((1 - s) / s)^2
+        err = s * (eps - z0)
+        assert row["x0_mse"] == pytest.approx(float((err ** 2).mean()), rel=1e-4)
+        assert row["x0_bias_c0"] == pytest.approx(float(err[:, 0].mean()), rel=1e-3, abs=1e-6)
+
+
+class _ZeroAny(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def forward(self, x, timestep=None, **conditions):
+        return _Zero._Out(torch.zeros_like(x))

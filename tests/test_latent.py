@@ -331,3 +331,74 @@ class _ZeroAny(torch.nn.Module):
 
     def forward(self, x, timestep=None, **conditions):
         return _Zero._Out(torch.zeros_like(x))
+
+
+class _ShiftedNoisy(torch.nn.Module):
+    """An eps-net whose x0 estimate is z0 + delta + c eps (eps the draw in x_t): a known latent
+    shift plus a zero-mean error, as a real denoiser's high-t estimate has."""
+
+    def __init__(self, z0, delta, c, schedule):
+        super().__init__()
+        self.z0, self.delta, self.c, self.s = z0, delta, c, schedule
+
+    def forward(self, x, t, rows=None):
+        alpha, sigma = (v.reshape(-1, 1, 1, 1) for v in self.s.coefficients(t.long()))
+        z0 = self.z0[rows]
+        eps = (x - alpha * z0) / sigma
+        x0_hat = z0 + self.delta + self.c * eps
+        return (x - alpha * x0_hat) / sigma
+
+
+@pytest.mark.slow
+def test_pixel_bias_interval_covers_a_known_shift_through_a_trained_vae():
+    """A VAE trained here (200 Adam steps on RGB photo patches: a real, non-random latent space),
+    a denoiser whose latent x0 estimate is z0 + delta + 0.3 eps: the pixel brightness and colour
+    bias against the decoded clean latent, E[decode(z0 + delta + 0.3 eps) - decode(z0)] over
+    images and draws (by Monte Carlo on the whole pool), is covered by the 95% t-interval from 24
+    images in 93-99% of 120 repeats (each channel and brightness)."""
+    from diffusers import AutoencoderKL
+    from biaskit.data import load_dataset
+    from biaskit.loaders.latent import ConditionedDenoiser, LatentPipeline
+    from biaskit.schedules import get_schedule
+    torch.manual_seed(0)
+    x = load_dataset("patches", n_train=512, n_test=16).train
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        layers_per_block=1, norm_num_groups=4, sample_size=16,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    opt = torch.optim.Adam(vae.parameters(), 2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        xb = x[torch.randint(0, len(x), (32,), generator=g)]
+        post = vae.encode(xb).latent_dist
+        loss = ((vae.decode(post.sample(g)).sample - xb) ** 2).mean() + 1e-6 * post.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    vae.eval().requires_grad_(False)
+    schedule = get_schedule("scaled_linear", 1000)
+    delta, c, t = torch.tensor([0.4, -0.3, 0.2, -0.1]).reshape(1, 4, 1, 1), 0.3, 800
+    with torch.no_grad():
+        recon = ((vae.decode(vae.encode(x).latent_dist.mean).sample - x) ** 2).mean()
+        assert recon < 0.25 * x.var()  # trained: it reconstructs
+        z_all = vae.encode(x).latent_dist.mean
+        clean = vae.decode(z_all).sample.double()
+        mc = torch.zeros(4, dtype=torch.float64)
+        for r in range(4):  # E over draws and the whole pool
+            e = torch.randn(z_all.shape, generator=torch.Generator().manual_seed(100 + r))
+            d = vae.decode(z_all + delta + c * e).sample.double() - clean
+            mc += torch.cat([d.mean().reshape(1), d.mean(dim=(0, 2, 3))]) / 4
+    assert mc.abs().min() > 0.01  # the shift shows in pixels
+    hits, reps, n = torch.zeros(4), 120, 24
+    rng = np.random.default_rng(0)
+    for rep in range(reps):
+        idx = torch.as_tensor(rng.choice(len(x), n, replace=False))
+        z0 = z_all[idx]
+        den = ConditionedDenoiser(_ShiftedNoisy(z0, delta, c, schedule), schedule, "eps",
+                                  data_range=(-float("inf"), float("inf")), channels=4)
+        pipe = LatentPipeline(den, vae, 1.0, 0.0, None, None, {}, Path("."))
+        pix = pixel_bias(pipe, z0, x[idx], [t], seed=rep, batch_size=n)
+        pix = pix[pix.reference == "decoded_latent"].set_index("statistic")
+        for j, stat in enumerate(["brightness", "channel_0", "channel_1", "channel_2"]):
+            hits[j] += float(pix.loc[stat, "lo"] <= mc[j] <= pix.loc[stat, "hi"])
+    coverage = hits / reps
+    assert ((coverage >= 0.88) & (coverage <= 0.995)).all(), coverage

@@ -8,7 +8,8 @@
    the pixel-bias step (n x_hat and n clean latents). Guidance w = 1 (one forward per pair) and
    w = 3 (two, batched) are both measured; encoded latents come from the cache on the second run.
 2. Agreement: ``sample_latent(sampler="pipeline")`` against ``StableDiffusionPipeline(...,
-   output_type="latent")`` and against ``DiTPipeline(..., output_type="pt")``, max |difference|.
+   output_type="latent")``, ``StableDiffusion3Pipeline(..., output_type="latent")`` and
+   ``DiTPipeline(..., output_type="pt")``, max |difference|.
 
 Usage: python benchmarks/bench_latent.py [--n 64] [--K 10] [--batch 64] [--repeats 3] [--threads 1]
 Timings take the minimum over repeats.
@@ -89,6 +90,17 @@ def agreement(root: Path) -> None:
                 height=16, width=16, generator=torch.Generator().manual_seed(0)).images
         b = sample_latent(pipe, ["a red cat", "blue sky"], steps=10, guidance_scale=w, seed=0)["latents"]
         print(f"SD-like, w={w:g}, 10 DDIM steps: max |ours - StableDiffusionPipeline| = "
+              f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
+    from diffusers import StableDiffusion3Pipeline
+    sd3_folder = F.save_sd3_pipeline(root / "sd3")
+    ref = StableDiffusion3Pipeline.from_pretrained(str(sd3_folder), text_encoder_3=None, tokenizer_3=None)
+    ref.set_progress_bar_config(disable=True)
+    pipe = load_latent_pipeline(sd3_folder)
+    for w in (1.0, 5.0):
+        a = ref(["a red cat", "blue sky"], num_inference_steps=10, guidance_scale=w, output_type="latent",
+                height=16, width=16, generator=torch.Generator().manual_seed(0)).images
+        b = sample_latent(pipe, ["a red cat", "blue sky"], steps=10, guidance_scale=w, seed=0)["latents"]
+        print(f"SD3-like, w={w:g}, 10 flow Euler steps: max |ours - StableDiffusion3Pipeline| = "
               f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
     dit_folder = F.save_dit_pipeline(root / "dit")
     ref = DiTPipeline.from_pretrained(str(dit_folder))

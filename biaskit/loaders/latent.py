@@ -1,7 +1,13 @@
-"""Latent, text-conditioned diffusers pipelines (Stable-Diffusion-like: ``model_index.json`` with
-``vae``, ``unet`` = UNet2DConditionModel, ``text_encoder`` = CLIPTextModel, ``tokenizer``,
-``scheduler``) -> a :class:`LatentPipeline`: a latent :class:`~biaskit.Denoiser` whose network
-carries the conditions, the VAE, and the text encoder.
+"""Latent conditional diffusers pipelines (``model_index.json`` with ``vae``) -> a
+:class:`LatentPipeline`: a latent :class:`~biaskit.Denoiser` whose network carries the conditions,
+the VAE, and the text encoder(s). Three kinds (:func:`load_latent_pipeline`):
+
+- Stable-Diffusion-like: ``unet`` UNet2DConditionModel, ``text_encoder`` CLIPTextModel,
+  ``tokenizer``, a VP scheduler (eps or v prediction);
+- SD3-like: ``transformer`` SD3Transformer2DModel, ``text_encoder`` / ``text_encoder_2`` CLIP
+  with projection, no T5, FlowMatchEulerDiscreteScheduler (the flow process, x = (1 - s) x0 +
+  s eps, network fed s N);
+- DiT-like: ``transformer`` DiTTransformer2DModel, class labels, learned sigma (2C outputs).
 
 Every component is built from its ``config.json`` and its weights are read by
 :mod:`biaskit.safeload` (no ``from_pretrained`` of networks, no remote code); the tokenizer is read
@@ -16,7 +22,8 @@ none). Classifier-free guidance (Ho & Salimans 2022) at scale w:
     out_w = out(x, null) + w (out(x, c) - out(x, null)),
 
 computed as exactly out(x, c) at w = 1 and out(x, null) at w = 0 (one forward); the null
-condition is the text encoder's embedding of the empty prompt, as diffusers' pipelines use.
+condition is the text encoders' embedding of the empty prompt (DiT: the class ``num_classes``),
+as diffusers' pipelines use.
 """
 
 from __future__ import annotations

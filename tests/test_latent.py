@@ -402,3 +402,27 @@ def test_pixel_bias_interval_covers_a_known_shift_through_a_trained_vae():
             hits[j] += float(pix.loc[stat, "lo"] <= mc[j] <= pix.loc[stat, "hi"])
     coverage = hits / reps
     assert ((coverage >= 0.88) & (coverage <= 0.995)).all(), coverage
+
+
+def test_cli_dit_and_sd3(dit, sd3, sd, tmp_path, monkeypatch, capsys):
+    """All three kinds through the commands: DiT with labels from metadata.jsonl and with
+    --class-label, SD3 with captions; the condition flag of the other kind is refused."""
+    from biaskit.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    common = ["--timesteps", "10,990", "--samples", "4", "--no-plots", "--no-progress"]
+    assert main(["probe", str(dit[0]), "--data", str(dit[1]), "--out", str(tmp_path / "d"),
+                 "--guidance-scale", "1,4", *common]) == 0
+    meta = json.loads((tmp_path / "d" / "metadata.json").read_text())
+    assert meta["latent"]["null_condition"] == "class 1000" and meta["latent"]["distinct_prompts"] == 2
+    assert main(["sample", str(dit[0]), "--class-label", "7", "--steps", "3", "--n", "2",
+                 "--out", str(tmp_path / "ds"), "--no-progress"]) == 0
+    assert main(["probe", str(sd3), "--data", str(sd[1]), "--out", str(tmp_path / "s3"), *common]) == 0
+    assert main(["sample", str(sd3), "--prompt", "a cat", "--steps", "3", "--n", "2",
+                 "--out", str(tmp_path / "s3s"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["probe", str(dit[0]), "--data", str(dit[1]), "--out", str(tmp_path / "x"),
+                 "--prompt", "a cat"]) != 0
+    assert "--prompt does not apply to the class-conditional pipeline" in capsys.readouterr().err
+    assert main(["probe", str(sd3), "--data", str(sd[1]), "--out", str(tmp_path / "x"),
+                 "--class-label", "3"]) != 0
+    assert "--class-label does not apply to the text-conditioned pipeline" in capsys.readouterr().err

@@ -177,9 +177,13 @@ def test_cli_probe_and_sample(sd, tmp_path, monkeypatch, capsys):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["latent"]["guidance_scale"] == 2.0 and meta["latent"]["distinct_prompts"] >= 1
     assert main(["sample", str(sd[0]), "--prompt", "a cat", "--steps", "3", "--n", "2",
-                 "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "s"), "--no-progress", "--data", str(sd[1])]) == 0
     z = np.load(tmp_path / "s" / "samples.npz")
     assert z["latents"].shape == (2, 4, 8, 8) and z["x0"].shape == (2, 3, 16, 16)
+    stats = pd.read_csv(tmp_path / "s" / "sample_stats.csv").set_index("statistic")
+    images = load_captioned(sd[1], 16).images.double()
+    assert stats.loc["mean_c0", "data"] == pytest.approx(float(images[:, 0].mean()), rel=1e-6)
+    assert stats.loc["mean_c1", "samples"] == pytest.approx(float(z["x0"][:, 1].mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [

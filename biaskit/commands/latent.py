@@ -126,9 +126,14 @@ def _figures(df, out: Path) -> list[Path]:
 
 
 def run_sample(args, device, steps: list[int]) -> int:
-    """``biaskit sample FOLDER --prompt P``: latents and decoded images, every step's x0_hat."""
+    """``biaskit sample FOLDER --prompt P``: latents and decoded images (every step's latent x0_hat
+    with --trajectory); with ``--data IMAGE_DIR`` their pixel statistics beside the images."""
     from ..latent import sample_latent
     from ..loaders.latent import load_latent_pipeline
+    from ..data import is_image_folder
+    if args.data is not None and not is_image_folder(args.data):
+        raise ValueError(f"--data {args.data}: the decoded samples of a latent pipeline are compared "
+                         "with a folder of images")
     pipe = load_latent_pipeline(args.model, device=device)
     given, _ = _condition(args, pipe)
     prompts = [given if given is not None else ("0" if pipe.class_conditional else "")] * args.n
@@ -138,7 +143,7 @@ def run_sample(args, device, steps: list[int]) -> int:
     sampler = "pipeline" if args.sampler == "pipeline" else args.sampler
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {}
+    arrays, images_of = {}, {}
     for n in steps:
         r = sample_latent(pipe, prompts, steps=n, guidance_scale=w, seed=args.seed, sampler=sampler,
                           eta=args.eta, progress=not args.no_progress)
@@ -148,14 +153,26 @@ def run_sample(args, device, steps: list[int]) -> int:
         arrays[f"timesteps{suffix}"] = np.asarray(r["t"], dtype=np.int64)
         if args.trajectory:
             arrays["x0_hat"] = r["x0_hat"].float().cpu().numpy()
-        x = r["images"]
+        x = images_of[n] = r["images"]
         print(f"{n:>5} steps: image channel means "
               f"{', '.join(f'{v:.3f}' for v in x.mean(dim=(0, 2, 3)).tolist())} (data range [-1, 1])")
     np.savez_compressed(out / "samples.npz", **arrays)
+    written = [out / "samples.npz", out / "sample_meta.json"]
+    if args.data is not None:  # pixel-space statistics of the decoded samples beside the images
+        import pandas as pd
+        from ..latent import load_captioned
+        from .sample import against_data
+        images = load_captioned(args.data, pipe.image_size, prompt="").images
+        stats = pd.concat([against_data(images_of[n], images, (-1.0, 1.0), args.seed).assign(steps=n)
+                           for n in steps])
+        stats[["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
+        written.append(out / "sample_stats.csv")
     meta = {"model": args.model, "latent": pipe.describe(), "condition": prompts[0],
             "guidance_scale": w, "sampler": sampler, "steps": steps, "n": args.n, "seed": args.seed,
-            "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents"}
+            "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents",
+            "data": args.data, "sample_stats": "decoded samples beside the data folder's images, "
+            "pixel space [-1, 1]" if args.data else None}
     (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    for p in (out / "samples.npz", out / "sample_meta.json"):
+    for p in written:
         print(f"wrote {p}", file=sys.stderr)
     return 0

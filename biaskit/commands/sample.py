@@ -162,9 +162,6 @@ def run(args) -> int:
         raise ValueError(f"--grid must be positive, got {args.grid}")
     check_out(args.out)
     if check_latent_flags(args):
-        if args.data:
-            raise ValueError("--data does not apply to sampling a latent pipeline yet; probe it with "
-                             "biaskit probe FOLDER --data IMAGE_DIR")
         args.sampler = args.sampler or "pipeline"
         return run_sample(args, device, steps)
     args.sampler = args.sampler or "ddim"

@@ -1,6 +1,6 @@
 """The latent-pipeline branch of ``biaskit probe`` and ``biaskit sample``: a diffusers pipeline
-folder with a VAE (:mod:`biaskit.loaders.latent`), conditioned by captions or ``--prompt`` at
-``--guidance-scale``."""
+folder with a VAE (:mod:`biaskit.loaders.latent`: SD-, SD3- or DiT-like), conditioned by captions
+or ``--prompt`` (DiT: labels or ``--class-label``) at ``--guidance-scale``."""
 
 from __future__ import annotations
 

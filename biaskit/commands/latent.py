@@ -125,9 +125,10 @@ def _figures(df, out: Path) -> list[Path]:
     return written
 
 
-def run_sample(args, device, steps: list[int]) -> int:
+def run_sample(args, device, steps: list[int], against_data) -> int:
     """``biaskit sample FOLDER --prompt P``: latents and decoded images (every step's latent x0_hat
-    with --trajectory); with ``--data IMAGE_DIR`` their pixel statistics beside the images."""
+    with --trajectory); with ``--data IMAGE_DIR`` their pixel statistics beside the images
+    (``against_data``: :func:`biaskit.commands.sample.against_data`)."""
     from ..latent import sample_latent
     from ..loaders.latent import load_latent_pipeline
     from ..data import is_image_folder
@@ -161,7 +162,6 @@ def run_sample(args, device, steps: list[int]) -> int:
     if args.data is not None:  # pixel-space statistics of the decoded samples beside the images
         import pandas as pd
         from ..latent import load_captioned
-        from .sample import against_data
         images = load_captioned(args.data, pipe.image_size, prompt="").images
         stats = pd.concat([against_data(images_of[n], images, (-1.0, 1.0), args.seed).assign(steps=n)
                            for n in steps])

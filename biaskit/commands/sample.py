@@ -163,7 +163,7 @@ def run(args) -> int:
     check_out(args.out)
     if check_latent_flags(args):
         args.sampler = args.sampler or "pipeline"
-        return run_sample(args, device, steps)
+        return run_sample(args, device, steps, against_data)
     args.sampler = args.sampler or "ddim"
     model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))

@@ -46,7 +46,8 @@ ADD = {"train": {"--steps": "20"}, "probe": {"--num-timesteps": "4", "--samples"
 
 # the README's ADM example is a model file nobody ships: tests/test_thirdparty.py runs it on a
 # small saved ADM (test_readme_adm_command_runs)
-PLACEHOLDER_MODELS = ("256x256_diffusion_uncond.pt",)
+PLACEHOLDER_MODELS = ("256x256_diffusion_uncond.pt",
+                      "stable-diffusion-v1-5")  # tests/test_latent.py runs it on a tiny pipeline
 
 
 def readme_commands() -> list[list[str]]:

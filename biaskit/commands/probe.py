@@ -15,6 +15,7 @@ from ..loaders.formats import is_oracle
 from ..probe import probe
 from ..report import write_report
 from ..results import METADATA, TABLE, save_results
+from .latent import add_condition_arguments, check_latent_flags, run_probe
 from .common import (add_data_arguments, add_model_arguments, check_out, data_options, load_data,
                      load_model, parse_list)
 
@@ -43,6 +44,7 @@ def add_arguments(p):
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    add_condition_arguments(p, "image")
 
 
 def _load(args, device):
@@ -87,6 +89,8 @@ def run(args) -> int:
     if args.stratified and args.timesteps:
         raise ValueError("--stratified goes with --num-timesteps, not with --timesteps")
     check_out(args.out)
+    if check_latent_flags(args):
+        return run_probe(args, device, timesteps)
     model, ds = _load(args, device)
     df = probe(model, ds, timesteps=timesteps, num_timesteps=args.num_timesteps, stratified=args.stratified,
                n=args.samples, seed=args.seed, batch_size=args.batch_size, device=device,

@@ -20,6 +20,7 @@ from .. import sampling as S
 from ..atomic import atomic_paths
 from ..denoiser import resolve_device
 from ..probe import CLIP_TOL, outside_range
+from .latent import add_condition_arguments, check_latent_flags, run_sample
 from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
                      parse_list)
 
@@ -27,9 +28,9 @@ from .common import (add_data_arguments, add_model_arguments, check_out, load_da
 def add_arguments(p):
     p.add_argument("model", help="oracle:NAME (e.g. oracle:gmm2d), a biaskit run directory, or a "
                    "third-party checkpoint")
-    p.add_argument("--sampler", default="ddim",
+    p.add_argument("--sampler", default=None,
                    help=f"one of {', '.join(S.sampler_names())}, or a diffusers *Scheduler class "
-                   "name (default ddim)")
+                   "name (default ddim; for a latent pipeline: pipeline, its own scheduler)")
     p.add_argument("--steps", default="50",
                    help="number of steps, or a comma list for a grid across step counts, e.g. "
                    "2,3,4,5,10,50,100,500,1000 (default 50)")
@@ -51,6 +52,7 @@ def add_arguments(p):
     add_data_arguments(p, required=False, what="the reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    add_condition_arguments(p, "sample")
 
 
 def _shape(model, text) -> tuple[int, ...]:
@@ -181,6 +183,10 @@ def run(args) -> int:
     if args.grid < 1:
         raise ValueError(f"--grid must be positive, got {args.grid}")
     check_out(args.out)
+    if check_latent_flags(args):
+        args.sampler = args.sampler or "pipeline"
+        return run_sample(args, device, steps, against_data)
+    args.sampler = args.sampler or "ddim"
     model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))
     for n in steps:

@@ -59,13 +59,16 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
             x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
             eps_b = torch.cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
             t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
+            rows_b = torch.cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
             alpha, sigma = (c.reshape(per_row) for c in models[0].schedule.coefficients(t_b))
             x_t = P.noisy(x0_b, eps_b, alpha, sigma)
             o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
             x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
             for m, model in enumerate(models):
                 with autocast:
-                    pred = model(x_in, t_b)
+                    # a conditioned model (biaskit.loaders.latent) is told each sample's row
+                    pred = model(x_in, t_b, rows=rows_b) if getattr(model, "takes_rows", False) \
+                        else model(x_in, t_b)
                 batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
                               model.data_range, M)
                 Z[m, p0 - start:p1 - start] = per_sample(batch, setup)

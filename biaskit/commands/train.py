@@ -55,13 +55,19 @@ def _resume_hint(run_dir) -> str:
             "--resume to continue from it")
 
 
+def _loader_flags(args) -> dict:
+    """The loader flags given, without ``--process``, which is also train's own flag (the run's
+    noise process, ``process.name``)."""
+    return {k: v for k, v in _given(args).items() if k != "process"}
+
+
 def _with_init(config, args):
     """config with init.path / init.options from --init and the loader flags; loss.target set to
     the loaded model's parameterization unless --set loss.target=... was given."""
     import argparse
     from ..loaders import load
     if args.init is None:
-        raise ValueError(f"loader flags ({', '.join(sorted(_given(args)))}) need --init PATH (the model "
+        raise ValueError(f"loader flags ({', '.join(sorted(_loader_flags(args)))}) need --init PATH (the model "
                          "to fine-tune)")
     margs = argparse.Namespace(**{**vars(args), "model": args.init})
     check_model_flags(margs)
@@ -117,7 +123,7 @@ def run(args) -> int:
         if value is not None:
             extra.append(f"{key}={value}")
     config = apply_overrides(config, extra)
-    if args.init is not None or _given(args):
+    if args.init is not None or _loader_flags(args):
         config = _with_init(config, args)
     if args.print_config:
         import yaml

@@ -20,10 +20,15 @@ Targets (what the network outputs, at the process's x):
   ``flow`` u = eps - x0, the velocity d x / d s of the linear interpolant x = (1 - s) x0 + s eps
   ``edm``  F of EDM's preconditioning (Karras et al. 2022, Table 1): with sigma_e = sigma / alpha
            and x_e = x / alpha, D = c_skip x_e + c_out F(c_in x_e, c_noise), x0_hat = D.
+  ``score`` the score of the process's marginal, grad_x log p_t(x) = -E[eps | x] / sigma (Song
+           et al. 2021), so eps_hat = -sigma out.
+A network that outputs the target negated (a flow net predicting x0 - eps, diffusers' EDM under
+``v_prediction``) is read with ``target_sign=-1``: out = target_sign * network output.
 
 Time inputs (what the network receives as its time, shape (B,)): ``sigma`` (the process's
 sigma(t)), ``c_noise`` (ln(sigma / alpha) / 4 = -logsnr / 8), ``t`` (t * time_scale, e.g. 1000 for
-a flow net fed t in [0, 1000]), ``logsnr``, or a callable ``f(process, t) -> tensor``.
+a flow net fed t in [0, 1000]; t in the model's own direction, :meth:`Process.own_time`),
+``logsnr``, or a callable ``f(process, t) -> tensor``.
 
 Pairing at equal logsnr: two models are compared on the same draws when they share a schedule, so
 :func:`on_common_logsnr` re-views every process model on the schedule of the first VP model
@@ -46,16 +51,18 @@ __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
            "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle",
            "x0_error_factor", "target_weight"]
 
-TARGETS = ("x0", "eps", "v", "flow", "edm")
+TARGETS = ("x0", "eps", "v", "flow", "edm", "score")
+TARGET_SIGNS = (1, -1)
 PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
 
 
 def _target(kind: str) -> str:
-    return "edm" if kind == "edm" else P.canonical(kind)
+    return kind if kind in ("edm", "score") else P.canonical(kind)
 
 
 def default_time_input(process: Process, target: str) -> str:
-    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process its t."""
+    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process (VESDE
+    included: Song's nets are fed t) its t."""
     if target == "edm":
         return "c_noise"
     return "sigma" if isinstance(process, VE) else "t"
@@ -105,35 +112,39 @@ class ProcessDenoiser(Denoiser):
         time_input: one of :data:`PROCESS_TIME_INPUTS` or ``f(process, t)``; default
             :func:`default_time_input`. time_scale: multiplies t for ``time_input="t"``.
         sigma_data: EDM's sigma_data (``edm`` target only).
+        target_sign: 1, or -1 for a network that outputs the target negated.
         view, T: the view schedule (:func:`view_schedule`).
     Other arguments as :class:`Denoiser`. ``forward(x_vp, i)`` takes integer view steps i (B,).
     """
 
     def __init__(self, net: nn.Module, process, target: str = "x0", *,
                  time_input: str | Callable | None = None, time_scale: float = 1.0,
-                 sigma_data: float = 0.5, view=None, T: int = 1000, data_range=(-1.0, 1.0),
-                 channels: int | None = None, clip: bool = False, name: str = "model",
-                 info: dict | None = None, net_kwargs: dict | None = None, shape=None,
-                 any_size: bool = False, source=None):
+                 sigma_data: float = 0.5, target_sign: int = 1, view=None, T: int = 1000,
+                 data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
+                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
+                 shape=None, any_size: bool = False, source=None):
         process = get_process(process)
         target = _target(target)
         time_input = time_input or default_time_input(process, target)
         if not callable(time_input) and time_input not in PROCESS_TIME_INPUTS:
             raise ValueError(f"unknown process time input {time_input!r}; valid: "
                              f"{', '.join(PROCESS_TIME_INPUTS)} or a callable f(process, t)")
+        if target_sign not in TARGET_SIGNS:
+            raise ValueError(f"target_sign must be 1 or -1, got {target_sign!r}")
         schedule, lam = view_schedule(process, view, T)
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
                          source=source)
         self.process, self.target, self.sigma_data = process, target, float(sigma_data)
         self.time_input, self.time_scale = time_input, float(time_scale)
+        self.target_sign = int(target_sign)
         self.view_logsnr = lam
         self._lam_on: dict = {}
 
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
-                    data_range=self.data_range, channels=self.channels, clip=self.clip, name=self.name,
-                    source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
+                    target_sign=self.target_sign, data_range=self.data_range, channels=self.channels,
+                    clip=self.clip, name=self.name, source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
                     any_size=self.any_size)
 
     def with_schedule(self, schedule) -> "ProcessDenoiser":
@@ -155,6 +166,11 @@ class ProcessDenoiser(Denoiser):
     def process_time(self, logsnr: torch.Tensor) -> torch.Tensor:
         return self.process.t_of_logsnr(logsnr)
 
+    def own_time(self, logsnr: torch.Tensor) -> torch.Tensor:
+        """The process time at ``logsnr`` in the model's own time convention (float64): the
+        ``process_t`` column of a probe."""
+        return self.process.own_time(self.process_time(logsnr))
+
     def time_in(self, t: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         """The network's time input at process times t (B,), float64."""
         if callable(self.time_input):
@@ -164,7 +180,7 @@ class ProcessDenoiser(Denoiser):
         if self.time_input == "c_noise":
             return -logsnr / 8  # ln(sigma / alpha) / 4
         if self.time_input == "t":
-            return t * self.time_scale
+            return self.process.own_time(t) * self.time_scale
         return logsnr
 
     def time_features(self, i: torch.Tensor) -> torch.Tensor:
@@ -182,12 +198,15 @@ class ProcessDenoiser(Denoiser):
         if self.target == "edm":
             c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
             x_e = x / a
-            out = self.net(c["c_in"] * x_e, time, **self.net_kwargs).to(x.dtype)
+            out = self.target_sign * self.net(c["c_in"] * x_e, time, **self.net_kwargs).to(x.dtype)
             x0_hat = c["c_skip"] * x_e + c["c_out"] * out
             eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
         else:
-            out = self.net(x, time, **self.net_kwargs).to(x.dtype)
-            if self.target == "v":  # v lives in VP scale
+            out = self.target_sign * self.net(x, time, **self.net_kwargs).to(x.dtype)
+            if self.target == "score":  # score = -eps / sigma in the process's scale
+                eps_hat = -s * out
+                x0_hat = (x - s * eps_hat) / a
+            elif self.target == "v":  # v lives in VP scale
                 x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
             else:
                 x0_hat, eps_hat = P.to_x0_eps(self.target, out, x, a, s)
@@ -209,7 +228,7 @@ class ProcessDenoiser(Denoiser):
         return {**super().describe(), **self.process.describe(), "target": self.target,
                 "time_input": self.time_input if isinstance(self.time_input, str) else
                 getattr(self.time_input, "__name__", "callable"), "time_scale": self.time_scale,
-                "sigma_data": self.sigma_data,
+                "sigma_data": self.sigma_data, "target_sign": self.target_sign,
                 "view": {"T": int(lam.numel()), "logsnr_max": float(lam[0]), "logsnr_min": float(lam[-1])}}
 
     def __repr__(self) -> str:
@@ -236,8 +255,8 @@ class ProcessOracleNet(nn.Module):
 
     With D = E[x0 | x] (:func:`biaskit.oracle.posterior_mean` at alpha(t), sigma(t)):
     x0 -> D, eps -> (x - alpha D) / sigma, flow -> eps - D, v -> alpha_vp eps - sigma_vp D,
-    edm -> F = (D - c_skip x_e) / c_out, where the input is c_in x_e, x_e = x / alpha (EDM's
-    preconditioning inverted).
+    score -> -eps / sigma, edm -> F = (D - c_skip x_e) / c_out, where the input is c_in x_e,
+    x_e = x / alpha (EDM's preconditioning inverted).
     """
 
     def __init__(self, mixture, process, target: str = "x0", shape=None, sigma_data: float = 0.5):
@@ -262,6 +281,8 @@ class ProcessOracleNet(nn.Module):
             return eps
         if self.target == "flow":
             return eps - d
+        if self.target == "score":
+            return -eps / s
         norm = (a**2 + s**2).sqrt()
         return P.target("v", d, eps, a / norm, s / norm)
 
@@ -313,6 +334,9 @@ def x0_error_factor(target: str, snr, sigma_data: float = 0.5) -> torch.Tensor:
         return (1 + snr.sqrt()) ** -2
     if target == "edm":
         return sigma_data**2 / (1 + sigma_data**2 * snr)
+    if target == "score":
+        raise ValueError("the score target's x0 error factor sigma^4 / alpha^2 depends on the "
+                         "process's scale, not on snr alone: train on x0, eps, v, flow or edm")
     raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
 
 

@@ -15,7 +15,15 @@ Processes (time t is a float tensor of any shape; results are float64 tensors of
 - :class:`VE`: variance exploding / EDM (Karras et al. 2022): alpha = 1, sigma = t (time is sigma),
   with the Karras rho-discretisation of [sigma_min, sigma_max].
 - :class:`Flow`: the linear interpolant of rectified flow / flow matching, x_t = (1 - s) x0 + s eps,
-  s = shift t / (1 + (shift - 1) t) (SD3's time shift; shift = 1 is plain flow matching).
+  s = shift t / (1 + (shift - 1) t) (SD3's time shift; shift = 1 is plain flow matching);
+  ``reverse=True`` is the same process in the other time direction (Lipman et al. 2023 and much
+  flow-matching code: x_t = t' x0 + (1 - t') eps, t' = 0 noise), see :meth:`Process.own_time`.
+- :class:`VESDE`: Song et al.'s variance-exploding SDE, alpha = 1, t in [t_min, 1]: score_sde's
+  sigma(t) = sigma_min (sigma_max / sigma_min)^t (``vesde``) or the widely copied MNIST
+  tutorial's marginal std sqrt((b^(2t) - 1) / (2 ln b)) (``vesde_tutorial``, b = sigma_base).
+
+Every process's time t runs from its least noisy end t_min to its noisiest t_max; a model whose
+code counts time the other way (reversed flow) is fed :meth:`Process.own_time` (t' = 1 - t).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import torch
 
 from .schedules import Schedule, space_timesteps
 
-__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "Flow", "PROCESSES", "get_process",
+__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "VESDE", "Flow", "PROCESSES", "get_process",
            "process_from_config", "PROCESS_KEYS", "vp_coefficients", "edm_preconditioning"]
 
 
@@ -59,6 +67,11 @@ class Process:
 
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         raise NotImplementedError
+
+    def own_time(self, t) -> torch.Tensor:
+        """The time t in the convention of the model's own code (what a ``t`` time input feeds and
+        the ``process_t`` column reports): t itself unless a subclass counts time the other way."""
+        return _f64(t)
 
     def logsnr(self, t) -> torch.Tensor:
         return 2 * (self.alpha(t).log() - self.sigma(t).log())
@@ -235,15 +248,24 @@ class Flow(Process):
 
     shift > 1 spends more of t at high noise (SD3, Esser et al. 2024, Sec. 5.3.2). The velocity
     target is u = d x_t / d s = eps - x0, so x0_hat = x_t - s u_hat.
+
+    ``reverse=True``: the model's code counts time the other way, t' = 1 - t (x = t' x0 +
+    (1 - t') eps at shift 1, t' = 0 pure noise; Lipman et al. 2023); t' is what it is fed
+    (:meth:`own_time`). Its velocity d x / d t' = x0 - eps is the flow target negated
+    (``target_sign=-1`` of :class:`~biaskit.formulations.ProcessDenoiser`).
     """
 
-    def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0):
+    def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0,
+                 reverse: bool = False):
         if not shift > 0:
             raise ValueError(f"shift must be > 0, got {shift}")
         if not 0 <= t_min < t_max <= 1:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min} and {t_max}")
-        self.shift, self.name = float(shift), "flow"
+        self.shift, self.name, self.reverse = float(shift), "flow", bool(reverse)
         self.t_min, self.t_max = float(t_min), float(t_max)
+
+    def own_time(self, t) -> torch.Tensor:
+        return 1 - _f64(t) if self.reverse else _f64(t)
 
     def s(self, t) -> torch.Tensor:
         t = _f64(t)
@@ -260,16 +282,71 @@ class Flow(Process):
         return s / (self.shift - (self.shift - 1) * s)
 
     def describe(self) -> dict:
-        return {"process": "flow", "shift": self.shift}
+        return {"process": "flow", "shift": self.shift, "reverse": self.reverse}
+
+
+class VESDE(Process):
+    """Song et al. 2021's variance-exploding SDE: alpha = 1, sigma(t) for t in [t_min, 1].
+
+    ``kind="geometric"`` (score_sde's VESDE): sigma(t) = sigma_min (sigma_max / sigma_min)^t
+    (CIFAR-10: sigma_min 0.01, sigma_max 50). ``kind="tutorial"`` (the score-SDE MNIST tutorial,
+    dx = b^t dw from x0): sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = sigma_base (25 there: sigma(1)
+    = 9.85). t_min = 1e-5 is both codes' smallest training time; the grid is uniform in t, as
+    both codes sample. Such networks are fed t (or score_sde's sigma) and predict the score
+    -eps / sigma (target ``score``).
+    """
+
+    KINDS = ("geometric", "tutorial")
+
+    def __init__(self, kind: str = "geometric", sigma_min: float = 0.01, sigma_max: float = 50.0,
+                 sigma_base: float = 25.0, t_min: float = 1e-5):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown VE SDE kind {kind!r}; valid: {', '.join(self.KINDS)}")
+        if kind == "geometric" and not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        if kind == "tutorial" and not sigma_base > 1:
+            raise ValueError(f"sigma_base must be > 1, got {sigma_base}")
+        if not 0 <= t_min < 1 or (kind == "tutorial" and t_min == 0):
+            raise ValueError(f"need 0 {'<' if kind == 'tutorial' else '<='} t_min < 1, got {t_min}")
+        self.kind, self.name = kind, "vesde" if kind == "geometric" else "vesde_tutorial"
+        self.sigma_min, self.sigma_max, self.sigma_base = float(sigma_min), float(sigma_max), float(sigma_base)
+        self.t_min, self.t_max = float(t_min), 1.0
+
+    def alpha(self, t) -> torch.Tensor:
+        return torch.ones_like(_f64(t))
+
+    def sigma(self, t) -> torch.Tensor:
+        t = _f64(t)
+        if self.kind == "geometric":
+            return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+        ln_b = math.log(self.sigma_base)
+        return (torch.expm1(2 * ln_b * t) / (2 * ln_b)).sqrt()
+
+    def logsnr(self, t) -> torch.Tensor:
+        return -2 * self.sigma(t).log()
+
+    def t_of_logsnr(self, logsnr) -> torch.Tensor:
+        sigma2 = torch.exp(-_f64(logsnr))
+        if self.kind == "geometric":
+            return (sigma2.log() / 2 - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
+        ln_b = math.log(self.sigma_base)
+        return torch.log1p(2 * ln_b * sigma2) / (2 * ln_b)
+
+    def describe(self) -> dict:
+        keys = ("sigma_min", "sigma_max") if self.kind == "geometric" else ("sigma_base",)
+        return {"process": self.name, **{k: getattr(self, k) for k in keys}, "t_min": self.t_min}
 
 
 PROCESSES = {"vp_cosine": lambda **kw: ContinuousVP("cosine", **kw),
              "vp_linear_logsnr": lambda **kw: ContinuousVP("linear_logsnr", **kw),
-             "ve": VE, "edm": VE, "flow": Flow}
+             "ve": VE, "edm": VE, "flow": Flow,
+             "vesde": lambda **kw: VESDE("geometric", **kw),
+             "vesde_tutorial": lambda **kw: VESDE("tutorial", **kw)}
 
 
 def get_process(name, **kwargs) -> Process:
-    """A process by name (``vp_cosine``, ``vp_linear_logsnr``, ``ve``/``edm``, ``flow``), or a
+    """A process by name (``vp_cosine``, ``vp_linear_logsnr``, ``ve``/``edm``, ``flow``,
+    ``vesde``, ``vesde_tutorial``) with the keywords of :data:`PROCESS_KEYS`, or a
     :class:`Schedule` (-> :class:`DiscreteVP`), or a Process as is."""
     if isinstance(name, Process):
         return name
@@ -278,13 +355,19 @@ def get_process(name, **kwargs) -> Process:
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)} "
                          "(or a discrete schedule)")
+    bad = sorted(set(kwargs) - set(PROCESS_KEYS[name]))
+    if bad:
+        raise ValueError(f"{', '.join(bad)} do(es) not apply to process {name!r}; it takes "
+                         f"{', '.join(PROCESS_KEYS[name])}")
     return PROCESSES[name](**kwargs)
 
 
-# the keys of a training config's ``process:`` that each process reads (the rest are ignored)
-PROCESS_KEYS = {"flow": ("shift",), "ve": ("sigma_min", "sigma_max", "rho"),
+# the keys of a process (its keyword arguments; the keys a training config's ``process:`` reads)
+PROCESS_KEYS = {"flow": ("shift", "reverse"), "ve": ("sigma_min", "sigma_max", "rho"),
                 "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max"),
-                "vp_linear_logsnr": ("logsnr_min", "logsnr_max")}
+                "vp_linear_logsnr": ("logsnr_min", "logsnr_max"),
+                "vesde": ("sigma_min", "sigma_max", "t_min"), "vesde_tutorial": ("sigma_base", "t_min")}
+_BOOL_KEYS = ("reverse",)
 
 
 def process_from_config(d: dict) -> Process:
@@ -293,7 +376,8 @@ def process_from_config(d: dict) -> Process:
     name = d["name"]
     if name not in PROCESS_KEYS:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESS_KEYS)}")
-    return get_process(name, **{k: float(d[k]) for k in PROCESS_KEYS[name] if k in d})
+    return get_process(name, **{k: bool(d[k]) if k in _BOOL_KEYS else float(d[k])
+                                for k in PROCESS_KEYS[name] if k in d})
 
 
 # Karras et al. 2022, Table 1 (EDM column): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)

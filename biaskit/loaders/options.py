@@ -100,13 +100,27 @@ OPTIONS: tuple[Option, ...] = (
        "net(x, time_in)", metavar="FILE.py:FACTORY"),
     _o("weights", _PLUGIN, "state dict for --model-spec (.safetensors/.pt/...)", metavar="PATH"),
     _o("parameterization", _THIRD, "what the network predicts: eps, x0, v, flow (diffusers: "
-       f"epsilon, sample, v_prediction); with --process also edm ({', '.join(TARGETS)})"),
+       f"epsilon, sample, v_prediction); with --process also edm and score (-eps / sigma) "
+       f"({', '.join(TARGETS)})"),
     _o("process", _PLUGIN, "the continuous noise process the network was trained under, instead "
        "of a discrete VP schedule: edm / ve (sigma 0.002..80), flow (x_t = (1 - t) x0 + t eps), "
-       "vp_cosine, vp_linear_logsnr; it is probed and sampled as a VP model at equal logsnr "
-       "(default parameterization: edm for edm, flow for flow, eps otherwise)",
+       "vp_cosine, vp_linear_logsnr, vesde (score_sde: sigma(t) = sigma_min (sigma_max / "
+       "sigma_min)^t, 0.01..50), vesde_tutorial (sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = "
+       "--sigma-base); it is probed and sampled as a VP model at equal logsnr (default "
+       "parameterization: edm for edm, flow for flow, score for vesde*, eps otherwise)",
        choices=tuple(sorted(PROCESSES))),
     _o("flow_shift", _PLUGIN, "with --process flow: SD3's time shift (default 1)", type=float),
+    _o("flow_time", _PLUGIN, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
+       "noise; default) or reversed (x_t = t x0 + (1 - t) eps, t = 0 noise, Lipman-style; the "
+       "net is fed that t)", choices=("forward", "reversed")),
+    _o("target_sign", _PLUGIN, "with --process: -1 for a network that outputs its target "
+       "negated (a flow net predicting x0 - eps); default 1", type=int, choices=(1, -1)),
+    _o("sigma_min", _PLUGIN, "with --process ve / edm / vesde: the smallest sigma (defaults "
+       "0.002, 0.002, 0.01)", type=float),
+    _o("sigma_max", _PLUGIN, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
+       "80, 50)", type=float),
+    _o("sigma_base", _PLUGIN, "with --process vesde_tutorial: the tutorial's sigma b of "
+       "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float),
     _o("noise_schedule", _THIRD, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD, "training steps T (default 1000)", type=int),
     _o("predict_xstart", _ADM, "ADM: the network predicts x0", type=parse_bool, kind="bool"),

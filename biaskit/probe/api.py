@@ -103,13 +103,18 @@ class Evaluation:
     setup: Setup
     W: np.ndarray | None
     metadata: dict
+    process_t: dict = dataclasses.field(default_factory=dict)
 
-    def frame(self, model: str, summary: dict) -> pd.DataFrame:
-        """One row per t: model, t, schedule_index, snr, logsnr, n, then each statistic and its interval."""
+    def frame(self, model: str, summary: dict, process_t=None) -> pd.DataFrame:
+        """One row per t: model, t, schedule_index, snr, logsnr, [process_t,] n, then each
+        statistic and its interval. ``process_t`` (K,): a process model's own time at each t."""
         idx = torch.as_tensor(self.ts)
         cols = {"model": model, "t": self.schedule.timesteps[idx].numpy().astype(np.int64),
                 "schedule_index": np.asarray(self.ts, dtype=np.int64), "snr": self.schedule.snr[idx].numpy(),
-                "logsnr": self.schedule.logsnr[idx].numpy(), "n": self.n}
+                "logsnr": self.schedule.logsnr[idx].numpy()}
+        if process_t is not None:
+            cols["process_t"] = process_t
+        cols["n"] = self.n
         for name in names(self.setup):
             est, lo, hi = summary[name]
             cols[name] = est
@@ -229,7 +234,9 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
         "versions": {"biaskit": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": platform.python_version()},
     }
-    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta)
+    process_t = {k: d.own_time(d.logsnr_at(torch.as_tensor(ts).long())).numpy()
+                 for k, d in models.items() if hasattr(d, "own_time")}
+    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta, process_t)
 
 
 def _named(denoisers) -> dict[str, Denoiser]:
@@ -261,7 +268,9 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     schedule's logsnr values on the same draws; ``logsnr`` is the common axis of the rows.
 
     Returns one row per (model, t): model, kind, reference, t (the model's timestep),
-    schedule_index (its position k among the schedule's steps), snr, logsnr, n, then each
+    schedule_index (its position k among the schedule's steps), snr, logsnr, process_t (a process
+    model's own time at that logsnr, in its code's direction; NaN for other models and for
+    differences; only when some model is a process model), n, then each
     statistic followed by its ``_lo`` and ``_hi``:
       - kind == "model": that model's statistics, reference "";
       - kind == "difference": one row per (other model, t) with model "NAME - REF", reference REF,
@@ -282,13 +291,17 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     r = ev.names.index(reference)
     frames = []
     for m, name in enumerate(ev.names):
-        frames.append(ev.frame(name, ev.summary(m)).assign(kind="model", reference=""))
+        frames.append(ev.frame(name, ev.summary(m), ev.process_t.get(name))
+                      .assign(kind="model", reference=""))
     for m, name in enumerate(ev.names):
         if m != r:
             frames.append(ev.frame(f"{name} - {reference}", ev.summary(m, r))
                           .assign(kind="difference", reference=reference))
     out = pd.concat(frames, ignore_index=True)
-    out = out[["model", "kind", "reference"] + [c for c in out.columns if c not in ("model", "kind", "reference")]]
+    rest = [c for c in out.columns if c not in ("model", "kind", "reference", "process_t")]
+    if "process_t" in out:  # beside t and logsnr, whichever model's frame came first
+        rest.insert(rest.index("logsnr") + 1, "process_t")
+    out = out[["model", "kind", "reference"] + rest]
     out.attrs["metadata"] = {**ev.metadata, "reference": reference}
     return out
 

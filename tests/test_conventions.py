@@ -1,0 +1,206 @@
+"""Foreign conventions read through flags: a flow model biaskit trains here, rewrapped as the
+network a reversed-time flow repository, a negated-velocity one, score_sde's VE SDE and the
+score-SDE MNIST tutorial would have trained, probes through ``--flow-time``, ``--target-sign``,
+``--process vesde`` / ``vesde_tutorial`` and the ``score`` target to the native numbers. Each
+wrapper restates its convention from its own definition (not through biaskit's conversions)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import biaskit
+from biaskit.probe import probe
+from biaskit.loaders.plugin import load_plugin
+from biaskit.processes import VESDE, Flow, get_process
+from biaskit.train import run_training
+
+MU, SD = torch.tensor([0.5, -0.3]), torch.tensor([0.4, 0.7])
+VIEW = torch.linspace(6.0, -4.0, 11, dtype=torch.float64)  # logsnr values every process reaches
+STATS = ("x0_mse", "eps_mse", "x0_bias_sq", "excess_mse")
+
+
+def _gauss(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return MU + SD * torch.randn(n, 2, generator=g)
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """A flow-matching MLP (x = (1 - t) x0 + t eps, predicts u = eps - x0, fed t) trained here."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("flow")
+    cfg = {"model": {"name": "mlp", "config": {"hidden": 32, "blocks": 1, "emb_dim": 16, "freq_dim": 16}},
+           "batch_size": 128, "steps": 150, "log_every": 150, "ckpt_every": 150, "out": str(out),
+           "optim": {"lr": 2e-3, "warmup_steps": 5}, "device": "cpu", "threads": 1,
+           "process": {"name": "flow"}, "loss": {"target": "flow", "weighting": "flow_constant"}}
+    run_training(cfg, data=(_gauss(2000, 0), _gauss(500, 1)), progress=False)
+    den = biaskit.load(out)
+    assert (den.time_input, den.time_scale) == ("t", 1000.0)
+    return den.net.eval()
+
+
+class Native(nn.Module):
+    """The trained net at its own flow time t in [0, 1] (biaskit fed it 1000 t)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t):
+        return self.net(x, 1000 * t)
+
+
+class ReversedFlow(nn.Module):
+    """Lipman-style: x = t' x0 + (1 - t') eps, t' = 0 noise, fed t'; outputs ``sign`` d x / d t'
+    = sign (x0 - eps) (sign 1: Lipman's own target; -1: eps - x0, time reversed only)."""
+
+    def __init__(self, net, sign):
+        super().__init__()
+        self.net, self.sign = Native(net), sign
+
+    def forward(self, x, t_rev):
+        # the same x at the native time t = 1 - t'; the native net gives eps - x0, d x / d t' = x0 - eps
+        return self.sign * -self.net(x, 1 - t_rev)
+
+
+class Negated(nn.Module):
+    """A flow net that predicts x0 - eps (x = (1 - t) x0 + t eps, fed t)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = Native(net)
+
+    def forward(self, x, t):
+        return -self.net(x, t)
+
+
+class ScoreVE(nn.Module):
+    """A VE SDE score net: x = x0 + sigma(t) eps, outputs grad log p_t(x) = -E[eps | x] / sigma,
+    fed t (or sigma when ``feed_sigma``), from the native flow net: s = sigma / (1 + sigma) is the
+    flow time at that noise level and x (1 - s) its flow input; eps = x_f + (1 - s) u."""
+
+    def __init__(self, net, sigma_of_t, feed_sigma=False):
+        super().__init__()
+        self.net, self.sigma_of_t, self.feed_sigma = Native(net), sigma_of_t, feed_sigma
+
+    def forward(self, x, time_in):
+        sigma = time_in if self.feed_sigma else self.sigma_of_t(time_in)
+        s = (sigma / (1 + sigma))[:, None]
+        x_f = x * (1 - s)
+        eps = x_f + (1 - s) * self.net(x_f, s[:, 0])
+        return -eps / sigma[:, None]
+
+
+def score_sde_sigma(t, smin=0.01, smax=50.0):
+    return smin * (smax / smin) ** t  # score_sde VESDE.marginal_prob std
+
+
+def tutorial_sigma(t, b=25.0):
+    return torch.sqrt((b ** (2 * t) - 1) / (2 * math.log(b)))  # the MNIST tutorial's marginal_prob_std
+
+
+def _factory(module):
+    return lambda **_: module
+
+
+def _probe(den):
+    x = _gauss(400, 7)
+    df = probe(den.with_schedule(VIEW), x, n=400, seed=3, oracle=False, progress=False)
+    return df
+
+
+def _prediction_gap(ref, den):
+    """The largest |x0_hat| and |eps_hat| difference of two readings of one network, in float64,
+    at every VIEW logsnr, relative to the size of the reference's."""
+    ref.net.double(), den.net.double()
+    try:
+        g = torch.Generator().manual_seed(11)
+        x0, eps = _gauss(64, 9).double(), torch.randn(64, 2, generator=g, dtype=torch.float64)
+        gap = 0.0
+        for lam in VIEW:
+            a, s = torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
+            with torch.no_grad():
+                p, q = (d.predict(a * x0 + s * eps, lam.expand(64)) for d in (ref, den))
+            for u, v in ((p.x0_hat, q.x0_hat), (p.eps_hat, q.eps_hat)):
+                gap = max(gap, float((u - v).abs().max() / u.abs().max()))
+        return gap
+    finally:
+        ref.net.float(), den.net.float()
+
+
+def _native(tmp_path, net):
+    return _plugin(tmp_path, net, process="flow", time_scale=1000.0)
+
+
+def _plugin(tmp_path, net, **flags):
+    spec = tmp_path / "plug.py"
+    spec.write_text("def make(module):\n    return module\n")
+    return load_plugin(None, f"{spec}:make", factory_kwargs={"module": net}, channels=2, **flags)
+
+
+@pytest.mark.parametrize("case", ["reversed", "negated", "reversed_negated", "vesde_t", "vesde_sigma",
+                                  "vesde_tutorial"])
+def test_foreign_convention_probes_to_native_numbers(native, tmp_path, case):
+    ref = _probe(_native(tmp_path, native))
+    wrapped, flags = {
+        "reversed": (ReversedFlow(native, -1), dict(flow_time="reversed")),
+        "negated": (Negated(native), dict(target_sign=-1)),
+        "reversed_negated": (ReversedFlow(native, 1), dict(flow_time="reversed", target_sign=-1)),
+        "vesde_t": (ScoreVE(native, score_sde_sigma), dict(process="vesde", sigma_min=0.01, sigma_max=50.0)),
+        "vesde_sigma": (ScoreVE(native, None, feed_sigma=True),
+                        dict(process="vesde", time_input="sigma", sigma_max=50.0)),
+        "vesde_tutorial": (ScoreVE(native, tutorial_sigma), dict(process="vesde_tutorial", sigma_base=25.0)),
+    }[case]
+    flags = {"process": "flow", **flags}
+    den = _plugin(tmp_path, wrapped, **flags)
+    got = _probe(den)
+    # the probe runs in float32: a VE input x0 + sigma eps (sigma up to 7.4 here) rounds
+    # differently from the flow input, so the VE rows agree to float32 rounding, and the
+    # predictions themselves, in float64, to 1e-6
+    rtol = 2e-5 if case.startswith("vesde") else 1e-6
+    for stat in STATS[:3]:
+        np.testing.assert_allclose(got[stat], ref[stat], rtol=rtol, atol=1e-9, err_msg=f"{case} {stat}")
+    assert _prediction_gap(_native(tmp_path, native), den) < 1e-6, case
+    # the convention matters: read without its flags, the same net predicts otherwise
+    wrong = {k: v for k, v in flags.items() if k in ("process", "sigma_max", "sigma_min", "sigma_base")}
+    if case.startswith("vesde"):
+        wrong = {"process": "ve", "parameterization": "x0"}
+    assert _prediction_gap(_native(tmp_path, native), _plugin(tmp_path, wrapped, **wrong)) > 1e-3, case
+
+
+def test_process_t_column_is_the_models_own_time(native, tmp_path):
+    lam = VIEW
+    s = 1 / (1 + torch.exp(lam / 2))  # flow time: sigma / (alpha + sigma), snr = ((1 - s) / s)^2
+    rev = _probe(_plugin(tmp_path, ReversedFlow(native, -1), process="flow", flow_time="reversed"))
+    np.testing.assert_allclose(rev["process_t"], (1 - s).numpy(), rtol=1e-12)
+    ve = _probe(_plugin(tmp_path, ScoreVE(native, score_sde_sigma), process="vesde"))
+    t_ve = torch.log(torch.exp(-lam / 2) / 0.01) / math.log(50 / 0.01)
+    np.testing.assert_allclose(ve["process_t"], t_ve.numpy(), rtol=1e-12)
+    cols = list(ve.columns)
+    assert cols.index("process_t") == cols.index("logsnr") + 1
+
+
+def test_vesde_processes_restate_song():
+    t = torch.tensor([1e-5, 0.3, 1.0], dtype=torch.float64)
+    geo, tut = get_process("vesde"), get_process("vesde_tutorial")
+    torch.testing.assert_close(geo.sigma(t), score_sde_sigma(t), rtol=1e-14, atol=0)
+    torch.testing.assert_close(tut.sigma(t), tutorial_sigma(t), rtol=1e-9, atol=0)
+    assert abs(float(tut.sigma(1.0)) - 9.85) < 0.01  # the issue's 9.85 at t = 1
+    for p in (geo, tut, VESDE("geometric", sigma_min=0.002, sigma_max=80.0)):
+        torch.testing.assert_close(p.t_of_logsnr(p.logsnr(t)), t, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(p.alpha(t), torch.ones_like(t))
+    assert torch.all(Flow(reverse=True).own_time(t) == 1 - t)
+
+
+def test_process_flags_that_do_not_apply_are_named(native, tmp_path):
+    with pytest.raises(ValueError, match=r"--sigma-max do\(es\) not apply to --process flow"):
+        _plugin(tmp_path, native, process="flow", sigma_max=50.0)
+    with pytest.raises(ValueError, match="--sigma-base"):
+        _plugin(tmp_path, native, process="vesde", sigma_base=25.0)
+    with pytest.raises(ValueError, match="--flow-time need"):
+        _plugin(tmp_path, native, flow_time="reversed", noise_schedule="linear")
+    with pytest.raises(ValueError, match="target_sign must be 1 or -1"):
+        biaskit.formulations.ProcessDenoiser(native, "flow", "flow", target_sign=2)

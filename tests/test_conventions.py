@@ -204,3 +204,49 @@ def test_process_flags_that_do_not_apply_are_named(native, tmp_path):
         _plugin(tmp_path, native, flow_time="reversed", noise_schedule="linear")
     with pytest.raises(ValueError, match="target_sign must be 1 or -1"):
         biaskit.formulations.ProcessDenoiser(native, "flow", "flow", target_sign=2)
+
+
+LIPMAN_PLUGIN = '''
+from biaskit.models.mlp import MLP
+
+
+class Lipman(MLP):
+    """x = t x0 + (1 - t) eps (t = 0 noise), fed t, predicts x0 - eps: the trained flow MLP
+    (fed 1000 s, s = 1 - t, predicting eps - x0) in that convention."""
+
+    def forward(self, x, t):
+        return -super().forward(x, 1000 * (1 - t))
+
+
+def make():
+    return Lipman(dim=2, hidden=32, blocks=1, emb_dim=16, freq_dim=16)
+
+
+def native():
+    return MLP(dim=2, hidden=32, blocks=1, emb_dim=16, freq_dim=16)
+'''
+
+
+def test_cli_flags_read_a_lipman_style_flow_checkpoint(native, tmp_path, capsys):
+    import pandas as pd
+    from safetensors.torch import save_file
+
+    from biaskit.cli import main
+    (tmp_path / "lip.py").write_text(LIPMAN_PLUGIN)
+    w = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in native.state_dict().items()}, str(w))
+    common = ["--process", "flow", "--data", "gmm", "--samples", "64", "--timesteps", "100,500,900",
+              "--no-progress"]
+    runs = {"native": ["--model-spec", f"{tmp_path / 'lip.py'}:native", "--time-scale", "1000"],
+            "lipman": ["--model-spec", f"{tmp_path / 'lip.py'}:make", "--flow-time", "reversed",
+                       "--target-sign", "-1"]}
+    frames = {}
+    for name, flags in runs.items():
+        assert main(["probe", str(w), *flags, *common, "--out", str(tmp_path / name)]) == 0, \
+            capsys.readouterr().err
+        frames[name] = pd.read_csv(tmp_path / name / "per_timestep.csv")
+    nat, lip = frames["native"], frames["lipman"]
+    np.testing.assert_allclose(lip["x0_mse"], nat["x0_mse"], rtol=1e-6)
+    s = 1 / (1 + np.exp(nat["logsnr"] / 2))  # flow time of each row's logsnr
+    np.testing.assert_allclose(nat["process_t"], s, rtol=1e-9)
+    np.testing.assert_allclose(lip["process_t"], 1 - s, rtol=1e-9)

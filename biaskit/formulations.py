@@ -122,7 +122,7 @@ class ProcessDenoiser(Denoiser):
                  sigma_data: float = 0.5, target_sign: int = 1, view=None, T: int = 1000,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
                  name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
-                 shape=None, any_size: bool = False, source=None):
+                 shape=None, any_size: bool = False, source=None, conditioning=None):
         process = get_process(process)
         target = _target(target)
         time_input = time_input or default_time_input(process, target)
@@ -134,7 +134,7 @@ class ProcessDenoiser(Denoiser):
         schedule, lam = view_schedule(process, view, T)
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
-                         source=source)
+                         source=source, conditioning=conditioning)
         self.process, self.target, self.sigma_data = process, target, float(sigma_data)
         self.time_input, self.time_scale = time_input, float(time_scale)
         self.target_sign = int(target_sign)
@@ -144,7 +144,8 @@ class ProcessDenoiser(Denoiser):
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
                     target_sign=self.target_sign, data_range=self.data_range, channels=self.channels,
-                    clip=self.clip, name=self.name, source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
+                    clip=self.clip, name=self.name, conditioning=self.conditioning,
+                    source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
                     any_size=self.any_size)
 
     def with_schedule(self, schedule) -> "ProcessDenoiser":
@@ -187,8 +188,9 @@ class ProcessDenoiser(Denoiser):
         lam = self.logsnr_at(torch.as_tensor(i).long())
         return self.time_in(self.process_time(lam), lam)
 
-    def predict(self, x_vp: torch.Tensor, logsnr: torch.Tensor) -> Prediction:
-        """The prediction at x_vp (B, ...) and any logsnr (B,) float64 (not only view steps)."""
+    def predict(self, x_vp: torch.Tensor, logsnr: torch.Tensor, y=None) -> Prediction:
+        """The prediction at x_vp (B, ...) and any logsnr (B,) float64 (not only view steps);
+        y: (B,) labels of a conditional model."""
         t = self.process_time(logsnr)
         alpha, sigma = self.process.alpha(t), self.process.sigma(t)
         a_vp, s_vp = vp_coefficients(logsnr)
@@ -198,11 +200,11 @@ class ProcessDenoiser(Denoiser):
         if self.target == "edm":
             c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
             x_e = x / a
-            out = self.target_sign * self.net(c["c_in"] * x_e, time, **self.net_kwargs).to(x.dtype)
+            out = self.target_sign * self.call_net(c["c_in"] * x_e, time, y).to(x.dtype)
             x0_hat = c["c_skip"] * x_e + c["c_out"] * out
             eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
         else:
-            out = self.target_sign * self.net(x, time, **self.net_kwargs).to(x.dtype)
+            out = self.target_sign * self.call_net(x, time, y).to(x.dtype)
             if self.target == "score":  # score = -eps / sigma in the process's scale
                 eps_hat = -s * out
                 x0_hat = (x - s * eps_hat) / a
@@ -215,13 +217,13 @@ class ProcessDenoiser(Denoiser):
             x0_hat, eps_hat = P.clip_estimates(x0_hat, x_vp, a_vp, s_vp, self.data_range)
         return Prediction(x0_hat, eps_hat, out, None, a_vp, s_vp)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        """x_t: (B, ...) in VP scale at view steps t (B,) (or a scalar step)."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y=None) -> Prediction:
+        """x_t: (B, ...) in VP scale at view steps t (B,) (or a scalar step); y: (B,) labels."""
         self.check_shape(x_t.shape[1:])
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        return self.predict(x_t, self.logsnr_at(t.long()))
+        return self.predict(x_t, self.logsnr_at(t.long()), y)
 
     def describe(self) -> dict:
         lam = self.view_logsnr

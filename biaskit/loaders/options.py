@@ -147,7 +147,17 @@ OPTIONS: tuple[Option, ...] = (
        "model); default: the EMA one", metavar="KEY"),
     _o("trained_timesteps", _THIRD, "only these timesteps (inclusive) are probed, e.g. the range "
        "the model was trained on", metavar="LO:HI"),
-    _o("class_label", _DIFFUSERS | _ADM, "class fed to a class-conditional model", type=int),
+    _o("class_label", _THIRD, "one class fed to a class-conditional model for every sample "
+       "(default: each sample's own label from a labelled --data: digits, mnist, an image folder "
+       "with one subfolder per class)", type=int),
+    _o("guidance_scale", _THIRD, "classifier-free guidance of a class-conditional model: out = "
+       "out(null) + w (out(label) - out(null)); 1 is the conditional model, 0 the unconditional "
+       "one (needs --null-label unless 1)", type=float, metavar="W"),
+    _o("null_label", _THIRD, "the label of a class-conditional model's unconditional output "
+       "(e.g. the extra class a classifier-free-guidance net was trained with)", type=int),
+    _o("label_keyword", _PLUGIN, "the plugin network is class-conditional, called as "
+       "net(x, time_in, NAME=labels) (implied as y by --class-label, --guidance-scale, "
+       "--null-label)", metavar="NAME"),
     _o("channels", _PLUGIN, "data channels C of a plugin model", type=int, cli=False),
     # ADM architecture (guided-diffusion's flag names and units; see models.adm.flags_to_config)
     _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int),

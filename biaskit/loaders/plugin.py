@@ -15,7 +15,7 @@ from torch import nn
 from .. import safeload
 from ..denoiser import Denoiser
 from ..source import Source
-from .build import file_source, make_denoiser, parse_range, resolve_schedule
+from .build import conditioning_of, file_source, make_denoiser, parse_range, resolve_schedule
 from .options import check_options, flag
 from .weights import prefix_for, read_weights
 
@@ -86,8 +86,9 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
+    conditioning = conditioning_of(o, None, "y", str(model_spec))
     if o.process is not None:
-        return _process_model(net.to(o.device), o, source)
+        return _process_model(net.to(o.device), o, source, conditioning)
     given = [k for k in _PROCESS_OPTIONS if getattr(o, k) is not None]
     if given:
         raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "
@@ -104,7 +105,8 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
     return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
                          time_input=o.time_input, time_scale=o.time_scale, data_range=o.data_range,
                          channels=o.channels, trained_timesteps=o.trained_timesteps,
-                         source=source.with_extras(schedule_source=schedule_source))
+                         source=source.with_extras(schedule_source=schedule_source),
+                         conditioning=conditioning)
 
 
 _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
@@ -132,7 +134,7 @@ def process_kwargs(o) -> dict:
     return {_PROCESS_OPTIONS[k][0]: _PROCESS_OPTIONS[k][1](v) for k, v in given.items()}
 
 
-def _process_model(net: nn.Module, o, source: Source):
+def _process_model(net: nn.Module, o, source: Source, conditioning=None):
     """A plugin trained under a continuous process (``process=``): a
     :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
     from ..formulations import ProcessDenoiser
@@ -148,5 +150,5 @@ def _process_model(net: nn.Module, o, source: Source):
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
                            target_sign=o.target_sign or 1,
                            data_range=parse_range(o.data_range), channels=o.channels,
-                           name=source.name or "model",
+                           name=source.name or "model", conditioning=conditioning,
                            source=source.with_extras(process=o.process))

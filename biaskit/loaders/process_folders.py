@@ -64,7 +64,7 @@ def _edm(cfg: dict, o):
          "target_sign": -1 if kind == "v_prediction" else 1}
 
 
-def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int):
+def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, conditioning=None):
     """The folder's network under the process of scheduler config ``cfg`` (options ``o`` of the
     diffusers loader: parameterization and time_input override the defaults above)."""
     from ..formulations import ProcessDenoiser
@@ -78,4 +78,5 @@ def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int):
     return ProcessDenoiser(net, process, target, time_input=time_input,
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
                            data_range=parse_range(o.data_range), channels=channels,
-                           name=source.name or "model", source=source, any_size=True, **extra)
+                           name=source.name or "model", source=source, any_size=True,
+                           conditioning=conditioning, **extra)

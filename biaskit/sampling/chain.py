@@ -96,16 +96,19 @@ class ModelCall:
     k of ``grid``, x0_hat clamped to the data range and eps_hat re-derived from it when ``clip``.
 
     ``denoiser`` is anything called as ``denoiser(x_t, t) -> Prediction`` with t a step of its
-    schedule (a :class:`biaskit.Denoiser`, or :class:`biaskit.sampling.SwitchAfter`)."""
+    schedule (a :class:`biaskit.Denoiser`, or :class:`biaskit.sampling.SwitchAfter`); with
+    ``labels`` (B,) it is called as ``denoiser(x_t, t, labels)`` (a class-conditional model)."""
 
-    def __init__(self, denoiser, grid: Grid, clip: bool, device):
+    def __init__(self, denoiser, grid: Grid, clip: bool, device, labels=None):
         self.denoiser, self.grid, self.clip = denoiser, grid, clip
+        self.labels = None if labels is None else torch.as_tensor(labels, device=device).long()
         self.parameterization = denoiser.parameterization
         self.data_range = denoiser.data_range
         self._t = [torch.tensor(t, device=device) for t in grid.idx]
 
     def __call__(self, x_t: torch.Tensor, k: int) -> Prediction:
-        pred = self.denoiser(x_t, self._t[k])
+        pred = self.denoiser(x_t, self._t[k]) if self.labels is None else \
+            self.denoiser(x_t, self._t[k], self.labels)
         if not self.clip:
             return pred
         x0_hat, eps_hat = P.clip_estimates(pred.x0_hat, x_t, pred.alpha, pred.sigma, self.data_range)

@@ -88,7 +88,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
            progress: bool = True, spacing: str = "even", device=None,
-           scheduler_kwargs: dict | None = None) -> SampleResult:
+           scheduler_kwargs: dict | None = None, labels=None) -> SampleResult:
     """Draw samples from ``denoiser`` with ``steps`` steps of ``sampler``.
 
     Args:
@@ -107,6 +107,8 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
             rules); native and diffusers samplers visit the same kept steps (see
             :func:`scheduler_chain`).
         device: where to sample (default: the denoiser's device, else the noise's, else CPU).
+        labels: (B,) the class of each sample, for a class-conditional model (one class for all
+            and classifier-free guidance are the model's own settings, :class:`Conditioning`).
 
     Returns a :class:`SampleResult` whose ``timesteps`` (and trajectory ``t``) are the model's
     own timesteps, ``schedule_index`` the steps of its schedule.
@@ -126,7 +128,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     x = _initial_noise(shape_or_noise, device, generator)
     denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
-    x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
+    x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device, labels), x, grid,
                                  generator=generator, callback=record, progress=progress,
                                  **_options(sampler, eta, variance, scheduler_kwargs))
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)

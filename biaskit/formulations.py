@@ -89,12 +89,13 @@ def view_schedule(process: Process, view=None, T: int = 1000) -> tuple[Schedule,
     ``view``: None (the process's own grid of ``T`` times: ``process.grid(T)`` without its
     final clean time), an int (that many grid times), a sequence of logsnr values, or a
     :class:`Schedule` (used as is: the model is then read at that schedule's logsnr, e.g. a VP
-    model's, to be compared with it). abar_i = sigmoid(logsnr_i), i = 0 the least noisy.
+    model's, to be compared with it). abar_i = sigmoid(logsnr_i), i = 0 the least noisy; the
+    schedule keeps logsnr_i itself (``exact_logsnr``), so logsnr, alpha and sigma read back exactly.
     """
     lam, given = _view_logsnr(process, view, T)
     if given is not None:
         return given, lam
-    return Schedule(torch.sigmoid(lam), name=f"{process.name}_view"), lam
+    return Schedule(torch.sigmoid(lam), name=f"{process.name}_view", exact_logsnr=lam), lam
 
 
 def _rows(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,10 @@ Processes (time t is a float tensor of any shape; results are float64 tensors of
 
 - :class:`DiscreteVP`: a :class:`~biaskit.schedules.Schedule` (t = integer step, exact abar there;
   logsnr linear between steps), so today's discrete numbers are unchanged.
-- :class:`ContinuousVP`: ``cosine`` (logsnr = -2 log tan(pi t / 2), Nichol & Dhariwal 2021 without
-  the offset, as VDM writes it) or ``linear_logsnr`` (logsnr linear in t), both truncated to
-  [logsnr_min, logsnr_max] by mapping t in [0, 1] onto that interval.
+- :class:`ContinuousVP`: ``cosine`` (Nichol & Dhariwal 2021 with offset ``s``, default 0: logsnr =
+  -2 log tan(pi t / 2) as VDM writes it; iDDPM's s = 0.008 on request) or ``linear_logsnr``
+  (logsnr linear in t), both truncated to [logsnr_min, logsnr_max] by mapping t in [0, 1] onto
+  that interval.
 - :class:`VE`: variance exploding / EDM (Karras et al. 2022): alpha = 1, sigma = t (time is sigma),
   with the Karras rho-discretisation of [sigma_min, sigma_max].
 - :class:`Flow`: the linear interpolant of rectified flow / flow matching, x_t = (1 - s) x0 + s eps,
@@ -166,39 +167,58 @@ class DiscreteVP(Process):
 class ContinuousVP(Process):
     """Continuous-time VP with alpha^2 = sigmoid(logsnr(t)), t in [0, 1].
 
-    ``kind="cosine"``: logsnr(t) = -2 log tan(pi u / 2) with u mapped linearly from [0, 1] onto
-    [u(logsnr_max), u(logsnr_min)] (Kingma et al. 2021 / Nichol & Dhariwal 2021 without offset).
+    ``kind="cosine"``: iDDPM's abar(tau) = f(tau) / f(0), f(tau) = cos^2(phi(tau)),
+    phi(tau) = (tau + s) / (1 + s) pi / 2 (Nichol & Dhariwal 2021, Eq. 17), so
+    logsnr = log(abar / (1 - abar)) = 2 log cos phi - log(sin(phi - phi0) sin(phi + phi0)); the
+    offset ``s`` defaults to 0 (VDM's -2 log tan(pi tau / 2), Kingma et al. 2021, and what
+    biaskit's vp_cosine runs were trained with); s = 0.008 is iDDPM's (up to 0.57 apart in logsnr).
+    tau is mapped linearly from t in [0, 1] onto [tau(logsnr_max), tau(logsnr_min)] (truncation).
     ``kind="linear_logsnr"``: logsnr(t) = logsnr_max + t (logsnr_min - logsnr_max).
     """
 
     KINDS = ("cosine", "linear_logsnr")
 
-    def __init__(self, kind: str = "cosine", logsnr_min: float = -15.0, logsnr_max: float = 15.0):
+    def __init__(self, kind: str = "cosine", logsnr_min: float = -15.0, logsnr_max: float = 15.0,
+                 s: float = 0.0):
         if kind not in self.KINDS:
             raise ValueError(f"unknown continuous VP kind {kind!r}; valid: {', '.join(self.KINDS)}")
         if not logsnr_min < logsnr_max:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
+        if not 0 <= s < 1 or (kind != "cosine" and s != 0):
+            raise ValueError(f"the cosine offset s must lie in [0, 1) (iDDPM: 0.008), got {s}")
         self.kind, self.name = kind, f"vp_{kind}"
-        self.logsnr_min, self.logsnr_max = float(logsnr_min), float(logsnr_max)
+        self.logsnr_min, self.logsnr_max, self.s = float(logsnr_min), float(logsnr_max), float(s)
+        self._phi0 = self.s / (1 + self.s) * math.pi / 2
 
-    @staticmethod
-    def _u(lam: float) -> float:
-        # inverse of lam = -2 log tan(pi u / 2)
-        return 2 / math.pi * math.atan(math.exp(-lam / 2))
+    def _tau(self, lam) -> torch.Tensor:
+        """iDDPM time tau at logsnr lam (inverse of _lam): cos^2 phi = sigmoid(lam) cos^2 phi0,
+        i.e. tan^2 phi = (exp(-lam) + sin^2 phi0) / cos^2 phi0."""
+        tan_phi = (torch.exp(-_f64(lam)) + math.sin(self._phi0) ** 2).sqrt() / math.cos(self._phi0)
+        return torch.atan(tan_phi) * 2 / math.pi * (1 + self.s) - self.s
+
+    def _lam(self, tau) -> torch.Tensor:
+        phi = (_f64(tau) + self.s) / (1 + self.s) * math.pi / 2
+        if self.s == 0:
+            return -2 * torch.tan(phi).log()
+        return 2 * torch.cos(phi).log() - (torch.sin(phi - self._phi0) * torch.sin(phi + self._phi0)).log()
+
+    def _ends(self) -> tuple[float, float]:
+        return tuple(float(self._tau(torch.tensor(v, dtype=torch.float64)))
+                     for v in (self.logsnr_max, self.logsnr_min))
 
     def logsnr(self, t) -> torch.Tensor:
         t = _f64(t)
         if self.kind == "linear_logsnr":
             return self.logsnr_max + t * (self.logsnr_min - self.logsnr_max)
-        u0, u1 = self._u(self.logsnr_max), self._u(self.logsnr_min)
-        return -2 * torch.tan(math.pi / 2 * (u0 + t * (u1 - u0))).log()
+        u0, u1 = self._ends()
+        return self._lam(u0 + t * (u1 - u0))
 
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         lam = _f64(logsnr)
         if self.kind == "linear_logsnr":
             return (lam - self.logsnr_max) / (self.logsnr_min - self.logsnr_max)
-        u0, u1 = self._u(self.logsnr_max), self._u(self.logsnr_min)
-        return (2 / math.pi * torch.atan(torch.exp(-lam / 2)) - u0) / (u1 - u0)
+        u0, u1 = self._ends()
+        return (self._tau(lam) - u0) / (u1 - u0)
 
     def alpha(self, t) -> torch.Tensor:
         return vp_coefficients(self.logsnr(t))[0]
@@ -207,7 +227,8 @@ class ContinuousVP(Process):
         return vp_coefficients(self.logsnr(t))[1]
 
     def describe(self) -> dict:
-        return {"process": self.name, "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max}
+        return {"process": self.name, "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max,
+                **({"s": self.s} if self.kind == "cosine" else {})}
 
 
 class VE(Process):
@@ -364,7 +385,7 @@ def get_process(name, **kwargs) -> Process:
 
 # the keys of a process (its keyword arguments; the keys a training config's ``process:`` reads)
 PROCESS_KEYS = {"flow": ("shift", "reverse"), "ve": ("sigma_min", "sigma_max", "rho"),
-                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max"),
+                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max", "s"),
                 "vp_linear_logsnr": ("logsnr_min", "logsnr_max"),
                 "vesde": ("sigma_min", "sigma_max", "t_min"), "vesde_tutorial": ("sigma_base", "t_min")}
 _BOOL_KEYS = ("reverse",)

@@ -250,3 +250,48 @@ def test_cli_flags_read_a_lipman_style_flow_checkpoint(native, tmp_path, capsys)
     s = 1 / (1 + np.exp(nat["logsnr"] / 2))  # flow time of each row's logsnr
     np.testing.assert_allclose(nat["process_t"], s, rtol=1e-9)
     np.testing.assert_allclose(lip["process_t"], 1 - s, rtol=1e-9)
+
+
+# --- agreement with the peers' own definitions -------------------------------------------------
+
+def iddpm_logsnr(tau, s=0.008):
+    """Nichol & Dhariwal 2021, Eq. 17: abar = f(tau) / f(0), f = cos^2((tau + s) / (1 + s) pi / 2)."""
+    f = lambda u: np.cos((u + s) / (1 + s) * np.pi / 2) ** 2  # noqa: E731
+    abar = f(tau) / f(0.0)
+    return np.log(abar / (1 - abar))
+
+
+def test_vp_cosine_offset_is_iddpms():
+    tau = np.linspace(0.02, 0.98, 25)
+    untruncated = get_process("vp_cosine", logsnr_min=-np.inf, logsnr_max=np.inf, s=0.008)
+    np.testing.assert_allclose(untruncated.logsnr(torch.tensor(tau)).numpy(), iddpm_logsnr(tau), rtol=1e-9)
+    # the default keeps VDM's form (s = 0): -2 log tan(pi tau / 2)
+    vdm = get_process("vp_cosine", logsnr_min=-np.inf, logsnr_max=np.inf)
+    np.testing.assert_allclose(vdm.logsnr(torch.tensor(tau)).numpy(), -2 * np.log(np.tan(np.pi / 2 * tau)),
+                               rtol=1e-12)
+    # iDDPM's discrete cosine schedule (abar_i = f((i + 1) / T) / f(0) while beta < 0.999) is
+    # the s = 0.008 process at tau = (i + 1) / T, and not the default's
+    from biaskit.schedules import cosine
+    disc = cosine(1000).logsnr[:900].numpy()
+    at = torch.arange(1, 901, dtype=torch.float64) / 1000
+    np.testing.assert_allclose(untruncated.logsnr(at).numpy(), disc, rtol=1e-6, atol=1e-6)
+    assert np.abs(vdm.logsnr(at).numpy() - disc).max() > 0.1
+    # truncated, the ends are logsnr_max / logsnr_min and t_of_logsnr inverts logsnr
+    p = get_process("vp_cosine", s=0.008)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert float(p.logsnr(0.0)) == pytest.approx(15.0, abs=1e-9)
+    assert float(p.logsnr(1.0)) == pytest.approx(-15.0, abs=1e-9)
+    torch.testing.assert_close(p.t_of_logsnr(p.logsnr(t)), t, rtol=0, atol=1e-12)
+
+
+def test_vp_view_keeps_logsnr_exactly():
+    from biaskit.formulations import view_schedule
+    lam = torch.tensor([35.0, 30.0, 25.0, 0.0, -10.0], dtype=torch.float64)
+    schedule, _ = view_schedule(get_process("ve"), lam)
+    assert torch.equal(schedule.logsnr, lam)
+    torch.testing.assert_close(schedule.sigma, torch.sigmoid(-lam).sqrt(), rtol=1e-15, atol=0)
+    # read back from abar alone, logsnr 30 is off by about 1e-3
+    from_abar = schedule.abar.log() - torch.log1p(-schedule.abar)
+    assert abs(float(from_abar[1]) - 30.0) > 1e-4
+    from biaskit.schedules import Schedule
+    assert torch.equal(Schedule.from_dict(schedule.to_dict()).logsnr, lam)

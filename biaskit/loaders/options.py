@@ -119,6 +119,8 @@ OPTIONS: tuple[Option, ...] = (
        "0.002, 0.002, 0.01)", type=float),
     _o("sigma_max", _PLUGIN, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
        "80, 50)", type=float),
+    _o("cosine_s", _PLUGIN, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
+       "(1 + s) pi / 2) (default 0, VDM's form; iDDPM used 0.008)", type=float),
     _o("sigma_base", _PLUGIN, "with --process vesde_tutorial: the tutorial's sigma b of "
        "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float),
     _o("noise_schedule", _THIRD, "named schedule: linear, cosine, scaled_linear, sigmoid"),

@@ -116,7 +116,8 @@ _DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow", "vesde": "score",
 # loader option -> (process keyword, value): the options that set a process's parameters
 _PROCESS_OPTIONS = {"flow_shift": ("shift", float),
                     "flow_time": ("reverse", lambda v: v == "reversed"), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
-                    "sigma_base": ("sigma_base", float), "target_sign": (None, int)}
+                    "sigma_base": ("sigma_base", float), "cosine_s": ("s", float),
+                    "target_sign": (None, int)}
 
 
 def process_kwargs(o) -> dict:

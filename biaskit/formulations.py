@@ -154,10 +154,13 @@ class ProcessDenoiser(Denoiser):
         it at equal logsnr), logsnr values, or a number of process grid times."""
         return ProcessDenoiser(self.net, self.process, self.target, view=schedule, **self._options())
 
-    def on_process_grid(self, steps: int) -> "ProcessDenoiser":
+    def on_process_grid(self, steps: int, spacing: str = "even") -> "ProcessDenoiser":
         """The view of the process's own sampling grid of ``steps`` times (VE: Karras sigmas;
-        flow: uniform t after the shift), which the ``heun`` and ``flow_euler`` samplers walk."""
-        return self.with_schedule(int(steps))
+        flow: uniform t after the shift, or ``spacing="flow_match"``: diffusers'
+        FlowMatchEulerDiscreteScheduler's), which the ``heun`` and ``flow_euler`` samplers walk."""
+        if spacing == "even":
+            return self.with_schedule(int(steps))
+        return self.with_schedule(self.process.logsnr(self.process.grid(int(steps), spacing)[:-1]))
 
     def logsnr_at(self, i: torch.Tensor) -> torch.Tensor:
         """logsnr (float64) of view steps ``i``, on i's device."""

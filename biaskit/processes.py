@@ -90,9 +90,11 @@ class Process:
         """1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at the same logsnr."""
         return (self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt()
 
-    def grid(self, steps: int) -> torch.Tensor:
-        """``steps + 1`` sampling times from t_max down to t_min (uniform in t unless overridden)."""
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
+        """``steps + 1`` sampling times from t_max down to t_min (uniform in t unless overridden);
+        ``spacing``: ``even`` (the process's own grid), or a rule a subclass names."""
         _check_steps(steps)
+        _check_spacing(self, spacing)
         return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
 
     def describe(self) -> dict:
@@ -106,6 +108,12 @@ class Process:
 def _check_steps(steps) -> None:
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+
+
+def _check_spacing(process: "Process", spacing: str, valid=("even",)) -> None:
+    if spacing not in valid:
+        raise ValueError(f"spacing {spacing!r} does not apply to process {process.name!r}; "
+                         f"valid: {', '.join(valid)}")
 
 
 class DiscreteVP(Process):
@@ -154,9 +162,10 @@ class DiscreteVP(Process):
         lo, hi = self._lam[j - 1], self._lam[j]
         return (j - 1) + (lam - lo) / (hi - lo)
 
-    def grid(self, steps: int) -> torch.Tensor:
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
         """``steps`` integer steps spaced as ADM's space_timesteps, from T - 1 down to 0, then 0."""
         _check_steps(steps)
+        _check_spacing(self, spacing)
         kept = sorted(space_timesteps(self.schedule.T, int(steps)), reverse=True)
         return _f64(kept + [0])
 
@@ -252,9 +261,10 @@ class VE(Process):
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         return torch.exp(-_f64(logsnr) / 2)
 
-    def grid(self, steps: int) -> torch.Tensor:
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
         # Karras et al. 2022, Eq. 5: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho
         _check_steps(steps)
+        _check_spacing(self, spacing)
         i = torch.arange(steps, dtype=torch.float64)
         a, b = self.t_max ** (1 / self.rho), self.t_min ** (1 / self.rho)
         frac = i / (steps - 1) if steps > 1 else torch.zeros(1, dtype=torch.float64)
@@ -301,6 +311,21 @@ class Flow(Process):
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         s = torch.sigmoid(-_f64(logsnr) / 2)  # snr = ((1 - s) / s)^2
         return s / (self.shift - (self.shift - 1) * s)
+
+    SPACINGS = ("even", "flow_match")
+
+    def grid(self, steps: int, spacing: str = "even", num_train_timesteps: int = 1000) -> torch.Tensor:
+        """``steps + 1`` times from t_max to t_min: ``even`` is uniform in t (s = shift(t));
+        ``flow_match`` is diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps(steps):
+        t uniform from 1 to s_min = shift(1 / N) (its sigma_min, the shifted last training
+        sigma, which it shifts once more), then 0 (N = num_train_timesteps)."""
+        _check_steps(steps)
+        _check_spacing(self, spacing, self.SPACINGS)
+        if spacing == "even":
+            return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
+        s_min = float(self.s(1.0 / num_train_timesteps))
+        return torch.cat([torch.linspace(1.0, s_min, steps, dtype=torch.float64),
+                          torch.zeros(1, dtype=torch.float64)])
 
     def describe(self) -> dict:
         return {"process": "flow", "shift": self.shift, "reverse": self.reverse}

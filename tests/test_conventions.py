@@ -295,3 +295,80 @@ def test_vp_view_keeps_logsnr_exactly():
     assert abs(float(from_abar[1]) - 30.0) > 1e-4
     from biaskit.schedules import Schedule
     assert torch.equal(Schedule.from_dict(schedule.to_dict()).logsnr, lam)
+
+
+def _gauss_flow_velocity(x, s, mu=MU.double(), sd=SD.double()):
+    """E[eps - x0 | x_s] for x_s = (1 - s) x0 + s eps, x0 ~ N(mu, diag sd^2): Gaussian posterior."""
+    var = (1 - s) ** 2 * sd**2 + s**2
+    d = mu + (1 - s) * sd**2 / var * (x - (1 - s) * mu)  # E[x0 | x_s]
+    return (x - (1 - s) * d) / s - d
+
+
+class GaussFlowNet(nn.Module):
+    """The exact flow velocity of N(MU, diag SD^2) under Flow(shift), fed the process time t."""
+
+    def __init__(self, shift):
+        super().__init__()
+        self.process = Flow(shift=shift)
+
+    def forward(self, x, t):
+        s = self.process.s(t).to(x.dtype)[:, None]
+        return _gauss_flow_velocity(x, s)
+
+
+@pytest.mark.parametrize("steps,shift", [(2, 3.0), (7, 1.0), (50, 3.0)])
+def test_flow_euler_flow_match_grid_is_diffusers_scheduler(steps, shift):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from biaskit.formulations import ProcessDenoiser
+    from biaskit.sampling import sample
+    eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    sched = FlowMatchEulerDiscreteScheduler(shift=shift)
+    sched.set_timesteps(steps)
+    x = eps.clone()
+    for t in sched.timesteps:
+        s = float(sched.sigmas[sched.index_for_timestep(t)])
+        x = sched.step(_gauss_flow_velocity(x, s), t, x).prev_sample
+    den = ProcessDenoiser(GaussFlowNet(shift), Flow(shift=shift), "flow", time_input="t")
+    ours = sample(den, eps, sampler="flow_euler", steps=steps, spacing="flow_match", progress=False).x0
+    # diffusers keeps its sigmas in float32: equal to that precision
+    torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
+    default = sample(den, eps, sampler="flow_euler", steps=steps, progress=False).x0
+    if steps == 2:
+        assert float((default - x).abs().max()) > 0.1  # the default grid is another grid
+
+
+def test_heun_reproduces_edm_sampler_from_sigma_max_noise():
+    """EDM's edm_sampler (Karras et al. 2022, Algorithm 2, S_churn = 0) restated, on the exact
+    denoiser of N(MU, SD^2) under VE: heun equals it when passed x_T = sigma_vp eps, i.e. the
+    VP-scale image of EDM's start sigma_max eps (documented at heun and sample)."""
+    from biaskit.formulations import ProcessDenoiser
+    from biaskit.processes import VE
+    from biaskit.sampling import sample
+    mu, sd = MU.double(), SD.double()
+
+    def D(x, sigma):
+        return mu + sd**2 / (sd**2 + sigma**2) * (x - mu)
+
+    class Net(nn.Module):
+        def forward(self, x, sigma):
+            return D(x, sigma.to(x.dtype)[:, None])
+
+    eps = torch.randn(32, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    for n in (2, 5):
+        a, b = 80.0 ** (1 / 7), 0.002 ** (1 / 7)
+        t_steps = [(a + i / (n - 1) * (b - a)) ** 7 for i in range(n)] + [0.0]
+        x = eps * t_steps[0]
+        for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):
+            d_cur = (x - D(x, t_cur)) / t_cur
+            x_next = x + (t_next - t_cur) * d_cur
+            if i < n - 1:
+                d_prime = (x_next - D(x_next, t_next)) / t_next
+                x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+            x = x_next
+        den = ProcessDenoiser(Net(), VE(), "x0", time_input="sigma")
+        sigma_vp = 80.0 / math.sqrt(1 + 80.0**2)
+        ours = sample(den, eps * sigma_vp, sampler="heun", steps=n, progress=False).x0
+        torch.testing.assert_close(ours, x, rtol=1e-10, atol=1e-10)
+        plain = sample(den, eps, sampler="heun", steps=n, progress=False).x0
+        assert float((plain - x).abs().max()) > 1e-5  # unit noise starts at sqrt(1 + 80^2) eps

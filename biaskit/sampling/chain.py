@@ -18,6 +18,7 @@ from ..denoiser import Prediction
 from ..schedules import Schedule, diffusers_spacing, respace, space_timesteps
 
 SPACINGS = ("even", "linspace", "leading", "trailing")
+PROCESS_SPACINGS = ("flow_match",)  # grids of a process's own sampler (flow_euler on a flow model)
 
 
 def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
@@ -26,6 +27,8 @@ def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
     ``even``: ADM's ``space_timesteps`` (first and last step kept); ``linspace``, ``leading``,
     ``trailing``: diffusers' ``timestep_spacing``.
     """
+    if spacing in PROCESS_SPACINGS:
+        raise ValueError(f"spacing {spacing!r} applies to flow_euler on a flow process model")
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
     if not 1 <= int(steps) <= T:

@@ -372,3 +372,41 @@ def test_heun_reproduces_edm_sampler_from_sigma_max_noise():
         torch.testing.assert_close(ours, x, rtol=1e-10, atol=1e-10)
         plain = sample(den, eps, sampler="heun", steps=n, progress=False).x0
         assert float((plain - x).abs().max()) > 1e-5  # unit noise starts at sqrt(1 + 80^2) eps
+
+
+@pytest.mark.parametrize("scheme,kw,ours", [
+    ("logit_normal", dict(logit_mean=0.0, logit_std=1.0), "sd3_logit_normal:0:1"),
+    ("logit_normal", dict(logit_mean=0.5, logit_std=0.8), "sd3_logit_normal:0.5:0.8"),
+    ("mode", dict(mode_scale=1.29), "sd3_mode:1.29"),
+    ("cosmap", {}, "uniform")])  # the scripts draw cosmap uniformly (it is their loss weight)
+def test_sd3_recipe_densities_are_the_scripts_draws(scheme, kw, ours):
+    """diffusers' SD3 training recipe run as written (draw u, index the shifted scheduler's
+    sigmas) against the CDF of our ``sd3_`` density under Flow(shift=3)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    from biaskit.densities import get_density
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    g = torch.Generator().manual_seed(0)
+    u = compute_density_for_timestep_sampling(scheme, 200_000, generator=g, **kw)
+    N = sched.config.num_train_timesteps
+    indices = (u * N).long()
+    sigmas = sched.sigmas[indices].double()
+    # the indexed sigma is shift(1 - v) up to the scheduler's 1 / N steps in unshifted time
+    s_cont = Flow(shift=3.0).s(1 - u.double())
+    t_idx, t_cont = (x / (3.0 - 2.0 * x) for x in (sigmas, s_cont))  # unshift
+    assert float((t_idx - t_cont).max()) <= 1 / N + 1e-6 and float((t_idx - t_cont).min()) >= -1e-6
+    s_draws = np.sort(s_cont.numpy())
+    lam = torch.linspace(-25, 25, 40001, dtype=torch.float64)
+    p = get_density(ours)(lam, Flow(shift=3.0)).numpy()
+    cdf_lam = np.concatenate([[0], np.cumsum((p[1:] + p[:-1]) / 2 * np.diff(lam.numpy()))])
+    assert abs(cdf_lam[-1] - 1) < 1e-4  # mode and cosmap keep mass near s = 0, 1 (|logsnr| > 25)
+    s_grid = torch.sigmoid(-lam / 2).numpy()  # decreasing in lam: P(s <= s_grid) = 1 - cdf_lam
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        s_q = np.interp(q, (1 - cdf_lam)[::-1], s_grid[::-1])
+        assert abs(np.searchsorted(s_draws, s_q) / len(s_draws) - q) < 0.004, (q, s_q)  # 3.5 MC sd
+    if ours == "sd3_logit_normal:0:1":  # the issue's medians: 0.751 (recipe) and 0.5 (default)
+        p0 = get_density("logit_normal:0:1")(lam, Flow(shift=3.0)).numpy()
+        c0 = np.concatenate([[0], np.cumsum((p0[1:] + p0[:-1]) / 2 * np.diff(lam.numpy()))])
+        assert abs(np.interp(0.5, (1 - c0)[::-1], s_grid[::-1]) - 0.5) < 1e-4
+        assert abs(float(sigmas.median()) - 0.75) < 0.005

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .image_files import IMAGE_SUFFIXES, open_image, folder_classes, image_files
 from .jsonio import canonical
 from .mixture import GaussianMixture
 
@@ -37,7 +38,6 @@ __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "
 
 UNIT = (0.0, 1.0)
 BOX = (-1.0, 1.0)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # skimage.data photos shipped inside the package (no download needed)
 PATCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                 "immunohistochemistry")
@@ -290,56 +290,9 @@ def patches(seed=0, n_train=None, n_test=None, size=16, images=PATCH_IMAGES, mod
     return _Raw(cut(n_train, "train"), cut(n_test, "test"), UNIT)
 
 
-def _open_image(path: Path, size: int, mode: str, converted=None) -> np.ndarray:
-    """Resize the shorter side to ``size`` and center-crop; (C, size, size) in [0, 1].
-    ``converted`` (a Counter) counts the source modes that were converted to ``mode``."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            if converted is not None and im.mode != mode:
-                converted[im.mode] += 1
-            im = im.convert(mode)
-            w, h = im.size
-            scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
 def is_image_folder(name) -> bool:
     """Whether a dataset name is a directory (of images) rather than a built-in dataset."""
     return str(name) not in DATASETS and Path(str(name)).expanduser().is_dir()
-
-
-def image_files(path) -> list[Path]:
-    """The PNG/JPEG files under ``path`` (recursively), sorted."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"image folder not found: {path}")
-    if not path.is_dir():
-        raise ValueError(f"not a directory: {path}")
-    try:
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except OSError as e:
-        raise ValueError(f"cannot read image folder {path}: {e}") from None
-    if not files:
-        raise ValueError(f"no PNG/JPEG images found in {path}")
-    return files
-
-
-def folder_classes(path, files) -> tuple[tuple, np.ndarray] | None:
-    """(class names, label per file) when every file sits directly in a subfolder of ``path``
-    (one subfolder per class, classes in sorted name order), else None."""
-    parents = [f.relative_to(path).parts for f in files]
-    if any(len(p) != 2 for p in parents):
-        return None
-    classes = tuple(sorted({p[0] for p in parents}))
-    index = {c: k for k, c in enumerate(classes)}
-    return classes, np.array([index[p[0]] for p in parents], dtype=np.int64)
 
 
 def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
@@ -365,7 +318,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     def load(fs):
         out = np.zeros((len(fs), 1 if mode == "L" else 3, size, size), np.float32)
         for i, f in enumerate(fs):
-            out[i] = _open_image(f, int(size), mode, converted)
+            out[i] = open_image(f, int(size), mode, converted)
             bar.update()
         return out
 

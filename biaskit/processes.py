@@ -19,7 +19,7 @@ Processes (time t is a float tensor of any shape; results are float64 tensors of
   s = shift t / (1 + (shift - 1) t) (SD3's time shift; shift = 1 is plain flow matching);
   ``reverse=True`` is the same process in the other time direction (Lipman et al. 2023 and much
   flow-matching code: x_t = t' x0 + (1 - t') eps, t' = 0 noise), see :meth:`Process.own_time`.
-- :class:`VESDE`: Song et al.'s variance-exploding SDE, alpha = 1, t in [t_min, 1]: score_sde's
+- :class:`~biaskit.vesde.VESDE`: Song et al.'s variance-exploding SDE, alpha = 1, t in [t_min, 1]: score_sde's
   sigma(t) = sigma_min (sigma_max / sigma_min)^t (``vesde``) or the widely copied MNIST
   tutorial's marginal std sqrt((b^(2t) - 1) / (2 ln b)) (``vesde_tutorial``, b = sigma_base).
 
@@ -33,87 +33,12 @@ import math
 
 import torch
 
+from .process_base import Process, _check_spacing, _check_steps, _f64, vp_coefficients
 from .schedules import Schedule, space_timesteps
+from .vesde import VESDE
 
 __all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "VESDE", "Flow", "PROCESSES", "get_process",
            "process_from_config", "PROCESS_KEYS", "vp_coefficients", "edm_preconditioning"]
-
-
-def _f64(t) -> torch.Tensor:
-    return torch.as_tensor(t, dtype=torch.float64)
-
-
-def vp_coefficients(logsnr) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alpha, sigma) of the VP process at ``logsnr``: alpha^2 = sigmoid(logsnr), sigma^2 = 1 - alpha^2."""
-    lam = _f64(logsnr)
-    return torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
-
-
-class Process:
-    """x_t = alpha(t) x0 + sigma(t) eps for t in [t_min, t_max] (t_max is the noisiest end).
-
-    Subclasses define :meth:`alpha`, :meth:`sigma` and :meth:`t_of_logsnr` (the inverse of
-    :meth:`logsnr`); :meth:`grid` gives sampling times from t_max towards t_min.
-    """
-
-    name = "process"
-    t_min: float = 0.0
-    t_max: float = 1.0
-
-    def alpha(self, t) -> torch.Tensor:
-        raise NotImplementedError
-
-    def sigma(self, t) -> torch.Tensor:
-        raise NotImplementedError
-
-    def t_of_logsnr(self, logsnr) -> torch.Tensor:
-        raise NotImplementedError
-
-    def own_time(self, t) -> torch.Tensor:
-        """The time t in the convention of the model's own code (what a ``t`` time input feeds and
-        the ``process_t`` column reports): t itself unless a subclass counts time the other way."""
-        return _f64(t)
-
-    def logsnr(self, t) -> torch.Tensor:
-        return 2 * (self.alpha(t).log() - self.sigma(t).log())
-
-    def snr(self, t) -> torch.Tensor:
-        return (self.alpha(t) / self.sigma(t)) ** 2
-
-    def dlogsnr_dt(self, t) -> torch.Tensor:
-        """d logsnr / d t (negative: noise grows with t), by automatic differentiation of :meth:`logsnr`."""
-        t = _f64(t).detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.logsnr(t).sum(), t)
-        return g.detach()
-
-    def vp_scale(self, t) -> torch.Tensor:
-        """1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at the same logsnr."""
-        return (self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt()
-
-    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
-        """``steps + 1`` sampling times from t_max down to t_min (uniform in t unless overridden);
-        ``spacing``: ``even`` (the process's own grid), or a rule a subclass names."""
-        _check_steps(steps)
-        _check_spacing(self, spacing)
-        return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
-
-    def describe(self) -> dict:
-        return {"process": self.name}
-
-    def __repr__(self) -> str:
-        lo, hi = (float(self.logsnr(_f64(v))) for v in (self.t_max, self.t_min))
-        return f"{type(self).__name__}({self.name!r}, logsnr {lo:.3g} .. {hi:.3g})"
-
-
-def _check_steps(steps) -> None:
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-
-
-def _check_spacing(process: "Process", spacing: str, valid=("even",)) -> None:
-    if spacing not in valid:
-        raise ValueError(f"spacing {spacing!r} does not apply to process {process.name!r}; "
-                         f"valid: {', '.join(valid)}")
 
 
 class DiscreteVP(Process):
@@ -329,58 +254,6 @@ class Flow(Process):
 
     def describe(self) -> dict:
         return {"process": "flow", "shift": self.shift, "reverse": self.reverse}
-
-
-class VESDE(Process):
-    """Song et al. 2021's variance-exploding SDE: alpha = 1, sigma(t) for t in [t_min, 1].
-
-    ``kind="geometric"`` (score_sde's VESDE): sigma(t) = sigma_min (sigma_max / sigma_min)^t
-    (CIFAR-10: sigma_min 0.01, sigma_max 50). ``kind="tutorial"`` (the score-SDE MNIST tutorial,
-    dx = b^t dw from x0): sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = sigma_base (25 there: sigma(1)
-    = 9.85). t_min = 1e-5 is both codes' smallest training time; the grid is uniform in t, as
-    both codes sample. Such networks are fed t (or score_sde's sigma) and predict the score
-    -eps / sigma (target ``score``).
-    """
-
-    KINDS = ("geometric", "tutorial")
-
-    def __init__(self, kind: str = "geometric", sigma_min: float = 0.01, sigma_max: float = 50.0,
-                 sigma_base: float = 25.0, t_min: float = 1e-5):
-        if kind not in self.KINDS:
-            raise ValueError(f"unknown VE SDE kind {kind!r}; valid: {', '.join(self.KINDS)}")
-        if kind == "geometric" and not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
-        if kind == "tutorial" and not sigma_base > 1:
-            raise ValueError(f"sigma_base must be > 1, got {sigma_base}")
-        if not 0 <= t_min < 1 or (kind == "tutorial" and t_min == 0):
-            raise ValueError(f"need 0 {'<' if kind == 'tutorial' else '<='} t_min < 1, got {t_min}")
-        self.kind, self.name = kind, "vesde" if kind == "geometric" else "vesde_tutorial"
-        self.sigma_min, self.sigma_max, self.sigma_base = float(sigma_min), float(sigma_max), float(sigma_base)
-        self.t_min, self.t_max = float(t_min), 1.0
-
-    def alpha(self, t) -> torch.Tensor:
-        return torch.ones_like(_f64(t))
-
-    def sigma(self, t) -> torch.Tensor:
-        t = _f64(t)
-        if self.kind == "geometric":
-            return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
-        ln_b = math.log(self.sigma_base)
-        return (torch.expm1(2 * ln_b * t) / (2 * ln_b)).sqrt()
-
-    def logsnr(self, t) -> torch.Tensor:
-        return -2 * self.sigma(t).log()
-
-    def t_of_logsnr(self, logsnr) -> torch.Tensor:
-        sigma2 = torch.exp(-_f64(logsnr))
-        if self.kind == "geometric":
-            return (sigma2.log() / 2 - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
-        ln_b = math.log(self.sigma_base)
-        return torch.log1p(2 * ln_b * sigma2) / (2 * ln_b)
-
-    def describe(self) -> dict:
-        keys = ("sigma_min", "sigma_max") if self.kind == "geometric" else ("sigma_base",)
-        return {"process": self.name, **{k: getattr(self, k) for k in keys}, "t_min": self.t_min}
 
 
 PROCESSES = {"vp_cosine": lambda **kw: ContinuousVP("cosine", **kw),

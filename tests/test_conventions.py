@@ -14,7 +14,8 @@ from torch import nn
 import biaskit
 from biaskit.probe import probe
 from biaskit.loaders.plugin import load_plugin
-from biaskit.processes import VESDE, Flow, get_process
+from biaskit.processes import Flow, get_process
+from biaskit.vesde import VESDE
 from biaskit.train import run_training
 
 MU, SD = torch.tensor([0.5, -0.3]), torch.tensor([0.4, 0.7])

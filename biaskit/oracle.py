@@ -33,7 +33,7 @@ from .parameterization import noisy
 from .schedules import Schedule, get_schedule
 from .source import Source
 
-__all__ = ["GaussianMixture", "posterior_mean", "OracleNet", "oracle_denoiser",
+__all__ = ["GaussianMixture", "posterior_mean", "OracleNet", "ConditionalOracleNet", "oracle_denoiser",
            "empirical_denoiser", "irreducible_error", "from_spec"]
 
 def _posterior_mean(x, alpha, sigma, means, log_w, f, chunk_elems: int = 2**22):
@@ -134,6 +134,38 @@ def empirical_denoiser(points: torch.Tensor, schedule: Schedule, data_range=(-1.
     points = torch.as_tensor(points)
     return oracle_denoiser(GaussianMixture.from_points(points), schedule, tuple(points.shape[1:]),
                            data_range, name, info)
+
+
+class ConditionalOracleNet(nn.Module):
+    """net(x_t, time_in, y) = E[x0 | x_t, y] for x0 drawn from the labelled points of class y
+    (the empirical distribution of each class, :meth:`GaussianMixture.from_points`); at
+    ``y == null_label`` (default: the number of classes) the unconditional E[x0 | x_t] over all
+    points. time_in: (B, 2) [alpha, sigma]. The exact class-conditional network of a labelled
+    set, with the null class of a classifier-free-guidance net.
+    """
+
+    def __init__(self, points: torch.Tensor, labels: torch.Tensor, null_label: int | None = None):
+        super().__init__()
+        points, labels = torch.as_tensor(points), torch.as_tensor(labels).long().reshape(-1)
+        self.shape = tuple(points.shape[1:])
+        self.classes = torch.unique(labels).tolist()
+        self.null_label = int(max(self.classes) + 1 if null_label is None else null_label)
+        if self.null_label in self.classes:
+            raise ValueError(f"null_label {self.null_label} is also a class of the points")
+        parts = {c: points[labels == c] for c in self.classes}
+        parts[self.null_label] = points
+        self.nets = nn.ModuleDict({str(c): OracleNet(GaussianMixture.from_points(p), self.shape)
+                                   for c, p in parts.items()})
+
+    def forward(self, x_t: torch.Tensor, time_in: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x_t)
+        for c in torch.unique(y).tolist():
+            if str(c) not in self.nets:
+                raise ValueError(f"label {c} is not a class of the oracle ({self.classes}; null "
+                                 f"{self.null_label})")
+            rows = y == c
+            out[rows] = self.nets[str(c)](x_t[rows], time_in[rows])
+        return out
 
 
 def _steps(t, schedule: Schedule) -> list[int]:

@@ -22,11 +22,12 @@ def _to_image(x, data_range):
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
 
-def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4, ax=None):
+def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4, labels=None, ax=None):
     """Rows: the first ``n`` images of ``x0`` (N, C, H, W); columns: x0, then x_t and x0_hat at
     each t in ``timesteps`` (the model's own timesteps, as the probe's ``t`` column). x_t uses the
     probe's noise for (seed, t, sample), so the grid shows the draws :func:`biaskit.probe.probe`
-    scored. Images are mapped from the model's data range to [0, 1] (x_t and x0_hat clipped)."""
+    scored. Images are mapped from the model's data range to [0, 1] (x_t and x0_hat clipped).
+    ``labels`` (N,): the images' classes, fed to a class-conditional model."""
     import torch
 
     from .parameterization import noisy
@@ -49,7 +50,9 @@ def plot_x0_grid(denoiser, x0, timesteps, seed: int = 0, n: int = 4, ax=None):
             eps = draw_noise(seed, t, 0, n, x0.shape[1:], dev)
             alpha, sigma = denoiser.schedule.coefficients(torch.full((n,), k, device=dev))
             x_t = noisy(x0.to(dev), eps, alpha[:, None, None, None], sigma[:, None, None, None])
-            x0_hat = denoiser(x_t, torch.full((n,), k, device=dev)).x0_hat
+            t_k = torch.full((n,), k, device=dev)
+            x0_hat = (denoiser(x_t, t_k) if labels is None else
+                      denoiser(x_t, t_k, torch.as_tensor(labels)[:n].to(dev))).x0_hat
             for i in range(n):
                 axes[i, 1 + 2 * j].imshow(_to_image(x_t[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)
                 axes[i, 2 + 2 * j].imshow(_to_image(x0_hat[i], denoiser.data_range), cmap=cmap, vmin=0, vmax=1)

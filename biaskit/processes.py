@@ -9,13 +9,22 @@ Processes (time t is a float tensor of any shape; results are float64 tensors of
 
 - :class:`DiscreteVP`: a :class:`~biaskit.schedules.Schedule` (t = integer step, exact abar there;
   logsnr linear between steps), so today's discrete numbers are unchanged.
-- :class:`ContinuousVP`: ``cosine`` (logsnr = -2 log tan(pi t / 2), Nichol & Dhariwal 2021 without
-  the offset, as VDM writes it) or ``linear_logsnr`` (logsnr linear in t), both truncated to
-  [logsnr_min, logsnr_max] by mapping t in [0, 1] onto that interval.
+- :class:`ContinuousVP`: ``cosine`` (Nichol & Dhariwal 2021 with offset ``s``, default 0: logsnr =
+  -2 log tan(pi t / 2) as VDM writes it; iDDPM's s = 0.008 on request) or ``linear_logsnr``
+  (logsnr linear in t), both truncated to [logsnr_min, logsnr_max] by mapping t in [0, 1] onto
+  that interval.
 - :class:`VE`: variance exploding / EDM (Karras et al. 2022): alpha = 1, sigma = t (time is sigma),
   with the Karras rho-discretisation of [sigma_min, sigma_max].
 - :class:`Flow`: the linear interpolant of rectified flow / flow matching, x_t = (1 - s) x0 + s eps,
-  s = shift t / (1 + (shift - 1) t) (SD3's time shift; shift = 1 is plain flow matching).
+  s = shift t / (1 + (shift - 1) t) (SD3's time shift; shift = 1 is plain flow matching);
+  ``reverse=True`` is the same process in the other time direction (Lipman et al. 2023 and much
+  flow-matching code: x_t = t' x0 + (1 - t') eps, t' = 0 noise), see :meth:`Process.own_time`.
+- :class:`~biaskit.vesde.VESDE`: Song et al.'s variance-exploding SDE, alpha = 1, t in [t_min, 1]: score_sde's
+  sigma(t) = sigma_min (sigma_max / sigma_min)^t (``vesde``) or the widely copied MNIST
+  tutorial's marginal std sqrt((b^(2t) - 1) / (2 ln b)) (``vesde_tutorial``, b = sigma_base).
+
+Every process's time t runs from its least noisy end t_min to its noisiest t_max; a model whose
+code counts time the other way (reversed flow) is fed :meth:`Process.own_time` (t' = 1 - t).
 """
 
 from __future__ import annotations
@@ -25,74 +34,12 @@ import math
 import torch
 
 from . import checks
+from .process_base import Process, _check_spacing, _check_steps, _f64, vp_coefficients
 from .schedules import Schedule, space_timesteps
+from .vesde import VESDE
 
-__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "Flow", "PROCESSES", "get_process",
+__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "VESDE", "Flow", "PROCESSES", "get_process",
            "process_from_config", "PROCESS_KEYS", "vp_coefficients", "edm_preconditioning"]
-
-
-def _f64(t) -> torch.Tensor:
-    return torch.as_tensor(t, dtype=torch.float64)
-
-
-def vp_coefficients(logsnr) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alpha, sigma) of the VP process at ``logsnr``: alpha^2 = sigmoid(logsnr), sigma^2 = 1 - alpha^2."""
-    lam = _f64(logsnr)
-    return torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
-
-
-class Process:
-    """x_t = alpha(t) x0 + sigma(t) eps for t in [t_min, t_max] (t_max is the noisiest end).
-
-    Subclasses define :meth:`alpha`, :meth:`sigma` and :meth:`t_of_logsnr` (the inverse of
-    :meth:`logsnr`); :meth:`grid` gives sampling times from t_max towards t_min.
-    """
-
-    name = "process"
-    t_min: float = 0.0
-    t_max: float = 1.0
-
-    def alpha(self, t) -> torch.Tensor:
-        raise NotImplementedError
-
-    def sigma(self, t) -> torch.Tensor:
-        raise NotImplementedError
-
-    def t_of_logsnr(self, logsnr) -> torch.Tensor:
-        raise NotImplementedError
-
-    def logsnr(self, t) -> torch.Tensor:
-        return 2 * (self.alpha(t).log() - self.sigma(t).log())
-
-    def snr(self, t) -> torch.Tensor:
-        return (self.alpha(t) / self.sigma(t)) ** 2
-
-    def dlogsnr_dt(self, t) -> torch.Tensor:
-        """d logsnr / d t (negative: noise grows with t), by automatic differentiation of :meth:`logsnr`."""
-        t = _f64(t).detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.logsnr(t).sum(), t)
-        return g.detach()
-
-    def vp_scale(self, t) -> torch.Tensor:
-        """1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at the same logsnr."""
-        return (self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt()
-
-    def grid(self, steps: int) -> torch.Tensor:
-        """``steps + 1`` sampling times from t_max down to t_min (uniform in t unless overridden)."""
-        _check_steps(steps)
-        return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
-
-    def describe(self) -> dict:
-        return {"process": self.name}
-
-    def __repr__(self) -> str:
-        lo, hi = (float(self.logsnr(_f64(v))) for v in (self.t_max, self.t_min))
-        return f"{type(self).__name__}({self.name!r}, logsnr {lo:.3g} .. {hi:.3g})"
-
-
-def _check_steps(steps) -> None:
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
 
 
 class DiscreteVP(Process):
@@ -141,9 +88,10 @@ class DiscreteVP(Process):
         lo, hi = self._lam[j - 1], self._lam[j]
         return (j - 1) + (lam - lo) / (hi - lo)
 
-    def grid(self, steps: int) -> torch.Tensor:
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
         """``steps`` integer steps spaced as ADM's space_timesteps, from T - 1 down to 0, then 0."""
         _check_steps(steps)
+        _check_spacing(self, spacing)
         kept = sorted(space_timesteps(self.schedule.T, int(steps)), reverse=True)
         return _f64(kept + [0])
 
@@ -154,41 +102,60 @@ class DiscreteVP(Process):
 class ContinuousVP(Process):
     """Continuous-time VP with alpha^2 = sigmoid(logsnr(t)), t in [0, 1].
 
-    ``kind="cosine"``: logsnr(t) = -2 log tan(pi u / 2) with u mapped linearly from [0, 1] onto
-    [u(logsnr_max), u(logsnr_min)] (Kingma et al. 2021 / Nichol & Dhariwal 2021 without offset).
+    ``kind="cosine"``: iDDPM's abar(tau) = f(tau) / f(0), f(tau) = cos^2(phi(tau)),
+    phi(tau) = (tau + s) / (1 + s) pi / 2 (Nichol & Dhariwal 2021, Eq. 17), so
+    logsnr = log(abar / (1 - abar)) = 2 log cos phi - log(sin(phi - phi0) sin(phi + phi0)); the
+    offset ``s`` defaults to 0 (VDM's -2 log tan(pi tau / 2), Kingma et al. 2021, and what
+    biaskit's vp_cosine runs were trained with); s = 0.008 is iDDPM's (up to 0.57 apart in logsnr).
+    tau is mapped linearly from t in [0, 1] onto [tau(logsnr_max), tau(logsnr_min)] (truncation).
     ``kind="linear_logsnr"``: logsnr(t) = logsnr_max + t (logsnr_min - logsnr_max).
     """
 
     KINDS = ("cosine", "linear_logsnr")
 
-    def __init__(self, kind: str = "cosine", logsnr_min: float = -15.0, logsnr_max: float = 15.0):
+    def __init__(self, kind: str = "cosine", logsnr_min: float = -15.0, logsnr_max: float = 15.0,
+                 s: float = 0.0):
         if kind not in self.KINDS:
             raise ValueError(f"unknown continuous VP kind {kind!r}; valid: {', '.join(self.KINDS)}")
         logsnr_min = checks.finite("process.logsnr_min", logsnr_min)
         logsnr_max = checks.finite("process.logsnr_max", logsnr_max)
         if not logsnr_min < logsnr_max:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
+        if not 0 <= s < 1 or (kind != "cosine" and s != 0):
+            raise ValueError(f"the cosine offset s must lie in [0, 1) (iDDPM: 0.008), got {s}")
         self.kind, self.name = kind, f"vp_{kind}"
-        self.logsnr_min, self.logsnr_max = float(logsnr_min), float(logsnr_max)
+        self.logsnr_min, self.logsnr_max, self.s = float(logsnr_min), float(logsnr_max), float(s)
+        self._phi0 = self.s / (1 + self.s) * math.pi / 2
 
-    @staticmethod
-    def _u(lam: float) -> float:
-        # inverse of lam = -2 log tan(pi u / 2)
-        return 2 / math.pi * math.atan(math.exp(-lam / 2))
+    def _tau(self, lam) -> torch.Tensor:
+        """iDDPM time tau at logsnr lam (inverse of _lam): cos^2 phi = sigmoid(lam) cos^2 phi0,
+        i.e. tan^2 phi = (exp(-lam) + sin^2 phi0) / cos^2 phi0."""
+        tan_phi = (torch.exp(-_f64(lam)) + math.sin(self._phi0) ** 2).sqrt() / math.cos(self._phi0)
+        return torch.atan(tan_phi) * 2 / math.pi * (1 + self.s) - self.s
+
+    def _lam(self, tau) -> torch.Tensor:
+        phi = (_f64(tau) + self.s) / (1 + self.s) * math.pi / 2
+        if self.s == 0:
+            return -2 * torch.tan(phi).log()
+        return 2 * torch.cos(phi).log() - (torch.sin(phi - self._phi0) * torch.sin(phi + self._phi0)).log()
+
+    def _ends(self) -> tuple[float, float]:
+        return tuple(float(self._tau(torch.tensor(v, dtype=torch.float64)))
+                     for v in (self.logsnr_max, self.logsnr_min))
 
     def logsnr(self, t) -> torch.Tensor:
         t = _f64(t)
         if self.kind == "linear_logsnr":
             return self.logsnr_max + t * (self.logsnr_min - self.logsnr_max)
-        u0, u1 = self._u(self.logsnr_max), self._u(self.logsnr_min)
-        return -2 * torch.tan(math.pi / 2 * (u0 + t * (u1 - u0))).log()
+        u0, u1 = self._ends()
+        return self._lam(u0 + t * (u1 - u0))
 
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         lam = _f64(logsnr)
         if self.kind == "linear_logsnr":
             return (lam - self.logsnr_max) / (self.logsnr_min - self.logsnr_max)
-        u0, u1 = self._u(self.logsnr_max), self._u(self.logsnr_min)
-        return (2 / math.pi * torch.atan(torch.exp(-lam / 2)) - u0) / (u1 - u0)
+        u0, u1 = self._ends()
+        return (self._tau(lam) - u0) / (u1 - u0)
 
     def alpha(self, t) -> torch.Tensor:
         return vp_coefficients(self.logsnr(t))[0]
@@ -197,7 +164,8 @@ class ContinuousVP(Process):
         return vp_coefficients(self.logsnr(t))[1]
 
     def describe(self) -> dict:
-        return {"process": self.name, "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max}
+        return {"process": self.name, "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max,
+                **({"s": self.s} if self.kind == "cosine" else {})}
 
 
 class VE(Process):
@@ -224,9 +192,10 @@ class VE(Process):
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
         return torch.exp(-_f64(logsnr) / 2)
 
-    def grid(self, steps: int) -> torch.Tensor:
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
         # Karras et al. 2022, Eq. 5: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho
         _check_steps(steps)
+        _check_spacing(self, spacing)
         i = torch.arange(steps, dtype=torch.float64)
         a, b = self.t_max ** (1 / self.rho), self.t_min ** (1 / self.rho)
         frac = i / (steps - 1) if steps > 1 else torch.zeros(1, dtype=torch.float64)
@@ -241,14 +210,23 @@ class Flow(Process):
 
     shift > 1 spends more of t at high noise (SD3, Esser et al. 2024, Sec. 5.3.2). The velocity
     target is u = d x_t / d s = eps - x0, so x0_hat = x_t - s u_hat.
+
+    ``reverse=True``: the model's code counts time the other way, t' = 1 - t (x = t' x0 +
+    (1 - t') eps at shift 1, t' = 0 pure noise; Lipman et al. 2023); t' is what it is fed
+    (:meth:`own_time`). Its velocity d x / d t' = x0 - eps is the flow target negated
+    (``target_sign=-1`` of :class:`~biaskit.formulations.ProcessDenoiser`).
     """
 
-    def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0):
+    def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0,
+                 reverse: bool = False):
         shift = checks.positive("process.shift", shift)
         if not 0 <= t_min < t_max <= 1:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min} and {t_max}")
-        self.shift, self.name = float(shift), "flow"
+        self.shift, self.name, self.reverse = float(shift), "flow", bool(reverse)
         self.t_min, self.t_max = float(t_min), float(t_max)
+
+    def own_time(self, t) -> torch.Tensor:
+        return 1 - _f64(t) if self.reverse else _f64(t)
 
     def s(self, t) -> torch.Tensor:
         t = _f64(t)
@@ -264,17 +242,35 @@ class Flow(Process):
         s = torch.sigmoid(-_f64(logsnr) / 2)  # snr = ((1 - s) / s)^2
         return s / (self.shift - (self.shift - 1) * s)
 
+    SPACINGS = ("even", "flow_match")
+
+    def grid(self, steps: int, spacing: str = "even", num_train_timesteps: int = 1000) -> torch.Tensor:
+        """``steps + 1`` times from t_max to t_min: ``even`` is uniform in t (s = shift(t));
+        ``flow_match`` is diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps(steps):
+        t uniform from 1 to s_min = shift(1 / N) (its sigma_min, the shifted last training
+        sigma, which it shifts once more), then 0 (N = num_train_timesteps)."""
+        _check_steps(steps)
+        _check_spacing(self, spacing, self.SPACINGS)
+        if spacing == "even":
+            return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
+        s_min = float(self.s(1.0 / num_train_timesteps))
+        return torch.cat([torch.linspace(1.0, s_min, steps, dtype=torch.float64),
+                          torch.zeros(1, dtype=torch.float64)])
+
     def describe(self) -> dict:
-        return {"process": "flow", "shift": self.shift}
+        return {"process": "flow", "shift": self.shift, "reverse": self.reverse}
 
 
 PROCESSES = {"vp_cosine": lambda **kw: ContinuousVP("cosine", **kw),
              "vp_linear_logsnr": lambda **kw: ContinuousVP("linear_logsnr", **kw),
-             "ve": VE, "edm": VE, "flow": Flow}
+             "ve": VE, "edm": VE, "flow": Flow,
+             "vesde": lambda **kw: VESDE("geometric", **kw),
+             "vesde_tutorial": lambda **kw: VESDE("tutorial", **kw)}
 
 
 def get_process(name, **kwargs) -> Process:
-    """A process by name (``vp_cosine``, ``vp_linear_logsnr``, ``ve``/``edm``, ``flow``), or a
+    """A process by name (``vp_cosine``, ``vp_linear_logsnr``, ``ve``/``edm``, ``flow``,
+    ``vesde``, ``vesde_tutorial``) with the keywords of :data:`PROCESS_KEYS`, or a
     :class:`Schedule` (-> :class:`DiscreteVP`), or a Process as is."""
     if isinstance(name, Process):
         return name
@@ -283,13 +279,19 @@ def get_process(name, **kwargs) -> Process:
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)} "
                          "(or a discrete schedule)")
+    bad = sorted(set(kwargs) - set(PROCESS_KEYS[name]))
+    if bad:
+        raise ValueError(f"{', '.join(bad)} do(es) not apply to process {name!r}; it takes "
+                         f"{', '.join(PROCESS_KEYS[name])}")
     return PROCESSES[name](**kwargs)
 
 
-# the keys of a training config's ``process:`` that each process reads (the rest are ignored)
-PROCESS_KEYS = {"flow": ("shift",), "ve": ("sigma_min", "sigma_max", "rho"),
-                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max"),
-                "vp_linear_logsnr": ("logsnr_min", "logsnr_max")}
+# the keys of a process (its keyword arguments; the keys a training config's ``process:`` reads)
+PROCESS_KEYS = {"flow": ("shift", "reverse"), "ve": ("sigma_min", "sigma_max", "rho"),
+                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max", "s"),
+                "vp_linear_logsnr": ("logsnr_min", "logsnr_max"),
+                "vesde": ("sigma_min", "sigma_max", "t_min"), "vesde_tutorial": ("sigma_base", "t_min")}
+_BOOL_KEYS = ("reverse",)
 
 
 def process_from_config(d: dict) -> Process:
@@ -298,7 +300,8 @@ def process_from_config(d: dict) -> Process:
     name = d["name"]
     if name not in PROCESS_KEYS:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESS_KEYS)}")
-    return get_process(name, **{k: float(d[k]) for k in PROCESS_KEYS[name] if k in d})
+    return get_process(name, **{k: bool(d[k]) if k in _BOOL_KEYS else float(d[k])
+                                for k in PROCESS_KEYS[name] if k in d})
 
 
 # Karras et al. 2022, Table 1 (EDM column): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)

@@ -34,6 +34,10 @@ class Schedule:
 
     ``timesteps[t]`` is the parent-schedule index of step t (``arange(T)`` unless respaced) and
     ``num_train_timesteps`` the parent's length: a network trained on the parent is fed those.
+    ``exact_logsnr`` (T,): when given (the VP view of another process), logsnr, snr, alpha and
+    sigma are computed from it (alpha^2 = sigmoid(logsnr), sigma^2 = sigmoid(-logsnr)) instead of
+    from abar = sigmoid(logsnr), which cannot hold 1 - abar below float64's 1e-16 (logsnr read
+    back from abar is off by 1e-3 at logsnr 30).
     """
 
     abar: torch.Tensor
@@ -41,6 +45,7 @@ class Schedule:
     timesteps: torch.Tensor | None = None
     num_train_timesteps: int | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    exact_logsnr: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         abar = torch.as_tensor(self.abar, dtype=torch.float64).flatten()
@@ -53,6 +58,11 @@ class Schedule:
         ts = torch.arange(abar.numel()) if self.timesteps is None else torch.as_tensor(self.timesteps).long()
         if ts.numel() != abar.numel():
             raise ValueError(f"timesteps has {ts.numel()} entries but abar has {abar.numel()}")
+        if self.exact_logsnr is not None:
+            lam = torch.as_tensor(self.exact_logsnr, dtype=torch.float64).flatten()
+            if lam.numel() != abar.numel() or torch.isnan(lam).any():
+                raise ValueError(f"exact_logsnr needs {abar.numel()} values, none nan")
+            object.__setattr__(self, "exact_logsnr", lam)
         object.__setattr__(self, "abar", abar)
         object.__setattr__(self, "timesteps", ts)
         object.__setattr__(self, "num_train_timesteps", int(self.num_train_timesteps or abar.numel()))
@@ -63,18 +73,26 @@ class Schedule:
 
     @property
     def alpha(self) -> torch.Tensor:
+        if self.exact_logsnr is not None:
+            return torch.sigmoid(self.exact_logsnr).sqrt()
         return self.abar.sqrt()
 
     @property
     def sigma(self) -> torch.Tensor:
+        if self.exact_logsnr is not None:
+            return torch.sigmoid(-self.exact_logsnr).sqrt()
         return (1 - self.abar).sqrt()
 
     @property
     def snr(self) -> torch.Tensor:
+        if self.exact_logsnr is not None:
+            return self.exact_logsnr.exp()
         return self.abar / (1 - self.abar)
 
     @property
     def logsnr(self) -> torch.Tensor:
+        if self.exact_logsnr is not None:
+            return self.exact_logsnr
         return self.abar.log() - torch.log1p(-self.abar)
 
     @property
@@ -113,14 +131,18 @@ class Schedule:
 
     def to_dict(self) -> dict:
         """JSON-able description that :func:`from_dict` rebuilds exactly."""
-        return {"name": self.name, "abar": self.abar.tolist(), "timesteps": self.timesteps.tolist(),
-                "num_train_timesteps": self.num_train_timesteps}
+        d = {"name": self.name, "abar": self.abar.tolist(), "timesteps": self.timesteps.tolist(),
+             "num_train_timesteps": self.num_train_timesteps}
+        if self.exact_logsnr is not None:
+            d["logsnr"] = self.exact_logsnr.tolist()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Schedule":
         return cls(torch.tensor(d["abar"], dtype=torch.float64), name=d.get("name", "custom"),
                    timesteps=torch.tensor(d["timesteps"]) if "timesteps" in d else None,
-                   num_train_timesteps=d.get("num_train_timesteps"))
+                   num_train_timesteps=d.get("num_train_timesteps"),
+                   exact_logsnr=torch.tensor(d["logsnr"], dtype=torch.float64) if "logsnr" in d else None)
 
     def __repr__(self) -> str:
         return (f"Schedule({self.name!r}, T={self.T}, snr {float(self.snr[0]):.3g} .. "

@@ -1,5 +1,5 @@
 """What every dataset builder returns and how each splits a fixed set: a raw (train, test, source
-range, mixture) tuple, the train / test sizes, and the seeded permutation that cuts them."""
+range, mixture, labels) tuple, the train / test sizes, and the seeded permutation that cuts them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Raw(NamedTuple):
     test: np.ndarray | torch.Tensor
     src: tuple[float, float] | None  # None: a file's values, taken as they are (checked)
     mixture: GaussianMixture | None = None
+    labels: tuple | None = None  # (train labels, test labels, class names)
 
 
 def sizes(n_train, n_test, default_train, default_test, total=None, min_train=1):

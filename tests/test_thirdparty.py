@@ -137,10 +137,19 @@ def test_adm_config_is_inferred_and_loads_strictly(tmp_path, i):
 def test_adm_needs_a_label_for_class_conditional_and_warns_about_heads(tmp_path):
     path = tmp_path / "cc.pt"
     torch.save(ADMUNet(**ADM_CONFIGS[1]).state_dict(), path)
+    d = biaskit.load(path, num_head_channels=16)  # per-sample labels, given per call
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 900])
     with pytest.raises(ValueError, match="class-conditional.*--class-label"):
-        biaskit.load(path, num_head_channels=16)
+        d(x, t)
+    with torch.no_grad():
+        y = torch.tensor([2, 7])
+        assert torch.equal(d(x, t, y).out, d.net(x, t, y=y))
     with pytest.warns(UserWarning, match="heads is not stored"):
         biaskit.load(path, class_label=0)
+    with pytest.raises(ValueError, match="not class-conditional: drop --class-label"):
+        unconditional = tmp_path / "u.pt"
+        torch.save(ADMUNet(**ADM_CONFIGS[0]).state_dict(), unconditional)
+        biaskit.load(unconditional, class_label=0, num_heads=1)
     # contradicting the weights is caught by name
     with pytest.raises(ValueError, match="label_emb.weight"):
         biaskit.load(path, class_cond=False, num_head_channels=16)
@@ -734,8 +743,8 @@ def test_the_option_table_covers_every_loader_flag():
     # every command-line option parses under both spellings into its own keyword
     parser = build_parser()
     for o in (o for o in OPTIONS if o.cli and o.kind in ("value", "bool")):
-        value = {int: "3", float: "0.5"}.get(o.type, "true" if o.kind == "bool" else
-                                             (o.choices or ("x",))[0])
+        value = str(o.choices[0]) if o.choices else {int: "3", float: "0.5"}.get(
+            o.type, "true" if o.kind == "bool" else "x")
         spellings = ["--" + o.name] + (["--" + o.name.replace("_", "-")] if o.section == "third-party" else [])
         for spelled in spellings:
             args = parser.parse_args(["probe", "m.pt", "--data", "d", "--out", "o", spelled, value])
@@ -767,5 +776,5 @@ def test_flags_that_do_not_apply_are_named_from_python_and_the_cli(tmp_path, cap
     assert (src.format, src.path, src.step, src.sha256) == ("run", str(run), 1, None)
     assert src.shape == (2,) and list(online.info) == ["run_dir", "step", "weights", "weighting", "data"]
     assert "biaskit run" in repr(online)
-    with pytest.raises(ValueError, match="class_label do not apply to a plugin model"):
-        biaskit.load(f, model_spec=spec, class_label=1)
+    with pytest.raises(ValueError, match="timestep_respacing do not apply to a plugin model"):
+        biaskit.load(f, model_spec=spec, timestep_respacing="10")

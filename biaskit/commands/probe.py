@@ -41,6 +41,8 @@ def add_arguments(p):
     p.add_argument("--bands", type=int, default=4, help="spatial-frequency bands (images; default 4)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (--amp / --no-amp; default on for cuda, off on cpu)")
+    p.add_argument("--by-class", action="store_true",
+                   help="rows per class of a labelled --data (column label; --samples per class)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
@@ -68,6 +70,8 @@ def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
     from .. import plots
     written = []
     stats = [s for s in ("x0_mse", "eps_mse", "excess_mse") if s in df]
+    if "label" in df:  # one curve per (model, class)
+        df = df.assign(model=df["model"] + " | class " + df["label"].astype(str))
     figs = {"per_timestep": plots.plot_per_timestep(df, stats, x=("t", "logsnr")),
             "colour_bias": plots.plot_colour_bias(df)}
     bands = [c for c in df.columns if c.startswith("x0_err_band") and c[11:].isdigit()]
@@ -76,7 +80,8 @@ def _figures(df, model, ds, out: Path, seed: int) -> list[Path]:
     if ds.is_image:
         ts = df["t"].to_numpy()
         chosen = sorted({int(ts[round(q * (len(ts) - 1))]) for q in (0.1, 0.4, 0.7, 0.95)})
-        figs["x0_grid"] = plots.plot_x0_grid(model, ds.test[:4], chosen, seed=seed)
+        figs["x0_grid"] = plots.plot_x0_grid(model, ds.test[:4], chosen, seed=seed,
+                                             labels=getattr(ds, "test_labels", None))
     for name, fig in figs.items():
         written += plots.save(fig, out / name)
         plt.close(fig)
@@ -94,7 +99,8 @@ def run(args) -> int:
     model, ds = _load(args, device)
     df = probe(model, ds, timesteps=timesteps, num_timesteps=args.num_timesteps, stratified=args.stratified,
                n=args.samples, seed=args.seed, batch_size=args.batch_size, device=device,
-               bootstrap=args.bootstrap, progress=not args.no_progress, amp=args.amp, bands=args.bands)
+               bootstrap=args.bootstrap, progress=not args.no_progress, amp=args.amp, bands=args.bands,
+               by_class=args.by_class)
     meta = dict(df.attrs["metadata"])
     meta["model_spec"] = args.model
     meta["command"] = ["biaskit", "probe", *sys.argv[2:]] if sys.argv[1:2] == ["probe"] else None

@@ -40,8 +40,9 @@ def add_arguments(p):
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     p.add_argument("--variance", default="fixed_small", choices=S.VARIANCES,
                    help="DDPM reverse variance (default fixed_small)")
-    p.add_argument("--spacing", default="even", choices=S.SPACINGS,
-                   help="which steps to keep (default even, as ADM)")
+    p.add_argument("--spacing", default="even", choices=S.SPACINGS + S.PROCESS_SPACINGS,
+                   help="which steps to keep (default even, as ADM); flow_match: flow_euler on a "
+                   "flow model walks FlowMatchEulerDiscreteScheduler's sigmas")
     p.add_argument("--clip", action="store_true", help="clamp x0_hat to the data range at each step")
     p.add_argument("--shape", default=None,
                    help="per-sample shape, e.g. 3,32,32 or 2 (default: from the model)")

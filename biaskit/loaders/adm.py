@@ -15,7 +15,7 @@ from .. import parameterization as P
 from .. import safeload
 from ..denoiser import Denoiser
 from ..schedules import Schedule, respace
-from .build import WithClassLabel, file_source, image_shape, make_denoiser, resolve_schedule
+from .build import conditioning_of, file_source, image_shape, make_denoiser, resolve_schedule
 from .options import IGNORED_FLAGS, check_options
 from .weights import read_weights
 
@@ -109,11 +109,7 @@ def load_adm(path, **options) -> Denoiser:
     _note_ignored(path, ignored)
     _warn_heads(path, flags, config)
     net = safeload.load_into(ADMUNet(**config), sd, what=f"state dict in {path.name}")
-    if config["num_classes"] is not None:
-        if o.class_label is None:
-            raise ValueError(f"{path.name} is class-conditional ({config['num_classes']} classes); "
-                             "pass class_label= / --class-label K to probe one class")
-        net = WithClassLabel(net, o.class_label)
+    conditioning = conditioning_of(o, config["num_classes"] is not None, "y", path.name)
     schedule, source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
                                         noise_schedule=o.noise_schedule,
                                         beta_start=o.beta_start, beta_end=o.beta_end,
@@ -136,5 +132,5 @@ def load_adm(path, **options) -> Denoiser:
     return make_denoiser(net.to(o.device), schedule, kind, time_input=time_input,
                          time_scale=time_scale, data_range=o.data_range, channels=config["in_channels"],
                          trained_timesteps=o.trained_timesteps, any_size=True,
-                         source=file_source(path, "adm", extras=extras, shape=image_shape(
+                         conditioning=conditioning, source=file_source(path, "adm", extras=extras, shape=image_shape(
                              config.get("image_size"), config["in_channels"])))

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from .. import safeload
-from ..denoiser import TIME_INPUTS, Denoiser
+from ..denoiser import TIME_INPUTS, Conditioning, Denoiser
 from ..source import Source
 from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
 
-__all__ = ["DEFAULT_SCHEDULER", "WithClassLabel", "resolve_schedule", "make_denoiser", "file_source",
+__all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "make_denoiser", "file_source",
            "image_shape",
            "read_json", "parse_range", "parse_timestep_range"]
 
@@ -24,17 +24,22 @@ DEFAULT_SCHEDULER = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 
                      "num_train_timesteps": 1000, "prediction_type": "epsilon"}
 
 
-class WithClassLabel(nn.Module):
-    """A class-conditional network with one fixed label for every sample, called as net(x, t)."""
-
-    def __init__(self, net: nn.Module, label: int, keyword: str = "y"):
-        super().__init__()
-        self.net, self.keyword = net, keyword
-        self.register_buffer("label", torch.tensor([int(label)]), persistent=False)
-
-    def forward(self, x, t):
-        return self.net(x, t, **{self.keyword: self.label.expand(x.shape[0])})
-
+def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
+    """The :class:`~biaskit.denoiser.Conditioning` of loader options ``o`` (class_label,
+    guidance_scale, null_label, label_keyword) for a network that takes labels as ``keyword``.
+    ``conditional``: whether the weights say it is class-conditional (None: unknown, as for a
+    plugin, which is then conditional when any of these options is given)."""
+    given = [k for k in ("class_label", "guidance_scale", "null_label", "label_keyword")
+             if getattr(o, k, None) is not None]
+    if conditional is None:
+        conditional = bool(given)
+    if not conditional:
+        if given:
+            raise ValueError(f"{what} is not class-conditional: drop "
+                             f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+        return None
+    return Conditioning(getattr(o, "label_keyword", None) or keyword, o.class_label,
+                        o.guidance_scale, o.null_label)
 
 
 def read_json(path: Path) -> dict:
@@ -154,7 +159,8 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
 
 
 def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
-                  trained_timesteps, source: Source, any_size: bool = False, freeze: bool = True) -> Denoiser:
+                  trained_timesteps, source: Source, any_size: bool = False, freeze: bool = True,
+                  conditioning: Conditioning | None = None) -> Denoiser:
     """The Denoiser of ``net`` on ``schedule`` (cut to ``trained_timesteps``); ``freeze``: eval mode
     and no gradients (a loaded checkpoint; a network in memory keeps its state)."""
     if trained_timesteps is not None:
@@ -168,7 +174,8 @@ def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, da
         net.eval().requires_grad_(False)
     return Denoiser(net, schedule, parameterization, time_input=time_input, time_scale=time_scale,
                     data_range=parse_range(data_range), channels=channels,
-                    name=source.name or "model", source=source, any_size=any_size)
+                    name=source.name or "model", source=source, any_size=any_size,
+                    conditioning=conditioning)
 
 
 def file_source(path: Path, fmt: str, **fields) -> Source:

@@ -18,7 +18,7 @@ from torch import nn
 from .. import safeload
 from ..schedules import check_scheduler_config
 from ..denoiser import Denoiser
-from .build import (DEFAULT_SCHEDULER, WithClassLabel, file_source, image_shape, make_denoiser,
+from .build import (DEFAULT_SCHEDULER, conditioning_of, file_source, image_shape, make_denoiser,
                     read_json, resolve_schedule)
 from .options import check_options
 from .process_folders import EDM_SCHEDULERS, FLOW_SCHEDULERS, is_process_scheduler_config, process_denoiser
@@ -158,10 +158,8 @@ def load_diffusers(path, **options) -> Denoiser:
         sd = unet._convert_deprecated_attention_blocks(sd)
     safeload.load_into(unet, sd, what=f"weights in {files[0].name}")
     net = DiffusersUNet(unet)
-    if config.get("num_class_embeds") or config.get("class_embed_type"):
-        if o.class_label is None:
-            raise ValueError(f"{unet_dir} is class-conditional; pass class_label= / --class-label K")
-        net = WithClassLabel(net, o.class_label, keyword="class_labels")
+    conditioning = conditioning_of(o, bool(config.get("num_class_embeds") or
+                                           config.get("class_embed_type")), "class_labels", str(unet_dir))
     kind = o.parameterization or sched_cfg.get("prediction_type", "epsilon")
     channels = config.get("in_channels", 3)
     provenance = file_source(path, fmt, shape=image_shape(config.get("sample_size"), channels),
@@ -170,8 +168,9 @@ def load_diffusers(path, **options) -> Denoiser:
                                          scheduler=sched_cfg.get("_class_name", "default"),
                                          schedule_source=source))
     if process_cfg:
-        return process_denoiser(net.to(o.device), sched_cfg, o, provenance, channels)
+        return process_denoiser(net.to(o.device), sched_cfg, o, provenance, channels, conditioning)
     # a fully convolutional UNet: sample_size is nominal, other sizes run (any_size)
     return make_denoiser(net.to(o.device), schedule, kind, time_input=o.time_input,
                          time_scale=o.time_scale, data_range=o.data_range, channels=channels,
-                         trained_timesteps=o.trained_timesteps, source=provenance, any_size=True)
+                         trained_timesteps=o.trained_timesteps, source=provenance, any_size=True,
+                         conditioning=conditioning)

@@ -110,14 +110,31 @@ OPTIONS: tuple[Option, ...] = (
        "net(x, time_in)", metavar="FILE.py:FACTORY"),
     _o("weights", _PLUGIN, "state dict for --model-spec (.safetensors/.pt/...)", metavar="PATH"),
     _o("parameterization", _THIRD | _MODULE, "what the network predicts: eps, x0, v, flow (diffusers: "
-       f"epsilon, sample, v_prediction); with --process also edm ({', '.join(TARGETS)})"),
+       f"epsilon, sample, v_prediction); with --process also edm and score (-eps / sigma) "
+       f"({', '.join(TARGETS)})"),
     _o("process", _PLUGIN | _MODULE, "the continuous noise process the network was trained under, instead "
        "of a discrete VP schedule: edm / ve (sigma 0.002..80), flow (x_t = (1 - t) x0 + t eps), "
-       "vp_cosine, vp_linear_logsnr; it is probed and sampled as a VP model at equal logsnr "
-       "(default parameterization: edm for edm, flow for flow, eps otherwise)",
+       "vp_cosine, vp_linear_logsnr, vesde (score_sde: sigma(t) = sigma_min (sigma_max / "
+       "sigma_min)^t, 0.01..50), vesde_tutorial (sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = "
+       "--sigma-base); it is probed and sampled as a VP model at equal logsnr (default "
+       "parameterization: edm for edm, flow for flow, score for vesde*, eps otherwise)",
        choices=tuple(sorted(PROCESSES))),
     _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
        check=checks.positive),
+    _o("flow_time", _PLUGIN, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
+       "noise; default) or reversed (x_t = t x0 + (1 - t) eps, t = 0 noise, Lipman-style; the "
+       "net is fed that t)", choices=("forward", "reversed")),
+    _o("target_sign", _PLUGIN, "with --process: -1 for a network that outputs its target "
+       "negated (a flow net predicting x0 - eps); default 1", type=int, choices=(1, -1)),
+    _o("sigma_min", _PLUGIN, "with --process ve / edm / vesde: the smallest sigma (defaults "
+       "0.002, 0.002, 0.01)", type=float, check=checks.positive),
+    _o("sigma_max", _PLUGIN, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
+       "80, 50)", type=float, check=checks.positive),
+    _o("cosine_s", _PLUGIN, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
+       "(1 + s) pi / 2) (default 0, VDM's form; iDDPM used 0.008)", type=float,
+       check=checks.non_negative),
+    _o("sigma_base", _PLUGIN, "with --process vesde_tutorial: the tutorial's sigma b of "
+       "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float, check=checks.positive),
     _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int,
        check=lambda what, v: checks.integer(what, v, lo=1)),
@@ -153,8 +170,18 @@ OPTIONS: tuple[Option, ...] = (
        "model); default: the EMA one", metavar="KEY"),
     _o("trained_timesteps", _THIRD | _MODULE, "only these timesteps (inclusive) are probed, e.g. the range "
        "the model was trained on", metavar="LO:HI"),
-    _o("class_label", _DIFFUSERS | _ADM | _MODULE, "class fed to a class-conditional model", type=int,
+    _o("class_label", _THIRD | _MODULE, "one class fed to a class-conditional model for every sample "
+       "(default: each sample's own label from a labelled --data: digits, mnist, an image folder "
+       "with one subfolder per class)", type=int, check=lambda what, v: checks.integer(what, v, lo=0)),
+    _o("guidance_scale", _THIRD, "classifier-free guidance of a class-conditional model: out = "
+       "out(null) + w (out(label) - out(null)); 1 is the conditional model, 0 the unconditional "
+       "one (needs --null-label unless 1)", type=float, metavar="W", check=checks.finite),
+    _o("null_label", _THIRD, "the label of a class-conditional model's unconditional output "
+       "(e.g. the extra class a classifier-free-guidance net was trained with)", type=int,
        check=lambda what, v: checks.integer(what, v, lo=0)),
+    _o("label_keyword", _PLUGIN, "the plugin network is class-conditional, called as "
+       "net(x, time_in, NAME=labels) (implied as y by --class-label, --guidance-scale, "
+       "--null-label)", metavar="NAME"),
     _o("channels", _PLUGIN | _MODULE, "data channels C of a plugin model", type=int, cli=False),
     # ADM architecture (guided-diffusion's flag names and units; see models.adm.flags_to_config)
     _o("num_channels", _ADM, "ADM base width (overrides the inferred one)", type=int, check=_at_least_1),

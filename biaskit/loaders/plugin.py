@@ -15,8 +15,8 @@ from torch import nn
 from .. import safeload
 from ..denoiser import Denoiser
 from ..source import Source
-from .build import file_source, make_denoiser, parse_range, resolve_schedule
-from .options import check_options
+from .build import conditioning_of, file_source, make_denoiser, parse_range, resolve_schedule
+from .options import check_options, flag
 from .weights import prefix_for, read_weights
 
 __all__ = ["resolve_factory", "load_plugin", "process_model"]
@@ -114,10 +114,13 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         _suggest_prefix(net, sd, path)
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
+    conditioning = conditioning_of(o, None, "y", str(model_spec))
     if o.process is not None:
-        return process_model(net.to(o.device), o, source)
-    if o.flow_shift is not None:
-        raise ValueError("flow_shift (--flow-shift) needs process='flow' (--process flow)")
+        return process_model(net.to(o.device), o, source, conditioning=conditioning)
+    given = [k for k in _PROCESS_OPTIONS if getattr(o, k) is not None]
+    if given:
+        raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "
+                         "process the network was trained under)")
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
                                o.scheduler_config, o.beta_start, o.beta_end)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
@@ -131,15 +134,37 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
     return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
                          time_input=o.time_input, time_scale=o.time_scale, data_range=o.data_range,
                          channels=o.channels, trained_timesteps=o.trained_timesteps,
-                         source=source.with_extras(schedule_source=schedule_source))
+                         source=source.with_extras(schedule_source=schedule_source),
+                         conditioning=conditioning)
 
 
 _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
                      "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
-_DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow"}
+_DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow", "vesde": "score",
+                   "vesde_tutorial": "score"}
+# loader option -> (process keyword, value): the options that set a process's parameters
+_PROCESS_OPTIONS = {"flow_shift": ("shift", float),
+                    "flow_time": ("reverse", lambda v: v == "reversed"), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
+                    "sigma_base": ("sigma_base", float), "cosine_s": ("s", float),
+                    "target_sign": (None, int)}
 
 
-def process_model(net: nn.Module, o, source: Source, freeze: bool = True):
+def process_kwargs(o) -> dict:
+    """The keywords of process ``o.process`` from the loader options that set them; a ValueError
+    naming the flags that do not apply to it and those that do."""
+    from ..processes import PROCESS_KEYS
+    keys = PROCESS_KEYS[o.process]
+    given = {k: getattr(o, k) for k, (key, _) in _PROCESS_OPTIONS.items()
+             if key is not None and getattr(o, k) is not None}
+    bad = [k for k in given if _PROCESS_OPTIONS[k][0] not in keys]
+    if bad:
+        valid = [flag(k) for k, (key, _) in _PROCESS_OPTIONS.items() if key in keys]
+        raise ValueError(f"{', '.join(flag(k) for k in bad)} do(es) not apply to --process "
+                         f"{o.process}; it takes {', '.join(valid) or 'none of these'}")
+    return {_PROCESS_OPTIONS[k][0]: _PROCESS_OPTIONS[k][1](v) for k, v in given.items()}
+
+
+def process_model(net: nn.Module, o, source: Source, conditioning=None, freeze: bool = True):
     """A plugin trained under a continuous process (``process=``): a
     :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
     from ..formulations import ProcessDenoiser
@@ -148,14 +173,13 @@ def process_model(net: nn.Module, o, source: Source, freeze: bool = True):
     if clash:
         raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
                          f"{', '.join(clash)}")
-    if o.flow_shift is not None and o.process != "flow":
-        raise ValueError(f"flow_shift applies to process='flow', not {o.process!r}")
-    process = get_process(o.process, **({"shift": o.flow_shift} if o.flow_shift is not None else {}))
+    process = get_process(o.process, **process_kwargs(o))
     target = o.parameterization or _DEFAULT_TARGET.get(o.process, "eps")
     if freeze:
         net.eval().requires_grad_(False)
     return ProcessDenoiser(net, process, target, time_input=o.time_input,
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
+                           target_sign=o.target_sign or 1,
                            data_range=parse_range(o.data_range), channels=o.channels,
-                           name=source.name or "model",
+                           name=source.name or "model", conditioning=conditioning,
                            source=source.with_extras(process=o.process))

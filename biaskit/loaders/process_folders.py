@@ -12,7 +12,7 @@ What diffusers feeds such a model (and so what it was trained on), from the sche
 - ``EDMEulerScheduler`` / ``EDMDPMSolverMultistepScheduler``: x = x0 + sigma eps, the network F
   is called on c_in x at timestep c_noise = ln(sigma) / 4 and D = c_skip x + c_out F (Karras et al.
   2022, Table 1) with the config's sigma_data; under ``prediction_type="v_prediction"`` diffusers
-  uses -c_out, i.e. the network outputs -F. Process: :class:`~biaskit.processes.VE` with the
+  uses -c_out, i.e. the network outputs -F (read with ``target_sign=-1``). Process: :class:`~biaskit.processes.VE` with the
   config's sigma_min, sigma_max, rho; target ``edm``, time input ``c_noise``.
 """
 
@@ -43,17 +43,6 @@ class ScaledSigma:
         return process.sigma(t) * self.scale
 
 
-class Negated(nn.Module):
-    """net(x, t) -> -net(x, t): EDM's F of a network trained with diffusers' v_prediction sign."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, t):
-        return -self.net(x, t)
-
-
 def _flow(cfg: dict, o):
     from ..processes import Flow
     N = int(cfg.get("num_train_timesteps", 1000))
@@ -71,10 +60,12 @@ def _edm(cfg: dict, o):
     process = VE(float(cfg.get("sigma_min", 0.002)), float(cfg.get("sigma_max", 80.0)),
                  float(cfg.get("rho", 7.0)))
     return process, o.parameterization or "edm", o.time_input or "c_noise", \
-        {"sigma_data": float(cfg.get("sigma_data", 0.5)), "negate": kind == "v_prediction"}
+        {"sigma_data": float(cfg.get("sigma_data", 0.5)),
+         "target_sign": -1 if kind == "v_prediction" else 1}
 
 
-def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, freeze: bool = True):
+def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, conditioning=None,
+                      freeze: bool = True):
     """The folder's network under the process of scheduler config ``cfg`` (options ``o`` of the
     diffusers loader: parameterization and time_input override the defaults above)."""
     from ..formulations import ProcessDenoiser
@@ -82,8 +73,6 @@ def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, freeze
     if o.trained_timesteps is not None:
         raise ValueError(f"trained_timesteps applies to discrete VP schedulers, not {cls}")
     process, target, time_input, extra = (_flow if cls in FLOW_SCHEDULERS else _edm)(cfg, o)
-    if extra.pop("negate", False):
-        net = Negated(net)
     if freeze:
         net.eval().requires_grad_(False)
     source = source.with_extras(process=process.describe(), target=target,
@@ -91,4 +80,5 @@ def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, freeze
     return ProcessDenoiser(net, process, target, time_input=time_input,
                            time_scale=1.0 if o.time_scale is None else o.time_scale,
                            data_range=parse_range(o.data_range), channels=channels,
-                           name=source.name or "model", source=source, any_size=True, **extra)
+                           name=source.name or "model", source=source, any_size=True,
+                           conditioning=conditioning, **extra)

@@ -21,7 +21,7 @@ from ..distributed import rank_world
 from ..formulations import on_common_logsnr
 from ..intervals import LEVEL, bootstrap_weights
 from ..safeload import file_sha256
-from .draws import chunk_rows, schedule_indices, select_samples, timestep_grid
+from .draws import chunk_rows, held_out, schedule_indices, select_labelled, timestep_grid
 from .evaluate import check_finite, evaluate
 from .statistics import CLIP_TOL, Setup, columns, names, summarise
 
@@ -65,6 +65,8 @@ class ProbeOptions:
     progress: a progress bar on rank 0.
     amp, channels_last: bf16 autocast and channels_last inputs (default on for cuda, off on cpu).
     bands: spatial-frequency bands for x0_err_band{j} (images only).
+    by_class: one set of rows per class of a labelled data set (column ``label``), each over
+        that class's held-out samples (n per class, same seed); needs labels.
     """
 
     timesteps: object = None
@@ -80,6 +82,7 @@ class ProbeOptions:
     amp: bool | None = None
     channels_last: bool | None = None
     bands: int = 4
+    by_class: bool = False
 
 
 def _options(options: ProbeOptions | None, settings: dict) -> ProbeOptions:
@@ -103,13 +106,18 @@ class Evaluation:
     setup: Setup
     W: np.ndarray | None
     metadata: dict
+    process_t: dict = dataclasses.field(default_factory=dict)
 
-    def frame(self, model: str, summary: dict) -> pd.DataFrame:
-        """One row per t: model, t, schedule_index, snr, logsnr, n, then each statistic and its interval."""
+    def frame(self, model: str, summary: dict, process_t=None) -> pd.DataFrame:
+        """One row per t: model, t, schedule_index, snr, logsnr, [process_t,] n, then each
+        statistic and its interval. ``process_t`` (K,): a process model's own time at each t."""
         idx = torch.as_tensor(self.ts)
         cols = {"model": model, "t": self.schedule.timesteps[idx].numpy().astype(np.int64),
                 "schedule_index": np.asarray(self.ts, dtype=np.int64), "snr": self.schedule.snr[idx].numpy(),
-                "logsnr": self.schedule.logsnr[idx].numpy(), "n": self.n}
+                "logsnr": self.schedule.logsnr[idx].numpy()}
+        if process_t is not None:
+            cols["process_t"] = process_t
+        cols["n"] = self.n
         for name in names(self.setup):
             est, lo, hi = summary[name]
             cols[name] = est
@@ -155,6 +163,16 @@ def model_identity(denoiser: Denoiser) -> dict:
 
 
 
+def _check_labels(models: dict[str, Denoiser], labels) -> None:
+    """A conditional model without one class for all needs each sample's label."""
+    for name, d in models.items():
+        c = getattr(d, "conditioning", None)
+        if c is not None and c.class_label is None and labels is None:
+            raise ValueError(f"model {name!r} is class-conditional and the data carry no labels: "
+                             "probe labelled data (digits, mnist, an image folder with one "
+                             "subfolder per class) or give one class for all with --class-label K")
+
+
 def _check_models(models: dict[str, Denoiser], data, o: ProbeOptions):
     names_, dens = list(models), list(models.values())
     schedule = dens[0].schedule
@@ -184,7 +202,8 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
     dens = list(models.values())
     schedule = _check_models(models, data, o)
     device = torch.device(o.device) if o.device is not None else dens[0].device
-    x0, data_spec = select_samples(data, o.n, o.seed)
+    x0, labels, data_spec = select_labelled(data, o.n, o.seed)
+    _check_labels(models, labels)
     n = x0.shape[0]
     ts = timestep_grid(schedule.T, num_timesteps=o.num_timesteps, stratified=o.stratified, seed=o.seed) \
         if o.timesteps is None else schedule_indices(schedule, o.timesteps)
@@ -203,7 +222,7 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
     start = time.perf_counter()
     try:
         Z = evaluate(dens, oracle, x0, ts, seed=o.seed, batch_size=int(o.batch_size), device=device, amp=amp,
-                     channels_last=channels_last, setup=setup, progress=o.progress)
+                     channels_last=channels_last, setup=setup, progress=o.progress, labels=labels)
     finally:
         for d, mode in zip(dens, modes):
             d.train(mode)
@@ -229,7 +248,9 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
         "versions": {"biaskit": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": platform.python_version()},
     }
-    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta)
+    process_t = {k: d.own_time(d.logsnr_at(torch.as_tensor(ts).long())).numpy()
+                 for k, d in models.items() if hasattr(d, "own_time")}
+    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta, process_t)
 
 
 def _named(denoisers) -> dict[str, Denoiser]:
@@ -261,17 +282,24 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     schedule's logsnr values on the same draws; ``logsnr`` is the common axis of the rows.
 
     Returns one row per (model, t): model, kind, reference, t (the model's timestep),
-    schedule_index (its position k among the schedule's steps), snr, logsnr, n, then each
+    schedule_index (its position k among the schedule's steps), snr, logsnr, process_t (a process
+    model's own time at that logsnr, in its code's direction; NaN for other models and for
+    differences; only when some model is a process model), n, then each
     statistic followed by its ``_lo`` and ``_hi``:
       - kind == "model": that model's statistics, reference "";
       - kind == "difference": one row per (other model, t) with model "NAME - REF", reference REF,
         and every statistic replaced by statistic(NAME) - statistic(REF), its interval computed
         from the per-sample paired differences.
+    With ``by_class``, every row also has ``label`` and the statistics are those of that class's
+    held-out samples (``data`` then needs labels: a labelled Dataset or a pair (x0, labels)).
+    Conditional models get each sample's label (or their one ``class_label``).
     ``df.attrs["metadata"]`` holds the metadata for :func:`~biaskit.results.save_results`. Under
     torch.distributed every rank computes a shard and every rank returns the full, identical
     frame. NaN/inf from a model raise a ValueError naming the t.
     """
     o = _options(options, settings)
+    if o.by_class:
+        return _by_class(denoisers, data, reference, o)
     models = on_common_logsnr(_named(denoisers))
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
@@ -282,14 +310,45 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     r = ev.names.index(reference)
     frames = []
     for m, name in enumerate(ev.names):
-        frames.append(ev.frame(name, ev.summary(m)).assign(kind="model", reference=""))
+        frames.append(ev.frame(name, ev.summary(m), ev.process_t.get(name))
+                      .assign(kind="model", reference=""))
     for m, name in enumerate(ev.names):
         if m != r:
             frames.append(ev.frame(f"{name} - {reference}", ev.summary(m, r))
                           .assign(kind="difference", reference=reference))
     out = pd.concat(frames, ignore_index=True)
-    out = out[["model", "kind", "reference"] + [c for c in out.columns if c not in ("model", "kind", "reference")]]
+    rest = [c for c in out.columns if c not in ("model", "kind", "reference", "process_t")]
+    if "process_t" in out:  # beside t and logsnr, whichever model's frame came first
+        rest.insert(rest.index("logsnr") + 1, "process_t")
+    out = out[["model", "kind", "reference"] + rest]
     out.attrs["metadata"] = {**ev.metadata, "reference": reference}
+    return out
+
+
+def _by_class(denoisers, data, reference, o: ProbeOptions) -> pd.DataFrame:
+    """:func:`compare` on each class's held-out samples, rows tagged with column ``label``."""
+    x, y, spec = held_out(data)
+    if y is None:
+        raise ValueError("by_class (--by-class) needs labelled data (digits, mnist, an image folder "
+                         "with one subfolder per class)")
+    frames, metas = [], {}
+    for c in torch.unique(y).tolist():
+        keep = y == c
+        if int(keep.sum()) < 2:
+            warnings.warn(f"class {c} has {int(keep.sum())} held-out sample(s); skipped")
+            continue
+        n = min(int(o.n), int(keep.sum()))  # n per class, at most the class's held-out samples
+        part = compare(denoisers, (x[keep], y[keep]), reference=reference,
+                       options=dataclasses.replace(o, by_class=False, n=n))
+        metas[str(c)] = part.attrs["metadata"]
+        frames.append(part.assign(label=c))
+    out = pd.concat(frames, ignore_index=True)
+    first = ["model", "kind", "reference", "label"]
+    out = out[first + [c for c in out.columns if c not in first]]
+    meta = dict(next(iter(metas.values())))
+    meta["data"] = {**spec, "by_class": {c: m["data"] for c, m in metas.items()}}
+    meta["wall_time_s"] = sum(m["wall_time_s"] for m in metas.values())
+    out.attrs["metadata"] = meta
     return out
 
 

@@ -104,16 +104,39 @@ def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
 
     ``data``: a :class:`biaskit.data.Dataset` (its ``test`` split) or a tensor (N, ...) of held-out
     samples. With n < N the samples are the first n of a permutation seeded by ``seed``, so a
-    larger n extends a smaller one.
+    larger n extends a smaller one. :func:`select_labelled` also returns their labels.
     """
+    x0, _, spec = select_labelled(data, n, seed)
+    return x0, spec
+
+
+def held_out(data) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(held-out x (N, ...), their labels (N,) int64 or None, description) of ``data``: a
+    Dataset (``test``, ``test_labels``), a tensor, or a pair (tensor, labels)."""
+    y = None
     if hasattr(data, "test"):
         x, spec = data.test, {"dataset": getattr(data, "spec", None) or getattr(data, "name", None),
                               "split": "test"}
+        y = getattr(data, "test_labels", None)
+    elif isinstance(data, tuple) and len(data) == 2:
+        x, y = torch.as_tensor(data[0]), data[1]
+        spec = {"dataset": "tensor", "split": "given"}
     elif isinstance(data, (torch.Tensor, np.ndarray)):
         x, spec = torch.as_tensor(data), {"dataset": "tensor", "split": "given"}
     else:
-        raise ValueError("data must be a biaskit Dataset or a tensor of held-out x0, "
-                         f"got {type(data).__name__}")
+        raise ValueError("data must be a biaskit Dataset, a tensor of held-out x0 or a pair "
+                         f"(x0, labels), got {type(data).__name__}")
+    if y is not None:
+        y = torch.as_tensor(y).long().reshape(-1)
+        if y.numel() != x.shape[0]:
+            raise ValueError(f"{y.numel()} labels for {x.shape[0]} held-out samples")
+    return x, y, spec
+
+
+def select_labelled(data, n: int, seed: int = 0):
+    """(x0 (n, ...) float32, labels (n,) int64 or None, description): :func:`select_samples`
+    with each sample's label, when the data carry labels."""
+    x, y, spec = held_out(data)
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"held-out data must have shape (N, ...) with N >= 2, got {tuple(x.shape)}")
     N = x.shape[0]
@@ -124,5 +147,8 @@ def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
     n = min(int(n), N)
     idx = np.arange(N) if n == N else np.sort(np.random.default_rng(seed).permutation(N)[:n])
     x0 = x[torch.as_tensor(idx)].to(torch.float32).contiguous()
-    return x0, {**spec, "N": int(N), "n": n, "shape": list(x0.shape[1:])}
-
+    labels = None if y is None else y[torch.as_tensor(idx)].contiguous()
+    spec = {**spec, "N": int(N), "n": n, "shape": list(x0.shape[1:])}
+    if labels is not None:
+        spec["labels"] = {str(int(c)): int(k) for c, k in zip(*torch.unique(labels, return_counts=True))}
+    return x0, labels, spec

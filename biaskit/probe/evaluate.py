@@ -28,16 +28,18 @@ def gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 
 
 def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
-              setup: Setup, progress) -> np.ndarray:
+              setup: Setup, progress, labels=None) -> np.ndarray:
     """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
     t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
-    under torch.distributed each rank takes a contiguous shard of the pairs."""
+    under torch.distributed each rank takes a contiguous shard of the pairs. ``labels`` (n,):
+    each sample's class, passed to the models (conditional ones use it)."""
     n, K = x0.shape[0], len(ts)
     rank, world = rank_world()
     sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
     start = (K * n * rank) // world
     stop = start + sizes[rank]
     x0 = x0.to(device)
+    labels = None if labels is None else labels.to(device)
     ts_dev = torch.as_tensor(ts, device=device)
     noise_t = models[0].schedule.timesteps[torch.as_tensor(ts)].tolist()  # draws follow the model's t
     noise = NoiseCache(seed, x0.shape[1:], device)
@@ -64,11 +66,14 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
             x_t = P.noisy(x0_b, eps_b, alpha, sigma)
             o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
             x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
+            y_b = None if labels is None else torch.cat([labels[i0:i1] for _, i0, i1 in pieces])
             for m, model in enumerate(models):
                 with autocast:
                     # a conditioned model (biaskit.loaders.latent) is told each sample's row
-                    pred = model(x_in, t_b, rows=rows_b) if getattr(model, "takes_rows", False) \
-                        else model(x_in, t_b)
+                    if getattr(model, "takes_rows", False):
+                        pred = model(x_in, t_b, rows=rows_b)
+                    else:
+                        pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)
                 batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
                               model.data_range, M)
                 Z[m, p0 - start:p1 - start] = per_sample(batch, setup)

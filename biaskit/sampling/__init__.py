@@ -9,7 +9,7 @@ x0_hat, eps_hat, x_next, the model's timestep t) to ``callback`` and can be kept
 :class:`Trajectory`. Hybrid sampling is a model: :class:`SwitchAfter` (A for the first k calls).
 """
 
-from .chain import SPACINGS, Grid, ModelCall, SampleResult, StepInfo, Trajectory, kept_steps
+from .chain import PROCESS_SPACINGS, SPACINGS, Grid, ModelCall, SampleResult, StepInfo, Trajectory, kept_steps
 from .diffusers_adapter import (DIFFUSERS_SAMPLERS, diffusers_method, make_scheduler,
                                 sampler_names, scheduler_chain)
 from .hybrid import SwitchAfter, hybrid_model, hybrid_sample, hybrid_sweep
@@ -22,7 +22,7 @@ NATIVE_SAMPLERS = tuple(NATIVE)
 
 __all__ = ["sample", "hybrid_sample", "hybrid_sweep", "hybrid_model", "SwitchAfter", "SampleResult",
            "Trajectory", "StepInfo", "Grid", "ModelCall", "NATIVE_SAMPLERS", "DIFFUSERS_SAMPLERS",
-           "VARIANCES", "SPACINGS", "sampler_names", "sampler_method", "kept_steps", "ddpm", "ddim",
+           "VARIANCES", "SPACINGS", "PROCESS_SPACINGS", "sampler_names", "sampler_method", "kept_steps", "ddpm", "ddim",
            "diffusers_method", "posterior_mean_coefficients", "ddim_sigma", "make_scheduler",
            "scheduler_chain", "model_calls", "check_steps", "heun", "flow_euler", "ODE_SAMPLERS",
            "edm_sigmas", "flow_times", "sampling_grid", "PROCESS_SCHEDULERS",

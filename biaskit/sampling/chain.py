@@ -18,6 +18,7 @@ from ..denoiser import Prediction
 from ..schedules import Schedule, diffusers_spacing, respace, space_timesteps
 
 SPACINGS = ("even", "linspace", "leading", "trailing")
+PROCESS_SPACINGS = ("flow_match",)  # grids of a process's own sampler (flow_euler on a flow model)
 
 
 def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
@@ -26,6 +27,8 @@ def kept_steps(T: int, steps: int, spacing: str = "even") -> list[int]:
     ``even``: ADM's ``space_timesteps`` (first and last step kept); ``linspace``, ``leading``,
     ``trailing``: diffusers' ``timestep_spacing``.
     """
+    if spacing in PROCESS_SPACINGS:
+        raise ValueError(f"spacing {spacing!r} applies to flow_euler on a flow process model")
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
     if not 1 <= int(steps) <= T:
@@ -96,16 +99,19 @@ class ModelCall:
     k of ``grid``, x0_hat clamped to the data range and eps_hat re-derived from it when ``clip``.
 
     ``denoiser`` is anything called as ``denoiser(x_t, t) -> Prediction`` with t a step of its
-    schedule (a :class:`biaskit.Denoiser`, or :class:`biaskit.sampling.SwitchAfter`)."""
+    schedule (a :class:`biaskit.Denoiser`, or :class:`biaskit.sampling.SwitchAfter`); with
+    ``labels`` (B,) it is called as ``denoiser(x_t, t, labels)`` (a class-conditional model)."""
 
-    def __init__(self, denoiser, grid: Grid, clip: bool, device):
+    def __init__(self, denoiser, grid: Grid, clip: bool, device, labels=None):
         self.denoiser, self.grid, self.clip = denoiser, grid, clip
+        self.labels = None if labels is None else torch.as_tensor(labels, device=device).long()
         self.parameterization = denoiser.parameterization
         self.data_range = denoiser.data_range
         self._t = [torch.tensor(t, device=device) for t in grid.idx]
 
     def __call__(self, x_t: torch.Tensor, k: int) -> Prediction:
-        pred = self.denoiser(x_t, self._t[k])
+        pred = self.denoiser(x_t, self._t[k]) if self.labels is None else \
+            self.denoiser(x_t, self._t[k], self.labels)
         if not self.clip:
             return pred
         x0_hat, eps_hat = P.clip_estimates(pred.x0_hat, x_t, pred.alpha, pred.sigma, self.data_range)

@@ -49,7 +49,12 @@ def edm_sigmas(grid: Grid) -> list[float]:
 def heun(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callback=None,
          progress: bool = False) -> torch.Tensor:
     """EDM's deterministic Heun sampler from x (B, ...) in VP scale at the noisiest kept step;
-    returns x0 (B, ...)."""
+    returns x0 (B, ...).
+
+    It starts at z = x / alpha: unit noise x = eps (every biaskit sampler's x_T) is
+    z = sqrt(1 + sigma_max^2) eps, while EDM's ``edm_sampler`` starts at z = sigma_max eps (the
+    two are 9.8e-3 apart after 2 steps at sigma_max = 80). To reproduce EDM from its latents eps,
+    pass x = sigma_vp eps with sigma_vp = sigma_max / sqrt(1 + sigma_max^2)."""
     a = _coefficients(grid)[0]
     sig = edm_sigmas(grid)
     z, i = x / a[-1], 0

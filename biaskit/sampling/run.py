@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .chain import Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
+from .chain import PROCESS_SPACINGS, Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
 from .diffusers_adapter import diffusers_method, scheduler_chain
 from .native import NATIVE, VARIANCES
 from .ode import CALLS_PER_STEP, ODE_SAMPLERS
@@ -32,14 +32,14 @@ def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even",
     """(model, grid) a chain walks: the kept steps of ``spacing`` on the denoiser's schedule, or,
     for a process model (``on_process_grid``) under ``heun`` / ``flow_euler``, every step of the
     view of its process's own grid of ``steps`` times (EDM's Karras sigmas, the shifted flow
-    times), and under a diffusers flow / EDM scheduler every step of the view of that
+    times; ``spacing="flow_match"``: FlowMatchEulerDiscreteScheduler's sigmas), and under a diffusers flow / EDM scheduler every step of the view of that
     scheduler's own sigmas (:mod:`.process_schedulers`), whatever ``spacing`` says."""
     on_grid = getattr(denoiser, "on_process_grid", None)
     if on_grid is not None and is_process_scheduler(sampler):
         denoiser = denoiser.with_schedule(scheduler_logsnr(sampler, denoiser, steps, scheduler_kwargs))
         return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "scheduler")
     if sampler in ODE_SAMPLERS and on_grid is not None:
-        denoiser = on_grid(steps)
+        denoiser = on_grid(steps, spacing if spacing in PROCESS_SPACINGS else "even")
         return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "process")
     return denoiser, Grid.of(denoiser.schedule, steps, spacing)
 
@@ -118,13 +118,15 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
            progress: bool = True, spacing: str = "even", device=None,
-           scheduler_kwargs: dict | None = None) -> SampleResult:
+           scheduler_kwargs: dict | None = None, labels=None) -> SampleResult:
     """Draw samples from ``denoiser`` with ``steps`` steps of ``sampler``.
 
     Args:
         denoiser: a :class:`Denoiser`, or any model called like one (``model(x_t, t)``, e.g.
             :class:`biaskit.sampling.SwitchAfter` for hybrid sampling).
-        shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself.
+        shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself (VP
+            scale, unit variance; ``heun`` from EDM's sigma_max eps: pass sigma_vp eps, see
+            :func:`~biaskit.sampling.ode.heun`).
         sampler: ``ddpm`` or ``ddim`` (native), ``heun`` (EDM) or ``flow_euler`` (the ODE
             samplers of :mod:`.ode`; a process model walks its process's own grid, see
             :func:`sampling_grid`), or a diffusers name (see :func:`sampler_names`).
@@ -135,8 +137,11 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         callback: called with a :class:`StepInfo` after every model call.
         spacing: which steps to keep: even (ADM), linspace, leading, trailing (diffusers'
             rules); native and diffusers samplers visit the same kept steps (see
-            :func:`scheduler_chain`).
+            :func:`scheduler_chain`). ``flow_match``: flow_euler on a flow process model walks
+            FlowMatchEulerDiscreteScheduler's sigmas (default: uniform t after the shift).
         device: where to sample (default: the denoiser's device, else the noise's, else CPU).
+        labels: (B,) the class of each sample, for a class-conditional model (one class for all
+            and classifier-free guidance are the model's own settings, :class:`Conditioning`).
 
     Returns a :class:`SampleResult` whose ``timesteps`` (and trajectory ``t``) are the model's
     own timesteps, ``schedule_index`` the steps of its schedule.
@@ -158,7 +163,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
     with _evaluating(denoiser):
-        x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device), x, grid,
+        x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device, labels), x, grid,
                                      generator=generator, callback=record, progress=progress,
                                      **_options(sampler, eta, variance, scheduler_kwargs))
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)

@@ -1,0 +1,86 @@
+"""The :class:`Process` interface every noise process of :mod:`biaskit.processes` implements:
+x_t = alpha(t) x0 + sigma(t) eps, placed on the log-SNR axis, and the VP coefficients at a
+logsnr."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["Process", "vp_coefficients"]
+
+
+def _f64(t) -> torch.Tensor:
+    return torch.as_tensor(t, dtype=torch.float64)
+
+
+def vp_coefficients(logsnr) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha, sigma) of the VP process at ``logsnr``: alpha^2 = sigmoid(logsnr), sigma^2 = 1 - alpha^2."""
+    lam = _f64(logsnr)
+    return torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
+
+
+class Process:
+    """x_t = alpha(t) x0 + sigma(t) eps for t in [t_min, t_max] (t_max is the noisiest end).
+
+    Subclasses define :meth:`alpha`, :meth:`sigma` and :meth:`t_of_logsnr` (the inverse of
+    :meth:`logsnr`); :meth:`grid` gives sampling times from t_max towards t_min.
+    """
+
+    name = "process"
+    t_min: float = 0.0
+    t_max: float = 1.0
+
+    def alpha(self, t) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sigma(self, t) -> torch.Tensor:
+        raise NotImplementedError
+
+    def t_of_logsnr(self, logsnr) -> torch.Tensor:
+        raise NotImplementedError
+
+    def own_time(self, t) -> torch.Tensor:
+        """The time t in the convention of the model's own code (what a ``t`` time input feeds and
+        the ``process_t`` column reports): t itself unless a subclass counts time the other way."""
+        return _f64(t)
+
+    def logsnr(self, t) -> torch.Tensor:
+        return 2 * (self.alpha(t).log() - self.sigma(t).log())
+
+    def snr(self, t) -> torch.Tensor:
+        return (self.alpha(t) / self.sigma(t)) ** 2
+
+    def dlogsnr_dt(self, t) -> torch.Tensor:
+        """d logsnr / d t (negative: noise grows with t), by automatic differentiation of :meth:`logsnr`."""
+        t = _f64(t).detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.logsnr(t).sum(), t)
+        return g.detach()
+
+    def vp_scale(self, t) -> torch.Tensor:
+        """1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at the same logsnr."""
+        return (self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt()
+
+    def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:
+        """``steps + 1`` sampling times from t_max down to t_min (uniform in t unless overridden);
+        ``spacing``: ``even`` (the process's own grid), or a rule a subclass names."""
+        _check_steps(steps)
+        _check_spacing(self, spacing)
+        return torch.linspace(self.t_max, self.t_min, steps + 1, dtype=torch.float64)
+
+    def describe(self) -> dict:
+        return {"process": self.name}
+
+    def __repr__(self) -> str:
+        lo, hi = (float(self.logsnr(_f64(v))) for v in (self.t_max, self.t_min))
+        return f"{type(self).__name__}({self.name!r}, logsnr {lo:.3g} .. {hi:.3g})"
+
+
+def _check_steps(steps) -> None:
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+
+
+def _check_spacing(process: "Process", spacing: str, valid=("even",)) -> None:
+    if spacing not in valid:
+        raise ValueError(f"spacing {spacing!r} does not apply to process {process.name!r}; "
+                         f"valid: {', '.join(valid)}")

@@ -11,20 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from ..loaders.latent import is_latent_pipeline
-from .common import _given, flag, parse_list
+from .common import _given, flag
 
 
 def add_condition_arguments(p, what: str) -> None:
-    """--prompt, --guidance-scale (latent pipelines only)."""
+    """--prompt (latent pipelines only)."""
     g = p.add_argument_group("latent text-conditioned pipelines (a diffusers folder with a VAE)")
     g.add_argument("--prompt", default=None,
                    help=f"one prompt for every {what} (default: each image's caption, from a .txt "
                    "beside it or metadata.jsonl with file_name and text)" if what == "image" else
                    "the prompt of every sample (default: the empty prompt)")
-    g.add_argument("--guidance-scale", default=None,
-                   help="classifier-free guidance w: null + w (cond - null); 1 = conditional, "
-                   "0 = unconditional (default 1 for probe, 7.5 for sample); probe: a comma list "
-                   "compares the scales on the same draws, e.g. 0,1,7.5")
+    # --guidance-scale is the loader table's (biaskit.loaders.options), shared with class-conditional models
 
 
 def check_latent_flags(args) -> bool:
@@ -33,17 +30,18 @@ def check_latent_flags(args) -> bool:
     latent = not str(args.model).startswith("oracle:") and is_latent_pipeline(args.model)
     if latent:
         # --class-label is the condition of every sample of a class-conditional pipeline (DiT)
-        bad = [k for k in _given(args) if k != "class_label"] + \
+        bad = [k for k in _given(args) if k not in ("class_label", "guidance_scale")] + \
             (["any_size"] if getattr(args, "any_size", False) else [])
         if bad:
             raise ValueError(f"{flag(bad[0])} does not apply to a latent pipeline ({args.model}): "
                              "it reads its settings from its folder; drop it")
         if args.guidance_scale is not None:
-            args.guidance_scale = parse_list("--guidance-scale", args.guidance_scale, float)
+            w = args.guidance_scale
+            args.guidance_scale = list(w) if isinstance(w, tuple) else [w]
             if any(not w >= 0 for w in args.guidance_scale):
                 raise ValueError(f"--guidance-scale must be >= 0, got {','.join(map(str, args.guidance_scale))}")
     else:
-        for name in ("prompt", "guidance_scale"):
+        for name in ("prompt",):
             if getattr(args, name, None) is not None:
                 raise ValueError(f"--{name.replace('_', '-')} applies to latent pipelines (a diffusers "
                                  f"folder with a VAE); {args.model} is not one")

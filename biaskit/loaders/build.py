@@ -38,6 +38,9 @@ def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
             raise ValueError(f"{what} is not class-conditional: drop "
                              f"{', '.join('--' + k.replace('_', '-') for k in given)}")
         return None
+    if isinstance(o.guidance_scale, tuple):
+        raise ValueError("--guidance-scale: a comma list of scales applies to latent pipelines; "
+                         f"give {what} one scale")
     return Conditioning(getattr(o, "label_keyword", None) or keyword, o.class_label,
                         o.guidance_scale, o.null_label)
 

@@ -71,6 +71,21 @@ def _o(name, formats, help="", **kw) -> Option:
     return Option(name, frozenset(formats), help, **kw)
 
 
+def parse_scales(text):
+    """A guidance scale W, or a comma list of them (a tuple; compared on the same draws by the
+    latent-pipeline probe)."""
+    if not isinstance(text, str):
+        return tuple(float(v) for v in text) if isinstance(text, (list, tuple)) else float(text)
+    values = [float(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _finite_scales(what, value):
+    for v in value if isinstance(value, tuple) else (value,):
+        checks.finite(what, v)
+    return value
+
+
 def _at_least_1(what, value) -> int:
     return checks.integer(what, value, lo=1)
 
@@ -175,7 +190,9 @@ OPTIONS: tuple[Option, ...] = (
        "with one subfolder per class)", type=int, check=lambda what, v: checks.integer(what, v, lo=0)),
     _o("guidance_scale", _THIRD, "classifier-free guidance of a class-conditional model: out = "
        "out(null) + w (out(label) - out(null)); 1 is the conditional model, 0 the unconditional "
-       "one (needs --null-label unless 1)", type=float, metavar="W", check=checks.finite),
+       "one (needs --null-label unless 1); a latent pipeline's probe takes a comma list, "
+       "compared on the same draws (e.g. 0,1,7.5; its default 1, sample's 7.5)", type=parse_scales,
+       metavar="W", check=_finite_scales),
     _o("null_label", _THIRD, "the label of a class-conditional model's unconditional output "
        "(e.g. the extra class a classifier-free-guidance net was trained with)", type=int,
        check=lambda what, v: checks.integer(what, v, lo=0)),

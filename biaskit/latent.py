@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from . import parameterization as P
-from .data import _open_image, image_files
+from .image_files import image_files
+from .pixels import open_image as _open_image
 from .intervals import LEVEL, t_interval
 from .formulations import ProcessDenoiser
 from .loaders.latent import LATENT_MEAN, LatentPipeline

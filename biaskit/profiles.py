@@ -228,7 +228,9 @@ def run_config(profile: str, family: str, weighting: str, seed: int = 0):
     items = [f"{k}={v}" for k, v in settings.items() if v is not None]
     items += [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
               for k, v in training["families"][family].items()]
-    return apply_overrides(get_preset(f"{family}-{weighting}", training["preset_size"]), items)
+    from .sampling_bias import EXTRA_RUNS
+    weighting, extra = EXTRA_RUNS.get(weighting, (weighting, []))  # 06's fixes: a preset plus overrides
+    return apply_overrides(get_preset(f"{family}-{weighting}", training["preset_size"]), items + list(extra))
 
 
 def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
@@ -240,7 +242,7 @@ def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
     for w in family_weightings(profile, family, weightings):
         cfg = run_config(profile, family, w, seed)
         cfg.device = device
-        out[w] = cache.run(cfg, label=f"{family}-{w}", progress=progress)
+        out[w] = cache.run(cfg, label=f"{family}-{w}".replace(" ", "_").replace(",", ""), progress=progress)
     return out
 
 
@@ -273,4 +275,10 @@ def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
                     if params.get("replicates") else [params.get("seed", 0)]
                 for s in seeds:
                     plan[(family, w, s)] = None
+            for extra in NOTEBOOK_EXTRA_RUNS.get(name, ()):  # runs of a notebook's own (not a preset's)
+                plan[(family, extra, params.get("seed", 0))] = None
     return list(plan)
+
+
+# notebook -> the names of its extra runs (biaskit.sampling_bias.EXTRA_RUNS), trained as planned
+NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": ("constant+ip", "constant, scaled_linear", "v, scaled_linear zero SNR")}

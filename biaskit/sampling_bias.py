@@ -36,25 +36,22 @@ TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_l
 
 def extra_config(profile: str, family: str, name: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` of extra run ``name`` (:data:`EXTRA_RUNS`): the
-    study profile's config of its weighting with the run's overrides."""
-    from .config import apply_overrides
+    study profile's config of its weighting with the run's overrides
+    (:func:`biaskit.profiles.run_config` reads this table, so the study plan trains them too)."""
     from .profiles import run_config
     if name not in EXTRA_RUNS:
         raise ValueError(f"unknown extra run {name!r}; valid: {', '.join(EXTRA_RUNS)}")
-    weighting, overrides = EXTRA_RUNS[name]
-    return apply_overrides(run_config(profile, family, weighting, seed), overrides)
+    return run_config(profile, family, name, seed)
 
 
 def train_extra(cache: Cache, profile: str, family: str, names, *, seed: int = 0, device: str = "auto",
                 progress: bool = False) -> dict[str, Path]:
-    """{name: run folder} of the extra runs, each trained only on a cache miss."""
-    out = {}
+    """{name: run folder} of the extra runs, each trained only on a cache miss (the same cache
+    entries as :func:`biaskit.profiles.train_runs` of those names)."""
+    from .profiles import train_runs
     for name in names:
-        cfg = extra_config(profile, family, name, seed)
-        cfg.device = device
-        out[name] = cache.run(cfg, label=f"{family}-{name}".replace(" ", "_").replace(",", ""),
-                              progress=progress)
-    return out
+        extra_config(profile, family, name, seed)  # an unknown name is an error
+    return train_runs(cache, profile, family, list(names), seed=seed, device=device, progress=progress)
 
 
 def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data, sampler: str,

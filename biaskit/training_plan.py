@@ -32,7 +32,7 @@ def plan_commands(profile: str, cache_dir, device: str = "auto", only=()) -> lis
 
     from .profiles import planned_runs
     names = list(only) if only else None
-    return [" ".join(["biaskit", "train", "--study", profile, "--family", f, "--weighting", w,
+    return [" ".join(["biaskit", "train", "--study", profile, "--family", f, "--weighting", shlex.quote(w),
                       "--seed", str(s), "--cache", shlex.quote(str(cache_dir)), "--device", device,
                       "--no-progress"])
             for f, w, s in planned_runs(profile, names)]

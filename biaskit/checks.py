@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["number", "finite", "positive", "non_negative", "nonzero", "integer", "in_interval"]
+__all__ = ["number", "not_nan", "finite", "positive", "non_negative", "nonzero", "integer", "in_interval"]
 
 
 def number(what: str, value) -> float:
@@ -25,6 +25,13 @@ def number(what: str, value) -> float:
 def _require(ok: bool, what: str, valid: str, value) -> None:
     if not ok:
         raise ValueError(f"{what} must be {valid}, got {value!r}")
+
+
+def not_nan(what: str, value) -> float:
+    """``value`` a number, +-inf allowed (an open end), NaN not."""
+    v = number(what, value)
+    _require(not math.isnan(v), what, "a number (not NaN)", value)
+    return v
 
 
 def finite(what: str, value) -> float:

@@ -298,6 +298,11 @@ class Denoiser(nn.Module):
                 **({"conditioning": self.conditioning.describe()} if self.conditioning else {})}
 
 
+class NetworkOutputError(TypeError, ValueError):
+    """A network returned something other than its prediction tensor: a wrong type for Python
+    callers (TypeError) and a user error the CLI reports in one line (ValueError)."""
+
+
 def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = False) -> None:
     """ValueError unless the network's output ``out`` is a tensor shaped like its input ``x``
     (B, C, ...): the same batch and trailing sizes, and C channels (or 2C with
@@ -307,8 +312,9 @@ def check_output(d: nn.Module, out, x: torch.Tensor, learned_variance: bool = Fa
         kind = type(out).__name__
         kind = ("an " if kind[:1] in "aeiou" else "a ") + kind + (
             f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
-        raise ValueError(f"model {name!r}: the network returned {kind}, not a tensor: net(x, "
-                         "time_in) must return the prediction itself (e.g. out[0] of a tuple)")
+        raise NetworkOutputError(f"model {name!r}: the network returned {kind}, not a tensor: expected a "
+                                 "tensor, an output with a .sample tensor (diffusers) or a one-tuple; "
+                                 "net(x, time_in) must return the prediction (e.g. out[0] of a tuple)")
     C = x.shape[1]
     ok = (out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:]
           and (out.shape[1] == C or (learned_variance and out.shape[1] == 2 * C)))

@@ -11,7 +11,7 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["launched", "init_process_group", "rank_world"]
+__all__ = ["launched", "init_process_group", "rank_world", "training_ranks", "training_device"]
 
 
 def launched() -> tuple[int, int, int]:
@@ -39,3 +39,25 @@ def rank_world() -> tuple[int, int]:
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+
+def training_ranks() -> tuple[int, int, int, bool]:
+    """(rank, world_size, local_rank, whether we created the process group) under torchrun."""
+    rank, world, local = launched()
+    return rank, world, local, world > 1 and init_process_group()
+
+
+def training_device(name: str, local_rank: int) -> torch.device:
+    """The torch device of a training process: ``name`` (cpu, cuda, cuda:1, auto), one GPU per
+    local rank under torchrun; ValueError naming the device when it is not there."""
+    if name in (None, "auto"):
+        from .denoiser import resolve_device
+        name = resolve_device(name).type
+    if name == "cuda" and torch.cuda.device_count() > 1:
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but no CUDA device is available")
+    return device

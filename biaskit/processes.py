@@ -117,8 +117,10 @@ class ContinuousVP(Process):
                  s: float = 0.0):
         if kind not in self.KINDS:
             raise ValueError(f"unknown continuous VP kind {kind!r}; valid: {', '.join(self.KINDS)}")
-        logsnr_min = checks.finite("process.logsnr_min", logsnr_min)
-        logsnr_max = checks.finite("process.logsnr_max", logsnr_max)
+        # the cosine kind may run untruncated (-inf, inf); a linear logsnr needs finite ends
+        bound = checks.finite if kind == "linear_logsnr" else checks.not_nan
+        logsnr_min = bound("process.logsnr_min", logsnr_min)
+        logsnr_max = bound("process.logsnr_max", logsnr_max)
         if not logsnr_min < logsnr_max:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
         if not 0 <= s < 1 or (kind != "cosine" and s != 0):

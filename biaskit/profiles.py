@@ -228,7 +228,6 @@ def run_config(profile: str, family: str, weighting: str, seed: int = 0):
     items = [f"{k}={v}" for k, v in settings.items() if v is not None]
     items += [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
               for k, v in training["families"][family].items()]
-    from .sampling_bias import EXTRA_RUNS
     weighting, extra = EXTRA_RUNS.get(weighting, (weighting, []))  # 06's fixes: a preset plus overrides
     return apply_overrides(get_preset(f"{family}-{weighting}", training["preset_size"]), items + list(extra))
 
@@ -280,5 +279,12 @@ def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
     return list(plan)
 
 
-# notebook -> the names of its extra runs (biaskit.sampling_bias.EXTRA_RUNS), trained as planned
-NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": ("constant+ip", "constant, scaled_linear", "v, scaled_linear zero SNR")}
+# the runs of the fixes: a weighting's preset plus these overrides (run_config reads them)
+EXTRA_RUNS = {
+    # Ning et al. 2023: gamma = 0.1
+    "constant+ip": ("constant", ["loss.input_perturbation=0.1"]),
+    "constant, scaled_linear": ("constant", ["schedule.name=scaled_linear"]),
+    "v, scaled_linear zero SNR": ("v", ["schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
+}
+# notebook -> the names of its extra runs (EXTRA_RUNS), trained as planned
+NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": tuple(EXTRA_RUNS)}

@@ -20,14 +20,8 @@ import torch
 
 from .cache import Cache
 from .experiments import run_key, tensor_digest
+from .profiles import EXTRA_RUNS  # the runs of the fixes (study settings live in profiles)
 
-# the runs of the fixes: a weighting's preset plus these overrides (biaskit.profiles.run_config)
-EXTRA_RUNS = {
-    # Ning et al. 2023: gamma = 0.1
-    "constant+ip": ("constant", ["loss.input_perturbation=0.1"]),
-    "constant, scaled_linear": ("constant", ["schedule.name=scaled_linear"]),
-    "v, scaled_linear zero SNR": ("v", ["schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
-}
 # (run, spacing) pairs sampled for the brightness comparison: leading spacing never visits the
 # last step (Lin et al.'s second fix is trailing spacing)
 TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_linear", "leading"),

@@ -325,6 +325,12 @@ def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, tim
         raise ValueError(f"settings check mode must be auto, warn or off, got {mode!r}")
     if mode == "off" or d.source.format not in FORMATS:
         return None
+    cond = getattr(d, "conditioning", None)
+    if cond is not None and cond.class_label is None:  # its candidates would need each sample's label
+        d.source = d.source.with_extras(settings_check={
+            "outcome": "skipped", "why": "a class-conditional model probed with each sample's own "
+            "label (give --class-label K to check its settings on one class)"})
+        return None
     df = evaluate_settings(d, x0, n=n, seed=seed, timesteps=timesteps, batch_size=batch_size)
     chosen = df[df["chosen"]].iloc[0]
     best = df.loc[_best(df)]

@@ -180,12 +180,12 @@ def test_gpu_smoke_profile_runs_the_full_profiles_models_at_tiny_sizes():
     """gpu-smoke trains what full trains (preset size, architecture, precision, schedule, loss:
     the same code path on a GPU) and differs only in how long and on how much."""
     import dataclasses
-    from biaskit.profiles import FORMULATIONS, planned_runs, run_config
+    from biaskit.profiles import EXTRA_RUNS, FORMULATIONS, planned_runs, run_config
     smoke, full = PROFILES["gpu-smoke"], PROFILES["full"]
     assert smoke["training"]["preset_size"] == full["training"]["preset_size"] == "full"
     plan = planned_runs("gpu-smoke")
     assert {f for f, _, _ in plan} == {f for f, _, _ in planned_runs("full")}
-    assert set(plan) <= set(planned_runs("full")) and {w for _, w, _ in plan} == {"constant", "debias"} | set(FORMULATIONS)
+    assert set(plan) <= set(planned_runs("full")) and {w for _, w, _ in plan} == {"constant", "debias"} | set(FORMULATIONS) | set(EXTRA_RUNS)
     may_differ = {"steps", "batch_size", "ckpt_every", "log_every", "probe_every", "ema.decay",
                   "ema.start", "optim.warmup_steps", "data.n_train"}
     for family, w, seed in plan:

@@ -92,10 +92,10 @@ def test_the_checked_values_still_give_the_closed_forms():
     (["process.name=edm", "process.sigma_min=5", "process.sigma_max=1"], ["sigma_min < sigma_max"]),
     (["process.name=edm", "process.sigma_max=inf"], ["process.sigma_max", "finite"]),
     (["process.name=flow", "process.shift=nan"], ["process.shift", "> 0"]),
-    (["process.name=vp_cosine", "process.logsnr_max=nan"], ["process.logsnr_max", "finite"]),
+    (["process.name=vp_cosine", "process.logsnr_max=nan"], ["process.logsnr_max", "not NaN"]),
     (["process.name=edm", "loss.density=logit_normal:0:-1"], ["loss.density", "s ", "> 0"]),
     (["process.name=flow", "model.time_scale=0"], ["model.time_scale", "non-zero"]),
-    (["optim.lr=-1e-3"], ["optim.lr", "> 0"]),
+    (["optim.lr=-1e-3"], ["optim.lr", ">= 0"]),  # 0: a fine-tuning run that changes nothing
     (["optim.betas=[0.9,1.5]"], ["optim.betas[1]", "[0, 1)"]),
     (["loss.snr_min=0"], ["loss.snr_min", "> 0"]),
     (["data.options.std=-1"], ["std", "dataset gmm", "> 0"]),
@@ -178,8 +178,8 @@ def test_loader_and_data_options_are_checked(capsys, plugin, tmp_path, flag, val
 # --- 3. plugins ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("factory,words", [
     ("pair", ["returned a tuple of 2", "not a tensor"]),
-    ("short", ["shape (1, 2)", "(16, 2)", "batch included"]),
-    ("flat", ["shape (32,)", "(16, 2)"]),
+    ("short", ["shape (1, 2)", "batch included"]),  # whichever batch first calls it
+    ("flat", ["returned shape (", ",) for input (", ", 2)"]),
     ("needs", ["cannot be called with no arguments", "width"]),
     ("raises", ["factory raised RuntimeError: no GPU here"]),
 ])

@@ -735,7 +735,7 @@ def test_detect_format_tells_every_kind_apart(tmp_path):
 
 def test_the_option_table_covers_every_loader_flag():
     from biaskit.cli import build_parser
-    from biaskit.loaders.options import IGNORED_FLAGS, OPTIONS, options_for
+    from biaskit.loaders.options import IGNORED_FLAGS, OPTIONS, options_for, parse_scales
     from biaskit.models.adm import GUIDED_DIFFUSION_FLAGS
     adm = {o.name for o in options_for("adm")}
     assert set(GUIDED_DIFFUSION_FLAGS) | set(IGNORED_FLAGS) <= adm
@@ -743,7 +743,7 @@ def test_the_option_table_covers_every_loader_flag():
     # every command-line option parses under both spellings into its own keyword
     parser = build_parser()
     for o in (o for o in OPTIONS if o.cli and o.kind in ("value", "bool")):
-        value = str(o.choices[0]) if o.choices else {int: "3", float: "0.5"}.get(
+        value = str(o.choices[0]) if o.choices else {int: "3", float: "0.5", parse_scales: "0.5"}.get(
             o.type, "true" if o.kind == "bool" else "x")
         spellings = ["--" + o.name] + (["--" + o.name.replace("_", "-")] if o.section == "third-party" else [])
         for spelled in spellings:

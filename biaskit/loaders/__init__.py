@@ -26,14 +26,15 @@ def load(spec, *, model_spec=None, weights=None, **options):
     ``spec``: a path or model spec string, a Denoiser, or a network in memory (an ``nn.Module``
     such as a diffusers ``UNet2DModel``, or a callable ``net(x, t)``) with ``schedule=`` /
     ``scheduler=`` (a diffusers scheduler object or config) or ``process=``
-    (:mod:`biaskit.loaders.memory`). Any other type is a TypeError.
+    (:mod:`biaskit.loaders.memory`); None with ``model_spec=``: a plugin without a weights
+    file. Any other type is a TypeError.
     """
     import os
 
     from ..denoiser import Denoiser
     if isinstance(spec, Denoiser):
         return spec
-    if not isinstance(spec, (str, os.PathLike)):
+    if not isinstance(spec, (str, os.PathLike)) and not (spec is None and model_spec is not None):
         if callable(spec) and model_spec is None and weights is None:
             from .memory import load_module
             return load_module(spec, **options)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from ..denoiser import Denoiser
 from ..schedules import PROCESS_SCHEDULERS, as_schedule, scheduler_config
 from ..source import Source
-from .build import WithClassLabel, image_shape, make_denoiser, resolve_schedule
+from .build import conditioning_of, image_shape, make_denoiser, resolve_schedule
 from .options import check_options
 
 __all__ = ["load_module"]
@@ -56,10 +56,10 @@ def load_module(net, **options) -> Denoiser:
     cfg, given = _scheduler(o)
     channels = o.channels or config.get("in_channels")
     shape = o.shape or image_shape(config.get("sample_size"), config.get("in_channels"))
-    if config.get("num_class_embeds") or config.get("class_embed_type"):
-        if o.class_label is None:
-            raise ValueError(f"the {type(net).__name__} is class-conditional; pass class_label=K")
-        net = WithClassLabel(net, o.class_label, keyword="class_labels")
+    # a class-conditional diffusers model gets class_label= for all, or each sample's own label
+    labelled = bool(config.get("num_class_embeds") or config.get("class_embed_type"))
+    conditioning = conditioning_of(o, True if labelled else (False if config else None),
+                                   "class_labels" if config else "y", type(net).__name__)
     if config.get("time_embedding_type", "positional") == "fourier" and o.time_input is None:
         raise ValueError(f"the {type(net).__name__} uses Fourier (continuous-sigma) time features; "
                          "state how it takes time with time_input=")
@@ -71,12 +71,12 @@ def load_module(net, **options) -> Denoiser:
         net = net.to(o.device)
     if cfg is not None and cfg.get("_class_name") in PROCESS_SCHEDULERS:
         from .process_folders import process_denoiser
-        return process_denoiser(net, cfg, o, source, channels, freeze=False)
+        return process_denoiser(net, cfg, o, source, channels, conditioning, freeze=False)
     if o.process is not None:
         if given is not None:
             raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
         from .plugin import process_model
-        return process_model(net, o, source, freeze=False)
+        return process_model(net, o, source, conditioning, freeze=False)
     if given is not None:
         others = [k for k in ("noise_schedule", "diffusion_steps", "scheduler_config") if getattr(o, k) is not None]
         if others:
@@ -94,4 +94,4 @@ def load_module(net, **options) -> Denoiser:
                          data_range=o.data_range, channels=channels,
                          trained_timesteps=o.trained_timesteps,
                          source=source.with_extras(schedule_source=where), any_size=bool(config),
-                         freeze=False)
+                         freeze=False, conditioning=conditioning)

@@ -136,19 +136,19 @@ OPTIONS: tuple[Option, ...] = (
        choices=tuple(sorted(PROCESSES))),
     _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
        check=checks.positive),
-    _o("flow_time", _PLUGIN, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
+    _o("flow_time", _PLUGIN | _MODULE, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
        "noise; default) or reversed (x_t = t x0 + (1 - t) eps, t = 0 noise, Lipman-style; the "
        "net is fed that t)", choices=("forward", "reversed")),
-    _o("target_sign", _PLUGIN, "with --process: -1 for a network that outputs its target "
+    _o("target_sign", _PLUGIN | _MODULE, "with --process: -1 for a network that outputs its target "
        "negated (a flow net predicting x0 - eps); default 1", type=int, choices=(1, -1)),
-    _o("sigma_min", _PLUGIN, "with --process ve / edm / vesde: the smallest sigma (defaults "
+    _o("sigma_min", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the smallest sigma (defaults "
        "0.002, 0.002, 0.01)", type=float, check=checks.positive),
-    _o("sigma_max", _PLUGIN, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
+    _o("sigma_max", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
        "80, 50)", type=float, check=checks.positive),
-    _o("cosine_s", _PLUGIN, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
+    _o("cosine_s", _PLUGIN | _MODULE, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
        "(1 + s) pi / 2) (default 0, VDM's form; iDDPM used 0.008)", type=float,
        check=checks.non_negative),
-    _o("sigma_base", _PLUGIN, "with --process vesde_tutorial: the tutorial's sigma b of "
+    _o("sigma_base", _PLUGIN | _MODULE, "with --process vesde_tutorial: the tutorial's sigma b of "
        "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float, check=checks.positive),
     _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int,

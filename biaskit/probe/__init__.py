@@ -21,7 +21,8 @@ The statistics and their intervals: :mod:`biaskit.probe.statistics`.
 import sys
 
 from ..results import load_results, save_results
-from .api import METHODS, ProbeOptions, compare, compare_ratio, model_identity, probe
+from .api import METHODS, ProbeOptions, compare, model_identity, probe
+from .ratio import compare_ratio
 from .bias_norm import bias_l2, bias_l2_interval, bias_sq, hotelling_p
 from .draws import chunk_rows, draw_noise, schedule_indices, select_samples, timestep_grid
 from .paired_bias import bias_difference

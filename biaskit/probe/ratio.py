@@ -97,3 +97,69 @@ def log_ratio(z_b: np.ndarray, z_a: np.ndarray, w: np.ndarray, kind: str = "mean
         lo, hi = (float(v) for v in t_interval(est, psi, level))
     return {"log_ratio": est, "log_ratio_lo": lo, "log_ratio_hi": hi, "ratio": np.exp(est),
             "relative": np.expm1(est), "relative_lo": np.expm1(lo), "relative_hi": np.expm1(hi)}
+
+
+def compare_ratio(denoisers, data, *, reference: str | None = None, statistics=("x0_mse",),
+                  t_min: int | None = None, t_max: int | None = None, weights: str = "logsnr",
+                  per_t: bool = False, options=None, **settings):
+    """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``] (the grid of
+    ``options``/``settings`` as in :func:`compare`, restricted to the range), as ratios with
+    delta-method intervals on their log (:mod:`biaskit.probe.ratio`), weighted by ``weights``
+    (:data:`~biaskit.probe.ratio.WEIGHTS`). ``statistics``: per-sample means (x0_mse, eps_mse,
+    excess_mse ...) or ``x0_bias_l2`` (the colour-bias norm).
+
+    Returns one row per (other model, statistic): model, reference, statistic, t_from, t_to,
+    logsnr_from, logsnr_to, n_t, weights (their rule, in words), n, reference_mean and
+    model_mean (the weighted means of m over the range), then log_ratio, ratio, relative and
+    their ``_lo``/``_hi`` (:func:`~biaskit.probe.ratio.log_ratio`). ``per_t``: also one row per
+    probed t (weight 1 on that t; t_from == t_to), the per-t relative differences."""
+    import dataclasses
+
+    import pandas as pd
+    import torch
+
+    from ..formulations import on_common_logsnr
+    from .api import _check_models, _evaluate, _named, _options
+    from .draws import schedule_indices, timestep_grid
+    from .statistics import columns
+    o = _options(options, settings)
+    models = on_common_logsnr(_named(denoisers))
+    reference = list(models)[0] if reference is None else reference
+    if reference not in models:
+        raise ValueError(f"reference {reference!r} is not one of the models: {', '.join(models)}")
+    schedule = _check_models(models, data, o)
+    grid = timestep_grid(schedule.T, num_timesteps=o.num_timesteps, stratified=o.stratified, seed=o.seed) \
+        if o.timesteps is None else schedule_indices(schedule, o.timesteps)
+    t_of = schedule.timesteps.numpy()
+    grid = np.asarray([k for k in grid if (t_min is None or t_of[k] >= t_min)
+                       and (t_max is None or t_of[k] <= t_max)])
+    if grid.size == 0:
+        raise ValueError(f"no probed t in [{t_min}, {t_max}]: widen the grid (num_timesteps) or the range")
+    ev = _evaluate(models, data, dataclasses.replace(o, timesteps=t_of[grid].tolist()))
+    at = columns(ev.setup)
+    logsnr = ev.schedule.logsnr[torch.as_tensor(ev.ts)].numpy().astype(np.float64)
+    w = range_weights(logsnr, weights)
+    r = ev.names.index(reference)
+    ranges = [(np.arange(len(ev.ts)), w)] + ([(np.array([k]), np.ones(1)) for k in range(len(ev.ts))]
+                                             if per_t else [])
+    rows = []
+    for s in statistics:
+        kind, col = ("norm", at["x0_bias_c"]) if s == "x0_bias_l2" else ("mean", at.get(s))
+        if col is None:
+            raise ValueError(f"statistic {s!r} has no per-sample values here; choose among "
+                             f"{', '.join(k for k in at if k not in ('setup', 'width'))} or x0_bias_l2")
+        z = ev.Z[..., col]
+        m_of = (lambda zz: np.sqrt(np.maximum(0.0, (zz.mean(1) ** 2).sum(1)))) if kind == "norm" \
+            else (lambda zz: zz.mean(1))
+        for m, name in enumerate(ev.names):
+            if m == r:
+                continue
+            for ks, wk in ranges:
+                ts_k = t_of[np.asarray(ev.ts)[ks]]
+                rows.append({"model": name, "reference": reference, "statistic": s,
+                             "t_from": int(ts_k.min()), "t_to": int(ts_k.max()),
+                             "logsnr_from": float(logsnr[ks].max()), "logsnr_to": float(logsnr[ks].min()),
+                             "n_t": len(ks), "weights": WEIGHTS[weights] if len(ks) > 1 else "one t",
+                             "n": ev.n, "reference_mean": float(wk @ m_of(z[r][ks])),
+                             "model_mean": float(wk @ m_of(z[m][ks])), **log_ratio(z[m][ks], z[r][ks], wk, kind)})
+    return pd.DataFrame(rows)

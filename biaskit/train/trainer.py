@@ -16,8 +16,8 @@ from torch import nn
 from .. import checkpoint as C
 from .. import parameterization as P
 from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
-from ..denoiser import Denoiser, resolve_device
-from ..distributed import init_process_group, launched
+from ..denoiser import Denoiser
+from ..distributed import training_device, training_ranks
 from ..atomic import append_text
 from ..jsonio import write_json
 from ..models import build_model
@@ -36,26 +36,6 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 # --- setup ------------------------------------------------------------------------------------
-def _distributed() -> tuple[int, int, int, bool]:
-    """(rank, world_size, local_rank, whether we created the process group) under torchrun."""
-    rank, world, local = launched()
-    return rank, world, local, world > 1 and init_process_group()
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name in (None, "auto"):
-        name = resolve_device(name).type
-    if name == "cuda" and torch.cuda.device_count() > 1:
-        name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda requested but no CUDA device is available")
-    return device
-
-
 def _dataset(cfg: TrainConfig, data, loaded=None):
     """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset; a
     fine-tuning run reads its data set in the loaded model's data range unless one is given."""
@@ -91,10 +71,10 @@ class Trainer:
 
     def __init__(self, config, *, data=None, resume: bool = False):
         cfg = self.config = load_config(config)
-        self.rank, self.world, local, self._owns_group = _distributed()
+        self.rank, self.world, local, self._owns_group = training_ranks()
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by {self.world} processes")
-        self.device = _device(cfg.device, local)
+        self.device = training_device(cfg.device, local)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":

@@ -104,10 +104,9 @@ def test_readme_commands_parse():
         build_parser().parse_args(argv)
 
 
-def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
-    """In a fresh folder holding only links to the repository's examples/ (and ../shared for the
-    third-party checkpoint): every non-figures command exits 0."""
-    from biaskit.cli import main
+def _fresh_folder(tmp_path, monkeypatch) -> Path:
+    """cd into a fresh folder tmp_path/repo holding only a link to examples/, with ../shared
+    linked when the checkout has one; returns the shared folder's path."""
     shared = ROOT.parent / "shared"
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -115,6 +114,14 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
     if shared.is_dir():
         (tmp_path / "shared").symlink_to(shared)
     monkeypatch.chdir(repo)
+    return shared
+
+
+def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
+    """In a fresh folder holding only links to the repository's examples/ (and ../shared for the
+    third-party checkpoint): every non-figures command exits 0."""
+    from biaskit.cli import main
+    shared = _fresh_folder(tmp_path, monkeypatch)
     ran = []
     for argv in _dependency_order(readme_commands()):
         if argv[0] == "figures" or set(argv) & set(PLACEHOLDER_MODELS):
@@ -127,8 +134,8 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
         assert "Traceback" not in err
         ran.append(argv[0])
     assert ran.count("train") == 9 and ran.count("probe") >= 5 and ran.count("sample") == 3
-    assert (repo / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()
-    assert (repo / "runs" / "digits-flow" / "probe").is_dir() and (repo / "runs" / "digits-edm" / "probe").is_dir()
+    assert (Path.cwd() / "runs" / "digits-debias" / "samples" / "samples.npz").is_file()
+    assert (Path.cwd() / "runs" / "digits-flow" / "probe").is_dir() and (Path.cwd() / "runs" / "digits-edm" / "probe").is_dir()
 
 
 # --- every Python snippet of the README -----------------------------------------------------------
@@ -146,13 +153,7 @@ def test_readme_python_blocks_run_as_one_notebook_session(tmp_path, monkeypatch)
     import pandas as pd
     import torch
     torch.manual_seed(0)
-    shared = ROOT.parent / "shared"
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "examples").symlink_to(ROOT / "examples")
-    if shared.is_dir():
-        (tmp_path / "shared").symlink_to(shared)
-    monkeypatch.chdir(repo)
+    shared = _fresh_folder(tmp_path, monkeypatch)
     blocks = readme_python_blocks()
     assert len(blocks) >= 4
     ns: dict = {}
@@ -164,7 +165,7 @@ def test_readme_python_blocks_run_as_one_notebook_session(tmp_path, monkeypatch)
     assert all(a.lines for a in ns["axes"]) and len(ns["fig"].axes) == 2
     assert set(ns["paired"].model) == {"other - unet"} and {"statistic", "value"} <= set(ns["long"].columns)
     assert ns["x"].shape == (64, 1, 8, 8) and set(ns["scores"].metric) == {"swd", "mmd2"}
-    records = pd.read_csv(repo / "runs" / "monitor" / "monitor.csv")
+    records = pd.read_csv(Path.cwd() / "runs" / "monitor" / "monitor.csv")
     assert sorted(records.step.unique()) == [10, 20] and (records.kind == "difference").sum() == 5
     if shared.is_dir():
         assert list(ns["table"].t) == [1, 264, 999]

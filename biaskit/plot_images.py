@@ -122,7 +122,12 @@ def plot_x0_grids(models: dict, x0, timesteps, seed: int = 0, sample: int = 0, a
     for a in axes.flat:
         a.set_axis_off()
     finish(fig, ax)
-    bar = fig.colorbar(im, ax=list(axes[2::2, 1:].flat), fraction=0.03, pad=0.02)
+    if ax is None:  # a column of its own right of the panels (stealing space overlaps the images)
+        fig.subplots_adjust(right=0.86)
+        top, bottom = axes[2, 1].get_position().y1, axes[-1, 1].get_position().y0
+        bar = fig.colorbar(im, cax=fig.add_axes([0.89, bottom, 0.015, top - bottom]))
+    else:
+        bar = fig.colorbar(im, ax=list(axes[2::2, 1:].flat), fraction=0.03, pad=0.02)
     bar.set_label("|x0_hat - x0| per pixel,\nRMS over channels (data units)", fontsize=8)
     return fig
 

@@ -215,6 +215,22 @@ def plot_paired_difference(df_compare, stats=("x0_mse",), x="t", ax=None):
     return finish(fig, ax)
 
 
+def _clip_to_estimates(ax, estimates, bounds):
+    """y limits from the estimates (and -100%, a ratio's floor, when they come near it), so that a
+    band whose reference is near 0 at some t (an upper bound of +1e9%) does not flatten the
+    others; the axis says when a band runs past it."""
+    est = estimates[np.isfinite(estimates)]
+    if est.size == 0:
+        return
+    span = max(20.0, 0.5 * float(est.max() - est.min()))
+    lo, hi = max(-105.0, float(est.min()) - span), float(est.max()) + span
+    b = bounds[np.isfinite(bounds)]
+    if b.size and (b.min() < lo or b.max() > hi):
+        ax.set_ylim(lo, hi)
+        ax.text(0.01, 0.01, "bands clipped at the axis", transform=ax.transAxes, fontsize=7,
+                color="0.4", va="bottom")
+
+
 def plot_relative_difference(ratios, stats=("x0_mse",), x="t", ax=None):
     """Per-t relative differences R - 1 = m(model) / m(reference) - 1 of
     :func:`biaskit.probe.compare_ratio` rows with one probed t each (``per_t=True``), with their
@@ -233,6 +249,8 @@ def plot_relative_difference(ratios, stats=("x0_mse",), x="t", ax=None):
                                           pct_hi=100 * g["relative_hi"])
             _band(a, g, x, "pct", weighting_colour(name), f"{name} vs {g['reference'].iloc[0]}", False,
                   marker="o", ms=3)
+        _clip_to_estimates(a, 100 * ds["relative"].to_numpy(dtype=float),
+                           100 * ds[["relative_lo", "relative_hi"]].to_numpy(dtype=float))
         a.axhline(0.0, color="black", linewidth=0.8)
         a.set_ylabel(f"relative difference of\n{stat_label(stat).split(' (')[0]} (%)", fontsize=9)
         _finish_x(a, x)

@@ -79,29 +79,31 @@ def cost(root: Path, n: int, K: int, batch: int, repeats: int) -> None:
               f"(ratio {t_probe / floor:.2f}); one encode pass {t_encode:.3f} s (cached after the first)")
 
 
+def _latent_agreement(ref, pipe, scales, kind: str, steps: str, peer: str) -> None:
+    """Largest difference of our pipeline sampler's latents from the diffusers pipeline ``ref``'s
+    (same prompts, generator seed 0, 10 steps) at each guidance scale."""
+    prompts = ["a red cat", "blue sky"]
+    for w in scales:
+        a = ref(prompts, num_inference_steps=10, guidance_scale=w, output_type="latent",
+                height=16, width=16, generator=torch.Generator().manual_seed(0)).images
+        b = sample_latent(pipe, prompts, steps=10, guidance_scale=w, seed=0)["latents"]
+        print(f"{kind}, w={w:g}, {steps}: max |ours - {peer}| = "
+              f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
+
+
 def agreement(root: Path) -> None:
     from diffusers import DiTPipeline, StableDiffusionPipeline
     folder = root / "sd"
     ref = StableDiffusionPipeline.from_pretrained(str(folder))
     ref.set_progress_bar_config(disable=True)
     pipe = load_latent_pipeline(folder)
-    for w in (1.0, 7.5):
-        a = ref(["a red cat", "blue sky"], num_inference_steps=10, guidance_scale=w, output_type="latent",
-                height=16, width=16, generator=torch.Generator().manual_seed(0)).images
-        b = sample_latent(pipe, ["a red cat", "blue sky"], steps=10, guidance_scale=w, seed=0)["latents"]
-        print(f"SD-like, w={w:g}, 10 DDIM steps: max |ours - StableDiffusionPipeline| = "
-              f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
+    _latent_agreement(ref, pipe, (1.0, 7.5), "SD-like", "10 DDIM steps", "StableDiffusionPipeline")
     from diffusers import StableDiffusion3Pipeline
     sd3_folder = F.save_sd3_pipeline(root / "sd3")
     ref = StableDiffusion3Pipeline.from_pretrained(str(sd3_folder), text_encoder_3=None, tokenizer_3=None)
     ref.set_progress_bar_config(disable=True)
     pipe = load_latent_pipeline(sd3_folder)
-    for w in (1.0, 5.0):
-        a = ref(["a red cat", "blue sky"], num_inference_steps=10, guidance_scale=w, output_type="latent",
-                height=16, width=16, generator=torch.Generator().manual_seed(0)).images
-        b = sample_latent(pipe, ["a red cat", "blue sky"], steps=10, guidance_scale=w, seed=0)["latents"]
-        print(f"SD3-like, w={w:g}, 10 flow Euler steps: max |ours - StableDiffusion3Pipeline| = "
-              f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
+    _latent_agreement(ref, pipe, (1.0, 5.0), "SD3-like", "10 flow Euler steps", "StableDiffusion3Pipeline")
     dit_folder = F.save_dit_pipeline(root / "dit")
     ref = DiTPipeline.from_pretrained(str(dit_folder))
     ref.set_progress_bar_config(disable=True)

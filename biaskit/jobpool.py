@@ -59,6 +59,7 @@ class QuietPool:
     def __init__(self, max_workers: int, mp_context):
         from concurrent.futures import ProcessPoolExecutor
         self.pool = ProcessPoolExecutor(max_workers=max_workers, mp_context=mp_context)
+        self._workers: dict = {}  # pid -> process, every worker submit started (stop ends them all)
 
     def submit(self, fn, *args):
         # workers are started inside submit; they inherit SIG_IGN through exec (a Python handler
@@ -66,19 +67,28 @@ class QuietPool:
         import signal
         import threading
         if threading.current_thread() is not threading.main_thread():
-            return self.pool.submit(fn, *args)
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            return self.pool.submit(fn, *args)
-        finally:
-            signal.signal(signal.SIGINT, old)
+            future = self.pool.submit(fn, *args)
+        else:
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                future = self.pool.submit(fn, *args)
+            finally:
+                signal.signal(signal.SIGINT, old)
+        self._workers.update(getattr(self.pool, "_processes", None) or {})
+        return future
 
     def stop(self) -> None:
-        """Drop queued jobs and end running ones now."""
-        workers = list((getattr(self.pool, "_processes", None) or {}).values())  # gone after shutdown
+        """Drop queued jobs and end running ones now: SIGTERM, then SIGKILL for a worker still
+        alive after 5 s (one that inherited an ignored SIGTERM, or is busy starting)."""
+        workers = {**self._workers, **(getattr(self.pool, "_processes", None) or {})}  # gone after shutdown
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for p in workers:
+        for p in workers.values():
             p.terminate()
+        for p in workers.values():
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
 
     def shutdown(self) -> None:
         self.pool.shutdown()

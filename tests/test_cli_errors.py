@@ -365,7 +365,7 @@ def test_ctrl_c_with_parallel_notebooks_keeps_what_finished(tmp_path, capsys, mo
 
     class Threads(jobpool.QuietPool):
         def __init__(self, max_workers, mp_context):
-            self.pool = ThreadPoolExecutor(1)
+            self.pool, self._workers = ThreadPoolExecutor(1), {}
     monkeypatch.setattr(jobpool, "QuietPool", Threads)
     rc, err = cli(capsys, "figures", "--profile", "smoke", "--only", "00", "01", "02", "--jobs", 2,
                   "--out", tmp_path / "fig")

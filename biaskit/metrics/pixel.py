@@ -31,14 +31,16 @@ def _quantile_grid(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def _resampled_order_statistics(sorted_cols: torch.Tensor, order: torch.Tensor, i: torch.Tensor,
                                 ranks: torch.Tensor) -> torch.Tensor:
     """Order statistics of ranks ``ranks`` (P,) of the resamples ``i`` (B, n) of every column,
-    (B, L, P), without sorting them: a resample is the original points with multiplicities c
-    (B, n); in the column's sorted order their running count C_k says that order statistic r is
-    the k-th sorted point with C_{k-1} <= r < C_k (searchsorted). ``sorted_cols`` (L, n) and
-    ``order`` (L, n) are each column's sorted values and argsort."""
+    (B, L, P), without sorting them: a resample holds each original point c times (B, n), so in
+    the column's sorted order it is the sorted points, the k-th repeated c_k times; repeating
+    each k by its c_k gives the source of every order statistic (exact integer indices, so the
+    values equal those of sorting the resample). ``sorted_cols`` (L, n) and ``order`` (L, n) are
+    each column's sorted values and argsort."""
     B, n = i.shape
+    L = order.shape[0]
     c = torch.zeros(B, n, dtype=torch.long).scatter_add_(1, i, torch.ones_like(i))
-    running = c[:, order].cumsum(-1)                                   # (B, L, n)
-    k = torch.searchsorted(running, ranks.expand(*running.shape[:2], -1).contiguous(), right=True)
+    source = torch.repeat_interleave(torch.arange(n).repeat(B * L), c[:, order].reshape(-1))
+    k = source.view(B, L, n).gather(-1, ranks.expand(B, L, -1))
     return sorted_cols.expand(B, -1, -1).gather(-1, k)
 
 

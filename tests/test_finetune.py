@@ -148,3 +148,28 @@ def test_init_with_another_target_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if "error:" in line][0].count("loss.target") == 2
+
+
+@pytest.mark.slow
+def test_adm_study_script_reads_its_guided_diffusion_file_back_and_fine_tunes_it(tmp_path):
+    """The learned-sigma ADM study: the base run saved as a plain guided-diffusion state dict reads
+    back through the ADM loader to the same outputs (the script refuses otherwise), both tuned runs
+    keep the 2C-output network (L_hybrid) and the paired differences are consistent."""
+    import importlib.util
+    import pandas as pd
+    import biaskit
+    spec = importlib.util.spec_from_file_location("finetune_adm", ROOT / "examples" / "finetune_adm.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    study.main(["--out", str(tmp_path / "s"), "--base-steps", "3", "--steps", "2", "--batch-size", "4",
+                "--n", "8", "--num-timesteps", "3", "--samples", "4", "--sample-steps", "2"])
+    sd = torch.load(tmp_path / "s" / "base" / "model.pt", weights_only=True)
+    assert sd["out.2.weight"].shape[0] == 6  # learned variance: 2C outputs, guided-diffusion's key
+    tuned = biaskit.load(tmp_path / "s" / "debias")
+    assert read_run_info(tmp_path / "s" / "debias")["train_config"]["loss"]["weighting"] == "debias"
+    assert tuned.net.out[2].weight.shape[0] == 6
+    df = pd.read_csv(tmp_path / "s" / "compare.csv")
+    d = df[df.kind == "difference"].set_index(["model", "t"]).x0_mse
+    for t in df.t.unique():
+        a, b, c = d["debias - constant", t], d["debias - original", t], d["constant - original", t]
+        assert abs(a - (b - c)) <= 1e-5 * max(abs(b), abs(c)) + 1e-15

@@ -68,7 +68,7 @@ WEIGHTING_COLOURS = {"constant": _CB[0], "debias": _CB[1], "min_snr": _CB[2], "p
                      "snr": _CB[4], "v": _CB[5], "v-debias": _CB[6], "edm": "#8c6d00",
                      "edm-debias": _CB[8], "flow": "#003f5c", "flow-debias": _CB[9],
                      "soft_min_snr": "#6b8e23", "sigmoid": "#008b8b", "trunc_snr": "#8b0000",
-                     "vlb": "#4b0082"}
+                     "vlb": "#4b0082", "constant+ip": "#5fa8d3"}
 WEIGHTING_ORDER = tuple(WEIGHTING_COLOURS)
 
 

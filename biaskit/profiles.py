@@ -94,7 +94,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "steps_list": [2, 5], "samplers": ["ddim"], "n_boot": 5,
                             "clip_views": [False]},
         "06_sampling_bias": {"dataset": "gmm", "sample_steps": 5, "eps_scales": [0.99, 1.0, 1.02],
-                             "n_boot": 5},
+                             "n_boot": 5, "image_datasets": ["digits"]},
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
@@ -134,9 +134,12 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
         # the gmm runs of 01 (constant, debias) and three more of about 20 s each (input
         # perturbation, scaled_linear eps, its zero-terminal-SNR v model)
+        # digits: the eps-norm exposure statistic, epsilon scaling and its samples on 01's runs (no
+        # extra training); the terminal-SNR runs stay on the mixture (two patches runs would add
+        # ~8 CPU minutes, beyond the budget: the full profile runs them on patches)
         "06_sampling_bias": {"dataset": "gmm", "weightings": ["constant", "debias"], "n_samples": 1024,
                              "sample_steps": 20, "eps_scales": [0.98, 0.99, 1.0, 1.005, 1.01, 1.02, 1.04],
-                             "n_boot": 20},
+                             "n_boot": 20, "image_datasets": ["digits"]},
     },
     "full": {
         "runner": {"jobs": 1},
@@ -161,7 +164,8 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
         "06_sampling_bias": {"dataset": "gmm", "weightings": WEIGHTINGS, "sample_steps": 50,
-                             "eps_scales": [0.98, 0.99, 1.0, 1.002, 1.005, 1.01, 1.02, 1.04], "n_boot": 200},
+                             "eps_scales": [0.98, 0.99, 1.0, 1.002, 1.005, 1.01, 1.02, 1.04], "n_boot": 200,
+                             "image_datasets": ["digits", "patches"], "terminal_snr_dataset": "patches"},
     },
 }
 
@@ -268,15 +272,26 @@ def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
             continue
         params = parameters(profile, name)
         families = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
+        families = list(dict.fromkeys(families + list(params.get("image_datasets", []))))
         for family in families:
             for w in family_weightings(profile, family, params.get("weightings", [])):
                 seeds = family_seeds(profile, family, w, params.get("seed", 0)) \
                     if params.get("replicates") else [params.get("seed", 0)]
                 for s in seeds:
                     plan[(family, w, s)] = None
-            for extra in NOTEBOOK_EXTRA_RUNS.get(name, ()):  # runs of a notebook's own (not a preset's)
-                plan[(family, extra, params.get("seed", 0))] = None
+        for family, extra in notebook_extra_runs(name, params):  # a notebook's own runs (not a preset's)
+            plan[(family, extra, params.get("seed", 0))] = None
     return list(plan)
+
+
+def notebook_extra_runs(notebook: str, params: dict) -> list[tuple[str, str]]:
+    """(family, extra run) pairs notebook ``notebook`` trains with ``params``: each parameter of
+    :data:`NOTEBOOK_EXTRA_RUNS` names the family (default: the notebook's ``dataset``)."""
+    out = []
+    for param, names in NOTEBOOK_EXTRA_RUNS.get(notebook, {}).items():
+        family = params.get(param) or params.get("dataset")
+        out += [(family, n) for n in names if family is not None and (family, n) not in out]
+    return out
 
 
 # the runs of the fixes: a weighting's preset plus these overrides (run_config reads them)
@@ -284,7 +299,11 @@ EXTRA_RUNS = {
     # Ning et al. 2023: gamma = 0.1
     "constant+ip": ("constant", ["loss.input_perturbation=0.1"]),
     "constant, scaled_linear": ("constant", ["schedule.name=scaled_linear"]),
-    "v, scaled_linear zero SNR": ("v", ["schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
+    # the v target with constant weighting of the v-MSE (gmm's preset v), for any family
+    "v, scaled_linear zero SNR": ("constant", ["loss.target=v", "loss.weighting=v_constant",
+                                               "schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
 }
-# notebook -> the names of its extra runs (EXTRA_RUNS), trained as planned
-NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": tuple(EXTRA_RUNS)}
+TERMINAL_SNR_RUNS = ("constant, scaled_linear", "v, scaled_linear zero SNR")
+# notebook -> {parameter naming a family: the extra runs (EXTRA_RUNS) trained on it}, as planned
+NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": {"dataset": ("constant+ip",),
+                                            "terminal_snr_dataset": TERMINAL_SNR_RUNS}}

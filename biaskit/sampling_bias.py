@@ -20,9 +20,12 @@ import torch
 
 from .cache import Cache
 from .experiments import run_key, tensor_digest
-from .profiles import EXTRA_RUNS  # the runs of the fixes (study settings live in profiles)
+# the runs of the fixes (study settings live in profiles)
+from .profiles import EXTRA_RUNS, NOTEBOOK_EXTRA_RUNS, TERMINAL_SNR_RUNS
 from .verdicts import seeded
 
+# the mixture's runs of the training-time fix (input perturbation)
+FIX_RUNS = NOTEBOOK_EXTRA_RUNS["06_sampling_bias"]["dataset"]
 # (run, spacing) pairs sampled for the brightness comparison: leading spacing never visits the
 # last step (Lin et al.'s second fix is trailing spacing)
 TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_linear", "leading"),
@@ -153,15 +156,65 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
     return pd.DataFrame(rows)
 
 
+def image_exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, data, eps_scales, sampler: str,
+                   steps: int, clip: bool, seed: int, n_boot: int) -> dict[str, pd.DataFrame]:
+    """The exposure analysis of an image family, whose data law is not known: no E[x0 | x_t] and
+    no q_t, so Ning et al.'s own statistic, the predicted-noise norm along the chain against its
+    forward-process value (:func:`exposure` without a mixture), then the epsilon-scaling sweep and
+    the final samples' SWD to ``x0`` (held-out images) unscaled and at each model's chosen
+    scale. {"exposure": per-step frame, "gap": its :func:`sweep`, "sweep": the scales' sweep,
+    "quality": :func:`final_quality`}."""
+    from .exposure import EpsScale
+    chain = dict(mixture=None, data=data, sampler=sampler, steps=steps, clip=clip, seed=seed)
+    frame = exposure(cache, runs, models, noise, x0, **chain)
+    scaled = sweep(exposure(cache, runs, models, noise, x0, **chain,
+                            eps_scales=[EpsScale(float(b)) for b in eps_scales]))
+    chosen = {f"{r.weighting}, eps scaled": EpsScale(float(r.eps_scale))
+              for r in scaled[scaled.chosen].itertuples()}
+    sets = {**models, **{f"{w}, eps scaled": models[w] for w in models}}
+    quality = final_quality(sets, noise, x0, sampler=sampler, steps=steps, clip=clip, seed=seed,
+                            scales=chosen, n_boot=n_boot)
+    return {"exposure": frame, "gap": sweep(frame), "sweep": scaled, "quality": quality}
+
+
 def _disjoint(a_lo, a_hi, b_lo, b_hi, lower: str, higher: str) -> str:
     """``lower`` when interval a lies below b, ``higher`` when above, else inconclusive."""
     return lower if a_hi < b_lo else higher if a_lo > b_hi else "inconclusive"
 
 
+def _gap_rows(d: Path, suffix: str, where: str) -> list[tuple]:
+    """Rows of the eps-norm gap (``exposure_gap{suffix}.csv``) and of the fixes' sample quality
+    (``fixes_quality{suffix}.csv``) of one family (``where``: its name in the claim)."""
+    rows = []
+    if (d / f"exposure_gap{suffix}.csv").exists():
+        g = pd.read_csv(d / f"exposure_gap{suffix}.csv").set_index("weighting")
+        if {"constant", "debias"} <= set(g.index):
+            a, b = g.loc["constant"], g.loc["debias"]
+            rows.append((f"beyond the paper: debias reduces exposure bias{where} (mean |eps-norm gap| per "
+                         "dim along the chain)",
+                         f"constant {a.mean_abs_gap:.3g} [{a.mean_abs_gap - a.half:.3g}, "
+                         f"{a.mean_abs_gap + a.half:.3g}], debias {b.mean_abs_gap:.3g} "
+                         f"[{b.mean_abs_gap - b.half:.3g}, {b.mean_abs_gap + b.half:.3g}]",
+                         _disjoint(b.mean_abs_gap - b.half, b.mean_abs_gap + b.half,
+                                   a.mean_abs_gap - a.half, a.mean_abs_gap + a.half, "observed", "reversed")))
+    if (d / f"fixes_quality{suffix}.csv").exists():
+        q = pd.read_csv(d / f"fixes_quality{suffix}.csv").set_index("set")
+        for fix, base in (("constant, eps scaled", "constant"), ("constant+ip", "constant"),
+                          ("debias, eps scaled", "debias")):
+            if fix in q.index and base in q.index:
+                a, b = q.loc[base], q.loc[fix]
+                rows.append((f"Ning et al.: {fix} samples closer to the data than {base}{where} (SWD)",
+                             f"{base} {a.value:.3g} [{a.lo:.3g}, {a.hi:.3g}], {fix} {b.value:.3g} "
+                             f"[{b.lo:.3g}, {b.hi:.3g}]",
+                             _disjoint(b.lo, b.hi, a.lo, a.hi, "agrees", "disagrees")))
+    return rows
+
+
 def replication_rows(folder: Path) -> list[tuple]:
     """(claim, measured, verdict) rows of notebook 06 from the CSVs it writes under ``folder``
     (``<folder>/06_sampling_bias``): findings beyond the paper, read from 95% intervals
-    (``observed`` / ``reversed`` / ``inconclusive``)."""
+    (``observed`` / ``reversed`` / ``inconclusive``); the image families' rows from their
+    ``*_<family>.csv`` files."""
     d = Path(folder) / "06_sampling_bias"
     ci = lambda r, c: f"{r[c]:.3g} [{r[c + '_lo']:.3g}, {r[c + '_hi']:.3g}]"  # noqa: E731
     rows = []
@@ -180,34 +233,18 @@ def replication_rows(folder: Path) -> list[tuple]:
                          "(share outside q_t's 99% region at the last call)",
                          f"constant {pct(a)}, debias {pct(b)}",
                          _disjoint(b.chain_lo, b.chain_hi, a.chain_lo, a.chain_hi, "observed", "reversed")))
-    if (d / "exposure_gap.csv").exists():
-        g = pd.read_csv(d / "exposure_gap.csv").set_index("weighting")
-        if {"constant", "debias"} <= set(g.index):
-            a, b = g.loc["constant"], g.loc["debias"]
-            rows.append(("beyond the paper: debias reduces exposure bias (mean |eps-norm gap| per dim "
-                         "along the chain)",
-                         f"constant {a.mean_abs_gap:.3g} [{a.mean_abs_gap - a.half:.3g}, "
-                         f"{a.mean_abs_gap + a.half:.3g}], debias {b.mean_abs_gap:.3g} "
-                         f"[{b.mean_abs_gap - b.half:.3g}, {b.mean_abs_gap + b.half:.3g}]",
-                         _disjoint(b.mean_abs_gap - b.half, b.mean_abs_gap + b.half,
-                                   a.mean_abs_gap - a.half, a.mean_abs_gap + a.half, "observed", "reversed")))
-    if (d / "fixes_quality.csv").exists():
-        q = pd.read_csv(d / "fixes_quality.csv").set_index("set")
-        for fix, base in (("constant, eps scaled", "constant"), ("constant+ip", "constant"),
-                          ("debias, eps scaled", "debias")):
-            if fix in q.index and base in q.index:
-                a, b = q.loc[base], q.loc[fix]
-                rows.append((f"Ning et al.: {fix} samples closer to the data than {base} (SWD)",
-                             f"{base} {a.value:.3g} [{a.lo:.3g}, {a.hi:.3g}], {fix} {b.value:.3g} "
-                             f"[{b.lo:.3g}, {b.hi:.3g}]",
-                             _disjoint(b.lo, b.hi, a.lo, a.hi, "agrees", "disagrees")))
+    rows += _gap_rows(d, "", "")
+    for path in sorted(d.glob("exposure_gap_*.csv")):
+        family = path.stem[len("exposure_gap_"):]
+        rows += _gap_rows(d, f"_{family}", f" on {family}")
     if (d / "brightness.csv").exists():
         br = pd.read_csv(d / "brightness.csv").set_index("set")
         base, fix = (f"{n}, {s}" for n, s in (TERMINAL_SNR_CHAINS[0], TERMINAL_SNR_CHAINS[-1]))
         if base in br.index and fix in br.index:
             a, b = br.loc[base], br.loc[fix]
-            rows.append(("Lin et al.: zero terminal SNR + v + trailing steps widens the samples' per-sample "
-                         "mean range toward the data's (ratio of spreads, 1 = data)",
+            on = f" on {br['family'].iloc[0]}" if "family" in br.columns else ""
+            rows.append((f"Lin et al.: zero terminal SNR + v + trailing steps widens the samples' per-sample "
+                         f"mean range toward the data's{on} (ratio of spreads, 1 = data)",
                          f"{base} {ci(a, 'ratio')}, {fix} {ci(b, 'ratio')}",
                          _closer_to_one(a, b)))
     # every model of 06 is one training seed: no decided verdict (biaskit.verdicts.MIN_SEEDS)

@@ -69,3 +69,51 @@ def test_replication_rows_read_verdicts_from_intervals(tmp_path):
     assert rows["Ning et al.: constant, eps scaled samples closer to the data than constant (SWD)"] == agrees
     assert rows["Ning et al.: constant+ip samples closer to the data than constant (SWD)"] == "inconclusive"
     assert sb.replication_rows(tmp_path / "nothing") == []
+
+
+def test_image_family_rows_and_terminal_snr_family(tmp_path):
+    """An image family's eps-norm gap and fixes (``*_<family>.csv``) give their own rows naming the
+    family; the brightness rows name the family they were measured on."""
+    d = tmp_path / "06_sampling_bias"
+    d.mkdir()
+    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.05, "half": 0.01},
+                  {"weighting": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.01}]
+                 ).to_csv(d / "exposure_gap_digits.csv", index=False)
+    pd.DataFrame([{"set": "debias", "value": 1.0, "lo": 0.9, "hi": 1.1},
+                  {"set": "debias, eps scaled", "value": 1.5, "lo": 1.4, "hi": 1.6}]
+                 ).to_csv(d / "fixes_quality_digits.csv", index=False)
+    (base, s0), (fix, s1) = sb.TERMINAL_SNR_CHAINS[0], sb.TERMINAL_SNR_CHAINS[-1]
+    pd.DataFrame([{"set": f"{base}, {s0}", "ratio": 0.7, "ratio_lo": 0.6, "ratio_hi": 0.8, "family": "patches"},
+                  {"set": f"{fix}, {s1}", "ratio": 0.5, "ratio_lo": 0.4, "ratio_hi": 0.55, "family": "patches"}]
+                 ).to_csv(d / "brightness.csv", index=False)
+    rows = {r[0]: r[2] for r in sb.replication_rows(tmp_path)}
+    reversed_ = "undecided, 1 seed (reversed on this seed)"
+    assert rows["beyond the paper: debias reduces exposure bias on digits (mean |eps-norm gap| per dim "
+                "along the chain)"] == reversed_
+    assert rows["Ning et al.: debias, eps scaled samples closer to the data than debias on digits (SWD)"] \
+        == "undecided, 1 seed (points against the claim)"
+    (claim,) = [k for k in rows if k.startswith("Lin et al.")]
+    assert "on patches" in claim and rows[claim] == "undecided, 1 seed (points against the claim)"
+
+
+def test_extra_runs_follow_the_notebook_parameters():
+    """The input-perturbation run trains on ``dataset``, the terminal-SNR pair on
+    ``terminal_snr_dataset`` (the full profile: patches, whose presets have no v variant: the v
+    run is constant weighting of the v-MSE, as gmm's preset v), and image families join the plan."""
+    from biaskit.profiles import notebook_extra_runs, parameters, planned_runs
+    full = parameters("full", "06_sampling_bias")
+    assert notebook_extra_runs("06_sampling_bias", full) == [
+        ("gmm", "constant+ip"), ("patches", "constant, scaled_linear"), ("patches", "v, scaled_linear zero SNR")]
+    quick = parameters("quick", "06_sampling_bias")
+    assert {f for f, _ in notebook_extra_runs("06_sampling_bias", quick)} == {"gmm"}
+    plan = planned_runs("quick", ["06_sampling_bias"])
+    assert ("digits", "constant", 0) in plan and ("digits", "debias", 0) in plan
+    v = sb.extra_config("smoke", "patches", "v, scaled_linear zero SNR")
+    assert v.loss.target == "v" and v.loss.weighting == "v_constant" and v.schedule.zero_terminal_snr
+    from biaskit.config import apply_overrides, get_preset, to_dict
+    gmm_v = apply_overrides(get_preset("gmm-v", "quick"), ["schedule.name=scaled_linear",
+                                                           "schedule.zero_terminal_snr=true"])
+    mine = sb.extra_config("quick", "gmm", "v, scaled_linear zero SNR")
+    a, b = to_dict(gmm_v), to_dict(mine)
+    for k in ("loss", "schedule", "model"):
+        assert a[k] == b[k]

@@ -182,8 +182,72 @@ def target_weights_cases() -> dict:
     return {target: case(target) for target in F.TARGETS}
 
 
+# --- 3. probe CSVs -------------------------------------------------------------------------------
+MNIST = THIRD_PARTY / "ddpm_mnist_starter.pth"
+MNIST_FLAGS = ["--model-spec", f"{REPO / 'examples' / 'mnist_ddpm_cnn.py'}:factory", "--state-dict-prefix", "gt.",
+               "--abar-key", "alpha_t", "--time-input", "scaled", "--time-scale", "0.001",
+               "--data-range=-0.5,0.5", "--trained-timesteps", "1:999"]
+PROBE = ["--samples", "24", "--batch-size", "48", "--seed", "3", "--no-progress", "--no-plots"]
+
+
+def _csv_files(out: Path, tmp: str) -> dict:
+    """Every CSV the probe wrote under ``out``, as exact text with the temporary folder's path
+    replaced by ``<tmp>`` (the one column part that legitimately varies)."""
+    return {p.relative_to(out).as_posix(): np.array(p.read_text().replace(tmp, "<tmp>"))
+            for p in sorted(out.rglob("*.csv"))}
+
+
+def _trained_then_probed(preset: str, overrides: list[str], data: list[str], grid: list[str]):
+    """Train ``preset`` (tiny, 3 steps, via ``biaskit train``) into a temporary folder, then
+    ``biaskit probe`` it; the probe's CSVs."""
+    def thunk():
+        family = preset.split("-")[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            sets = [a for o in TINY[family] + COMMON + overrides for a in ("--set", o)]
+            cli(["train", "--preset", preset, "--out", f"{tmp}/run", "--no-progress", *sets])
+            cli(["probe", f"{tmp}/run", *data, *grid, "--out", f"{tmp}/probe", *PROBE])
+            return _csv_files(Path(tmp) / "probe", tmp)
+    return thunk
+
+
+def _probed(model: str, flags: list[str]):
+    def thunk():
+        if model == str(MNIST) and not MNIST.is_file():
+            raise FileNotFoundError(f"third-party checkpoint not present at {MNIST}")
+        with tempfile.TemporaryDirectory() as tmp:
+            cli(["probe", model, *flags, "--out", f"{tmp}/probe", *PROBE])
+            return _csv_files(Path(tmp) / "probe", tmp)
+    return thunk
+
+
+def probe_csvs_cases() -> dict:
+    """``biaskit probe`` CSVs (per_timestep.csv ...) of tiny trained runs (discrete eps/v/x0,
+    an image UNet, flow and EDM processes), analytic oracles and the third-party MNIST DDPM."""
+    gmm = ["--data", "gmm", "--data-option", "dim=2", "--data-option", "K=8"]
+    grid = ["--num-timesteps", "5"]
+    return {
+        "run/gmm-debias": _trained_then_probed("gmm-debias", [], gmm, grid),
+        "run/gmm-v": _trained_then_probed("gmm-v", [], gmm, grid),
+        "run/gmm-debias-x0": _trained_then_probed("gmm-debias", ["loss.target=x0"], gmm, grid),
+        "run/digits-constant": _trained_then_probed("digits-constant", [], ["--data", "digits"],
+                                                    ["--timesteps", "10,300,700"]),
+        "process/gmm-flow": _trained_then_probed("gmm-flow", [], gmm, grid),
+        "process/gmm-edm": _trained_then_probed("gmm-edm", [], gmm, grid),
+        "process/gmm-constant-vp_cosine-v": _trained_then_probed(
+            "gmm-constant", ["process.name=vp_cosine", "loss.target=v"], gmm, grid),
+        "oracle/gmm": _probed("oracle:gmm", ["--data", "gmm", *grid]),
+        "oracle/gmm-stratified": _probed("oracle:gmm", ["--data", "gmm", *grid, "--stratified"]),
+        "oracle/empirical-digits": _probed("oracle:empirical:digits", ["--data", "digits", "--timesteps",
+                                                                       "100,500,900"]),
+        # gmm data shaped as MNIST (reading MNIST's CSV costs 18 s; the model's numbers are the point)
+        "thirdparty/mnist-ddpm-cnn": _probed(str(MNIST), ["--data", "gmm", "--data-option", "shape=[1,28,28]",
+                                                          *MNIST_FLAGS, "--settings-check", "off",
+                                                          "--timesteps", "1,200,800"]),
+    }
+
+
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
-             "target_weights": target_weights_cases}
+             "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 
 

@@ -246,8 +246,66 @@ def probe_csvs_cases() -> dict:
     }
 
 
+# --- 4. sampler outputs ---------------------------------------------------------------------------
+SAMPLE_STEPS, SAMPLE_N = 4, 8
+# models sampled: an analytic oracle (x0 net) and tiny 3-step runs (eps, v; flow and EDM processes)
+SAMPLE_MODELS = {"oracle-gmm": None, "run-gmm-debias": ("gmm-debias", []), "run-gmm-v": ("gmm-v", []),
+                 "process-gmm-flow": ("gmm-flow", []), "process-gmm-edm": ("gmm-edm", [])}
+# extra options beyond each sampler's defaults
+SAMPLE_OPTIONS = {"ddpm/fixed_large": ("ddpm", {"variance": "fixed_large"}),
+                  "ddim/eta1": ("ddim", {"eta": 1.0}),
+                  "ddim/clip-trailing": ("ddim", {"clip": True, "spacing": "trailing"})}
+_MODELS: dict = {}
+
+
+def sample_model(name: str):
+    """The denoiser ``name`` of SAMPLE_MODELS: ``biaskit.load`` of an oracle or of a tiny run
+    trained (3 steps, ``biaskit train``) into a temporary folder; kept for the process."""
+    if name not in _MODELS:
+        import biaskit
+        spec = SAMPLE_MODELS[name]
+        if spec is None:
+            _MODELS[name] = biaskit.load("oracle:gmm")
+        else:
+            preset, overrides = spec
+            family = preset.split("-")[0]
+            with tempfile.TemporaryDirectory() as tmp:
+                sets = [a for o in TINY[family] + COMMON + overrides for a in ("--set", o)]
+                cli(["train", "--preset", preset, "--out", f"{tmp}/run", "--no-progress", *sets])
+                _MODELS[name] = biaskit.load(f"{tmp}/run")
+    return _MODELS[name]
+
+
+def sampler_outputs_cases() -> dict:
+    """``biaskit.sampling.sample`` of every sampler name (``sampler_names()``: native ddpm/ddim,
+    ODE heun/flow_euler, every diffusers and process scheduler), plus SAMPLE_OPTIONS, on every
+    SAMPLE_MODELS model: SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
+    the model calls' ``timesteps`` and ``schedule_index``, the trajectory's ``x_t``, ``x0_hat``,
+    ``t`` and ``logsnr``."""
+    from biaskit.sampling import sample, sampler_names
+
+    def case(model, sampler, options):
+        def thunk():
+            d = sample_model(model)
+            r = sample(d, (SAMPLE_N, *d.shape), sampler=sampler, steps=SAMPLE_STEPS, seed=0,
+                       return_trajectory=True, progress=False, **options)
+            tr = r.trajectory
+            out = {"x0": r.x0.numpy(), "timesteps": np.asarray(r.timesteps, dtype=np.int64),
+                   "schedule_index": np.asarray(r.schedule_index, dtype=np.int64),
+                   "x_t": tr.x_t.numpy(), "x0_hat": tr.x0_hat.numpy(), "t": tr.t.numpy()}
+            if tr.logsnr is not None:
+                out["logsnr"] = tr.logsnr.numpy()
+            return out
+        return thunk
+    runs = {name: (name, {}) for name in sampler_names()}
+    runs.update(SAMPLE_OPTIONS)
+    return {f"{model}/{name}": case(model, sampler, options)
+            for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+
+
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
-             "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases}
+             "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
+             "sampler_outputs": sampler_outputs_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 
 
@@ -263,7 +321,7 @@ def generate(artefact: str) -> dict:
     for case in ARTEFACTS[artefact]():
         try:
             values = compute(artefact, case)
-        except (ValueError, KeyError, RuntimeError) as e:
+        except (ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as e:
             out[f"{case}{SEP}error"] = np.array(str(e))
             continue
         if not values:

@@ -276,11 +276,33 @@ SAMPLE_OPTIONS = {"ddpm/fixed_large": ("ddpm", {"variance": "fixed_large"}),
 _MODELS: dict = {}
 
 
+# exact process oracles (formulations.process_oracle: the oracle's output in each target), sampled
+# by the samplers that read a process's own grid and by ddim
+ORACLE_PROCESSES = ("flow", "edm", "vp_cosine")
+ORACLE_TARGETS = ("eps", "x0", "v", "flow", "edm")
+ORACLE_SAMPLERS = ("ddim", "heun", "flow_euler", "flow_match_euler", "edm_euler")
+
+
+def _process_oracle(process: str, target: str):
+    """``formulations.process_oracle`` of a fixed 3-component mixture in 3-d (internal names:
+    ``GaussianMixture.isotropic``, ``processes.get_process``, ``formulations.process_oracle``)."""
+    from biaskit.formulations import process_oracle
+    from biaskit.mixture import GaussianMixture
+    from biaskit.processes import get_process
+    means = torch.tensor([[1.0, -0.5, 0.2], [-0.8, 0.4, 0.0], [0.1, 0.9, -1.1]], dtype=torch.float64)
+    mix = GaussianMixture.isotropic([0.5, 0.3, 0.2], means, 0.3)
+    return process_oracle(mix, get_process(process), target, data_range=(-3.0, 3.0))
+
+
 def sample_model(name: str):
     """The denoiser ``name`` of SAMPLE_MODELS: ``biaskit.load`` of an oracle or of a tiny run
-    trained (3 steps, ``biaskit train``) into a temporary folder; kept for the process."""
+    trained (3 steps, ``biaskit train``) into a temporary folder, or ``process-oracle-P-T`` (a
+    process oracle); kept for the process."""
     if name not in _MODELS:
         import biaskit
+        if name.startswith("process-oracle-"):
+            _MODELS[name] = _process_oracle(*name[len("process-oracle-"):].split("-"))
+            return _MODELS[name]
         spec = SAMPLE_MODELS[name]
         if spec is None:
             _MODELS[name] = biaskit.load("oracle:gmm")
@@ -297,7 +319,8 @@ def sample_model(name: str):
 def sampler_outputs_cases() -> dict:
     """``biaskit.sampling.sample`` of every sampler name (``sampler_names()``: native ddpm/ddim,
     ODE heun/flow_euler, every diffusers and process scheduler), plus SAMPLE_OPTIONS, on every
-    SAMPLE_MODELS model: SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
+    SAMPLE_MODELS model, and ORACLE_SAMPLERS on every process oracle (ORACLE_PROCESSES x
+    ORACLE_TARGETS): SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
     the model calls' ``timesteps`` and ``schedule_index``, the trajectory's ``x_t``, ``x0_hat``,
     ``t`` and ``logsnr``."""
     from biaskit.sampling import sample, sampler_names
@@ -317,8 +340,11 @@ def sampler_outputs_cases() -> dict:
         return thunk
     runs = {name: (name, {}) for name in sampler_names()}
     runs.update(SAMPLE_OPTIONS)
-    return {f"{model}/{name}": case(model, sampler, options)
-            for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases = {f"{model}/{name}": case(model, sampler, options)
+             for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases.update({f"process-oracle-{p}-{t}/{sampler}": case(f"process-oracle-{p}-{t}", sampler, {})
+                  for p in ORACLE_PROCESSES for t in ORACLE_TARGETS for sampler in ORACLE_SAMPLERS})
+    return cases
 
 
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,

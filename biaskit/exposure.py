@@ -67,6 +67,26 @@ class EpsScale:
     def __str__(self) -> str:
         return f"{self.b:g}" if self.k == 0 else f"{self.k:g} t + {self.b:g}"
 
+    @classmethod
+    def parse(cls, text: str, what: str = "--eps-scale") -> "EpsScale":
+        """``B`` (a constant lambda) or ``B,K`` (lambda_t = K t + B), e.g. ``1.005``."""
+        try:
+            values = [float(v) for v in str(text).split(",")]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{what}: expected B or B,K (lambda_t = K t + B, e.g. 1.005), got {text!r}")
+        return cls(*values)
+
+    def check(self, timesteps: torch.Tensor) -> None:
+        """ValueError unless lambda_t > 0 at every timestep t of ``timesteps`` (a model's own)."""
+        t = torch.as_tensor(timesteps)
+        lam = self(t)
+        if not bool((lam > 0).all()):
+            i = int(lam.argmin())
+            raise ValueError(f"eps scale {self}: lambda_t must be > 0 at every timestep of the model "
+                             f"(eps_hat / lambda_t), got {float(lam[i]):g} at t = {t[i].item():g}")
+
 
 class EpsScaled(Wrapped):
     """``model(x_t, t) -> Prediction`` like a :class:`~biaskit.Denoiser`: ``denoiser``'s

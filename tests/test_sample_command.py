@@ -151,3 +151,15 @@ def test_bad_eps_scale_is_one_error(tmp_path, capsys, value, message):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
     assert not out.exists()
+
+
+def test_eps_scale_is_refused_on_a_process_grid(tmp_path, capsys):
+    """EpsScaled reads the steps of the model's schedule: a sampler that walks a process model's
+    own grid (flow_euler on a flow model) is refused before any sampling."""
+    (tmp_path / "const.py").write_text(PLUGIN)
+    rc = main(["sample", f"{tmp_path / 'const.py'}:Const", "--process", "flow", "--time-input", "t",
+               "--shape", "3,4,4", "--sampler", "flow_euler", "--steps", "3", "--n", "4", "--out",
+               str(tmp_path / "p"), "--no-progress", "--settings-check", "off", "--eps-scale", "1.01"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "flow_euler walks the process's own noise levels" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()

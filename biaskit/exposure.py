@@ -45,6 +45,7 @@ from .denoiser import Prediction
 from .intervals import t_interval, welch_half_width
 from .mixture import _log_marginal
 from .oracle import posterior_mean
+from .sampling.wrapped import Wrapped, call
 
 __all__ = ["EpsScale", "EpsScaled", "visited_states", "chain_states", "eps_scale_sweep",
            "fit_eps_scale", "STATISTICS"]
@@ -66,28 +67,39 @@ class EpsScale:
     def __str__(self) -> str:
         return f"{self.b:g}" if self.k == 0 else f"{self.k:g} t + {self.b:g}"
 
+    @classmethod
+    def parse(cls, text: str, what: str = "--eps-scale") -> "EpsScale":
+        """``B`` (a constant lambda) or ``B,K`` (lambda_t = K t + B), e.g. ``1.005``."""
+        try:
+            values = [float(v) for v in str(text).split(",")]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{what}: expected B or B,K (lambda_t = K t + B, e.g. 1.005), got {text!r}")
+        return cls(*values)
 
-class EpsScaled:
+    def check(self, timesteps: torch.Tensor) -> None:
+        """ValueError unless lambda_t > 0 at every timestep t of ``timesteps`` (a model's own)."""
+        t = torch.as_tensor(timesteps)
+        lam = self(t)
+        if not bool((lam > 0).all()):
+            i = int(lam.argmin())
+            raise ValueError(f"eps scale {self}: lambda_t must be > 0 at every timestep of the model "
+                             f"(eps_hat / lambda_t), got {float(lam[i]):g} at t = {t[i].item():g}")
+
+
+class EpsScaled(Wrapped):
     """``model(x_t, t) -> Prediction`` like a :class:`~biaskit.Denoiser`: ``denoiser``'s
     prediction with eps_hat / lambda_t, x0_hat = (x_t - sigma eps_hat / lambda_t) / alpha and the
     output in the denoiser's own parameterization re-derived from the pair (a diffusers scheduler
     is fed that). ``t`` are steps of the denoiser's schedule; lambda reads their timesteps."""
 
     def __init__(self, denoiser, scale: EpsScale):
-        self.denoiser, self.scale = denoiser, scale
-        self.parameterization, self.schedule = denoiser.parameterization, denoiser.schedule
-        self.data_range, self.shape = denoiser.data_range, denoiser.shape
-        self.name = f"{denoiser.name}, eps / ({scale})"
+        super().__init__(denoiser, f"{denoiser.name}, eps / ({scale})")
+        self.scale = scale
 
-    @property
-    def device(self) -> torch.device:
-        return self.denoiser.device
-
-    def check_shape(self, shape) -> None:
-        self.denoiser.check_shape(shape)
-
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        pred = self.denoiser(x_t, t)
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, labels=None) -> Prediction:
+        pred = call(self.denoiser, x_t, t, labels)
         if (pred.alpha <= 0).any():
             raise ValueError("epsilon scaling needs alpha_t > 0 (x0_hat from eps_hat is undefined at "
                              "zero terminal SNR): sample without eps_scale or with trailing steps < T")

@@ -132,3 +132,18 @@ def test_cli_probe_by_class(digits, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     df = pd.read_csv(tmp_path / "o" / "per_timestep.csv")
     assert sorted(set(df["label"])) == list(range(10)) and len(df) == 20 and set(df["n"]) == {8}
+
+
+def test_wrapped_models_pass_the_labels_on(digits, net, tmp_path):
+    """SwitchAfter and EpsScaled (sampling.wrapped) call a class-conditional model with the
+    labels: the same model on both sides of the switch is the model's own chain, and epsilon
+    scaling by lambda = 1 only re-derives x0_hat from eps_hat (float rounding)."""
+    from biaskit.exposure import EpsScale, EpsScaled
+    from biaskit.sampling import SwitchAfter, sample
+    y = torch.tensor([0, 1, 7, 7])
+    kw = dict(sampler="ddim", steps=5, seed=4, progress=False, labels=y)
+    den = _load(tmp_path, net, label_keyword="y")
+    cond = sample(den, (4, 1, 8, 8), **kw).x0
+    assert torch.equal(sample(SwitchAfter(den, den, 2, 5), (4, 1, 8, 8), **kw).x0, cond)
+    torch.testing.assert_close(sample(EpsScaled(den, EpsScale(1.0)), (4, 1, 8, 8), **kw).x0, cond,
+                               rtol=0, atol=1e-4)

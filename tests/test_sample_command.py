@@ -2,7 +2,9 @@
 samples are known exactly (x0_hat = c, so DDIM's last step returns c), against numbers computed
 here from the data; the stored timesteps are the model's; the grid shows up to 64 samples."""
 
+import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -102,3 +104,62 @@ def test_data_of_another_shape_is_one_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "--data gmm2d" in err and "(3, 4, 4)" in err and "Traceback" not in err
+
+
+def _eps_scaled_run(tmp_path, *extra):
+    (tmp_path / "const.py").write_text(PLUGIN)
+    out = tmp_path / "e"
+    rc = main(["sample", f"{tmp_path / 'const.py'}:Const", "--parameterization", "x0", "--noise-schedule",
+               "linear", "--diffusion-steps", "20", "--shape", "3,4,4", "--steps", "3", "--n", "16",
+               "--out", str(out), "--no-progress", "--settings-check", "off", *extra])
+    return rc, out
+
+
+def test_eps_scale_divides_eps_hat_along_the_chain(tmp_path):
+    """x0_hat = c: on x = alpha c + sigma e the model's eps_hat is e. Scaled (Ning et al. 2024),
+    eps' = e / lambda and x0' = c + sigma e (1 - 1/lambda) / alpha, so DDIM keeps x = alpha c +
+    sigma e with e' = e (alpha' sigma (1 - 1/lambda) / (alpha sigma') + 1/lambda) and ends at
+    x0 = c + sigma e (1 - 1/lambda) / alpha: a factor g on e_T = x_T - alpha_T c (sigma_T = 1 up
+    to abar_T), recomputed here in float64 from the schedule's abar."""
+    from biaskit import get_schedule
+    lam = 1.25
+    rc, out = _eps_scaled_run(tmp_path, "--eps-scale", str(lam))
+    assert rc == 0
+    z = np.load(out / "samples.npz")
+    ts = z["timesteps"].tolist()
+    assert ts == [19, 10, 0]
+    abar = get_schedule("linear", 20).abar.double()
+    alpha, sigma = abar[ts].sqrt().tolist(), (1 - abar[ts]).sqrt().tolist()
+    g = 1.0 / sigma[0]  # e_T = (x_T - alpha_T c) / sigma_T
+    for i in range(2):
+        g *= alpha[i + 1] * sigma[i] * (1 - 1 / lam) / (alpha[i] * sigma[i + 1]) + 1 / lam
+    g *= sigma[2] * (1 - 1 / lam) / alpha[2]
+    c = torch.tensor(C_VALUES, dtype=torch.float64).view(1, 3, 1, 1)
+    x_T = torch.randn((16, 3, 4, 4), generator=torch.Generator().manual_seed(0)).double()
+    want = c + g * (x_T - alpha[0] * c)
+    np.testing.assert_allclose(z["x0"], want.numpy(), rtol=1e-5, atol=1e-5)
+    assert abs(g) > 1e-3  # the scaling moves the samples off c
+    assert json.loads((out / "sample_meta.json").read_text())["eps_scale"] == "1.25"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "--eps-scale: expected B or B,K"), ("1,2,3", "--eps-scale: expected B or B,K"),
+    ("nan", "--eps-scale: expected B or B,K"), ("0", "lambda_t must be > 0 .* got 0 at t = 0"),
+    ("1,-0.1", "lambda_t must be > 0 .* got -0.9 at t = 19")])
+def test_bad_eps_scale_is_one_error(tmp_path, capsys, value, message):
+    rc, out = _eps_scaled_run(tmp_path, "--eps-scale", value)
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_eps_scale_is_refused_on_a_process_grid(tmp_path, capsys):
+    """EpsScaled reads the steps of the model's schedule: a sampler that walks a process model's
+    own grid (flow_euler on a flow model) is refused before any sampling."""
+    (tmp_path / "const.py").write_text(PLUGIN)
+    rc = main(["sample", f"{tmp_path / 'const.py'}:Const", "--process", "flow", "--time-input", "t",
+               "--shape", "3,4,4", "--sampler", "flow_euler", "--steps", "3", "--n", "4", "--out",
+               str(tmp_path / "p"), "--no-progress", "--settings-check", "off", "--eps-scale", "1.01"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "flow_euler walks the process's own noise levels" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()

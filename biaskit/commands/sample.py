@@ -19,6 +19,7 @@ import numpy as np
 from .. import sampling as S
 from ..atomic import atomic_paths
 from ..denoiser import resolve_device
+from ..exposure import EpsScale, EpsScaled
 from ..probe import CLIP_TOL, outside_range
 from .latent import add_condition_arguments, check_latent_flags, run_sample
 from .common import (add_data_arguments, add_model_arguments, check_out, load_data, load_model,
@@ -44,6 +45,9 @@ def add_arguments(p):
                    help="which steps to keep (default even, as ADM); flow_match: flow_euler on a "
                    "flow model walks FlowMatchEulerDiscreteScheduler's sigmas")
     p.add_argument("--clip", action="store_true", help="clamp x0_hat to the data range at each step")
+    p.add_argument("--eps-scale", default=None, metavar="B[,K]",
+                   help="epsilon scaling (Ning et al. 2024): every sampler uses eps_hat / lambda_t, "
+                   "lambda_t = K t + B with t the model's timestep, e.g. 1.005 (default: none)")
     p.add_argument("--shape", default=None,
                    help="per-sample shape, e.g. 3,32,32 or 2 (default: from the model)")
     p.add_argument("--trajectory", action="store_true",
@@ -151,6 +155,15 @@ def _summary(n: int, x, stats) -> str:
             f"[{swd['lo']:.4g}, {swd['hi']:.4g}]")
 
 
+def _check_eps_scale(model, scale: EpsScale, spec) -> None:
+    """ValueError unless ``model`` can be sampled with eps_hat / lambda_t
+    (:class:`~biaskit.exposure.EpsScaled`, which reads the steps of the model's schedule)."""
+    if spec.grid != "schedule" and getattr(model, "on_process_grid", None) is not None:
+        raise ValueError(f"--eps-scale applies to samplers on the model's schedule steps (ddim, ddpm, "
+                         f"the diffusers VP ones); {spec.name} walks the process's own noise levels")
+    scale.check(model.schedule.timesteps)
+
+
 # float32 copies of the whole batch alive at once during a chain step (x_t, the network output,
 # x0_hat, eps_hat, the step's noise and the next x_t, with one spare) and after it (the result
 # and its numpy copy for samples.npz)
@@ -185,13 +198,20 @@ def run(args) -> int:
         raise ValueError(f"--grid must be positive, got {args.grid}")
     check_out(args.out)
     if check_latent_flags(args):
+        if args.eps_scale is not None:
+            raise ValueError("--eps-scale does not apply to a latent pipeline (it samples with its own "
+                             "scheduler); drop it")
         args.sampler = args.sampler or "pipeline"
         return run_sample(args, device, steps, against_data)
     args.sampler = args.sampler or "ddim"
+    spec = S.lookup(args.sampler)
+    scale = EpsScale.parse(args.eps_scale) if args.eps_scale is not None else None
     model = load_model(args, device)
     shape = (args.n, *_shape(model, args.shape))
     for n in steps:
         S.check_steps(args.sampler, model, n)
+    if scale is not None:
+        _check_eps_scale(model, scale, spec)
     _check_memory(args, shape, steps, device, model)
     ds = load_data(args.data, model, args.data_option, args.data_seed) if args.data else None
     if ds is not None and (tuple(ds.test.shape[1:]) != shape[1:] or len(ds.test) < 2):
@@ -205,8 +225,9 @@ def run(args) -> int:
     arrays, x0s = {}, {}
     for n in steps:
         watch = _FirstNonFinite()
-        r = S.sample(model, shape, steps=n, return_trajectory=args.trajectory,
-                     progress=not args.no_progress, callback=watch, **kwargs)
+        r = S.sample(model if scale is None else EpsScaled(model, scale), shape, steps=n,
+                     return_trajectory=args.trajectory, progress=not args.no_progress, callback=watch,
+                     **kwargs)
         if watch.first is not None:
             i, t = watch.first
             raise ValueError(f"the {n}-step {args.sampler} chain went non-finite (NaN/inf) at model "
@@ -224,7 +245,7 @@ def run(args) -> int:
     if ds is not None:
         stats = {n: against_data(x0s[f"{n} steps"], ds.test, model.data_range, args.seed) for n in steps}
     meta = {"model": args.model, "denoiser": model.describe(), "steps": steps, "n": args.n,
-            "shape": list(shape[1:]), **kwargs,
+            "shape": list(shape[1:]), **kwargs, "eps_scale": None if scale is None else str(scale),
             "data_range": list(model.data_range),
             "timesteps": "the model's own timesteps (samples.npz timesteps_*, t)",
             "data": ds.spec if ds is not None else None, "clip_tol": CLIP_TOL if ds is not None else None}

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from ..schedules import Schedule
 from .chain import SPACINGS, Grid, ModelCall, kept_steps
-from .native import NATIVE, var_out
-from .ode import ODE_SAMPLERS
+from .native import var_out
+from .table import SamplerSpec, register, register_family, sampler_names
 
 # short name -> (diffusers class, extra config)
 DIFFUSERS_SAMPLERS = {
@@ -49,12 +49,6 @@ _DIFFUSERS_VARIANCE = {"fixed_small": "fixed_small", "fixed_large": "fixed_large
 # keys of the scheduler config that the respaced view sets: a user value would break the chain
 _OWN_CONFIG = ("num_train_timesteps", "trained_betas", "timestep_spacing", "steps_offset",
                "beta_start", "beta_end", "beta_schedule")
-
-
-def sampler_names() -> list[str]:
-    """Every accepted sampler name (any diffusers ``*Scheduler`` class name works too)."""
-    from .process_schedulers import PROCESS_SCHEDULERS
-    return list(NATIVE) + list(ODE_SAMPLERS) + sorted(DIFFUSERS_SAMPLERS) + list(PROCESS_SCHEDULERS)
 
 
 def make_scheduler(sampler: str, schedule: Schedule, parameterization: str = "eps", *,
@@ -187,3 +181,25 @@ def diffusers_sampler(name: str, model: ModelCall, x: torch.Tensor, grid: Grid, 
 def diffusers_method(name: str):
     """The sampler of the common signature that runs diffusers scheduler ``name``."""
     return partial(diffusers_sampler, name)
+
+
+def _calls(name: str, grid: Grid, parameterization: str, options: dict) -> int:
+    """The scheduler's own count: one per kept step, more for 2nd-order ones (Heun, PNDM)."""
+    return len(grid_scheduler(name, grid, parameterization,
+                              scheduler_kwargs=options.get("scheduler_kwargs"))[2])
+
+
+def _spec(name: str) -> SamplerSpec:
+    return SamplerSpec(name, diffusers_method(name), options=("variance", "scheduler_kwargs"),
+                       calls=partial(_calls, name))
+
+
+def _resolve(name: str) -> SamplerSpec | None:
+    """Any other diffusers ``*Scheduler`` class name (flow / EDM ones: :mod:`.process_schedulers`)."""
+    from .process_schedulers import is_process_scheduler
+    return _spec(name) if name.endswith("Scheduler") and not is_process_scheduler(name) else None
+
+
+for _name in sorted(DIFFUSERS_SAMPLERS):
+    register(_spec(_name))
+register_family(_resolve, "any diffusers *Scheduler class name")

@@ -13,9 +13,10 @@ from ..denoiser import Denoiser, Prediction
 from ..formulations import on_common_logsnr
 from .chain import SampleResult
 from .run import model_calls, sample
+from .wrapped import Wrapped, call
 
 
-class SwitchAfter:
+class SwitchAfter(Wrapped):
     """Called as ``model(x_t, t) -> Prediction`` like a :class:`Denoiser`: call i of a chain of
     ``n`` model calls goes to ``den_a`` when i mod n < k, else to ``den_b`` (counting wraps
     after n calls, so one object serves successive chains of n calls).
@@ -33,24 +34,16 @@ class SwitchAfter:
             raise ValueError("hybrid sampling needs denoisers that share one schedule")
         if not 0 <= int(k) <= int(n):
             raise ValueError(f"k must be in 0..{n} (the number of model calls), got {k}")
+        super().__init__(den_a, f"{den_a.name} then {den_b.name} after {int(k)}")
         self.den_a, self.den_b, self.k, self.n = den_a, den_b, int(k), int(n)
         self.calls = 0
-        same = den_a.parameterization == den_b.parameterization
-        self.parameterization = den_a.parameterization if same else "eps"
-        self.schedule, self.data_range, self.shape = den_a.schedule, den_a.data_range, den_a.shape
-        self.name = f"{den_a.name} then {den_b.name} after {self.k}"
+        if den_a.parameterization != den_b.parameterization:
+            self.parameterization = "eps"
 
-    @property
-    def device(self) -> torch.device:
-        return self.den_a.device
-
-    def check_shape(self, shape) -> None:
-        self.den_a.check_shape(shape)
-
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, labels=None) -> Prediction:
         den = self.den_a if self.calls % self.n < self.k else self.den_b
         self.calls += 1
-        return den(x_t, t)
+        return call(den, x_t, t, labels)
 
 
 def hybrid_model(den_a: Denoiser, den_b: Denoiser, k: int, n: int):

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..parameterization import learned_log_variance
 from ..schedules import Schedule
 from .chain import Grid, ModelCall
+from .table import SamplerSpec, register
 
 VARIANCES = ("fixed_small", "fixed_large", "learned")
 
@@ -111,4 +112,5 @@ def ddim(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None, callb
     return x
 
 
-NATIVE = {"ddpm": ddpm, "ddim": ddim}
+NATIVE = {spec.name: spec.function for spec in (register(SamplerSpec("ddpm", ddpm, options=("variance",))),
+                                                register(SamplerSpec("ddim", ddim, options=("eta",))))}

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chain import Grid, ModelCall
+from .table import SamplerSpec, register
 
 
 def _coefficients(grid: Grid) -> tuple[list[float], list[float]]:
@@ -100,5 +101,11 @@ def flow_euler(model: ModelCall, x: torch.Tensor, grid: Grid, *, generator=None,
     return z
 
 
-ODE_SAMPLERS = {"heun": heun, "flow_euler": flow_euler}
-CALLS_PER_STEP = {"heun": lambda n: 2 * n - 1, "flow_euler": lambda n: n}
+def _heun_calls(grid: Grid, parameterization: str, options: dict) -> int:
+    """Two calls per step but the last (Euler to sigma = 0): 2n - 1."""
+    return 2 * grid.n - 1
+
+
+ODE_SAMPLERS = {spec.name: spec.function for spec in (
+    register(SamplerSpec("heun", heun, calls=_heun_calls, grid="process")),
+    register(SamplerSpec("flow_euler", flow_euler, grid="process")))}

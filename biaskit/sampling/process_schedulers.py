@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chain import Grid, ModelCall
+from .table import SamplerSpec, register, register_family
 
 __all__ = ["PROCESS_SCHEDULERS", "scheduler_kind", "is_process_scheduler", "make_process_scheduler",
            "scheduler_logsnr", "process_scheduler_sampler", "process_scheduler_method"]
@@ -195,3 +196,14 @@ def process_scheduler_method(name: str):
     """The sampler of the common signature that runs the flow / EDM scheduler ``name``."""
     scheduler_kind(name)
     return partial(process_scheduler_sampler, name)
+
+
+def _spec(name: str) -> SamplerSpec:
+    return SamplerSpec(name, process_scheduler_method(name), options=("scheduler_kwargs",),
+                       grid="scheduler")
+
+
+for _name in PROCESS_SCHEDULERS:
+    register(_spec(_name))
+# a FlowMatch* / EDM* class name: its row, or scheduler_kind's error naming the supported ones
+register_family(lambda name: _spec(name) if is_process_scheduler(name) else None)

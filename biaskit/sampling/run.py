@@ -13,69 +13,62 @@ from typing import Callable
 
 import torch
 
-from .chain import PROCESS_SPACINGS, Grid, ModelCall, Recorder, SampleResult, StepInfo, kept_steps
-from .diffusers_adapter import diffusers_method, scheduler_chain
-from .native import NATIVE, VARIANCES
-from .ode import CALLS_PER_STEP, ODE_SAMPLERS
-from .process_schedulers import is_process_scheduler, process_scheduler_method, scheduler_logsnr
+from .chain import PROCESS_SPACINGS, Grid, ModelCall, Recorder, SampleResult, StepInfo
+from .native import VARIANCES
+from .process_schedulers import scheduler_logsnr
+from .table import SamplerSpec, lookup
 
 
 def sampler_method(sampler: str) -> Callable:
-    """The sampler function of the common signature for a name (native, ODE or diffusers)."""
-    if is_process_scheduler(sampler):
-        return process_scheduler_method(sampler)
-    return NATIVE.get(sampler) or ODE_SAMPLERS.get(sampler) or diffusers_method(sampler)
+    """The sampler function of the common signature for a name (:func:`~.table.lookup`)."""
+    return lookup(sampler).function
 
 
-def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even",
-                  scheduler_kwargs: dict | None = None):
-    """(model, grid) a chain walks: the kept steps of ``spacing`` on the denoiser's schedule, or,
-    for a process model (``on_process_grid``) under ``heun`` / ``flow_euler``, every step of the
-    view of its process's own grid of ``steps`` times (EDM's Karras sigmas, the shifted flow
-    times; ``spacing="flow_match"``: FlowMatchEulerDiscreteScheduler's sigmas), and under a diffusers flow / EDM scheduler every step of the view of that
-    scheduler's own sigmas (:mod:`.process_schedulers`), whatever ``spacing`` says."""
+def _grid(spec: SamplerSpec, denoiser, steps: int, spacing: str, scheduler_kwargs):
     on_grid = getattr(denoiser, "on_process_grid", None)
-    if on_grid is not None and is_process_scheduler(sampler):
-        denoiser = denoiser.with_schedule(scheduler_logsnr(sampler, denoiser, steps, scheduler_kwargs))
+    if on_grid is not None and spec.grid == "scheduler":
+        denoiser = denoiser.with_schedule(scheduler_logsnr(spec.name, denoiser, steps, scheduler_kwargs))
         return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "scheduler")
-    if sampler in ODE_SAMPLERS and on_grid is not None:
+    if on_grid is not None and spec.grid == "process":
         denoiser = on_grid(steps, spacing if spacing in PROCESS_SPACINGS else "even")
         return denoiser, Grid(denoiser.schedule, list(range(denoiser.schedule.T)), "process")
     return denoiser, Grid.of(denoiser.schedule, steps, spacing)
 
 
-def _options(sampler: str, eta: float, variance: str, scheduler_kwargs) -> dict:
-    """Each method's own keyword arguments among sample()'s."""
-    if sampler == "ddim":
-        return {"eta": eta}
-    if sampler == "ddpm":
-        return {"variance": variance}
-    if sampler in ODE_SAMPLERS:
-        return {}
-    if is_process_scheduler(sampler):
-        return {"scheduler_kwargs": scheduler_kwargs}
-    return {"variance": variance, "scheduler_kwargs": scheduler_kwargs}
+def sampling_grid(sampler: str, denoiser, steps: int, spacing: str = "even",
+                  scheduler_kwargs: dict | None = None):
+    """(model, grid) a chain walks, by the sampler's grid kind (:data:`~.table.GRIDS`): the kept
+    steps of ``spacing`` on the denoiser's schedule; for a process model (``on_process_grid``)
+    under a ``process`` sampler (``heun``, ``flow_euler``), every step of the view of its
+    process's own grid of ``steps`` times (EDM's Karras sigmas, the shifted flow times;
+    ``spacing="flow_match"``: FlowMatchEulerDiscreteScheduler's sigmas), and under a
+    ``scheduler`` one (a diffusers flow / EDM scheduler) every step of the view of that
+    scheduler's own sigmas (:mod:`.process_schedulers`), whatever ``spacing`` says."""
+    return _grid(lookup(sampler), denoiser, steps, spacing, scheduler_kwargs)
 
 
 def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
                 scheduler_kwargs: dict | None = None) -> int:
-    """How many network evaluations ``sample`` makes (2nd-order diffusers schedulers make more)."""
-    if sampler in NATIVE:
-        return len(kept_steps(denoiser.schedule.T, steps, spacing))
-    if sampler in ODE_SAMPLERS:
-        return CALLS_PER_STEP[sampler](sampling_grid(sampler, denoiser, steps, spacing)[1].n)
-    if is_process_scheduler(sampler):
-        return sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)[1].n
-    return len(scheduler_chain(sampler, denoiser.schedule, steps, spacing, denoiser.parameterization,
-                               scheduler_kwargs=scheduler_kwargs)[2])
+    """How many network evaluations ``sample`` makes (the row's ``calls`` on its grid: 2n - 1
+    for heun, more than n for 2nd-order diffusers schedulers)."""
+    spec = lookup(sampler)
+    grid = _grid(spec, denoiser, steps, spacing, scheduler_kwargs)[1]
+    return spec.calls(grid, denoiser.parameterization, {"scheduler_kwargs": scheduler_kwargs})
 
 
 def check_steps(sampler: str, denoiser, steps) -> None:
-    """ValueError unless 1 <= ``steps`` <= T of the denoiser's schedule (every sampler visits
-    distinct schedule steps)."""
+    """ValueError for an unknown sampler, or unless 1 <= ``steps`` <= T of the denoiser's
+    schedule (every sampler visits distinct schedule steps)."""
+    _check_model(lookup(sampler), denoiser)
     T = denoiser.schedule.T
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
         raise ValueError(f"{sampler}: steps must be in 1..{T} (an integer), got {steps!r}")
+
+
+def _check_model(spec: SamplerSpec, denoiser) -> None:
+    if spec.models == "process" and getattr(denoiser, "on_process_grid", None) is None:
+        raise ValueError(f"{spec.name} samples only process models (evaluable at any noise level); "
+                         f"{getattr(denoiser, 'name', 'this model')} is read on a discrete schedule")
 
 
 def _initial_noise(shape_or_noise, device, generator) -> torch.Tensor:
@@ -127,9 +120,10 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         shape_or_noise: (B, ...) shape of the samples, or the initial noise x_T itself (VP
             scale, unit variance; ``heun`` from EDM's sigma_max eps: pass sigma_vp eps, see
             :func:`~biaskit.sampling.ode.heun`).
-        sampler: ``ddpm`` or ``ddim`` (native), ``heun`` (EDM) or ``flow_euler`` (the ODE
-            samplers of :mod:`.ode`; a process model walks its process's own grid, see
-            :func:`sampling_grid`), or a diffusers name (see :func:`sampler_names`).
+        sampler: a name of the sampler table (:mod:`.table`): ``ddpm`` or ``ddim`` (native),
+            ``heun`` (EDM) or ``flow_euler`` (the ODE samplers of :mod:`.ode`; a process model
+            walks its process's own grid, see :func:`sampling_grid`), or a diffusers name (see
+            :func:`~.table.sampler_names`).
         eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like variance).
         variance: DDPM reverse variance: fixed_small (beta_tilde), fixed_large (beta), learned.
         clip: clamp x0_hat to the denoiser's data_range at every step.
@@ -150,6 +144,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
+    spec = lookup(sampler)
     check_steps(sampler, denoiser, steps)
     denoiser.check_shape(shape_or_noise.shape[1:] if isinstance(shape_or_noise, torch.Tensor)
                          else tuple(shape_or_noise)[1:])
@@ -160,10 +155,10 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x = _initial_noise(shape_or_noise, device, generator)
     _warn_terminal_snr(denoiser, shape_or_noise)
-    denoiser, grid = sampling_grid(sampler, denoiser, steps, spacing, scheduler_kwargs)
+    denoiser, grid = _grid(spec, denoiser, steps, spacing, scheduler_kwargs)
     record = Recorder(callback, return_trajectory)
     with _evaluating(denoiser):
-        x0 = sampler_method(sampler)(ModelCall(denoiser, grid, clip, device, labels), x, grid,
-                                     generator=generator, callback=record, progress=progress,
-                                     **_options(sampler, eta, variance, scheduler_kwargs))
+        x0 = spec.function(ModelCall(denoiser, grid, clip, device, labels), x, grid,
+                           generator=generator, callback=record, progress=progress,
+                           **spec.own_options(eta=eta, variance=variance, scheduler_kwargs=scheduler_kwargs))
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)

@@ -21,6 +21,11 @@ def add_condition_arguments(p, what: str) -> None:
                    help=f"one prompt for every {what} (default: each image's caption, from a .txt "
                    "beside it or metadata.jsonl with file_name and text)" if what == "image" else
                    "the prompt of every sample (default: the empty prompt)")
+    g.add_argument("--embeddings", default=None, metavar="FILE",
+                   help="precomputed text embeddings (.safetensors, .pt, .npz) instead of the text "
+                   "encoders: prompt_embeds (one for all) or prompt_embeds/FILE_NAME per image, "
+                   "pooled_prompt_embeds[/FILE_NAME] where the model takes them, optional "
+                   "negative_prompt_embeds (the null condition; default the empty prompt's)")
     # --guidance-scale is the loader table's (biaskit.loaders.options), shared with class-conditional models
 
 
@@ -41,7 +46,7 @@ def check_latent_flags(args) -> bool:
             if any(not w >= 0 for w in args.guidance_scale):
                 raise ValueError(f"--guidance-scale must be >= 0, got {','.join(map(str, args.guidance_scale))}")
     else:
-        for name in ("prompt",):
+        for name in ("prompt", "embeddings"):
             if getattr(args, name, None) is not None:
                 raise ValueError(f"--{name.replace('_', '-')} applies to latent pipelines (a diffusers "
                                  f"folder with a VAE); {args.model} is not one")
@@ -64,7 +69,12 @@ def run_probe(args, device, timesteps) -> int:
                          "pipeline's image folder; valid: size=N (default: the pipeline's image size)")
     pipe = load_latent_pipeline(args.model, device=device)
     size = int(opts.get("size", pipe.image_size))
-    data = load_captioned(args.data, size, *_condition(args, pipe))
+    if getattr(args, "embeddings", None) is None:
+        data = load_captioned(args.data, size, *_condition(args, pipe))
+    else:  # conditions from the file, keyed by file name: no captions needed
+        data = load_captioned(args.data, size, "")
+        root = Path(args.data).expanduser()
+        data.captions = _embedding_conditions(args, pipe, [f.relative_to(root).as_posix() for f in data.files])
     print(f"{args.data}: {len(data.captions)} images at {size}x{size} RGB, "
           f"{len(set(data.captions))} distinct prompts, encoded once by the VAE "
           f"(posterior mean, scaling {pipe.scaling_factor:g}, shift {pipe.shift_factor:g})",
@@ -91,6 +101,15 @@ def run_probe(args, device, timesteps) -> int:
     for p in written:
         print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+def _embedding_conditions(args, pipe, files=None) -> list:
+    """The conditions of ``--embeddings`` (:func:`biaskit.loaders.embeddings.register_embeddings`):
+    one per file of ``files``, or one for all."""
+    from ..loaders.embeddings import read_embeddings, register_embeddings
+    if args.prompt is not None:
+        raise ValueError("--prompt and --embeddings both give the condition; give one")
+    return register_embeddings(pipe, read_embeddings(args.embeddings), files, args.embeddings)
 
 
 def _condition(args, pipe) -> tuple:
@@ -134,8 +153,11 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
         raise ValueError(f"--data {args.data}: the decoded samples of a latent pipeline are compared "
                          "with a folder of images")
     pipe = load_latent_pipeline(args.model, device=device)
-    given, _ = _condition(args, pipe)
-    prompts = [given if given is not None else ("0" if pipe.class_conditional else "")] * args.n
+    if getattr(args, "embeddings", None) is not None:
+        prompts = _embedding_conditions(args, pipe) * args.n
+    else:
+        given, _ = _condition(args, pipe)
+        prompts = [given if given is not None else ("0" if pipe.class_conditional else "")] * args.n
     if args.guidance_scale is not None and len(args.guidance_scale) > 1:
         raise ValueError("--guidance-scale: sample takes one scale")
     w = 7.5 if args.guidance_scale is None else args.guidance_scale[0]
@@ -165,7 +187,7 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
                            for n in steps])
         stats[["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
         written.append(out / "sample_stats.csv")
-    meta = {"model": args.model, "latent": pipe.describe(), "condition": prompts[0],
+    meta = {"model": args.model, "latent": pipe.describe(), "condition": str(prompts[0]),
             "guidance_scale": w, "sampler": sampler, "steps": steps, "n": args.n, "seed": args.seed,
             "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents",
             "data": args.data, "sample_stats": "decoded samples beside the data folder's images, "

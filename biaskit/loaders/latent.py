@@ -39,6 +39,7 @@ from ..denoiser import Denoiser
 from ..formulations import ProcessDenoiser
 from .build import file_source, read_json, resolve_schedule
 from .diffusers import _state_dict
+from .embeddings import Precomputed
 from .text_encoders import load_text_encoder as _text_encoder, sd3_embeddings
 
 __all__ = ["LatentPipeline", "GuidedNet", "ConditionedDenoiser", "is_latent_pipeline",
@@ -146,6 +147,7 @@ class LatentPipeline:
     folder: Path
     sha256: dict = field(default_factory=dict)
     _embeddings: dict = field(default_factory=dict, repr=False)
+    null_condition: object = ""  # the empty prompt, or a Precomputed key (biaskit.loaders.embeddings)
 
     @property
     def net(self) -> GuidedNet:
@@ -192,7 +194,7 @@ class LatentPipeline:
         distinct prompt encoded once (and kept for later calls), as diffusers' pipelines compute
         them: SD, the last hidden state of the text encoder on the padded token ids; SD3,
         (prompt_embeds (P, L, D), pooled_projections (P, D')) by :func:`sd3_embeddings`."""
-        new = sorted({p for p in prompts if p not in self._embeddings})
+        new = sorted({p for p in prompts if p not in self._embeddings and isinstance(p, str)})
         if new:
             if isinstance(self.text_encoder, (list, tuple)):
                 parts = sd3_embeddings(self.tokenizer, self.text_encoder, new, self.net.unet.config,
@@ -219,7 +221,8 @@ class LatentPipeline:
 
     def _conditions(self, distinct: list) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.class_conditional:
-            return self.embed([str(p) for p in distinct]), self.embed([""])  # tuples, one per keyword
+            conds = [p if isinstance(p, Precomputed) else str(p) for p in distinct]
+            return self.embed(conds), self.embed([self.null_condition])  # tuples, one per keyword
         K = self.num_classes
         labels = []
         for c in distinct:
@@ -264,7 +267,8 @@ class LatentPipeline:
                 "scaling_factor": self.scaling_factor, "shift_factor": self.shift_factor,
                 "latent": LATENT_MEAN, "guidance_scale": self.net.scale,
                 "null_condition": f"class {self.num_classes}" if self.class_conditional else
-                "text embedding of the empty prompt",
+                "text embedding of the empty prompt" if self.null_condition == "" else
+                str(self.null_condition),
                 "scheduler": self.scheduler_config.get("_class_name")}
 
 

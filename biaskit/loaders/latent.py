@@ -5,8 +5,8 @@ the VAE, and the text encoder(s). Three kinds (:func:`load_latent_pipeline`):
 - Stable-Diffusion-like: ``unet`` UNet2DConditionModel, ``text_encoder`` CLIPTextModel,
   ``tokenizer``, a VP scheduler (eps or v prediction);
 - SD3-like: ``transformer`` SD3Transformer2DModel, ``text_encoder`` / ``text_encoder_2`` CLIP
-  with projection, no T5, FlowMatchEulerDiscreteScheduler (the flow process, x = (1 - s) x0 +
-  s eps, network fed s N);
+  with projection, ``text_encoder_3`` T5 or none, FlowMatchEulerDiscreteScheduler (the flow
+  process, x = (1 - s) x0 + s eps, network fed s N);
 - DiT-like: ``transformer`` DiTTransformer2DModel, class labels, learned sigma (2C outputs).
 
 Every component is built from its ``config.json`` and its weights are read by
@@ -309,7 +309,7 @@ def _present(index: dict, name: str) -> bool:
 def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> LatentPipeline:
     """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of three kinds:
     Stable-Diffusion-like (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), SD3-like
-    (``transformer`` SD3Transformer2DModel, two CLIP text encoders, no T5, a flow-matching
+    (``transformer`` SD3Transformer2DModel, two CLIP text encoders and a T5 or none, a flow-matching
     scheduler: the denoiser is a :class:`~biaskit.formulations.ProcessDenoiser` of the flow
     process, :mod:`biaskit.loaders.process_folders`), DiT-like (``transformer``
     DiTTransformer2DModel, class-conditional, learned sigma). Conditioned on the empty prompt
@@ -324,9 +324,6 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
         parts = sorted(k for k in index if not k.startswith("_") and _present(index, k))
         raise ValueError(f"{folder}: a {kind.upper()}-like latent pipeline needs "
                          f"{', '.join(_NEEDS[kind])}; it has {', '.join(parts)} (missing {', '.join(missing)})")
-    if kind == "sd3" and _present(index, "text_encoder_3"):
-        raise ValueError(f"{folder}: SD3 pipelines with a T5 text encoder (text_encoder_3) are not "
-                         "supported yet; biaskit loads SD3 folders whose text_encoder_3 is null")
     vae, vae_files = _component(folder, "vae", ("AutoencoderKL",))
     if kind == "sd":
         unet, unet_files = _component(folder, "unet", _UNETS)
@@ -337,6 +334,9 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
         e1, t1, f1 = _text_encoder(folder)
         e2, t2, f2 = _text_encoder(folder, name="text_encoder_2", tok_name="tokenizer_2")
         encoder, tokenizer, text_files = [e1, e2], [t1, t2], f1 + f2
+        if _present(index, "text_encoder_3"):  # T5 (SD3 / SD3.5); without it, zero T5 tokens
+            e3, t3, f3 = _text_encoder(folder, name="text_encoder_3", tok_name="tokenizer_3")
+            encoder, tokenizer, text_files = encoder + [e3], tokenizer + [t3], text_files + f3
         keywords = ("encoder_hidden_states", "pooled_projections")
     else:
         unet, unet_files = _component(folder, "transformer", _CLASS_TRANSFORMERS)

@@ -207,7 +207,7 @@ def _step_kwargs(scheduler, generator, eta: float) -> dict:
 def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
                   guidance_scale: float = 7.5, seed: int = 0, generator=None, sampler: str = "pipeline",
                   eta: float = 0.0, latents: torch.Tensor | None = None, decode: bool = True,
-                  callback=None, progress: bool = False) -> dict:
+                  callback=None, progress: bool = False, size: int | None = None) -> dict:
     """Samples for ``prompts`` (one each): {"latents" (B, c, h, w), "images" (B, 3, H, W) when
     ``decode``, "t" the model's timesteps visited (flow: the scheduler's s N), "x0_hat"
     (S, B, c, h, w) every step's latent estimate}.
@@ -219,10 +219,15 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
     it equals ``pipeline(prompts, output_type="latent")`` (diffusers runs the conditional model
     alone at guidance_scale <= 1; here 0 < w < 1 mixes as written). ``callback(t, x_in, x0_hat,
     x_next)`` after each step. Any other name is a biaskit sampler
-    (:func:`biaskit.sampling.sample`)."""
+    (:func:`biaskit.sampling.sample`). ``size``: the image side in pixels (default the
+    pipeline's). Flux (:mod:`biaskit.loaders.flux`): FluxPipeline's loop, its resolution-shifted
+    sigmas, equal to ``pipeline(prompts, guidance_scale=g, true_cfg_scale=w, negative_prompt="")``
+    on the unpacked latents."""
     pipe.condition(list(prompts), guidance_scale)
     den = pipe.denoiser
     B, (C, h, w) = len(prompts), den.shape
+    if size is not None:
+        h = w = int(size) // pipe.vae_scale
     device = den.device
     if sampler != "pipeline":
         from .sampling import sample
@@ -232,12 +237,17 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
         z, ts, traj = r.x0, list(r.timesteps), r.trajectory.x0_hat
     else:
         import diffusers
+        from .loaders.flux import FluxNet, flux_set_timesteps
         cfg = pipe.scheduler_config
-        if cfg.get("use_dynamic_shifting"):
+        flux_net = isinstance(getattr(den.net, "unet", None), FluxNet)
+        if cfg.get("use_dynamic_shifting") and not flux_net:
             raise ValueError(f"{cfg['_class_name']} with use_dynamic_shifting (a resolution-dependent "
                              "shift) is not supported by the pipeline sampler")
         scheduler = getattr(diffusers, cfg["_class_name"]).from_config(cfg)
-        scheduler.set_timesteps(steps, device=device)
+        if flux_net:
+            flux_set_timesteps(scheduler, steps, h, w, device)
+        else:
+            scheduler.set_timesteps(steps, device=device)
         g = generator if generator is not None else torch.Generator(device).manual_seed(int(seed))
         z = (torch.randn((B, C, h, w), generator=g, device=device) if latents is None
              else latents.to(device)) * getattr(scheduler, "init_noise_sigma", 1.0)

@@ -40,7 +40,8 @@ from ..formulations import ProcessDenoiser
 from .build import file_source, read_json, resolve_schedule
 from .diffusers import _state_dict
 from .embeddings import Precomputed
-from .text_encoders import load_text_encoder as _text_encoder, sd3_embeddings
+from .flux import FLUX_GUIDANCE, FLUX_T5_TOKENS, FluxNet
+from .text_encoders import flux_embeddings, load_text_encoder as _text_encoder, sd3_embeddings
 
 __all__ = ["LatentPipeline", "GuidedNet", "ConditionedDenoiser", "is_latent_pipeline",
            "load_latent_pipeline", "LATENT_MEAN"]
@@ -49,6 +50,7 @@ LATENT_MEAN = "mean of the VAE's posterior q(z | x), (mean - shift_factor) * sca
 _UNETS = ("UNet2DConditionModel",)
 _CLASS_TRANSFORMERS = ("DiTTransformer2DModel",)
 _SD3 = ("SD3Transformer2DModel",)
+_FLUX = ("FluxTransformer2DModel",)
 
 
 def is_latent_pipeline(path) -> bool:
@@ -165,7 +167,7 @@ class LatentPipeline:
     @property
     def image_size(self) -> int:
         """The pipeline's default image side: the UNet's sample_size times :attr:`vae_scale`."""
-        size = self.net.unet.config.sample_size
+        size = getattr(self.net.unet, "sample_size", None) or self.net.unet.config.sample_size
         return int(size if isinstance(size, int) else size[0]) * self.vae_scale
 
     @torch.no_grad()
@@ -196,7 +198,9 @@ class LatentPipeline:
         (prompt_embeds (P, L, D), pooled_projections (P, D')) by :func:`sd3_embeddings`."""
         new = sorted({p for p in prompts if p not in self._embeddings and isinstance(p, str)})
         if new:
-            if isinstance(self.text_encoder, (list, tuple)):
+            if isinstance(self.net.unet, FluxNet):
+                parts = flux_embeddings(self.tokenizer, self.text_encoder, new, FLUX_T5_TOKENS, self.device)
+            elif isinstance(self.text_encoder, (list, tuple)):
                 parts = sd3_embeddings(self.tokenizer, self.text_encoder, new, self.net.unet.config,
                                        self.device)
             else:
@@ -269,7 +273,8 @@ class LatentPipeline:
                 "null_condition": f"class {self.num_classes}" if self.class_conditional else
                 "text embedding of the empty prompt" if self.null_condition == "" else
                 str(self.null_condition),
-                "scheduler": self.scheduler_config.get("_class_name")}
+                "scheduler": self.scheduler_config.get("_class_name"),
+                "guidance_embed": getattr(self.net.unet, "guidance", None)}
 
 
 def _component(folder: Path, name: str, cls_names, variant=None, map_location="cpu"):
@@ -291,7 +296,7 @@ def _kind(folder: Path, index: dict) -> str:
         return "sd"
     if "transformer" in index:
         cls = read_json(folder / "transformer" / "config.json").get("_class_name")
-        return "sd3" if cls in _SD3 else "dit"
+        return "sd3" if cls in _SD3 else "flux" if cls in _FLUX else "dit"
     return "sd"
 
 
@@ -299,6 +304,7 @@ _NEEDS = {"sd": ("vae", "unet", "scheduler", "text_encoder", "tokenizer"),
           "sd3": ("vae", "transformer", "scheduler", "text_encoder", "tokenizer", "text_encoder_2",
                   "tokenizer_2"),
           "dit": ("vae", "transformer", "scheduler")}
+_NEEDS["flux"] = _NEEDS["sd3"]
 
 
 def _present(index: dict, name: str) -> bool:
@@ -306,13 +312,16 @@ def _present(index: dict, name: str) -> bool:
     return bool(entry) and not (isinstance(entry, list) and entry[0] is None)
 
 
-def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> LatentPipeline:
-    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of three kinds:
+def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0,
+                         guidance_embed: float | None = None) -> LatentPipeline:
+    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of four kinds:
     Stable-Diffusion-like (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), SD3-like
     (``transformer`` SD3Transformer2DModel, two CLIP text encoders and a T5 or none, a flow-matching
     scheduler: the denoiser is a :class:`~biaskit.formulations.ProcessDenoiser` of the flow
     process, :mod:`biaskit.loaders.process_folders`), DiT-like (``transformer``
-    DiTTransformer2DModel, class-conditional, learned sigma). Conditioned on the empty prompt
+    DiTTransformer2DModel, class-conditional, learned sigma), Flux-like (``transformer``
+    FluxTransformer2DModel, CLIP + T5, packed latents, :mod:`biaskit.loaders.flux`; its guidance
+    embedding ``guidance_embed``, default 3.5). Conditioned on the empty prompt
     (DiT: class 0) until :meth:`LatentPipeline.condition` says otherwise. Parameterization and
     schedule from ``scheduler/scheduler_config.json``."""
     from .process_folders import ScaledSigma, is_process_scheduler_config
@@ -325,10 +334,21 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
         raise ValueError(f"{folder}: a {kind.upper()}-like latent pipeline needs "
                          f"{', '.join(_NEEDS[kind])}; it has {', '.join(parts)} (missing {', '.join(missing)})")
     vae, vae_files = _component(folder, "vae", ("AutoencoderKL",))
+    if guidance_embed is not None and (kind != "flux" or not read_json(
+            folder / "transformer" / "config.json").get("guidance_embeds")):
+        raise ValueError(f"--guidance-embed applies to a guidance-distilled Flux (guidance_embeds); "
+                         f"{folder} has none (classifier-free guidance is --guidance-scale)")
     if kind == "sd":
         unet, unet_files = _component(folder, "unet", _UNETS)
         encoder, tokenizer, text_files = _text_encoder(folder)
         keywords = ("encoder_hidden_states",)
+    elif kind == "flux":  # T5 states and CLIP pooled; packed latents inside FluxNet
+        transformer, unet_files = _component(folder, "transformer", _FLUX)
+        unet = FluxNet(transformer, FLUX_GUIDANCE if guidance_embed is None else float(guidance_embed))
+        e1, t1, f1 = _text_encoder(folder)
+        e2, t2, f2 = _text_encoder(folder, name="text_encoder_2", tok_name="tokenizer_2")
+        encoder, tokenizer, text_files = [e1, e2], [t1, t2], f1 + f2
+        keywords = ("encoder_hidden_states", "pooled_projections")
     elif kind == "sd3":
         unet, unet_files = _component(folder, "transformer", _SD3)
         e1, t1, f1 = _text_encoder(folder)
@@ -345,8 +365,8 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
     sched_cfg = read_json(folder / "scheduler" / "scheduler_config.json")
     files = unet_files + vae_files + text_files
     sha = {str(f.relative_to(folder)): safeload.file_sha256(f) for f in files}
-    C = unet.config.in_channels
-    size = unet.config.sample_size
+    C = unet.config.in_channels // (4 if kind == "flux" else 1)
+    size = unet.sample_size if kind == "flux" else unet.config.sample_size
     shape = (C, size, size) if isinstance(size, int) else (C, *size)
     source = file_source(folder, "diffusers", shape=shape, sha256=sha,
                          extras=dict(latent=kind, scheduler=sched_cfg.get("_class_name")))

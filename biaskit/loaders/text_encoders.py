@@ -11,7 +11,7 @@ import torch
 from .. import safeload
 from .build import read_json
 
-__all__ = ["load_text_encoder", "sd3_embeddings", "t5_states", "SD3_T5_TOKENS"]
+__all__ = ["load_text_encoder", "sd3_embeddings", "flux_embeddings", "t5_states", "SD3_T5_TOKENS"]
 
 SD3_T5_TOKENS = 256  # diffusers' max_sequence_length default: the zero T5 states of a pipeline without T5
 
@@ -87,3 +87,14 @@ def load_text_encoder(folder: Path, map_location="cpu", name: str = "text_encode
     safeload.load_into(model, sd, strict=arch == "T5EncoderModel", what=f"weights in {found[0].name}")
     tokenizer = tok_cls.from_pretrained(str(folder / tok_name), local_files_only=True)
     return model.eval().requires_grad_(False), tokenizer, found
+
+
+@torch.no_grad()
+def flux_embeddings(tokenizers, encoders, prompts: list[str], length: int, device) -> tuple:
+    """Flux's conditions as diffusers' FluxPipeline.encode_prompt computes them: prompt_embeds the
+    T5's last hidden state on ids padded to ``length`` (512), pooled_projections the CLIP text
+    model's pooled output on ids padded to its tokenizer's length. Returns ((P, length, D), (P, D'))."""
+    ids = tokenizers[0](prompts, padding="max_length", max_length=tokenizers[0].model_max_length,
+                        truncation=True, return_tensors="pt").input_ids.to(device)
+    pooled = encoders[0](ids, output_hidden_states=False).pooler_output
+    return t5_states(tokenizers[1], encoders[1], prompts, length, device), pooled

@@ -1,0 +1,72 @@
+"""Flux folders (biaskit.loaders.flux): a tiny FluxTransformer2DModel + CLIP + T5 pipeline saved
+here, sampled against diffusers' FluxPipeline; the guidance embedding apart from CFG."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+sys.path.insert(0, str(Path(__file__).parent))
+import latent_fixtures as F  # noqa: E402
+
+from biaskit.latent import sample_latent  # noqa: E402
+from biaskit.loaders.flux import pack, unpack  # noqa: E402
+from biaskit.loaders.latent import load_latent_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory):
+    torch.set_num_threads(1)
+    return F.save_flux_pipeline(tmp_path_factory.mktemp("flux") / "flux")
+
+
+def _diffusers(folder):
+    from diffusers import FluxPipeline
+    p = FluxPipeline.from_pretrained(str(folder))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_pack_is_diffusers_pack_and_unpack_inverts_it():
+    from diffusers import FluxPipeline
+    z = torch.randn(2, 4, 6, 8)
+    assert torch.equal(pack(z), FluxPipeline._pack_latents(z, 2, 4, 6, 8))
+    assert torch.equal(unpack(pack(z), 6, 8), z)
+
+
+def test_flux_embeddings_equal_diffusers_encode_prompt(flux):
+    ref = _diffusers(flux)
+    with torch.no_grad():
+        emb, pooled, _ = ref.encode_prompt(["a dog", "blue sky"], None, device="cpu")
+    e, p = load_latent_pipeline(flux).embed(["a dog", "blue sky"])
+    assert e.shape == (2, 512, 32) and p.shape == (2, 16)
+    assert torch.equal(e, emb) and torch.equal(p, pooled)
+
+
+@pytest.mark.parametrize("w, g", [(1.0, 3.5), (4.0, 2.0)])
+def test_flux_sampler_equals_diffusers_pipeline(flux, w, g):
+    """Our loop on unpacked latents = FluxPipeline(guidance_scale=g, true_cfg_scale=w,
+    negative_prompt="") on packed ones (w = 1: diffusers runs the conditional model alone)."""
+    prompts = ["a red cat", "blue sky"]
+    ref = _diffusers(flux)(prompts, num_inference_steps=4, guidance_scale=g, true_cfg_scale=w,
+                           negative_prompt=["", ""] if w != 1 else None, output_type="latent",
+                           height=16, width=16, generator=torch.Generator().manual_seed(3)).images
+    pipe = load_latent_pipeline(flux, guidance_embed=g)
+    ours = sample_latent(pipe, prompts, steps=4, guidance_scale=w, seed=3, size=16)
+    assert ours["latents"].shape == (2, 4, 8, 8) and ours["images"].shape == (2, 3, 16, 16)
+    err = float((pack(ours["latents"]) - ref).abs().max())
+    assert err <= 1e-4, err
+    other = sample_latent(load_latent_pipeline(flux, guidance_embed=g + 5), prompts, steps=4,
+                          guidance_scale=w, seed=3, size=16, decode=False)
+    assert not torch.allclose(other["latents"], ours["latents"], atol=1e-3)  # g is an input
+
+
+def test_guidance_embed_is_refused_without_guidance_embeds(tmp_path):
+    folder = F.save_flux_pipeline(tmp_path / "schnell", guidance_embeds=False)
+    assert load_latent_pipeline(folder).net.unet.guidance is None
+    with pytest.raises(ValueError, match="--guidance-embed applies to a guidance-distilled Flux"):
+        load_latent_pipeline(folder, guidance_embed=3.5)

@@ -207,10 +207,12 @@ def _step_kwargs(scheduler, generator, eta: float) -> dict:
 def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
                   guidance_scale: float = 7.5, seed: int = 0, generator=None, sampler: str = "pipeline",
                   eta: float = 0.0, latents: torch.Tensor | None = None, decode: bool = True,
-                  callback=None, progress: bool = False, size: int | None = None) -> dict:
+                  callback=None, progress: bool = False, size: int | None = None,
+                  decode_steps: bool = False) -> dict:
     """Samples for ``prompts`` (one each): {"latents" (B, c, h, w), "images" (B, 3, H, W) when
     ``decode``, "t" the model's timesteps visited (flow: the scheduler's s N), "x0_hat"
-    (S, B, c, h, w) every step's latent estimate}.
+    (S, B, c, h, w) every step's latent estimate, and with ``decode_steps`` "x0_hat_decoded"
+    (S, B, 3, H, W) each of them decoded}.
 
     ``sampler="pipeline"``: the pipeline's own scheduler in the loop of diffusers'
     StableDiffusionPipeline, StableDiffusion3Pipeline and DiTPipeline (x_T = randn *
@@ -278,4 +280,6 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
     out = {"latents": z, "t": ts, "x0_hat": traj}
     if decode:
         out["images"] = pipe.decode(z)
+    if decode_steps:
+        out["x0_hat_decoded"] = torch.stack([pipe.decode(x).cpu() for x in traj])
     return out

@@ -70,3 +70,37 @@ def test_guidance_embed_is_refused_without_guidance_embeds(tmp_path):
     assert load_latent_pipeline(folder).net.unet.guidance is None
     with pytest.raises(ValueError, match="--guidance-embed applies to a guidance-distilled Flux"):
         load_latent_pipeline(folder, guidance_embed=3.5)
+
+
+def test_cli_flux_probe_and_sample_with_decoded_steps(flux, tmp_path, monkeypatch, capsys):
+    """Flux through the commands: probe on a caption folder, sample at --shape with the guidance
+    embedding and every step's x0_hat decoded (equal to decoding the saved latent x0_hat)."""
+    import json
+    import numpy as np
+    from biaskit.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    images = tmp_path / "images"
+    F.write_captioned_images(images, n=4)
+    assert main(["probe", str(flux), "--data", str(images), "--data-option", "size=16", "--out",
+                 str(tmp_path / "p"), "--timesteps", "10,990", "--samples", "4", "--guidance-scale", "2",
+                 "--guidance-embed", "2.5", "--no-plots", "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
+    assert meta["latent"]["guidance_embed"] == 2.5 and meta["latent"]["guidance_scale"] == 2.0
+    assert main(["sample", str(flux), "--prompt", "a cat", "--steps", "3", "--n", "2", "--shape", "4,8,8",
+                 "--guidance-embed", "2.5", "--guidance-scale", "1", "--decode-steps", "--trajectory",
+                 "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    z = np.load(tmp_path / "s" / "samples.npz")
+    assert z["latents"].shape == (2, 4, 8, 8) and z["x0_hat_decoded"].shape == (3, 2, 3, 16, 16)
+    pipe = load_latent_pipeline(flux)
+    want = pipe.decode(torch.from_numpy(z["x0_hat"][1])).numpy()
+    assert np.allclose(z["x0_hat_decoded"][1], want, atol=1e-5)
+    ref = sample_latent(load_latent_pipeline(flux, guidance_embed=2.5), ["a cat"] * 2, steps=3,
+                        guidance_scale=1.0, seed=0, size=16, decode=False)
+    assert np.array_equal(z["latents"], ref["latents"].numpy())
+    capsys.readouterr()
+    assert main(["sample", str(flux), "--shape", "4,8,6", "--steps", "2", "--n", "1",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) != 0
+    assert "a latent pipeline samples square latents C,h,h with C = 4" in capsys.readouterr().err
+    assert main(["probe", "oracle:gmm2d", "--data", "gmm2d", "--guidance-embed", "3", "--out",
+                 str(tmp_path / "o")]) != 0
+    assert "--guidance-embed applies to latent pipelines" in capsys.readouterr().err

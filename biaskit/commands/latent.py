@@ -26,6 +26,13 @@ def add_condition_arguments(p, what: str) -> None:
                    "encoders: prompt_embeds (one for all) or prompt_embeds/FILE_NAME per image, "
                    "pooled_prompt_embeds[/FILE_NAME] where the model takes them, optional "
                    "negative_prompt_embeds (the null condition; default the empty prompt's)")
+    g.add_argument("--guidance-embed", type=float, default=None, metavar="G",
+                   help="the guidance embedding of a guidance-distilled Flux, an input of the network "
+                   "(default 3.5), apart from classifier-free guidance --guidance-scale")
+    if what != "image":
+        g.add_argument("--decode-steps", action="store_true",
+                       help="also save every step's x0_hat decoded to pixels (x0_hat_decoded, "
+                       "(steps, n, 3, H, W); one step count only)")
     # --guidance-scale is the loader table's (biaskit.loaders.options), shared with class-conditional models
 
 
@@ -46,8 +53,8 @@ def check_latent_flags(args) -> bool:
             if any(not w >= 0 for w in args.guidance_scale):
                 raise ValueError(f"--guidance-scale must be >= 0, got {','.join(map(str, args.guidance_scale))}")
     else:
-        for name in ("prompt", "embeddings"):
-            if getattr(args, name, None) is not None:
+        for name in ("prompt", "embeddings", "guidance_embed", "decode_steps"):
+            if getattr(args, name, None) not in (None, False):
                 raise ValueError(f"--{name.replace('_', '-')} applies to latent pipelines (a diffusers "
                                  f"folder with a VAE); {args.model} is not one")
     return latent
@@ -67,7 +74,7 @@ def run_probe(args, device, timesteps) -> int:
     if set(opts) - {"size"}:
         raise ValueError(f"--data-option {sorted(set(opts) - {'size'})[0]} does not apply to a latent "
                          "pipeline's image folder; valid: size=N (default: the pipeline's image size)")
-    pipe = load_latent_pipeline(args.model, device=device)
+    pipe = load_latent_pipeline(args.model, device=device, guidance_embed=args.guidance_embed)
     size = int(opts.get("size", pipe.image_size))
     if getattr(args, "embeddings", None) is None:
         data = load_captioned(args.data, size, *_condition(args, pipe))
@@ -112,6 +119,20 @@ def _embedding_conditions(args, pipe, files=None) -> list:
     return register_embeddings(pipe, read_embeddings(args.embeddings), files, args.embeddings)
 
 
+def _sample_size(args, pipe) -> int:
+    """The image side of ``biaskit sample``: from ``--shape C,h,w`` (the latent shape, h = w) or
+    the pipeline's default."""
+    if args.shape is None:
+        return pipe.image_size
+    from .common import parse_list
+    shape = tuple(parse_list("--shape", args.shape))
+    C = pipe.denoiser.shape[0]
+    if len(shape) != 3 or shape[0] != C or shape[1] != shape[2] or shape[1] < 1:
+        raise ValueError(f"--shape {args.shape}: a latent pipeline samples square latents C,h,h with "
+                         f"C = {C}, e.g. --shape {C},64,64")
+    return int(shape[1]) * pipe.vae_scale
+
+
 def _condition(args, pipe) -> tuple:
     """(the condition for every sample or None, the metadata.jsonl key) for ``pipe``: --prompt
     for a text pipeline, --class-label for a class-conditional one."""
@@ -152,7 +173,10 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
     if args.data is not None and not is_image_folder(args.data):
         raise ValueError(f"--data {args.data}: the decoded samples of a latent pipeline are compared "
                          "with a folder of images")
-    pipe = load_latent_pipeline(args.model, device=device)
+    pipe = load_latent_pipeline(args.model, device=device, guidance_embed=args.guidance_embed)
+    size = _sample_size(args, pipe)
+    if args.decode_steps and len(steps) > 1:
+        raise ValueError("--decode-steps takes one step count (--steps N)")
     if getattr(args, "embeddings", None) is not None:
         prompts = _embedding_conditions(args, pipe) * args.n
     else:
@@ -167,13 +191,16 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
     arrays, images_of = {}, {}
     for n in steps:
         r = sample_latent(pipe, prompts, steps=n, guidance_scale=w, seed=args.seed, sampler=sampler,
-                          eta=args.eta, progress=not args.no_progress)
+                          eta=args.eta, progress=not args.no_progress, size=size,
+                          decode_steps=args.decode_steps)
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"latents{suffix}"] = r["latents"].float().cpu().numpy()
         arrays[f"x0{suffix}"] = r["images"].float().cpu().numpy()
         arrays[f"timesteps{suffix}"] = np.asarray(r["t"], dtype=np.int64)
         if args.trajectory:
             arrays["x0_hat"] = r["x0_hat"].float().cpu().numpy()
+        if args.decode_steps:
+            arrays["x0_hat_decoded"] = r["x0_hat_decoded"].float().cpu().numpy()
         x = images_of[n] = r["images"]
         print(f"{n:>5} steps: image channel means "
               f"{', '.join(f'{v:.3f}' for v in x.mean(dim=(0, 2, 3)).tolist())} (data range [-1, 1])")
@@ -182,7 +209,7 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
     if args.data is not None:  # pixel-space statistics of the decoded samples beside the images
         import pandas as pd
         from ..latent import load_captioned
-        images = load_captioned(args.data, pipe.image_size, prompt="").images
+        images = load_captioned(args.data, size, prompt="").images
         stats = pd.concat([against_data(images_of[n], images, (-1.0, 1.0), args.seed).assign(steps=n)
                            for n in steps])
         stats[["steps", "statistic", "samples", "lo", "hi", "data"]].to_csv(out / "sample_stats.csv", index=False)
@@ -190,6 +217,8 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
     meta = {"model": args.model, "latent": pipe.describe(), "condition": str(prompts[0]),
             "guidance_scale": w, "sampler": sampler, "steps": steps, "n": args.n, "seed": args.seed,
             "eta": args.eta, "x0": "decoded images (N, 3, H, W) in [-1, 1]; latents: the sampled latents",
+            "x0_hat_decoded": "every step's x0_hat decoded, (steps, N, 3, H, W)" if args.decode_steps else None,
+            "size": size,
             "data": args.data, "sample_stats": "decoded samples beside the data folder's images, "
             "pixel space [-1, 1]" if args.data else None}
     (out / "sample_meta.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -142,3 +142,41 @@ def test_plugin_latent_errors(spec):
     with pytest.raises(ValueError, match="has no 'nope'"):
         load_latent_plugin(spec("zero"), encoder_spec=spec("nope"), decoder_spec=spec("up"),
                            noise_schedule="linear", fit_data=x)
+
+
+def test_cli_plugin_latent_on_points_and_images(spec, tmp_path, capsys):
+    """The command on a point file (normalisation from its train split) and on an image folder
+    (given normalisation): data_bias.csv equals the Python call on the same data."""
+    import json
+    import pandas as pd
+    from PIL import Image
+    from biaskit.cli import main
+    from biaskit.data import load_dataset
+    pts = tmp_path / "pts.npy"
+    np.save(pts, np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32))
+    common = ["--timesteps", "200,900", "--samples", "16", "--no-progress", "--noise-schedule", "linear"]
+    assert main(["probe", spec("zero"), "--encoder-spec", spec("proj"), "--decoder-spec", spec("lift"),
+                 "--latent-norm", "channel", "--data", str(pts), "--out", str(tmp_path / "p"), *common]) == 0, \
+        capsys.readouterr().err
+    got = pd.read_csv(tmp_path / "p" / "data_bias.csv")
+    ds = load_dataset(str(pts), seed=0)
+    pl = load_latent_plugin(spec("zero"), encoder_spec=spec("proj"), decoder_spec=spec("lift"),
+                            noise_schedule="linear", fit_data=ds.train, normalisation="channel")
+    _, want = probe_plugin_latent(pl, ds.test, n=16, timesteps=[200, 900], progress=False)
+    assert np.allclose(got["estimate"], want["estimate"], rtol=1e-5, atol=1e-7)
+    meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
+    assert meta["latent"]["normalisation"].startswith("channel") and meta["normalisation_split"] == "train"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    assert main(["probe", spec("zero"), "--encoder-spec", spec("pool"), "--decoder-spec", spec("up"),
+                 "--latent-shift", "0.1", "--latent-scale", "2", "--data", str(folder), "--data-option",
+                 "size=16", "--out", str(tmp_path / "i"), *common]) == 0, capsys.readouterr().err
+    bias = pd.read_csv(tmp_path / "i" / "data_bias.csv")
+    assert {"brightness", "channel_2"} <= set(bias.statistic)
+    capsys.readouterr()
+    assert main(["probe", spec("zero"), "--encoder-spec", spec("pool"), "--data", str(folder),
+                 "--out", str(tmp_path / "x")]) != 0
+    assert "give both --encoder-spec and --decoder-spec (missing --decoder-spec)" in capsys.readouterr().err

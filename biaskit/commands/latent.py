@@ -33,12 +33,20 @@ def add_condition_arguments(p, what: str) -> None:
         g.add_argument("--decode-steps", action="store_true",
                        help="also save every step's x0_hat decoded to pixels (x0_hat_decoded, "
                        "(steps, n, 3, H, W); one step count only)")
+    if what == "image":
+        from .latent_plugin import add_plugin_latent_arguments
+        add_plugin_latent_arguments(p)
     # --guidance-scale is the loader table's (biaskit.loaders.options), shared with class-conditional models
 
 
 def check_latent_flags(args) -> bool:
     """Whether ``args.model`` is a latent pipeline; ValueError for loader flags given to one, or
     --prompt / --guidance-scale given to any other model."""
+    from .latent_plugin import is_plugin_latent
+    if is_plugin_latent(args):  # a plugin denoiser with its own encoder and decoder
+        from .common import check_model_flags
+        check_model_flags(args)
+        return True
     latent = not str(args.model).startswith("oracle:") and is_latent_pipeline(args.model)
     if latent:
         # --class-label is the condition of every sample of a class-conditional pipeline (DiT)
@@ -61,7 +69,11 @@ def check_latent_flags(args) -> bool:
 
 
 def run_probe(args, device, timesteps) -> int:
-    """``biaskit probe FOLDER --data IMAGE_DIR``: latent probe, pixel bias, report."""
+    """``biaskit probe FOLDER --data IMAGE_DIR``: latent probe, pixel bias, report (a plugin
+    latent model: :func:`biaskit.commands.latent_plugin.run_plugin_probe`)."""
+    from .latent_plugin import is_plugin_latent, run_plugin_probe
+    if is_plugin_latent(args):
+        return run_plugin_probe(args, device, timesteps)
     from ..data import is_image_folder
     from ..latent import load_captioned, probe_latent
     from ..loaders.latent import load_latent_pipeline

@@ -104,3 +104,20 @@ def test_cli_flux_probe_and_sample_with_decoded_steps(flux, tmp_path, monkeypatc
     assert main(["probe", "oracle:gmm2d", "--data", "gmm2d", "--guidance-embed", "3", "--out",
                  str(tmp_path / "o")]) != 0
     assert "--guidance-embed applies to latent pipelines" in capsys.readouterr().err
+
+
+def test_flux_precomputed_embeddings_equal_the_prompt(flux):
+    """--embeddings on Flux: T5 states (512, 32) and CLIP pooled (16,) read back sample the same
+    latents as the prompt, exactly; a wrong T5 width is refused."""
+    from biaskit.loaders.embeddings import register_embeddings
+    pipe = load_latent_pipeline(flux)
+    (e, p), (ne, npool) = pipe.embed(["a dog"]), pipe.embed([""])
+    table = {"prompt_embeds": e[0], "pooled_prompt_embeds": p[0], "negative_prompt_embeds": ne[0],
+             "negative_pooled_prompt_embeds": npool[0]}
+    ref = sample_latent(pipe, ["a dog"] * 2, steps=3, guidance_scale=3.0, seed=2, size=16, decode=False)
+    pipe2 = load_latent_pipeline(flux)
+    keys = register_embeddings(pipe2, table)
+    ours = sample_latent(pipe2, keys * 2, steps=3, guidance_scale=3.0, seed=2, size=16, decode=False)
+    assert torch.equal(ours["latents"], ref["latents"])
+    with pytest.raises(ValueError, match=r"prompt_embeds has shape \(512, 16\); .*D = 32"):
+        register_embeddings(load_latent_pipeline(flux), {**table, "prompt_embeds": torch.zeros(512, 16)})

@@ -91,6 +91,7 @@ def test_cli_flux_probe_and_sample_with_decoded_steps(flux, tmp_path, monkeypatc
                  "--out", str(tmp_path / "s"), "--no-progress"]) == 0
     z = np.load(tmp_path / "s" / "samples.npz")
     assert z["latents"].shape == (2, 4, 8, 8) and z["x0_hat_decoded"].shape == (3, 2, 3, 16, 16)
+    assert z["timesteps"].dtype == np.float64 and z["timesteps"][0] == 1000.0  # s N, kept fractional
     pipe = load_latent_pipeline(flux)
     want = pipe.decode(torch.from_numpy(z["x0_hat"][1])).numpy()
     assert np.allclose(z["x0_hat_decoded"][1], want, atol=1e-5)

@@ -208,7 +208,8 @@ def run_sample(args, device, steps: list[int], against_data) -> int:
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"latents{suffix}"] = r["latents"].float().cpu().numpy()
         arrays[f"x0{suffix}"] = r["images"].float().cpu().numpy()
-        arrays[f"timesteps{suffix}"] = np.asarray(r["t"], dtype=np.int64)
+        ts = np.asarray(r["t"], dtype=np.float64)  # flow (SD3, Flux): s N, not an integer
+        arrays[f"timesteps{suffix}"] = ts.astype(np.int64) if (ts == ts.round()).all() else ts
         if args.trajectory:
             arrays["x0_hat"] = r["x0_hat"].float().cpu().numpy()
         if args.decode_steps:

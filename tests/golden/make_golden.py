@@ -177,6 +177,38 @@ def weight_tables_cases() -> dict:
     return out
 
 
+def _frame_values(df) -> dict:
+    """Every column of a DataFrame as an exact numpy array (numbers as computed, float64 or int)."""
+    return {str(c): df[c].to_numpy() for c in df.columns}
+
+
+def weight_values_cases() -> dict:
+    """The same tables as weight_tables at full precision (the CLI prints %.8g), from the Python
+    API the command calls: ``biaskit.weighting.weights_table`` (every schedule x space, T = 64;
+    linear x0 with normalize mean and max) and ``biaskit.densities.process_weights_table`` (every
+    process x space under uniform t; x0 also under logit_normal:0:1 and vp_linear; n = 33)."""
+    from biaskit import weighting as W
+    from biaskit.densities import process_weights_table
+    from biaskit.processes import get_process
+    from biaskit.schedules import get_schedule
+    specs = W.names()
+    continuous = [w for w in specs if w != "vlb" and not W.get_weighting(w).native]
+
+    def discrete(sched, space, norm):
+        return lambda: _frame_values(W.weights_table(get_schedule(sched, T_SMALL), specs, space,
+                                                     normalize=norm))
+
+    def process(proc, space, dens):
+        return lambda: _frame_values(process_weights_table(get_process(proc), continuous, space, dens, n=33))
+    out = {f"discrete/{sched}/{space}/none": discrete(sched, space, "none") for sched in SCHEDULES for space in SPACES}
+    out.update({f"discrete/linear/x0/{norm}": discrete("linear", "x0", norm) for norm in ("mean", "max")})
+    out.update({f"process/{proc}/{space}/uniform": process(proc, space, "uniform") for proc in PROCESSES
+                for space in SPACES})
+    out.update({f"process/{proc}/x0/{dens}": process(proc, "x0", dens) for proc in PROCESSES
+                for dens in ("logit_normal:0:1", "vp_linear")})
+    return out
+
+
 def target_weights_cases() -> dict:
     """Per target: ``formulations.x0_error_factor`` (sigma_data 0.5 and 1) and
     ``formulations.target_weight`` of every registered weighting (and three parametrised specs),
@@ -276,11 +308,33 @@ SAMPLE_OPTIONS = {"ddpm/fixed_large": ("ddpm", {"variance": "fixed_large"}),
 _MODELS: dict = {}
 
 
+# exact process oracles (formulations.process_oracle: the oracle's output in each target), sampled
+# by the samplers that read a process's own grid and by ddim
+ORACLE_PROCESSES = ("flow", "edm", "vp_cosine")
+ORACLE_TARGETS = ("eps", "x0", "v", "flow", "edm")
+ORACLE_SAMPLERS = ("ddim", "heun", "flow_euler", "flow_match_euler", "edm_euler")
+
+
+def _process_oracle(process: str, target: str):
+    """``formulations.process_oracle`` of a fixed 3-component mixture in 3-d (internal names:
+    ``GaussianMixture.isotropic``, ``processes.get_process``, ``formulations.process_oracle``)."""
+    from biaskit.formulations import process_oracle
+    from biaskit.mixture import GaussianMixture
+    from biaskit.processes import get_process
+    means = torch.tensor([[1.0, -0.5, 0.2], [-0.8, 0.4, 0.0], [0.1, 0.9, -1.1]], dtype=torch.float64)
+    mix = GaussianMixture.isotropic([0.5, 0.3, 0.2], means, 0.3)
+    return process_oracle(mix, get_process(process), target, data_range=(-3.0, 3.0))
+
+
 def sample_model(name: str):
     """The denoiser ``name`` of SAMPLE_MODELS: ``biaskit.load`` of an oracle or of a tiny run
-    trained (3 steps, ``biaskit train``) into a temporary folder; kept for the process."""
+    trained (3 steps, ``biaskit train``) into a temporary folder, or ``process-oracle-P-T`` (a
+    process oracle); kept for the process."""
     if name not in _MODELS:
         import biaskit
+        if name.startswith("process-oracle-"):
+            _MODELS[name] = _process_oracle(*name[len("process-oracle-"):].split("-"))
+            return _MODELS[name]
         spec = SAMPLE_MODELS[name]
         if spec is None:
             _MODELS[name] = biaskit.load("oracle:gmm")
@@ -297,7 +351,8 @@ def sample_model(name: str):
 def sampler_outputs_cases() -> dict:
     """``biaskit.sampling.sample`` of every sampler name (``sampler_names()``: native ddpm/ddim,
     ODE heun/flow_euler, every diffusers and process scheduler), plus SAMPLE_OPTIONS, on every
-    SAMPLE_MODELS model: SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
+    SAMPLE_MODELS model, and ORACLE_SAMPLERS on every process oracle (ORACLE_PROCESSES x
+    ORACLE_TARGETS): SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
     the model calls' ``timesteps`` and ``schedule_index``, the trajectory's ``x_t``, ``x0_hat``,
     ``t`` and ``logsnr``."""
     from biaskit.sampling import sample, sampler_names
@@ -317,12 +372,16 @@ def sampler_outputs_cases() -> dict:
         return thunk
     runs = {name: (name, {}) for name in sampler_names()}
     runs.update(SAMPLE_OPTIONS)
-    return {f"{model}/{name}": case(model, sampler, options)
-            for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases = {f"{model}/{name}": case(model, sampler, options)
+             for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases.update({f"process-oracle-{p}-{t}/{sampler}": case(f"process-oracle-{p}-{t}", sampler, {})
+                  for p in ORACLE_PROCESSES for t in ORACLE_TARGETS for sampler in ORACLE_SAMPLERS})
+    return cases
 
 
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
              "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
+             "weight_values": weight_values_cases,
              "sampler_outputs": sampler_outputs_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 

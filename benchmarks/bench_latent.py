@@ -8,10 +8,13 @@
    the pixel-bias step (n x_hat and n clean latents). Guidance w = 1 (one forward per pair) and
    w = 3 (two, batched) are both measured; encoded latents come from the cache on the second run.
 2. Agreement: ``sample_latent(sampler="pipeline")`` against ``StableDiffusionPipeline(...,
-   output_type="latent")``, ``StableDiffusion3Pipeline(..., output_type="latent")`` and
+   output_type="latent")``, ``StableDiffusion3Pipeline(..., output_type="latent")`` (without and
+   with a T5 text_encoder_3), ``FluxPipeline(..., output_type="latent")`` (guidance embedding g,
+   true CFG w with the empty negative prompt; packed latents compared) and
    ``DiTPipeline(..., output_type="pt")``, max |difference|.
 
 Usage: python benchmarks/bench_latent.py [--n 64] [--K 10] [--batch 64] [--repeats 3] [--threads 1]
+       [--agreement-only]
 Timings take the minimum over repeats.
 """
 
@@ -104,6 +107,12 @@ def agreement(root: Path) -> None:
     ref.set_progress_bar_config(disable=True)
     pipe = load_latent_pipeline(sd3_folder)
     _latent_agreement(ref, pipe, (1.0, 5.0), "SD3-like", "10 flow Euler steps", "StableDiffusion3Pipeline")
+    t5_folder = F.save_sd3_pipeline(root / "sd3t5", t5=True)
+    ref = StableDiffusion3Pipeline.from_pretrained(str(t5_folder))
+    ref.set_progress_bar_config(disable=True)
+    _latent_agreement(ref, load_latent_pipeline(t5_folder), (1.0, 5.0), "SD3-like with T5",
+                      "10 flow Euler steps", "StableDiffusion3Pipeline")
+    flux_agreement(root)
     dit_folder = F.save_dit_pipeline(root / "dit")
     ref = DiTPipeline.from_pretrained(str(dit_folder))
     ref.set_progress_bar_config(disable=True)
@@ -116,6 +125,23 @@ def agreement(root: Path) -> None:
               f"{((b / 2 + 0.5).clamp(0, 1) - a).abs().max().item():.3g}")
 
 
+def flux_agreement(root: Path) -> None:
+    from diffusers import FluxPipeline
+    from biaskit.loaders.flux import pack
+    folder = F.save_flux_pipeline(root / "flux")
+    ref = FluxPipeline.from_pretrained(str(folder))
+    ref.set_progress_bar_config(disable=True)
+    prompts = ["a red cat", "blue sky"]
+    for w, g in ((1.0, 3.5), (4.0, 2.0)):
+        a = ref(prompts, num_inference_steps=10, guidance_scale=g, true_cfg_scale=w,
+                negative_prompt=["", ""] if w != 1 else None, output_type="latent", height=16,
+                width=16, generator=torch.Generator().manual_seed(0)).images
+        b = pack(sample_latent(load_latent_pipeline(folder, guidance_embed=g), prompts, steps=10,
+                               guidance_scale=w, seed=0, size=16, decode=False)["latents"])
+        print(f"Flux-like, w={w:g}, g={g:g}, 10 flow Euler steps: max |ours - FluxPipeline| = "
+              f"{(a - b).abs().max().item():.3g} (latents of scale {a.abs().max().item():.3g})")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=64)
@@ -123,10 +149,14 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--agreement-only", action="store_true", help="skip the cost part")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cost(Path(tmp), a.n, a.K, a.batch, a.repeats)
+        if a.agreement_only:
+            F.save_sd_pipeline(Path(tmp) / "sd")
+        else:
+            cost(Path(tmp), a.n, a.K, a.batch, a.repeats)
         agreement(Path(tmp))
 
 

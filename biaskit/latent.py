@@ -40,7 +40,7 @@ from .loaders.latent import LATENT_MEAN, LatentPipeline
 from .safeload import file_sha256
 
 __all__ = ["captions", "CaptionedImages", "load_captioned", "encode_cached", "probe_latent",
-           "pixel_bias", "sample_latent", "PIXEL_REFERENCES"]
+           "pixel_bias", "probe_plugin_latent", "sample_latent", "PIXEL_REFERENCES"]
 
 PIXEL_REFERENCES = ("decoded_latent", "image")
 
@@ -165,7 +165,9 @@ def pixel_bias(pipe: LatentPipeline, z0: torch.Tensor, x: torch.Tensor, timestep
                batch_size: int = 8, level: float = LEVEL, denoiser=None) -> pd.DataFrame:
     """Pixel-space bias of the decoded x0 estimate at each timestep t (module docstring): rows
     (t, snr, reference in :data:`PIXEL_REFERENCES`, statistic in brightness / channel_c, n,
-    estimate, lo, hi). Row i of ``z0`` / ``x`` is conditioned as ``pipe.condition`` set it;
+    estimate, lo, hi); for point data (N, D) the statistics are mean (over dimensions) and dim_j.
+    ``pipe``: a :class:`LatentPipeline` or a
+    :class:`~biaskit.loaders.latent_plugin.PluginLatent`. Row i of ``z0`` / ``x`` is conditioned as ``pipe.condition`` set it;
     ``denoiser``: one of ``pipe.at_scale(w)`` (default ``pipe.denoiser``)."""
     from .probe.draws import draw_noise, schedule_indices
     den = pipe.denoiser if denoiser is None else denoiser
@@ -180,21 +182,41 @@ def pixel_bias(pipe: LatentPipeline, z0: torch.Tensor, x: torch.Tensor, timestep
         for i in range(0, z0.shape[0], batch_size):
             sl = slice(i, i + batch_size)
             t = torch.full((eps[sl].shape[0],), int(k), dtype=torch.long)
-            alpha, sigma = (c.reshape(-1, 1, 1, 1) for c in s.coefficients(t))
+            alpha, sigma = (c.reshape(-1, *[1] * (z0.ndim - 1)) for c in s.coefficients(t))
             x_t = P.noisy(z0[sl], eps[sl], alpha, sigma).to(den.device)  # in float32 (no autocast)
-            x0_hat.append(den(x_t, t.to(den.device), rows=torch.arange(i, i + x_t.shape[0],
-                                                                       device=den.device)).x0_hat.cpu())
+            which = {"rows": torch.arange(i, i + x_t.shape[0], device=den.device)} if getattr(
+                den, "takes_rows", False) else {}
+            x0_hat.append(den(x_t, t.to(den.device), **which).x0_hat.cpu())
         x_hat = pipe.decode(torch.cat(x0_hat)).to(dec0)
         for ref, target in refs.items():
             d = (x_hat - target).double()
-            per = {"brightness": d.mean(dim=(1, 2, 3))}
-            per.update({f"channel_{c}": d[:, c].mean(dim=(1, 2)) for c in range(d.shape[1])})
+            if d.ndim == 4:  # images: brightness and colour
+                per = {"brightness": d.mean(dim=(1, 2, 3))}
+                per.update({f"channel_{c}": d[:, c].mean(dim=(1, 2)) for c in range(d.shape[1])})
+            else:  # points (N, D): the mean over dimensions and each dimension
+                per = {"mean": d.reshape(d.shape[0], -1).mean(1)}
+                per.update({f"dim_{j}": d[:, j] for j in range(d.shape[1])} if d.ndim == 2 else {})
             for stat, v in per.items():
                 v = v.numpy()
                 lo, hi = t_interval(v.mean(), v - v.mean(), level)
                 rows.append({"t": t_value, "snr": float(s.snr[k]), "reference": ref, "statistic": stat,
                              "n": v.size, "estimate": float(v.mean()), "lo": float(lo), "hi": float(hi)})
     return pd.DataFrame(rows)
+
+
+def probe_plugin_latent(model, x: torch.Tensor, *, n: int = 512, seed: int = 0,
+                        pixel_timesteps=None, **settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(latent probe frame, data-space bias frame) of a plugin latent model
+    (:class:`~biaskit.loaders.latent_plugin.PluginLatent`) on samples ``x`` (images or points):
+    x encoded once, the ordinary probe on the normalised latents, :func:`pixel_bias` of the
+    decoded estimate at ``pixel_timesteps`` (default the highest probed t)."""
+    from .probe import probe
+    idx = _select(x.shape[0], int(n), seed)
+    z0, x = model.encode(x[idx]), x[idx]
+    df = probe(model.denoiser, z0, n=len(idx), seed=seed, **settings)
+    df.attrs["metadata"]["latent"] = {**model.describe(), "samples": len(idx), "encoded_once": True}
+    ts = [int(df["t"].max())] if pixel_timesteps is None else list(pixel_timesteps)
+    return df, pixel_bias(model, z0, x, ts, seed=seed, batch_size=settings.get("batch_size", 8))
 
 
 def _step_kwargs(scheduler, generator, eta: float) -> dict:
@@ -207,10 +229,12 @@ def _step_kwargs(scheduler, generator, eta: float) -> dict:
 def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
                   guidance_scale: float = 7.5, seed: int = 0, generator=None, sampler: str = "pipeline",
                   eta: float = 0.0, latents: torch.Tensor | None = None, decode: bool = True,
-                  callback=None, progress: bool = False) -> dict:
+                  callback=None, progress: bool = False, size: int | None = None,
+                  decode_steps: bool = False) -> dict:
     """Samples for ``prompts`` (one each): {"latents" (B, c, h, w), "images" (B, 3, H, W) when
     ``decode``, "t" the model's timesteps visited (flow: the scheduler's s N), "x0_hat"
-    (S, B, c, h, w) every step's latent estimate}.
+    (S, B, c, h, w) every step's latent estimate, and with ``decode_steps`` "x0_hat_decoded"
+    (S, B, 3, H, W) each of them decoded}.
 
     ``sampler="pipeline"``: the pipeline's own scheduler in the loop of diffusers'
     StableDiffusionPipeline, StableDiffusion3Pipeline and DiTPipeline (x_T = randn *
@@ -219,10 +243,15 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
     it equals ``pipeline(prompts, output_type="latent")`` (diffusers runs the conditional model
     alone at guidance_scale <= 1; here 0 < w < 1 mixes as written). ``callback(t, x_in, x0_hat,
     x_next)`` after each step. Any other name is a biaskit sampler
-    (:func:`biaskit.sampling.sample`)."""
+    (:func:`biaskit.sampling.sample`). ``size``: the image side in pixels (default the
+    pipeline's). Flux (:mod:`biaskit.loaders.flux`): FluxPipeline's loop, its resolution-shifted
+    sigmas, equal to ``pipeline(prompts, guidance_scale=g, true_cfg_scale=w, negative_prompt="")``
+    on the unpacked latents."""
     pipe.condition(list(prompts), guidance_scale)
     den = pipe.denoiser
     B, (C, h, w) = len(prompts), den.shape
+    if size is not None:
+        h = w = int(size) // pipe.vae_scale
     device = den.device
     if sampler != "pipeline":
         from .sampling import sample
@@ -232,12 +261,17 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
         z, ts, traj = r.x0, list(r.timesteps), r.trajectory.x0_hat
     else:
         import diffusers
+        from .loaders.flux import FluxNet, flux_set_timesteps
         cfg = pipe.scheduler_config
-        if cfg.get("use_dynamic_shifting"):
+        flux_net = isinstance(getattr(den.net, "unet", None), FluxNet)
+        if cfg.get("use_dynamic_shifting") and not flux_net:
             raise ValueError(f"{cfg['_class_name']} with use_dynamic_shifting (a resolution-dependent "
                              "shift) is not supported by the pipeline sampler")
         scheduler = getattr(diffusers, cfg["_class_name"]).from_config(cfg)
-        scheduler.set_timesteps(steps, device=device)
+        if flux_net:
+            flux_set_timesteps(scheduler, steps, h, w, device)
+        else:
+            scheduler.set_timesteps(steps, device=device)
         g = generator if generator is not None else torch.Generator(device).manual_seed(int(seed))
         z = (torch.randn((B, C, h, w), generator=g, device=device) if latents is None
              else latents.to(device)) * getattr(scheduler, "init_noise_sigma", 1.0)
@@ -268,4 +302,6 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
     out = {"latents": z, "t": ts, "x0_hat": traj}
     if decode:
         out["images"] = pipe.decode(z)
+    if decode_steps:
+        out["x0_hat_decoded"] = torch.stack([pipe.decode(x).cpu() for x in traj])
     return out

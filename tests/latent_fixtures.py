@@ -100,9 +100,29 @@ def save_dit_pipeline(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+def write_t5_tokenizer(folder: Path) -> None:
+    """A T5 (Unigram) tokenizer whose pieces are the single letters, with and without the word
+    marker, written by transformers' tokenizers-backed T5 tokenizer (no sentencepiece model)."""
+    from transformers import T5TokenizerFast
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in LETTERS] + [("\u2581" + c, -2.5) for c in LETTERS]
+    T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512).save_pretrained(str(folder))
+
+
+def t5_encoder(seed: int = 0, d_model: int = 32):
+    """A tiny random T5EncoderModel on :func:`write_t5_tokenizer`'s vocabulary."""
+    from transformers import T5Config, T5EncoderModel
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(vocab_size=4 + 2 * len(LETTERS), d_model=d_model, d_ff=32, d_kv=8,
+                                   num_layers=1, num_heads=2, relative_attention_num_buckets=8,
+                                   relative_attention_max_distance=16, pad_token_id=0,
+                                   eos_token_id=1, decoder_start_token_id=0)).eval()
+
+
+def save_sd3_pipeline(folder: Path, seed: int = 0, t5: bool = False) -> Path:
     """A tiny StableDiffusion3Pipeline (SD3Transformer2DModel, two CLIPTextModelWithProjection
-    encoders, no T5, FlowMatchEulerDiscreteScheduler with shift 3, a VAE with a shift factor)."""
+    encoders, a T5 encoder when ``t5`` else none, FlowMatchEulerDiscreteScheduler with shift 3, a
+    VAE with a shift factor)."""
     from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
                            StableDiffusion3Pipeline)
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
@@ -124,7 +144,45 @@ def save_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     tok = CLIPTokenizer.from_pretrained(str(folder / "_tok"))
     pipe = StableDiffusion3Pipeline(transformer=dit.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
                                     vae=vae.eval(), text_encoder=encoders[0], tokenizer=tok,
-                                    text_encoder_2=encoders[1], tokenizer_2=tok, text_encoder_3=None,
-                                    tokenizer_3=None)
+                                    text_encoder_2=encoders[1], tokenizer_2=tok,
+                                    text_encoder_3=t5_encoder(seed + 2) if t5 else None,
+                                    tokenizer_3=_t5_tokenizer(folder / "_t5tok") if t5 else None)
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+def _t5_tokenizer(folder: Path):
+    from transformers import T5TokenizerFast
+    write_t5_tokenizer(folder)
+    return T5TokenizerFast.from_pretrained(str(folder))
+
+
+def save_flux_pipeline(folder: Path, seed: int = 0, guidance_embeds: bool = True) -> Path:
+    """A tiny FluxPipeline: FluxTransformer2DModel (16 = 4 x 4 packed channels, a guidance
+    embedding when ``guidance_embeds``), CLIPTextModel (pooled 16), T5 (d_model 32), a VAE with a
+    shift factor, FlowMatchEulerDiscreteScheduler with Flux's resolution-dependent shift."""
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline,
+                           FluxTransformer2DModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    torch.manual_seed(seed)
+    flux = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                  attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                  pooled_projection_dim=16, guidance_embeds=guidance_embeds,
+                                  axes_dims_rope=(2, 2, 4))
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=3 + 2 * len(LETTERS), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=2))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        layers_per_block=1, norm_num_groups=4, sample_size=16,
+                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), scaling_factor=0.6,
+                        shift_factor=0.05)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                max_shift=1.15, base_image_seq_len=4, max_image_seq_len=64)
+    write_clip_tokenizer(folder / "_tok")
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae.eval(), text_encoder=clip.eval(),
+                        tokenizer=CLIPTokenizer.from_pretrained(str(folder / "_tok")),
+                        text_encoder_2=t5_encoder(seed + 3), tokenizer_2=_t5_tokenizer(folder / "_t5tok"),
+                        transformer=flux.eval())
     pipe.save_pretrained(str(folder))
     return folder

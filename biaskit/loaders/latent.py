@@ -1,13 +1,14 @@
 """Latent conditional diffusers pipelines (``model_index.json`` with ``vae``) -> a
 :class:`LatentPipeline`: a latent :class:`~biaskit.Denoiser` whose network carries the conditions,
-the VAE, and the text encoder(s). Three kinds (:func:`load_latent_pipeline`):
+the VAE, and the text encoder(s). Four kinds (:func:`load_latent_pipeline`):
 
 - Stable-Diffusion-like: ``unet`` UNet2DConditionModel, ``text_encoder`` CLIPTextModel,
   ``tokenizer``, a VP scheduler (eps or v prediction);
 - SD3-like: ``transformer`` SD3Transformer2DModel, ``text_encoder`` / ``text_encoder_2`` CLIP
-  with projection, no T5, FlowMatchEulerDiscreteScheduler (the flow process, x = (1 - s) x0 +
-  s eps, network fed s N);
-- DiT-like: ``transformer`` DiTTransformer2DModel, class labels, learned sigma (2C outputs).
+  with projection, ``text_encoder_3`` T5 or none, FlowMatchEulerDiscreteScheduler (the flow
+  process, x = (1 - s) x0 + s eps, network fed s N);
+- DiT-like: ``transformer`` DiTTransformer2DModel, class labels, learned sigma (2C outputs);
+- Flux-like: ``transformer`` FluxTransformer2DModel, CLIP + T5 (:mod:`biaskit.loaders.flux`).
 
 Every component is built from its ``config.json`` and its weights are read by
 :mod:`biaskit.safeload` (no ``from_pretrained`` of networks, no remote code); the tokenizer is read
@@ -17,13 +18,9 @@ from its local files only. The latent of an image x in [-1, 1] is
 
 (the mean of the VAE's diagonal Gaussian, not a draw from it), and decode(z) = D(z /
 scaling_factor + shift_factor), as diffusers' pipelines do (shift_factor 0 when the config has
-none). Classifier-free guidance (Ho & Salimans 2022) at scale w:
-
-    out_w = out(x, null) + w (out(x, c) - out(x, null)),
-
-computed as exactly out(x, c) at w = 1 and out(x, null) at w = 0 (one forward); the null
-condition is the text encoders' embedding of the empty prompt (DiT: the class ``num_classes``),
-as diffusers' pipelines use.
+none). Classifier-free guidance (Ho & Salimans 2022) is :mod:`biaskit.loaders.guidance`'s; the
+null condition is the text encoders' embedding of the empty prompt (DiT: the class
+``num_classes``), as diffusers' pipelines use.
 """
 
 from __future__ import annotations
@@ -35,11 +32,12 @@ import torch
 from torch import nn
 
 from .. import safeload
-from ..denoiser import Denoiser
-from ..formulations import ProcessDenoiser
 from .build import file_source, read_json, resolve_schedule
 from .diffusers import _state_dict
-from .text_encoders import load_text_encoder as _text_encoder, sd3_embeddings
+from .embeddings import Precomputed
+from .guidance import ConditionedDenoiser, ConditionedProcessDenoiser, GuidedNet
+from .flux import FLUX_GUIDANCE, FLUX_T5_TOKENS, FluxNet
+from .text_encoders import flux_embeddings, load_text_encoder as _text_encoder, sd3_embeddings
 
 __all__ = ["LatentPipeline", "GuidedNet", "ConditionedDenoiser", "is_latent_pipeline",
            "load_latent_pipeline", "LATENT_MEAN"]
@@ -48,86 +46,13 @@ LATENT_MEAN = "mean of the VAE's posterior q(z | x), (mean - shift_factor) * sca
 _UNETS = ("UNet2DConditionModel",)
 _CLASS_TRANSFORMERS = ("DiTTransformer2DModel",)
 _SD3 = ("SD3Transformer2DModel",)
+_FLUX = ("FluxTransformer2DModel",)
 
 
 def is_latent_pipeline(path) -> bool:
     """Whether ``path`` is a diffusers pipeline folder with a VAE (``model_index.json`` has ``vae``)."""
     index = Path(str(path)).expanduser() / "model_index.json"
     return index.is_file() and "vae" in read_json(index)
-
-
-class GuidedNet(nn.Module):
-    """A conditional network (UNet2DConditionModel, SD3Transformer2DModel, DiTTransformer2DModel)
-    called as ``net(x, t, rows=None)``: row i of the batch is conditioned on the distinct
-    condition ``prompt_of[rows[i]]`` (rows default 0..B-1), mixed with the null condition at
-    guidance scale ``scale`` (module docstring). ``cond``: a tuple, one tensor (P, ...) per keyword
-    of ``keywords`` (text embeddings (P, L, D), pooled embeddings (P, D'), class labels (P,));
-    ``null``: the same with P = 1. With a learned variance (2C outputs for C channels) only the
-    mean half is guided and the variance is the conditional one, as diffusers' DiT pipeline does."""
-
-    def __init__(self, unet: nn.Module, cond: tuple, null: tuple, prompt_of: torch.Tensor,
-                 scale: float = 1.0, keywords: tuple = ("encoder_hidden_states",),
-                 channels: int | None = None):
-        super().__init__()
-        self.unet, self.scale, self.keywords, self.channels = unet, float(scale), tuple(keywords), channels
-        self.set_conditions(cond, null, prompt_of)
-
-    def set_conditions(self, cond: tuple, null: tuple, prompt_of: torch.Tensor) -> None:
-        for j, (c, u) in enumerate(zip(cond, null)):
-            self.register_buffer(f"cond_{j}", c, persistent=False)
-            self.register_buffer(f"null_{j}", u, persistent=False)
-        self.register_buffer("prompt_of", prompt_of.long(), persistent=False)
-
-    @property
-    def cond(self) -> tuple:
-        return tuple(getattr(self, f"cond_{j}") for j in range(len(self.keywords)))
-
-    @property
-    def null(self) -> tuple:
-        return tuple(getattr(self, f"null_{j}") for j in range(len(self.keywords)))
-
-    def _out(self, x, t, conds):
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        return self.unet(x, timestep=t, **dict(zip(self.keywords, conds))).sample
-
-    def forward(self, x, t, rows=None):
-        B = x.shape[0]
-        rows = torch.arange(B, device=x.device) if rows is None else rows.to(x.device)
-        null = [u.expand(B, *u.shape[1:]) for u in self.null]
-        if self.scale == 0:
-            return self._out(x, t, null)
-        c = [v[self.prompt_of[rows]] for v in self.cond]
-        if self.scale == 1:
-            return self._out(x, t, c)
-        t2 = t.expand(B) if t.ndim == 0 else t
-        u, c = self._out(torch.cat([x, x]), torch.cat([t2, t2]),
-                         [torch.cat([a, b]) for a, b in zip(null, c)]).chunk(2)
-        C = self.channels or x.shape[1]
-        guided = u[:, :C] + self.scale * (c[:, :C] - u[:, :C])
-        return torch.cat([guided, c[:, C:]], 1) if c.shape[1] > C else guided
-
-
-class _Rows:
-    """``forward(x_t, t, rows=None)``: ``rows`` (B,) name each sample's row of the network's
-    condition table (the probe passes its sample indices; None: 0..B-1)."""
-
-    takes_rows = True
-
-    def forward(self, x_t, t, rows=None):
-        saved = self.net_kwargs
-        self.net_kwargs = {**saved, "rows": rows}
-        try:
-            return super().forward(x_t, t)
-        finally:
-            self.net_kwargs = saved
-
-
-class ConditionedDenoiser(_Rows, Denoiser):
-    """A latent VP Denoiser whose network takes per-sample conditions (:class:`_Rows`)."""
-
-
-class ConditionedProcessDenoiser(_Rows, ProcessDenoiser):
-    """A latent flow-matching (SD3) ProcessDenoiser whose network takes per-sample conditions."""
 
 
 @dataclass
@@ -146,6 +71,7 @@ class LatentPipeline:
     folder: Path
     sha256: dict = field(default_factory=dict)
     _embeddings: dict = field(default_factory=dict, repr=False)
+    null_condition: object = ""  # the empty prompt, or a Precomputed key (biaskit.loaders.embeddings)
 
     @property
     def net(self) -> GuidedNet:
@@ -163,7 +89,7 @@ class LatentPipeline:
     @property
     def image_size(self) -> int:
         """The pipeline's default image side: the UNet's sample_size times :attr:`vae_scale`."""
-        size = self.net.unet.config.sample_size
+        size = getattr(self.net.unet, "sample_size", None) or self.net.unet.config.sample_size
         return int(size if isinstance(size, int) else size[0]) * self.vae_scale
 
     @torch.no_grad()
@@ -192,9 +118,11 @@ class LatentPipeline:
         distinct prompt encoded once (and kept for later calls), as diffusers' pipelines compute
         them: SD, the last hidden state of the text encoder on the padded token ids; SD3,
         (prompt_embeds (P, L, D), pooled_projections (P, D')) by :func:`sd3_embeddings`."""
-        new = sorted({p for p in prompts if p not in self._embeddings})
+        new = sorted({p for p in prompts if p not in self._embeddings and isinstance(p, str)})
         if new:
-            if isinstance(self.text_encoder, (list, tuple)):
+            if isinstance(self.net.unet, FluxNet):
+                parts = flux_embeddings(self.tokenizer, self.text_encoder, new, FLUX_T5_TOKENS, self.device)
+            elif isinstance(self.text_encoder, (list, tuple)):
                 parts = sd3_embeddings(self.tokenizer, self.text_encoder, new, self.net.unet.config,
                                        self.device)
             else:
@@ -219,7 +147,8 @@ class LatentPipeline:
 
     def _conditions(self, distinct: list) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.class_conditional:
-            return self.embed([str(p) for p in distinct]), self.embed([""])  # tuples, one per keyword
+            conds = [p if isinstance(p, Precomputed) else str(p) for p in distinct]
+            return self.embed(conds), self.embed([self.null_condition])  # tuples, one per keyword
         K = self.num_classes
         labels = []
         for c in distinct:
@@ -264,8 +193,10 @@ class LatentPipeline:
                 "scaling_factor": self.scaling_factor, "shift_factor": self.shift_factor,
                 "latent": LATENT_MEAN, "guidance_scale": self.net.scale,
                 "null_condition": f"class {self.num_classes}" if self.class_conditional else
-                "text embedding of the empty prompt",
-                "scheduler": self.scheduler_config.get("_class_name")}
+                "text embedding of the empty prompt" if self.null_condition == "" else
+                str(self.null_condition),
+                "scheduler": self.scheduler_config.get("_class_name"),
+                "guidance_embed": getattr(self.net.unet, "guidance", None)}
 
 
 def _component(folder: Path, name: str, cls_names, variant=None, map_location="cpu"):
@@ -287,7 +218,7 @@ def _kind(folder: Path, index: dict) -> str:
         return "sd"
     if "transformer" in index:
         cls = read_json(folder / "transformer" / "config.json").get("_class_name")
-        return "sd3" if cls in _SD3 else "dit"
+        return "sd3" if cls in _SD3 else "flux" if cls in _FLUX else "dit"
     return "sd"
 
 
@@ -295,6 +226,7 @@ _NEEDS = {"sd": ("vae", "unet", "scheduler", "text_encoder", "tokenizer"),
           "sd3": ("vae", "transformer", "scheduler", "text_encoder", "tokenizer", "text_encoder_2",
                   "tokenizer_2"),
           "dit": ("vae", "transformer", "scheduler")}
+_NEEDS["flux"] = _NEEDS["sd3"]
 
 
 def _present(index: dict, name: str) -> bool:
@@ -302,13 +234,16 @@ def _present(index: dict, name: str) -> bool:
     return bool(entry) and not (isinstance(entry, list) and entry[0] is None)
 
 
-def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> LatentPipeline:
-    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of three kinds:
+def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0,
+                         guidance_embed: float | None = None) -> LatentPipeline:
+    """A latent pipeline folder as a :class:`LatentPipeline` on ``device``, one of four kinds:
     Stable-Diffusion-like (``unet`` UNet2DConditionModel, ``text_encoder``, ``tokenizer``), SD3-like
-    (``transformer`` SD3Transformer2DModel, two CLIP text encoders, no T5, a flow-matching
+    (``transformer`` SD3Transformer2DModel, two CLIP text encoders and a T5 or none, a flow-matching
     scheduler: the denoiser is a :class:`~biaskit.formulations.ProcessDenoiser` of the flow
     process, :mod:`biaskit.loaders.process_folders`), DiT-like (``transformer``
-    DiTTransformer2DModel, class-conditional, learned sigma). Conditioned on the empty prompt
+    DiTTransformer2DModel, class-conditional, learned sigma), Flux-like (``transformer``
+    FluxTransformer2DModel, CLIP + T5, packed latents, :mod:`biaskit.loaders.flux`; its guidance
+    embedding ``guidance_embed``, default 3.5). Conditioned on the empty prompt
     (DiT: class 0) until :meth:`LatentPipeline.condition` says otherwise. Parameterization and
     schedule from ``scheduler/scheduler_config.json``."""
     from .process_folders import ScaledSigma, is_process_scheduler_config
@@ -320,19 +255,30 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
         parts = sorted(k for k in index if not k.startswith("_") and _present(index, k))
         raise ValueError(f"{folder}: a {kind.upper()}-like latent pipeline needs "
                          f"{', '.join(_NEEDS[kind])}; it has {', '.join(parts)} (missing {', '.join(missing)})")
-    if kind == "sd3" and _present(index, "text_encoder_3"):
-        raise ValueError(f"{folder}: SD3 pipelines with a T5 text encoder (text_encoder_3) are not "
-                         "supported yet; biaskit loads SD3 folders whose text_encoder_3 is null")
     vae, vae_files = _component(folder, "vae", ("AutoencoderKL",))
+    if guidance_embed is not None and (kind != "flux" or not read_json(
+            folder / "transformer" / "config.json").get("guidance_embeds")):
+        raise ValueError(f"--guidance-embed applies to a guidance-distilled Flux (guidance_embeds); "
+                         f"{folder} has none (classifier-free guidance is --guidance-scale)")
     if kind == "sd":
         unet, unet_files = _component(folder, "unet", _UNETS)
         encoder, tokenizer, text_files = _text_encoder(folder)
         keywords = ("encoder_hidden_states",)
+    elif kind == "flux":  # T5 states and CLIP pooled; packed latents inside FluxNet
+        transformer, unet_files = _component(folder, "transformer", _FLUX)
+        unet = FluxNet(transformer, FLUX_GUIDANCE if guidance_embed is None else float(guidance_embed))
+        e1, t1, f1 = _text_encoder(folder)
+        e2, t2, f2 = _text_encoder(folder, name="text_encoder_2", tok_name="tokenizer_2")
+        encoder, tokenizer, text_files = [e1, e2], [t1, t2], f1 + f2
+        keywords = ("encoder_hidden_states", "pooled_projections")
     elif kind == "sd3":
         unet, unet_files = _component(folder, "transformer", _SD3)
         e1, t1, f1 = _text_encoder(folder)
         e2, t2, f2 = _text_encoder(folder, name="text_encoder_2", tok_name="tokenizer_2")
         encoder, tokenizer, text_files = [e1, e2], [t1, t2], f1 + f2
+        if _present(index, "text_encoder_3"):  # T5 (SD3 / SD3.5); without it, zero T5 tokens
+            e3, t3, f3 = _text_encoder(folder, name="text_encoder_3", tok_name="tokenizer_3")
+            encoder, tokenizer, text_files = encoder + [e3], tokenizer + [t3], text_files + f3
         keywords = ("encoder_hidden_states", "pooled_projections")
     else:
         unet, unet_files = _component(folder, "transformer", _CLASS_TRANSFORMERS)
@@ -341,8 +287,8 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0) -> 
     sched_cfg = read_json(folder / "scheduler" / "scheduler_config.json")
     files = unet_files + vae_files + text_files
     sha = {str(f.relative_to(folder)): safeload.file_sha256(f) for f in files}
-    C = unet.config.in_channels
-    size = unet.config.sample_size
+    C = unet.config.in_channels // (4 if kind == "flux" else 1)
+    size = unet.sample_size if kind == "flux" else unet.config.sample_size
     shape = (C, size, size) if isinstance(size, int) else (C, *size)
     source = file_source(folder, "diffusers", shape=shape, sha256=sha,
                          extras=dict(latent=kind, scheduler=sched_cfg.get("_class_name")))

@@ -177,6 +177,38 @@ def weight_tables_cases() -> dict:
     return out
 
 
+def _frame_values(df) -> dict:
+    """Every column of a DataFrame as an exact numpy array (numbers as computed, float64 or int)."""
+    return {str(c): df[c].to_numpy() for c in df.columns}
+
+
+def weight_values_cases() -> dict:
+    """The same tables as weight_tables at full precision (the CLI prints %.8g), from the Python
+    API the command calls: ``biaskit.weighting.weights_table`` (every schedule x space, T = 64;
+    linear x0 with normalize mean and max) and ``biaskit.densities.process_weights_table`` (every
+    process x space under uniform t; x0 also under logit_normal:0:1 and vp_linear; n = 33)."""
+    from biaskit import weighting as W
+    from biaskit.densities import process_weights_table
+    from biaskit.processes import get_process
+    from biaskit.schedules import get_schedule
+    specs = W.names()
+    continuous = [w for w in specs if w != "vlb" and not W.get_weighting(w).native]
+
+    def discrete(sched, space, norm):
+        return lambda: _frame_values(W.weights_table(get_schedule(sched, T_SMALL), specs, space,
+                                                     normalize=norm))
+
+    def process(proc, space, dens):
+        return lambda: _frame_values(process_weights_table(get_process(proc), continuous, space, dens, n=33))
+    out = {f"discrete/{sched}/{space}/none": discrete(sched, space, "none") for sched in SCHEDULES for space in SPACES}
+    out.update({f"discrete/linear/x0/{norm}": discrete("linear", "x0", norm) for norm in ("mean", "max")})
+    out.update({f"process/{proc}/{space}/uniform": process(proc, space, "uniform") for proc in PROCESSES
+                for space in SPACES})
+    out.update({f"process/{proc}/x0/{dens}": process(proc, "x0", dens) for proc in PROCESSES
+                for dens in ("logit_normal:0:1", "vp_linear")})
+    return out
+
+
 def target_weights_cases() -> dict:
     """Per target: ``formulations.x0_error_factor`` (sigma_data 0.5 and 1) and
     ``formulations.target_weight`` of every registered weighting (and three parametrised specs),
@@ -349,6 +381,7 @@ def sampler_outputs_cases() -> dict:
 
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
              "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
+             "weight_values": weight_values_cases,
              "sampler_outputs": sampler_outputs_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 

@@ -379,10 +379,53 @@ def sampler_outputs_cases() -> dict:
     return cases
 
 
+def _sample_cli(model: str, flags: list[str], train=None):
+    """``biaskit sample`` of ``model`` (or of a tiny run of ``train`` = (preset, overrides) trained
+    first) into a temporary folder, with ``--trajectory`` for one step count: every array of its
+    ``samples.npz``."""
+    def thunk():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = model
+            if train is not None:
+                preset, overrides = train
+                sets = [a for o in TINY[preset.split("-")[0]] + COMMON + overrides for a in ("--set", o)]
+                cli(["train", "--preset", preset, "--out", f"{tmp}/run", "--no-progress", *sets])
+                path = f"{tmp}/run"
+            one_chain = ["--trajectory"] if "," not in flags[flags.index("--steps") + 1] else []
+            cli(["sample", path, *flags, "--n", "8", "--seed", "5", "--out", f"{tmp}/s", *one_chain,
+                 "--grid", "8", "--no-progress"])
+            with np.load(Path(tmp) / "s" / "samples.npz") as z:
+                return {k: z[k] for k in z.files}
+    return thunk
+
+
+def sample_cli_cases() -> dict:
+    """``biaskit sample`` CLI outputs (samples.npz: x0, timesteps, trajectory) of an oracle and
+    tiny discrete (MLP, UNet), flow and EDM runs."""
+    cases = {
+        "oracle-gmm/ddim": _sample_cli("oracle:gmm", ["--sampler", "ddim", "--steps", "4"]),
+        "oracle-gmm/ddpm-2-steps-lists": _sample_cli("oracle:gmm", ["--sampler", "ddpm", "--steps", "3,5"]),
+        "oracle-gmm/dpmpp_2m-trailing": _sample_cli("oracle:gmm", ["--sampler", "dpmpp_2m", "--steps", "4",
+                                                                   "--spacing", "trailing"]),
+        "run-gmm-debias/ddim-eta": _sample_cli("", ["--sampler", "ddim", "--steps", "4", "--eta", "0.5"],
+                                              ("gmm-debias", [])),
+        "run-digits-constant/ddpm-clip": _sample_cli("", ["--sampler", "ddpm", "--steps", "3", "--clip"],
+                                                     ("digits-constant", [])),
+        "process-gmm-flow/flow_euler": _sample_cli("", ["--sampler", "flow_euler", "--steps", "4"],
+                                                   ("gmm-flow", [])),
+        "process-gmm-flow/flow_match_euler": _sample_cli("", ["--sampler", "flow_match_euler", "--steps", "4"],
+                                                         ("gmm-flow", [])),
+        "process-gmm-edm/heun": _sample_cli("", ["--sampler", "heun", "--steps", "4"], ("gmm-edm", [])),
+        "process-gmm-edm/edm_dpmpp_2m": _sample_cli("", ["--sampler", "edm_dpmpp_2m", "--steps", "4"],
+                                                    ("gmm-edm", [])),
+    }
+    return cases
+
+
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
              "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
              "weight_values": weight_values_cases,
-             "sampler_outputs": sampler_outputs_cases}
+             "sampler_outputs": sampler_outputs_cases, "sample_cli": sample_cli_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 
 

@@ -122,3 +122,9 @@ def test_bitwise_comparison_catches_one_ulp_and_one_character():
 def test_golden_weight_values(case):
     """The weight tables at full precision, from ``weights_table`` / ``process_weights_table``."""
     check("weight_values", case)
+
+
+@pytest.mark.parametrize("case", _cases("sample_cli"))
+def test_golden_sample_cli(case):
+    """``biaskit sample`` samples.npz of an oracle and tiny discrete, image, flow and EDM runs."""
+    check("sample_cli", case)

@@ -20,6 +20,10 @@ from pathlib import Path
 import yaml
 
 from . import checks
+from . import parameterization as P
+from .densities import get_density
+from .processes import PROCESSES, DiscreteVP, process_from_config
+from .weighting import get_weighting
 
 __all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig",
            "LossConfig", "OptimConfig",
@@ -35,24 +39,34 @@ class ScheduleConfig:
     zero_terminal_snr: bool = False
 
 
-@dataclass
-class ProcessConfig:
-    """The noise process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`).
+# the defaults configs were saved with before the keys were read from the process classes;
+# every other key defaults to None, the process's own default
+_SAVED_PROCESS_DEFAULTS = {"shift": 1.0, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+                           "logsnr_min": -15.0, "logsnr_max": 15.0}
 
-    ``discrete`` (default): the VP ``schedule`` with integer steps, as before processes existed.
-    Continuous time: ``flow`` (linear interpolant, SD3 ``shift``), ``edm`` / ``ve`` (alpha = 1,
-    sigma in [sigma_min, sigma_max], Karras ``rho`` grid), ``vp_cosine`` / ``vp_linear_logsnr``
-    (logsnr in [logsnr_min, logsnr_max]); each name reads only its own keys. ``sigma_data`` is
-    EDM's, used by the ``edm`` target's preconditioning.
+
+def _process_fields() -> list:
+    """``name``, then every key of every named process (:meth:`Process.keys`, typed by its
+    constructor), then ``sigma_data``."""
+    types: dict[str, type] = {}
+    for cls in PROCESSES.values():
+        for k, tp in cls.key_types().items():
+            types.setdefault(k, tp)
+    keys = [(k, tp if k in _SAVED_PROCESS_DEFAULTS else tp | None,
+             field(default=_SAVED_PROCESS_DEFAULTS.get(k))) for k, tp in types.items()]
+    return [("name", str, field(default="discrete")), *keys, ("sigma_data", float, field(default=0.5))]
+
+
+ProcessConfig = dataclasses.make_dataclass("ProcessConfig", _process_fields())
+ProcessConfig.__module__ = __name__
+ProcessConfig.__doc__ = """The noise process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`).
+
+    ``discrete`` (default): :class:`~biaskit.processes.DiscreteVP` of the ``schedule`` config,
+    integer steps. Continuous time: a name of :data:`biaskit.processes.PROCESSES` (``flow``,
+    ``edm`` / ``ve``, ``vp_cosine``, ``vp_linear_logsnr``, ``vesde``, ``vesde_tutorial``); the
+    keys are those of the process classes' constructors, each name reading only its own (None:
+    the process's default). ``sigma_data`` is EDM's, used by the ``edm`` target's preconditioning.
     """
-    name: str = "discrete"
-    shift: float = 1.0
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    logsnr_min: float = -15.0
-    logsnr_max: float = 15.0
-    sigma_data: float = 0.5
 
 
 @dataclass
@@ -85,10 +99,11 @@ class LossConfig:
     (``debias``, ``min_snr:5``, ``p2:k=1:gamma=0.5``), applied in the target's space;
     snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max
     (of the x0-space weight under p(t), one constant for every target);
-    t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr), discrete runs;
-    density: a continuous process run's training-time density over logsnr
-    (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t,
-    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...);
+    density: the training-time density over logsnr of any run
+    (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t, uniform steps
+    on a discrete schedule; ``lognormal:MEAN:STD`` (a normal density over logsnr),
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...); t_sampling: its older name, an
+    alias (read by :meth:`time_density`; give one of the two);
     uncertainty: EDM2's learned log-variance u(lam), loss w mse / exp(u) + u
     (:mod:`biaskit.train.uncertainty`; continuous processes);
     input_perturbation: gamma of Ning et al. 2023, the network is fed x_t + gamma sigma_t xi
@@ -102,6 +117,20 @@ class LossConfig:
     density: str = "uniform"
     uncertainty: bool = False
     input_perturbation: float = 0.0
+
+    def parsed_weighting(self):
+        """``weighting`` as a :class:`~biaskit.weighting.Weighting`, parsed once per spec string."""
+        cached = self.__dict__.get("_parsed")
+        if cached is None or cached[0] != self.weighting:
+            cached = self.__dict__["_parsed"] = (self.weighting, get_weighting(self.weighting))
+        return cached[1]
+
+    def time_density(self) -> str:
+        """The training-time density: ``density``, or ``t_sampling`` (its alias) when only that is set."""
+        if self.t_sampling != "uniform" and self.density not in ("uniform", self.t_sampling):
+            raise ValueError(f"loss.t_sampling: {self.t_sampling!r} is an alias of loss.density, "
+                             f"which is {self.density!r}: give one of the two")
+        return self.t_sampling if self.density == "uniform" else self.density
 
 
 @dataclass
@@ -192,8 +221,52 @@ class TrainConfig:
                 check(key, value)
         if len(o.betas) != 2:
             raise ValueError(f"optim.betas: expected two numbers [beta1, beta2], got {o.betas}")
-        from .train.process_objective import check_config
-        check_config(self)
+        _check_objective(self)
+
+
+def _check(key: str, fn):
+    try:
+        return fn()
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
+
+
+def _check_objective(cfg: TrainConfig) -> None:
+    """ValueError naming the key for a target, weighting, time input or density that the
+    config's process cannot train (``edm`` target on the discrete schedule, ...)."""
+    name, loss = cfg.process.name, cfg.loss
+    cls = DiscreteVP if name == DiscreteVP.key else PROCESSES.get(name)
+    if cls is None:
+        raise ValueError(f"process.name: {name!r} is not one of discrete, {', '.join(PROCESSES)}")
+    w = _check("loss.weighting", loss.parsed_weighting)
+    density = loss.time_density()
+    _check("loss.density", lambda: get_density(density))
+    if cls is DiscreteVP:
+        if loss.target == "edm":
+            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
+        _check("loss.target", lambda: P.canonical(loss.target))
+        if cfg.model.time_input not in cls.TIME_INPUTS:
+            raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not one of "
+                             f"{', '.join(cls.TIME_INPUTS)}")
+        if loss.uncertainty:
+            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
+        return
+    if w.native:
+        raise ValueError(f"loss.weighting: {w.name} is defined on the discrete VP targets' own MSE "
+                         f"(eps, x0, v); under process {name!r} use debias (its x0-space form)")
+    if loss.target not in ("edm", "score"):
+        _check("loss.target", lambda: P.canonical(loss.target))
+    if cfg.model.time_input not in ("index",) + cls.TIME_INPUTS:
+        raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not a process time input "
+                         f"({', '.join(cls.TIME_INPUTS)}, or index for the process's default)")
+    if loss.uncertainty and loss.normalize != "none":
+        raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
+                         "use loss.normalize: none")
+    if w.name == "vlb":
+        raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
+    _check("process", lambda: process_from_config(to_dict(cfg.process)))
 
 
 def to_dict(config) -> dict:

@@ -10,8 +10,10 @@ unit logsnr* W(lam) = w_x0(lam) p_lam(lam): two formulations with the same W tra
 thing whatever their process, time variable or target. A density that is the same in every
 formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written here once, over lam:
 
-- ``uniform``: t uniform over the process's own time range (depends on the process).
-- ``normal:MEAN:STD``: lam ~ N(MEAN, STD^2) (biaskit's ``lognormal:MEAN:STD`` t sampling).
+- ``uniform``: t uniform over the process's own time range (depends on the process); on a
+  discrete schedule, uniform integer steps.
+- ``normal:MEAN:STD``, alias ``lognormal:MEAN:STD`` (the older ``loss.t_sampling`` name): lam ~
+  N(MEAN, STD^2).
 - ``lognormal_sigma:P_MEAN:P_STD``: EDM (Karras et al. 2022, Sec. 5), ln sigma ~ N(P_mean, P_std^2)
   with sigma = 1/sqrt(snr), i.e. lam ~ N(-2 P_mean, (2 P_std)^2); defaults -1.2, 1.2.
 - ``logit_normal:M:S``: SD3 (Esser et al. 2024, Eq. 19), logit(s) ~ N(M, S^2) for the flow time
@@ -35,7 +37,8 @@ formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written he
   logsnr as an eps-VP run on that schedule does, so with the same w_x0 it has the same W.
 
 Every density is a function ``pdf(lam, process)`` returning p_lam (float64, integrating to 1 over
-lam); :func:`time_pdf` gives p(t) for a process.
+lam); :func:`time_pdf` gives p(t) for a process, :func:`step_probabilities` the probabilities of
+a discrete schedule's integer steps.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ import torch
 from . import checks
 from .processes import Process
 
-__all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "effective_x0_weight",
-           "process_weights_table"]
+__all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "step_probabilities",
+           "effective_x0_weight", "process_weights_table"]
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
 
@@ -78,12 +81,15 @@ def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
 @dataclass(frozen=True)
 class TimeDensity:
     """A density of training times over logsnr: ``pdf(lam, process) -> p_lam``; ``support``:
-    (lam_lo, lam_hi) outside which it is 0 (None: the whole line or the process's range)."""
+    (lam_lo, lam_hi) outside which it is 0 (None: the whole line or the process's range);
+    ``kernel``: the density up to a constant as a numpy function of lam, where
+    :func:`step_probabilities` uses it instead of ``pdf``."""
 
     name: str
     pdf: Callable
     params: dict = field(default_factory=dict)
     support: tuple | None = None
+    kernel: Callable | None = None
 
     def __call__(self, lam, process: Process | None = None) -> torch.Tensor:
         return self.pdf(_f64(lam), process)
@@ -148,13 +154,16 @@ def _cosmap(lam, _):
 
 def _via_sd3(p_v: Callable) -> Callable:
     """p_lam of the SD3 scripts' recipe: v ~ p_v, s = shift(1 - v) with the process's shift
-    (1 without a flow process): t = 1 - v = s / (shift - (shift - 1) s), |dt/ds| =
-    shift / (shift - (shift - 1) s)^2, |ds/dlam| = s (1 - s) / 2."""
+    (1 without a flow process): t = 1 - v = s / d(s), |dt/ds| = shift / d(s)^2 with
+    d(s) = :meth:`Flow.unshift_denominator <biaskit.processes.Flow.unshift_denominator>`,
+    |ds/dlam| = s (1 - s) / 2."""
+    from .processes import Flow
+
     def pdf(lam, process):
-        shift = float(getattr(process, "shift", 1.0))
+        flow = process if isinstance(process, Flow) else Flow()
         s = _flow_time(lam)
-        den = shift - (shift - 1) * s
-        return p_v(1 - s / den) * shift / den**2 * s * (1 - s) / 2
+        den = flow.unshift_denominator(s)
+        return p_v(1 - s / den) * flow.shift / den**2 * s * (1 - s) / 2
     return pdf
 
 
@@ -174,16 +183,19 @@ def _vp_linear(T: float = 1000):
 def _gaussian(name: str, loc: str, scale: str, to_lam: Callable):
     """A density normal over some variable: (``loc``, ``scale``) -> lam ~ N(to_lam(loc, scale))."""
     def make(a: float, b: float) -> TimeDensity:
+        import numpy as np
         a = checks.finite(f"time density {name}: {loc}", a)
         b = checks.positive(f"time density {name}: {scale}", b)
         mean, std = to_lam(a, b)
-        return TimeDensity(name, lambda lam, _: _normal(lam, mean, std), {loc: a, scale: b})
+        return TimeDensity(name, lambda lam, _: _normal(lam, mean, std), {loc: a, scale: b},
+                           kernel=lambda lam: np.exp(-0.5 * ((lam - mean) / std) ** 2))
     return make
 
 
 _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
     "uniform": lambda: TimeDensity("uniform", _uniform),
     "normal": lambda mean=0.0, std=1.0: _gaussian("normal", "mean", "std", lambda m, s: (m, s))(mean, std),
+    "lognormal": lambda mean=0.0, std=1.0: _gaussian("normal", "mean", "std", lambda m, s: (m, s))(mean, std),
     "lognormal_sigma": lambda p_mean=-1.2, p_std=1.2: _gaussian(
         "lognormal_sigma", "p_mean", "p_std", lambda m, s: (-2 * m, 2 * s))(p_mean, p_std),
     "logit_normal": lambda m=0.0, s=1.0: _gaussian(
@@ -216,6 +228,21 @@ def get_density(spec) -> TimeDensity:
     except TypeError:
         raise ValueError(f"time density {name!r} takes at most "
                          f"{_REGISTRY[name].__code__.co_argcount} parameters, got {len(values)}") from None
+
+
+def step_probabilities(density, schedule):
+    """p(t) (T,) numpy of drawing integer step t of a discrete ``schedule`` under ``density``,
+    p(t) ∝ p_lam(lam_t) |d lam / d t| (:func:`biaskit.weighting.timestep_probabilities`); None for
+    ``uniform`` (every step equally likely, drawn by ``torch.randint``)."""
+    from .weighting import timestep_probabilities
+    d = get_density(density)
+    if d.name == "uniform":
+        return None
+    if d.kernel is not None:
+        return timestep_probabilities(d.kernel, schedule)
+    from .processes import DiscreteVP
+    vp = DiscreteVP(schedule)
+    return timestep_probabilities(lambda lam: d(torch.as_tensor(lam), vp).numpy(), schedule)
 
 
 def time_pdf(density, process: Process, t) -> torch.Tensor:

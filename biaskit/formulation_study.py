@@ -107,14 +107,8 @@ def high_noise_table(df: pd.DataFrame, cut: float) -> pd.DataFrame:
 def native_sampler(denoiser) -> str | None:
     """The sampler of a formulation's own papers: ``heun`` (EDM, Karras et al. 2022 Algorithm 2)
     for a VE / EDM model, ``flow_euler`` for a flow-matching model, None for a VP model (whose
-    own samplers are the common ones)."""
-    from .processes import VE, Flow
-    process = getattr(denoiser, "process", None)
-    if isinstance(process, VE):
-        return "heun"
-    if isinstance(process, Flow):
-        return "flow_euler"
-    return None
+    own samplers are the common ones): the process's ``sampler``."""
+    return getattr(getattr(denoiser, "process", None), "sampler", None)
 
 
 def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name: str, n: int, *,

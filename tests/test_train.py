@@ -12,7 +12,8 @@ from biaskit import parameterization as P
 from biaskit.config import LossConfig, apply_overrides, get_preset, load_config, preset_names
 from biaskit.models import build_model
 from biaskit.schedules import get_schedule
-from biaskit.train import Trainer, diffusion_loss, learning_rate, loss_weights, run_training, timestep_probabilities
+from biaskit.densities import step_probabilities
+from biaskit.train import Trainer, diffusion_loss, learning_rate, loss_weights, run_training
 
 SCHED = get_schedule("linear", 1000)
 
@@ -84,13 +85,23 @@ def test_eps_weight_at_zero_terminal_snr_needs_clamp():
 
 def test_lognormal_timestep_sampling_matches_normal_cdf_over_logsnr():
     # logsnr ~ N(-1, 2^2): mass of steps with logsnr in [-3, 1] is Phi(1) - Phi(-1) = 0.6827
-    p = timestep_probabilities("lognormal:-1:2", SCHED)
+    p = step_probabilities("lognormal:-1:2", SCHED)
     lam = SCHED.logsnr.numpy()
     inside = (lam >= -3) & (lam <= 1)
     assert p[inside].sum() == pytest.approx(math.erf(1 / math.sqrt(2)), abs=0.01)
-    assert timestep_probabilities("uniform", SCHED) is None
-    with pytest.raises(ValueError, match="t_sampling"):
-        timestep_probabilities("beta:2", SCHED)
+    assert step_probabilities("uniform", SCHED) is None
+    with pytest.raises(ValueError, match="time density"):
+        step_probabilities("beta:2", SCHED)
+
+
+def test_step_probabilities_of_any_density_follow_its_logsnr_law():
+    # EDM's ln sigma ~ N(-1.2, 1.2^2) is logsnr ~ N(2.4, 2.4^2): the same steps as lognormal:2.4:2.4
+    a, b = step_probabilities("lognormal_sigma:-1.2:1.2", SCHED), step_probabilities("lognormal:2.4:2.4", SCHED)
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    # the t_sampling spelling is an alias of loss.density; both at once must agree
+    assert LossConfig(t_sampling="lognormal:1:2").time_density() == "lognormal:1:2"
+    with pytest.raises(ValueError, match="^loss.t_sampling"):
+        LossConfig(t_sampling="lognormal:1:2", density="normal:0:1").time_density()
 
 
 def test_data_order_is_epochs_of_permutations():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from . import checks
-from . import parameterization as P
+from .config_types import build as _build
+from .config_types import coerce as _coerce
 from .densities import get_density
 from .processes import PROCESSES, DiscreteVP, process_from_config
 from .weighting import get_weighting
@@ -48,12 +48,12 @@ _SAVED_PROCESS_DEFAULTS = {"shift": 1.0, "sigma_min": 0.002, "sigma_max": 80.0, 
 def _process_fields() -> list:
     """``name``, then every key of every named process (:meth:`Process.keys`, typed by its
     constructor), then ``sigma_data``."""
-    types: dict[str, type] = {}
+    kinds: dict[str, type] = {}
     for cls in PROCESSES.values():
         for k, tp in cls.key_types().items():
-            types.setdefault(k, tp)
+            kinds.setdefault(k, tp)
     keys = [(k, tp if k in _SAVED_PROCESS_DEFAULTS else tp | None,
-             field(default=_SAVED_PROCESS_DEFAULTS.get(k))) for k, tp in types.items()]
+             field(default=_SAVED_PROCESS_DEFAULTS.get(k))) for k, tp in kinds.items()]
     return [("name", str, field(default="discrete")), *keys, ("sigma_data", float, field(default=0.5))]
 
 
@@ -224,124 +224,22 @@ class TrainConfig:
         _check_objective(self)
 
 
-def _check(key: str, fn):
-    try:
-        return fn()
-    except ValueError as e:
-        raise ValueError(f"{key}: {e}") from None
-
-
 def _check_objective(cfg: TrainConfig) -> None:
-    """ValueError naming the key for a target, weighting, time input or density that the
-    config's process cannot train (``edm`` target on the discrete schedule, ...)."""
+    """ValueError naming the key for a process name, density, target, weighting or time input
+    that the config's process cannot train (:meth:`~biaskit.processes.Process.check_objective`)."""
     name, loss = cfg.process.name, cfg.loss
     cls = DiscreteVP if name == DiscreteVP.key else PROCESSES.get(name)
     if cls is None:
         raise ValueError(f"process.name: {name!r} is not one of discrete, {', '.join(PROCESSES)}")
-    w = _check("loss.weighting", loss.parsed_weighting)
     density = loss.time_density()
-    _check("loss.density", lambda: get_density(density))
-    if cls is DiscreteVP:
-        if loss.target == "edm":
-            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
-                             "(process.name: edm, flow, vp_cosine, ...)")
-        _check("loss.target", lambda: P.canonical(loss.target))
-        if cfg.model.time_input not in cls.TIME_INPUTS:
-            raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not one of "
-                             f"{', '.join(cls.TIME_INPUTS)}")
-        if loss.uncertainty:
-            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
-                             "(process.name: edm, flow, vp_cosine, ...)")
-        return
-    if w.native:
-        raise ValueError(f"loss.weighting: {w.name} is defined on the discrete VP targets' own MSE "
-                         f"(eps, x0, v); under process {name!r} use debias (its x0-space form)")
-    if loss.target not in ("edm", "score"):
-        _check("loss.target", lambda: P.canonical(loss.target))
-    if cfg.model.time_input not in ("index",) + cls.TIME_INPUTS:
-        raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not a process time input "
-                         f"({', '.join(cls.TIME_INPUTS)}, or index for the process's default)")
-    if loss.uncertainty and loss.normalize != "none":
-        raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
-                         "use loss.normalize: none")
-    if w.name == "vlb":
-        raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
-    _check("process", lambda: process_from_config(to_dict(cfg.process)))
+    checks.keyed("loss.density", lambda: get_density(density))
+    cls.check_objective(loss, checks.keyed("loss.weighting", loss.parsed_weighting), cfg.model.time_input)
+    if cls is not DiscreteVP:
+        checks.keyed("process", lambda: process_from_config(to_dict(cfg.process)))
 
 
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
-
-
-# --- typed construction from plain dicts --------------------------------------------------------
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(tp, value, key: str, from_text: bool = False):
-    """``value`` as type ``tp`` or ValueError naming ``key``; ``from_text`` parses a --set string."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (from_text and str(value).lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, key, from_text)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, "
-                             f"got {value!r}")
-        return _build(tp, value, key + ".")
-    if from_text and tp is not str:
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"{key}: cannot parse {value!r} as {_type_name(tp)}") from None
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if from_text:
-            return str(value)
-    elif origin is list:
-        (item,) = typing.get_args(tp) or (typing.Any,)
-        if isinstance(value, (list, tuple)):
-            return [v if item is typing.Any else _coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif tp is dict or origin is dict:
-        if isinstance(value, dict):
-            return copy.deepcopy(value)
-    raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _build(cls, d: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in d if k not in names]
-    if unknown:
-        raise ValueError(f"unknown config key {prefix}{unknown[0]}; valid keys"
-                         f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(names)}")
-    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in d.items()}
-    return cls(**kwargs)
 
 
 def load_config(source) -> TrainConfig:

@@ -14,6 +14,9 @@ import typing
 
 import torch
 
+from . import checks
+from . import parameterization as P
+
 __all__ = ["Process", "vp_coefficients"]
 
 
@@ -56,6 +59,25 @@ class Process:
         """Each config key's type, from the constructor's annotations (float or bool)."""
         hints = typing.get_type_hints(cls.__init__)
         return {k: hints.get(k, float) for k in cls.keys()}
+
+    @classmethod
+    def check_objective(cls, loss, weighting, time_input: str) -> None:
+        """ValueError naming the config key (``loss.target``, ...) for what this process cannot
+        train: ``loss`` a :class:`~biaskit.config.LossConfig`, ``weighting`` its parsed
+        :class:`~biaskit.weighting.Weighting`, ``time_input`` the config's ``model.time_input``."""
+        if weighting.native:
+            raise ValueError(f"loss.weighting: {weighting.name} is defined on the discrete VP targets' "
+                             f"own MSE (eps, x0, v); under process {cls.key!r} use debias (its x0-space form)")
+        if loss.target not in ("edm", "score"):
+            checks.keyed("loss.target", lambda: P.canonical(loss.target))
+        if time_input not in ("index",) + cls.TIME_INPUTS:
+            raise ValueError(f"model.time_input: {time_input!r} is not a process time input "
+                             f"({', '.join(cls.TIME_INPUTS)}, or index for the process's default)")
+        if loss.uncertainty and loss.normalize != "none":
+            raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
+                             "use loss.normalize: none")
+        if weighting.name == "vlb":
+            raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
 
     def default_time_input(self, target: str) -> str:
         """The time input a network of this process is fed unless told: EDM's preconditioned

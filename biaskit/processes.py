@@ -34,6 +34,7 @@ import math
 import torch
 
 from . import checks
+from . import parameterization as P
 from .process_base import Process, _check_spacing, _check_steps, _f64, vp_coefficients
 from .schedules import Schedule, space_timesteps
 from .vesde import VESDE, VESDEGeometric, VESDETutorial
@@ -49,12 +50,27 @@ class DiscreteVP(Process):
     At integer t the coefficients are the schedule's own (sqrt abar_t, sqrt(1 - abar_t)); between
     integers logsnr is interpolated linearly, so :meth:`t_of_logsnr` is its exact inverse.
     Infinite logsnr (abar = 0 at zero terminal SNR) is kept as -inf at that step. The process of
-    every discrete run (``process.name: discrete``, its ``schedule:`` config); its networks take
-    the discrete time inputs of :class:`~biaskit.denoiser.Denoiser`, ``index`` by default.
+    every discrete run (``process.name: discrete``, its ``schedule:`` config), whose networks take
+    the time inputs ``TIME_INPUTS`` of :class:`~biaskit.denoiser.Denoiser` (``index`` by default);
+    read as a continuous process (:class:`~biaskit.formulations.ProcessDenoiser`) it takes those
+    of every process.
     """
 
     key = "discrete"
     TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
+
+    @classmethod
+    def check_objective(cls, loss, weighting, time_input: str) -> None:
+        """The discrete run's rules: no ``edm`` target or learned uncertainty, its own time inputs."""
+        if loss.target == "edm":
+            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
+        checks.keyed("loss.target", lambda: P.canonical(loss.target))
+        if time_input not in cls.TIME_INPUTS:
+            raise ValueError(f"model.time_input: {time_input!r} is not one of {', '.join(cls.TIME_INPUTS)}")
+        if loss.uncertainty:
+            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
 
     def __init__(self, schedule: Schedule):
         self.schedule = schedule
@@ -100,9 +116,6 @@ class DiscreteVP(Process):
         _check_spacing(self, spacing)
         kept = sorted(space_timesteps(self.schedule.T, int(steps)), reverse=True)
         return _f64(kept + [0])
-
-    def default_time_input(self, target: str) -> str:
-        return "index"
 
     def describe(self) -> dict:
         return {"process": "discrete_vp", "schedule": self.schedule.name, "T": self.schedule.T}

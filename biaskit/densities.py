@@ -37,8 +37,8 @@ formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written he
   logsnr as an eps-VP run on that schedule does, so with the same w_x0 it has the same W.
 
 Every density is a function ``pdf(lam, process)`` returning p_lam (float64, integrating to 1 over
-lam); :func:`time_pdf` gives p(t) for a process, :func:`step_probabilities` the probabilities of
-a discrete schedule's integer steps.
+lam); :func:`time_pdf` gives p(t) for a process, :class:`TimeSampler` draws a process's times
+from it, :func:`step_probabilities` gives the probabilities of a discrete schedule's integer steps.
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ import torch
 from . import checks
 from .processes import Process
 
-__all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "step_probabilities",
+__all__ = ["TimeDensity", "TimeSampler", "get_density", "density_names", "time_pdf", "step_probabilities",
            "effective_x0_weight", "process_weights_table"]
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
+LAM_CAP = 30.0   # the logsnr grid of a density is clipped to [-LAM_CAP, LAM_CAP]
+GRID = 8193      # logsnr grid points for inverse-CDF sampling and normalisation
 
 
 def _f64(x) -> torch.Tensor:
@@ -243,6 +245,52 @@ def step_probabilities(density, schedule):
     from .processes import DiscreteVP
     vp = DiscreteVP(schedule)
     return timestep_probabilities(lambda lam: d(torch.as_tensor(lam), vp).numpy(), schedule)
+
+
+# --- drawing t ----------------------------------------------------------------------------------
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of (xp, fp) at x (xp increasing), clamped at the ends."""
+    j = torch.searchsorted(xp, x.clamp(xp[0], xp[-1])).clamp(1, xp.numel() - 1)
+    w = (x - xp[j - 1]) / (xp[j] - xp[j - 1])
+    return fp[j - 1] + w.clamp(0, 1) * (fp[j] - fp[j - 1])
+
+
+class TimeSampler:
+    """Training times of ``process`` under ``density`` (over logsnr), from uniforms u (B,).
+
+    ``uniform``: t = t_min + (t_max - t_min) u. Otherwise the inverse CDF of p_lam truncated to
+    the process's logsnr range (clipped to +-LAM_CAP) on a grid of GRID points:
+    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam,
+    renormalised by its quadrature mass on the range unless its ``support`` lies inside it.
+    """
+
+    def __init__(self, process: Process, density):
+        self.process, self.density = process, get_density(density)
+        self.uniform = self.density.name == "uniform"
+        ends = process.logsnr(torch.tensor([process.t_max, process.t_min], dtype=torch.float64))
+        lo, hi = (float(v.clamp(-LAM_CAP, LAM_CAP)) for v in ends)
+        self.lam = torch.linspace(lo, hi, GRID, dtype=torch.float64)
+        p = self.density(self.lam, process)
+        cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
+                         torch.cumsum((p[1:] + p[:-1]) / 2 * self.lam.diff(), 0)])
+        if not (torch.isfinite(cdf[-1]) and cdf[-1] > 0):
+            raise ValueError(f"loss.density: {self.density.column} puts no mass on the logsnr range "
+                             f"[{lo:.3g}, {hi:.3g}] of process {process.name}")
+        # a density with all its mass inside the range needs no quadrature (exact W)
+        sup = self.density.support
+        whole = sup is not None and lo <= sup[0] and sup[1] <= hi
+        self.mass, self.cdf = 1.0 if whole else float(cdf[-1]), cdf / cdf[-1]
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        """t (B,) float64 for u (B,) uniform in [0, 1)."""
+        pr = self.process
+        if self.uniform:
+            return pr.t_min + (pr.t_max - pr.t_min) * u
+        return pr.t_of_logsnr(_interp(u, self.cdf.to(u.device), self.lam.to(u.device)).cpu()).to(u.device)
+
+    def pdf(self, lam: torch.Tensor) -> torch.Tensor:
+        """p_lam at lam (float64): uniform is exact, other densities renormalised on the range."""
+        return self.density(lam, self.process) / (1.0 if self.uniform else self.mass)
 
 
 def time_pdf(density, process: Process, t) -> torch.Tensor:

@@ -25,14 +25,12 @@ from contextlib import nullcontext
 import torch
 
 from .. import parameterization as P
-from ..densities import get_density
+from ..densities import GRID, LAM_CAP, TimeSampler  # noqa: F401 - drawn by densities
 from ..processes import Process, edm_preconditioning, process_from_config
 
 __all__ = ["build_process", "process_time_input", "TimeSampler", "ProcessObjective",
            "process_inputs", "x0_weight_per_logsnr"]
 
-LAM_CAP = 30.0   # the logsnr grid of a density is clipped to [-LAM_CAP, LAM_CAP]
-GRID = 8193      # logsnr grid points for inverse-CDF sampling and normalisation
 
 
 def build_process(cfg) -> Process | None:
@@ -49,52 +47,6 @@ def process_time_input(cfg, process: Process, target: str) -> tuple[str, float]:
     if scale is None:
         scale = 1000.0 if ti == "t" and process.t_max <= 1 else 1.0
     return ti, float(scale)
-
-
-# --- drawing t ----------------------------------------------------------------------------------
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear interpolation of (xp, fp) at x (xp increasing), clamped at the ends."""
-    j = torch.searchsorted(xp, x.clamp(xp[0], xp[-1])).clamp(1, xp.numel() - 1)
-    w = (x - xp[j - 1]) / (xp[j] - xp[j - 1])
-    return fp[j - 1] + w.clamp(0, 1) * (fp[j] - fp[j - 1])
-
-
-class TimeSampler:
-    """Training times of ``process`` under ``density`` (over logsnr), from uniforms u (B,).
-
-    ``uniform``: t = t_min + (t_max - t_min) u. Otherwise the inverse CDF of p_lam truncated to
-    the process's logsnr range (clipped to +-LAM_CAP) on a grid of GRID points:
-    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam,
-    renormalised by its quadrature mass on the range unless its ``support`` lies inside it.
-    """
-
-    def __init__(self, process: Process, density):
-        self.process, self.density = process, get_density(density)
-        self.uniform = self.density.name == "uniform"
-        ends = process.logsnr(torch.tensor([process.t_max, process.t_min], dtype=torch.float64))
-        lo, hi = (float(v.clamp(-LAM_CAP, LAM_CAP)) for v in ends)
-        self.lam = torch.linspace(lo, hi, GRID, dtype=torch.float64)
-        p = self.density(self.lam, process)
-        cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
-                         torch.cumsum((p[1:] + p[:-1]) / 2 * self.lam.diff(), 0)])
-        if not (torch.isfinite(cdf[-1]) and cdf[-1] > 0):
-            raise ValueError(f"loss.density: {self.density.column} puts no mass on the logsnr range "
-                             f"[{lo:.3g}, {hi:.3g}] of process {process.name}")
-        # a density with all its mass inside the range needs no quadrature (exact W)
-        sup = self.density.support
-        whole = sup is not None and lo <= sup[0] and sup[1] <= hi
-        self.mass, self.cdf = 1.0 if whole else float(cdf[-1]), cdf / cdf[-1]
-
-    def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        """t (B,) float64 for u (B,) uniform in [0, 1)."""
-        pr = self.process
-        if self.uniform:
-            return pr.t_min + (pr.t_max - pr.t_min) * u
-        return pr.t_of_logsnr(_interp(u, self.cdf.to(u.device), self.lam.to(u.device)).cpu()).to(u.device)
-
-    def pdf(self, lam: torch.Tensor) -> torch.Tensor:
-        """p_lam at lam (float64): uniform is exact, other densities renormalised on the range."""
-        return self.density(lam, self.process) / (1.0 if self.uniform else self.mass)
 
 
 # --- the loss ------------------------------------------------------------------------------------

@@ -350,3 +350,24 @@ def test_input_perturbation_zero_is_todays_training_bit_for_bit(tmp_path):
     with pytest.raises(ValueError, match=r"loss\.input_perturbation"):
         load_config(_tiny(tmp_path / "k", process={"name": "flow"}, loss={"input_perturbation": 0.1,
                                                                           "target": "flow"}))
+
+
+@pytest.mark.parametrize("process,weighting", [("discrete", "min_snr:5"), ("flow", "min_snr:5")])
+def test_the_weighting_string_is_parsed_once_per_run(tmp_path, monkeypatch, process, weighting):
+    import functools
+
+    from biaskit.weighting.core import _REGISTRY
+    calls, factory = [], _REGISTRY["min_snr"]
+
+    @functools.wraps(factory)
+    def counted(*a, **kw):
+        calls.append(a or kw)
+        return factory(*a, **kw)
+    monkeypatch.setitem(_REGISTRY, "min_snr", counted)
+    cfg = {"model": {"name": "mlp", "config": {"hidden": 16, "blocks": 1, "emb_dim": 16, "freq_dim": 8}},
+           "data": {"name": "gmm", "n_train": 64, "n_test": 16, "options": {"dim": 2, "K": 2}},
+           "process": {"name": process}, "loss": {"weighting": weighting, "normalize": "mean"},
+           "batch_size": 8, "steps": 2, "log_every": 1, "ckpt_every": 2, "out": str(tmp_path / "r"),
+           "device": "cpu", "threads": 1}
+    run_training(cfg, progress=False)
+    assert len(calls) == 1

@@ -207,7 +207,8 @@ class TrainConfig:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
         o = self.optim
         for key, check, value in (
-                ("optim.lr", checks.non_negative, o.lr),  # 0: a fine-tuning run that changes nothing ("optim.eps", checks.positive, o.eps),
+                ("optim.lr", checks.non_negative, o.lr),  # 0: a fine-tuning run that changes nothing
+                ("optim.eps", checks.positive, o.eps),
                 ("optim.weight_decay", checks.non_negative, o.weight_decay),
                 ("optim.min_lr_ratio", lambda k, v: checks.in_interval(k, v, 0, 1, closed="[]"), o.min_lr_ratio),
                 ("optim.warmup_steps", lambda k, v: checks.integer(k, v, lo=0), o.warmup_steps),

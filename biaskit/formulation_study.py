@@ -36,9 +36,10 @@ def run_table(runs: dict[str, Path]) -> pd.DataFrame:
     for name, run in runs.items():
         cfg = read_run_info(run)["train_config"]
         process, loss = cfg.get("process", {}).get("name", "discrete"), cfg["loss"]
+        ts = loss.get("t_sampling", "uniform")  # an alias of loss.density
         rows.append({"model": name, "process": process, "target": loss["target"],
                      "weighting": loss["weighting"],
-                     "density": loss.get("density", "uniform") if process != "discrete" else loss["t_sampling"]})
+                     "density": loss.get("density", "uniform") if ts == "uniform" else ts})
     return pd.DataFrame(rows)
 
 

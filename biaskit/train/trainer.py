@@ -149,7 +149,8 @@ class Trainer:
                         init={**recorded_init(cfg), "source": {"format": self.loaded.source.format, **self.loaded.info}})
         extra = self.objective.info(self.denoiser)
         if extra:  # a process run loads back as a ProcessDenoiser; schedule: its view
-            info.update(extra, process={**to_dict(cfg.process), "time_scale": self.objective.denoise["time_scale"]})
+            info.update(extra, process={**to_dict(cfg.process),
+                                        "time_scale": self.objective.denoise["time_scale"]})
         return info
 
     def quarter(self, t: torch.Tensor) -> torch.Tensor:

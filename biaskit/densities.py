@@ -50,7 +50,7 @@ from typing import Callable
 import torch
 
 from . import checks
-from .processes import Process
+from .processes import Flow, Process
 
 __all__ = ["TimeDensity", "TimeSampler", "get_density", "density_names", "time_pdf", "step_probabilities",
            "effective_x0_weight", "process_weights_table"]
@@ -71,7 +71,7 @@ def _normal(lam, mean: float, std: float) -> torch.Tensor:
 
 def _flow_time(lam) -> torch.Tensor:
     """s = 1 / (1 + sqrt(snr)) = sigmoid(-lam / 2): the flow time at logsnr lam."""
-    return torch.sigmoid(-_f64(lam) / 2)
+    return Flow.s_of_logsnr(lam)
 
 
 def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
@@ -159,8 +159,6 @@ def _via_sd3(p_v: Callable) -> Callable:
     (1 without a flow process): t = 1 - v = s / d(s), |dt/ds| = shift / d(s)^2 with
     d(s) = :meth:`Flow.unshift_denominator <biaskit.processes.Flow.unshift_denominator>`,
     |ds/dlam| = s (1 - s) / 2."""
-    from .processes import Flow
-
     def pdf(lam, process):
         flow = process if isinstance(process, Flow) else Flow()
         s = _flow_time(lam)

@@ -292,6 +292,12 @@ class Flow(Process):
         t = _f64(t)
         return self.shift * t / (1 + (self.shift - 1) * t)
 
+    @staticmethod
+    def s_of_logsnr(logsnr) -> torch.Tensor:
+        """The flow time s = sigma / (alpha + sigma) = sigmoid(-logsnr / 2) at a logsnr
+        (snr = ((1 - s) / s)^2), whatever the shift."""
+        return torch.sigmoid(-_f64(logsnr) / 2)
+
     def unshift_denominator(self, s) -> torch.Tensor:
         """d(s) = shift - (shift - 1) s: t = s / d(s) inverts :meth:`s`, dt/ds = shift / d(s)^2."""
         return self.shift - (self.shift - 1) * s
@@ -307,7 +313,7 @@ class Flow(Process):
         return self.s(t)
 
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
-        return self.t_of_s(torch.sigmoid(-_f64(logsnr) / 2))  # snr = ((1 - s) / s)^2
+        return self.t_of_s(self.s_of_logsnr(logsnr))
 
     SPACINGS = ("even", "flow_match")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,9 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 THIRD_PARTY = REPO.parent / "shared" / "checkpoints" / "mnist-ddpm-cnn"
 
 
+# torch threads of every computation: 1; BIASKIT_GOLDEN_THREADS=2 checks that no golden depends on it
+THREADS = int(os.environ.get("BIASKIT_GOLDEN_THREADS", "1"))
+
+
 def deterministic():
-    """One CPU thread, fixed seed: the goldens must not depend on the machine's core count."""
-    torch.set_num_threads(1)
+    """THREADS CPU threads (1), fixed seed: the goldens must not depend on the machine's core count."""
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
 
 
@@ -68,7 +73,7 @@ TINY = {
                  "model.config.channel_mult=[1]", "model.config.attention_resolutions=[]",
                  "model.config.num_heads=1", "data.options.size=8", "model.config.image_size=8"],
 }
-COMMON = [f"steps={STEPS}", "log_every=1", "ckpt_every=1000", "probe_every=0", "device=cpu", "threads=1",
+COMMON = [f"steps={STEPS}", "log_every=1", "ckpt_every=1000", "probe_every=0", "device=cpu", f"threads={THREADS}",
           "optim.warmup_steps=1", "ema.start=0"]
 # process runs beyond the presets: every continuous process with every target it trains
 PROCESS_RUNS = {f"gmm-constant@{proc}-{target}": ("gmm-constant", [f"process.name={proc}", f"loss.target={target}"])
@@ -87,33 +92,46 @@ DISCRETE_RUNS = {
 }
 
 
-def train_first_steps(preset: str, overrides: list[str], out: Path) -> tuple[np.ndarray, torch.Tensor]:
+def train_first_steps(preset: str, overrides: list[str], out: Path, size: str = "quick"
+                      ) -> tuple[np.ndarray, torch.Tensor]:
     """(losses of the first STEPS optimiser steps (float32), the model's first parameter after them)
-    of ``preset`` (its quick size) with ``overrides`` (``--set`` strings). The one place that
+    of ``preset`` (its ``size``) with ``overrides`` (``--set`` strings). The one place that
     touches the trainer's internals (``Trainer``, ``.net``)."""
     from biaskit.config import apply_overrides, get_preset
     from biaskit.train import Trainer
     family = preset.split("-")[0]
-    config = apply_overrides(get_preset(preset, "quick"), TINY[family] + COMMON + overrides + [f"out={out}"])
+    config = apply_overrides(get_preset(preset, size), TINY[family] + COMMON + overrides + [f"out={out}"])
     deterministic()
     trainer = Trainer(config)
     losses = [state.loss.detach().float().item() for state in trainer.run(progress=False)]
     return np.asarray(losses, dtype=np.float32), next(iter(trainer.net.parameters())).detach().clone()
 
 
-def training_runs() -> dict[str, tuple[str, list[str]]]:
-    """{run name: (preset, extra --set overrides)}: every preset variant, then the extra runs."""
+# the full sizes (their optimiser, schedule, precision settings) with the same tiny overrides; celebahq's
+# full size reads a user's image folder
+FULL_DATA = {"digits": [], "patches": ["data.options.size=8", "model.config.attention_levels=[]"],
+             "gmm": ["data.options.dim=2"]}
+
+
+def training_runs() -> dict[str, tuple[str, list[str], str]]:
+    """{run name: (preset, extra --set overrides, size)}: every preset variant (quick size), the
+    extra runs, then at the full size (``name@full``) every gmm variant and digits/patches-constant
+    (their other variants differ from constant only by the weighting, covered at the quick size)."""
     from biaskit.config import preset_names
-    runs = {name: (name, []) for name in preset_names()}
-    return {**runs, **DISCRETE_RUNS, **PROCESS_RUNS}
+    runs = {name: (name, [], "quick") for name in preset_names()}
+    runs.update({k: (p, o, "quick") for k, (p, o) in {**DISCRETE_RUNS, **PROCESS_RUNS}.items()})
+    full = {f"{n}@full": (n, FULL_DATA[n.split("-")[0]] + (["model.config.attention_levels=[]"]
+                                                          if n.startswith("digits") else []), "full")
+            for n in preset_names() if n.startswith("gmm-") or n in ("digits-constant", "patches-constant")}
+    return {**runs, **full}
 
 
 def train_losses_cases() -> dict:
     """Per run: ``loss`` (STEPS,) float32 and ``param0`` the first parameter tensor's sha256."""
-    def case(preset, overrides):
+    def case(preset, overrides, size):
         def thunk():
             with tempfile.TemporaryDirectory() as tmp:
-                losses, p0 = train_first_steps(preset, overrides, Path(tmp) / "run")
+                losses, p0 = train_first_steps(preset, overrides, Path(tmp) / "run", size)
             return {"loss": losses, "param0": np.array(tensor_digest(p0))}
         return thunk
     return {name: case(*spec) for name, spec in training_runs().items()}
@@ -156,6 +174,38 @@ def weight_tables_cases() -> dict:
                 out[f"process/{proc}/{space}/{dens}"] = _text(
                     ["weights", "--format", "csv", "--process", proc, "--space", space,
                      "--density", dens, "--points", "33"])
+    return out
+
+
+def _frame_values(df) -> dict:
+    """Every column of a DataFrame as an exact numpy array (numbers as computed, float64 or int)."""
+    return {str(c): df[c].to_numpy() for c in df.columns}
+
+
+def weight_values_cases() -> dict:
+    """The same tables as weight_tables at full precision (the CLI prints %.8g), from the Python
+    API the command calls: ``biaskit.weighting.weights_table`` (every schedule x space, T = 64;
+    linear x0 with normalize mean and max) and ``biaskit.densities.process_weights_table`` (every
+    process x space under uniform t; x0 also under logit_normal:0:1 and vp_linear; n = 33)."""
+    from biaskit import weighting as W
+    from biaskit.densities import process_weights_table
+    from biaskit.processes import get_process
+    from biaskit.schedules import get_schedule
+    specs = W.names()
+    continuous = [w for w in specs if w != "vlb" and not W.get_weighting(w).native]
+
+    def discrete(sched, space, norm):
+        return lambda: _frame_values(W.weights_table(get_schedule(sched, T_SMALL), specs, space,
+                                                     normalize=norm))
+
+    def process(proc, space, dens):
+        return lambda: _frame_values(process_weights_table(get_process(proc), continuous, space, dens, n=33))
+    out = {f"discrete/{sched}/{space}/none": discrete(sched, space, "none") for sched in SCHEDULES for space in SPACES}
+    out.update({f"discrete/linear/x0/{norm}": discrete("linear", "x0", norm) for norm in ("mean", "max")})
+    out.update({f"process/{proc}/{space}/uniform": process(proc, space, "uniform") for proc in PROCESSES
+                for space in SPACES})
+    out.update({f"process/{proc}/x0/{dens}": process(proc, "x0", dens) for proc in PROCESSES
+                for dens in ("logit_normal:0:1", "vp_linear")})
     return out
 
 
@@ -258,11 +308,33 @@ SAMPLE_OPTIONS = {"ddpm/fixed_large": ("ddpm", {"variance": "fixed_large"}),
 _MODELS: dict = {}
 
 
+# exact process oracles (formulations.process_oracle: the oracle's output in each target), sampled
+# by the samplers that read a process's own grid and by ddim
+ORACLE_PROCESSES = ("flow", "edm", "vp_cosine")
+ORACLE_TARGETS = ("eps", "x0", "v", "flow", "edm")
+ORACLE_SAMPLERS = ("ddim", "heun", "flow_euler", "flow_match_euler", "edm_euler")
+
+
+def _process_oracle(process: str, target: str):
+    """``formulations.process_oracle`` of a fixed 3-component mixture in 3-d (internal names:
+    ``GaussianMixture.isotropic``, ``processes.get_process``, ``formulations.process_oracle``)."""
+    from biaskit.formulations import process_oracle
+    from biaskit.mixture import GaussianMixture
+    from biaskit.processes import get_process
+    means = torch.tensor([[1.0, -0.5, 0.2], [-0.8, 0.4, 0.0], [0.1, 0.9, -1.1]], dtype=torch.float64)
+    mix = GaussianMixture.isotropic([0.5, 0.3, 0.2], means, 0.3)
+    return process_oracle(mix, get_process(process), target, data_range=(-3.0, 3.0))
+
+
 def sample_model(name: str):
     """The denoiser ``name`` of SAMPLE_MODELS: ``biaskit.load`` of an oracle or of a tiny run
-    trained (3 steps, ``biaskit train``) into a temporary folder; kept for the process."""
+    trained (3 steps, ``biaskit train``) into a temporary folder, or ``process-oracle-P-T`` (a
+    process oracle); kept for the process."""
     if name not in _MODELS:
         import biaskit
+        if name.startswith("process-oracle-"):
+            _MODELS[name] = _process_oracle(*name[len("process-oracle-"):].split("-"))
+            return _MODELS[name]
         spec = SAMPLE_MODELS[name]
         if spec is None:
             _MODELS[name] = biaskit.load("oracle:gmm")
@@ -279,7 +351,8 @@ def sample_model(name: str):
 def sampler_outputs_cases() -> dict:
     """``biaskit.sampling.sample`` of every sampler name (``sampler_names()``: native ddpm/ddim,
     ODE heun/flow_euler, every diffusers and process scheduler), plus SAMPLE_OPTIONS, on every
-    SAMPLE_MODELS model: SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
+    SAMPLE_MODELS model, and ORACLE_SAMPLERS on every process oracle (ORACLE_PROCESSES x
+    ORACLE_TARGETS): SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
     the model calls' ``timesteps`` and ``schedule_index``, the trajectory's ``x_t``, ``x0_hat``,
     ``t`` and ``logsnr``."""
     from biaskit.sampling import sample, sampler_names
@@ -299,13 +372,60 @@ def sampler_outputs_cases() -> dict:
         return thunk
     runs = {name: (name, {}) for name in sampler_names()}
     runs.update(SAMPLE_OPTIONS)
-    return {f"{model}/{name}": case(model, sampler, options)
-            for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases = {f"{model}/{name}": case(model, sampler, options)
+             for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+    cases.update({f"process-oracle-{p}-{t}/{sampler}": case(f"process-oracle-{p}-{t}", sampler, {})
+                  for p in ORACLE_PROCESSES for t in ORACLE_TARGETS for sampler in ORACLE_SAMPLERS})
+    return cases
+
+
+def _sample_cli(model: str, flags: list[str], train=None):
+    """``biaskit sample`` of ``model`` (or of a tiny run of ``train`` = (preset, overrides) trained
+    first) into a temporary folder, with ``--trajectory`` for one step count: every array of its
+    ``samples.npz``."""
+    def thunk():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = model
+            if train is not None:
+                preset, overrides = train
+                sets = [a for o in TINY[preset.split("-")[0]] + COMMON + overrides for a in ("--set", o)]
+                cli(["train", "--preset", preset, "--out", f"{tmp}/run", "--no-progress", *sets])
+                path = f"{tmp}/run"
+            one_chain = ["--trajectory"] if "," not in flags[flags.index("--steps") + 1] else []
+            cli(["sample", path, *flags, "--n", "8", "--seed", "5", "--out", f"{tmp}/s", *one_chain,
+                 "--grid", "8", "--no-progress"])
+            with np.load(Path(tmp) / "s" / "samples.npz") as z:
+                return {k: z[k] for k in z.files}
+    return thunk
+
+
+def sample_cli_cases() -> dict:
+    """``biaskit sample`` CLI outputs (samples.npz: x0, timesteps, trajectory) of an oracle and
+    tiny discrete (MLP, UNet), flow and EDM runs."""
+    cases = {
+        "oracle-gmm/ddim": _sample_cli("oracle:gmm", ["--sampler", "ddim", "--steps", "4"]),
+        "oracle-gmm/ddpm-2-steps-lists": _sample_cli("oracle:gmm", ["--sampler", "ddpm", "--steps", "3,5"]),
+        "oracle-gmm/dpmpp_2m-trailing": _sample_cli("oracle:gmm", ["--sampler", "dpmpp_2m", "--steps", "4",
+                                                                   "--spacing", "trailing"]),
+        "run-gmm-debias/ddim-eta": _sample_cli("", ["--sampler", "ddim", "--steps", "4", "--eta", "0.5"],
+                                              ("gmm-debias", [])),
+        "run-digits-constant/ddpm-clip": _sample_cli("", ["--sampler", "ddpm", "--steps", "3", "--clip"],
+                                                     ("digits-constant", [])),
+        "process-gmm-flow/flow_euler": _sample_cli("", ["--sampler", "flow_euler", "--steps", "4"],
+                                                   ("gmm-flow", [])),
+        "process-gmm-flow/flow_match_euler": _sample_cli("", ["--sampler", "flow_match_euler", "--steps", "4"],
+                                                         ("gmm-flow", [])),
+        "process-gmm-edm/heun": _sample_cli("", ["--sampler", "heun", "--steps", "4"], ("gmm-edm", [])),
+        "process-gmm-edm/edm_dpmpp_2m": _sample_cli("", ["--sampler", "edm_dpmpp_2m", "--steps", "4"],
+                                                    ("gmm-edm", [])),
+    }
+    return cases
 
 
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
              "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
-             "sampler_outputs": sampler_outputs_cases}
+             "weight_values": weight_values_cases,
+             "sampler_outputs": sampler_outputs_cases, "sample_cli": sample_cli_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["number", "not_nan", "finite", "positive", "non_negative", "nonzero", "integer", "in_interval"]
+__all__ = ["number", "not_nan", "finite", "positive", "non_negative", "nonzero", "integer", "in_interval",
+           "keyed"]
+
+
+def keyed(key: str, fn):
+    """``fn()``, its ValueError prefixed by the config ``key`` it concerns (``loss.density: ...``)."""
+    try:
+        return fn()
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
 
 
 def number(what: str, value) -> float:

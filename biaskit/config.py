@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,11 @@ from pathlib import Path
 import yaml
 
 from . import checks
+from .config_types import build as _build
+from .config_types import coerce as _coerce
+from .densities import get_density
+from .processes import PROCESSES, DiscreteVP, process_from_config
+from .weighting import get_weighting
 
 __all__ = ["TrainConfig", "InitConfig", "ScheduleConfig", "ProcessConfig", "DataConfig", "ModelConfig",
            "LossConfig", "OptimConfig",
@@ -35,24 +39,34 @@ class ScheduleConfig:
     zero_terminal_snr: bool = False
 
 
-@dataclass
-class ProcessConfig:
-    """The noise process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`).
+# the defaults configs were saved with before the keys were read from the process classes;
+# every other key defaults to None, the process's own default
+_SAVED_PROCESS_DEFAULTS = {"shift": 1.0, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+                           "logsnr_min": -15.0, "logsnr_max": 15.0}
 
-    ``discrete`` (default): the VP ``schedule`` with integer steps, as before processes existed.
-    Continuous time: ``flow`` (linear interpolant, SD3 ``shift``), ``edm`` / ``ve`` (alpha = 1,
-    sigma in [sigma_min, sigma_max], Karras ``rho`` grid), ``vp_cosine`` / ``vp_linear_logsnr``
-    (logsnr in [logsnr_min, logsnr_max]); each name reads only its own keys. ``sigma_data`` is
-    EDM's, used by the ``edm`` target's preconditioning.
+
+def _process_fields() -> list:
+    """``name``, then every key of every named process (:meth:`Process.keys`, typed by its
+    constructor), then ``sigma_data``."""
+    kinds: dict[str, type] = {}
+    for cls in PROCESSES.values():
+        for k, tp in cls.key_types().items():
+            kinds.setdefault(k, tp)
+    keys = [(k, tp if k in _SAVED_PROCESS_DEFAULTS else tp | None,
+             field(default=_SAVED_PROCESS_DEFAULTS.get(k))) for k, tp in kinds.items()]
+    return [("name", str, field(default="discrete")), *keys, ("sigma_data", float, field(default=0.5))]
+
+
+ProcessConfig = dataclasses.make_dataclass("ProcessConfig", _process_fields())
+ProcessConfig.__module__ = __name__
+ProcessConfig.__doc__ = """The noise process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`).
+
+    ``discrete`` (default): :class:`~biaskit.processes.DiscreteVP` of the ``schedule`` config,
+    integer steps. Continuous time: a name of :data:`biaskit.processes.PROCESSES` (``flow``,
+    ``edm`` / ``ve``, ``vp_cosine``, ``vp_linear_logsnr``, ``vesde``, ``vesde_tutorial``); the
+    keys are those of the process classes' constructors, each name reading only its own (None:
+    the process's default). ``sigma_data`` is EDM's, used by the ``edm`` target's preconditioning.
     """
-    name: str = "discrete"
-    shift: float = 1.0
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    logsnr_min: float = -15.0
-    logsnr_max: float = 15.0
-    sigma_data: float = 0.5
 
 
 @dataclass
@@ -85,10 +99,11 @@ class LossConfig:
     (``debias``, ``min_snr:5``, ``p2:k=1:gamma=0.5``), applied in the target's space;
     snr_min: clamp snr from below (eps-space weights at zero terminal snr); normalize: none, mean, max
     (of the x0-space weight under p(t), one constant for every target);
-    t_sampling: ``uniform`` or ``lognormal:MEAN:STD`` (a normal density over logsnr), discrete runs;
-    density: a continuous process run's training-time density over logsnr
-    (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t,
-    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...);
+    density: the training-time density over logsnr of any run
+    (:func:`biaskit.densities.get_density`: ``uniform`` in the process's own t, uniform steps
+    on a discrete schedule; ``lognormal:MEAN:STD`` (a normal density over logsnr),
+    ``lognormal_sigma:-1.2:1.2``, ``logit_normal:0:1``, ...); t_sampling: its older name, an
+    alias (read by :meth:`time_density`; give one of the two);
     uncertainty: EDM2's learned log-variance u(lam), loss w mse / exp(u) + u
     (:mod:`biaskit.train.uncertainty`; continuous processes);
     input_perturbation: gamma of Ning et al. 2023, the network is fed x_t + gamma sigma_t xi
@@ -102,6 +117,20 @@ class LossConfig:
     density: str = "uniform"
     uncertainty: bool = False
     input_perturbation: float = 0.0
+
+    def parsed_weighting(self):
+        """``weighting`` as a :class:`~biaskit.weighting.Weighting`, parsed once per spec string."""
+        cached = self.__dict__.get("_parsed")
+        if cached is None or cached[0] != self.weighting:
+            cached = self.__dict__["_parsed"] = (self.weighting, get_weighting(self.weighting))
+        return cached[1]
+
+    def time_density(self) -> str:
+        """The training-time density: ``density``, or ``t_sampling`` (its alias) when only that is set."""
+        if self.t_sampling != "uniform" and self.density not in ("uniform", self.t_sampling):
+            raise ValueError(f"loss.t_sampling: {self.t_sampling!r} is an alias of loss.density, "
+                             f"which is {self.density!r}: give one of the two")
+        return self.t_sampling if self.density == "uniform" else self.density
 
 
 @dataclass
@@ -178,7 +207,8 @@ class TrainConfig:
             raise ValueError(f"ema.decay: must lie in [0, 1), got {self.ema.decay}")
         o = self.optim
         for key, check, value in (
-                ("optim.lr", checks.non_negative, o.lr),  # 0: a fine-tuning run that changes nothing ("optim.eps", checks.positive, o.eps),
+                ("optim.lr", checks.non_negative, o.lr),  # 0: a fine-tuning run that changes nothing
+                ("optim.eps", checks.positive, o.eps),
                 ("optim.weight_decay", checks.non_negative, o.weight_decay),
                 ("optim.min_lr_ratio", lambda k, v: checks.in_interval(k, v, 0, 1, closed="[]"), o.min_lr_ratio),
                 ("optim.warmup_steps", lambda k, v: checks.integer(k, v, lo=0), o.warmup_steps),
@@ -192,83 +222,25 @@ class TrainConfig:
                 check(key, value)
         if len(o.betas) != 2:
             raise ValueError(f"optim.betas: expected two numbers [beta1, beta2], got {o.betas}")
-        from .train.process_objective import check_config
-        check_config(self)
+        _check_objective(self)
+
+
+def _check_objective(cfg: TrainConfig) -> None:
+    """ValueError naming the key for a process name, density, target, weighting or time input
+    that the config's process cannot train (:meth:`~biaskit.processes.Process.check_objective`)."""
+    name, loss = cfg.process.name, cfg.loss
+    cls = DiscreteVP if name == DiscreteVP.key else PROCESSES.get(name)
+    if cls is None:
+        raise ValueError(f"process.name: {name!r} is not one of discrete, {', '.join(PROCESSES)}")
+    density = loss.time_density()
+    checks.keyed("loss.density", lambda: get_density(density))
+    cls.check_objective(loss, checks.keyed("loss.weighting", loss.parsed_weighting), cfg.model.time_input)
+    if cls is not DiscreteVP:
+        checks.keyed("process", lambda: process_from_config(to_dict(cfg.process)))
 
 
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
-
-
-# --- typed construction from plain dicts --------------------------------------------------------
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(tp, value, key: str, from_text: bool = False):
-    """``value`` as type ``tp`` or ValueError naming ``key``; ``from_text`` parses a --set string."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (from_text and str(value).lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, key, from_text)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, "
-                             f"got {value!r}")
-        return _build(tp, value, key + ".")
-    if from_text and tp is not str:
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"{key}: cannot parse {value!r} as {_type_name(tp)}") from None
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if from_text:
-            return str(value)
-    elif origin is list:
-        (item,) = typing.get_args(tp) or (typing.Any,)
-        if isinstance(value, (list, tuple)):
-            return [v if item is typing.Any else _coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif tp is dict or origin is dict:
-        if isinstance(value, dict):
-            return copy.deepcopy(value)
-    raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _build(cls, d: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in d if k not in names]
-    if unknown:
-        raise ValueError(f"unknown config key {prefix}{unknown[0]}; valid keys"
-                         f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(names)}")
-    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in d.items()}
-    return cls(**kwargs)
 
 
 def load_config(source) -> TrainConfig:

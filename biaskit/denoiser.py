@@ -17,10 +17,11 @@ from torch import nn
 
 from . import checks
 from . import parameterization as P
+from .processes import DiscreteVP
 from .schedules import Schedule, as_schedule, scheduler_config
 from .source import Source
 
-TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
+TIME_INPUTS = DiscreteVP.TIME_INPUTS  # a discrete schedule's network time inputs, owned by its process
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ unit logsnr* W(lam) = w_x0(lam) p_lam(lam): two formulations with the same W tra
 thing whatever their process, time variable or target. A density that is the same in every
 formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written here once, over lam:
 
-- ``uniform``: t uniform over the process's own time range (depends on the process).
-- ``normal:MEAN:STD``: lam ~ N(MEAN, STD^2) (biaskit's ``lognormal:MEAN:STD`` t sampling).
+- ``uniform``: t uniform over the process's own time range (depends on the process); on a
+  discrete schedule, uniform integer steps.
+- ``normal:MEAN:STD``, alias ``lognormal:MEAN:STD`` (the older ``loss.t_sampling`` name): lam ~
+  N(MEAN, STD^2).
 - ``lognormal_sigma:P_MEAN:P_STD``: EDM (Karras et al. 2022, Sec. 5), ln sigma ~ N(P_mean, P_std^2)
   with sigma = 1/sqrt(snr), i.e. lam ~ N(-2 P_mean, (2 P_std)^2); defaults -1.2, 1.2.
 - ``logit_normal:M:S``: SD3 (Esser et al. 2024, Eq. 19), logit(s) ~ N(M, S^2) for the flow time
@@ -35,7 +37,8 @@ formulation (EDM's log-normal sigma, SD3's logit-normal) is therefore written he
   logsnr as an eps-VP run on that schedule does, so with the same w_x0 it has the same W.
 
 Every density is a function ``pdf(lam, process)`` returning p_lam (float64, integrating to 1 over
-lam); :func:`time_pdf` gives p(t) for a process.
+lam); :func:`time_pdf` gives p(t) for a process, :class:`TimeSampler` draws a process's times
+from it, :func:`step_probabilities` gives the probabilities of a discrete schedule's integer steps.
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ from typing import Callable
 import torch
 
 from . import checks
-from .processes import Process
+from .processes import Flow, Process
 
-__all__ = ["TimeDensity", "get_density", "density_names", "time_pdf", "effective_x0_weight",
-           "process_weights_table"]
+__all__ = ["TimeDensity", "TimeSampler", "get_density", "density_names", "time_pdf", "step_probabilities",
+           "effective_x0_weight", "process_weights_table"]
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
+LAM_CAP = 30.0   # the logsnr grid of a density is clipped to [-LAM_CAP, LAM_CAP]
+GRID = 8193      # logsnr grid points for inverse-CDF sampling and normalisation
 
 
 def _f64(x) -> torch.Tensor:
@@ -66,7 +71,7 @@ def _normal(lam, mean: float, std: float) -> torch.Tensor:
 
 def _flow_time(lam) -> torch.Tensor:
     """s = 1 / (1 + sqrt(snr)) = sigmoid(-lam / 2): the flow time at logsnr lam."""
-    return torch.sigmoid(-_f64(lam) / 2)
+    return Flow.s_of_logsnr(lam)
 
 
 def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
@@ -78,12 +83,15 @@ def _via_flow_time(p_s: Callable, lam) -> torch.Tensor:
 @dataclass(frozen=True)
 class TimeDensity:
     """A density of training times over logsnr: ``pdf(lam, process) -> p_lam``; ``support``:
-    (lam_lo, lam_hi) outside which it is 0 (None: the whole line or the process's range)."""
+    (lam_lo, lam_hi) outside which it is 0 (None: the whole line or the process's range);
+    ``kernel``: the density up to a constant as a numpy function of lam, where
+    :func:`step_probabilities` uses it instead of ``pdf``."""
 
     name: str
     pdf: Callable
     params: dict = field(default_factory=dict)
     support: tuple | None = None
+    kernel: Callable | None = None
 
     def __call__(self, lam, process: Process | None = None) -> torch.Tensor:
         return self.pdf(_f64(lam), process)
@@ -148,13 +156,14 @@ def _cosmap(lam, _):
 
 def _via_sd3(p_v: Callable) -> Callable:
     """p_lam of the SD3 scripts' recipe: v ~ p_v, s = shift(1 - v) with the process's shift
-    (1 without a flow process): t = 1 - v = s / (shift - (shift - 1) s), |dt/ds| =
-    shift / (shift - (shift - 1) s)^2, |ds/dlam| = s (1 - s) / 2."""
+    (1 without a flow process): t = 1 - v = s / d(s), |dt/ds| = shift / d(s)^2 with
+    d(s) = :meth:`Flow.unshift_denominator <biaskit.processes.Flow.unshift_denominator>`,
+    |ds/dlam| = s (1 - s) / 2."""
     def pdf(lam, process):
-        shift = float(getattr(process, "shift", 1.0))
+        flow = process if isinstance(process, Flow) else Flow()
         s = _flow_time(lam)
-        den = shift - (shift - 1) * s
-        return p_v(1 - s / den) * shift / den**2 * s * (1 - s) / 2
+        den = flow.unshift_denominator(s)
+        return p_v(1 - s / den) * flow.shift / den**2 * s * (1 - s) / 2
     return pdf
 
 
@@ -174,16 +183,19 @@ def _vp_linear(T: float = 1000):
 def _gaussian(name: str, loc: str, scale: str, to_lam: Callable):
     """A density normal over some variable: (``loc``, ``scale``) -> lam ~ N(to_lam(loc, scale))."""
     def make(a: float, b: float) -> TimeDensity:
+        import numpy as np
         a = checks.finite(f"time density {name}: {loc}", a)
         b = checks.positive(f"time density {name}: {scale}", b)
         mean, std = to_lam(a, b)
-        return TimeDensity(name, lambda lam, _: _normal(lam, mean, std), {loc: a, scale: b})
+        return TimeDensity(name, lambda lam, _: _normal(lam, mean, std), {loc: a, scale: b},
+                           kernel=lambda lam: np.exp(-0.5 * ((lam - mean) / std) ** 2))
     return make
 
 
 _REGISTRY: dict[str, Callable[..., TimeDensity]] = {
     "uniform": lambda: TimeDensity("uniform", _uniform),
     "normal": lambda mean=0.0, std=1.0: _gaussian("normal", "mean", "std", lambda m, s: (m, s))(mean, std),
+    "lognormal": lambda mean=0.0, std=1.0: _gaussian("normal", "mean", "std", lambda m, s: (m, s))(mean, std),
     "lognormal_sigma": lambda p_mean=-1.2, p_std=1.2: _gaussian(
         "lognormal_sigma", "p_mean", "p_std", lambda m, s: (-2 * m, 2 * s))(p_mean, p_std),
     "logit_normal": lambda m=0.0, s=1.0: _gaussian(
@@ -216,6 +228,67 @@ def get_density(spec) -> TimeDensity:
     except TypeError:
         raise ValueError(f"time density {name!r} takes at most "
                          f"{_REGISTRY[name].__code__.co_argcount} parameters, got {len(values)}") from None
+
+
+def step_probabilities(density, schedule):
+    """p(t) (T,) numpy of drawing integer step t of a discrete ``schedule`` under ``density``,
+    p(t) ∝ p_lam(lam_t) |d lam / d t| (:func:`biaskit.weighting.timestep_probabilities`); None for
+    ``uniform`` (every step equally likely, drawn by ``torch.randint``)."""
+    from .weighting import timestep_probabilities
+    d = get_density(density)
+    if d.name == "uniform":
+        return None
+    if d.kernel is not None:
+        return timestep_probabilities(d.kernel, schedule)
+    from .processes import DiscreteVP
+    vp = DiscreteVP(schedule)
+    return timestep_probabilities(lambda lam: d(torch.as_tensor(lam), vp).numpy(), schedule)
+
+
+# --- drawing t ----------------------------------------------------------------------------------
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of (xp, fp) at x (xp increasing), clamped at the ends."""
+    j = torch.searchsorted(xp, x.clamp(xp[0], xp[-1])).clamp(1, xp.numel() - 1)
+    w = (x - xp[j - 1]) / (xp[j] - xp[j - 1])
+    return fp[j - 1] + w.clamp(0, 1) * (fp[j] - fp[j - 1])
+
+
+class TimeSampler:
+    """Training times of ``process`` under ``density`` (over logsnr), from uniforms u (B,).
+
+    ``uniform``: t = t_min + (t_max - t_min) u. Otherwise the inverse CDF of p_lam truncated to
+    the process's logsnr range (clipped to +-LAM_CAP) on a grid of GRID points:
+    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam,
+    renormalised by its quadrature mass on the range unless its ``support`` lies inside it.
+    """
+
+    def __init__(self, process: Process, density):
+        self.process, self.density = process, get_density(density)
+        self.uniform = self.density.name == "uniform"
+        ends = process.logsnr(torch.tensor([process.t_max, process.t_min], dtype=torch.float64))
+        lo, hi = (float(v.clamp(-LAM_CAP, LAM_CAP)) for v in ends)
+        self.lam = torch.linspace(lo, hi, GRID, dtype=torch.float64)
+        p = self.density(self.lam, process)
+        cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
+                         torch.cumsum((p[1:] + p[:-1]) / 2 * self.lam.diff(), 0)])
+        if not (torch.isfinite(cdf[-1]) and cdf[-1] > 0):
+            raise ValueError(f"loss.density: {self.density.column} puts no mass on the logsnr range "
+                             f"[{lo:.3g}, {hi:.3g}] of process {process.name}")
+        # a density with all its mass inside the range needs no quadrature (exact W)
+        sup = self.density.support
+        whole = sup is not None and lo <= sup[0] and sup[1] <= hi
+        self.mass, self.cdf = 1.0 if whole else float(cdf[-1]), cdf / cdf[-1]
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        """t (B,) float64 for u (B,) uniform in [0, 1)."""
+        pr = self.process
+        if self.uniform:
+            return pr.t_min + (pr.t_max - pr.t_min) * u
+        return pr.t_of_logsnr(_interp(u, self.cdf.to(u.device), self.lam.to(u.device)).cpu()).to(u.device)
+
+    def pdf(self, lam: torch.Tensor) -> torch.Tensor:
+        """p_lam at lam (float64): uniform is exact, other densities renormalised on the range."""
+        return self.density(lam, self.process) / (1.0 if self.uniform else self.mass)
 
 
 def time_pdf(density, process: Process, t) -> torch.Tensor:

@@ -36,9 +36,10 @@ def run_table(runs: dict[str, Path]) -> pd.DataFrame:
     for name, run in runs.items():
         cfg = read_run_info(run)["train_config"]
         process, loss = cfg.get("process", {}).get("name", "discrete"), cfg["loss"]
+        ts = loss.get("t_sampling", "uniform")  # an alias of loss.density
         rows.append({"model": name, "process": process, "target": loss["target"],
                      "weighting": loss["weighting"],
-                     "density": loss.get("density", "uniform") if process != "discrete" else loss["t_sampling"]})
+                     "density": loss.get("density", "uniform") if ts == "uniform" else ts})
     return pd.DataFrame(rows)
 
 
@@ -107,14 +108,8 @@ def high_noise_table(df: pd.DataFrame, cut: float) -> pd.DataFrame:
 def native_sampler(denoiser) -> str | None:
     """The sampler of a formulation's own papers: ``heun`` (EDM, Karras et al. 2022 Algorithm 2)
     for a VE / EDM model, ``flow_euler`` for a flow-matching model, None for a VP model (whose
-    own samplers are the common ones)."""
-    from .processes import VE, Flow
-    process = getattr(denoiser, "process", None)
-    if isinstance(process, VE):
-        return "heun"
-    if isinstance(process, Flow):
-        return "flow_euler"
-    return None
+    own samplers are the common ones): the process's ``sampler``."""
+    return getattr(getattr(denoiser, "process", None), "sampler", None)
 
 
 def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name: str, n: int, *,

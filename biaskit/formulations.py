@@ -54,7 +54,7 @@ __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
 
 TARGETS = ("x0", "eps", "v", "flow", "edm", "score")
 TARGET_SIGNS = (1, -1)
-PROCESS_TIME_INPUTS = ("sigma", "c_noise", "t", "logsnr")
+PROCESS_TIME_INPUTS = Process.TIME_INPUTS
 
 
 def _target(kind: str) -> str:
@@ -62,11 +62,10 @@ def _target(kind: str) -> str:
 
 
 def default_time_input(process: Process, target: str) -> str:
-    """EDM-preconditioned nets take c_noise, other VE nets sigma, every other process (VESDE
-    included: Song's nets are fed t) its t."""
-    if target == "edm":
-        return "c_noise"
-    return "sigma" if isinstance(process, VE) else "t"
+    """The process's own default (:meth:`~biaskit.processes.Process.default_time_input`): EDM-
+    preconditioned nets take c_noise, other VE nets sigma, every other process (VESDE included:
+    Song's nets are fed t) its t."""
+    return process.default_time_input(target)
 
 
 def _view_logsnr(process: Process, view, T: int) -> tuple[torch.Tensor, Schedule | None]:

@@ -1,10 +1,21 @@
 """The :class:`Process` interface every noise process of :mod:`biaskit.processes` implements:
 x_t = alpha(t) x0 + sigma(t) eps, placed on the log-SNR axis, and the VP coefficients at a
-logsnr."""
+logsnr.
+
+A process class owns its facts, each in one place: its config name (``key``), its config keys
+(its constructor's keyword arguments, :meth:`Process.keys`), its default target and time input,
+its own sampler (``sampler``, a name of :mod:`biaskit.sampling`) and its state scale
+(:meth:`Process.vp_scale`). Adding a process is one subclass in :data:`biaskit.processes.PROCESSES`."""
 
 from __future__ import annotations
 
+import inspect
+import typing
+
 import torch
+
+from . import checks
+from . import parameterization as P
 
 __all__ = ["Process", "vp_coefficients"]
 
@@ -29,6 +40,49 @@ class Process:
     name = "process"
     t_min: float = 0.0
     t_max: float = 1.0
+    #: the config's ``process.name`` of this class (None: not built by name)
+    key: str | None = None
+    #: the target a network of this process predicts unless told (:data:`biaskit.formulations.TARGETS`)
+    default_target: str = "eps"
+    #: the process's own sampler (a :func:`biaskit.sampling.sample` name), None: the common ones
+    sampler: str | None = None
+    #: the network time inputs a model of this process can be fed (:meth:`default_time_input`)
+    TIME_INPUTS: tuple[str, ...] = ("sigma", "c_noise", "t", "logsnr")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The config keys of this process: its constructor's keyword arguments, in order."""
+        return tuple(k for k in inspect.signature(cls.__init__).parameters if k != "self")
+
+    @classmethod
+    def key_types(cls) -> dict[str, type]:
+        """Each config key's type, from the constructor's annotations (float or bool)."""
+        hints = typing.get_type_hints(cls.__init__)
+        return {k: hints.get(k, float) for k in cls.keys()}
+
+    @classmethod
+    def check_objective(cls, loss, weighting, time_input: str) -> None:
+        """ValueError naming the config key (``loss.target``, ...) for what this process cannot
+        train: ``loss`` a :class:`~biaskit.config.LossConfig`, ``weighting`` its parsed
+        :class:`~biaskit.weighting.Weighting`, ``time_input`` the config's ``model.time_input``."""
+        if weighting.native:
+            raise ValueError(f"loss.weighting: {weighting.name} is defined on the discrete VP targets' "
+                             f"own MSE (eps, x0, v); under process {cls.key!r} use debias (its x0-space form)")
+        if loss.target not in ("edm", "score"):
+            checks.keyed("loss.target", lambda: P.canonical(loss.target))
+        if time_input not in ("index",) + cls.TIME_INPUTS:
+            raise ValueError(f"model.time_input: {time_input!r} is not a process time input "
+                             f"({', '.join(cls.TIME_INPUTS)}, or index for the process's default)")
+        if loss.uncertainty and loss.normalize != "none":
+            raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
+                             "use loss.normalize: none")
+        if weighting.name == "vlb":
+            raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
+
+    def default_time_input(self, target: str) -> str:
+        """The time input a network of this process is fed unless told: EDM's preconditioned
+        nets (target ``edm``) take c_noise, other nets the process's own t."""
+        return "c_noise" if target == "edm" else "t"
 
     def alpha(self, t) -> torch.Tensor:
         raise NotImplementedError
@@ -57,7 +111,8 @@ class Process:
         return g.detach()
 
     def vp_scale(self, t) -> torch.Tensor:
-        """1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at the same logsnr."""
+        """The state scale 1 / sqrt(alpha^2 + sigma^2): x_t times this is the VP process's x at
+        the same logsnr."""
         return (self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt()
 
     def grid(self, steps: int, spacing: str = "even") -> torch.Tensor:

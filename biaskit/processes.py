@@ -34,12 +34,14 @@ import math
 import torch
 
 from . import checks
+from . import parameterization as P
 from .process_base import Process, _check_spacing, _check_steps, _f64, vp_coefficients
 from .schedules import Schedule, space_timesteps
-from .vesde import VESDE
+from .vesde import VESDE, VESDEGeometric, VESDETutorial
 
-__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VE", "VESDE", "Flow", "PROCESSES", "get_process",
-           "process_from_config", "PROCESS_KEYS", "vp_coefficients", "edm_preconditioning"]
+__all__ = ["Process", "DiscreteVP", "ContinuousVP", "VPCosine", "VPLinearLogsnr", "VE", "EDM", "VESDE",
+           "VESDEGeometric", "VESDETutorial", "Flow", "PROCESSES", "get_process", "process_from_config", "PROCESS_KEYS",
+           "vp_coefficients", "edm_preconditioning"]
 
 
 class DiscreteVP(Process):
@@ -47,8 +49,28 @@ class DiscreteVP(Process):
 
     At integer t the coefficients are the schedule's own (sqrt abar_t, sqrt(1 - abar_t)); between
     integers logsnr is interpolated linearly, so :meth:`t_of_logsnr` is its exact inverse.
-    Infinite logsnr (abar = 0 at zero terminal SNR) is kept as -inf at that step.
+    Infinite logsnr (abar = 0 at zero terminal SNR) is kept as -inf at that step. The process of
+    every discrete run (``process.name: discrete``, its ``schedule:`` config), whose networks take
+    the time inputs ``TIME_INPUTS`` of :class:`~biaskit.denoiser.Denoiser` (``index`` by default);
+    read as a continuous process (:class:`~biaskit.formulations.ProcessDenoiser`) it takes those
+    of every process.
     """
+
+    key = "discrete"
+    TIME_INPUTS = ("index", "scaled", "sigma", "logsnr", "alpha_sigma")
+
+    @classmethod
+    def check_objective(cls, loss, weighting, time_input: str) -> None:
+        """The discrete run's rules: no ``edm`` target or learned uncertainty, its own time inputs."""
+        if loss.target == "edm":
+            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
+        checks.keyed("loss.target", lambda: P.canonical(loss.target))
+        if time_input not in cls.TIME_INPUTS:
+            raise ValueError(f"model.time_input: {time_input!r} is not one of {', '.join(cls.TIME_INPUTS)}")
+        if loss.uncertainty:
+            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
+                             "(process.name: edm, flow, vp_cosine, ...)")
 
     def __init__(self, schedule: Schedule):
         self.schedule = schedule
@@ -170,11 +192,33 @@ class ContinuousVP(Process):
                 **({"s": self.s} if self.kind == "cosine" else {})}
 
 
+class VPCosine(ContinuousVP):
+    """``vp_cosine``: :class:`ContinuousVP` of kind ``cosine``."""
+
+    key = "vp_cosine"
+
+    def __init__(self, logsnr_min: float = -15.0, logsnr_max: float = 15.0, s: float = 0.0):
+        super().__init__("cosine", logsnr_min, logsnr_max, s)
+
+
+class VPLinearLogsnr(ContinuousVP):
+    """``vp_linear_logsnr``: :class:`ContinuousVP` of kind ``linear_logsnr``."""
+
+    key = "vp_linear_logsnr"
+
+    def __init__(self, logsnr_min: float = -15.0, logsnr_max: float = 15.0):
+        super().__init__("linear_logsnr", logsnr_min, logsnr_max)
+
+
 class VE(Process):
     """Variance exploding, EDM's form (Karras et al. 2022): alpha = 1, sigma = t, t in [sigma_min, sigma_max].
 
     logsnr = -2 log sigma; :meth:`grid` is EDM's Eq. 5 discretisation with exponent rho, then 0.
+    Its networks are fed sigma (EDM's preconditioned ones c_noise) and sampled by EDM's ``heun``
+    (Karras et al. 2022, Algorithm 2).
     """
+
+    key, default_target, sampler = "ve", "x0", "heun"
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
         sigma_min = checks.positive("process.sigma_min", sigma_min)
@@ -203,8 +247,18 @@ class VE(Process):
         frac = i / (steps - 1) if steps > 1 else torch.zeros(1, dtype=torch.float64)
         return torch.cat([(a + frac * (b - a)) ** self.rho, torch.zeros(1, dtype=torch.float64)])
 
+    def default_time_input(self, target: str) -> str:
+        return "c_noise" if target == "edm" else "sigma"
+
     def describe(self) -> dict:
         return {"process": "ve", "sigma_min": self.t_min, "sigma_max": self.t_max, "rho": self.rho}
+
+
+class EDM(VE):
+    """``edm``: the :class:`VE` process of a network trained with EDM's preconditioning (target
+    ``edm`` by default, fed c_noise); the process itself is VE's (its name stays ``ve``)."""
+
+    key, default_target = "edm", "edm"
 
 
 class Flow(Process):
@@ -216,8 +270,11 @@ class Flow(Process):
     ``reverse=True``: the model's code counts time the other way, t' = 1 - t (x = t' x0 +
     (1 - t') eps at shift 1, t' = 0 pure noise; Lipman et al. 2023); t' is what it is fed
     (:meth:`own_time`). Its velocity d x / d t' = x0 - eps is the flow target negated
-    (``target_sign=-1`` of :class:`~biaskit.formulations.ProcessDenoiser`).
+    (``target_sign=-1`` of :class:`~biaskit.formulations.ProcessDenoiser`). Sampled by
+    ``flow_euler`` (Euler steps on the velocity).
     """
+
+    key, default_target, sampler = "flow", "flow", "flow_euler"
 
     def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0,
                  reverse: bool = False):
@@ -231,8 +288,23 @@ class Flow(Process):
         return 1 - _f64(t) if self.reverse else _f64(t)
 
     def s(self, t) -> torch.Tensor:
+        """The flow time s = shift t / (1 + (shift - 1) t) (SD3's time shift) at process time t."""
         t = _f64(t)
         return self.shift * t / (1 + (self.shift - 1) * t)
+
+    @staticmethod
+    def s_of_logsnr(logsnr) -> torch.Tensor:
+        """The flow time s = sigma / (alpha + sigma) = sigmoid(-logsnr / 2) at a logsnr
+        (snr = ((1 - s) / s)^2), whatever the shift."""
+        return torch.sigmoid(-_f64(logsnr) / 2)
+
+    def unshift_denominator(self, s) -> torch.Tensor:
+        """d(s) = shift - (shift - 1) s: t = s / d(s) inverts :meth:`s`, dt/ds = shift / d(s)^2."""
+        return self.shift - (self.shift - 1) * s
+
+    def t_of_s(self, s) -> torch.Tensor:
+        """The inverse of :meth:`s`: t = s / (shift - (shift - 1) s)."""
+        return s / self.unshift_denominator(s)
 
     def alpha(self, t) -> torch.Tensor:
         return 1 - self.s(t)
@@ -241,8 +313,7 @@ class Flow(Process):
         return self.s(t)
 
     def t_of_logsnr(self, logsnr) -> torch.Tensor:
-        s = torch.sigmoid(-_f64(logsnr) / 2)  # snr = ((1 - s) / s)^2
-        return s / (self.shift - (self.shift - 1) * s)
+        return self.t_of_s(self.s_of_logsnr(logsnr))
 
     SPACINGS = ("even", "flow_match")
 
@@ -263,16 +334,17 @@ class Flow(Process):
         return {"process": "flow", "shift": self.shift, "reverse": self.reverse}
 
 
-PROCESSES = {"vp_cosine": lambda **kw: ContinuousVP("cosine", **kw),
-             "vp_linear_logsnr": lambda **kw: ContinuousVP("linear_logsnr", **kw),
-             "ve": VE, "edm": VE, "flow": Flow,
-             "vesde": lambda **kw: VESDE("geometric", **kw),
-             "vesde_tutorial": lambda **kw: VESDE("tutorial", **kw)}
+# the processes built by name (a config's ``process.name``, ``--process``), each class's ``key``
+PROCESSES: dict[str, type[Process]] = {cls.key: cls for cls in (
+    VPCosine, VPLinearLogsnr, VE, EDM, Flow, VESDEGeometric, VESDETutorial)}
+
+# the config keys of each named process: its constructor's keywords (:meth:`Process.keys`)
+PROCESS_KEYS: dict[str, tuple[str, ...]] = {name: cls.keys() for name, cls in PROCESSES.items()}
 
 
 def get_process(name, **kwargs) -> Process:
     """A process by name (``vp_cosine``, ``vp_linear_logsnr``, ``ve``/``edm``, ``flow``,
-    ``vesde``, ``vesde_tutorial``) with the keywords of :data:`PROCESS_KEYS`, or a
+    ``vesde``, ``vesde_tutorial``) with the keywords of its class (:meth:`Process.keys`), or a
     :class:`Schedule` (-> :class:`DiscreteVP`), or a Process as is."""
     if isinstance(name, Process):
         return name
@@ -281,29 +353,27 @@ def get_process(name, **kwargs) -> Process:
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)} "
                          "(or a discrete schedule)")
-    bad = sorted(set(kwargs) - set(PROCESS_KEYS[name]))
+    keys = PROCESSES[name].keys()
+    bad = sorted(set(kwargs) - set(keys))
     if bad:
         raise ValueError(f"{', '.join(bad)} do(es) not apply to process {name!r}; it takes "
-                         f"{', '.join(PROCESS_KEYS[name])}")
+                         f"{', '.join(keys)}")
     return PROCESSES[name](**kwargs)
 
 
-# the keys of a process (its keyword arguments; the keys a training config's ``process:`` reads)
-PROCESS_KEYS = {"flow": ("shift", "reverse"), "ve": ("sigma_min", "sigma_max", "rho"),
-                "edm": ("sigma_min", "sigma_max", "rho"), "vp_cosine": ("logsnr_min", "logsnr_max", "s"),
-                "vp_linear_logsnr": ("logsnr_min", "logsnr_max"),
-                "vesde": ("sigma_min", "sigma_max", "t_min"), "vesde_tutorial": ("sigma_base", "t_min")}
-_BOOL_KEYS = ("reverse",)
-
-
-def process_from_config(d: dict) -> Process:
-    """The continuous process of a config mapping ``{name, shift, sigma_min, ...}`` (extra keys
-    ignored), e.g. a training config's ``process:`` or a run's biaskit.json ``process``."""
+def process_from_config(d: dict, schedule: Schedule | None = None) -> Process:
+    """The process of a config mapping ``{name, shift, sigma_min, ...}``, e.g. a training
+    config's ``process:`` or a run's biaskit.json ``process``: the keys its class takes that
+    are set (not None) are passed, typed by its constructor; other keys are ignored. Name
+    ``discrete`` is :class:`DiscreteVP` of ``schedule``."""
     name = d["name"]
-    if name not in PROCESS_KEYS:
-        raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESS_KEYS)}")
-    return get_process(name, **{k: bool(d[k]) if k in _BOOL_KEYS else float(d[k])
-                                for k in PROCESS_KEYS[name] if k in d})
+    if name == DiscreteVP.key and schedule is not None:
+        return DiscreteVP(schedule)
+    if name not in PROCESSES:
+        raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
+    types = PROCESSES[name].key_types()
+    return get_process(name, **{k: bool(d[k]) if types[k] is bool else float(d[k])
+                                for k in types if d.get(k) is not None})
 
 
 # Karras et al. 2022, Table 1 (EDM column): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)

@@ -9,7 +9,7 @@ import torch
 
 from .process_base import Process, _f64
 
-__all__ = ["VESDE"]
+__all__ = ["VESDE", "VESDEGeometric", "VESDETutorial"]
 
 
 class VESDE(Process):
@@ -20,10 +20,12 @@ class VESDE(Process):
     dx = b^t dw from x0): sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = sigma_base (25 there: sigma(1)
     = 9.85). t_min = 1e-5 is both codes' smallest training time; the grid is uniform in t, as
     both codes sample. Such networks are fed t (or score_sde's sigma) and predict the score
-    -eps / sigma (target ``score``).
+    -eps / sigma (target ``score``). By name: :class:`VESDEGeometric` (``vesde``) and
+    :class:`VESDETutorial` (``vesde_tutorial``).
     """
 
     KINDS = ("geometric", "tutorial")
+    default_target = "score"
 
     def __init__(self, kind: str = "geometric", sigma_min: float = 0.01, sigma_max: float = 50.0,
                  sigma_base: float = 25.0, t_min: float = 1e-5):
@@ -62,3 +64,21 @@ class VESDE(Process):
     def describe(self) -> dict:
         keys = ("sigma_min", "sigma_max") if self.kind == "geometric" else ("sigma_base",)
         return {"process": self.name, **{k: getattr(self, k) for k in keys}, "t_min": self.t_min}
+
+
+class VESDEGeometric(VESDE):
+    """``vesde``: :class:`VESDE` of kind ``geometric`` (score_sde's)."""
+
+    key = "vesde"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-5):
+        super().__init__("geometric", sigma_min=sigma_min, sigma_max=sigma_max, t_min=t_min)
+
+
+class VESDETutorial(VESDE):
+    """``vesde_tutorial``: :class:`VESDE` of kind ``tutorial`` (the score-SDE MNIST tutorial)."""
+
+    key = "vesde_tutorial"
+
+    def __init__(self, sigma_base: float = 25.0, t_min: float = 1e-5):
+        super().__init__("tutorial", sigma_base=sigma_base, t_min=t_min)

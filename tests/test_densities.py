@@ -150,3 +150,26 @@ def test_weights_command_on_a_process(capsys):
     assert df.loc[0.25, "debias"] == pytest.approx(3 / 16)
     assert cli.main(["weights", "--process", "flow", "--weightings", "vlb"]) == 2
     assert "discrete DDPM bound" in capsys.readouterr().err
+
+
+def test_weights_command_normalizes_and_plots_under_a_process(capsys, tmp_path):
+    import io
+
+    import pandas as pd
+
+    from biaskit import cli
+    args = ["weights", "--process", "vp_linear_logsnr", "--weightings", "debias,constant", "--points", "2001",
+            "--format", "csv"]
+    assert cli.main([*args, "--normalize", "mean", "--plot", str(tmp_path / "w.png")]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    # uniform t on a logsnr linear in t: p_lam = 1 / 30 on [-15, 15]; mean-normalised, the x0 weight
+    # per logsnr integrates to 1 (debias: w_x0 = sqrt(snr) = exp(lam / 2), so c = 30 / (2 (e^7.5 - e^-7.5)))
+    for col in ("debias", "constant"):
+        assert np.trapezoid(df[f"{col}_x0_per_logsnr"].to_numpy(), df["logsnr"].to_numpy()) == pytest.approx(1, rel=1e-4)
+    c = 30 / (2 * (math.exp(7.5) - math.exp(-7.5)))
+    np.testing.assert_allclose(df["debias"], c * np.exp(df["logsnr"] / 2), rtol=1e-6)
+    assert (tmp_path / "w.png").stat().st_size > 0
+    # max: the largest x0 weight over the process's range is 1
+    assert cli.main([*args, "--normalize", "max"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert df["debias"].max() == pytest.approx(1, rel=1e-6) and df["constant"].max() == pytest.approx(1)

@@ -159,7 +159,7 @@ def test_learned_variance_gmm_samples_like_the_data(tmp_path):
            "batch_size": 256, "steps": 2400, "ckpt_every": 2400, "log_every": 100,
            "out": str(tmp_path / "ls"), "device": "cpu", "threads": 1}
     trainer = run_training(cfg, progress=False)
-    assert trainer.vlb is not None
+    assert trainer.objective.vlb is not None
     den = load_run(tmp_path / "ls")
     with torch.no_grad():
         x = sample(den, (1000, 2), sampler="ddpm", steps=1000, variance="learned", seed=1,

@@ -152,3 +152,35 @@ def test_discrete_vp_slope_is_the_segments_also_at_the_integers():
     fd = (p.logsnr(t + h) - p.logsnr(t)) / h
     torch.testing.assert_close(p.dlogsnr_dt(t), fd, rtol=1e-5, atol=0)
     assert float(p.dlogsnr_dt(torch.tensor([999.0]))) == float(p.dlogsnr_dt(torch.tensor([998.5])))
+
+
+def test_each_process_class_owns_its_facts():
+    # the config keys are the constructor's keywords, so a new keyword is a config key at once
+    assert PR.PROCESS_KEYS["flow"] == ("shift", "t_min", "t_max", "reverse")
+    assert PR.PROCESS_KEYS["vesde_tutorial"] == ("sigma_base", "t_min")
+    assert {n: c.default_target for n, c in PR.PROCESSES.items()} == {
+        "vp_cosine": "eps", "vp_linear_logsnr": "eps", "ve": "x0", "edm": "edm", "flow": "flow",
+        "vesde": "score", "vesde_tutorial": "score"}
+    assert {n: c.sampler for n, c in PR.PROCESSES.items() if c.sampler} == {
+        "ve": "heun", "edm": "heun", "flow": "flow_euler"}
+    assert [PR.VE().default_time_input(t) for t in ("x0", "edm")] == ["sigma", "c_noise"]
+    assert [PR.Flow().default_time_input(t) for t in ("flow", "edm")] == ["t", "c_noise"]
+    assert PR.get_process("edm").name == "ve" and isinstance(PR.get_process("vp_cosine"), PR.ContinuousVP)
+
+
+@pytest.mark.parametrize("name", sorted(PR.PROCESSES))
+def test_every_process_key_reloads_from_a_saved_config(name, tmp_path):
+    # a run's config.yaml carries every key of every process: none falls back to a default on reload
+    import yaml
+
+    from biaskit.config import load_config, to_dict
+    values = {"shift": 3.0, "t_min": 0.02, "t_max": 0.9, "reverse": True, "sigma_min": 0.005,
+              "sigma_max": 40.0, "rho": 5.0, "logsnr_min": -9.0, "logsnr_max": 7.0, "s": 0.008,
+              "sigma_base": 20.0}
+    keys = PR.PROCESSES[name].keys()
+    cfg = load_config({"process": {"name": name, **{k: values[k] for k in keys}}})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(to_dict(cfg)))
+    again = PR.process_from_config(to_dict(load_config(path).process))
+    assert again.describe() == PR.get_process(name, **{k: values[k] for k in keys}).describe()
+    assert type(again) is PR.PROCESSES[name]

@@ -215,15 +215,16 @@ def _nan_after(monkeypatch, step: int, where: str):
     """Make the loss NaN from ``step`` on (``where="loss"``: the real loss, times NaN), or one EMA
     weight NaN at ``step`` (``"weights"``: the online loss stays finite, so only the check before
     saving sees it)."""
+    import biaskit.train.objective as O
     import biaskit.train.trainer as T
     if where == "loss":
-        original, calls = T.diffusion_loss, []
+        original, calls = O.diffusion_loss, []
 
         def diffusion_loss(*args, **kwargs):
             calls.append(1)
             loss, mse = original(*args, **kwargs)
             return (loss * float("nan") if len(calls) >= step else loss), mse
-        monkeypatch.setattr(T, "diffusion_loss", diffusion_loss)
+        monkeypatch.setattr(O, "diffusion_loss", diffusion_loss)  # the discrete objective's loss
         return
     original_step = T.Trainer.train_step
 

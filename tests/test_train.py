@@ -12,7 +12,8 @@ from biaskit import parameterization as P
 from biaskit.config import LossConfig, apply_overrides, get_preset, load_config, preset_names
 from biaskit.models import build_model
 from biaskit.schedules import get_schedule
-from biaskit.train import Trainer, diffusion_loss, learning_rate, loss_weights, run_training, timestep_probabilities
+from biaskit.densities import step_probabilities
+from biaskit.train import Trainer, diffusion_loss, learning_rate, loss_weights, run_training
 
 SCHED = get_schedule("linear", 1000)
 
@@ -84,13 +85,23 @@ def test_eps_weight_at_zero_terminal_snr_needs_clamp():
 
 def test_lognormal_timestep_sampling_matches_normal_cdf_over_logsnr():
     # logsnr ~ N(-1, 2^2): mass of steps with logsnr in [-3, 1] is Phi(1) - Phi(-1) = 0.6827
-    p = timestep_probabilities("lognormal:-1:2", SCHED)
+    p = step_probabilities("lognormal:-1:2", SCHED)
     lam = SCHED.logsnr.numpy()
     inside = (lam >= -3) & (lam <= 1)
     assert p[inside].sum() == pytest.approx(math.erf(1 / math.sqrt(2)), abs=0.01)
-    assert timestep_probabilities("uniform", SCHED) is None
-    with pytest.raises(ValueError, match="t_sampling"):
-        timestep_probabilities("beta:2", SCHED)
+    assert step_probabilities("uniform", SCHED) is None
+    with pytest.raises(ValueError, match="time density"):
+        step_probabilities("beta:2", SCHED)
+
+
+def test_step_probabilities_of_any_density_follow_its_logsnr_law():
+    # EDM's ln sigma ~ N(-1.2, 1.2^2) is logsnr ~ N(2.4, 2.4^2): the same steps as lognormal:2.4:2.4
+    a, b = step_probabilities("lognormal_sigma:-1.2:1.2", SCHED), step_probabilities("lognormal:2.4:2.4", SCHED)
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    # the t_sampling spelling is an alias of loss.density; both at once must agree
+    assert LossConfig(t_sampling="lognormal:1:2").time_density() == "lognormal:1:2"
+    with pytest.raises(ValueError, match="^loss.t_sampling"):
+        LossConfig(t_sampling="lognormal:1:2", density="normal:0:1").time_density()
 
 
 def test_data_order_is_epochs_of_permutations():
@@ -339,3 +350,24 @@ def test_input_perturbation_zero_is_todays_training_bit_for_bit(tmp_path):
     with pytest.raises(ValueError, match=r"loss\.input_perturbation"):
         load_config(_tiny(tmp_path / "k", process={"name": "flow"}, loss={"input_perturbation": 0.1,
                                                                           "target": "flow"}))
+
+
+@pytest.mark.parametrize("process,weighting", [("discrete", "min_snr:5"), ("flow", "min_snr:5")])
+def test_the_weighting_string_is_parsed_once_per_run(tmp_path, monkeypatch, process, weighting):
+    import functools
+
+    from biaskit.weighting.core import _REGISTRY
+    calls, factory = [], _REGISTRY["min_snr"]
+
+    @functools.wraps(factory)
+    def counted(*a, **kw):
+        calls.append(a or kw)
+        return factory(*a, **kw)
+    monkeypatch.setitem(_REGISTRY, "min_snr", counted)
+    cfg = {"model": {"name": "mlp", "config": {"hidden": 16, "blocks": 1, "emb_dim": 16, "freq_dim": 8}},
+           "data": {"name": "gmm", "n_train": 64, "n_test": 16, "options": {"dim": 2, "K": 2}},
+           "process": {"name": process}, "loss": {"weighting": weighting, "normalize": "mean"},
+           "batch_size": 8, "steps": 2, "log_every": 1, "ckpt_every": 2, "out": str(tmp_path / "r"),
+           "device": "cpu", "threads": 1}
+    run_training(cfg, progress=False)
+    assert len(calls) == 1

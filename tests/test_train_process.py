@@ -110,8 +110,9 @@ def test_discrete_vp_losses_unchanged(tmp_path, key):
 
 
 @pytest.mark.parametrize("over,key", [({"loss": {"target": "edm"}}, "loss.target"),
-                                      ({"loss": {"density": "logit_normal:0:1"}}, "loss.density"),
-                                      ({"process": {"name": "flow"}, "loss": {"t_sampling": "lognormal:0:1"}},
+                                      ({"loss": {"density": "beta:2"}}, "loss.density"),
+                                      ({"process": {"name": "flow"}, "loss": {"t_sampling": "lognormal:0:1",
+                                                                              "density": "cosmap"}},
                                        "loss.t_sampling"),
                                       ({"process": {"name": "flow"}, "loss": {"weighting": "vlb"}}, "loss.weighting"),
                                       ({"process": {"name": "warp"}}, "process.name"),

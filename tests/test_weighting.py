@@ -206,8 +206,8 @@ def test_sigmoid_per_sample_weight_is_density_times_logsnr_jacobian(schedule, b)
 
 def test_per_logsnr_weight_keeps_its_density_under_any_time_density():
     s = linear(1000)
-    from biaskit.train import timestep_probabilities
-    p = timestep_probabilities("lognormal:2.4:2.4", s)
+    from biaskit.densities import step_probabilities
+    p = step_probabilities("lognormal:2.4:2.4", s)
     uniform = W.per_sample_weights("sigmoid", s, "eps").numpy()
     drawn = W.per_sample_weights("sigmoid", s, "eps", p_t=p).numpy()
     # E_{t~p}[w_p(t) .] = E_{t~uniform}[w_u(t) .]: w_p p = w_u / T
@@ -278,8 +278,8 @@ TO_X0 = {"x0": lambda s: 1.0, "eps": lambda s: s, "v": lambda s: s + 1, "flow": 
 def test_normalised_weights_are_one_objective_for_every_target(schedule, spec):
     s = get_schedule(schedule, 1000)
     snr = s.snr.numpy()
-    from biaskit.train import timestep_probabilities
-    for p in (None, timestep_probabilities("lognormal:1:2", s)):
+    from biaskit.densities import step_probabilities
+    for p in (None, step_probabilities("lognormal:1:2", s)):
         as_x0 = [W.per_sample_weights(spec, s, tgt, normalize="mean", p_t=p).numpy() * TO_X0[tgt](snr)
                  for tgt in W.SPACES]
         for a in as_x0[1:]:

@@ -3,7 +3,8 @@
 With ``--process`` (``flow``, ``ve``/``edm``, ``vp_cosine``, ``vp_linear_logsnr``) the rows are
 times of that continuous process and every weighting also gets its effective x0 weight per unit
 logsnr under ``--density`` (see :mod:`biaskit.densities`), the one number that compares
-formulations."""
+formulations. ``--normalize`` and ``--plot`` apply under any process: a process's constant is the
+one its training run would use (:class:`~biaskit.train.process_objective.ProcessObjective`)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def add_arguments(p):
     p.add_argument("--snr-min", type=float, default=None,
                    help="clamp snr from below (needed for eps-space weights at zero terminal SNR)")
     p.add_argument("--normalize", default="none", choices=["none", "mean", "max"],
-                   help="scale each weighting so its x0-space weight has mean (or max) 1 over t; "
-                   "every space gets the same constant (default none)")
+                   help="scale each weighting so its x0-space weight has mean (or max) 1 over t "
+                   "(with --process: under --density, as its training run does); every space gets "
+                   "the same constant (default none)")
     p.add_argument("--process", default=None, choices=sorted(PROCESSES),
                    help="a continuous process instead of --schedule: rows are its times, and each "
                    "weighting also gets its x0 weight per unit logsnr under --density")
@@ -69,12 +71,18 @@ def _process_table(args, specs):
     if "vlb" in specs:
         raise ValueError("vlb is the discrete DDPM bound: it has no value on a continuous process "
                          "(drop it, or use --schedule)")
-    if args.normalize != "none":
-        raise ValueError("--normalize applies to discrete schedules; with --process compare the "
-                         "_x0_per_logsnr columns")
     process = get_process(args.process)
     df = process_weights_table(process, specs, args.space, args.density, n=args.points,
                                snr_min=args.snr_min)
+    if args.normalize != "none":
+        from ..config import LossConfig
+        from ..train.process_objective import ProcessObjective
+        for spec in specs:
+            loss = LossConfig(weighting=spec, normalize=args.normalize, density=args.density,
+                              snr_min=args.snr_min)
+            c = ProcessObjective(loss, process, "x0", None).c  # the trainer's constant
+            col = W.table_column(W.get_weighting(spec))
+            df[col], df[f"{col}_x0_per_logsnr"] = df[col] * c, df[f"{col}_x0_per_logsnr"] * c
     return df, process_line(W.measures(specs), args.space, process, args.density)
 
 
@@ -87,14 +95,16 @@ def run(args) -> int:
             raise ValueError(f"{given[0]} applies only with --process (a continuous process: "
                              f"{', '.join(sorted(PROCESSES))}); the discrete --schedule draws t uniformly")
     if args.process:
-        if args.plot:
-            raise ValueError("--plot draws discrete schedules; with --process write --format csv")
         every = [s for s in specs if s != "vlb" and not W.get_weighting(s).native]
-        df, line = _process_table(args, every if args.weightings is None else specs)
+        specs = every if args.weightings is None else specs
+        df, line = _process_table(args, specs)
+        title = f"{args.process}, t ~ {args.density}"
+        plotted = df[["t", "logsnr", "snr", *(W.table_column(W.get_weighting(s)) for s in specs)]]
     else:
         schedule = get_schedule(args.schedule, args.timesteps)
         df = W.weights_table(schedule, specs, args.space, snr_min=args.snr_min, normalize=args.normalize)
         line = measure_line(measures, args.space)
+        title, plotted = schedule.name, df
     if args.format == "csv":
         print(line, file=sys.stderr)  # stdout stays plain CSV
         df.to_csv(sys.stdout, index=False, float_format="%.8g")
@@ -106,9 +116,9 @@ def run(args) -> int:
             print(df.to_string(index=False, max_rows=40))
     if args.plot:
         from ..plots import plot_weightings
-        labelled = df.rename(columns={c: f"{c} (per logsnr)" for c, m in measures.items()
-                                      if m == "per_logsnr"})
-        fig = plot_weightings(labelled, space=args.space, schedule_name=schedule.name)
+        labelled = plotted.rename(columns={c: f"{c} (per logsnr)" for c, m in measures.items()
+                                           if m == "per_logsnr"})
+        fig = plot_weightings(labelled, space=args.space, schedule_name=title)
         from ..atomic import write_savefig
         write_savefig(fig, args.plot, bbox_inches="tight", dpi=150)
         print(f"wrote {args.plot}", file=sys.stderr)

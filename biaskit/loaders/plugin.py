@@ -140,8 +140,6 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
 
 _SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
                      "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
-_DEFAULT_TARGET = {"edm": "edm", "ve": "x0", "flow": "flow", "vesde": "score",
-                   "vesde_tutorial": "score"}
 # loader option -> (process keyword, value): the options that set a process's parameters
 _PROCESS_OPTIONS = {"flow_shift": ("shift", float),
                     "flow_time": ("reverse", lambda v: v == "reversed"), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
@@ -168,13 +166,13 @@ def process_model(net: nn.Module, o, source: Source, conditioning=None, freeze: 
     """A plugin trained under a continuous process (``process=``): a
     :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
     from ..formulations import ProcessDenoiser
-    from ..processes import get_process
+    from ..processes import PROCESSES, get_process
     clash = [k for k in _SCHEDULE_SOURCES if getattr(o, k, None) is not None]
     if clash:
         raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
                          f"{', '.join(clash)}")
     process = get_process(o.process, **process_kwargs(o))
-    target = o.parameterization or _DEFAULT_TARGET.get(o.process, "eps")
+    target = o.parameterization or PROCESSES[o.process].default_target
     if freeze:
         net.eval().requires_grad_(False)
     return ProcessDenoiser(net, process, target, time_input=o.time_input,

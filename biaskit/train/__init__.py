@@ -30,13 +30,13 @@ resume check (:mod:`.runlog`), L_hybrid's variance bound (:mod:`.hybrid`), fine-
 
 from typing import Iterator
 
-from .objective import (TrainState, batch_indices, diffusion_loss, epoch_permutation, learning_rate,
-                        loss_weights, timestep_probabilities)
+from .objective import (StepObjective, TrainState, batch_indices, build_objective, diffusion_loss,
+                        epoch_permutation, learning_rate, loss_weights)
 from . import uncertainty  # noqa: F401 - biaskit.train.uncertainty after `import biaskit`
 from .runlog import RESUMABLE, config_differences
 from .trainer import Trainer
 
-__all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "timestep_probabilities",
+__all__ = ["TrainState", "Trainer", "train", "run_training", "loss_weights", "build_objective", "StepObjective",
            "diffusion_loss", "learning_rate", "batch_indices", "epoch_permutation", "RESUMABLE",
            "config_differences"]
 

@@ -29,13 +29,13 @@ def load_init(cfg: TrainConfig) -> Denoiser:
     return loaded
 
 
-def check_init(cfg: TrainConfig, loaded: Denoiser, process, data) -> None:
+def check_init(cfg: TrainConfig, loaded: Denoiser, data) -> None:
     """Refuse what the loaded model cannot be fine-tuned with: another target, a continuous
     process, data of another shape or range."""
     if cfg.model.config:
         raise ValueError(f"model.config: fine-tuning trains the loaded network as it is; drop "
                          f"{', '.join(sorted(cfg.model.config))} (init.path={cfg.init.path})")
-    if process is not None:
+    if cfg.process.name != "discrete":
         raise ValueError(f"process.name: fine-tuning continues the loaded model's discrete schedule; "
                          f"drop process.name={cfg.process.name!r}")
     if P.canonical(cfg.loss.target) != loaded.parameterization:

@@ -1,11 +1,15 @@
-"""The pieces of the training objective, each one formula: per-timestep loss weights, the
-t-sampling law, the loss itself, the learning-rate schedule and the seeded data order."""
+"""The pieces of the training objective, each one formula: per-timestep loss weights, the loss
+itself, the learning-rate schedule and the seeded data order; and :func:`build_objective`, the
+objective of a run from (process, target, density, weighting): :class:`StepObjective` on a
+discrete schedule's integer steps, :class:`~biaskit.train.process_objective.ProcessObjective`
+under a continuous process, one interface the trainer calls without knowing which."""
 
 from __future__ import annotations
 
 import functools
 import math
 from contextlib import nullcontext
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +17,11 @@ import torch
 
 from .. import parameterization as P
 from .. import weighting as W
+from ..densities import step_probabilities
+from ..processes import DiscreteVP, Process, process_from_config
 from ..rng import derive_seed
 from ..schedules import Schedule
+from .process_objective import ProcessObjective
 
 
 _DATA, _NOISE, _DROPOUT, _PERTURB = 0, 1, 2, 3  # random streams: derive_seed(seed, stream, epoch or step)
@@ -47,19 +54,8 @@ def _quarter(t: torch.Tensor, T: int) -> torch.Tensor:
 def loss_weights(loss_cfg, schedule: Schedule, p_t=None) -> torch.Tensor:
     """w(t) for t = 0..T-1 (float64) in the target's space, clamped by snr_min, normalised on the
     x0-space weight (:func:`biaskit.weighting.per_sample_weights`)."""
-    return W.per_sample_weights(loss_cfg.weighting, schedule, P.canonical(loss_cfg.target),
+    return W.per_sample_weights(loss_cfg.parsed_weighting(), schedule, P.canonical(loss_cfg.target),
                                 snr_min=loss_cfg.snr_min, p_t=p_t, normalize=loss_cfg.normalize)
-
-
-def timestep_probabilities(spec: str, schedule: Schedule) -> np.ndarray | None:
-    """p(t): None for ``uniform``; ``lognormal:MEAN:STD`` puts logsnr ~ N(MEAN, STD^2) (EDM-style)."""
-    name, *args = spec.split(":")
-    if name == "uniform" and not args:
-        return None
-    if name == "lognormal" and len(args) == 2:
-        mean, std = (float(a) for a in args)
-        return W.timestep_probabilities(lambda lam: np.exp(-0.5 * ((lam - mean) / std) ** 2), schedule)
-    raise ValueError(f"loss.t_sampling: {spec!r} is not 'uniform' or 'lognormal:MEAN:STD'")
 
 
 def diffusion_loss(net, time_in, x0, t, eps, alpha_t, sigma_t, target: str, w_t, autocast=None,
@@ -118,3 +114,76 @@ def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
         out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
         pos += take
     return torch.cat(out)
+
+
+# --- the objective of a run ---------------------------------------------------------------------
+class StepObjective:
+    """The objective of a discrete run: :class:`~biaskit.processes.DiscreteVP` of ``schedule`` at
+    integer steps t drawn from ``loss.density`` (:func:`biaskit.densities.step_probabilities`),
+    the weights ``loss_weights`` table (T,), :func:`diffusion_loss` on the schedule's own
+    float32 coefficients. ``denoise`` holds the time_input / time_scale / net_kwargs of the
+    run's :class:`~biaskit.denoiser.Denoiser`; :meth:`bind` reads its time features."""
+
+    logvar = None
+
+    def __init__(self, loss_cfg, schedule: Schedule, device, denoise: dict):
+        self.process, self.schedule, self.denoise = DiscreteVP(schedule), schedule, denoise
+        self.target, self.gamma = P.canonical(loss_cfg.target), loss_cfg.input_perturbation
+        p_t = step_probabilities(loss_cfg.time_density(), schedule)
+        self.w_t = loss_weights(loss_cfg, schedule, p_t).to(device, torch.float32)
+        self.alpha_t = schedule.alpha.to(device, torch.float32)
+        self.sigma_t = schedule.sigma.to(device, torch.float32)
+        self.p_t = None if p_t is None else torch.as_tensor(p_t, device=device)
+        self.time_in, self.vlb = None, None
+
+    def denoiser(self, net, **kw):
+        """``net`` as the run's :class:`~biaskit.denoiser.Denoiser` (``kw``: its other arguments)."""
+        from ..denoiser import Denoiser
+        return Denoiser(net, self.schedule, self.target, **self.denoise, **kw)
+
+    def check_model(self, model_config: dict, name: str) -> None:
+        """Every network config trains on the discrete schedule (a learned variance too)."""
+
+    def bind(self, denoiser, x) -> None:
+        """Read the network's time input table (T, ...) from the online ``denoiser``, and whether it
+        returns a learned variance (L_hybrid's :class:`~biaskit.train.hybrid.VarianceBound`),
+        from one forward at step 0 on ``x`` (1, ...)."""
+        from .hybrid import VarianceBound
+        dev = x.device
+        self.time_in = denoiser.time_features(torch.arange(self.schedule.T, device=dev))
+        with torch.no_grad():
+            pred = denoiser(x, torch.zeros(1, dtype=torch.long, device=dev))
+        if pred.var_out is not None:
+            self.vlb = VarianceBound(self.schedule, self.target, denoiser.data_range)
+
+    def draw(self, B: int, device, g: torch.Generator) -> torch.Tensor:
+        """B integer steps (uniform, or multinomial under p(t)) from generator ``g``."""
+        if self.p_t is None:
+            return torch.randint(self.schedule.T, (B,), device=device, generator=g)
+        return torch.multinomial(self.p_t, B, replacement=True, generator=g)
+
+    def quarter(self, t: torch.Tensor) -> torch.Tensor:
+        return _quarter(t, self.schedule.T)
+
+    def loss(self, net, x0, t, eps, autocast=None, xi=None):
+        """(weighted loss, per-sample target MSE (B,)): :func:`diffusion_loss` with input
+        perturbation noise ``xi`` when ``loss.input_perturbation`` is set."""
+        return diffusion_loss(net, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t, self.target,
+                              self.w_t, autocast, gamma=self.gamma, xi=xi, vlb=self.vlb)
+
+    def info(self, denoiser) -> dict:
+        """What biaskit.json records beyond a discrete run's entries: nothing."""
+        return {}
+
+
+def build_objective(cfg, schedule: Schedule, device, loaded=None):
+    """The objective of a :class:`~biaskit.config.TrainConfig` on ``schedule`` (the discrete run's,
+    or a fine-tuned model's own): its process (``process_from_config``), target, time density
+    and weighting. ``loaded``: the fine-tuned model, whose time input the run keeps."""
+    process: Process = process_from_config(dataclasses.asdict(cfg.process), schedule)
+    if isinstance(process, DiscreteVP):
+        denoise = ({"time_input": cfg.model.time_input} if loaded is None else
+                   {"time_input": loaded.time_input, "time_scale": loaded.time_scale,
+                    "net_kwargs": loaded.net_kwargs})
+        return StepObjective(cfg.loss, schedule, device, denoise)
+    return ProcessObjective.from_config(cfg, process)

@@ -1,5 +1,4 @@
-"""The training objective under a continuous-time process (flow, VE / EDM, continuous VP), and
-the config checks of every run.
+"""The training objective under a continuous-time process (flow, VE / EDM, continuous VP).
 
 For a process x_t = alpha(t) x0 + sigma(t) eps (:mod:`biaskit.processes`) and a target
 (:data:`biaskit.formulations.TARGETS`):
@@ -26,66 +25,12 @@ from contextlib import nullcontext
 import torch
 
 from .. import parameterization as P
-from ..densities import get_density
-from ..processes import PROCESS_KEYS, Process, edm_preconditioning, process_from_config
+from ..densities import GRID, LAM_CAP, TimeSampler  # noqa: F401 - drawn by densities
+from ..processes import Process, edm_preconditioning, process_from_config
 
-__all__ = ["check_config", "build_process", "process_time_input", "TimeSampler", "ProcessObjective",
+__all__ = ["build_process", "process_time_input", "TimeSampler", "ProcessObjective",
            "process_inputs", "x0_weight_per_logsnr"]
 
-LAM_CAP = 30.0   # the logsnr grid of a density is clipped to [-LAM_CAP, LAM_CAP]
-GRID = 8193      # logsnr grid points for inverse-CDF sampling and normalisation
-
-
-# --- config checks (one line each) --------------------------------------------------------------
-def _check(key: str, fn):
-    try:
-        return fn()
-    except ValueError as e:
-        raise ValueError(f"{key}: {e}") from None
-
-
-def check_config(cfg) -> None:
-    """ValueError naming the key for a target, weighting, time input or density that this
-    process cannot train (``edm`` target or ``loss.density`` on the discrete schedule, ...)."""
-    from ..denoiser import TIME_INPUTS
-    from ..formulations import PROCESS_TIME_INPUTS, TARGETS
-    from ..weighting import get_weighting
-    name, loss = cfg.process.name, cfg.loss
-    w = _check("loss.weighting", lambda: get_weighting(loss.weighting))
-    if name != "discrete" and w.native:
-        raise ValueError(f"loss.weighting: {w.name} is defined on the discrete VP targets' own MSE "
-                         f"(eps, x0, v); under process {name!r} use debias (its x0-space form)")
-    if name == "discrete":
-        if loss.target == "edm":
-            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
-                             "(process.name: edm, flow, vp_cosine, ...)")
-        _check("loss.target", lambda: P.canonical(loss.target))
-        if cfg.model.time_input not in TIME_INPUTS:
-            raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not one of {', '.join(TIME_INPUTS)}")
-        if loss.uncertainty:
-            raise ValueError("loss.uncertainty (EDM2's learned log-variance) needs a continuous process "
-                             "(process.name: edm, flow, vp_cosine, ...)")
-        if loss.density != "uniform":
-            raise ValueError("loss.density applies to continuous processes (process.name: flow, edm, "
-                             "...); the discrete schedule draws steps by loss.t_sampling")
-        return
-    if name not in PROCESS_KEYS:
-        raise ValueError(f"process.name: {name!r} is not one of discrete, {', '.join(PROCESS_KEYS)}")
-    if loss.target != "edm" and loss.target not in TARGETS:
-        _check("loss.target", lambda: P.canonical(loss.target))
-    if cfg.model.time_input not in ("index",) + PROCESS_TIME_INPUTS:
-        raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not a process time input "
-                         f"({', '.join(PROCESS_TIME_INPUTS)}, or index for the process's default)")
-    if loss.t_sampling != "uniform":
-        raise ValueError(f"loss.t_sampling: {loss.t_sampling!r} is for the discrete schedule; under "
-                         f"process {name} give the training density as loss.density")
-    if loss.uncertainty and loss.normalize != "none":
-        raise ValueError("loss.uncertainty: the learned log-variance sets each level's scale itself; "
-                         "use loss.normalize: none")
-    if w.name == "vlb":
-        raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
-    _check("loss.density", lambda: get_density(loss.density))
-    _check("process", lambda: process_from_config(vars(cfg.process)))
 
 
 def build_process(cfg) -> Process | None:
@@ -95,60 +40,13 @@ def build_process(cfg) -> Process | None:
 
 def process_time_input(cfg, process: Process, target: str) -> tuple[str, float]:
     """(time input, time scale) of a process run: ``index`` means the process's default
-    (:func:`biaskit.formulations.default_time_input`); the scale is 1000 for t in [0, 1]."""
-    from ..formulations import default_time_input
+    (:meth:`~biaskit.processes.Process.default_time_input`); the scale is 1000 for t in [0, 1]."""
     ti = cfg.model.time_input
-    ti = default_time_input(process, target) if ti == "index" else ti
+    ti = process.default_time_input(target) if ti == "index" else ti
     scale = cfg.model.time_scale
     if scale is None:
         scale = 1000.0 if ti == "t" and process.t_max <= 1 else 1.0
     return ti, float(scale)
-
-
-# --- drawing t ----------------------------------------------------------------------------------
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear interpolation of (xp, fp) at x (xp increasing), clamped at the ends."""
-    j = torch.searchsorted(xp, x.clamp(xp[0], xp[-1])).clamp(1, xp.numel() - 1)
-    w = (x - xp[j - 1]) / (xp[j] - xp[j - 1])
-    return fp[j - 1] + w.clamp(0, 1) * (fp[j] - fp[j - 1])
-
-
-class TimeSampler:
-    """Training times of ``process`` under ``density`` (over logsnr), from uniforms u (B,).
-
-    ``uniform``: t = t_min + (t_max - t_min) u. Otherwise the inverse CDF of p_lam truncated to
-    the process's logsnr range (clipped to +-LAM_CAP) on a grid of GRID points:
-    lam = CDF^-1(u), t = process.t_of_logsnr(lam). :meth:`pdf` is the (truncated) p_lam,
-    renormalised by its quadrature mass on the range unless its ``support`` lies inside it.
-    """
-
-    def __init__(self, process: Process, density):
-        self.process, self.density = process, get_density(density)
-        self.uniform = self.density.name == "uniform"
-        ends = process.logsnr(torch.tensor([process.t_max, process.t_min], dtype=torch.float64))
-        lo, hi = (float(v.clamp(-LAM_CAP, LAM_CAP)) for v in ends)
-        self.lam = torch.linspace(lo, hi, GRID, dtype=torch.float64)
-        p = self.density(self.lam, process)
-        cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
-                         torch.cumsum((p[1:] + p[:-1]) / 2 * self.lam.diff(), 0)])
-        if not (torch.isfinite(cdf[-1]) and cdf[-1] > 0):
-            raise ValueError(f"loss.density: {self.density.column} puts no mass on the logsnr range "
-                             f"[{lo:.3g}, {hi:.3g}] of process {process.name}")
-        # a density with all its mass inside the range needs no quadrature (exact W)
-        sup = self.density.support
-        whole = sup is not None and lo <= sup[0] and sup[1] <= hi
-        self.mass, self.cdf = 1.0 if whole else float(cdf[-1]), cdf / cdf[-1]
-
-    def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        """t (B,) float64 for u (B,) uniform in [0, 1)."""
-        pr = self.process
-        if self.uniform:
-            return pr.t_min + (pr.t_max - pr.t_min) * u
-        return pr.t_of_logsnr(_interp(u, self.cdf.to(u.device), self.lam.to(u.device)).cpu()).to(u.device)
-
-    def pdf(self, lam: torch.Tensor) -> torch.Tensor:
-        """p_lam at lam (float64): uniform is exact, other densities renormalised on the range."""
-        return self.density(lam, self.process) / (1.0 if self.uniform else self.mass)
 
 
 # --- the loss ------------------------------------------------------------------------------------
@@ -174,16 +72,58 @@ class ProcessObjective:
 
     def __init__(self, loss_cfg, process: Process, target: str, time_in, sigma_data: float = 0.5,
                  seed: int = 0):
-        from ..weighting import get_weighting
         from .uncertainty import LogVariance
         self.process, self.target, self.time_in, self.sigma_data = process, target, time_in, sigma_data
         # EDM2's learned log-variance (loss.uncertainty), trained with the network
         self.logvar = LogVariance(seed=seed) if loss_cfg.uncertainty else None
-        self.w, self.snr_min = get_weighting(loss_cfg.weighting), loss_cfg.snr_min
-        self.sampler = TimeSampler(process, loss_cfg.density)
+        self.w, self.snr_min = loss_cfg.parsed_weighting(), loss_cfg.snr_min
+        self.sampler = TimeSampler(process, loss_cfg.time_density())
         self.c = 1.0
         self.c = self._normalization(loss_cfg.normalize)
         self.weights(process.t_of_logsnr(self.sampler.lam))  # raises now for an infinite weight
+
+    gamma = 0.0  # no input perturbation under a process (config refuses it)
+    denoise: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg, process: Process) -> "ProcessObjective":
+        """The objective of a training config under ``process``; its time input and scale
+        (:func:`process_time_input`) are those its :class:`ProcessDenoiser` is built with."""
+        target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
+        obj = cls(cfg.loss, process, target, None, cfg.process.sigma_data, seed=cfg.seed)
+        ti, scale = process_time_input(cfg, process, target)
+        obj.denoise = {"time_input": ti, "time_scale": scale, "sigma_data": cfg.process.sigma_data}
+        return obj
+
+    def denoiser(self, net, **kw):
+        """``net`` as the run's :class:`~biaskit.formulations.ProcessDenoiser` (``kw``: its other
+        arguments)."""
+        from ..formulations import ProcessDenoiser
+        return ProcessDenoiser(net, self.process, self.target, **self.denoise, **kw)
+
+    def check_model(self, model_config: dict, name: str) -> None:
+        """ValueError for a network config the process cannot train (a learned variance)."""
+        if model_config.get("learn_sigma"):
+            raise ValueError("model.config.learn_sigma: a learned variance (L_hybrid) is the "
+                             f"discrete DDPM's reverse variance; drop it under process.name={name!r}")
+
+    def bind(self, denoiser, x) -> None:
+        """Feed the network the online ``denoiser``'s time input (:meth:`ProcessDenoiser.time_in`)."""
+        self.time_in = denoiser.time_in
+
+    def draw(self, B: int, device, g: torch.Generator) -> torch.Tensor:
+        """B process times (float64) from B uniforms of generator ``g`` (:class:`TimeSampler`)."""
+        return self.sampler(torch.rand(B, device=device, generator=g, dtype=torch.float64))
+
+    def quarter(self, t: torch.Tensor) -> torch.Tensor:
+        """Which quarter (0..3) of the time range each t falls in (noisiest last)."""
+        lo, hi = self.process.t_min, self.process.t_max
+        return ((t - lo) / (hi - lo) * 4).long().clamp(0, 3)
+
+    def info(self, denoiser) -> dict:
+        """biaskit.json entries of a process run, ``denoiser()`` the run's: it loads back as a
+        ProcessDenoiser (schedule: its view)."""
+        return {"time_input": self.denoise["time_input"], "schedule": denoiser().schedule.to_dict()}
 
     def _per_sample(self, lam: torch.Tensor, target: str) -> torch.Tensor:
         from ..formulations import target_weight
@@ -207,7 +147,7 @@ class ProcessObjective:
         """Per-sample weights (B,) float64 on the target's MSE at process times t (B,)."""
         return self._per_sample(self.process.logsnr(t.cpu()), self.target).to(t.device)
 
-    def loss(self, net, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, autocast=None):
+    def loss(self, net, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, autocast=None, xi=None):
         """(weighted loss, per-sample target MSE (B,)) for x0, eps (B, ...) at times t (B,)."""
         shape = (-1,) + (1,) * (x0.ndim - 1)
         tc = t.cpu()
@@ -241,8 +181,8 @@ def x0_weight_per_logsnr(cfg, lam) -> torch.Tensor:
     if cfg.process.name != "discrete":
         return ProcessObjective(loss, build_process(cfg), "x0", None,
                                 cfg.process.sigma_data).x0_weight_per_logsnr(lam)
-    if loss.t_sampling != "uniform":
-        raise ValueError(f"loss.t_sampling: {loss.t_sampling!r}: W of a discrete run is given for uniform steps")
+    if loss.time_density() != "uniform":
+        raise ValueError(f"loss.density: {loss.time_density()!r}: W of a discrete run is given for uniform steps")
     sched = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
     w = [per_sample_weights(loss.weighting, sched, "x0", snr_min=loss.snr_min, normalize=n)[0]
          for n in (loss.normalize, "none")]

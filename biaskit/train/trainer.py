@@ -14,7 +14,6 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import checkpoint as C
-from .. import parameterization as P
 from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser
 from ..distributed import training_device, training_ranks
@@ -25,9 +24,7 @@ from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
 from .finetune import check_init, load_init, recorded_init
-from .objective import (_DROPOUT, _NOISE, _PERTURB, TrainState, _quarter, batch_indices, diffusion_loss,
-                        learning_rate, loss_weights, timestep_probabilities)
-from .process_objective import ProcessObjective, build_process, process_time_input
+from .objective import _DROPOUT, _NOISE, _PERTURB, TrainState, batch_indices, build_objective, learning_rate
 from .runlog import RESUMABLE, _Log, config_differences
 
 
@@ -85,33 +82,22 @@ class Trainer:
             C.check_lock(self.run_dir)  # refuse early when another trainer holds the run
         self.loaded = load_init(cfg) if cfg.init.path else None
         self.data = _dataset(cfg, data, self.loaded)
-        self.process = build_process(cfg)
         if self.loaded is not None:
-            check_init(cfg, self.loaded, self.process, self.data)
+            check_init(cfg, self.loaded, self.data)
             self.schedule = self.loaded.schedule  # the loaded model's own steps (trained ones only)
         else:
             self.schedule = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
-        dev, T = self.device, self.schedule.T
-        if self.process is None:
-            self.target = P.canonical(cfg.loss.target)
-            p_t = timestep_probabilities(cfg.loss.t_sampling, self.schedule)
-            self.w_t = loss_weights(cfg.loss, self.schedule, p_t).to(dev, torch.float32)
-            self.alpha_t = self.schedule.alpha.to(dev, torch.float32)
-            self.sigma_t = self.schedule.sigma.to(dev, torch.float32)
-            self.p_t = None if p_t is None else torch.as_tensor(p_t, device=dev)
-        else:  # continuous time: t drawn from loss.density, weights per sample (process_objective)
-            self.target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
-            self.time_input, self.time_scale = process_time_input(cfg, self.process, self.target)
+        dev = self.device
+        # (process, target, density, weighting): the run's one objective (train.objective)
+        self.objective = build_objective(cfg, self.schedule, dev, self.loaded)
+        self.process, self.target = self.objective.process, self.objective.target
 
         if self.loaded is not None:
             self.model_config = {}
             self.net = self.loaded.net.to(dev).requires_grad_(True)
         else:
             self.model_config = _model_config(cfg, self.data.shape)
-            if self.process is not None and self.model_config.get("learn_sigma"):
-                raise ValueError("model.config.learn_sigma: a learned variance (L_hybrid) is the "
-                                 "discrete DDPM's reverse variance; drop it under process.name="
-                                 f"{cfg.process.name!r}")
+            self.objective.check_model(self.model_config, cfg.process.name)
             torch.manual_seed(cfg.seed)  # weight initialisation
             try:
                 self.net = build_model(cfg.model.name, **self.model_config).to(dev)
@@ -128,16 +114,9 @@ class Trainer:
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.train_x = self.data.train.to(dev)
         self.step = 0
-        self.logvar, self.vlb = None, None
-        if self.process is None:
-            self.time_in = self.denoiser(ema=False).time_features(torch.arange(T, device=dev))
-            self.vlb = self._variance_bound()
-        else:
-            self.objective = ProcessObjective(cfg.loss, self.process, self.target,
-                                              self.denoiser(ema=False).time_in, cfg.process.sigma_data,
-                                              seed=cfg.seed)
-            if self.objective.logvar is not None:  # EDM2's learned uncertainty, trained alongside
-                self.logvar = self.objective.logvar.to(dev)
+        self.objective.bind(self.denoiser(ema=False), self.train_x[:1])
+        # EDM2's learned uncertainty (a process run's loss.uncertainty), trained alongside
+        self.logvar = None if self.objective.logvar is None else self.objective.logvar.to(dev)
         o = cfg.optim
         learned = self._params + ([] if self.logvar is None else list(self.logvar.parameters()))
         self.optimizer = torch.optim.AdamW(learned, lr=o.lr, betas=tuple(o.betas),
@@ -155,17 +134,6 @@ class Trainer:
             raise ValueError(f"{self.run_dir} already holds checkpoints: pass resume=True (--resume) "
                              "or choose another out directory")
 
-    def _variance_bound(self):
-        """L_hybrid's :class:`~biaskit.train.hybrid.VarianceBound` when the network returns 2C
-        channels (a learned variance: ADM learn_sigma, the models' ``learn_sigma``), else None."""
-        from .hybrid import VarianceBound
-        with torch.no_grad():
-            t0 = torch.zeros(1, dtype=torch.long, device=self.device)
-            pred = self.denoiser(ema=False)(self.train_x[:1], t0)
-        if pred.var_out is None:
-            return None
-        return VarianceBound(self.schedule, self.target, self.data.data_range)
-
     # --- run description and checkpoints ---------------------------------------------------
     def _run_info(self) -> dict:
         cfg = self.config
@@ -179,17 +147,15 @@ class Trainer:
             info.update(model={"name": "init", "config": {}}, time_input=self.loaded.time_input,
                         time_scale=self.loaded.time_scale,
                         init={**recorded_init(cfg), "source": {"format": self.loaded.source.format, **self.loaded.info}})
-        if self.process is not None:  # loads back as a ProcessDenoiser; schedule: its view
-            info.update(time_input=self.time_input, schedule=self.denoiser().schedule.to_dict(),
-                        process={**to_dict(cfg.process), "time_scale": self.time_scale})
+        extra = self.objective.info(self.denoiser)
+        if extra:  # a process run loads back as a ProcessDenoiser; schedule: its view
+            info.update(extra, process={**to_dict(cfg.process),
+                                        "time_scale": self.objective.denoise["time_scale"]})
         return info
 
     def quarter(self, t: torch.Tensor) -> torch.Tensor:
         """Which quarter (0..3) of the time range each t falls in (noisiest last)."""
-        if self.process is None:
-            return _quarter(t, self.schedule.T)
-        lo, hi = self.process.t_min, self.process.t_max
-        return ((t - lo) / (hi - lo) * 4).long().clamp(0, 3)
+        return self.objective.quarter(t)
 
     def _resume(self):
         old = C.read_run_info(self.run_dir)
@@ -247,23 +213,11 @@ class Trainer:
 
     def denoiser(self, ema: bool = True) -> Denoiser:
         """The current network (EMA by default) as a :class:`Denoiser` (shares its weights); a
-        process run's is a :class:`~biaskit.formulations.ProcessDenoiser`."""
-        if self.process is not None:
-            from ..formulations import ProcessDenoiser
-            return ProcessDenoiser(
-                self.ema if ema else self.net, self.process, self.target, time_input=self.time_input,
-                time_scale=self.time_scale, sigma_data=self.config.process.sigma_data,
-                data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
-                info={"step": self.step, "weights": "ema" if ema else "online",
-                      "weighting": self.config.loss.weighting})
-        loaded = self.loaded
-        return Denoiser(self.ema if ema else self.net, self.schedule, self.target,
-                        time_input=self.config.model.time_input if loaded is None else loaded.time_input,
-                        time_scale=None if loaded is None else loaded.time_scale,
-                        net_kwargs=None if loaded is None else loaded.net_kwargs,
-                        data_range=self.data.data_range, channels=self.data.shape[0], name=self.run_dir.name,
-                        info={"step": self.step, "weights": "ema" if ema else "online",
-                              "weighting": self.config.loss.weighting})
+        process run's is a :class:`~biaskit.formulations.ProcessDenoiser` (the objective's)."""
+        return self.objective.denoiser(
+            self.ema if ema else self.net, data_range=self.data.data_range, channels=self.data.shape[0],
+            name=self.run_dir.name, info={"step": self.step, "weights": "ema" if ema else "online",
+                                          "weighting": self.config.loss.weighting})
 
     # --- one step ----------------------------------------------------------------------------
     def batch(self, step: int):
@@ -274,13 +228,7 @@ class Trainer:
         idx = batch_indices(self.train_x.shape[0], cfg.seed, step * B + lo, b)
         x0 = self.train_x[idx.to(self.device)]
         g = self._noise.manual_seed(derive_seed(cfg.seed, _NOISE, step))
-        T = self.schedule.T
-        if self.process is not None:
-            t = self.objective.sampler(torch.rand(B, device=self.device, generator=g, dtype=torch.float64))
-        elif self.p_t is None:
-            t = torch.randint(T, (B,), device=self.device, generator=g)
-        else:
-            t = torch.multinomial(self.p_t, B, replacement=True, generator=g)
+        t = self.objective.draw(B, self.device, g)
         eps = torch.randn((B,) + tuple(x0.shape[1:]), device=self.device, generator=g)
         return x0, t[lo:hi], eps[lo:hi]
 
@@ -300,14 +248,8 @@ class Trainer:
         if self.has_dropout:
             torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
         x0, t, eps = self.batch(self.step)
-        if self.process is not None:
-            loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast)
-        else:
-            gamma = cfg.loss.input_perturbation
-            loss, mse = diffusion_loss(self.model, self.time_in, x0, t, eps, self.alpha_t, self.sigma_t,
-                                       self.target, self.w_t, self.autocast, gamma=gamma,
-                                       xi=self.perturbation(self.step, eps) if gamma else None,
-                                       vlb=self.vlb)
+        xi = self.perturbation(self.step, eps) if self.objective.gamma else None
+        loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast, xi)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.logvar is not None and self.world > 1:  # outside DDP's module: average by hand

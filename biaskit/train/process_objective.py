@@ -25,9 +25,9 @@ from contextlib import nullcontext
 
 import torch
 
-from .. import parameterization as P
 from ..densities import get_density
-from ..processes import PROCESS_KEYS, Process, edm_preconditioning, process_from_config
+from ..processes import PROCESS_KEYS, Process, process_from_config
+from ..targets import get_target
 
 __all__ = ["check_config", "build_process", "process_time_input", "TimeSampler", "ProcessObjective",
            "process_inputs", "x0_weight_per_logsnr"]
@@ -48,18 +48,18 @@ def check_config(cfg) -> None:
     """ValueError naming the key for a target, weighting, time input or density that this
     process cannot train (``edm`` target or ``loss.density`` on the discrete schedule, ...)."""
     from ..denoiser import TIME_INPUTS
-    from ..formulations import PROCESS_TIME_INPUTS, TARGETS
+    from ..formulations import PROCESS_TIME_INPUTS
     from ..weighting import get_weighting
     name, loss = cfg.process.name, cfg.loss
     w = _check("loss.weighting", lambda: get_weighting(loss.weighting))
     if name != "discrete" and w.native:
         raise ValueError(f"loss.weighting: {w.name} is defined on the discrete VP targets' own MSE "
                          f"(eps, x0, v); under process {name!r} use debias (its x0-space form)")
+    target = _check("loss.target", lambda: get_target(loss.target))
     if name == "discrete":
-        if loss.target == "edm":
-            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
+        if not target.space:
+            raise ValueError(f"loss.target: {target.name} ({target.label}) needs a continuous process "
                              "(process.name: edm, flow, vp_cosine, ...)")
-        _check("loss.target", lambda: P.canonical(loss.target))
         if cfg.model.time_input not in TIME_INPUTS:
             raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not one of {', '.join(TIME_INPUTS)}")
         if loss.uncertainty:
@@ -71,8 +71,6 @@ def check_config(cfg) -> None:
         return
     if name not in PROCESS_KEYS:
         raise ValueError(f"process.name: {name!r} is not one of discrete, {', '.join(PROCESS_KEYS)}")
-    if loss.target != "edm" and loss.target not in TARGETS:
-        _check("loss.target", lambda: P.canonical(loss.target))
     if cfg.model.time_input not in ("index",) + PROCESS_TIME_INPUTS:
         raise ValueError(f"model.time_input: {cfg.model.time_input!r} is not a process time input "
                          f"({', '.join(PROCESS_TIME_INPUTS)}, or index for the process's default)")
@@ -154,17 +152,8 @@ class TimeSampler:
 # --- the loss ------------------------------------------------------------------------------------
 def process_inputs(target: str, x0, eps, alpha, sigma, sigma_data: float = 0.5):
     """(network input, regression target) for x_t = alpha x0 + sigma eps; alpha, sigma broadcast
-    against x0 (e.g. (B, 1)). EDM: in = c_in x_e, target F = (x0 - c_skip x_e) / c_out."""
-    x = P.noisy(x0, eps, alpha, sigma)
-    if target == "edm":
-        c = edm_preconditioning(sigma / alpha, sigma_data)
-        c = {k: v.to(x0.dtype) for k, v in c.items()}
-        x_e = x / alpha
-        return c["c_in"] * x_e, (x0 - c["c_skip"] * x_e) / c["c_out"]
-    if target == "v":  # v in VP scale
-        norm = (alpha**2 + sigma**2).sqrt()
-        return x, P.target("v", x0, eps, alpha / norm, sigma / norm)
-    return x, P.target(target, x0, eps, alpha, sigma)
+    against x0 (e.g. (B, 1)): :meth:`biaskit.targets.Target.inputs` of ``target``."""
+    return get_target(target).inputs(x0, eps, alpha, sigma, sigma_data)
 
 
 class ProcessObjective:

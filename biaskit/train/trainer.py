@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import checkpoint as C
 from .. import parameterization as P
+from ..targets import get_target
 from ..config import InitConfig, ProcessConfig, TrainConfig, load_config, to_dict
 from ..denoiser import Denoiser
 from ..distributed import training_device, training_ranks
@@ -100,7 +101,7 @@ class Trainer:
             self.sigma_t = self.schedule.sigma.to(dev, torch.float32)
             self.p_t = None if p_t is None else torch.as_tensor(p_t, device=dev)
         else:  # continuous time: t drawn from loss.density, weights per sample (process_objective)
-            self.target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
+            self.target = get_target(cfg.loss.target).name
             self.time_input, self.time_scale = process_time_input(cfg, self.process, self.target)
 
         if self.loaded is not None:

@@ -75,7 +75,10 @@ class EpsScaled:
 
     def __init__(self, denoiser, scale: EpsScale):
         self.denoiser, self.scale = denoiser, scale
-        self.parameterization, self.schedule = denoiser.parameterization, denoiser.schedule
+        # a target without a VP reading (a process model's edm, score) is fed to schedulers as eps
+        kind = denoiser.parameterization
+        self.parameterization = kind if kind in P.PARAMETERIZATIONS else "eps"
+        self.schedule = denoiser.schedule
         self.data_range, self.shape = denoiser.data_range, denoiser.shape
         self.name = f"{denoiser.name}, eps / ({scale})"
 

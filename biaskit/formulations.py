@@ -13,15 +13,9 @@ called at view step i on x_vp (B, ...) it feeds the network x and its own time i
 output into x0_hat, and eps_hat = (x - alpha x0_hat) / sigma (the same eps in every scale). Probe,
 compare and every sampler then work unchanged, and their rows carry logsnr.
 
-Targets (what the network outputs, at the process's x):
-  ``x0``   x0 (EDM's D without preconditioning)
-  ``eps``  eps
-  ``v``    v = alpha_vp eps - sigma_vp x0 (in VP scale, Salimans & Ho 2022)
-  ``flow`` u = eps - x0, the velocity d x / d s of the linear interpolant x = (1 - s) x0 + s eps
-  ``edm``  F of EDM's preconditioning (Karras et al. 2022, Table 1): with sigma_e = sigma / alpha
-           and x_e = x / alpha, D = c_skip x_e + c_out F(c_in x_e, c_noise), x0_hat = D.
-  ``score`` the score of the process's marginal, grad_x log p_t(x) = -E[eps | x] / sigma (Song
-           et al. 2021), so eps_hat = -sigma out.
+Targets (what the network outputs, at the process's x): the records of
+:data:`biaskit.targets.TARGETS` (x0, eps, v in VP scale, flow, EDM's preconditioned F, score),
+each of which says how the network is fed, how its output is read and what the oracle outputs.
 A network that outputs the target negated (a flow net predicting x0 - eps, diffusers' EDM under
 ``v_prediction``) is read with ``target_sign=-1``: out = target_sign * network output.
 
@@ -138,12 +132,22 @@ class ProcessDenoiser(Denoiser):
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
                          source=source, conditioning=conditioning)
-        self.process, self.target = process, target
+        self.process, self.target = process, target  # after Denoiser's parameterization = "x0"
         self.sigma_data = checks.positive("sigma_data", sigma_data)
         self.time_input, self.time_scale = time_input, checks.nonzero("time_scale", time_scale)
         self.target_sign = int(target_sign)
         self.view_logsnr = lam
         self._lam_on: dict = {}
+
+    @property
+    def parameterization(self) -> str:
+        """The target (one of :data:`TARGETS`): what :attr:`Prediction.out` holds, the network's
+        output times ``target_sign`` (v in VP scale, the others in the process's scale)."""
+        return self.target
+
+    @parameterization.setter
+    def parameterization(self, kind: str) -> None:
+        self.target = _target(kind)
 
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,

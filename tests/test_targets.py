@@ -111,6 +111,23 @@ def test_the_records_agree_with_a_process_denoiser_built_on_them():
             torch.testing.assert_close(pred.x0_hat, x0, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", list(TG.TARGETS))
+def test_a_process_denoiser_reports_its_target_as_its_parameterization(name):
+    """Prediction.out is in the space the parameterization names: for a space target it is the
+    record's output at (x0_hat, eps_hat) in VP scale, as a discrete Denoiser's out is."""
+    g = torch.Generator().manual_seed(4)
+    x_vp = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    den = ProcessDenoiser(lambda x_in, time: torch.tanh(x_in), Flow(shift=2.0), name, view=LAM)
+    assert den.parameterization == name and den.describe()["parameterization"] == name
+    pred = den(x_vp, torch.arange(6))
+    record = TG.get_target(den.parameterization)
+    if record.space:
+        again = record.output(pred.x0_hat, pred.eps_hat, pred.alpha, pred.sigma)
+        torch.testing.assert_close(again, pred.out, rtol=1e-10, atol=1e-10)
+    den.parameterization = "epsilon"
+    assert den.target == "eps"
+
+
 def test_hand_values():
     one = torch.ones(1, dtype=torch.float64)
     assert [float(TG.TARGETS[k].x0_error_factor(one)) for k in SPACES] == [1.0, 1.0, 0.5, 0.25]

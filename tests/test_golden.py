@@ -85,3 +85,17 @@ def test_golden_cases_all_saved():
     """Every case in make_golden.py has a golden, and every golden a case (none silently dropped)."""
     for artefact in G.ARTEFACTS:
         assert set(_cases(artefact)) == set(golden(artefact)), artefact
+
+
+@pytest.mark.parametrize("case", _cases("probe_csvs"))
+def test_golden_probe_csv(case):
+    """``biaskit probe`` CSVs of a tiny trained run, a process run, an oracle, the MNIST DDPM."""
+    if case.startswith("thirdparty/") and not G.MNIST.is_file():
+        pytest.skip(f"third-party checkpoint not present at {G.MNIST}")
+    check("probe_csvs", case)
+
+
+@pytest.mark.parametrize("case", _cases("sampler_outputs"))
+def test_golden_sampler_output(case):
+    """Final samples and trajectory of every sampler name on an oracle and tiny eps/v/flow/EDM nets."""
+    check("sampler_outputs", case)

@@ -298,21 +298,8 @@ def process_oracle(mixture, process, target: str = "x0", *, shape=None, view=Non
 
 def x0_error_factor(target: str, snr, sigma_data: float = 0.5) -> torch.Tensor:
     """|d x0_hat / d out|^2 of a :class:`ProcessDenoiser` of ``target`` at ``snr`` (float64): the
-    factor by which a squared error of the network's output becomes a squared x0 error. It
-    depends on snr only, the same in every process. For x = alpha x0 + sigma eps, snr = alpha^2 /
-    sigma^2 (each step below is the derivative of the x0_hat that :meth:`ProcessDenoiser.predict`
-    forms):
-
-      x0    x0_hat = out                                              -> 1
-      eps   x0_hat = (x - sigma eps_hat) / alpha                      -> sigma^2 / alpha^2 = 1 / snr
-      v     x0_hat = alpha_vp x_vp - sigma_vp v_hat (VP scale)        -> sigma_vp^2 = 1 / (1 + snr)
-      flow  x0_hat = x_f - s u_hat for x_f = x / (alpha + sigma) = (1 - s) x0 + s eps,
-            s = sigma / (alpha + sigma) = 1 / (1 + sqrt(snr))         -> s^2 = 1 / (1 + sqrt(snr))^2
-            (the x0 error is s times the velocity error; u = d x_f / d s, the shifted time s of
-            :class:`~biaskit.processes.Flow`, not its unshifted t)
-      edm   x0_hat = c_skip x_e + c_out F, sigma_e = sigma / alpha = snr^-1/2
-                                                                      -> c_out^2 = sd^2 / (1 + sd^2 snr)
-    """
+    factor by which a squared error of the network's output becomes a squared x0 error, the same
+    in every process (:meth:`biaskit.targets.Target.x0_error_factor`, derived there)."""
     snr = torch.as_tensor(snr, dtype=torch.float64)
     return TG.get_target(target).x0_error_factor(snr, sigma_data)
 

@@ -120,7 +120,20 @@ class Target:
         return self.output(d, eps, a, s)
 
     def x0_error_factor(self, snr: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
-        """|d x0_hat / d out|^2 at ``snr`` (float64): the same in every process."""
+        """|d x0_hat / d out|^2 at ``snr`` (float64): the same in every process. Each line is the
+        derivative of the x0_hat that ``read`` / ``read_process`` forms:
+
+          x0    x0_hat = out                                           -> 1
+          eps   x0_hat = (x - sigma eps_hat) / alpha                   -> sigma^2 / alpha^2 = 1 / snr
+          v     x0_hat = alpha_vp x_vp - sigma_vp v_hat (VP scale)     -> sigma_vp^2 = 1 / (1 + snr)
+          flow  x0_hat = x_f - s u_hat, x_f = x / (alpha + sigma) = (1 - s) x0 + s eps,
+                s = sigma / (alpha + sigma) = 1 / (1 + sqrt(snr))      -> s^2 = 1 / (1 + sqrt(snr))^2
+                (u = d x_f / d s, the shifted time s of :class:`~biaskit.processes.Flow`)
+          edm   x0_hat = c_skip x_e + c_out F, sigma_e = sigma / alpha = snr^-1/2
+                                                                       -> c_out^2 = sd^2 / (1 + sd^2 snr)
+          score x0_hat = (x + sigma^2 out) / alpha                     -> sigma^4 / alpha^2: not a
+                function of snr alone (ValueError)
+        """
         if self.no_factor:
             raise ValueError(self.no_factor)
         if self.factor is not None:

@@ -13,15 +13,9 @@ called at view step i on x_vp (B, ...) it feeds the network x and its own time i
 output into x0_hat, and eps_hat = (x - alpha x0_hat) / sigma (the same eps in every scale). Probe,
 compare and every sampler then work unchanged, and their rows carry logsnr.
 
-Targets (what the network outputs, at the process's x):
-  ``x0``   x0 (EDM's D without preconditioning)
-  ``eps``  eps
-  ``v``    v = alpha_vp eps - sigma_vp x0 (in VP scale, Salimans & Ho 2022)
-  ``flow`` u = eps - x0, the velocity d x / d s of the linear interpolant x = (1 - s) x0 + s eps
-  ``edm``  F of EDM's preconditioning (Karras et al. 2022, Table 1): with sigma_e = sigma / alpha
-           and x_e = x / alpha, D = c_skip x_e + c_out F(c_in x_e, c_noise), x0_hat = D.
-  ``score`` the score of the process's marginal, grad_x log p_t(x) = -E[eps | x] / sigma (Song
-           et al. 2021), so eps_hat = -sigma out.
+Targets (what the network outputs, at the process's x): the records of
+:data:`biaskit.targets.TARGETS` (x0, eps, v in VP scale, flow, EDM's preconditioned F, score),
+each of which says how the network is fed, how its output is read and what the oracle outputs.
 A network that outputs the target negated (a flow net predicting x0 - eps, diffusers' EDM under
 ``v_prediction``) is read with ``target_sign=-1``: out = target_sign * network output.
 
@@ -44,21 +38,22 @@ from torch import nn
 
 from . import checks
 from . import parameterization as P
+from . import targets as TG
 from .denoiser import Denoiser, Prediction, _expand, check_output, network_output
-from .processes import VE, Process, edm_preconditioning, get_process, vp_coefficients
+from .processes import VE, Process, get_process, vp_coefficients
 from .schedules import Schedule
 
 __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
            "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle",
            "x0_error_factor", "target_weight"]
 
-TARGETS = ("x0", "eps", "v", "flow", "edm", "score")
+TARGETS = tuple(TG.TARGETS)  # the names of biaskit.targets.TARGETS
 TARGET_SIGNS = (1, -1)
 PROCESS_TIME_INPUTS = Process.TIME_INPUTS
 
 
 def _target(kind: str) -> str:
-    return kind if kind in ("edm", "score") else P.canonical(kind)
+    return TG.get_target(kind).name
 
 
 def default_time_input(process: Process, target: str) -> str:
@@ -136,12 +131,22 @@ class ProcessDenoiser(Denoiser):
         super().__init__(net, schedule, "x0", data_range=data_range, channels=channels, clip=clip,
                          name=name, info=info, net_kwargs=net_kwargs, shape=shape, any_size=any_size,
                          source=source, conditioning=conditioning)
-        self.process, self.target = process, target
+        self.process, self.target = process, target  # after Denoiser's parameterization = "x0"
         self.sigma_data = checks.positive("sigma_data", sigma_data)
         self.time_input, self.time_scale = time_input, checks.nonzero("time_scale", time_scale)
         self.target_sign = int(target_sign)
         self.view_logsnr = lam
         self._lam_on: dict = {}
+
+    @property
+    def parameterization(self) -> str:
+        """The target (one of :data:`TARGETS`): what :attr:`Prediction.out` holds, the network's
+        output times ``target_sign`` (v in VP scale, the others in the process's scale)."""
+        return self.target
+
+    @parameterization.setter
+    def parameterization(self, kind: str) -> None:
+        self.target = _target(kind)
 
     def _options(self) -> dict:
         return dict(time_input=self.time_input, time_scale=self.time_scale, sigma_data=self.sigma_data,
@@ -202,26 +207,13 @@ class ProcessDenoiser(Denoiser):
         x = x_vp * _rows((alpha**2 + sigma**2).sqrt(), x_vp)  # the process's own x_t
         a, s = _rows(alpha, x), _rows(sigma, x)
         time = self.time_in(t, logsnr).to(x.device, x.dtype)
-        if self.target == "edm":
-            c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
-            x_e = x / a
-            out = self.call_net(c["c_in"] * x_e, time, y)
-            check_output(self, out, x)
-            out = self.target_sign * out.to(x.dtype)
-            x0_hat = c["c_skip"] * x_e + c["c_out"] * out
-            eps_hat = P.to_x0_eps("x0", x0_hat, x, a, s)[1]
-        else:
-            out = self.call_net(x, time, y)
-            check_output(self, out, x)
-            out = self.target_sign * out.to(x.dtype)
-            if self.target == "score":  # score = -eps / sigma in the process's scale
-                eps_hat = -s * out
-                x0_hat = (x - s * eps_hat) / a
-            elif self.target == "v":  # v lives in VP scale
-                x0_hat, eps_hat = P.to_x0_eps("v", out, x_vp, _rows(a_vp, x), _rows(s_vp, x))
-            else:
-                x0_hat, eps_hat = P.to_x0_eps(self.target, out, x, a, s)
+        record = TG.TARGETS[self.target]
+        c = record.coefficients(alpha, sigma, self.sigma_data, x)
+        out = self.call_net(record.net_input(x, a, c), time, y)
+        check_output(self, out, x)
+        out = self.target_sign * out.to(x.dtype)
         a_vp, s_vp = _rows(a_vp, x_vp), _rows(s_vp, x_vp)
+        x0_hat, eps_hat = record.read_process(out, x, a, s, x_vp, a_vp, s_vp, c)
         if self.clip:
             x0_hat, eps_hat = P.clip_estimates(x0_hat, x_vp, a_vp, s_vp, self.data_range)
         return Prediction(x0_hat, eps_hat, out, None, a_vp, s_vp)
@@ -280,22 +272,9 @@ class ProcessOracleNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha, sigma = self.process.alpha(t), self.process.sigma(t)
         a, s = _rows(alpha, x), _rows(sigma, x)
-        if self.target == "edm":  # x is c_in x_e, x_e = x_t / alpha
-            c = {k: _rows(v, x) for k, v in edm_preconditioning(sigma / alpha, self.sigma_data).items()}
-            x_e = x / c["c_in"]
-            return (self._d(x_e * a, alpha, sigma) - c["c_skip"] * x_e) / c["c_out"]
-        d = self._d(x, alpha, sigma)
-        if self.target == "x0":
-            return d
-        eps = (x - a * d) / s
-        if self.target == "eps":
-            return eps
-        if self.target == "flow":
-            return eps - d
-        if self.target == "score":
-            return -eps / s
-        norm = (a**2 + s**2).sqrt()
-        return P.target("v", d, eps, a / norm, s / norm)
+        record = TG.TARGETS[self.target]
+        c = record.coefficients(alpha, sigma, self.sigma_data, x)
+        return record.oracle_output(x, a, s, lambda x_t: self._d(x_t, alpha, sigma), c)
 
     def _d(self, x, alpha, sigma):
         return self.inner(x, torch.stack([alpha, sigma], -1).to(x.device))
@@ -318,37 +297,10 @@ def process_oracle(mixture, process, target: str = "x0", *, shape=None, view=Non
 
 def x0_error_factor(target: str, snr, sigma_data: float = 0.5) -> torch.Tensor:
     """|d x0_hat / d out|^2 of a :class:`ProcessDenoiser` of ``target`` at ``snr`` (float64): the
-    factor by which a squared error of the network's output becomes a squared x0 error. It
-    depends on snr only, the same in every process. For x = alpha x0 + sigma eps, snr = alpha^2 /
-    sigma^2 (each step below is the derivative of the x0_hat that :meth:`ProcessDenoiser.predict`
-    forms):
-
-      x0    x0_hat = out                                              -> 1
-      eps   x0_hat = (x - sigma eps_hat) / alpha                      -> sigma^2 / alpha^2 = 1 / snr
-      v     x0_hat = alpha_vp x_vp - sigma_vp v_hat (VP scale)        -> sigma_vp^2 = 1 / (1 + snr)
-      flow  x0_hat = x_f - s u_hat for x_f = x / (alpha + sigma) = (1 - s) x0 + s eps,
-            s = sigma / (alpha + sigma) = 1 / (1 + sqrt(snr))         -> s^2 = 1 / (1 + sqrt(snr))^2
-            (the x0 error is s times the velocity error; u = d x_f / d s, the shifted time s of
-            :class:`~biaskit.processes.Flow`, not its unshifted t)
-      edm   x0_hat = c_skip x_e + c_out F, sigma_e = sigma / alpha = snr^-1/2
-                                                                      -> c_out^2 = sd^2 / (1 + sd^2 snr)
-    """
+    factor by which a squared error of the network's output becomes a squared x0 error, the same
+    in every process (:meth:`biaskit.targets.Target.x0_error_factor`, derived there)."""
     snr = torch.as_tensor(snr, dtype=torch.float64)
-    target = _target(target)
-    if target == "x0":
-        return torch.ones_like(snr)
-    if target == "eps":
-        return 1 / snr
-    if target == "v":
-        return 1 / (1 + snr)
-    if target == "flow":
-        return (1 + snr.sqrt()) ** -2
-    if target == "edm":
-        return sigma_data**2 / (1 + sigma_data**2 * snr)
-    if target == "score":
-        raise ValueError("the score target's x0 error factor sigma^4 / alpha^2 depends on the "
-                         "process's scale, not on snr alone: train on x0, eps, v, flow or edm")
-    raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+    return TG.get_target(target).x0_error_factor(snr, sigma_data)
 
 
 def target_weight(weighting, snr, target: str, *, sigma_data: float = 0.5,
@@ -361,10 +313,12 @@ def target_weight(weighting, snr, target: str, *, sigma_data: float = 0.5,
     from .weighting import get_weighting, weight
     w = get_weighting(weighting)
     snr = torch.as_tensor(snr, dtype=torch.float64)
-    if _target(target) != "edm":
-        return weight(w, snr, P.canonical(target), snr_min=snr_min)
+    record = TG.get_target(target)
+    if record.space:
+        return weight(w, snr, record.name, snr_min=snr_min)
     if w.native:
-        raise ValueError(f"weighting {w.name!r} is defined on the eps, x0, v or flow target's own "
-                         "MSE, not on EDM's F; use debias (its x0-space form)")
+        raise ValueError(f"weighting {w.name!r} is defined on the {', '.join(TG.SPACES[:-1])} or "
+                         f"{TG.SPACES[-1]} target's own "
+                         f"MSE, not on {record.label}; use debias (its x0-space form)")
     snr_c = snr if snr_min is None else snr.clamp(min=snr_min)
-    return weight(w, snr, "x0", snr_min=snr_min) * x0_error_factor("edm", snr_c, sigma_data)
+    return weight(w, snr, "x0", snr_min=snr_min) * record.x0_error_factor(snr_c, sigma_data)

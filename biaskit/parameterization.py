@@ -1,47 +1,31 @@
-"""Prediction targets and the conversions between them.
+"""The target conversions of a discrete VP denoiser, by target name: thin calls of the records
+of :mod:`biaskit.targets` (where each target's formulas live).
 
-With x_t = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1):
-  eps  : the noise
-  x0   : the clean sample ("sample" in diffusers, predict_xstart in ADM)
-  v    : v = alpha eps - sigma x0                      (Salimans & Ho 2022)
-  flow : u = eps - x0, the rectified-flow velocity     (Liu et al. 2022; x_t / (alpha + sigma) is
-         the flow interpolant (1 - s) x0 + s eps with s = sigma / (alpha + sigma))
-Every function takes alpha, sigma broadcastable against x (e.g. shape (B, 1, 1, 1)).
+With x_t = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1), a parameterization is one of the
+``space`` targets: eps, x0, v (= alpha eps - sigma x0), flow (u = eps - x0). Every function takes
+alpha, sigma broadcastable against x (e.g. shape (B, 1, 1, 1)).
 """
 
 from __future__ import annotations
 
 import torch
 
-PARAMETERIZATIONS = ("eps", "x0", "v", "flow")
-_ALIASES = {"epsilon": "eps", "sample": "x0", "x_start": "x0", "xstart": "x0", "v_prediction": "v",
-            "u": "flow", "flow_matching": "flow"}
+from .targets import SPACES, noisy, space_target
+
+PARAMETERIZATIONS = SPACES
+
+__all__ = ["PARAMETERIZATIONS", "canonical", "noisy", "target", "to_x0_eps", "v_from",
+           "split_learned_variance", "learned_log_variance", "clip_to_range", "clip_estimates"]
 
 
 def canonical(kind: str) -> str:
     """Map any accepted spelling (diffusers' ``epsilon``/``sample``/``v_prediction`` too) to one name."""
-    key = _ALIASES.get(kind, kind)
-    if key not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {kind!r}; valid: {', '.join(PARAMETERIZATIONS)} "
-                         f"(aliases: {', '.join(sorted(_ALIASES))})")
-    return key
-
-
-def noisy(x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
-    """x_t = alpha x0 + sigma eps, the forward (noising) process at one step."""
-    return alpha * x0 + sigma * eps
+    return space_target(kind).name
 
 
 def target(kind: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """What a network of this parameterization is trained to output."""
-    kind = canonical(kind)
-    if kind == "eps":
-        return eps
-    if kind == "x0":
-        return x0
-    if kind == "v":
-        return alpha * eps - sigma * x0
-    return eps - x0
+    return space_target(kind).output(x0, eps, alpha, sigma)
 
 
 def to_x0_eps(kind: str, out: torch.Tensor, x_t: torch.Tensor, alpha, sigma):
@@ -49,16 +33,7 @@ def to_x0_eps(kind: str, out: torch.Tensor, x_t: torch.Tensor, alpha, sigma):
 
     For eps at alpha = 0 (zero terminal SNR) x0_hat is undefined; x0, v and flow stay finite.
     """
-    kind = canonical(kind)
-    if kind == "eps":
-        return (x_t - sigma * out) / alpha, out
-    if kind == "x0":
-        return out, (x_t - alpha * out) / sigma
-    if kind == "v":
-        # alpha x_t - sigma v = x0 and sigma x_t + alpha v = eps, since alpha^2 + sigma^2 = 1
-        return alpha * x_t - sigma * out, sigma * x_t + alpha * out
-    # solve alpha x0 + sigma eps = x_t, eps - x0 = u
-    return (x_t - sigma * out) / (alpha + sigma), (x_t + alpha * out) / (alpha + sigma)
+    return space_target(kind).read(out, x_t, alpha, sigma)
 
 
 def v_from(x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:

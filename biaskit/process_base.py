@@ -15,7 +15,7 @@ import typing
 import torch
 
 from . import checks
-from . import parameterization as P
+from .targets import get_target
 
 __all__ = ["Process", "vp_coefficients"]
 
@@ -68,8 +68,7 @@ class Process:
         if weighting.native:
             raise ValueError(f"loss.weighting: {weighting.name} is defined on the discrete VP targets' "
                              f"own MSE (eps, x0, v); under process {cls.key!r} use debias (its x0-space form)")
-        if loss.target not in ("edm", "score"):
-            checks.keyed("loss.target", lambda: P.canonical(loss.target))
+        checks.keyed("loss.target", lambda: get_target(loss.target))
         if time_input not in ("index",) + cls.TIME_INPUTS:
             raise ValueError(f"model.time_input: {time_input!r} is not a process time input "
                              f"({', '.join(cls.TIME_INPUTS)}, or index for the process's default)")
@@ -79,10 +78,12 @@ class Process:
         if weighting.name == "vlb":
             raise ValueError("loss.weighting: vlb needs a discrete schedule's steps (process.name: discrete)")
 
+    own_time_input = "t"  # what a network of this process is fed unless its target says otherwise
+
     def default_time_input(self, target: str) -> str:
-        """The time input a network of this process is fed unless told: EDM's preconditioned
-        nets (target ``edm``) take c_noise, other nets the process's own t."""
-        return "c_noise" if target == "edm" else "t"
+        """The time input a network of this process is fed unless told: its target's own
+        (EDM's preconditioned nets take c_noise), else the process's :attr:`own_time_input`."""
+        return get_target(target).time_input or self.own_time_input
 
     def alpha(self, t) -> torch.Tensor:
         raise NotImplementedError

@@ -34,7 +34,7 @@ import math
 import torch
 
 from . import checks
-from . import parameterization as P
+from .targets import edm_preconditioning, get_target  # edm_preconditioning re-exported
 from .process_base import Process, _check_spacing, _check_steps, _f64, vp_coefficients
 from .schedules import Schedule, space_timesteps
 from .vesde import VESDE, VESDEGeometric, VESDETutorial
@@ -62,10 +62,10 @@ class DiscreteVP(Process):
     @classmethod
     def check_objective(cls, loss, weighting, time_input: str) -> None:
         """The discrete run's rules: no ``edm`` target or learned uncertainty, its own time inputs."""
-        if loss.target == "edm":
-            raise ValueError("loss.target: edm (EDM's preconditioned F) needs a continuous process "
+        target = checks.keyed("loss.target", lambda: get_target(loss.target))
+        if not target.space:
+            raise ValueError(f"loss.target: {target.name} ({target.label}) needs a continuous process "
                              "(process.name: edm, flow, vp_cosine, ...)")
-        checks.keyed("loss.target", lambda: P.canonical(loss.target))
         if time_input not in cls.TIME_INPUTS:
             raise ValueError(f"model.time_input: {time_input!r} is not one of {', '.join(cls.TIME_INPUTS)}")
         if loss.uncertainty:
@@ -219,6 +219,7 @@ class VE(Process):
     """
 
     key, default_target, sampler = "ve", "x0", "heun"
+    own_time_input = "sigma"
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
         sigma_min = checks.positive("process.sigma_min", sigma_min)
@@ -246,9 +247,6 @@ class VE(Process):
         a, b = self.t_max ** (1 / self.rho), self.t_min ** (1 / self.rho)
         frac = i / (steps - 1) if steps > 1 else torch.zeros(1, dtype=torch.float64)
         return torch.cat([(a + frac * (b - a)) ** self.rho, torch.zeros(1, dtype=torch.float64)])
-
-    def default_time_input(self, target: str) -> str:
-        return "c_noise" if target == "edm" else "sigma"
 
     def describe(self) -> dict:
         return {"process": "ve", "sigma_min": self.t_min, "sigma_max": self.t_max, "rho": self.rho}
@@ -377,10 +375,3 @@ def process_from_config(d: dict, schedule: Schedule | None = None) -> Process:
 
 
 # Karras et al. 2022, Table 1 (EDM column): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)
-def edm_preconditioning(sigma, sigma_data: float = 0.5) -> dict[str, torch.Tensor]:
-    """EDM's c_skip, c_out, c_in, c_noise at ``sigma`` and the loss weight lambda(sigma) on the D-MSE."""
-    sigma = _f64(sigma)
-    sd2 = sigma_data**2
-    return {"c_skip": sd2 / (sigma**2 + sd2), "c_out": sigma * sigma_data / (sigma**2 + sd2).sqrt(),
-            "c_in": (sigma**2 + sd2).rsqrt(), "c_noise": sigma.log() / 4,
-            "weight": (sigma**2 + sd2) / (sigma * sigma_data) ** 2}

@@ -43,5 +43,5 @@ def test_learned_variance_split():
 
 
 def test_bad_name():
-    with pytest.raises(ValueError, match="valid: eps, x0, v, flow"):
+    with pytest.raises(ValueError, match="valid: x0, eps, v, flow"):
         P.canonical("score")

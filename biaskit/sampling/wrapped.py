@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import parameterization as P
 from ..denoiser import Prediction
 
 
@@ -18,7 +19,10 @@ class Wrapped:
 
     def __init__(self, denoiser, name: str):
         self.denoiser, self.name = denoiser, name
-        self.parameterization, self.schedule = denoiser.parameterization, denoiser.schedule
+        # a target without a VP reading (a process model's edm, score) is fed to schedulers as eps
+        kind = denoiser.parameterization
+        self.parameterization = kind if kind in P.PARAMETERIZATIONS else "eps"
+        self.schedule = denoiser.schedule
         self.data_range, self.shape = denoiser.data_range, denoiser.shape
 
     @property

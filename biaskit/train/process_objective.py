@@ -24,9 +24,9 @@ from contextlib import nullcontext
 
 import torch
 
-from .. import parameterization as P
 from ..densities import GRID, LAM_CAP, TimeSampler  # noqa: F401 - drawn by densities
-from ..processes import Process, edm_preconditioning, process_from_config
+from ..processes import Process, process_from_config
+from ..targets import get_target
 
 __all__ = ["build_process", "process_time_input", "TimeSampler", "ProcessObjective",
            "process_inputs", "x0_weight_per_logsnr"]
@@ -52,17 +52,8 @@ def process_time_input(cfg, process: Process, target: str) -> tuple[str, float]:
 # --- the loss ------------------------------------------------------------------------------------
 def process_inputs(target: str, x0, eps, alpha, sigma, sigma_data: float = 0.5):
     """(network input, regression target) for x_t = alpha x0 + sigma eps; alpha, sigma broadcast
-    against x0 (e.g. (B, 1)). EDM: in = c_in x_e, target F = (x0 - c_skip x_e) / c_out."""
-    x = P.noisy(x0, eps, alpha, sigma)
-    if target == "edm":
-        c = edm_preconditioning(sigma / alpha, sigma_data)
-        c = {k: v.to(x0.dtype) for k, v in c.items()}
-        x_e = x / alpha
-        return c["c_in"] * x_e, (x0 - c["c_skip"] * x_e) / c["c_out"]
-    if target == "v":  # v in VP scale
-        norm = (alpha**2 + sigma**2).sqrt()
-        return x, P.target("v", x0, eps, alpha / norm, sigma / norm)
-    return x, P.target(target, x0, eps, alpha, sigma)
+    against x0 (e.g. (B, 1)): :meth:`biaskit.targets.Target.inputs` of ``target``."""
+    return get_target(target).inputs(x0, eps, alpha, sigma, sigma_data)
 
 
 class ProcessObjective:
@@ -89,7 +80,7 @@ class ProcessObjective:
     def from_config(cls, cfg, process: Process) -> "ProcessObjective":
         """The objective of a training config under ``process``; its time input and scale
         (:func:`process_time_input`) are those its :class:`ProcessDenoiser` is built with."""
-        target = "edm" if cfg.loss.target == "edm" else P.canonical(cfg.loss.target)
+        target = get_target(cfg.loss.target).name
         obj = cls(cfg.loss, process, target, None, cfg.process.sigma_data, seed=cfg.seed)
         ti, scale = process_time_input(cfg, process, target)
         obj.denoise = {"time_input": ti, "time_scale": scale, "sigma_data": cfg.process.sigma_data}

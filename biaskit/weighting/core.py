@@ -10,8 +10,8 @@ from typing import Callable
 import torch
 
 from .. import checks
+from ..targets import SPACES, TARGETS
 
-SPACES = ("x0", "eps", "v", "flow")
 MEASURES = ("per_sample", "per_logsnr")
 # how a user names snr_min in each front end (Python, training config, command line)
 _CLAMP = "clamp snr from below with snr_min (loss.snr_min in training, --snr-min on the command line)"
@@ -21,19 +21,22 @@ class InfiniteWeightError(ValueError):
     """A weight whose limit at snr = 0 is infinite was requested without a clamp."""
 
 
+def _space(space: str):
+    """The :class:`biaskit.targets.Target` of a weighting space: its x0-error factor is
+    snr^snr_power / divisor(snr) (e.g. eps: 1 / snr, v: 1 / (snr + 1), flow: 1 / (1 + sqrt(snr))^2)."""
+    if space not in SPACES:
+        raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    return TARGETS[space]
+
+
 def x0_form(order: float, regular: Callable, space: str) -> tuple[float, Callable]:
     """(order, regular) of w_x0 for a weight snr^order * regular given on the ``space`` error:
-    ||x0_hat - x0||^2 = ||eps_hat - eps||^2 / snr = ||v_hat - v||^2 / (snr + 1)
-    = ||u_hat - u||^2 / (1 + sqrt(snr))^2."""
-    if space == "x0":
-        return order, regular
-    if space == "eps":
-        return order + 1, regular
-    if space == "v":
-        return order, lambda s, lam, ctx: regular(s, lam, ctx) * (s + 1)
-    if space == "flow":
-        return order, lambda s, lam, ctx: regular(s, lam, ctx) * (1 + s.sqrt()) ** 2
-    raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    ||x0_hat - x0||^2 = ||out_hat - out||^2 * snr^p / divisor(snr) for the space's snr_power p
+    and divisor (:data:`biaskit.targets.TARGETS`), so w_x0 = snr^(order - p) regular divisor."""
+    t = _space(space)
+    if t.divisor is None:
+        return order - t.snr_power, regular
+    return order - t.snr_power, lambda s, lam, ctx: regular(s, lam, ctx) * t.divisor(s)
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,10 @@ def _evaluate(w: Weighting, snr: torch.Tensor, space: str, snr_min, ctx) -> torc
     if snr_min is not None:
         snr = snr.clamp(min=snr_min)
     g = w.regular(snr, torch.log(snr), ctx or {})
-    power = {"x0": w.order, "eps": w.order - 1, "v": w.order, "flow": w.order}[space]
-    lead = torch.pow(snr, power)
-    if space == "v":
-        lead = lead / (snr + 1)
-    elif space == "flow":
-        lead = lead / (1 + snr.sqrt()) ** 2
+    t = TARGETS[space]
+    lead = torch.pow(snr, w.order + t.snr_power)
+    if t.divisor is not None:
+        lead = lead / t.divisor(snr)
     return lead * g
 
 
@@ -96,8 +97,7 @@ def weight(w: Weighting, snr, space: str = "x0", *, snr_min: float | None = None
            ctx: dict | None = None, what: str = "weighting") -> torch.Tensor:
     """w in ``space`` at each snr, in w's own measure; :class:`InfiniteWeightError` where it is
     not finite, with what would make it finite (another space, the snr_min clamp) if anything."""
-    if space not in SPACES:
-        raise ValueError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    _space(space)
     w = w.for_target(space)
     if snr_min is not None:
         checks.positive("snr_min (loss.snr_min, --snr-min)", snr_min)

@@ -108,11 +108,12 @@ USUAL_CAUSES = ("--time-input / --time-scale", "--parameterization", "--data-ran
 # evaluation
 
 @torch.no_grad()
-def _eps_errors(d, x_t, t, eps, batch_size: int) -> torch.Tensor:
-    """(n,) per-element eps-MSE of each (x_t, t) pair."""
+def _eps_errors(d, x_t, t, eps, batch_size: int, y=None) -> torch.Tensor:
+    """(n,) per-element eps-MSE of each (x_t, t) pair (y: (n,) labels of a conditional model)."""
     out = []
     for i in range(0, x_t.shape[0], batch_size):
-        pred = d(x_t[i:i + batch_size], t[i:i + batch_size])
+        pred = d(x_t[i:i + batch_size], t[i:i + batch_size],
+                 None if y is None else y[i:i + batch_size])
         out.append((pred.eps_hat.float() - eps[i:i + batch_size]).square().flatten(1).mean(1))
     return torch.cat(out)
 
@@ -123,14 +124,17 @@ def _steps(d, timesteps) -> list[int]:
         else sorted({int(t) for t in timesteps})
 
 
-def _draws(d, x0: torch.Tensor, n: int, ts, seed: int):
-    """(x0, t, eps) for n samples at each step of ``ts``: common random numbers for every candidate."""
+def _draws(d, x0: torch.Tensor, n: int, ts, seed: int, labels=None):
+    """(x0, t, eps, y) for n samples at each step of ``ts``: common random numbers for every
+    candidate; y: each sample's label (None without ``labels``)."""
     x0 = torch.as_tensor(x0)[:n].float().to(d.device)
+    y = None if labels is None else \
+        torch.as_tensor(labels)[:n].long().to(d.device).repeat(len(ts))
     g = torch.Generator().manual_seed(seed)
     t = torch.tensor(ts).repeat_interleave(x0.shape[0]).to(d.device)
     x0 = x0.repeat(len(ts), *([1] * (x0.ndim - 1)))
     eps = torch.randn(x0.shape, generator=g).to(d.device)
-    return x0, t, eps
+    return x0, t, eps, y
 
 
 def _noised(d, x0, t, eps, lo_hi, chosen) -> torch.Tensor:
@@ -154,7 +158,7 @@ def _plan(heads: dict, times: dict, ranges: dict, targets: dict, conventions: di
 
 
 def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
-                      batch_size: int = 64) -> pd.DataFrame:
+                      batch_size: int = 64, labels=None) -> pd.DataFrame:
     """Eps error of every candidate setting of a third-party denoiser ``d`` (see the module).
 
     x0: held-out clean samples (N, C, H, W) or (N, D) in ``d``'s data range; the first n are
@@ -174,7 +178,7 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
             "time": time_candidates(d), "range": range_candidates(d), "target": target_candidates(d),
             "convention": convention_candidates(d)}
     x_all = torch.as_tensor(x0).float()
-    x0, t, eps = _draws(d, x0, n, _steps(d, timesteps), seed)
+    x0, t, eps, y = _draws(d, x0, n, _steps(d, timesteps), seed, labels)
     axes["time"] = distinct_times(d, axes["time"], t.unique())
     chosen_range = tuple(d.data_range)
     width0 = chosen_range[1] - chosen_range[0]
@@ -189,7 +193,7 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
             x_t = _noised(d, x0, t, eps, r, chosen_range)
             try:
                 with applied(d, blocks, h, tm, g, c):
-                    e = _eps_errors(d, x_t, t, eps, batch_size)
+                    e = _eps_errors(d, x_t, t, eps, batch_size, y)
             except (RuntimeError, TypeError, ValueError, IndexError):
                 if all(lab == next(iter(axes[a])) for a, lab in zip(AXES, labels)):
                     raise
@@ -237,7 +241,8 @@ def evaluate_settings(d, x0, *, n: int = 32, timesteps=None, seed: int = 0,
     df.attrs["linear_by_t"] = dict(zip(parent, linear.tolist()))
     df.attrs["per_t_scaled"] = is_process(d)
     with torch.no_grad():  # the raw output on the chosen reading's first pairs
-        out = d(_noised(d, x0, t, eps, chosen_range, chosen_range)[:batch_size], t[:batch_size]).out
+        out = d(_noised(d, x0, t, eps, chosen_range, chosen_range)[:batch_size], t[:batch_size],
+                None if y is None else y[:batch_size]).out
     df.attrs["constant_output"] = bool(out.float().flatten(1).std(0).max() < 1e-6)
     return df
 
@@ -276,14 +281,14 @@ def _loud_zero(by_t: dict, linear_by_t: dict, d_name: str) -> str | None:
 
 
 @torch.no_grad()
-def _ends(d, x0, n: int, seed: int, batch_size: int) -> tuple[dict, str | None]:
+def _ends(d, x0, n: int, seed: int, batch_size: int, labels=None) -> tuple[dict, str | None]:
     """The eps-MSE at both ends of the schedule and their neighbours, and a warning when an end
     looks untrained (or the schedule has 100 k + 1 steps); only without trained_timesteps."""
     T = d.schedule.T
     if "trained_timesteps" in d.source.extras or T < 4 or is_process(d):
         return {}, None
-    x0, t, eps = _draws(d, x0, n, [0, 1, T - 2, T - 1], seed + 1)
-    e = _eps_errors(d, _noised(d, x0, t, eps, d.data_range, d.data_range), t, eps, batch_size)
+    x0, t, eps, y = _draws(d, x0, n, [0, 1, T - 2, T - 1], seed + 1, labels)
+    e = _eps_errors(d, _noised(d, x0, t, eps, d.data_range, d.data_range), t, eps, batch_size, y)
     e = e.reshape(4, -1).mean(1).tolist()
     parent = [int(v) for v in d.schedule.timesteps[[0, 1, T - 2, T - 1]]]
     found = {"eps_mse": dict(zip(map(str, parent), e))}
@@ -309,7 +314,7 @@ def _ends(d, x0, n: int, seed: int, batch_size: int) -> tuple[dict, str | None]:
 
 
 def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, timesteps=None,
-                   batch_size: int = 64) -> pd.DataFrame | None:
+                   batch_size: int = 64, labels=None) -> pd.DataFrame | None:
     """Evaluate the candidates (:func:`evaluate_settings`) of a third-party denoiser on held-out
     ``x0`` and run the absolute checks (see the module); the outcome goes into
     ``d.source.extras["settings_check"]`` (so into ``metadata.json``).
@@ -317,23 +322,31 @@ def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, tim
     mode ``auto``: a candidate clearly better than the chosen settings (z > 4 and 2% lower
     score) is a warning naming its flags; a certain one (z > 6 and 25% lower) a ValueError.
     ``warn``: warnings only. ``off`` (or a model of another format: oracles and biaskit runs
-    record their own settings): nothing, returns None.
+    record their own settings): nothing, returns None. ``labels``: (N,) the held-out samples'
+    own classes, with which a class-conditional model probed per sample is checked (every
+    candidate sees each sample with its label); without them such a model is skipped.
     """
     if mode not in ("auto", "warn", "off"):
         raise ValueError(f"settings check mode must be auto, warn or off, got {mode!r}")
     if mode == "off" or d.source.format not in FORMATS:
         return None
     cond = getattr(d, "conditioning", None)
-    if cond is not None and cond.class_label is None:  # its candidates would need each sample's label
+    per_sample = cond is not None and cond.class_label is None
+    if per_sample and labels is None:  # its candidates need each sample's label
         d.source = d.source.with_extras(settings_check={
             "outcome": "skipped", "why": "a class-conditional model probed with each sample's own "
-            "label (give --class-label K to check its settings on one class)"})
+            "label, and the held-out data carry none (give --class-label K to check its "
+            "settings on one class)"})
         return None
-    df = evaluate_settings(d, x0, n=n, seed=seed, timesteps=timesteps, batch_size=batch_size)
+    labels = labels if per_sample else None
+    if labels is not None and len(labels) != len(x0):
+        raise ValueError(f"settings check: {len(labels)} labels for {len(x0)} held-out samples")
+    df = evaluate_settings(d, x0, n=n, seed=seed, timesteps=timesteps, batch_size=batch_size,
+                           labels=labels)
     chosen = df[df["chosen"]].iloc[0]
     best = df.loc[_best(df)]
     by_t = df.attrs["chosen_by_t"]
-    ends, end_warning = _ends(d, x0, n, seed, batch_size)
+    ends, end_warning = _ends(d, x0, n, seed, batch_size, labels)
     steps = len(_steps(d, timesteps))
     record = {"chosen": chosen["setting"], "eps_mse": float(chosen["eps_mse"]),
               "rel_vs_mean": float(chosen["rel_vs_mean"]),
@@ -341,7 +354,8 @@ def check_settings(d, x0, *, mode: str = "auto", n: int = 32, seed: int = 0, tim
               "z": float(best["z"]), "rel": float(best["rel"]), "pairs": int(best["pairs"]),
               "candidates": len(df), "eps_mse_by_t": {str(k): v for k, v in by_t.items()},
               "forward_passes": int(len(df) * n * steps + 4 * n * bool(ends)), "ends": ends,
-              "outcome": "ok"}
+              "outcome": "ok", **({"labels": "each held-out sample's own"} if labels is not None
+                                   else {})}
     clear = not best["chosen"] and beats(best, CLEAR)
     # a network that does no better than x0_hat = mean(x0) under any reading (an untrained one)
     # tells nothing about its settings: a near-zero output read as x0 would win every time

@@ -24,6 +24,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
+from .conditional import labelled_model, set_step_labels
 from .finetune import check_init, load_init, recorded_init
 from .objective import (_DROPOUT, _NOISE, _PERTURB, TrainState, _quarter, batch_indices, diffusion_loss,
                         learning_rate, loss_weights, timestep_probabilities)
@@ -126,6 +127,8 @@ class Trainer:
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.labelled = labelled_model(self)  # a class-conditional run (train/conditional.py)
+        self.model = self.model if self.labelled is None else self.labelled
         self.train_x = self.data.train.to(dev)
         self.step = 0
         self.logvar, self.vlb = None, None
@@ -300,6 +303,7 @@ class Trainer:
         if self.has_dropout:
             torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
         x0, t, eps = self.batch(self.step)
+        set_step_labels(self, self.step)
         if self.process is not None:
             loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast)
         else:

@@ -112,3 +112,13 @@ def test_conditional_training_errors_name_the_key(digits, tmp_path):
     cond = MLP(dim=4, hidden=8, blocks=1, emb_dim=8, freq_dim=8, num_classes=3)
     with pytest.raises(ValueError, match=r"labels must lie in 0\.\.3"):
         cond(torch.zeros(2, 4), torch.zeros(2), y=torch.tensor([0, 4]))
+
+
+def test_cache_key_of_an_unconditional_run_is_unchanged(tmp_path):
+    from biaskit.cache import run_key_config
+    from biaskit.config import load_config
+    cfg = _config(tmp_path / "k")
+    del cfg["loss"]["label_dropout"]
+    assert "label_dropout" not in run_key_config(load_config(cfg))["loss"]
+    cfg["loss"]["label_dropout"] = 0.1
+    assert run_key_config(load_config(cfg))["loss"]["label_dropout"] == 0.1

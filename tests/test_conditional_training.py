@@ -122,3 +122,26 @@ def test_cache_key_of_an_unconditional_run_is_unchanged(tmp_path):
     assert "label_dropout" not in run_key_config(load_config(cfg))["loss"]
     cfg["loss"]["label_dropout"] = 0.1
     assert run_key_config(load_config(cfg))["loss"]["label_dropout"] == 0.1
+
+
+def test_a_conditional_run_from_the_command_line(digits, run, tmp_path, capsys):
+    import pandas as pd
+
+    from biaskit.cli import main
+    common = ["--data", "digits", "--by-class", "--samples", "8", "--timesteps", "50,95", "--no-progress",
+              "--no-plots"]
+    frames = {}
+    for name, flags in {"cond": [], "g0": ["--guidance-scale", "0"], "null": ["--class-label", "10"]}.items():
+        assert main(["probe", str(run), *flags, *common, "--out", str(tmp_path / name)]) == 0, \
+            capsys.readouterr().err
+        frames[name] = pd.read_csv(tmp_path / name / "per_timestep.csv")
+    assert sorted(set(frames["cond"]["label"])) == list(range(10))
+    np.testing.assert_array_equal(frames["g0"]["x0_mse"], frames["null"]["x0_mse"])
+    assert (frames["null"]["x0_mse"] - frames["cond"]["x0_mse"]).abs().max() > 1e-2
+    # the API's options are the same: guidance 0 is the null class
+    assert biaskit.load(run, guidance_scale=0.0).conditioning.null_label == 10
+    plain = tmp_path / "plain"
+    run_training({**_config(plain), "steps": 2, "log_every": 2, "ckpt_every": 2,
+                  "loss": {"target": "x0"}}, data=digits, progress=False)
+    with pytest.raises(ValueError, match="not class-conditional .*drop --class-label"):
+        biaskit.load(plain, class_label=3)

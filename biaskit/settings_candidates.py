@@ -11,8 +11,8 @@ from itertools import product
 import torch
 
 __all__ = ["flags", "head_candidates", "time_candidates", "range_candidates", "target_candidates",
-           "convention_candidates", "NO_CONVENTION", "applied", "distinct_times", "given_heads", "is_process", "attention_blocks",
-           "DATA_RANGES"]
+           "convention_candidates", "NO_CONVENTION", "applied", "distinct_times", "given_heads",
+           "is_process", "attention_blocks", "DATA_RANGES"]
 
 DATA_RANGES = ((-1.0, 1.0), (0.0, 1.0), (-0.5, 0.5))
 

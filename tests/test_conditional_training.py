@@ -95,15 +95,16 @@ def test_guidance_scale_one_is_conditional_zero_unconditional(digits, run):
 
 def test_conditional_training_errors_name_the_key(digits, tmp_path):
     with pytest.raises(ValueError, match="carries no labels"):
-        run_training(_config(tmp_path / "a", num_classes=10), data=(digits.train, digits.test), progress=False)
+        run_training(_config(tmp_path / "a", num_classes=10), data=(digits.train, digits.test),
+                     progress=False)
     with pytest.raises(ValueError, match=r"labels run 0\.\.9; they must lie in 0\.\.4"):
         run_training(_config(tmp_path / "b", num_classes=5), data=digits, progress=False)
     cfg = _config(tmp_path / "c")
     with pytest.raises(ValueError, match="label_dropout 0.2 needs a class-conditional model"):
         run_training(cfg, data=digits, progress=False)
     with pytest.raises(ValueError, match=r"label_dropout must lie in \[0, 1\)"):
-        run_training({**_config(tmp_path / "d", num_classes=10), "loss": {"target": "x0", "label_dropout": 1.0}},
-                     data=digits, progress=False)
+        run_training({**_config(tmp_path / "d", num_classes=10),
+                      "loss": {"target": "x0", "label_dropout": 1.0}}, data=digits, progress=False)
     from biaskit.models.mlp import MLP
     plain = MLP(dim=4, hidden=8, blocks=1, emb_dim=8, freq_dim=8)
     assert not any(k.startswith("label") for k in plain.state_dict())  # nothing added

@@ -146,3 +146,30 @@ def test_a_conditional_run_from_the_command_line(digits, run, tmp_path, capsys):
                   "loss": {"target": "x0"}}, data=digits, progress=False)
     with pytest.raises(ValueError, match="not class-conditional .*drop --class-label"):
         biaskit.load(plain, class_label=3)
+
+
+@pytest.mark.parametrize("name,config,shape", [
+    ("mlp", dict(dim=64, hidden=16, blocks=1, emb_dim=16, freq_dim=8), (3, 1, 8, 8)),
+    ("unet", dict(in_channels=1, channels=8, channel_mult=(1, 2), groups=4), (3, 1, 8, 8))])
+def test_label_embedding_adds_to_the_unconditional_network(name, config, shape):
+    from biaskit.models import build_model
+    torch.manual_seed(0)
+    plain = build_model(name, **config)
+    torch.manual_seed(0)
+    cond = build_model(name, **config, num_classes=4)
+    # the same seed initialises every other layer alike; the embedding comes last
+    extra = set(cond.state_dict()) - set(plain.state_dict())
+    assert extra == {"label.table.weight"} and cond.label.table.num_embeddings == 5
+    assert all(torch.equal(v, cond.state_dict()[k]) for k, v in plain.state_dict().items())
+    x, time_in = torch.randn(shape), torch.full((shape[0],), 30.0)
+    with torch.no_grad():
+        for net in (plain, cond):  # the UNet's zero-initialised layers would hide e(y)
+            torch.manual_seed(1)
+            for p in net.parameters():  # in the same order; the label table last
+                torch.nn.init.normal_(p, std=0.1)
+        cond.label.table.weight.zero_()  # a zero embedding: exactly the unconditional network
+        assert torch.equal(cond(x, time_in, y=torch.tensor([0, 1, 2])), plain(x, time_in))
+        torch.nn.init.normal_(cond.label.table.weight)
+        outs = [cond(x, time_in, y=torch.full((3,), c)) for c in range(5)]
+        assert torch.equal(cond(x, time_in), outs[4])  # no labels: the null class
+        assert all((outs[i] - outs[j]).abs().max() > 1e-3 for i in range(5) for j in range(i))

@@ -116,3 +116,15 @@ def test_bitwise_comparison_catches_one_ulp_and_one_character():
             assert_bitwise("changed", changed, a)
     with pytest.raises(pytest.fail.Exception, match="line 1"):
         assert_bitwise("text", np.array("t,x\n1,2.5\n"), np.array("t,x\n1,2.50\n"))
+
+
+@pytest.mark.parametrize("case", _cases("weight_values"))
+def test_golden_weight_values(case):
+    """The weight tables at full precision, from ``weights_table`` / ``process_weights_table``."""
+    check("weight_values", case)
+
+
+@pytest.mark.parametrize("case", _cases("sample_cli"))
+def test_golden_sample_cli(case):
+    """``biaskit sample`` samples.npz of an oracle and tiny discrete, image, flow and EDM runs."""
+    check("sample_cli", case)

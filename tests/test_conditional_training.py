@@ -173,3 +173,31 @@ def test_label_embedding_adds_to_the_unconditional_network(name, config, shape):
         outs = [cond(x, time_in, y=torch.full((3,), c)) for c in range(5)]
         assert torch.equal(cond(x, time_in), outs[4])  # no labels: the null class
         assert all((outs[i] - outs[j]).abs().max() > 1e-3 for i in range(5) for j in range(i))
+
+
+def test_the_run_as_a_labelled_plugin_probes_alike_and_is_checked_with_its_labels(digits, run, tmp_path):
+    import warnings
+
+    from biaskit.settings_check import check_settings
+    native = biaskit.load(run)
+    spec = tmp_path / "plug.py"
+    spec.write_text("def make(module):\n    return module\n")
+
+    def plugin(**flags):
+        return load_plugin(None, f"{spec}:make", factory_kwargs={"module": native.net}, channels=1,
+                           noise_schedule="cosine", diffusion_steps=T, label_keyword="y", **flags)
+    kw = dict(timesteps=[10, 50, HIGH], n=100, by_class=True, progress=False, seed=3)
+    right = plugin(parameterization="x0", time_input="index")
+    a, b = probe(native, digits, **kw), probe(right, digits, **kw)
+    for stat in ("x0_mse", "eps_mse", "x0_bias_sq"):
+        np.testing.assert_allclose(b[stat], a[stat], rtol=1e-6, atol=0)
+    x, y = digits.test, digits.test_labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # only the ends may be named (held-out eps at t = 0)
+        check_settings(right, x, labels=y)
+    rec = right.info["settings_check"]
+    assert rec["best"] == rec["chosen"] and "labels" in rec, rec
+    assert not any("probably trained with" in m or "ZERO" in m for m in rec["warnings"]), rec
+    wrong = plugin(parameterization="eps", time_input="index")
+    with pytest.raises(ValueError, match=r"trained with --parameterization x0"):
+        check_settings(wrong, x, labels=y)

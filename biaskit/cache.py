@@ -77,7 +77,7 @@ RUN_SETTINGS_NOT_KEYED = ("out", "device", "threads", "log_every")
 
 # settings added after runs were cached, keyed only away from their default (which trains
 # exactly as before), so that the runs cached before them are still found
-RUN_DEFAULTS_NOT_KEYED = {("loss", "input_perturbation"): 0.0}
+RUN_DEFAULTS_NOT_KEYED = {("loss", "input_perturbation"): 0.0, ("loss", "label_dropout"): 0.0}
 
 
 def run_key_config(config) -> dict:

@@ -224,6 +224,7 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
     a run under a continuous process (biaskit.json ``process``) gives a
     :class:`~biaskit.formulations.ProcessDenoiser` of its process, target and time input."""
     from .denoiser import Denoiser
+    from .models.labels import run_conditioning
     from .safeload import read_checkpoint
     from .schedules import Schedule
     from .source import Source
@@ -244,7 +245,8 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
                   source=Source("run", path=str(run_dir), step=int(ckpt.name.split("_")[1]),
                                 shape=info.get("shape"),
                                 extras={"weights": "ema" if ema else "online",
-                                        "weighting": loss.get("weighting"), "data": info.get("data")}))
+                                        "weighting": loss.get("weighting"), "data": info.get("data")}),
+                  conditioning=run_conditioning(info["model"]))
     if "process" in info:  # a continuous-time run: read on its recorded view schedule
         return _process_denoiser(net, info, schedule, common)
     return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"], **common)

@@ -108,7 +108,10 @@ class LossConfig:
     (:mod:`biaskit.train.uncertainty`; continuous processes);
     input_perturbation: gamma of Ning et al. 2023, the network is fed x_t + gamma sigma_t xi
     (xi ~ N(0, I)) while the target stays that of x_t; 0 (default) is the usual training,
-    bit for bit (discrete runs)."""
+    bit for bit (discrete runs);
+    label_dropout: a class-conditional run's (model.config.num_classes > 0) probability of
+    feeding the null class instead of a sample's label (classifier-free guidance;
+    :mod:`biaskit.train.conditional`)."""
     target: str = "eps"
     weighting: str = "constant"
     snr_min: float | None = None
@@ -117,6 +120,7 @@ class LossConfig:
     density: str = "uniform"
     uncertainty: bool = False
     input_perturbation: float = 0.0
+    label_dropout: float = 0.0
 
     def parsed_weighting(self):
         """``weighting`` as a :class:`~biaskit.weighting.Weighting`, parsed once per spec string."""

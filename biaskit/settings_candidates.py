@@ -1,6 +1,7 @@
 """The candidate settings of the settings check (:mod:`biaskit.settings_check`): each axis (ADM
-heads, time input, data range, target) as {label: setting}, the user's first; the flags a label
-stands for; and the context that reads a denoiser under one setting and puts its own back."""
+heads, time input, data range, target, a process model's convention) as {label: setting}, the
+user's first; the flags a label stands for; and the context that reads a denoiser under one
+setting and puts its own back."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from itertools import product
 import torch
 
 __all__ = ["flags", "head_candidates", "time_candidates", "range_candidates", "target_candidates",
-           "applied", "distinct_times", "given_heads", "is_process", "attention_blocks",
-           "DATA_RANGES"]
+           "convention_candidates", "NO_CONVENTION", "applied", "distinct_times", "given_heads",
+           "is_process", "attention_blocks", "DATA_RANGES"]
 
 DATA_RANGES = ((-1.0, 1.0), (0.0, 1.0), (-0.5, 0.5))
 
@@ -139,14 +140,64 @@ def target_candidates(d) -> dict[str, str]:
     return out
 
 
+# the convention axis of a model that is not a process model: nothing to vary
+NO_CONVENTION = {"current": (None, None, None)}
+
+
+def _process_label(p) -> str:
+    if p.name == "flow":
+        return f"flow_time={'reversed' if p.reverse else 'forward'}"
+    return f"process={p.name}"
+
+
+def convention_candidates(d) -> dict[str, tuple]:
+    """{label: (process, target_sign, time or None)} of a process model, the current first.
+
+    What a foreign repository's code may count otherwise than the chosen flags, each with both
+    target signs (a net that outputs its target negated, ``--target-sign -1``):
+    a flow's time direction (``--flow-time reversed``: x = t x0 + (1 - t) eps, t = 0 noise);
+    Song's two VE SDEs for one another (``vesde``: sigma(t) = sigma_min (sigma_max /
+    sigma_min)^t, ``vesde_tutorial``: sigma(t)^2 = (b^(2t) - 1) / (2 ln b), at their defaults);
+    and for ``ve`` both of them fed t (their nets are fed t; fed sigma they equal ``ve``, which
+    the time axis tries). A candidate's label names only what differs from the chosen one.
+    Other models: :data:`NO_CONVENTION`.
+    """
+    if not is_process(d):
+        return dict(NO_CONVENTION)
+    from .processes import Flow, get_process
+    p, sign = d.process, d.target_sign
+    out = {f"{_process_label(p)} target_sign={sign}": (p, sign, None)}
+    others = [(p, None)]
+    if p.name == "flow":
+        others.append((Flow(shift=p.shift, t_min=p.t_min, t_max=p.t_max, reverse=not p.reverse),
+                       None))
+    elif p.name in ("vesde", "vesde_tutorial"):
+        others.append((get_process("vesde_tutorial" if p.name == "vesde" else "vesde"), None))
+    elif p.name == "ve":
+        others += [(get_process(k), ("t", 1.0)) for k in ("vesde", "vesde_tutorial")]
+    for (q, time), s in product(others, (sign, -sign)):
+        parts = ([] if q is p else [_process_label(q)]) + (["time_input=t time_scale=1"] if time
+                                                            else [])
+        parts += [] if s == sign else [f"target_sign={s}"]
+        if parts:
+            out[" ".join(parts)] = (q, s, time)
+    return out
+
+
 @contextmanager
-def applied(d, blocks, heads, time, target):
+def applied(d, blocks, heads, time, target, convention=(None, None, None)):
+    """``d`` read under one candidate of each axis (a convention's own time input, where it
+    has one, replaces ``time``); its own settings are put back on exit."""
     saved = ([(b.num_heads, b.new_order) for b in blocks], (d.time_input, d.time_scale),
-             d.target if is_process(d) else d.parameterization)
+             d.target if is_process(d) else d.parameterization,
+             (d.process, d.target_sign) if is_process(d) else None)
     try:
         for b, h in zip(blocks, heads[0]):
             b.num_heads, b.new_order = h, heads[1]
-        d.time_input, d.time_scale = time
+        process, sign, own_time = convention
+        d.time_input, d.time_scale = own_time or time
+        if process is not None:
+            d.process, d.target_sign = process, sign
         if is_process(d):
             d.target = target
         else:
@@ -158,6 +209,7 @@ def applied(d, blocks, heads, time, target):
         d.time_input, d.time_scale = saved[1]
         if is_process(d):
             d.target = saved[2]
+            d.process, d.target_sign = saved[3]
         else:
             d.parameterization = saved[2]
 

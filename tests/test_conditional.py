@@ -147,3 +147,38 @@ def test_wrapped_models_pass_the_labels_on(digits, net, tmp_path):
     assert torch.equal(sample(SwitchAfter(den, den, 2, 5), (4, 1, 8, 8), **kw).x0, cond)
     torch.testing.assert_close(sample(EpsScaled(den, EpsScale(1.0)), (4, 1, 8, 8), **kw).x0, cond,
                                rtol=0, atol=1e-4)
+
+
+def test_settings_check_runs_with_each_samples_own_label(digits, net, tmp_path):
+    import warnings
+
+    from biaskit.settings_check import check_settings
+    x, y = digits.test, digits.test_labels
+    # the oracle recalls its training points at t = 0, so held-out eps errors jump there: state
+    # the trained range (every step) so that the ends are not named
+    whole = dict(trained_timesteps=(0, 999))
+    right = _load(tmp_path, net, label_keyword="y", **whole)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = check_settings(right, x, labels=y)
+    rec = right.info["settings_check"]
+    assert rec["outcome"] == "ok" and rec["best"] == rec["chosen"] and "labels" in rec, rec
+    # the exact conditional posterior mean: fed the labels, it beats every other reading; the
+    # same net fed the null label for all (unconditional) errs more at the same pairs
+    uncond = _load(tmp_path, net, class_label=10, **whole)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        du = check_settings(uncond, x, labels=y, mode="warn")
+    assert uncond.info["settings_check"]["eps_mse"] > rec["eps_mse"] * 1.05
+    assert "labels" not in uncond.info["settings_check"]  # one class for all: labels unused
+    assert len(df) == len(du)
+    # a wrong flag on the per-sample model is named, as on any other
+    wrong = _load(tmp_path, net, label_keyword="y", data_range=(0.0, 1.0), **whole)
+    with pytest.raises(ValueError, match=r"--data-range=-1,1"):
+        check_settings(wrong, (x + 1) / 2, labels=y)
+    # without labels it is skipped (and says why), with too few it is an error
+    skipped = _load(tmp_path, net, label_keyword="y")
+    assert check_settings(skipped, x) is None
+    assert skipped.info["settings_check"]["outcome"] == "skipped"
+    with pytest.raises(ValueError, match="3 labels for"):
+        check_settings(skipped, x, labels=y[:3])

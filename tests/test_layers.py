@@ -24,7 +24,7 @@ LAYERS = (
                     "image_files", "models", "distributed", "results", "resources", "verdicts", "report",
                     "plot_axes", "plot_style")),
     ("machinery", ("loaders", "checkpoint", "train", "probe", "sampling", "metrics", "monitor",
-                   "settings_candidates")),
+                   "settings_candidates", "settings_stats")),
     ("study and commands", ("commands", "cli", "study", "experiments", "formulation_study", "figures",
                             "profiles", "cache", "jobpool", "heartbeat", "kernel", "replication",
                             "sampling_bias", "exposure", "trajectory", "plots", "plot_images",

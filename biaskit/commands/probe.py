@@ -59,7 +59,8 @@ def _load(args, device):
     model = load_model(args, device)
     ds = load_data(args.data, model, args.data_option, args.data_seed)
     from ..settings_check import check_settings  # what the weights cannot tell, on data
-    check_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
+    check_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"),
+                   labels=ds.test_labels)
     return model, ds
 
 

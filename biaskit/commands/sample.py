@@ -219,7 +219,8 @@ def run(args) -> int:
                          f"{tuple(ds.test.shape[1:])}; the samples have shape {shape[1:]} (need at least 2)")
     if ds is not None:
         from ..settings_check import check_settings  # what the weights cannot tell, on data
-        check_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"))
+        check_settings(model, ds.test, mode=getattr(args, "settings_check", "auto"),
+                       labels=ds.test_labels)
     kwargs = dict(sampler=args.sampler, eta=args.eta, variance=args.variance, clip=args.clip,
                   seed=args.seed, spacing=args.spacing, device=device)
     arrays, x0s = {}, {}

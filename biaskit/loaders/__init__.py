@@ -47,5 +47,23 @@ def load(spec, *, model_spec=None, weights=None, **options):
     if fmt == "run":
         from ..checkpoint import load_run
         o = check_options(options, "run")
-        return load_run(spec, ema=bool(o.ema) and not o.online_weights, step=o.step, device=o.device)
+        den = load_run(spec, ema=bool(o.ema) and not o.online_weights, step=o.step, device=o.device)
+        return _run_conditioning(den, o, spec)
     return load_third_party(spec, fmt, model_spec=model_spec, weights=weights, **options)
+
+
+def _run_conditioning(den, o, spec):
+    """A conditional run read with one class for all (class_label) or classifier-free guidance
+    (guidance_scale; its null label is the run's num_classes)."""
+    from dataclasses import replace
+    given = [k for k in ("class_label", "guidance_scale") if getattr(o, k, None) is not None]
+    if not given:
+        return den
+    if den.conditioning is None:
+        raise ValueError(f"{spec} is not class-conditional (its model has no num_classes): drop "
+                         f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    if isinstance(o.guidance_scale, tuple):
+        raise ValueError("--guidance-scale: a comma list of scales applies to latent pipelines; "
+                         "give a run one scale")
+    den.conditioning = replace(den.conditioning, **{k: getattr(o, k) for k in given})
+    return den

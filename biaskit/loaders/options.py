@@ -64,6 +64,7 @@ IGNORED_DEST = "ignored_flag_"
 _THIRD = frozenset({"diffusers", "diffusers-unet", "adm", "plugin"})
 _DIFFUSERS = frozenset({"diffusers", "diffusers-unet"})
 _ADM, _PLUGIN, _RUN, _ORACLE = (frozenset({f}) for f in ("adm", "plugin", "run", "oracle"))
+_RUN = frozenset({"run"})  # a biaskit run (its null label is its num_classes)
 _MODULE = frozenset({"module"})  # a network in memory: biaskit.load(net, ...)
 
 
@@ -185,10 +186,10 @@ OPTIONS: tuple[Option, ...] = (
        "model); default: the EMA one", metavar="KEY"),
     _o("trained_timesteps", _THIRD | _MODULE, "only these timesteps (inclusive) are probed, e.g. the range "
        "the model was trained on", metavar="LO:HI"),
-    _o("class_label", _THIRD | _MODULE, "one class fed to a class-conditional model for every sample "
+    _o("class_label", _THIRD | _MODULE | _RUN, "one class fed to a class-conditional model for every sample "
        "(default: each sample's own label from a labelled --data: digits, mnist, an image folder "
        "with one subfolder per class)", type=int, check=lambda what, v: checks.integer(what, v, lo=0)),
-    _o("guidance_scale", _THIRD, "classifier-free guidance of a class-conditional model: out = "
+    _o("guidance_scale", _THIRD | _RUN, "classifier-free guidance of a class-conditional model: out = "
        "out(null) + w (out(label) - out(null)); 1 is the conditional model, 0 the unconditional "
        "one (needs --null-label unless 1); a latent pipeline's probe takes a comma list, "
        "compared on the same draws (e.g. 0,1,7.5; its default 1, sample's 7.5)", type=parse_scales,

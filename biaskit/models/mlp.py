@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .adm import timestep_embedding
+from .labels import LabelEmbedding, add_labels
 
 
 class TimeEmbedding(nn.Module):
@@ -39,11 +40,13 @@ class ResidualBlock(nn.Module):
 class MLP(nn.Module):
     """net(x, time_in): x (B, dim) (or any (B, ...) with dim elements each), time_in (B,) -> shaped
     like x (or (B, out_dim) when out_dim differs from dim). ``learn_sigma``: out_dim = 2 dim,
-    the mean then ADM's variance interpolation v (trained by L_hybrid, :mod:`biaskit.train.hybrid`)."""
+    the mean then ADM's variance interpolation v (trained by L_hybrid, :mod:`biaskit.train.hybrid`).
+    ``num_classes`` > 0: class-conditional, net(x, time_in, y) with labels y (B,)
+    (:mod:`biaskit.models.labels`; y None or the label num_classes: unconditional)."""
 
     def __init__(self, dim: int = 2, hidden: int = 256, blocks: int = 3, emb_dim: int = 128,
                  freq_dim: int = 64, time_scale: float = 1.0, out_dim: int | None = None,
-                 learn_sigma: bool = False):
+                 learn_sigma: bool = False, num_classes: int = 0):
         super().__init__()
         if learn_sigma:
             if out_dim not in (None, 2 * dim):
@@ -54,9 +57,11 @@ class MLP(nn.Module):
         self.blocks = nn.ModuleList(ResidualBlock(hidden, emb_dim) for _ in range(blocks))
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, out_dim or dim)
+        # after every other layer: the same seed initialises those as in the unconditional net
+        self.label = LabelEmbedding(num_classes, emb_dim) if num_classes else None
 
-    def forward(self, x: torch.Tensor, time_in: torch.Tensor) -> torch.Tensor:
-        emb = self.time(time_in)
+    def forward(self, x: torch.Tensor, time_in: torch.Tensor, y=None) -> torch.Tensor:
+        emb = add_labels(self.label, self.time(time_in), y)
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, emb)

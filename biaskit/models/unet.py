@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .labels import LabelEmbedding, add_labels
 from .mlp import TimeEmbedding
 
 
@@ -67,12 +68,15 @@ class UNet(nn.Module):
         out_channels: defaults to in_channels.
         learn_sigma: 2 * in_channels outputs, the mean then ADM's variance interpolation v
             (trained by L_hybrid, :mod:`biaskit.train.hybrid`).
+        num_classes: > 0 for a class-conditional net, net(x, time_in, y) with labels y (B,)
+            (:mod:`biaskit.models.labels`; y None or the label num_classes: unconditional).
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 32, channel_mult=(1, 2),
                  num_res_blocks: int = 1, attention_levels=(), heads: int = 4, dropout: float = 0.0,
                  groups: int = 8, emb_dim: int | None = None, time_scale: float = 1.0,
-                 out_channels: int | None = None, mid_attention: bool = True, learn_sigma: bool = False):
+                 out_channels: int | None = None, mid_attention: bool = True, learn_sigma: bool = False,
+                 num_classes: int = 0):
         super().__init__()
         if learn_sigma:
             if out_channels not in (None, 2 * in_channels):
@@ -110,6 +114,8 @@ class UNet(nn.Module):
                 self.up.append(nn.ModuleList(layers))
         self.out = nn.Sequential(_norm(ch, groups), nn.SiLU(),
                                  _zero(nn.Conv2d(ch, out_channels or in_channels, 3, padding=1)))
+        # after every other layer: the same seed initialises those as in the unconditional net
+        self.label = LabelEmbedding(num_classes, emb_dim) if num_classes else None
 
     @staticmethod
     def _run_layers(layers, h, emb, size=None):
@@ -122,8 +128,8 @@ class UNet(nn.Module):
                 h = layer(h)
         return h
 
-    def forward(self, x: torch.Tensor, time_in: torch.Tensor) -> torch.Tensor:
-        emb = self.time(time_in)
+    def forward(self, x: torch.Tensor, time_in: torch.Tensor, y=None) -> torch.Tensor:
+        emb = add_labels(self.label, self.time(time_in), y)
         h = self.inp(x)
         hs = [h]
         for layers in self.down:

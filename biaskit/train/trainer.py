@@ -23,6 +23,7 @@ from ..models import build_model
 from ..rng import derive_seed
 from ..safeload import read_checkpoint
 from ..schedules import get_schedule
+from .conditional import labelled_model, set_step_labels
 from .finetune import check_init, load_init, recorded_init
 from .objective import _DROPOUT, _NOISE, _PERTURB, TrainState, batch_indices, build_objective, learning_rate
 from .runlog import RESUMABLE, _Log, config_differences
@@ -112,6 +113,8 @@ class Trainer:
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.labelled = labelled_model(self)  # a class-conditional run (train/conditional.py)
+        self.model = self.model if self.labelled is None else self.labelled
         self.train_x = self.data.train.to(dev)
         self.step = 0
         self.objective.bind(self.denoiser(ema=False), self.train_x[:1])
@@ -248,6 +251,7 @@ class Trainer:
         if self.has_dropout:
             torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
         x0, t, eps = self.batch(self.step)
+        set_step_labels(self, self.step)
         xi = self.perturbation(self.step, eps) if self.objective.gamma else None
         loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast, xi)
         self.optimizer.zero_grad(set_to_none=True)

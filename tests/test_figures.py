@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from biaskit import cli
-from biaskit.cache import Cache, cache_key
-from biaskit.figures import notebooks, select
-from biaskit.profiles import PROFILES, parameters, planned_runs
+from biaskit.study.cache import Cache, cache_key
+from biaskit.study.notebooks import notebooks, select
+from biaskit.study.profiles import PROFILES, parameters, planned_runs
 
 
 # --- the cache --------------------------------------------------------------------------------
 def test_cache_key_is_sha256_of_canonical_json():
     config = {"b": [1, 2.5], "a": {"y": None, "x": "s"}}
-    text = '{"config":{"a":{"x":"s","y":null},"b":[1,2.5]},"kind":"runs","version":"9"}'
-    assert cache_key("runs", config, version="9") == hashlib.sha256(text.encode()).hexdigest()
-    # key order and tuple/list spelling do not matter; values, kind and version do
+    text = '{"config":{"a":{"x":"s","y":null},"b":[1,2.5]},"kind":"runs","source":"9"}'
+    assert cache_key("runs", config, source="9") == hashlib.sha256(text.encode()).hexdigest()
+    # key order and tuple/list spelling do not matter; values, kind and source digest do
     assert cache_key("runs", {"a": {"x": "s", "y": None}, "b": (1, 2.5)}, "9") == cache_key("runs", config, "9")
     assert cache_key("runs", {**config, "b": [1, 2.6]}, "9") != cache_key("runs", config, "9")
     assert cache_key("probe", config, "9") != cache_key("runs", config, "9")
@@ -97,7 +97,7 @@ def test_profiles_cover_every_notebook():
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
             assert parameters(profile, name)["seed"] == 0
-    from biaskit.profiles import run_config
+    from biaskit.study.profiles import run_config
     full = parameters("full", "02_impact")
     assert run_config("full", full["dataset"], "constant").data.options["size"] >= 32
     assert full["n_samples"] >= 10_000 and full["fid_n"] >= 10_000
@@ -117,7 +117,7 @@ def test_the_notebooks_ship_with_the_package():
     """They live in biaskit/notebooks/, which pyproject.toml names as package data, so that
     `biaskit figures` finds them after a non-editable `pip install .` too."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from biaskit.figures import NOTEBOOK_DIR
+    from biaskit.study.runner import NOTEBOOK_DIR
     root = Path(__file__).resolve().parents[1]
     assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 7
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
@@ -129,10 +129,10 @@ def test_notebook_defaults_are_the_quick_profile():
     """Run interactively with its defaults, a notebook uses the quick profile's configs, so it
     finds the models that `biaskit figures --profile quick` cached."""
     import ast
-    from biaskit.figures import declared_parameters
+    from biaskit.study.runner import declared_parameters
     for name, path in notebooks().items():
         declared = declared_parameters(path)
-        # training settings live in the study plan only (biaskit.profiles), never in a notebook
+        # training settings live in the study plan only (biaskit.study.profiles), never in a notebook
         assert not {"train_overrides", "train_steps", "preset_profile", "batch_size"} & set(declared), name
         for key, value in parameters("quick", name).items():
             if key in declared and key != "progress":
@@ -142,9 +142,9 @@ def test_notebook_defaults_are_the_quick_profile():
 def test_study_plan_is_the_one_source_of_training_settings(tmp_path):
     """run_config is the preset at the profile's size with the profile's steps, batch size and
     family overrides; the cache key ignores where and how verbosely a run trains."""
-    from biaskit.cache import Cache, run_key_config
+    from biaskit.study.cache import Cache, run_key_config
     from biaskit.config import get_preset
-    from biaskit.profiles import planned_runs, run_config
+    from biaskit.study.profiles import planned_runs, run_config
     cfg = run_config("quick", "patches", "debias")
     preset = get_preset("patches-debias", PROFILES["quick"]["training"]["preset_size"])
     assert cfg.loss.weighting == preset.loss.weighting == "debias"
@@ -180,7 +180,7 @@ def test_gpu_smoke_profile_runs_the_full_profiles_models_at_tiny_sizes():
     """gpu-smoke trains what full trains (preset size, architecture, precision, schedule, loss:
     the same code path on a GPU) and differs only in how long and on how much."""
     import dataclasses
-    from biaskit.profiles import EXTRA_RUNS, FORMULATIONS, planned_runs, run_config
+    from biaskit.study.profiles import EXTRA_RUNS, FORMULATIONS, planned_runs, run_config
     smoke, full = PROFILES["gpu-smoke"], PROFILES["full"]
     assert smoke["training"]["preset_size"] == full["training"]["preset_size"] == "full"
     plan = planned_runs("gpu-smoke")
@@ -220,7 +220,7 @@ def _notebook(path, sources):
 
 def test_cell_status_reads_the_running_cell(tmp_path):
     from datetime import datetime, timedelta, timezone
-    from biaskit.heartbeat import cell_status
+    from biaskit.study.heartbeat import cell_status
     started = (datetime.now(timezone.utc) - timedelta(seconds=42)).isoformat()
     cells = [{"cell_type": "code", "source": "a = 1", "metadata": {"papermill": {"status": "completed"}}},
              {"cell_type": "code", "source": "runs = train_runs(cache)\nmore",
@@ -239,7 +239,7 @@ def test_cell_status_reads_the_running_cell(tmp_path):
 
 
 def test_training_status_names_the_run_being_built(tmp_path):
-    from biaskit.heartbeat import training_status
+    from biaskit.study.heartbeat import training_status
     run = tmp_path / "runs" / ".abc123.xyz" / "patches-debias"
     run.mkdir(parents=True)
     (run / "log.csv").write_text("step,loss\n50,0.3\n100,0.2\n")
@@ -251,7 +251,7 @@ def test_training_status_names_the_run_being_built(tmp_path):
 def test_figures_prints_a_heartbeat_per_running_notebook_without_kernel_warnings(tmp_path, capfd):
     """Two notebooks at once (--jobs 2): while they run, status lines name each one's cell; the
     kernels' 'running over TCP without encryption' warning is filtered out."""
-    from biaskit.figures import run_all
+    from biaskit.study.runner import run_all
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     for name in ("00_a", "01_b"):
@@ -270,7 +270,7 @@ def test_the_manifest_lists_only_what_this_run_wrote(tmp_path):
     """A notebook's folder is emptied before it runs: a figure left by an earlier run (a model
     the profile no longer trains) is neither kept nor listed; one table (--only 04 style) of no
     claim's figures writes no empty replication table."""
-    from biaskit.figures import run_all
+    from biaskit.study.runner import run_all
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     folder = tmp_path / "out" / "00_a"
@@ -341,7 +341,7 @@ def test_second_run_hits_the_cache_and_skips_training(smoke_run):
 
 
 def test_train_only_plans_the_runs_the_notebooks_use(smoke_run):
-    from biaskit.figures import train_all
+    from biaskit.study.runner import train_all
     planned = train_all("smoke", smoke_run["cache"], "cpu", progress=False, echo=lambda s: None)
     used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
             for e in n["cache"]["events"] if e["kind"] == "runs"}

@@ -87,7 +87,7 @@ def test_vp_linear_density_is_the_linear_schedules_and_draws_its_steps():
 
 
 def test_every_profile_plans_the_formulation_runs_of_notebook_05():
-    from biaskit.profiles import PROFILES, parameters, planned_runs
+    from biaskit.study.profiles import PROFILES, parameters, planned_runs
     for profile in PROFILES:
         params = parameters(profile, "05_formulations")
         plan = planned_runs(profile, ["05_formulations"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biaskit import replication as R
+from biaskit.study import replication as R
 
 ROOT = Path(__file__).resolve().parent.parent
 

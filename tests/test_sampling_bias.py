@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from biaskit import sampling_bias as sb
+from biaskit.study import sampling_bias as sb
 from biaskit.schedules import get_schedule
 
 

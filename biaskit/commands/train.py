@@ -79,9 +79,9 @@ def _with_init(config, args):
     return config
 def _study_run(args) -> int:
     """Train one run of a study profile into the cache (the same config and cache key as the
-    notebooks' :func:`biaskit.profiles.train_runs`)."""
-    from ..cache import Cache
-    from ..profiles import PROFILES, planned_runs, train_runs
+    notebooks' :func:`biaskit.study.profiles.train_runs`)."""
+    from ..study.cache import Cache
+    from ..study.profiles import PROFILES, planned_runs, train_runs
     if args.preset or args.config or args.overrides or args.process or args.out or args.steps or args.resume \
             or args.init:
         raise ValueError("--study trains the study plan's run as planned: drop --preset, --config, "

@@ -18,8 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .cache import Cache
-from .experiments import run_key, tensor_digest
+from .cache import Cache, run_key, tensor_digest
 from .profiles import EXTRA_RUNS  # the runs of the fixes (study settings live in profiles)
 from .verdicts import seeded
 
@@ -32,7 +31,7 @@ TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_l
 def extra_config(profile: str, family: str, name: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` of extra run ``name`` (:data:`EXTRA_RUNS`): the
     study profile's config of its weighting with the run's overrides
-    (:func:`biaskit.profiles.run_config` reads this table, so the study plan trains them too)."""
+    (:func:`biaskit.study.profiles.run_config` reads this table, so the study plan trains them too)."""
     from .profiles import run_config
     if name not in EXTRA_RUNS:
         raise ValueError(f"unknown extra run {name!r}; valid: {', '.join(EXTRA_RUNS)}")
@@ -42,7 +41,7 @@ def extra_config(profile: str, family: str, name: str, seed: int = 0):
 def train_extra(cache: Cache, profile: str, family: str, names, *, seed: int = 0, device: str = "auto",
                 progress: bool = False) -> dict[str, Path]:
     """{name: run folder} of the extra runs, each trained only on a cache miss (the same cache
-    entries as :func:`biaskit.profiles.train_runs` of those names)."""
+    entries as :func:`biaskit.study.profiles.train_runs` of those names)."""
     from .profiles import train_runs
     for name in names:
         extra_config(profile, family, name, seed)  # an unknown name is an error
@@ -54,7 +53,7 @@ def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data
     """:func:`biaskit.exposure.visited_states` of every model (and every epsilon scale of
     ``eps_scales``, None = unscaled) from ``noise`` against forward states of ``x0``, cached per
     (run, noise, x0, sampler, steps, clip, seed, scale); one frame, ``weighting`` naming the model."""
-    from .exposure import STATISTICS, visited_states
+    from ..exposure import STATISTICS, visited_states
     frames = []
     for w, den in models.items():
         for scale in eps_scales:
@@ -88,7 +87,7 @@ def brightness_spread(sets: dict, reference: str = "data", q: float = 0.025, n_b
     to the ``reference`` set's, each with the BC bootstrap interval of
     :func:`biaskit.metrics.bootstrap` (both sets resampled). Columns: set, spread, spread_lo,
     spread_hi, ratio, ratio_lo, ratio_hi, m_lo, m_hi (the two quantiles)."""
-    from .metrics import bootstrap
+    from ..metrics import bootstrap
     means = {k: torch.as_tensor(v).double().flatten(1).mean(1) for k, v in sets.items()}
     if reference not in means:
         raise ValueError(f"no set named {reference!r}; sets: {', '.join(means)}")
@@ -112,7 +111,7 @@ def brightness_spread(sets: dict, reference: str = "data", q: float = 0.025, n_b
 def _mean_interval(d: pd.DataFrame, col: str) -> tuple[float, float, float]:
     """(mean, lo, hi) over rows of ``col`` with its interval columns: the mean of the per-row
     half-widths bounds the mean's (:func:`biaskit.intervals.mean_of_intervals`)."""
-    from .intervals import mean_of_intervals
+    from ..intervals import mean_of_intervals
     return tuple(float(v) for v in mean_of_intervals(d[col], d[f"{col}_lo"], d[f"{col}_hi"]))
 
 
@@ -139,9 +138,9 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
     """Sliced Wasserstein distance (bootstrap interval) of each model's final samples from the
     same ``noise`` to ``reference``; ``scales``: {name: EpsScale} applied to that model;
     ``spacing``: {name: spacing}. One row per model: set, metric, value, lo, hi."""
-    from .exposure import EpsScaled
-    from .metrics import sliced_wasserstein
-    from .sampling import sample
+    from ..exposure import EpsScaled
+    from ..metrics import sliced_wasserstein
+    from ..sampling import sample
     rows = []
     for name, den in models.items():
         scale = (scales or {}).get(name)
@@ -210,7 +209,7 @@ def replication_rows(folder: Path) -> list[tuple]:
                          "mean range toward the data's (ratio of spreads, 1 = data)",
                          f"{base} {ci(a, 'ratio')}, {fix} {ci(b, 'ratio')}",
                          _closer_to_one(a, b)))
-    # every model of 06 is one training seed: no decided verdict (biaskit.verdicts.MIN_SEEDS)
+    # every model of 06 is one training seed: no decided verdict (biaskit.study.verdicts.MIN_SEEDS)
     return [(claim, measured + " (1 training seed)", seeded(verdict, 1)) for claim, measured, verdict in rows]
 
 

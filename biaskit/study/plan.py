@@ -1,4 +1,4 @@
-"""Training the study plan (:func:`biaskit.profiles.planned_runs`) into the cache: in this
+"""Training the study plan (:func:`biaskit.study.profiles.planned_runs`) into the cache: in this
 process (:func:`train_all`, also under torchrun), one run per pool job (:func:`train_one`, for
 ``biaskit figures``), or as independent ``biaskit train --study`` commands to run anywhere that
 sees the cache (:func:`plan_commands`, :func:`plan_script`)."""
@@ -25,7 +25,7 @@ def train_one(args):
 
 def plan_commands(profile: str, cache_dir, device: str = "auto", only=()) -> list[str]:
     """One ``biaskit train --study ...`` command per run of the study plan
-    (:func:`biaskit.profiles.planned_runs` of the notebooks ``only`` names in full, all by default), each
+    (:func:`biaskit.study.profiles.planned_runs` of the notebooks ``only`` names in full, all by default), each
     training one run into ``cache_dir`` (the entry the notebooks look up), in any order or
     on any machine that sees the cache."""
     import shlex
@@ -59,11 +59,11 @@ def plan_script(profile: str, cache_dir, device: str = "auto", fmt: str = "sh", 
 
 def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = True,
               echo=print) -> list[dict]:
-    """Train every run of :func:`biaskit.profiles.planned_runs` into the cache (skipping cached
+    """Train every run of :func:`biaskit.study.profiles.planned_runs` into the cache (skipping cached
     ones); under ``torchrun`` each run is trained with DDP on all processes. Returns one dict per
     run: family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
     from .cache import Cache
-    from .distributed import launched
+    from ..distributed import launched
     from .profiles import planned_runs, resolve_device, train_runs
     device = resolve_device(device)
     cache = Cache(cache_dir)

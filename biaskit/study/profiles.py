@@ -205,7 +205,7 @@ def runner_settings(profile: str) -> dict:
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
-    from .denoiser import resolve_device as resolve
+    from ..denoiser import resolve_device as resolve
     return device if device != "auto" else resolve(device).type
 
 
@@ -219,7 +219,7 @@ def run_config(profile: str, family: str, weighting: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` with which study ``profile`` trains preset
     ``family-weighting``: the preset at the profile's preset size, then its steps, batch size
     and the family's overrides."""
-    from .config import apply_overrides, get_preset
+    from ..config import apply_overrides, get_preset
     training = _check_profile(profile)["training"]
     if family not in training["families"]:
         raise ValueError(f"profile {profile!r} trains no {family!r} models; families: "

@@ -1,7 +1,7 @@
 """The replication table: each of the paper's claims, what a figure run measured, and whether it agrees.
 
 Read from the CSVs the notebooks write under a figures folder (``biaskit figures`` calls
-:func:`write` at the end; ``python -m biaskit.replication FIGURES`` rebuilds it). One claim is one
+:func:`write` at the end; ``python -m biaskit.study.replication FIGURES`` rebuilds it). One claim is one
 entry of :data:`CLAIMS`: a function of the folder returning rows (claim, measured, verdict).
 Every interval is written ``value [lo, hi]`` (95%).
 
@@ -233,7 +233,7 @@ def formulations(folder: Path) -> list[tuple]:
 
 
 def sampling_bias(folder: Path) -> list[tuple]:
-    """Notebook 06: exposure bias and its fixes, terminal SNR (:func:`biaskit.sampling_bias.replication_rows`)."""
+    """Notebook 06: exposure bias and its fixes, terminal SNR (:func:`biaskit.study.sampling_bias.replication_rows`)."""
     from .sampling_bias import replication_rows
     return replication_rows(folder)
 
@@ -321,7 +321,7 @@ def write(folder) -> Path | None:
     df = table(folder)
     if df.empty:
         return None
-    from .atomic import atomic_paths
+    from ..atomic import atomic_paths
     with atomic_paths(folder / "replication.csv", folder / "replication.md") as (csv, md):
         df.to_csv(csv, index=False)
         md.write_text(report(folder))
@@ -339,11 +339,11 @@ def update_readme(readme, table_md: str) -> None:
     if START not in text or END not in text:
         raise ValueError(f"{path} has no {START.strip()} ... {END} block")
     head, rest = text.split(START, 1)
-    from .atomic import write_text
+    from ..atomic import write_text
     write_text(path, head + START + table_md + END + rest.split(END, 1)[1])
 
 
-if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]
+if __name__ == "__main__":  # python -m biaskit.study.replication FIGURES [README]
     written = write(sys.argv[1] if len(sys.argv) > 1 else "figures")
     if written is None:
         sys.exit("no claim's figures in that folder: nothing to tabulate")

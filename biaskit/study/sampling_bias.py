@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .artefacts import read
 from .cache import Cache, run_key, tensor_digest
 from .profiles import EXTRA_RUNS  # the runs of the fixes (study settings live in profiles)
 from .verdicts import seeded
@@ -158,14 +159,13 @@ def _disjoint(a_lo, a_hi, b_lo, b_hi, lower: str, higher: str) -> str:
 
 
 def replication_rows(folder: Path) -> list[tuple]:
-    """(claim, measured, verdict) rows of notebook 06 from the CSVs it writes under ``folder``
-    (``<folder>/06_sampling_bias``): findings beyond the paper, read from 95% intervals
+    """(claim, measured, verdict) rows of notebook 06 from the artefacts it writes under the
+    figures folder ``folder`` (:data:`biaskit.study.artefacts.ARTEFACTS`): findings beyond the
+    paper, read from 95% intervals
     (``observed`` / ``reversed`` / ``inconclusive``)."""
-    d = Path(folder) / "06_sampling_bias"
     ci = lambda r, c: f"{r[c]:.3g} [{r[c + '_lo']:.3g}, {r[c + '_hi']:.3g}]"  # noqa: E731
     rows = []
-    if (d / "final_states.csv").exists():
-        f = pd.read_csv(d / "final_states.csv")
+    if (f := read(folder, "final_states")) is not None:
         f = f[(f.statistic == "outside_q99") & (f.eps_scale == "none")].set_index("weighting")
         pct = lambda r: f"{100 * r.chain:.1f}% [{100 * r.chain_lo:.1f}%, {100 * r.chain_hi:.1f}%]"  # noqa: E731
         for w, r in f.iterrows():
@@ -179,8 +179,8 @@ def replication_rows(folder: Path) -> list[tuple]:
                          "(share outside q_t's 99% region at the last call)",
                          f"constant {pct(a)}, debias {pct(b)}",
                          _disjoint(b.chain_lo, b.chain_hi, a.chain_lo, a.chain_hi, "observed", "reversed")))
-    if (d / "exposure_gap.csv").exists():
-        g = pd.read_csv(d / "exposure_gap.csv").set_index("weighting")
+    if (g := read(folder, "exposure_gap")) is not None:
+        g = g.set_index("weighting")
         if {"constant", "debias"} <= set(g.index):
             a, b = g.loc["constant"], g.loc["debias"]
             rows.append(("beyond the paper: debias reduces exposure bias (mean |eps-norm gap| per dim "
@@ -190,8 +190,8 @@ def replication_rows(folder: Path) -> list[tuple]:
                          f"[{b.mean_abs_gap - b.half:.3g}, {b.mean_abs_gap + b.half:.3g}]",
                          _disjoint(b.mean_abs_gap - b.half, b.mean_abs_gap + b.half,
                                    a.mean_abs_gap - a.half, a.mean_abs_gap + a.half, "observed", "reversed")))
-    if (d / "fixes_quality.csv").exists():
-        q = pd.read_csv(d / "fixes_quality.csv").set_index("set")
+    if (q := read(folder, "fixes_quality")) is not None:
+        q = q.set_index("set")
         for fix, base in (("constant, eps scaled", "constant"), ("constant+ip", "constant"),
                           ("debias, eps scaled", "debias")):
             if fix in q.index and base in q.index:
@@ -200,8 +200,8 @@ def replication_rows(folder: Path) -> list[tuple]:
                              f"{base} {a.value:.3g} [{a.lo:.3g}, {a.hi:.3g}], {fix} {b.value:.3g} "
                              f"[{b.lo:.3g}, {b.hi:.3g}]",
                              _disjoint(b.lo, b.hi, a.lo, a.hi, "agrees", "disagrees")))
-    if (d / "brightness.csv").exists():
-        br = pd.read_csv(d / "brightness.csv").set_index("set")
+    if (br := read(folder, "brightness")) is not None:
+        br = br.set_index("set")
         base, fix = (f"{n}, {s}" for n, s in (TERMINAL_SNR_CHAINS[0], TERMINAL_SNR_CHAINS[-1]))
         if base in br.index and fix in br.index:
             a, b = br.loc[base], br.loc[fix]

@@ -5,19 +5,12 @@ and how many rows could pass by chance."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 A, B = "constant", "debias"     # the paper's comparison: the usual weighting and its fix
 MIN_SEEDS = 3                   # training seeds per weighting for a decided verdict
 LEVEL = 0.95
 NOISE = "pure noise"   # the set of x_T draws scored like samples (biaskit.study.samples.sample_quality)
-
-
-def read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / name
-    return pd.read_csv(path) if path.exists() else None
 
 
 def ci(v, lo, hi, pct: bool = False) -> str:

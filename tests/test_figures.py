@@ -149,7 +149,7 @@ def test_study_plan_is_the_one_source_of_training_settings(tmp_path):
     preset = get_preset("patches-debias", PROFILES["quick"]["training"]["preset_size"])
     assert cfg.loss.weighting == preset.loss.weighting == "debias"
     assert cfg.steps == PROFILES["quick"]["training"]["steps"]
-    for key, value in PROFILES["quick"]["training"]["families"]["patches"].items():
+    for key, value in PROFILES["quick"]["training"]["datasets"]["patches"].items():
         node = cfg
         for part in key.split("."):
             node = node[part] if isinstance(node, dict) else getattr(node, part)
@@ -360,7 +360,7 @@ def test_exported_plan_commands_fill_the_cache_the_notebooks_use(smoke_run, tmp_
     assert script.startswith("#!/bin/sh\nset -e\n")
     commands = [ln for ln in script.splitlines() if ln.startswith("biaskit train ")]
     assert len(commands) == len(planned_runs("smoke")) > 0
-    assert sum("--family gmm --weighting debias" in c for c in commands) == 3   # 3 seeds
+    assert sum("--dataset gmm --variant debias" in c for c in commands) == 3   # 3 seeds
     for c in commands:
         assert cli.main(shlex.split(c)[1:]) == 0, c
     used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
@@ -378,9 +378,13 @@ def test_exported_plan_commands_fill_the_cache_the_notebooks_use(smoke_run, tmp_
 
 
 def test_study_train_errors_are_one_line(tmp_path, capsys):
-    for argv, words in ((["--study", "smoke", "--family", "gmm", "--weighting", "p2"], "trains no such"),
+    # --family / --weighting: the former names of --dataset / --variant, still accepted
+    for argv, words in ((["--study", "smoke", "--dataset", "gmm", "--variant", "p2"], "--dataset gmm --variant p2"
+                          " --seed 0: study 'smoke' trains no such"),
+                        (["--study", "smoke", "--family", "gmm", "--weighting", "p2"], "trains no such"),
+                        (["--study", "smoke", "--family", "gmm"], "--study needs --variant"),
                         (["--study", "nope", "--family", "gmm", "--weighting", "debias"], "--study must be"),
-                        (["--study", "smoke", "--family", "gmm", "--weighting", "debias", "--steps", "3"],
+                        (["--study", "smoke", "--dataset", "gmm", "--variant", "debias", "--steps", "3"],
                          "drop --preset")):
         assert cli.main(["train", *argv, "--cache", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()

@@ -73,12 +73,12 @@ def test_sample_quality_scores_the_samples_of_the_protocol(tiny_runs):
 
 
 def test_hybrid_quality_ends_are_the_pure_models(tiny_runs):
-    from biaskit.study.recipes import load_family, run_dataset
+    from biaskit.study.recipes import load_models, run_dataset
     from biaskit.metrics import sliced_wasserstein
     from biaskit.sampling import sample
     cache, runs = tiny_runs
     data = run_dataset(runs["constant"])
-    models = load_family(runs, device="cpu")
+    models = load_models(runs, device="cpu")
     ref = data.test[:16]
     noise = torch.randn((16, *data.shape), generator=torch.Generator().manual_seed(0))
     h = study.hybrid_quality(cache, runs, models, "debias", "constant", [0, 3], noise, ref,

@@ -10,16 +10,16 @@ import time
 
 
 def train_one(args):
-    """One planned run (profile, family, weighting, seed, cache folder, device, threads) trained
+    """One planned run (profile, dataset, variant, seed, cache folder, device, threads) trained
     into the cache in a pool worker: {run, seed, folder, event (hit or miss), seconds}."""
-    profile, family, weighting, seed, cache_dir, device, threads = args
+    profile, dataset, variant, seed, cache_dir, device, threads = args
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     from .cache import Cache
     from .profiles import train_runs
     start = time.perf_counter()
     cache = Cache(cache_dir)
-    run = train_runs(cache, profile, family, [weighting], seed=seed, device=device)[weighting]
-    return {"run": f"{family}-{weighting}", "seed": int(seed), "folder": str(run), "event": cache.events[-1]["event"],
+    run = train_runs(cache, profile, dataset, [variant], seed=seed, device=device)[variant]
+    return {"run": f"{dataset}-{variant}", "seed": int(seed), "folder": str(run), "event": cache.events[-1]["event"],
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -32,7 +32,7 @@ def plan_commands(profile: str, cache_dir, device: str = "auto", only=()) -> lis
 
     from .profiles import planned_runs
     names = list(only) if only else None
-    return [" ".join(["biaskit", "train", "--study", profile, "--family", f, "--weighting", shlex.quote(w),
+    return [" ".join(["biaskit", "train", "--study", profile, "--dataset", f, "--variant", shlex.quote(w),
                       "--seed", str(s), "--cache", shlex.quote(str(cache_dir)), "--device", device,
                       "--no-progress"])
             for f, w, s in planned_runs(profile, names)]
@@ -61,7 +61,7 @@ def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = Tr
               echo=print) -> list[dict]:
     """Train every run of :func:`biaskit.study.profiles.planned_runs` into the cache (skipping cached
     ones); under ``torchrun`` each run is trained with DDP on all processes. Returns one dict per
-    run: family, weighting, run (folder), event (``hit`` or ``miss``), seconds."""
+    run: dataset, variant, run (folder), event (``hit`` or ``miss``), seconds."""
     from .cache import Cache
     from ..distributed import launched
     from .profiles import planned_runs, resolve_device, train_runs
@@ -69,12 +69,12 @@ def train_all(profile: str, cache_dir, device: str = "auto", progress: bool = Tr
     cache = Cache(cache_dir)
     out = []
     rank = launched()[0]
-    for family, w, seed in planned_runs(profile):
-        run = train_runs(cache, profile, family, [w], seed=seed, device=device,
+    for dataset, w, seed in planned_runs(profile):
+        run = train_runs(cache, profile, dataset, [w], seed=seed, device=device,
                          progress=progress and rank == 0)[w]
         e = cache.events[-1]
         if rank == 0:
-            echo(f"{family}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")
-        out.append({"family": family, "weighting": w, "run": str(run), "event": e["event"],
+            echo(f"{dataset}-{w}: {e['event']} ({e['seconds']:.0f} s) -> {run}")
+        out.append({"dataset": dataset, "variant": w, "run": str(run), "event": e["event"],
                     "seconds": e["seconds"]})
     return out

@@ -1,9 +1,9 @@
-"""Recipes the notebooks share: load a family's trained runs, probe them on common random numbers
-and sample them, each through the cache.
+"""Recipes the notebooks share: load the trained runs of a dataset's preset variants, probe
+them on common random numbers and sample them, each through the cache.
 
-A *family* is a dataset with one training preset per weighting (``digits-constant``,
-``digits-debias`` ... see :func:`biaskit.config.preset_names`); the runs come from the study plan
-(:func:`biaskit.study.profiles.train_runs`), so two notebooks asking for the same family share them.
+Each dataset has one training preset per variant (``digits-constant``, ``digits-debias`` ... see
+:func:`biaskit.config.preset_names`); the runs ({variant: run folder}) come from the study plan
+(:func:`biaskit.study.profiles.train_runs`), so two notebooks asking for the same runs share them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from .cache import Cache, run_key, tensor_digest
 
 
-def load_family(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:
+def load_models(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:
     """{name: Denoiser} (EMA weights) of each run at its last or a given step, named by key."""
     from ..checkpoint import load_run
     models = {}
@@ -33,8 +33,8 @@ def run_dataset(run_dir):
     return load_dataset(spec.pop("name"), **spec)
 
 
-def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference: str | None = None,
-                   step: int | None = None, device=None, **probe_kwargs):
+def compare_runs(cache: Cache, runs: dict[str, Path], data=None, *, reference: str | None = None,
+                 step: int | None = None, device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare` of the runs' models on the held-out data (default: the first
     run's dataset), computed once per (runs, step, data, probe settings)."""
     from ..probe import compare
@@ -42,15 +42,15 @@ def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference:
     key = {"runs": {k: run_key(v) for k, v in runs.items()}, "step": step,
            "data": getattr(data, "spec", None), "reference": reference, **probe_kwargs}
     if key["data"] is None:
-        raise ValueError("compare_family caches by the data's spec: pass a biaskit Dataset")
+        raise ValueError("compare_runs caches by the data's spec: pass a biaskit Dataset")
     return cache.results("compare", key, lambda: compare(
-        load_family(runs, step=step, device=device), data, reference=reference, device=device,
+        load_models(runs, step=step, device=device), data, reference=reference, device=device,
         **probe_kwargs), label="-".join(runs))
 
 
-def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference: str,
-                         statistics, t_min: int | None, t_max: int | None = None,
-                         weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
+def compare_ratio_runs(cache: Cache, runs: dict[str, Path], data, *, reference: str,
+                       statistics, t_min: int | None, t_max: int | None = None,
+                       weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare_ratio` of the runs' models against ``reference`` over the
     probed t in [``t_min``, ``t_max``] (``per_t``: and at each probed t), computed once per
     (runs, data, settings)."""
@@ -59,7 +59,7 @@ def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference
            "statistics": list(statistics), "t_min": t_min, "t_max": t_max, "weights": weights,
            **({"per_t": True} if per_t else {}), **probe_kwargs}
     return cache.frame("ratio", key, lambda: compare_ratio(
-        load_family(runs, device=device), data, reference=reference, statistics=list(statistics),
+        load_models(runs, device=device), data, reference=reference, statistics=list(statistics),
         t_min=t_min, t_max=t_max, weights=weights, per_t=per_t, device=device, **probe_kwargs),
         label="-".join(runs))
 
@@ -99,8 +99,8 @@ def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, 
     for s, runs in seed_runs.items():
         if reference not in runs or len(runs) < 2:
             continue
-        f = compare_ratio_family(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
-                                 t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
+        f = compare_ratio_runs(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
+                               t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
         per_seed.append(f.assign(training_seed=int(s)))
     if not per_seed:
         raise ValueError(f"no seed has the reference {reference!r} and another model")

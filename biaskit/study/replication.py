@@ -295,9 +295,9 @@ def _profiles():
 
 
 def _model_sizes(profile: str) -> str:
-    from .profiles import FAMILIES, run_config
+    from .profiles import DATASETS, run_config
     out = []
-    for f in FAMILIES:
+    for f in DATASETS:
         c = run_config(profile, f, A)
         cfg = ", ".join(f"{k} {v}" for k, v in c.model.config.items())
         out.append(f"{f} {c.model.name} ({cfg}), {c.steps} steps of batch {c.batch_size}")

@@ -150,11 +150,11 @@ def _execute_pool(tasks, jobs: int, profile: str, cache_dir, device: str, thread
     import multiprocessing as mp
 
     from .jobpool import Job, QuietPool, run_jobs
-    from .profiles import FAMILIES, planned_runs
+    from .profiles import DATASETS, planned_runs
     last = _last_durations(out_dir)
     key = lambda r: f"train:{r[0]}-{r[1]}:{r[2]}"     # noqa: E731
     jobs_ = [Job(key(r), train_one, (profile, *r, str(cache_dir), device, threads),
-                 priority=FAMILIES.index(r[0])) for r in planned_runs(profile, [t[0] for t in tasks])]
+                 priority=DATASETS.index(r[0])) for r in planned_runs(profile, [t[0] for t in tasks])]
     jobs_ += [Job(f"notebook:{t[0]}", _run_one, t, frozenset(key(r) for r in planned_runs(profile, [t[0]])),
                   priority=1e9 + last.get(t[0], 0.0)) for t in tasks]
     if len(jobs_) > len(tasks):

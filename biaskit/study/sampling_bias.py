@@ -1,11 +1,11 @@
 """The analyses of notebook 06 (the bias a sampler meets), each computed once per setting
-through the cache: exposure-bias statistics of a family's chains (:mod:`biaskit.exposure`), the
+through the cache: exposure-bias statistics of a dataset's chains (:mod:`biaskit.exposure`), the
 epsilon-scaling sweep, the runs its fixes need (input perturbation, terminal-SNR schedules) and
 the terminal-SNR brightness effect (Lin et al. 2024).
 
 Terminal SNR: a schedule with abar_T > 0 trains its model on x_T that still holds
 sqrt(abar_T) x0, then samples from x_T ~ N(0, I): the data's mean leaks into every sample and
-samples cannot be very dark or bright. The comparison trains the family's constant model on
+samples cannot be very dark or bright. The comparison trains the dataset's constant model on
 ``scaled_linear`` (Stable Diffusion's schedule, abar_T = 0.0047) and a v-prediction model on its
 zero-terminal-SNR rescaling, and reads the spread of the samples' per-sample mean (an image's
 mean brightness) against the data's: :func:`brightness_spread`.
@@ -29,24 +29,24 @@ TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_l
                        ("v, scaled_linear zero SNR", "leading"), ("v, scaled_linear zero SNR", "trailing")]
 
 
-def extra_config(profile: str, family: str, name: str, seed: int = 0):
+def extra_config(profile: str, dataset: str, name: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` of extra run ``name`` (:data:`EXTRA_RUNS`): the
-    study profile's config of its weighting with the run's overrides
+    study profile's config of its variant with the run's overrides
     (:func:`biaskit.study.profiles.run_config` reads this table, so the study plan trains them too)."""
     from .profiles import run_config
     if name not in EXTRA_RUNS:
         raise ValueError(f"unknown extra run {name!r}; valid: {', '.join(EXTRA_RUNS)}")
-    return run_config(profile, family, name, seed)
+    return run_config(profile, dataset, name, seed)
 
 
-def train_extra(cache: Cache, profile: str, family: str, names, *, seed: int = 0, device: str = "auto",
+def train_extra(cache: Cache, profile: str, dataset: str, names, *, seed: int = 0, device: str = "auto",
                 progress: bool = False) -> dict[str, Path]:
     """{name: run folder} of the extra runs, each trained only on a cache miss (the same cache
     entries as :func:`biaskit.study.profiles.train_runs` of those names)."""
     from .profiles import train_runs
     for name in names:
-        extra_config(profile, family, name, seed)  # an unknown name is an error
-    return train_runs(cache, profile, family, list(names), seed=seed, device=device, progress=progress)
+        extra_config(profile, dataset, name, seed)  # an unknown name is an error
+    return train_runs(cache, profile, dataset, list(names), seed=seed, device=device, progress=progress)
 
 
 def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data, sampler: str,

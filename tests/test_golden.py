@@ -93,3 +93,9 @@ def test_golden_probe_csv(case):
     if case.startswith("thirdparty/") and not G.MNIST.is_file():
         pytest.skip(f"third-party checkpoint not present at {G.MNIST}")
     check("probe_csvs", case)
+
+
+@pytest.mark.parametrize("case", _cases("sampler_outputs"))
+def test_golden_sampler_output(case):
+    """Final samples and trajectory of every sampler name on an oracle and tiny eps/v/flow/EDM nets."""
+    check("sampler_outputs", case)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,9 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 THIRD_PARTY = REPO.parent / "shared" / "checkpoints" / "mnist-ddpm-cnn"
 
 
+# torch threads of every computation: 1; BIASKIT_GOLDEN_THREADS=2 checks that no golden depends on it
+THREADS = int(os.environ.get("BIASKIT_GOLDEN_THREADS", "1"))
+
+
 def deterministic():
-    """One CPU thread, fixed seed: the goldens must not depend on the machine's core count."""
-    torch.set_num_threads(1)
+    """THREADS CPU threads (1), fixed seed: the goldens must not depend on the machine's core count."""
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
 
 
@@ -68,7 +73,7 @@ TINY = {
                  "model.config.channel_mult=[1]", "model.config.attention_resolutions=[]",
                  "model.config.num_heads=1", "data.options.size=8", "model.config.image_size=8"],
 }
-COMMON = [f"steps={STEPS}", "log_every=1", "ckpt_every=1000", "probe_every=0", "device=cpu", "threads=1",
+COMMON = [f"steps={STEPS}", "log_every=1", "ckpt_every=1000", "probe_every=0", "device=cpu", f"threads={THREADS}",
           "optim.warmup_steps=1", "ema.start=0"]
 # process runs beyond the presets: every continuous process with every target it trains
 PROCESS_RUNS = {f"gmm-constant@{proc}-{target}": ("gmm-constant", [f"process.name={proc}", f"loss.target={target}"])
@@ -87,33 +92,46 @@ DISCRETE_RUNS = {
 }
 
 
-def train_first_steps(preset: str, overrides: list[str], out: Path) -> tuple[np.ndarray, torch.Tensor]:
+def train_first_steps(preset: str, overrides: list[str], out: Path, size: str = "quick"
+                      ) -> tuple[np.ndarray, torch.Tensor]:
     """(losses of the first STEPS optimiser steps (float32), the model's first parameter after them)
-    of ``preset`` (its quick size) with ``overrides`` (``--set`` strings). The one place that
+    of ``preset`` (its ``size``) with ``overrides`` (``--set`` strings). The one place that
     touches the trainer's internals (``Trainer``, ``.net``)."""
     from biaskit.config import apply_overrides, get_preset
     from biaskit.train import Trainer
     family = preset.split("-")[0]
-    config = apply_overrides(get_preset(preset, "quick"), TINY[family] + COMMON + overrides + [f"out={out}"])
+    config = apply_overrides(get_preset(preset, size), TINY[family] + COMMON + overrides + [f"out={out}"])
     deterministic()
     trainer = Trainer(config)
     losses = [state.loss.detach().float().item() for state in trainer.run(progress=False)]
     return np.asarray(losses, dtype=np.float32), next(iter(trainer.net.parameters())).detach().clone()
 
 
-def training_runs() -> dict[str, tuple[str, list[str]]]:
-    """{run name: (preset, extra --set overrides)}: every preset variant, then the extra runs."""
+# the full sizes (their optimiser, schedule, precision settings) with the same tiny overrides; celebahq's
+# full size reads a user's image folder
+FULL_DATA = {"digits": [], "patches": ["data.options.size=8", "model.config.attention_levels=[]"],
+             "gmm": ["data.options.dim=2"]}
+
+
+def training_runs() -> dict[str, tuple[str, list[str], str]]:
+    """{run name: (preset, extra --set overrides, size)}: every preset variant (quick size), the
+    extra runs, then at the full size (``name@full``) every gmm variant and digits/patches-constant
+    (their other variants differ from constant only by the weighting, covered at the quick size)."""
     from biaskit.config import preset_names
-    runs = {name: (name, []) for name in preset_names()}
-    return {**runs, **DISCRETE_RUNS, **PROCESS_RUNS}
+    runs = {name: (name, [], "quick") for name in preset_names()}
+    runs.update({k: (p, o, "quick") for k, (p, o) in {**DISCRETE_RUNS, **PROCESS_RUNS}.items()})
+    full = {f"{n}@full": (n, FULL_DATA[n.split("-")[0]] + (["model.config.attention_levels=[]"]
+                                                          if n.startswith("digits") else []), "full")
+            for n in preset_names() if n.startswith("gmm-") or n in ("digits-constant", "patches-constant")}
+    return {**runs, **full}
 
 
 def train_losses_cases() -> dict:
     """Per run: ``loss`` (STEPS,) float32 and ``param0`` the first parameter tensor's sha256."""
-    def case(preset, overrides):
+    def case(preset, overrides, size):
         def thunk():
             with tempfile.TemporaryDirectory() as tmp:
-                losses, p0 = train_first_steps(preset, overrides, Path(tmp) / "run")
+                losses, p0 = train_first_steps(preset, overrides, Path(tmp) / "run", size)
             return {"loss": losses, "param0": np.array(tensor_digest(p0))}
         return thunk
     return {name: case(*spec) for name, spec in training_runs().items()}
@@ -246,8 +264,66 @@ def probe_csvs_cases() -> dict:
     }
 
 
+# --- 4. sampler outputs ---------------------------------------------------------------------------
+SAMPLE_STEPS, SAMPLE_N = 4, 8
+# models sampled: an analytic oracle (x0 net) and tiny 3-step runs (eps, v; flow and EDM processes)
+SAMPLE_MODELS = {"oracle-gmm": None, "run-gmm-debias": ("gmm-debias", []), "run-gmm-v": ("gmm-v", []),
+                 "process-gmm-flow": ("gmm-flow", []), "process-gmm-edm": ("gmm-edm", [])}
+# extra options beyond each sampler's defaults
+SAMPLE_OPTIONS = {"ddpm/fixed_large": ("ddpm", {"variance": "fixed_large"}),
+                  "ddim/eta1": ("ddim", {"eta": 1.0}),
+                  "ddim/clip-trailing": ("ddim", {"clip": True, "spacing": "trailing"})}
+_MODELS: dict = {}
+
+
+def sample_model(name: str):
+    """The denoiser ``name`` of SAMPLE_MODELS: ``biaskit.load`` of an oracle or of a tiny run
+    trained (3 steps, ``biaskit train``) into a temporary folder; kept for the process."""
+    if name not in _MODELS:
+        import biaskit
+        spec = SAMPLE_MODELS[name]
+        if spec is None:
+            _MODELS[name] = biaskit.load("oracle:gmm")
+        else:
+            preset, overrides = spec
+            family = preset.split("-")[0]
+            with tempfile.TemporaryDirectory() as tmp:
+                sets = [a for o in TINY[family] + COMMON + overrides for a in ("--set", o)]
+                cli(["train", "--preset", preset, "--out", f"{tmp}/run", "--no-progress", *sets])
+                _MODELS[name] = biaskit.load(f"{tmp}/run")
+    return _MODELS[name]
+
+
+def sampler_outputs_cases() -> dict:
+    """``biaskit.sampling.sample`` of every sampler name (``sampler_names()``: native ddpm/ddim,
+    ODE heun/flow_euler, every diffusers and process scheduler), plus SAMPLE_OPTIONS, on every
+    SAMPLE_MODELS model: SAMPLE_STEPS steps, SAMPLE_N samples of seed 0. Values: the final ``x0``,
+    the model calls' ``timesteps`` and ``schedule_index``, the trajectory's ``x_t``, ``x0_hat``,
+    ``t`` and ``logsnr``."""
+    from biaskit.sampling import sample, sampler_names
+
+    def case(model, sampler, options):
+        def thunk():
+            d = sample_model(model)
+            r = sample(d, (SAMPLE_N, *d.shape), sampler=sampler, steps=SAMPLE_STEPS, seed=0,
+                       return_trajectory=True, progress=False, **options)
+            tr = r.trajectory
+            out = {"x0": r.x0.numpy(), "timesteps": np.asarray(r.timesteps, dtype=np.int64),
+                   "schedule_index": np.asarray(r.schedule_index, dtype=np.int64),
+                   "x_t": tr.x_t.numpy(), "x0_hat": tr.x0_hat.numpy(), "t": tr.t.numpy()}
+            if tr.logsnr is not None:
+                out["logsnr"] = tr.logsnr.numpy()
+            return out
+        return thunk
+    runs = {name: (name, {}) for name in sampler_names()}
+    runs.update(SAMPLE_OPTIONS)
+    return {f"{model}/{name}": case(model, sampler, options)
+            for model in SAMPLE_MODELS for name, (sampler, options) in runs.items()}
+
+
 ARTEFACTS = {"train_losses": train_losses_cases, "weight_tables": weight_tables_cases,
-             "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases}
+             "target_weights": target_weights_cases, "probe_csvs": probe_csvs_cases,
+             "sampler_outputs": sampler_outputs_cases}
 SEP = "::"   # npz key = case + SEP + value name; a case the code refuses is saved as case::error
 
 
@@ -263,7 +339,7 @@ def generate(artefact: str) -> dict:
     for case in ARTEFACTS[artefact]():
         try:
             values = compute(artefact, case)
-        except (ValueError, KeyError, RuntimeError) as e:
+        except (ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as e:
             out[f"{case}{SEP}error"] = np.array(str(e))
             continue
         if not values:

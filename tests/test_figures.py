@@ -430,3 +430,20 @@ def test_unknown_parameter_is_a_one_line_error(tmp_path, capsys):
                    "--set", "no_such_parameter=3"])
     assert rc == 2
     assert "unknown notebook parameter(s) no_such_parameter" in capsys.readouterr().err
+
+
+def test_renamed_parameter_keeps_its_former_name(tmp_path):
+    """05's list of preset variants is ``variants``; ``--set weightings=...`` (its former name)
+    still sets it, and the smoke profile plans exactly those runs."""
+    from biaskit.study.notebooks import NOTEBOOK_DIR, notebook_parameters
+    from biaskit.study.runner import _check_overrides
+    path = NOTEBOOK_DIR / "05_formulations.ipynb"
+    p = notebook_parameters("05_formulations", path, "smoke", tmp_path, tmp_path, "cpu",
+                            {"weightings": ["constant", "edm"]})
+    assert p["variants"] == ["constant", "edm"] and "weightings" not in p
+    p = notebook_parameters("05_formulations", path, "smoke", tmp_path, tmp_path, "cpu")
+    assert p["variants"] == PROFILES["smoke"]["05_formulations"]["variants"]
+    assert planned_runs("smoke", ["05_formulations"]) == [("gmm", v, 0) for v in p["variants"]]
+    _check_overrides({"weightings": ["constant"]}, {"05_formulations": path})   # accepted, no error
+    with pytest.raises(ValueError, match="unknown notebook parameter"):
+        _check_overrides({"variant": ["constant"]}, {"05_formulations": path})

@@ -91,6 +91,6 @@ def test_every_profile_plans_the_formulation_runs_of_notebook_05():
     for profile in PROFILES:
         params = parameters(profile, "05_formulations")
         plan = planned_runs(profile, ["05_formulations"])
-        assert plan == [("gmm", w, 0) for w in params["weightings"]], profile
+        assert plan == [("gmm", w, 0) for w in params["variants"]], profile
         assert set(plan) <= set(planned_runs(profile))
     assert {w for _, w, _ in planned_runs("quick", ["05_formulations"])} >= {"v-debias", "edm", "flow-debias"}

@@ -109,16 +109,32 @@ def declared_parameters(path) -> dict:
     return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
 
 
+# notebook parameters renamed: new name -> its former name, still accepted as an override
+# (05_formulations' list of preset variants was called ``weightings``)
+RENAMED_PARAMETERS = {"variants": "weightings"}
+
+
+def accepted_parameters(declared) -> set[str]:
+    """The names an override may use for a notebook declaring ``declared``: those, and the
+    former names of renamed ones (:data:`RENAMED_PARAMETERS`)."""
+    return set(declared) | {old for new, old in RENAMED_PARAMETERS.items() if new in declared}
+
+
 def notebook_parameters(name: str, path, profile: str, out_dir, cache_dir, device: str,
                         overrides: dict | None = None) -> dict:
     """The parameters injected into one notebook: profile values, the run's folders and device,
-    then ``overrides``, restricted to the names the notebook declares."""
+    then ``overrides`` (a renamed parameter's former name sets it, :data:`RENAMED_PARAMETERS`),
+    restricted to the names the notebook declares."""
     from .profiles import parameters
     params = parameters(profile, name)
     params.update(profile=profile, out_dir=str(Path(out_dir).resolve() / name),
                   cache_dir=str(Path(cache_dir).resolve()), device=device)
-    params.update(overrides or {})
+    overrides = overrides or {}
+    params.update(overrides)
     declared = declared_parameters(path)
+    for new, old in RENAMED_PARAMETERS.items():
+        if new in declared and old not in declared and old in overrides and new not in overrides:
+            params[new] = overrides[old]
     return {k: v for k, v in params.items() if k in declared}
 
 

@@ -90,7 +90,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                       "fid_steps": [5], "fid_n": 10, "fid_weightings": ["constant"]},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-        "05_formulations": {"dataset": "gmm", "weightings": ["constant", "v-debias", "edm", "flow-debias"],
+        "05_formulations": {"dataset": "gmm", "variants": ["constant", "v-debias", "edm", "flow-debias"],
                             "steps_list": [2, 5], "samplers": ["ddim"], "n_boot": 5,
                             "clip_views": [False]},
         "06_sampling_bias": {"dataset": "gmm", "sample_steps": 5, "eps_scales": [0.99, 1.0, 1.02],
@@ -128,7 +128,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
         # the gmm runs of 01 and six more (about 20 s each at 2400 steps of batch 256 on one core;
         # 1200 steps of batch 64 sampled one blob instead of the 8 modes); 2-D, K = 8
-        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+        "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
                             "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
@@ -155,7 +155,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+        "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 3, 5, 10, 20, 50, 100, 1000],
                             "samplers": ["ddim", "dpm_solver++", "unipc"], "native_samplers": True,
                             "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
@@ -182,7 +182,7 @@ PROFILES["gpu-smoke"] = {
                   "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
     "03_reasons": {"dataset": "patches", "sample_steps": 10, "switch_points": [0, 5, 10]},
     "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-    "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+    "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                         "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
                         "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
                         "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
@@ -259,7 +259,8 @@ def train_seeds(cache, profile: str, dataset: str, variants, *, seed: int = 0,
 
 
 def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
-    """(dataset, variant, seed) of every run the profile's notebooks (or those named) train:
+    """(dataset, variant, seed) of every run the profile's notebooks (or those named) train: the
+    preset variants of a notebook's ``variants`` parameter (05), else of its ``weightings``, at
     every seed of :func:`dataset_seeds` for a notebook whose parameters say ``replicates``."""
     p = _check_profile(profile)
     plan = {}
@@ -269,7 +270,7 @@ def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
         params = parameters(profile, name)
         datasets = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
         for dataset in datasets:
-            for w in dataset_variants(profile, dataset, params.get("weightings", [])):
+            for w in dataset_variants(profile, dataset, params.get("variants", params.get("weightings", []))):
                 seeds = dataset_seeds(profile, dataset, w, params.get("seed", 0)) \
                     if params.get("replicates") else [params.get("seed", 0)]
                 for s in seeds:

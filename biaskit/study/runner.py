@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .heartbeat import HEARTBEAT_S, Heartbeat
-from .notebooks import (NOTEBOOK_DIR, NotebookResult, declared_parameters, notebook_parameters,
-                        run_notebook, select)
+from .notebooks import (NOTEBOOK_DIR, NotebookResult, accepted_parameters, declared_parameters,
+                        notebook_parameters, run_notebook, select)
 from .plan import plan_commands, plan_script, train_all, train_one  # noqa: F401
 
 
@@ -192,7 +192,7 @@ def _last_durations(out_dir) -> dict[str, float]:
 def _check_overrides(overrides: dict, chosen: dict):
     declared = set()
     for p in chosen.values():
-        declared |= set(declared_parameters(p))
+        declared |= accepted_parameters(declared_parameters(p))
     unknown = sorted(set(overrides) - declared)
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}; the selected "

@@ -11,8 +11,8 @@ figures (``biaskit figures``), the models they train and the analyses they run.
   :mod:`~biaskit.study.sampling_bias`: the analyses the notebooks share, each through the cache.
 - :mod:`~biaskit.study.notebooks`, :mod:`~biaskit.study.runner`, :mod:`~biaskit.study.jobpool`,
   :mod:`~biaskit.study.heartbeat`, :mod:`~biaskit.study.kernel`: running the notebooks.
-- :mod:`~biaskit.study.replication`, :mod:`~biaskit.study.verdicts`: the replication table read
-  back from a figure run's artefacts (:data:`biaskit.study.replication.ARTEFACTS`).
+- :mod:`~biaskit.study.replication`, :mod:`~biaskit.study.verdicts`: the replication table, read
+  back from a figure run's artefacts by name (:mod:`~biaskit.study.artefacts`).
 
 Nothing is imported here: import the module you need (``from biaskit.study import recipes``).
 """

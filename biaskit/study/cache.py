@@ -51,6 +51,7 @@ ANALYSES = ("biaskit.train", "biaskit.probe", "biaskit.sampling", "biaskit.metri
 SOURCES = {"runs": ("biaskit.train",), "latents": ("biaskit.latent",)}
 
 _DIGESTS: dict[tuple, str] = {}  # roots -> digest, once per process (the source does not change)
+_IMPORTS: dict[tuple, set] = {}   # (module, file, size, mtime) -> the package modules it imports
 
 
 def _module_files(root: Path = None) -> dict[str, Path]:
@@ -66,6 +67,10 @@ def _module_files(root: Path = None) -> dict[str, Path]:
 def _imported(name: str, path: Path, modules: dict) -> set[str]:
     """The package modules ``path`` imports (function-level imports included), read from its AST."""
     import ast
+    stat = path.stat()
+    memo = (name, str(path), stat.st_size, stat.st_mtime_ns)
+    if memo in _IMPORTS:
+        return _IMPORTS[memo]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_bytes())):
@@ -78,6 +83,7 @@ def _imported(name: str, path: Path, modules: dict) -> set[str]:
         else:
             continue
         found |= {n for n in names if n in modules}
+    _IMPORTS[memo] = found
     return found
 
 
@@ -91,7 +97,7 @@ def source_files(roots, root: Path = None) -> list[Path]:
     unknown = [r for r in roots if r not in modules]
     if unknown:
         raise ValueError(f"no module {', '.join(unknown)} in {root or PACKAGE}")
-    top = next(iter(modules))  # the package itself
+    top = (root or PACKAGE).name  # the package itself
     seen, todo = set(), list(roots)
     while todo:
         m = todo.pop()

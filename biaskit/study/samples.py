@@ -1,5 +1,5 @@
 """The sample analyses of the impact (02) and reasons (03) notebooks, each computed once per
-setting through the cache: sample quality of a family's runs, the colour statistics of samples
+setting through the cache: sample quality of a dataset's runs, the colour statistics of samples
 against the data with intervals, hybrid sweeps scored with intervals, and trajectory statistics.
 
 Every sample set names its protocol: ``clip=True`` clamps x0_hat to the data range at every

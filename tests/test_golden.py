@@ -29,8 +29,9 @@ def golden(artefact: str) -> dict:
 
 def assert_bitwise(where: str, got: np.ndarray, want: np.ndarray):
     got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype, f"{where}: dtype {got.dtype}, golden {want.dtype}"
-    assert got.shape == want.shape, f"{where}: shape {got.shape}, golden {want.shape}"
+    same_kind = got.dtype.kind == want.dtype.kind == "U" or got.dtype == want.dtype  # <U10 vs <U11: text length
+    if not same_kind or got.shape != want.shape:
+        pytest.fail(f"{where}: {got.dtype} {got.shape}, golden {want.dtype} {want.shape}")
     if want.dtype.kind == "U":
         g, w = str(got), str(want)
         if g != w:
@@ -49,12 +50,14 @@ def assert_bitwise(where: str, got: np.ndarray, want: np.ndarray):
 
 def check(artefact: str, case: str):
     want = golden(artefact).get(case)
-    assert want is not None, f"{artefact}/{case}: no golden (regenerate with make_golden.py)"
+    if want is None:
+        pytest.skip("a case added after the goldens were taken (no golden to compare with)")
     if set(want) == {"error"}:
         pytest.skip(f"refused before the restructuring: {str(want['error'])[:200]}")
     got = G.compute(artefact, case)
-    assert set(got) == set(want), (f"{artefact}/{case}: values {sorted(set(got) ^ set(want))} appeared or "
-                                   "disappeared")
+    # a value refused before may exist now (new capability); a value that existed must still exist
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{artefact}/{case}: values {missing} are no longer computed"
     for name in want:
         assert_bitwise(f"{artefact}/{case}/{name}", got[name], want[name])
 
@@ -81,10 +84,12 @@ def test_golden_target_weights(case):
     check("target_weights", case)
 
 
-def test_golden_cases_all_saved():
-    """Every case in make_golden.py has a golden, and every golden a case (none silently dropped)."""
+def test_golden_cases_all_still_computed():
+    """Every golden case is still a case of make_golden.py: a preset variant, sampler name or
+    weighting that existed before the restructuring still exists (new ones may be added)."""
     for artefact in G.ARTEFACTS:
-        assert set(_cases(artefact)) == set(golden(artefact)), artefact
+        gone = sorted(set(golden(artefact)) - set(_cases(artefact)))
+        assert not gone, f"{artefact}: cases {gone[:10]} are no longer computed"
 
 
 @pytest.mark.parametrize("case", _cases("probe_csvs"))
@@ -99,3 +104,27 @@ def test_golden_probe_csv(case):
 def test_golden_sampler_output(case):
     """Final samples and trajectory of every sampler name on an oracle and tiny eps/v/flow/EDM nets."""
     check("sampler_outputs", case)
+
+
+def test_bitwise_comparison_catches_one_ulp_and_one_character():
+    """The comparison itself can fail: one ulp of one float, a -0.0 for 0.0, one character of text."""
+    a = np.array([1.0, 0.0, np.nan], dtype=np.float32)
+    assert_bitwise("same", a.copy(), a)
+    for changed in (np.array([np.nextafter(np.float32(1), np.float32(2)), 0.0, np.nan], dtype=np.float32),
+                    np.array([1.0, -0.0, np.nan], dtype=np.float32), a.astype(np.float64)):
+        with pytest.raises(pytest.fail.Exception):
+            assert_bitwise("changed", changed, a)
+    with pytest.raises(pytest.fail.Exception, match="line 1"):
+        assert_bitwise("text", np.array("t,x\n1,2.5\n"), np.array("t,x\n1,2.50\n"))
+
+
+@pytest.mark.parametrize("case", _cases("weight_values"))
+def test_golden_weight_values(case):
+    """The weight tables at full precision, from ``weights_table`` / ``process_weights_table``."""
+    check("weight_values", case)
+
+
+@pytest.mark.parametrize("case", _cases("sample_cli"))
+def test_golden_sample_cli(case):
+    """``biaskit sample`` samples.npz of an oracle and tiny discrete, image, flow and EDM runs."""
+    check("sample_cli", case)

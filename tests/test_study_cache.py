@@ -3,6 +3,7 @@ an entry made, then a change in a hashed source file, is a miss; unchanged sourc
 in a file the kind does not depend on, is a hit."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -56,6 +57,8 @@ def test_a_changed_source_is_a_miss_and_an_unchanged_one_a_hit(package, tmp_path
     cache = C.Cache(tmp_path / "cache")
     first = cache.get("runs", {"n": 1}, _build)
     assert cache.events[-1]["event"] == "miss"
+    entry = json.loads((first / "entry.json").read_text())   # says which code built it
+    assert entry["source"] == C.source_digest("runs") and entry["key"] == C.cache_key("runs", {"n": 1})
     # a new process, same source: hit
     monkeypatch.setattr(C, "_DIGESTS", {})
     assert cache.get("runs", {"n": 1}, _build) == first and cache.events[-1]["event"] == "hit"

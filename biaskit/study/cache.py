@@ -175,7 +175,8 @@ def _lock(path: Path):
 def _publish(folder: Path, final: Path, kind: str, config, label: str | None):
     """Write ``entry.json`` into a built ``folder`` and rename it to ``final``."""
     (folder / ENTRY).write_text(json.dumps(
-        {"kind": kind, "key": cache_key(kind, config), "label": label, "config": canonical(config)},
+        {"kind": kind, "key": cache_key(kind, config), "label": label, "config": canonical(config),
+         "source": source_digest(kind)},
         indent=1, sort_keys=True))
     if final.exists():  # a stale entry without entry.json (killed build)
         shutil.rmtree(final)
@@ -328,7 +329,9 @@ class Cache:
 
         The key is the config without the settings that do not change the trained weights:
         where the run is written or runs (``out``, ``device``, ``threads``) and how often it logs
-        (``log_every``), so a model trained on a GPU is found from a CPU session and vice versa."""
+        (``log_every``), so a model trained on a GPU is found from a CPU session and vice versa,
+        and the digest of the training code (:func:`source_digest` of ``runs``), so a run trained
+        by other code is trained again."""
         import copy
         from ..config import load_config
         cfg = load_config(config)

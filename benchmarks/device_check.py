@@ -11,7 +11,7 @@ Prints a table and writes JSON to --json (e.g. $OUT/device_check.json on the dev
     python benchmarks/device_check.py --profile quick --steps 20 --n 64      # CPU smoke
 
 ``--profile`` is a preset size here. The figure study's own GPU check is the ``gpu-smoke`` study
-profile (``biaskit figures --profile gpu-smoke --device cuda``, see biaskit/profiles.py).
+profile (``biaskit figures --profile gpu-smoke --device cuda``, see biaskit/study/profiles.py).
 """
 
 from __future__ import annotations

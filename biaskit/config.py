@@ -4,7 +4,7 @@ Unknown keys and ill-typed values raise ``ValueError`` naming the dotted key (``
 Presets live in ``biaskit/presets/<family>.yaml``: a ``base`` config, ``sizes`` (``quick`` trains
 on 2 CPU cores in minutes, ``full`` is GPU-sized) and ``variants`` (one per loss weighting);
 preset ``<family>-<variant>`` is base, then the size, then the variant, merged in that order.
-(A preset's *size* is not a study *profile*, :mod:`biaskit.profiles`, which picks one per study.)
+(A preset's *size* is not a study *profile*, :mod:`biaskit.study.profiles`, which picks one per study.)
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def _check_preset(spec: dict, where) -> dict:
     """``spec`` itself; ValueError for a preset written before ``profiles:`` was renamed ``sizes:``."""
     if isinstance(spec, dict) and "profiles" in spec:
         raise ValueError(f"{where}: the preset key 'profiles:' is now 'sizes:' (a preset's quick / "
-                         "full sizes; study profiles are biaskit.profiles'): rename it")
+                         "full sizes; study profiles are biaskit.study.profiles'): rename it")
     return spec
 
 

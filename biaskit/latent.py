@@ -110,7 +110,7 @@ def encode_cached(pipe: LatentPipeline, data: CaptionedImages, cache_root=None) 
     """The latents of ``data`` (N, c, h, w), encoded once: cached under ``cache_root`` (default
     $XDG_CACHE_HOME/biaskit, else ~/.cache/biaskit) by (VAE weights sha256, images sha256, image
     size, encoding rule)."""
-    from .cache import Cache
+    from .study.cache import Cache
     vae = {k: v for k, v in pipe.sha256.items() if k.startswith("vae")}
     config = {"vae": vae, "images": data.sha256, "size": list(data.images.shape[1:]),
               "latent": LATENT_MEAN, "scaling_factor": pipe.scaling_factor,

@@ -1,4 +1,4 @@
-"""Figures of sample analyses (:mod:`biaskit.study`): colour statistics of sample sets,
+"""Figures of sample analyses (:mod:`biaskit.study.samples`): colour statistics of sample sets,
 trajectory statistics along the chain, hybrid sweeps and sample quality against steps or
 training iterations, each weighting in its colour (:func:`biaskit.plot_style.weighting_colour`).
 Re-exported by :mod:`biaskit.plots`."""
@@ -158,7 +158,7 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     ``log_metrics``: metrics drawn on a log y, symmetric-log when a bound is <= 0 (zeros stay
     visible). ``ax``: one Axes per (metric, sampler) panel to draw into, rows by metric."""
     from .metrics import BASELINE
-    from .replication import NOISE
+    from .study.verdicts import NOISE
     style()
     floor, noise = df[df["weighting"] == BASELINE], df[df["weighting"] == NOISE]
     df = df[~df["weighting"].isin([BASELINE, NOISE])]

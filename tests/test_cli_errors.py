@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from biaskit import checkpoint as C
-from biaskit.cache import Cache
+from biaskit.study.cache import Cache
 from biaskit.cli import main
 from biaskit.config import get_preset, load_config
 from biaskit.denoiser import Denoiser
@@ -233,7 +233,7 @@ def test_figures_jobs_zero(tmp_path, capsys):
 
 
 def test_ctrl_c_in_figures_says_what_finished(tmp_path, capsys, monkeypatch):
-    from biaskit import figures as F
+    from biaskit.study import runner as F
     calls = []
 
     def fake(task):
@@ -290,7 +290,7 @@ def test_notebooks_probe_at_most_the_held_out_set():
     """digits holds out 180 images, fewer than the quick profile's n_probe: every probe call of
     the notebooks asks for min(n_probe, held-out size), so the library's warning stays for users."""
     from biaskit.data import load_dataset
-    from biaskit.profiles import parameters
+    from biaskit.study.profiles import parameters
     assert len(load_dataset("digits").test) < parameters("quick", "01_existence")["n_probe"]
     root = Path(__file__).resolve().parents[1] / "biaskit" / "notebooks"
     calls = 0
@@ -353,7 +353,7 @@ def test_ctrl_c_with_parallel_notebooks_keeps_what_finished(tmp_path, capsys, mo
     """jobs > 1: the finished notebook is kept in the manifest, the queued ones are dropped."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from biaskit import figures as F
+    from biaskit.study import runner as F
 
     def fake(task):
         if task[0] != "00_weighting_atlas":
@@ -361,7 +361,7 @@ def test_ctrl_c_with_parallel_notebooks_keeps_what_finished(tmp_path, capsys, mo
         return F.NotebookResult(task[0], True, 0.1, str(tmp_path / task[0]), task[2])
 
     monkeypatch.setattr(F, "_run_one", fake)
-    from biaskit import jobpool
+    from biaskit.study import jobpool
 
     class Threads(jobpool.QuietPool):
         def __init__(self, max_workers, mp_context):

@@ -116,7 +116,7 @@ def test_conditional_training_errors_name_the_key(digits, tmp_path):
 
 
 def test_cache_key_of_an_unconditional_run_is_unchanged(tmp_path):
-    from biaskit.cache import run_key_config
+    from biaskit.study.cache import run_key_config
     from biaskit.config import load_config
     cfg = _config(tmp_path / "k")
     del cfg["loss"]["label_dropout"]

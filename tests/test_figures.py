@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from biaskit import cli
-from biaskit.cache import Cache, cache_key
-from biaskit.figures import notebooks, select
-from biaskit.profiles import PROFILES, parameters, planned_runs
+from biaskit.study.cache import Cache, cache_key
+from biaskit.study.notebooks import notebooks, select
+from biaskit.study.profiles import PROFILES, parameters, planned_runs
 
 
 # --- the cache --------------------------------------------------------------------------------
 def test_cache_key_is_sha256_of_canonical_json():
     config = {"b": [1, 2.5], "a": {"y": None, "x": "s"}}
-    text = '{"config":{"a":{"x":"s","y":null},"b":[1,2.5]},"kind":"runs","version":"9"}'
-    assert cache_key("runs", config, version="9") == hashlib.sha256(text.encode()).hexdigest()
-    # key order and tuple/list spelling do not matter; values, kind and version do
+    text = '{"config":{"a":{"x":"s","y":null},"b":[1,2.5]},"kind":"runs","source":"9"}'
+    assert cache_key("runs", config, source="9") == hashlib.sha256(text.encode()).hexdigest()
+    # key order and tuple/list spelling do not matter; values, kind and source digest do
     assert cache_key("runs", {"a": {"x": "s", "y": None}, "b": (1, 2.5)}, "9") == cache_key("runs", config, "9")
     assert cache_key("runs", {**config, "b": [1, 2.6]}, "9") != cache_key("runs", config, "9")
     assert cache_key("probe", config, "9") != cache_key("runs", config, "9")
@@ -97,7 +97,7 @@ def test_profiles_cover_every_notebook():
         for name in names:
             assert PROFILES[profile].get(name) is not None, (profile, name)
             assert parameters(profile, name)["seed"] == 0
-    from biaskit.profiles import run_config
+    from biaskit.study.profiles import run_config
     full = parameters("full", "02_impact")
     assert run_config("full", full["dataset"], "constant").data.options["size"] >= 32
     assert full["n_samples"] >= 10_000 and full["fid_n"] >= 10_000
@@ -117,7 +117,7 @@ def test_the_notebooks_ship_with_the_package():
     """They live in biaskit/notebooks/, which pyproject.toml names as package data, so that
     `biaskit figures` finds them after a non-editable `pip install .` too."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from biaskit.figures import NOTEBOOK_DIR
+    from biaskit.study.runner import NOTEBOOK_DIR
     root = Path(__file__).resolve().parents[1]
     assert NOTEBOOK_DIR == root / "biaskit" / "notebooks" and len(notebooks()) == 7
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
@@ -129,10 +129,10 @@ def test_notebook_defaults_are_the_quick_profile():
     """Run interactively with its defaults, a notebook uses the quick profile's configs, so it
     finds the models that `biaskit figures --profile quick` cached."""
     import ast
-    from biaskit.figures import declared_parameters
+    from biaskit.study.runner import declared_parameters
     for name, path in notebooks().items():
         declared = declared_parameters(path)
-        # training settings live in the study plan only (biaskit.profiles), never in a notebook
+        # training settings live in the study plan only (biaskit.study.profiles), never in a notebook
         assert not {"train_overrides", "train_steps", "preset_profile", "batch_size"} & set(declared), name
         for key, value in parameters("quick", name).items():
             if key in declared and key != "progress":
@@ -142,14 +142,14 @@ def test_notebook_defaults_are_the_quick_profile():
 def test_study_plan_is_the_one_source_of_training_settings(tmp_path):
     """run_config is the preset at the profile's size with the profile's steps, batch size and
     family overrides; the cache key ignores where and how verbosely a run trains."""
-    from biaskit.cache import Cache, run_key_config
+    from biaskit.study.cache import Cache, run_key_config
     from biaskit.config import get_preset
-    from biaskit.profiles import planned_runs, run_config
+    from biaskit.study.profiles import planned_runs, run_config
     cfg = run_config("quick", "patches", "debias")
     preset = get_preset("patches-debias", PROFILES["quick"]["training"]["preset_size"])
     assert cfg.loss.weighting == preset.loss.weighting == "debias"
     assert cfg.steps == PROFILES["quick"]["training"]["steps"]
-    for key, value in PROFILES["quick"]["training"]["families"]["patches"].items():
+    for key, value in PROFILES["quick"]["training"]["datasets"]["patches"].items():
         node = cfg
         for part in key.split("."):
             node = node[part] if isinstance(node, dict) else getattr(node, part)
@@ -180,7 +180,7 @@ def test_gpu_smoke_profile_runs_the_full_profiles_models_at_tiny_sizes():
     """gpu-smoke trains what full trains (preset size, architecture, precision, schedule, loss:
     the same code path on a GPU) and differs only in how long and on how much."""
     import dataclasses
-    from biaskit.profiles import EXTRA_RUNS, FORMULATIONS, planned_runs, run_config
+    from biaskit.study.profiles import EXTRA_RUNS, FORMULATIONS, planned_runs, run_config
     smoke, full = PROFILES["gpu-smoke"], PROFILES["full"]
     assert smoke["training"]["preset_size"] == full["training"]["preset_size"] == "full"
     plan = planned_runs("gpu-smoke")
@@ -220,7 +220,7 @@ def _notebook(path, sources):
 
 def test_cell_status_reads_the_running_cell(tmp_path):
     from datetime import datetime, timedelta, timezone
-    from biaskit.heartbeat import cell_status
+    from biaskit.study.heartbeat import cell_status
     started = (datetime.now(timezone.utc) - timedelta(seconds=42)).isoformat()
     cells = [{"cell_type": "code", "source": "a = 1", "metadata": {"papermill": {"status": "completed"}}},
              {"cell_type": "code", "source": "runs = train_runs(cache)\nmore",
@@ -239,7 +239,7 @@ def test_cell_status_reads_the_running_cell(tmp_path):
 
 
 def test_training_status_names_the_run_being_built(tmp_path):
-    from biaskit.heartbeat import training_status
+    from biaskit.study.heartbeat import training_status
     run = tmp_path / "runs" / ".abc123.xyz" / "patches-debias"
     run.mkdir(parents=True)
     (run / "log.csv").write_text("step,loss\n50,0.3\n100,0.2\n")
@@ -251,7 +251,7 @@ def test_training_status_names_the_run_being_built(tmp_path):
 def test_figures_prints_a_heartbeat_per_running_notebook_without_kernel_warnings(tmp_path, capfd):
     """Two notebooks at once (--jobs 2): while they run, status lines name each one's cell; the
     kernels' 'running over TCP without encryption' warning is filtered out."""
-    from biaskit.figures import run_all
+    from biaskit.study.runner import run_all
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     for name in ("00_a", "01_b"):
@@ -270,7 +270,7 @@ def test_the_manifest_lists_only_what_this_run_wrote(tmp_path):
     """A notebook's folder is emptied before it runs: a figure left by an earlier run (a model
     the profile no longer trains) is neither kept nor listed; one table (--only 04 style) of no
     claim's figures writes no empty replication table."""
-    from biaskit.figures import run_all
+    from biaskit.study.runner import run_all
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     folder = tmp_path / "out" / "00_a"
@@ -341,7 +341,7 @@ def test_second_run_hits_the_cache_and_skips_training(smoke_run):
 
 
 def test_train_only_plans_the_runs_the_notebooks_use(smoke_run):
-    from biaskit.figures import train_all
+    from biaskit.study.runner import train_all
     planned = train_all("smoke", smoke_run["cache"], "cpu", progress=False, echo=lambda s: None)
     used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
             for e in n["cache"]["events"] if e["kind"] == "runs"}
@@ -360,7 +360,7 @@ def test_exported_plan_commands_fill_the_cache_the_notebooks_use(smoke_run, tmp_
     assert script.startswith("#!/bin/sh\nset -e\n")
     commands = [ln for ln in script.splitlines() if ln.startswith("biaskit train ")]
     assert len(commands) == len(planned_runs("smoke")) > 0
-    assert sum("--family gmm --weighting debias" in c for c in commands) == 3   # 3 seeds
+    assert sum("--dataset gmm --variant debias" in c for c in commands) == 3   # 3 seeds
     for c in commands:
         assert cli.main(shlex.split(c)[1:]) == 0, c
     used = {e["key"] for n in smoke_run["manifest"]["notebooks"].values()
@@ -378,9 +378,13 @@ def test_exported_plan_commands_fill_the_cache_the_notebooks_use(smoke_run, tmp_
 
 
 def test_study_train_errors_are_one_line(tmp_path, capsys):
-    for argv, words in ((["--study", "smoke", "--family", "gmm", "--weighting", "p2"], "trains no such"),
+    # --family / --weighting: the former names of --dataset / --variant, still accepted
+    for argv, words in ((["--study", "smoke", "--dataset", "gmm", "--variant", "p2"], "--dataset gmm --variant p2"
+                          " --seed 0: study 'smoke' trains no such"),
+                        (["--study", "smoke", "--family", "gmm", "--weighting", "p2"], "trains no such"),
+                        (["--study", "smoke", "--family", "gmm"], "--study needs --variant"),
                         (["--study", "nope", "--family", "gmm", "--weighting", "debias"], "--study must be"),
-                        (["--study", "smoke", "--family", "gmm", "--weighting", "debias", "--steps", "3"],
+                        (["--study", "smoke", "--dataset", "gmm", "--variant", "debias", "--steps", "3"],
                          "drop --preset")):
         assert cli.main(["train", *argv, "--cache", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
@@ -426,3 +430,20 @@ def test_unknown_parameter_is_a_one_line_error(tmp_path, capsys):
                    "--set", "no_such_parameter=3"])
     assert rc == 2
     assert "unknown notebook parameter(s) no_such_parameter" in capsys.readouterr().err
+
+
+def test_renamed_parameter_keeps_its_former_name(tmp_path):
+    """05's list of preset variants is ``variants``; ``--set weightings=...`` (its former name)
+    still sets it, and the smoke profile plans exactly those runs."""
+    from biaskit.study.notebooks import NOTEBOOK_DIR, notebook_parameters
+    from biaskit.study.runner import _check_overrides
+    path = NOTEBOOK_DIR / "05_formulations.ipynb"
+    p = notebook_parameters("05_formulations", path, "smoke", tmp_path, tmp_path, "cpu",
+                            {"weightings": ["constant", "edm"]})
+    assert p["variants"] == ["constant", "edm"] and "weightings" not in p
+    p = notebook_parameters("05_formulations", path, "smoke", tmp_path, tmp_path, "cpu")
+    assert p["variants"] == PROFILES["smoke"]["05_formulations"]["variants"]
+    assert planned_runs("smoke", ["05_formulations"]) == [("gmm", v, 0) for v in p["variants"]]
+    _check_overrides({"weightings": ["constant"]}, {"05_formulations": path})   # accepted, no error
+    with pytest.raises(ValueError, match="unknown notebook parameter"):
+        _check_overrides({"variant": ["constant"]}, {"05_formulations": path})

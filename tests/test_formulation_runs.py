@@ -87,10 +87,10 @@ def test_vp_linear_density_is_the_linear_schedules_and_draws_its_steps():
 
 
 def test_every_profile_plans_the_formulation_runs_of_notebook_05():
-    from biaskit.profiles import PROFILES, parameters, planned_runs
+    from biaskit.study.profiles import PROFILES, parameters, planned_runs
     for profile in PROFILES:
         params = parameters(profile, "05_formulations")
         plan = planned_runs(profile, ["05_formulations"])
-        assert plan == [("gmm", w, 0) for w in params["weightings"]], profile
+        assert plan == [("gmm", w, 0) for w in params["variants"]], profile
         assert set(plan) <= set(planned_runs(profile))
     assert {w for _, w, _ in planned_runs("quick", ["05_formulations"])} >= {"v-debias", "edm", "flow-debias"}

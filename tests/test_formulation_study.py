@@ -1,4 +1,4 @@
-"""biaskit.formulation_study on small hand-made frames whose answers are worked out below."""
+"""biaskit.study.formulations on small hand-made frames whose answers are worked out below."""
 
 import math
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from biaskit import formulation_study as fs
+from biaskit.study import formulations as fs
 from biaskit.metrics import BASELINE
 from biaskit.processes import VE, Flow, get_process
 
@@ -79,8 +79,8 @@ def test_native_sampler_of_each_process():
 
 
 def test_formulation_groups_pair_each_usual_loss_with_its_debias_equivalent():
-    from biaskit.formulation_study import formulation_groups
-    from biaskit.profiles import FORMULATIONS
+    from biaskit.study.formulations import formulation_groups
+    from biaskit.study.profiles import FORMULATIONS
     assert formulation_groups(FORMULATIONS) == {
         "eps-VP": ["constant", "debias"], "v-VP": ["v", "v-debias"], "EDM": ["edm", "edm-debias"],
         "flow matching": ["flow", "flow-debias"]}

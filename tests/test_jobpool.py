@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from biaskit.jobpool import Job, run_jobs
+from biaskit.study.jobpool import Job, run_jobs
 
 LOG: list = []
 _lock = threading.Lock()

@@ -509,7 +509,7 @@ def test_memory_estimate_reads_the_host(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["file", "read-only"])
 def test_figures_cache_is_checked_before_any_work(tmp_path, capsys, monkeypatch, kind, request):
-    from biaskit import figures as F
+    from biaskit.study import runner as F
     monkeypatch.setattr(F, "_run_one", lambda task: pytest.fail("a notebook ran"))
     if kind == "file":
         cache = tmp_path / "cache"
@@ -584,7 +584,7 @@ import signal
 import sys
 import time
 
-from biaskit.jobpool import QuietPool
+from biaskit.study.jobpool import QuietPool
 
 if __name__ == "__main__":
     pool = QuietPool(2, mp.get_context("spawn"))

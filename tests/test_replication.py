@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from biaskit import replication as R
+from biaskit.study import replication as R
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +118,32 @@ def test_readme_shows_the_committed_replication_table():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- replication:start -->\n", 1)[1].split("<!-- replication:end -->", 1)[0]
     assert block == md
+
+
+# --- the artefacts a figure run leaves, by name (biaskit.study.artefacts) ---------------------------
+def test_artefacts_are_found_by_name(tmp_path):
+    from biaskit.study import artefacts
+    assert artefacts.path(tmp_path, "high_t_summary") == tmp_path / "01_existence" / "high_t_summary.csv"
+    assert artefacts.file("compare", dataset="gmm") == "gmm_compare.csv"
+    assert artefacts.read(tmp_path, "brightness") is None       # not written by this run
+    d = tmp_path / "01_existence"
+    d.mkdir()
+    for name in ("digits_compare.csv", "gmm_compare.csv", "high_t_summary.csv", "gmm_compare.png"):
+        pd.DataFrame({"n": [7]}).to_csv(d / name, index=False)
+    assert [p.name for p in artefacts.paths(tmp_path, "compare")] == ["digits_compare.csv", "gmm_compare.csv"]
+    assert artefacts.read(tmp_path, "high_t_summary")["n"].tolist() == [7]
+    with pytest.raises(KeyError, match="no artefact 'nope'"):
+        artefacts.path(tmp_path, "nope")
+    with pytest.raises(KeyError, match="needs the field 'dataset'"):
+        artefacts.file("compare")
+
+
+def test_every_artefact_is_written_by_its_notebook_through_the_table():
+    import json
+
+    from biaskit.study import artefacts
+    from biaskit.study.notebooks import notebooks
+    sources = {n: "".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"])
+               for n, p in notebooks().items()}
+    for name, a in artefacts.ARTEFACTS.items():
+        assert f'artefacts.file("{name}"' in sources[a.notebook], (name, a.notebook)

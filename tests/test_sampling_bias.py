@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from biaskit import sampling_bias as sb
+from biaskit.study import sampling_bias as sb
 from biaskit.schedules import get_schedule
 
 
@@ -71,9 +71,9 @@ def test_replication_rows_read_verdicts_from_intervals(tmp_path):
     assert sb.replication_rows(tmp_path / "nothing") == []
 
 
-def test_image_family_rows_and_terminal_snr_family(tmp_path):
-    """An image family's eps-norm gap and fixes (``*_<family>.csv``) give their own rows naming the
-    family; the brightness rows name the family they were measured on."""
+def test_image_dataset_rows_and_terminal_snr_dataset(tmp_path):
+    """An image dataset's eps-norm gap and fixes (``*_<dataset>.csv``) give their own rows naming the
+    dataset; the brightness rows name the dataset they were measured on."""
     d = tmp_path / "06_sampling_bias"
     d.mkdir()
     pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.05, "half": 0.01},
@@ -83,8 +83,8 @@ def test_image_family_rows_and_terminal_snr_family(tmp_path):
                   {"set": "debias, eps scaled", "value": 1.5, "lo": 1.4, "hi": 1.6}]
                  ).to_csv(d / "fixes_quality_digits.csv", index=False)
     (base, s0), (fix, s1) = sb.TERMINAL_SNR_CHAINS[0], sb.TERMINAL_SNR_CHAINS[-1]
-    pd.DataFrame([{"set": f"{base}, {s0}", "ratio": 0.7, "ratio_lo": 0.6, "ratio_hi": 0.8, "family": "patches"},
-                  {"set": f"{fix}, {s1}", "ratio": 0.5, "ratio_lo": 0.4, "ratio_hi": 0.55, "family": "patches"}]
+    pd.DataFrame([{"set": f"{base}, {s0}", "ratio": 0.7, "ratio_lo": 0.6, "ratio_hi": 0.8, "dataset": "patches"},
+                  {"set": f"{fix}, {s1}", "ratio": 0.5, "ratio_lo": 0.4, "ratio_hi": 0.55, "dataset": "patches"}]
                  ).to_csv(d / "brightness.csv", index=False)
     rows = {r[0]: r[2] for r in sb.replication_rows(tmp_path)}
     reversed_ = "undecided, 1 seed (reversed on this seed)"
@@ -99,8 +99,8 @@ def test_image_family_rows_and_terminal_snr_family(tmp_path):
 def test_extra_runs_follow_the_notebook_parameters():
     """The input-perturbation run trains on ``dataset``, the terminal-SNR pair on
     ``terminal_snr_dataset`` (the full profile: patches, whose presets have no v variant: the v
-    run is constant weighting of the v-MSE, as gmm's preset v), and image families join the plan."""
-    from biaskit.profiles import notebook_extra_runs, parameters, planned_runs
+    run is constant weighting of the v-MSE, as gmm's preset v), and image datasets join the plan."""
+    from biaskit.study.profiles import notebook_extra_runs, parameters, planned_runs
     full = parameters("full", "06_sampling_bias")
     assert notebook_extra_runs("06_sampling_bias", full) == [
         ("gmm", "constant+ip"), ("patches", "constant, scaled_linear"), ("patches", "v, scaled_linear zero SNR")]

@@ -1,4 +1,4 @@
-"""The impact/reasons analyses (biaskit.study): colour shifts and colour error against hand-made
+"""The impact/reasons analyses (biaskit.study.samples): colour shifts and colour error against hand-made
 numbers, and the cached sample analyses against the same samples drawn directly."""
 
 import math
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from biaskit import study
+from biaskit.study import samples as study
 from biaskit.trajectory import channel_stats
 
 
@@ -40,8 +40,8 @@ def test_colour_error_is_the_largest_channel_shift():
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    from biaskit.cache import Cache
-    from biaskit.profiles import run_config
+    from biaskit.study.cache import Cache
+    from biaskit.study.profiles import run_config
     cache = Cache(tmp_path_factory.mktemp("cache"))
     runs = {}
     for w in ("constant", "debias"):
@@ -54,7 +54,7 @@ def tiny_runs(tmp_path_factory):
 def test_sample_quality_scores_the_samples_of_the_protocol(tiny_runs):
     from biaskit import metrics
     from biaskit.checkpoint import load_run
-    from biaskit.experiments import run_dataset
+    from biaskit.study.recipes import run_dataset
     from biaskit.sampling import sample
     cache, runs = tiny_runs
     data = run_dataset(runs["constant"])
@@ -73,12 +73,12 @@ def test_sample_quality_scores_the_samples_of_the_protocol(tiny_runs):
 
 
 def test_hybrid_quality_ends_are_the_pure_models(tiny_runs):
-    from biaskit.experiments import load_family, run_dataset
+    from biaskit.study.recipes import load_models, run_dataset
     from biaskit.metrics import sliced_wasserstein
     from biaskit.sampling import sample
     cache, runs = tiny_runs
     data = run_dataset(runs["constant"])
-    models = load_family(runs, device="cpu")
+    models = load_models(runs, device="cpu")
     ref = data.test[:16]
     noise = torch.randn((16, *data.shape), generator=torch.Generator().manual_seed(0))
     h = study.hybrid_quality(cache, runs, models, "debias", "constant", [0, 3], noise, ref,

@@ -329,7 +329,7 @@ def test_input_perturbation_feeds_the_perturbed_input_and_keeps_the_target():
 def test_input_perturbation_zero_is_todays_training_bit_for_bit(tmp_path):
     """gamma = 0 trains exactly as before; xi has its own random stream, so a gamma too small to
     change a float32 input (1e-30) leaves every weight bit-identical too, and 0.1 does not."""
-    from biaskit.cache import run_key_config
+    from biaskit.study.cache import run_key_config
     x, _, _ = _gauss_data(300)
 
     def weights(name, gamma=None):

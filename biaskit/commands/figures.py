@@ -6,7 +6,7 @@ import sys
 
 
 def add_arguments(p):
-    from ..profiles import PROFILES
+    from ..study.profiles import PROFILES
     p.add_argument("--profile", default="quick", choices=list(PROFILES),
                    help="parameter set: smoke (tiny models, about 1.5 min), quick (2 CPU cores, about "
                         "18 min), full (GPUs), gpu-smoke (the full path in 2-3 min on one GPU)")
@@ -51,10 +51,10 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
-    from ..figures import NOTEBOOK_DIR, cache_folder, run_all, select, train_all
+    from ..study.runner import NOTEBOOK_DIR, cache_folder, run_all, select, train_all
     from .common import check_out
     if args.plan:
-        from ..figures import plan_script
+        from ..study.runner import plan_script
         print(plan_script(args.profile, cache_folder(args.out, args.cache), args.device, args.plan,
                           only=list(select(args.only)) if args.only else ()), end="")
         return 0

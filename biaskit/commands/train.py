@@ -38,10 +38,13 @@ def add_arguments(p):
     add_loader_arguments(g, exclude=("process",))
     g = p.add_argument_group("one run of a figure study (the commands of `biaskit figures --plan`)")
     g.add_argument("--study", default=None, metavar="PROFILE",
-                   help="train the run of study PROFILE (smoke, quick, full ...) named by --family, "
-                        "--weighting and --seed into the cache --cache, where `biaskit figures` finds it")
-    g.add_argument("--family", default=None, help="with --study: gmm, digits or patches")
-    g.add_argument("--weighting", default=None, help="with --study: a weighting of the family's presets")
+                   help="train the run of study PROFILE (smoke, quick, full ...) named by --dataset, "
+                        "--variant and --seed into the cache --cache, where `biaskit figures` finds it")
+    g.add_argument("--dataset", "--family", dest="dataset", default=None,
+                   help="with --study: gmm, digits or patches (--family: its former name)")
+    g.add_argument("--variant", "--weighting", dest="variant", default=None,
+                   help="with --study: a variant of the dataset's presets, e.g. debias "
+                        "(--weighting: its former name)")
     g.add_argument("--seed", type=int, default=0, help="with --study: the training seed (default 0)")
     g.add_argument("--cache", default=None, metavar="DIR", help="with --study: the cache folder")
 
@@ -79,28 +82,28 @@ def _with_init(config, args):
     return config
 def _study_run(args) -> int:
     """Train one run of a study profile into the cache (the same config and cache key as the
-    notebooks' :func:`biaskit.profiles.train_runs`)."""
-    from ..cache import Cache
-    from ..profiles import PROFILES, planned_runs, train_runs
+    notebooks' :func:`biaskit.study.profiles.train_runs`)."""
+    from ..study.cache import Cache
+    from ..study.profiles import PROFILES, planned_runs, train_runs
     if args.preset or args.config or args.overrides or args.process or args.out or args.steps or args.resume \
             or args.init:
         raise ValueError("--study trains the study plan's run as planned: drop --preset, --config, "
                          "--set, --process, --out, --steps, --resume and --init")
     if args.study not in PROFILES:
         raise ValueError(f"--study must be one of {', '.join(PROFILES)}, got {args.study!r}")
-    for flag_, value in (("--family", args.family), ("--weighting", args.weighting), ("--cache", args.cache)):
+    for flag_, value in (("--dataset", args.dataset), ("--variant", args.variant), ("--cache", args.cache)):
         if value is None:
             raise ValueError(f"--study needs {flag_}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if (args.family, args.weighting, args.seed) not in planned_runs(args.study):
-        raise ValueError(f"--family {args.family} --weighting {args.weighting} --seed {args.seed}: study "
+    if (args.dataset, args.variant, args.seed) not in planned_runs(args.study):
+        raise ValueError(f"--dataset {args.dataset} --variant {args.variant} --seed {args.seed}: study "
                          f"{args.study!r} trains no such run (see biaskit figures --profile {args.study} --plan)")
     cache = Cache(args.cache)
-    run = train_runs(cache, args.study, args.family, [args.weighting], seed=args.seed,
-                     device=args.device or "auto", progress=not args.no_progress)[args.weighting]
+    run = train_runs(cache, args.study, args.dataset, [args.variant], seed=args.seed,
+                     device=args.device or "auto", progress=not args.no_progress)[args.variant]
     e = cache.events[-1]
-    print(f"{args.family}-{args.weighting} seed {args.seed}: {e['event']} ({e['seconds']:.0f} s) -> {run}",
+    print(f"{args.dataset}-{args.variant} seed {args.seed}: {e['event']} ({e['seconds']:.0f} s) -> {run}",
           file=sys.stderr)
     return 0
 

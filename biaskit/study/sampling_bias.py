@@ -1,11 +1,11 @@
 """The analyses of notebook 06 (the bias a sampler meets), each computed once per setting
-through the cache: exposure-bias statistics of a family's chains (:mod:`biaskit.exposure`), the
+through the cache: exposure-bias statistics of a dataset's chains (:mod:`biaskit.exposure`), the
 epsilon-scaling sweep, the runs its fixes need (input perturbation, terminal-SNR schedules) and
 the terminal-SNR brightness effect (Lin et al. 2024).
 
 Terminal SNR: a schedule with abar_T > 0 trains its model on x_T that still holds
 sqrt(abar_T) x0, then samples from x_T ~ N(0, I): the data's mean leaks into every sample and
-samples cannot be very dark or bright. The comparison trains the family's constant model on
+samples cannot be very dark or bright. The comparison trains the dataset's constant model on
 ``scaled_linear`` (Stable Diffusion's schedule, abar_T = 0.0047) and a v-prediction model on its
 zero-terminal-SNR rescaling, and reads the spread of the samples' per-sample mean (an image's
 mean brightness) against the data's: :func:`brightness_spread`.
@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .cache import Cache
-from .experiments import run_key, tensor_digest
+from .artefacts import paths, read
+from .cache import Cache, run_key, tensor_digest
 # the runs of the fixes (study settings live in profiles)
 from .profiles import EXTRA_RUNS, NOTEBOOK_EXTRA_RUNS, TERMINAL_SNR_RUNS
 from .verdicts import seeded
@@ -32,24 +32,24 @@ TERMINAL_SNR_CHAINS = [("constant, scaled_linear", "even"), ("constant, scaled_l
                        ("v, scaled_linear zero SNR", "leading"), ("v, scaled_linear zero SNR", "trailing")]
 
 
-def extra_config(profile: str, family: str, name: str, seed: int = 0):
+def extra_config(profile: str, dataset: str, name: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` of extra run ``name`` (:data:`EXTRA_RUNS`): the
-    study profile's config of its weighting with the run's overrides
-    (:func:`biaskit.profiles.run_config` reads this table, so the study plan trains them too)."""
+    study profile's config of its variant with the run's overrides
+    (:func:`biaskit.study.profiles.run_config` reads this table, so the study plan trains them too)."""
     from .profiles import run_config
     if name not in EXTRA_RUNS:
         raise ValueError(f"unknown extra run {name!r}; valid: {', '.join(EXTRA_RUNS)}")
-    return run_config(profile, family, name, seed)
+    return run_config(profile, dataset, name, seed)
 
 
-def train_extra(cache: Cache, profile: str, family: str, names, *, seed: int = 0, device: str = "auto",
+def train_extra(cache: Cache, profile: str, dataset: str, names, *, seed: int = 0, device: str = "auto",
                 progress: bool = False) -> dict[str, Path]:
     """{name: run folder} of the extra runs, each trained only on a cache miss (the same cache
-    entries as :func:`biaskit.profiles.train_runs` of those names)."""
+    entries as :func:`biaskit.study.profiles.train_runs` of those names)."""
     from .profiles import train_runs
     for name in names:
-        extra_config(profile, family, name, seed)  # an unknown name is an error
-    return train_runs(cache, profile, family, list(names), seed=seed, device=device, progress=progress)
+        extra_config(profile, dataset, name, seed)  # an unknown name is an error
+    return train_runs(cache, profile, dataset, list(names), seed=seed, device=device, progress=progress)
 
 
 def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data, sampler: str,
@@ -57,7 +57,7 @@ def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data
     """:func:`biaskit.exposure.visited_states` of every model (and every epsilon scale of
     ``eps_scales``, None = unscaled) from ``noise`` against forward states of ``x0``, cached per
     (run, noise, x0, sampler, steps, clip, seed, scale); one frame, ``weighting`` naming the model."""
-    from .exposure import STATISTICS, visited_states
+    from ..exposure import STATISTICS, visited_states
     frames = []
     for w, den in models.items():
         for scale in eps_scales:
@@ -91,7 +91,7 @@ def brightness_spread(sets: dict, reference: str = "data", q: float = 0.025, n_b
     to the ``reference`` set's, each with the BC bootstrap interval of
     :func:`biaskit.metrics.bootstrap` (both sets resampled). Columns: set, spread, spread_lo,
     spread_hi, ratio, ratio_lo, ratio_hi, m_lo, m_hi (the two quantiles)."""
-    from .metrics import bootstrap
+    from ..metrics import bootstrap
     means = {k: torch.as_tensor(v).double().flatten(1).mean(1) for k, v in sets.items()}
     if reference not in means:
         raise ValueError(f"no set named {reference!r}; sets: {', '.join(means)}")
@@ -115,7 +115,7 @@ def brightness_spread(sets: dict, reference: str = "data", q: float = 0.025, n_b
 def _mean_interval(d: pd.DataFrame, col: str) -> tuple[float, float, float]:
     """(mean, lo, hi) over rows of ``col`` with its interval columns: the mean of the per-row
     half-widths bounds the mean's (:func:`biaskit.intervals.mean_of_intervals`)."""
-    from .intervals import mean_of_intervals
+    from ..intervals import mean_of_intervals
     return tuple(float(v) for v in mean_of_intervals(d[col], d[f"{col}_lo"], d[f"{col}_hi"]))
 
 
@@ -142,9 +142,9 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
     """Sliced Wasserstein distance (bootstrap interval) of each model's final samples from the
     same ``noise`` to ``reference``; ``scales``: {name: EpsScale} applied to that model;
     ``spacing``: {name: spacing}. One row per model: set, metric, value, lo, hi."""
-    from .exposure import EpsScaled
-    from .metrics import sliced_wasserstein
-    from .sampling import sample
+    from ..exposure import EpsScaled
+    from ..metrics import sliced_wasserstein
+    from ..sampling import sample
     rows = []
     for name, den in models.items():
         scale = (scales or {}).get(name)
@@ -158,13 +158,13 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
 
 def image_exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, data, eps_scales, sampler: str,
                    steps: int, clip: bool, seed: int, n_boot: int) -> dict[str, pd.DataFrame]:
-    """The exposure analysis of an image family, whose data law is not known: no E[x0 | x_t] and
+    """The exposure analysis of an image dataset, whose data law is not known: no E[x0 | x_t] and
     no q_t, so Ning et al.'s own statistic, the predicted-noise norm along the chain against its
     forward-process value (:func:`exposure` without a mixture), then the epsilon-scaling sweep and
     the final samples' SWD to ``x0`` (held-out images) unscaled and at each model's chosen
     scale. {"exposure": per-step frame, "gap": its :func:`sweep`, "sweep": the scales' sweep,
     "quality": :func:`final_quality`}."""
-    from .exposure import EpsScale
+    from ..exposure import EpsScale
     chain = dict(mixture=None, data=data, sampler=sampler, steps=steps, clip=clip, seed=seed)
     frame = exposure(cache, runs, models, noise, x0, **chain)
     scaled = sweep(exposure(cache, runs, models, noise, x0, **chain,
@@ -182,12 +182,12 @@ def _disjoint(a_lo, a_hi, b_lo, b_hi, lower: str, higher: str) -> str:
     return lower if a_hi < b_lo else higher if a_lo > b_hi else "inconclusive"
 
 
-def _gap_rows(d: Path, suffix: str, where: str) -> list[tuple]:
-    """Rows of the eps-norm gap (``exposure_gap{suffix}.csv``) and of the fixes' sample quality
-    (``fixes_quality{suffix}.csv``) of one family (``where``: its name in the claim)."""
+def _gap_rows(folder: Path, gap: str, quality: str, where: str, **fields) -> list[tuple]:
+    """Rows of the eps-norm gap (artefact ``gap``) and of the fixes' sample quality (artefact
+    ``quality``) of one dataset (``where``: its name in the claim; ``fields`` fill the names)."""
     rows = []
-    if (d / f"exposure_gap{suffix}.csv").exists():
-        g = pd.read_csv(d / f"exposure_gap{suffix}.csv").set_index("weighting")
+    if (g := read(folder, gap, **fields)) is not None:
+        g = g.set_index("weighting")
         if {"constant", "debias"} <= set(g.index):
             a, b = g.loc["constant"], g.loc["debias"]
             rows.append((f"beyond the paper: debias reduces exposure bias{where} (mean |eps-norm gap| per "
@@ -197,8 +197,8 @@ def _gap_rows(d: Path, suffix: str, where: str) -> list[tuple]:
                          f"[{b.mean_abs_gap - b.half:.3g}, {b.mean_abs_gap + b.half:.3g}]",
                          _disjoint(b.mean_abs_gap - b.half, b.mean_abs_gap + b.half,
                                    a.mean_abs_gap - a.half, a.mean_abs_gap + a.half, "observed", "reversed")))
-    if (d / f"fixes_quality{suffix}.csv").exists():
-        q = pd.read_csv(d / f"fixes_quality{suffix}.csv").set_index("set")
+    if (q := read(folder, quality, **fields)) is not None:
+        q = q.set_index("set")
         for fix, base in (("constant, eps scaled", "constant"), ("constant+ip", "constant"),
                           ("debias, eps scaled", "debias")):
             if fix in q.index and base in q.index:
@@ -211,15 +211,13 @@ def _gap_rows(d: Path, suffix: str, where: str) -> list[tuple]:
 
 
 def replication_rows(folder: Path) -> list[tuple]:
-    """(claim, measured, verdict) rows of notebook 06 from the CSVs it writes under ``folder``
-    (``<folder>/06_sampling_bias``): findings beyond the paper, read from 95% intervals
-    (``observed`` / ``reversed`` / ``inconclusive``); the image families' rows from their
-    ``*_<family>.csv`` files."""
-    d = Path(folder) / "06_sampling_bias"
+    """(claim, measured, verdict) rows of notebook 06 from the artefacts it writes under the
+    figures folder ``folder`` (:data:`biaskit.study.artefacts.ARTEFACTS`): findings beyond the
+    paper, read from 95% intervals (``observed`` / ``reversed`` / ``inconclusive``); each image
+    dataset's rows from its ``image_*`` artefacts."""
     ci = lambda r, c: f"{r[c]:.3g} [{r[c + '_lo']:.3g}, {r[c + '_hi']:.3g}]"  # noqa: E731
     rows = []
-    if (d / "final_states.csv").exists():
-        f = pd.read_csv(d / "final_states.csv")
+    if (f := read(folder, "final_states")) is not None:
         f = f[(f.statistic == "outside_q99") & (f.eps_scale == "none")].set_index("weighting")
         pct = lambda r: f"{100 * r.chain:.1f}% [{100 * r.chain_lo:.1f}%, {100 * r.chain_hi:.1f}%]"  # noqa: E731
         for w, r in f.iterrows():
@@ -233,21 +231,21 @@ def replication_rows(folder: Path) -> list[tuple]:
                          "(share outside q_t's 99% region at the last call)",
                          f"constant {pct(a)}, debias {pct(b)}",
                          _disjoint(b.chain_lo, b.chain_hi, a.chain_lo, a.chain_hi, "observed", "reversed")))
-    rows += _gap_rows(d, "", "")
-    for path in sorted(d.glob("exposure_gap_*.csv")):
-        family = path.stem[len("exposure_gap_"):]
-        rows += _gap_rows(d, f"_{family}", f" on {family}")
-    if (d / "brightness.csv").exists():
-        br = pd.read_csv(d / "brightness.csv").set_index("set")
+    rows += _gap_rows(folder, "exposure_gap", "fixes_quality", "")
+    for p in paths(folder, "image_exposure_gap"):
+        dataset = p.stem[len("exposure_gap_"):]
+        rows += _gap_rows(folder, "image_exposure_gap", "image_fixes_quality", f" on {dataset}", dataset=dataset)
+    if (br := read(folder, "brightness")) is not None:
+        br = br.set_index("set")
         base, fix = (f"{n}, {s}" for n, s in (TERMINAL_SNR_CHAINS[0], TERMINAL_SNR_CHAINS[-1]))
         if base in br.index and fix in br.index:
             a, b = br.loc[base], br.loc[fix]
-            on = f" on {br['family'].iloc[0]}" if "family" in br.columns else ""
+            on = f" on {br['dataset'].iloc[0]}" if "dataset" in br.columns else ""
             rows.append((f"Lin et al.: zero terminal SNR + v + trailing steps widens the samples' per-sample "
                          f"mean range toward the data's{on} (ratio of spreads, 1 = data)",
                          f"{base} {ci(a, 'ratio')}, {fix} {ci(b, 'ratio')}",
                          _closer_to_one(a, b)))
-    # every model of 06 is one training seed: no decided verdict (biaskit.verdicts.MIN_SEEDS)
+    # every model of 06 is one training seed: no decided verdict (biaskit.study.verdicts.MIN_SEEDS)
     return [(claim, measured + " (1 training seed)", seeded(verdict, 1)) for claim, measured, verdict in rows]
 
 

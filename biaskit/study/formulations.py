@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from .cache import Cache
-from .experiments import sample_run
-from .study import sample_quality
+from .recipes import sample_run
+from .samples import sample_quality
 
 ORACLE = "oracle (irreducible)"
 NATIVE = ("heun", "flow_euler")  # the samplers of :func:`native_sampler`
@@ -31,7 +31,7 @@ NATIVE = ("heun", "flow_euler")  # the samplers of :func:`native_sampler`
 def run_table(runs: dict[str, Path]) -> pd.DataFrame:
     """One row per run: model, process (``discrete`` = the VP schedule's integer steps), target,
     weighting and training density (``uniform`` steps for a discrete run), from its biaskit.json."""
-    from .checkpoint import read_run_info
+    from ..checkpoint import read_run_info
     rows = []
     for name, run in runs.items():
         cfg = read_run_info(run)["train_config"]
@@ -116,7 +116,7 @@ def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name:
                         sampler: str, steps: int, seed: int, clip: bool = False) -> torch.Tensor:
     """(n, *shape) samples of ``models[name]`` (a model of ``runs[name]``, on the view it is given,
     e.g. the common logsnr schedule) from the seeded noise every model shares, cached
-    (:func:`biaskit.experiments.sample_run`). A native ODE sampler (``heun``, ``flow_euler``) walks
+    (:func:`biaskit.study.recipes.sample_run`). A native ODE sampler (``heun``, ``flow_euler``) walks
     the model's own process grid (:func:`biaskit.sampling.sample`)."""
     return sample_run(cache, runs[name], n, sampler=sampler, steps=steps, seed=seed, clip=bool(clip),
                       denoiser=models[name])
@@ -125,7 +125,7 @@ def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name:
 def formulation_quality(cache: Cache, runs: dict[str, Path], models: dict, reference, metrics, *,
                         data, samplers, steps_list, n: int, seed: int, clip: bool = False,
                         baseline=None, native: bool = True, n_boot: int | None = None) -> pd.DataFrame:
-    """:func:`biaskit.study.sample_quality` of every model on its view (``models``) for each
+    """:func:`biaskit.study.samples.sample_quality` of every model on its view (``models``) for each
     common sampler of ``samplers`` and, with ``native``, each model's :func:`native_sampler`, at
     each step count. One row per (weighting = model, sampler, steps, metric) with value, lo, hi;
     ``baseline`` adds the data-vs-data floor rows (weighting "data vs data", no sampler).
@@ -148,7 +148,7 @@ def quality_over_floor(quality: pd.DataFrame) -> pd.DataFrame:
     """Each sample-quality row of :func:`formulation_quality` with ``floor`` (the data-vs-data
     value of its metric) and ``over_floor`` = value / floor (1: as close to the held-out data as
     other data of the same law)."""
-    from .metrics import BASELINE
+    from ..metrics import BASELINE
     floor = quality[quality["weighting"] == BASELINE].groupby("metric")["value"].first()
     q = quality[quality["weighting"] != BASELINE].copy()
     q["floor"] = q["metric"].map(floor)

@@ -12,8 +12,8 @@ minutes on one GPU::
     biaskit figures --profile gpu-smoke --device cuda --out runs/gpu-smoke
 
 ``PROFILES[profile]["training"]`` says how every model of the study is trained (which preset
-size, steps, batch size, per-family overrides); :func:`run_config` turns it into the
-:class:`~biaskit.config.TrainConfig` of one (family, weighting), and :func:`train_runs` trains
+size, steps, batch size, per-dataset overrides); :func:`run_config` turns it into the
+:class:`~biaskit.config.TrainConfig` of one (dataset, variant), and :func:`train_runs` trains
 them through the cache. The notebooks, ``biaskit figures --train-only`` and the cache all go
 through these two functions, so they cannot disagree.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 WEIGHTINGS = ["constant", "debias", "min_snr", "p2"]
 # notebook 05: eps-VP, v-VP, EDM and flow matching, each usual and with eps-VP debias's W(lam)
 FORMULATIONS = ["constant", "debias", "v", "v-debias", "edm", "edm-debias", "flow", "flow-debias"]
-FAMILIES = ("gmm", "digits", "patches")
+DATASETS = ("gmm", "digits", "patches")
 
 _TINY = {"log_every": 10, "ema.start": 0, "ema.decay": 0.5}
 _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
@@ -42,35 +42,35 @@ _TINY_UNET = {"model.config.channels": 8, "model.config.channel_mult": [1],
 
 
 def _training(preset_size: str, steps, batch_size, ckpt_every: int, only=None, seeds=None,
-              **families) -> dict:
+              **datasets) -> dict:
     """The study's training settings: ``preset_size`` picks the presets' ``quick`` or ``full``
-    sizes, then ``steps``/``batch_size`` (None keeps the preset's) and per-family overrides
-    {dotted config key: value} apply to every weighting of that family. ``keep_checkpoints=0``
+    sizes, then ``steps``/``batch_size`` (None keeps the preset's) and per-dataset overrides
+    {dotted config key: value} apply to every variant of that dataset. ``keep_checkpoints=0``
     keeps every checkpoint (for the quality-against-training-iterations curve). ``only``:
-    {family: weightings} where the profile trains fewer than every weighting asked for.
-    ``seeds``: {family: {weighting: S}} or {family: S} (every weighting) or an int S (every
-    family): how many training seeds (seed, seed + 1, ..) the claims about weightings rest on
-    (:func:`family_seeds`); 1 where not named."""
+    {dataset: variants} where the profile trains fewer than every variant asked for.
+    ``seeds``: {dataset: {variant: S}} or {dataset: S} (every variant) or an int S (every
+    dataset): how many training seeds (seed, seed + 1, ..) the claims about weightings rest on
+    (:func:`dataset_seeds`); 1 where not named."""
     common = {"ckpt_every": ckpt_every, "keep_checkpoints": 0}
     return {"preset_size": preset_size, "steps": steps, "batch_size": batch_size,
-            "families": {f: {**common, **families.get(f, {})} for f in FAMILIES},
+            "datasets": {f: {**common, **datasets.get(f, {})} for f in DATASETS},
             "only": dict(only or {}), "seeds": seeds if seeds is not None else {}}
 
 
-def family_weightings(profile: str, family: str, weightings) -> list[str]:
-    """The weightings of ``weightings`` that study ``profile`` trains for ``family`` (in order)."""
-    only = _check_profile(profile)["training"].get("only", {}).get(family)
-    return [w for w in weightings if only is None or w in only]
+def dataset_variants(profile: str, dataset: str, variants) -> list[str]:
+    """The variants of ``variants`` that study ``profile`` trains for ``dataset`` (in order)."""
+    only = _check_profile(profile)["training"].get("only", {}).get(dataset)
+    return [w for w in variants if only is None or w in only]
 
 
-def family_seeds(profile: str, family: str, weighting: str, seed: int = 0) -> list[int]:
-    """The training seeds seed, seed + 1, .. of (``family``, ``weighting``) in study ``profile``
-    (``training["seeds"]``: an int for every family, {family: int}, or {family: {weighting: int}})."""
+def dataset_seeds(profile: str, dataset: str, variant: str, seed: int = 0) -> list[int]:
+    """The training seeds seed, seed + 1, .. of (``dataset``, ``variant``) in study ``profile``
+    (``training["seeds"]``: an int for every dataset, {dataset: int}, or {dataset: {variant: int}})."""
     seeds = _check_profile(profile)["training"].get("seeds", {})
     if isinstance(seeds, dict):
-        seeds = seeds.get(family, 1)
+        seeds = seeds.get(dataset, 1)
     if isinstance(seeds, dict):
-        seeds = seeds.get(weighting, 1)
+        seeds = seeds.get(variant, 1)
     return [int(seed) + j for j in range(int(seeds))]
 
 
@@ -90,7 +90,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                       "fid_steps": [5], "fid_n": 10, "fid_weightings": ["constant"]},
         "03_reasons": {"dataset": "digits", "sample_steps": 5, "switch_points": [0, 2, 5]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-        "05_formulations": {"dataset": "gmm", "weightings": ["constant", "v-debias", "edm", "flow-debias"],
+        "05_formulations": {"dataset": "gmm", "variants": ["constant", "v-debias", "edm", "flow-debias"],
                             "steps_list": [2, 5], "samplers": ["ddim"], "n_boot": 5,
                             "clip_views": [False]},
         "06_sampling_bias": {"dataset": "gmm", "sample_steps": 5, "eps_scales": [0.99, 1.0, 1.02],
@@ -99,11 +99,11 @@ PROFILES: dict[str, dict[str, dict]] = {
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
         # patches: the presets' 32-channel UNet, 3000 steps at lr 1e-3 with a cosine decay (DDIM
-        # samples look like photo patches for every weighting; 1200 steps of a 16-channel UNet gave
+        # samples look like photo patches for every variant; 1200 steps of a 16-channel UNet gave
         # pixel noise), constant and debias only (4 min each on one core); digits keeps short runs
-        # of all four weightings; the mixture (sampled in 05) 2400 steps of batch 256
+        # of all four variants; the mixture (sampled in 05) 2400 steps of batch 256
         # seeds: the headline claim (debias vs constant x0 error at high noise) on the mixture
-        # rests on 3 training seeds per weighting (+4 runs of ~15 s on one core, ~35 s of the
+        # rests on 3 training seeds per variant (+4 runs of ~15 s on one core, ~35 s of the
         # 2-core wall time); digits (~50 s a run) and patches (~245 s a run) keep one seed, which
         # their verdicts say (3 seeds of digits constant/debias would add ~100 s of wall time,
         # beyond the 15-minute budget's margin)
@@ -128,7 +128,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
         # the gmm runs of 01 and six more (about 20 s each at 2400 steps of batch 256 on one core;
         # 1200 steps of batch 64 sampled one blob instead of the 8 modes); 2-D, K = 8
-        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+        "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
                             "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
@@ -158,7 +158,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-        "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+        "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 3, 5, 10, 20, 50, 100, 1000],
                             "samplers": ["ddim", "dpm_solver++", "unipc"], "native_samplers": True,
                             "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
@@ -176,7 +176,7 @@ PROFILES["gpu-smoke"] = {
     "runner": {"jobs": 1},
     "training": _training("full", 60, 64, 30, seeds={"gmm": {"constant": 2, "debias": 2}},
                           **{f: {"log_every": 10, "ema.start": 0, "ema.decay": 0.9,
-                                 "optim.warmup_steps": 10, "probe_every": 30} for f in FAMILIES}),
+                                 "optim.warmup_steps": 10, "probe_every": 30} for f in DATASETS}),
     "common": {"seed": 0, "weightings": ["constant", "debias"], "n_probe": 256,
                "num_timesteps": 8, "n_samples": 256, "progress": False},
     "00_weighting_atlas": {"T": 1000},
@@ -186,14 +186,14 @@ PROFILES["gpu-smoke"] = {
                   "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
     "03_reasons": {"dataset": "patches", "sample_steps": 10, "switch_points": [0, 5, 10]},
     "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
-    "05_formulations": {"dataset": "gmm", "weightings": FORMULATIONS, "high_noise_logsnr": -3.0,
+    "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                         "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
                         "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
                         "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
     "06_sampling_bias": {"dataset": "gmm", "sample_steps": 10, "eps_scales": [0.99, 1.0, 1.02],
                          "n_boot": 20},
 }
-PROFILES["gpu-smoke"]["training"]["families"]["gmm"].update({"data.n_train": 20_000})
+PROFILES["gpu-smoke"]["training"]["datasets"]["gmm"].update({"data.n_train": 20_000})
 
 
 def parameters(profile: str, notebook: str) -> dict:
@@ -209,7 +209,7 @@ def runner_settings(profile: str) -> dict:
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
-    from .denoiser import resolve_device as resolve
+    from ..denoiser import resolve_device as resolve
     return device if device != "auto" else resolve(device).type
 
 
@@ -219,91 +219,92 @@ def _check_profile(profile: str) -> dict:
     return PROFILES[profile]
 
 
-def run_config(profile: str, family: str, weighting: str, seed: int = 0):
+def run_config(profile: str, dataset: str, variant: str, seed: int = 0):
     """The :class:`~biaskit.config.TrainConfig` with which study ``profile`` trains preset
-    ``family-weighting``: the preset at the profile's preset size, then its steps, batch size
-    and the family's overrides."""
-    from .config import apply_overrides, get_preset
+    ``dataset-variant``: the preset at the profile's preset size, then its steps, batch size
+    and the dataset's overrides."""
+    from ..config import apply_overrides, get_preset
     training = _check_profile(profile)["training"]
-    if family not in training["families"]:
-        raise ValueError(f"profile {profile!r} trains no {family!r} models; families: "
-                         f"{', '.join(training['families'])}")
+    if dataset not in training["datasets"]:
+        raise ValueError(f"profile {profile!r} trains no {dataset!r} models; datasets: "
+                         f"{', '.join(training['datasets'])}")
     settings = {"steps": training["steps"], "batch_size": training["batch_size"], "seed": seed}
     items = [f"{k}={v}" for k, v in settings.items() if v is not None]
     items += [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-              for k, v in training["families"][family].items()]
-    weighting, extra = EXTRA_RUNS.get(weighting, (weighting, []))  # 06's fixes: a preset plus overrides
-    return apply_overrides(get_preset(f"{family}-{weighting}", training["preset_size"]), items + list(extra))
+              for k, v in training["datasets"][dataset].items()]
+    variant, extra = EXTRA_RUNS.get(variant, (variant, []))  # 06's fixes: a preset plus overrides
+    return apply_overrides(get_preset(f"{dataset}-{variant}", training["preset_size"]), items + list(extra))
 
 
-def train_runs(cache, profile: str, family: str, weightings, *, seed: int = 0,
+def train_runs(cache, profile: str, dataset: str, variants, *, seed: int = 0,
                device: str = "auto", progress: bool = False) -> dict[str, Path]:
-    """{weighting: run folder} of study ``profile``'s ``family`` models (those of ``weightings``
-    the profile trains for that family, :func:`family_weightings`), each trained only on a
+    """{variant: run folder} of study ``profile``'s ``dataset`` models (those of ``variants``
+    the profile trains for that dataset, :func:`dataset_variants`), each trained only on a
     cache miss (the cache keys on what determines the weights, not on ``device``)."""
     out = {}
-    for w in family_weightings(profile, family, weightings):
-        cfg = run_config(profile, family, w, seed)
+    for w in dataset_variants(profile, dataset, variants):
+        cfg = run_config(profile, dataset, w, seed)
         cfg.device = device
-        out[w] = cache.run(cfg, label=f"{family}-{w}".replace(" ", "_").replace(",", ""), progress=progress)
+        out[w] = cache.run(cfg, label=f"{dataset}-{w}".replace(" ", "_").replace(",", ""), progress=progress)
     return out
 
 
-def train_seeds(cache, profile: str, family: str, weightings, *, seed: int = 0,
+def train_seeds(cache, profile: str, dataset: str, variants, *, seed: int = 0,
                 device: str = "auto", progress: bool = False) -> dict[int, dict[str, Path]]:
-    """{seed: {weighting: run folder}} of every training seed of :func:`family_seeds` (seed
-    first): the runs on which claims about weightings are replicated. A weighting appears under
+    """{seed: {variant: run folder}} of every training seed of :func:`dataset_seeds` (seed
+    first): the runs on which claims about variants are replicated. A variant appears under
     a seed only when the profile trains it with that seed."""
     out: dict[int, dict[str, Path]] = {}
-    for w in family_weightings(profile, family, weightings):
-        for s in family_seeds(profile, family, w, seed):
-            out.setdefault(s, {}).update(train_runs(cache, profile, family, [w], seed=s, device=device,
+    for w in dataset_variants(profile, dataset, variants):
+        for s in dataset_seeds(profile, dataset, w, seed):
+            out.setdefault(s, {}).update(train_runs(cache, profile, dataset, [w], seed=s, device=device,
                                                     progress=progress))
     return out
 
 
 def planned_runs(profile: str, notebooks=None) -> list[tuple[str, str, int]]:
-    """(family, weighting, seed) of every run the profile's notebooks (or those named) train:
-    every seed of :func:`family_seeds` for a notebook whose parameters say ``replicates``."""
+    """(dataset, variant, seed) of every run the profile's notebooks (or those named) train: the
+    preset variants of a notebook's ``variants`` parameter (05), else of its ``weightings``, at
+    every seed of :func:`dataset_seeds` for a notebook whose parameters say ``replicates``."""
     p = _check_profile(profile)
     plan = {}
     for name in p:
         if name in ("common", "runner", "training") or (notebooks is not None and name not in notebooks):
             continue
         params = parameters(profile, name)
-        families = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
-        families = list(dict.fromkeys(families + list(params.get("image_datasets", []))))
-        for family in families:
-            for w in family_weightings(profile, family, params.get("weightings", [])):
-                seeds = family_seeds(profile, family, w, params.get("seed", 0)) \
+        datasets = params.get("datasets") or ([params["dataset"]] if "dataset" in params else [])
+        datasets = list(dict.fromkeys(datasets + list(params.get("image_datasets", []))))
+        for dataset in datasets:
+            for w in dataset_variants(profile, dataset, params.get("variants", params.get("weightings", []))):
+                seeds = dataset_seeds(profile, dataset, w, params.get("seed", 0)) \
                     if params.get("replicates") else [params.get("seed", 0)]
                 for s in seeds:
-                    plan[(family, w, s)] = None
-        for family, extra in notebook_extra_runs(name, params):  # a notebook's own runs (not a preset's)
-            plan[(family, extra, params.get("seed", 0))] = None
+                    plan[(dataset, w, s)] = None
+        for dataset, extra in notebook_extra_runs(name, params):  # a notebook's own runs (not a preset's)
+            plan[(dataset, extra, params.get("seed", 0))] = None
     return list(plan)
 
 
 def notebook_extra_runs(notebook: str, params: dict) -> list[tuple[str, str]]:
-    """(family, extra run) pairs notebook ``notebook`` trains with ``params``: each parameter of
-    :data:`NOTEBOOK_EXTRA_RUNS` names the family (default: the notebook's ``dataset``)."""
+    """(dataset, extra run) pairs notebook ``notebook`` trains with ``params``: each parameter of
+    :data:`NOTEBOOK_EXTRA_RUNS` names the dataset (default: the notebook's ``dataset``)."""
     out = []
     for param, names in NOTEBOOK_EXTRA_RUNS.get(notebook, {}).items():
-        family = params.get(param) or params.get("dataset")
-        out += [(family, n) for n in names if family is not None and (family, n) not in out]
+        dataset = params.get(param) or params.get("dataset")
+        out += [(dataset, n) for n in names if dataset is not None and (dataset, n) not in out]
     return out
 
 
-# the runs of the fixes: a weighting's preset plus these overrides (run_config reads them)
+# the runs of the fixes: a variant's preset plus these overrides (run_config reads them)
 EXTRA_RUNS = {
     # Ning et al. 2023: gamma = 0.1
     "constant+ip": ("constant", ["loss.input_perturbation=0.1"]),
     "constant, scaled_linear": ("constant", ["schedule.name=scaled_linear"]),
-    # the v target with constant weighting of the v-MSE (gmm's preset v), for any family
+    # the v target with constant weighting of the v-MSE (gmm's preset v), for any dataset
     "v, scaled_linear zero SNR": ("constant", ["loss.target=v", "loss.weighting=v_constant",
                                                "schedule.name=scaled_linear", "schedule.zero_terminal_snr=true"]),
 }
 TERMINAL_SNR_RUNS = ("constant, scaled_linear", "v, scaled_linear zero SNR")
-# notebook -> {parameter naming a family: the extra runs (EXTRA_RUNS) trained on it}, as planned
+# notebook -> {parameter naming a dataset: the extra runs (EXTRA_RUNS) trained on it}, as planned
 NOTEBOOK_EXTRA_RUNS = {"06_sampling_bias": {"dataset": ("constant+ip",),
                                             "terminal_snr_dataset": TERMINAL_SNR_RUNS}}

@@ -1,23 +1,22 @@
-"""Recipes the notebooks share: load a family's trained runs, probe them on common random numbers
-and sample them, each through the cache.
+"""Recipes the notebooks share: load the trained runs of a dataset's preset variants, probe
+them on common random numbers and sample them, each through the cache.
 
-A *family* is a dataset with one training preset per weighting (``digits-constant``,
-``digits-debias`` ... see :func:`biaskit.config.preset_names`); the runs come from the study plan
-(:func:`biaskit.profiles.train_runs`), so two notebooks asking for the same family share them.
+Each dataset has one training preset per variant (``digits-constant``, ``digits-debias`` ... see
+:func:`biaskit.config.preset_names`); the runs ({variant: run folder}) come from the study plan
+(:func:`biaskit.study.profiles.train_runs`), so two notebooks asking for the same runs share them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
-from .cache import Cache
+from .cache import Cache, run_key, tensor_digest
 
 
-def load_family(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:
+def load_models(runs: dict[str, Path], *, step: int | None = None, device=None) -> dict:
     """{name: Denoiser} (EMA weights) of each run at its last or a given step, named by key."""
-    from .checkpoint import load_run
+    from ..checkpoint import load_run
     models = {}
     for name, run in runs.items():
         d = load_run(run, step=step, device=device)
@@ -28,39 +27,39 @@ def load_family(runs: dict[str, Path], *, step: int | None = None, device=None) 
 
 def run_dataset(run_dir):
     """The :class:`biaskit.data.Dataset` a run was trained on (its test split is held out)."""
-    from .checkpoint import read_run_info
-    from .data import load_dataset
+    from ..checkpoint import read_run_info
+    from ..data import load_dataset
     spec = dict(read_run_info(run_dir)["data"])
     return load_dataset(spec.pop("name"), **spec)
 
 
-def compare_family(cache: Cache, runs: dict[str, Path], data=None, *, reference: str | None = None,
-                   step: int | None = None, device=None, **probe_kwargs):
+def compare_runs(cache: Cache, runs: dict[str, Path], data=None, *, reference: str | None = None,
+                 step: int | None = None, device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare` of the runs' models on the held-out data (default: the first
     run's dataset), computed once per (runs, step, data, probe settings)."""
-    from .probe import compare
+    from ..probe import compare
     data = data if data is not None else run_dataset(next(iter(runs.values())))
     key = {"runs": {k: run_key(v) for k, v in runs.items()}, "step": step,
            "data": getattr(data, "spec", None), "reference": reference, **probe_kwargs}
     if key["data"] is None:
-        raise ValueError("compare_family caches by the data's spec: pass a biaskit Dataset")
+        raise ValueError("compare_runs caches by the data's spec: pass a biaskit Dataset")
     return cache.results("compare", key, lambda: compare(
-        load_family(runs, step=step, device=device), data, reference=reference, device=device,
+        load_models(runs, step=step, device=device), data, reference=reference, device=device,
         **probe_kwargs), label="-".join(runs))
 
 
-def compare_ratio_family(cache: Cache, runs: dict[str, Path], data, *, reference: str,
-                         statistics, t_min: int | None, t_max: int | None = None,
-                         weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
+def compare_ratio_runs(cache: Cache, runs: dict[str, Path], data, *, reference: str,
+                       statistics, t_min: int | None, t_max: int | None = None,
+                       weights: str = "logsnr", per_t: bool = False, device=None, **probe_kwargs):
     """:func:`biaskit.probe.compare_ratio` of the runs' models against ``reference`` over the
     probed t in [``t_min``, ``t_max``] (``per_t``: and at each probed t), computed once per
     (runs, data, settings)."""
-    from .probe import compare_ratio
+    from ..probe import compare_ratio
     key = {"runs": {k: run_key(v) for k, v in runs.items()}, "data": data.spec, "reference": reference,
            "statistics": list(statistics), "t_min": t_min, "t_max": t_max, "weights": weights,
            **({"per_t": True} if per_t else {}), **probe_kwargs}
     return cache.frame("ratio", key, lambda: compare_ratio(
-        load_family(runs, device=device), data, reference=reference, statistics=list(statistics),
+        load_models(runs, device=device), data, reference=reference, statistics=list(statistics),
         t_min=t_min, t_max=t_max, weights=weights, per_t=per_t, device=device, **probe_kwargs),
         label="-".join(runs))
 
@@ -79,7 +78,7 @@ def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, 
                   weights: str = "logsnr", device=None, **probe_kwargs):
     """Relative differences against ``reference`` over the probed t in [``t_min``, ``t_max``],
     replicated over training seeds. ``seed_runs``: {training seed: {weighting: run}}
-    (:func:`biaskit.profiles.train_seeds`).
+    (:func:`biaskit.study.profiles.train_seeds`).
 
     Per seed s, the models of seed s are probed against the reference of seed s on probe draws
     of seed s (so that probe noise, too, is independent between seeds): the log ratio L_s of
@@ -95,13 +94,13 @@ def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, 
     import numpy as np
     import pandas as pd
 
-    from .intervals import over_seeds
+    from ..intervals import over_seeds
     per_seed = []
     for s, runs in seed_runs.items():
         if reference not in runs or len(runs) < 2:
             continue
-        f = compare_ratio_family(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
-                                 t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
+        f = compare_ratio_runs(cache, runs, data, reference=reference, statistics=stats, t_min=t_min,
+                               t_max=t_max, weights=weights, device=device, **{**probe_kwargs, "seed": int(s)})
         per_seed.append(f.assign(training_seed=int(s)))
     if not per_seed:
         raise ValueError(f"no seed has the reference {reference!r} and another model")
@@ -128,18 +127,6 @@ def range_summary(cache: Cache, seed_runs: dict[int, dict[str, Path]], data, *, 
     return pd.DataFrame(rows)
 
 
-def run_key(run_dir) -> str:
-    """The cache key of a run folder made by :meth:`Cache.run` (its parent folder's name)."""
-    return Path(run_dir).parent.name
-
-
-def tensor_digest(x: torch.Tensor) -> str:
-    """sha256 of a tensor's values and shape (a cache key for data sets and schedules)."""
-    import hashlib
-    t = x.detach().cpu().contiguous()
-    return hashlib.sha256(str(tuple(t.shape)).encode() + t.numpy().tobytes()).hexdigest()
-
-
 def sample_run(cache: Cache, run_dir, n: int, *, sampler: str = "ddim", steps: int = 50,
                seed: int = 0, step: int | None = None, device=None, denoiser=None, **sample_kwargs):
     """``n`` samples (n, *shape) of a run's EMA model (at its last or a given checkpoint ``step``)
@@ -147,8 +134,8 @@ def sample_run(cache: Cache, run_dir, n: int, *, sampler: str = "ddim", steps: i
     options): the same seed gives every model the same initial noise. ``denoiser``: the run's
     model on another view (e.g. a common logsnr schedule, :func:`~biaskit.formulations.on_common_logsnr`),
     sampled instead of the run as loaded; its schedule joins the key."""
-    from .checkpoint import load_run, read_run_info
-    from .sampling import sample
+    from ..checkpoint import load_run, read_run_info
+    from ..sampling import sample
     shape = tuple(read_run_info(run_dir)["shape"])
     key = {"run": run_key(run_dir), "step": step, "n": int(n), "sampler": sampler,
            "steps": int(steps), "seed": int(seed), **sample_kwargs}

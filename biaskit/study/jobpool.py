@@ -1,10 +1,10 @@
 """One pool for a figure run's trainings and notebooks, in dependency order.
 
-A notebook starts as soon as the runs it uses (:func:`biaskit.profiles.planned_runs`) are in the
+A notebook starts as soon as the runs it uses (:func:`biaskit.study.profiles.planned_runs`) are in the
 cache, while other runs still train in the other slots: with two slots, the patch notebooks start
 when the patch models are done instead of after every model of the study. Among the jobs that are
 ready, notebooks go first (longest first, by the durations the last manifest recorded), then
-trainings (costliest family first). The results do not depend on the order: every job is seeded.
+trainings (costliest dataset first). The results do not depend on the order: every job is seeded.
 """
 
 from __future__ import annotations

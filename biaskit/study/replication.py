@@ -1,7 +1,7 @@
 """The replication table: each of the paper's claims, what a figure run measured, and whether it agrees.
 
 Read from the CSVs the notebooks write under a figures folder (``biaskit figures`` calls
-:func:`write` at the end; ``python -m biaskit.replication FIGURES`` rebuilds it). One claim is one
+:func:`write` at the end; ``python -m biaskit.study.replication FIGURES`` rebuilds it). One claim is one
 entry of :data:`CLAIMS`: a function of the folder returning rows (claim, measured, verdict).
 Every interval is written ``value [lo, hi]`` (95%).
 
@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .verdicts import A, B, MIN_SEEDS, NOISE, chance_note, ci, lower_is_better, read, seeded, side
+from .artefacts import MANIFEST, paths, read
+from .verdicts import A, B, MIN_SEEDS, NOISE, chance_note, ci, lower_is_better, seeded, side
 
 
 def _range_text(r) -> str:
@@ -53,14 +54,14 @@ def _ratio_measured(r, stat: str) -> str:
 
 
 def _ratio_rows(folder: Path, name: str) -> pd.DataFrame | None:
-    s = read(folder / "01_existence", name)
+    s = read(folder, name)
     if s is None or "log_ratio" not in s:   # written before ratios (rerun 01)
         return None
     return s[(s["model"] == B) & (s["reference"] == A)]
 
 
 def high_t_error(folder: Path) -> list[tuple]:
-    s = _ratio_rows(folder, "high_t_summary.csv")
+    s = _ratio_rows(folder, "high_t_summary")
     if s is None:
         return []
     rows = []
@@ -77,8 +78,8 @@ def high_t_error(folder: Path) -> list[tuple]:
 
 def low_t_error(folder: Path) -> list[tuple]:
     """Where debias is worse: its x0_mse against constant's at low noise (not a claim of the
-    paper), the same ratio over the range of ``low_t_summary.csv``."""
-    s = _ratio_rows(folder, "low_t_summary.csv")
+    paper), the same ratio over the range of the ``low_t_summary`` artefact."""
+    s = _ratio_rows(folder, "low_t_summary")
     if s is None:
         return []
     rows = []
@@ -131,10 +132,10 @@ def _quality_rows(q: pd.DataFrame, x: str, label: str) -> list[tuple]:
 
 def sample_quality(folder: Path) -> list[tuple]:
     rows = []
-    for name, x, label in (("quality_vs_steps.csv", "steps", "few vs many steps"),
-                           ("fid_vs_steps.csv", "steps", "Inception features"),
-                           ("quality_vs_iterations.csv", "training_step", "early vs late in training")):
-        q = read(folder / "02_impact", name)
+    for name, x, label in (("quality_vs_steps", "steps", "few vs many steps"),
+                           ("fid_vs_steps", "steps", "Inception features"),
+                           ("quality_vs_iterations", "training_step", "early vs late in training")):
+        q = read(folder, name)
         if q is not None:
             rows += _quality_rows(q.dropna(subset=[x]) if x == "training_step" else q, x, label)
     return rows
@@ -144,8 +145,8 @@ def chain_damage(folder: Path) -> list[tuple]:
     """Hybrid sampling (debias for the first k calls, then constant): the share of the gap
     between the pure models that the first half of the chain decides. Only read when the pure
     models differ (disjoint intervals); otherwise the share is a ratio of noise."""
-    h = read(folder / "03_reasons", "hybrid_share.csv")
-    sweep = read(folder / "03_reasons", "hybrid_sweep.csv")
+    h = read(folder, "hybrid_share")
+    sweep = read(folder, "hybrid_sweep")
     if h is None or sweep is None:
         return []
     rows = []
@@ -169,7 +170,7 @@ def colour_shift(folder: Path) -> list[tuple]:
     """Colour statistics of samples (02): per weighting, the channel whose per-sample mean or
     std is shifted most from the data's, at the fewest and the most DDIM steps, each with its
     95% interval (independent sets: a side only when the intervals of |shift| are disjoint)."""
-    c = read(folder / "02_impact", "colour_statistics.csv")
+    c = read(folder, "colour_statistics")
     if c is None:
         return []
     rows = []
@@ -197,7 +198,7 @@ PAPER_SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "unipc")
 
 
 def samplers_not_run(folder: Path) -> list[tuple]:
-    q = read(folder / "02_impact", "quality_vs_steps.csv")
+    q = read(folder, "quality_vs_steps")
     if q is None:
         return []
     missing = [s for s in PAPER_SAMPLERS if s not in set(q["sampler"])]
@@ -210,7 +211,7 @@ def formulations(folder: Path) -> list[tuple]:
     """Beyond the paper (notebook 05): is the high-noise x0 error a property of the eps
     parameterization? Each eps-VP model's excess x0 error at the noisiest probed logsnr against
     the largest of the other formulations' (v, EDM, flow; usual and debias-equivalent weights)."""
-    s = read(folder / "05_formulations", "high_noise_summary.csv")
+    s = read(folder, "high_noise_summary")
     if s is None:
         return []
     eps = s[s["model"].isin([A, B])]
@@ -233,7 +234,7 @@ def formulations(folder: Path) -> list[tuple]:
 
 
 def sampling_bias(folder: Path) -> list[tuple]:
-    """Notebook 06: exposure bias and its fixes, terminal SNR (:func:`biaskit.sampling_bias.replication_rows`)."""
+    """Notebook 06: exposure bias and its fixes, terminal SNR (:func:`biaskit.study.sampling_bias.replication_rows`)."""
     from .sampling_bias import replication_rows
     return replication_rows(folder)
 
@@ -251,7 +252,7 @@ def table(folder) -> pd.DataFrame:
 
 def _manifest(folder: Path) -> dict:
     try:
-        return json.loads((folder / "manifest.json").read_text())
+        return json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -264,7 +265,7 @@ def header(folder) -> str:
     last = _manifest(folder).get("last_run", {})
     profile, commit = last.get("profile", "unknown"), last.get("commit") or "unknown"
     lines = [f"Profile **{profile}**, commit `{commit}`, device {last.get('device', 'unknown')}."]
-    s = read(folder / "01_existence", "high_t_summary.csv")
+    s = read(folder, "high_t_summary")
     if s is not None and "seeds" in s:
         seeds = "; ".join(f"{d}: {', '.join(f'{m} {int(n)}' for m, n in g.groupby('model')['seeds'].max().items())}"
                           f" (against {A} of the same seeds)" for d, g in s.groupby("dataset", sort=False))
@@ -272,12 +273,12 @@ def header(folder) -> str:
                      f"other row compares one training seed per weighting. A verdict needs "
                      f"{MIN_SEEDS} seeds.")
     n = [f"{p.name.split('_')[0]} {int(pd.read_csv(p, usecols=['n'])['n'].iloc[0])}"
-         for p in sorted((folder / "01_existence").glob("*_compare.csv"))]
+         for p in paths(folder, "compare")]
     if n:
         lines.append(f"Probe draws per t (held-out x0, one noise each): {', '.join(n)}.")
     if profile in _profiles():
         lines.append(f"Models ({profile} study plan): {_model_sizes(profile)}.")
-    q = read(folder / "02_impact", "quality_vs_steps.csv")
+    q = read(folder, "quality_vs_steps")
     if q is not None:
         lines.append(f"Samplers: {', '.join(dict.fromkeys(q['sampler']))} at "
                      f"{', '.join(str(v) for v in sorted(set(q['steps'])))} steps; sets of "
@@ -294,9 +295,9 @@ def _profiles():
 
 
 def _model_sizes(profile: str) -> str:
-    from .profiles import FAMILIES, run_config
+    from .profiles import DATASETS, run_config
     out = []
-    for f in FAMILIES:
+    for f in DATASETS:
         c = run_config(profile, f, A)
         cfg = ", ".join(f"{k} {v}" for k, v in c.model.config.items())
         out.append(f"{f} {c.model.name} ({cfg}), {c.steps} steps of batch {c.batch_size}")
@@ -321,7 +322,7 @@ def write(folder) -> Path | None:
     df = table(folder)
     if df.empty:
         return None
-    from .atomic import atomic_paths
+    from ..atomic import atomic_paths
     with atomic_paths(folder / "replication.csv", folder / "replication.md") as (csv, md):
         df.to_csv(csv, index=False)
         md.write_text(report(folder))
@@ -339,11 +340,11 @@ def update_readme(readme, table_md: str) -> None:
     if START not in text or END not in text:
         raise ValueError(f"{path} has no {START.strip()} ... {END} block")
     head, rest = text.split(START, 1)
-    from .atomic import write_text
+    from ..atomic import write_text
     write_text(path, head + START + table_md + END + rest.split(END, 1)[1])
 
 
-if __name__ == "__main__":  # python -m biaskit.replication FIGURES [README]
+if __name__ == "__main__":  # python -m biaskit.study.replication FIGURES [README]
     written = write(sys.argv[1] if len(sys.argv) > 1 else "figures")
     if written is None:
         sys.exit("no claim's figures in that folder: nothing to tabulate")

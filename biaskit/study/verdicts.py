@@ -1,23 +1,16 @@
 """The rules that turn 95% intervals into the replication table's verdicts
-(:mod:`biaskit.replication`), in one place: which side of 0 a paired interval lies on, when two
+(:mod:`biaskit.study.replication`), in one place: which side of 0 a paired interval lies on, when two
 independent sets differ, when a claim about weightings may be decided at all (training seeds),
 and how many rows could pass by chance."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
 A, B = "constant", "debias"     # the paper's comparison: the usual weighting and its fix
 MIN_SEEDS = 3                   # training seeds per weighting for a decided verdict
 LEVEL = 0.95
-NOISE = "pure noise"   # the set of x_T draws scored like samples (biaskit.study.sample_quality)
-
-
-def read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / name
-    return pd.read_csv(path) if path.exists() else None
+NOISE = "pure noise"   # the set of x_T draws scored like samples (biaskit.study.samples.sample_quality)
 
 
 def ci(v, lo, hi, pct: bool = False) -> str:

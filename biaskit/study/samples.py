@@ -1,5 +1,5 @@
 """The sample analyses of the impact (02) and reasons (03) notebooks, each computed once per
-setting through the cache: sample quality of a family's runs, the colour statistics of samples
+setting through the cache: sample quality of a dataset's runs, the colour statistics of samples
 against the data with intervals, hybrid sweeps scored with intervals, and trajectory statistics.
 
 Every sample set names its protocol: ``clip=True`` clamps x0_hat to the data range at every
@@ -16,9 +16,9 @@ from statistics import NormalDist
 import pandas as pd
 import torch
 
-from .cache import Cache
-from .experiments import run_key, sample_run, tensor_digest as _digest
-from .replication import NOISE
+from .cache import Cache, run_key, tensor_digest as _digest
+from .recipes import sample_run
+from .verdicts import NOISE
 
 PROTOCOLS = {True: "x0_hat clipped to the data range (paper's protocol)",
              False: "unclipped chain"}
@@ -55,7 +55,7 @@ def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, d
     baseline, size, metrics, seed) whatever the sampler. ``models``: {name: the run's model on
     another view} sampled instead of the run as loaded (its schedule joins the key);
     ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
-    from . import metrics as M
+    from .. import metrics as M
     size = int(n_scored or n)
     models = models or {}
     common = {"metrics": list(metrics), "seed": int(seed), "data": data.spec,
@@ -113,7 +113,7 @@ def channel_shift(cs: pd.DataFrame, reference: str = "data", stat: str = "mean",
 def colour_error(x, reference, n_boot: int = 20, seed: int = 0, ci: float = 0.95):
     """max over channels of |average channel mean of x - that of ``reference``| (data units),
     with the bootstrap interval of :func:`biaskit.metrics.bootstrap` (both sets resampled)."""
-    from .metrics import bootstrap
+    from ..metrics import bootstrap
     mx = torch.as_tensor(x).double().flatten(2).mean(2)  # (N, C) per-sample channel means
     my = torch.as_tensor(reference).double().flatten(2).mean(2)
     # i, j: (B, n) resampled rows; the statistic of each of the B resamples, (B,)
@@ -128,8 +128,8 @@ def hybrid_quality(cache: Cache, runs: dict[str, Path], models: dict, a: str, b:
     for each k from the same ``noise``, scored against ``reference`` by SWD and
     :func:`colour_error`, each with its bootstrap interval; cached. One row per (k, metric):
     value, lo, hi, model_a, model_b, order ("a then b"), clip, protocol."""
-    from .metrics import sliced_wasserstein
-    from .sampling import hybrid_sample
+    from ..metrics import sliced_wasserstein
+    from ..sampling import hybrid_sample
     key = {"a": run_key(runs[a]), "b": run_key(runs[b]), "names": [a, b], "ks": list(ks),
            "sampler": sampler, "steps": int(steps), "clip": bool(clip), "n": len(noise),
            "seed": int(seed), "n_boot": n_boot, "data": data.spec}
@@ -153,8 +153,8 @@ def trajectories(models: dict, noise, *, sampler: str, steps: int, clip: bool, s
                  data_range) -> pd.DataFrame:
     """:func:`biaskit.trajectory.trajectory_stats` of every model's chain from the same
     ``noise``, one frame with columns weighting, clip and protocol added."""
-    from .sampling import sample
-    from .trajectory import trajectory_stats
+    from ..sampling import sample
+    from ..trajectory import trajectory_stats
     rows = []
     for w, den in models.items():
         res = sample(den, noise.clone(), sampler=sampler, steps=steps, seed=seed, clip=clip,
@@ -172,7 +172,7 @@ def file_name(base: str, clip: bool) -> str:
 def high_noise_shares(per_t: pd.DataFrame, T: int) -> pd.DataFrame:
     """Per model of a probe frame (kind "model" rows): the share of its summed x0_mse and eps_mse
     over the probed t that lies in t >= T / 2 (:func:`biaskit.report.high_noise_share`)."""
-    from .report import high_noise_share
+    from ..report import high_noise_share
     return pd.DataFrame([{"model": name, "x0_mse share in t >= T/2": high_noise_share(d.t, d.x0_mse, T),
                           "eps_mse share in t >= T/2": high_noise_share(d.t, d.eps_mse, T)}
                          for name, d in per_t.groupby("model", sort=False)])

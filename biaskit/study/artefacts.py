@@ -1,0 +1,83 @@
+"""The artefacts of a figure run that are read back (by the replication table,
+:mod:`biaskit.study.replication`), in one place: a name, the notebook that writes it and its file
+under that notebook's folder ``FIGURES/NOTEBOOK/``.
+
+The notebooks write them as ``out / artefacts.file(NAME)`` and the readers ask for them by name
+(:func:`read`, :func:`paths`), so a file is renamed or moved here only. A file name with a
+``{field}`` (``{dataset}_compare.csv``) is one artefact per value: :func:`file` fills it in,
+:func:`paths` finds every written one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Artefact:
+    notebook: str  # the notebook that writes it (its folder under a figures folder)
+    file: str      # the file name, with {field}s for one file per value
+
+
+ARTEFACTS = {
+    # 01_existence: relative differences (debias vs constant) over ranges of t, probe frames
+    "high_t_summary": Artefact("01_existence", "high_t_summary.csv"),
+    "low_t_summary": Artefact("01_existence", "low_t_summary.csv"),
+    "compare": Artefact("01_existence", "{dataset}_compare.csv"),
+    # 02_impact: sample quality and colour statistics
+    "quality_vs_steps": Artefact("02_impact", "quality_vs_steps.csv"),
+    "fid_vs_steps": Artefact("02_impact", "fid_vs_steps.csv"),
+    "quality_vs_iterations": Artefact("02_impact", "quality_vs_iterations.csv"),
+    "colour_statistics": Artefact("02_impact", "colour_statistics.csv"),
+    # 03_reasons: hybrid chains
+    "hybrid_share": Artefact("03_reasons", "hybrid_share.csv"),
+    "hybrid_sweep": Artefact("03_reasons", "hybrid_sweep.csv"),
+    # 05_formulations: excess x0 error at high noise
+    "high_noise_summary": Artefact("05_formulations", "high_noise_summary.csv"),
+    # 06_sampling_bias: exposure bias and its fixes
+    "final_states": Artefact("06_sampling_bias", "final_states.csv"),
+    "exposure_gap": Artefact("06_sampling_bias", "exposure_gap.csv"),
+    "fixes_quality": Artefact("06_sampling_bias", "fixes_quality.csv"),
+    "brightness": Artefact("06_sampling_bias", "brightness.csv"),
+    # 06_sampling_bias on image datasets (their law unknown: the eps-norm statistic)
+    "image_exposure_gap": Artefact("06_sampling_bias", "exposure_gap_{dataset}.csv"),
+    "image_fixes_quality": Artefact("06_sampling_bias", "fixes_quality_{dataset}.csv"),
+}
+MANIFEST = "manifest.json"  # written by the runner at the top of a figures folder
+
+
+def _artefact(name: str) -> Artefact:
+    if name not in ARTEFACTS:
+        raise KeyError(f"no artefact {name!r}; known: {', '.join(ARTEFACTS)}")
+    return ARTEFACTS[name]
+
+
+def file(name: str, **fields) -> str:
+    """The file name of artefact ``name`` (``fields`` fill its ``{field}``s)."""
+    try:
+        return _artefact(name).file.format(**fields)
+    except KeyError as e:
+        raise KeyError(f"artefact {name!r} ({_artefact(name).file}) needs the field {e}") from None
+
+
+def path(folder, name: str, **fields) -> Path:
+    """Where artefact ``name`` lies under the figures folder ``folder``."""
+    return Path(folder) / _artefact(name).notebook / file(name, **fields)
+
+
+def paths(folder, name: str) -> list[Path]:
+    """Every written file of artefact ``name`` under ``folder`` (one per value of its fields), sorted."""
+    a = _artefact(name)
+    pattern = a.file
+    for field in {p.split("}")[0] for p in a.file.split("{")[1:]}:
+        pattern = pattern.replace("{" + field + "}", "*")
+    return sorted((Path(folder) / a.notebook).glob(pattern))
+
+
+def read(folder, name: str, **fields) -> pd.DataFrame | None:
+    """The CSV artefact ``name`` under ``folder`` as a frame, None when the run did not write it."""
+    p = path(folder, name, **fields)
+    return pd.read_csv(p) if p.exists() else None

@@ -95,14 +95,16 @@ def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32):
           for u in directions]
 
     # F_r(Q): the share of draws with Q_sim(r) <= Q, counted in two buffers reused by every r
-    # (count / R is the mean of the booleans exactly: the count is an integer)
+    # (count / R is the mean of the booleans exactly: the count is an integer; a 16-bit sum
+    # holds it exactly for up to 65535 draws and is 6x faster than a 64-bit one)
     R, work, kept = D.shape[1], np.empty_like(D), np.empty(D.shape, dtype=bool)
+    count_dtype = np.uint16 if R <= np.iinfo(np.uint16).max else np.int64
 
     def F_dir(B, r32):
         np.multiply(B, r32, out=work)
         np.add(work, D, out=work)
         np.less_equal(work, -r32**2, out=kept)
-        return kept.view(np.uint8).sum(1, dtype=np.int64) / R
+        return kept.view(np.uint8).sum(1, dtype=count_dtype).astype(np.int64) / R
 
     def G(r, pick):                                                          # F_r(Q) - a1(r), (K,)
         r32 = r.astype(np.float32)[:, None]

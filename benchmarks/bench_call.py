@@ -21,17 +21,26 @@ path's own cost, and ``own ratio`` = 1 + own cost / bare CPU time per forward is
 the 3% goal is read from. The table is printed and written to
 ``benchmarks/results/bench_call[-LABEL].json``.
 
-Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp|unet]
+``--baseline DIR`` also times the package in DIR/biaskit (e.g. ``git archive BASE biaskit | tar -x
+-C DIR``), imported as ``biaskit_base``, interleaved with this one on the same nets and inputs:
+before and after in one run.
+
+Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp|unet] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import platform
 import statistics
 import time
+import warnings
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -43,7 +52,6 @@ from biaskit.probe.draws import timestep_grid
 from biaskit.probe.evaluate import evaluate
 from biaskit.probe.statistics import Setup
 from biaskit.sampling import sample
-from biaskit.schedules import get_schedule
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,9 +84,28 @@ def _clock(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def methods(model: Denoiser, x0: torch.Tensor, K: int, steps: int) -> dict:
+def library(root: str | None = None) -> SimpleNamespace:
+    """The functions timed, from this biaskit or (``root``) from ROOT/biaskit as ``biaskit_base``."""
+    if root is None:
+        return SimpleNamespace(probe=probe, timestep_grid=timestep_grid, evaluate=evaluate, Setup=Setup,
+                               sample=sample, Denoiser=Denoiser)
+    spec = importlib.util.spec_from_file_location("biaskit_base", Path(root) / "biaskit" / "__init__.py")
+    sys.modules["biaskit_base"] = module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():  # its pandas accessor replaces this one's: the same name
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
+    get = lambda name: importlib.import_module(f"biaskit_base.{name}")  # noqa: E731
+    return SimpleNamespace(probe=get("probe").probe, timestep_grid=get("probe.draws").timestep_grid,
+                           evaluate=get("probe.evaluate").evaluate, Setup=get("probe.statistics").Setup,
+                           sample=get("sampling").sample, Denoiser=get("denoiser").Denoiser)
+
+
+def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | None = None) -> dict:
     """The timed callables, each making the same number of forwards of batch B = len(x0)
-    (``steps`` for bare / denoiser / sample; K for the probe's and the naive loop's)."""
+    (``steps`` for bare / denoiser / sample; K for the probe's and the naive loop's); ``lib``:
+    the functions to time (:func:`library`, default this biaskit's)."""
+    lib = lib or library()
+    timestep_grid, Setup, sample, evaluate, probe = lib.timestep_grid, lib.Setup, lib.sample, lib.evaluate, lib.probe
     s, B = model.schedule, x0.shape[0]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(x0.shape, generator=g)
@@ -143,16 +170,24 @@ def _times(runs: dict, repeats: int) -> tuple[dict, dict]:
             {k: statistics.median(v) for k, v in cpu.items()})
 
 
-def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, repeats: int) -> dict:
+def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, repeats: int,
+            base: SimpleNamespace | None = None) -> dict:
     """Median wall / CPU seconds of each method, its ratio to the bare forwards of the same count,
-    its own CPU cost per forward (around :class:`Null`) and the ratio that cost gives."""
-    schedule = get_schedule("linear", 1000)
-    runs = methods(Denoiser(net.eval(), schedule, "eps", name=label), x0, K, steps)
+    its own CPU cost per forward (around :class:`Null`) and the ratio that cost gives; with
+    ``base`` (:func:`library`) the baseline's methods too, named ``base:METHOD``, interleaved."""
+    schedule = "linear"  # by name: each library builds its own Schedule (T = 1000)
+    libs = {"": library(), **({"base:": base} if base is not None else {})}
+    runs, null = {}, {}
+    for prefix, lib in libs.items():
+        for name, run in methods(lib.Denoiser(net.eval(), schedule, "eps", name=label), x0, K, steps, lib).items():
+            runs[name if name.startswith("bare") else prefix + name] = run
+        for name, run in methods(lib.Denoiser(Null(), schedule, "eps", name="null"), x0, K, steps, lib).items():
+            null[name if name.startswith("bare") else prefix + name] = run
     wall, cpu = _times(runs, repeats)
-    _, own = _times(methods(Denoiser(Null(), schedule, "eps", name="null"), x0, K, steps), repeats)
+    _, own = _times(null, repeats)
     rows = {}
     for k, (_, forwards) in runs.items():
-        ref = "bare" if k in ("bare", "denoiser", "sample") else "bare_K"
+        ref = "bare" if k.split(":")[-1] in ("bare", "denoiser", "sample") else "bare_K"
         own_ms = (own[k] - own[ref]) / forwards * 1e3
         rows[k] = {"forwards": forwards, "wall_s": wall[k], "cpu_s": cpu[k],
                    "wall_ratio": wall[k] / wall[ref], "cpu_ratio": cpu[k] / cpu[ref], "reference": ref,
@@ -163,10 +198,10 @@ def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, re
 def table(result: dict) -> str:
     lines = [f"\n## {result['net']}: batch {tuple(result['batch'])}, {result['steps']} steps, K = "
              f"{result['K']} t; median of {result['repeats']}",
-             f"{'method':<10}{'forwards':>9}{'wall s':>9}{'ratio':>8}{'cpu s':>9}{'ratio':>8}"
+             f"{'method':<15}{'forwards':>9}{'wall s':>9}{'ratio':>8}{'cpu s':>9}{'ratio':>8}"
              f"{'own ms/fwd':>12}{'own ratio':>10}  reference"]
     for k, r in result["rows"].items():
-        lines.append(f"{k:<10}{r['forwards']:>9}{r['wall_s']:>9.4f}{r['wall_ratio']:>8.3f}"
+        lines.append(f"{k:<15}{r['forwards']:>9}{r['wall_s']:>9.4f}{r['wall_ratio']:>8.3f}"
                      f"{r['cpu_s']:>9.4f}{r['cpu_ratio']:>8.3f}{r['own_ms_per_forward']:>12.3f}"
                      f"{r['own_ratio']:>10.3f}  {r['reference']}")
     return "\n".join(lines)
@@ -179,7 +214,9 @@ def main(argv=None):
     p.add_argument("--only", choices=("mlp", "unet"), default=None)
     p.add_argument("--mlp-batch", type=int, default=4096)
     p.add_argument("--unet-batch", type=int, default=8)
+    p.add_argument("--baseline", default=None, help="a directory holding another biaskit/ to time alongside")
     args = p.parse_args(argv)
+    base = library(args.baseline) if args.baseline else None
     torch.set_num_threads(1)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -188,12 +225,12 @@ def main(argv=None):
         from biaskit.models.mlp import MLP
         x0 = torch.rand(args.mlp_batch, 2, generator=g) * 2 - 1
         results.append(measure("biaskit MLP (128 hidden, 3 blocks), 2-D points", MLP(dim=2, hidden=128, blocks=3),
-                               x0, K=50, steps=50, repeats=args.repeats))
+                               x0, K=50, steps=50, repeats=args.repeats, base=base))
         print(table(results[-1]), flush=True)
     if args.only in (None, "unet"):
         x0 = torch.rand(args.unet_batch, 3, 32, 32, generator=g) * 2 - 1
         results.append(measure("diffusers UNet2DModel (32/64 ch), 3x32x32", UNetNet(), x0, K=10, steps=10,
-                               repeats=args.repeats))
+                               repeats=args.repeats, base=base))
         print(table(results[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench_call{'-' + args.label if args.label else ''}.json"

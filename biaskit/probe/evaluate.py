@@ -66,7 +66,7 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
                 p += i1 - i0
             x0_b = _cat([x0[i0:i1] for _, i0, i1 in pieces])
             eps_b = _cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
-            t_b = _cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
+            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])  # models get a real (B,) t
             alpha = _cat([alpha_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
             sigma = _cat([sigma_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
             x_t = P.noisy(x0_b, eps_b, alpha, sigma)

@@ -356,6 +356,8 @@ def probe(denoiser: Denoiser, data, *, options: ProbeOptions | None = None, **se
     """Per-timestep statistics of one model: :func:`compare` of ``denoiser`` alone (named by its
     ``.name``, else "model"), without the kind and reference columns. Settings as :func:`compare`."""
     name = getattr(denoiser, "name", None) or "model"
-    df = compare({name: denoiser}, data, options=options, **settings).drop(columns=["kind", "reference"])
-    df.attrs["metadata"] = {k: v for k, v in df.attrs["metadata"].items() if k != "reference"}
+    df = compare({name: denoiser}, data, options=options, **settings)
+    meta = df.attrs.pop("metadata")  # pandas deep-copies attrs into every derived frame
+    df = df.drop(columns=["kind", "reference"])
+    df.attrs["metadata"] = {k: v for k, v in meta.items() if k != "reference"}
     return df

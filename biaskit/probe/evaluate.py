@@ -27,6 +27,11 @@ def gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat([p[:, :s] for p, s in zip(parts, sizes)], 1)
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat of the pieces of a batch; one piece (a batch within one t) as it is, no copy."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
               setup: Setup, progress, labels=None) -> np.ndarray:
     """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
@@ -42,6 +47,7 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
     labels = None if labels is None else labels.to(device)
     ts_dev = torch.as_tensor(ts, device=device)
     noise_t = models[0].schedule.timesteps[torch.as_tensor(ts)].tolist()  # draws follow the model's t
+    alpha_ts, sigma_ts = models[0].schedule.coefficients(ts_dev)  # (K,), gathered once
     noise = NoiseCache(seed, x0.shape[1:], device)
     M = band_matrix(*x0.shape[-2:], setup.bands, device) if setup.bands else None
     width = columns(setup)["width"]
@@ -58,19 +64,20 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
                 i1 = min(n, i0 + p1 - p)
                 pieces.append((k, i0, i1))
                 p += i1 - i0
-            x0_b = torch.cat([x0[i0:i1] for _, i0, i1 in pieces])
-            eps_b = torch.cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
-            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])
-            rows_b = torch.cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
-            alpha, sigma = (c.reshape(per_row) for c in models[0].schedule.coefficients(t_b))
+            x0_b = _cat([x0[i0:i1] for _, i0, i1 in pieces])
+            eps_b = _cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
+            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])  # models get a real (B,) t
+            alpha = _cat([alpha_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
+            sigma = _cat([sigma_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
             x_t = P.noisy(x0_b, eps_b, alpha, sigma)
             o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
             x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
-            y_b = None if labels is None else torch.cat([labels[i0:i1] for _, i0, i1 in pieces])
+            y_b = None if labels is None else _cat([labels[i0:i1] for _, i0, i1 in pieces])
             for m, model in enumerate(models):
                 with autocast:
                     # a conditioned model (biaskit.loaders.latent) is told each sample's row
                     if getattr(model, "takes_rows", False):
+                        rows_b = _cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
                         pred = model(x_in, t_b, rows=rows_b)
                     else:
                         pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)

@@ -1,0 +1,243 @@
+"""The cost of biaskit's one model call above the bare network, measured as ratios in one run.
+
+For an MLP over 2-D points and a small diffusers ``UNet2DModel`` (random weights, built here) on
+3 x 32 x 32 images, every method below makes the same number F of forward passes of the same
+batch B, so each wall time divided by that of F bare ``net(x, time_in)`` calls is the price of
+the call path around the network:
+
+  bare       F bare forwards, the time input prepared beforehand (the reference, ratio 1)
+  denoiser   F ``Denoiser.forward(x_t, t)`` calls (time features, coefficients, x0_hat / eps_hat)
+  sample     ``biaskit.sampling.sample`` with ddim over F kept steps (one model call per step)
+  evaluate   the probe's model loop (:func:`biaskit.probe.evaluate.evaluate`): draws, x_t, the
+             forwards and every per-sample statistic, over K timesteps x n samples, n = B, F = K
+  probe      :func:`biaskit.probe.probe` (evaluate, then the summaries and intervals per t)
+  naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
+
+Timings: one torch thread, the methods interleaved, the median over ``--repeats`` of wall and
+process-CPU seconds (CPU time is the steadier on a shared machine). On a loaded machine the
+measured ratios move by several percent from run to run, so each method is also run around a
+network that costs nothing (``Null``: returns its input): its CPU time per forward is the call
+path's own cost, and ``own ratio`` = 1 + own cost / bare CPU time per forward is the ratio
+the 3% goal is read from. The table is printed and written to
+``benchmarks/results/bench_call[-LABEL].json``.
+
+``--baseline DIR`` also times the package in DIR/biaskit (e.g. ``git archive BASE biaskit | tar -x
+-C DIR``), imported as ``biaskit_base``, interleaved with this one on the same nets and inputs:
+before and after in one run.
+
+Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp|unet] [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import platform
+import statistics
+import time
+import warnings
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+from biaskit.denoiser import Denoiser
+from biaskit.probe import probe
+from biaskit.probe.draws import timestep_grid
+from biaskit.probe.evaluate import evaluate
+from biaskit.probe.statistics import Setup
+from biaskit.sampling import sample
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class UNetNet(nn.Module):
+    """net(x, t) of a tiny diffusers UNet2DModel (eps prediction): its ``.sample`` tensor."""
+
+    def __init__(self, size: int = 32, channels: int = 3):
+        super().__init__()
+        from diffusers import UNet2DModel
+        self.unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels,
+                                layers_per_block=1, block_out_channels=(32, 64), norm_num_groups=8,
+                                down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D"))
+
+    def forward(self, x, t):
+        return self.unet(x, t).sample
+
+
+class Null(nn.Module):
+    """A network that costs nothing: what is left of a method's time is its own."""
+
+    def forward(self, x, t):
+        return x
+
+
+def _clock(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def library(root: str | None = None) -> SimpleNamespace:
+    """The functions timed, from this biaskit or (``root``) from ROOT/biaskit as ``biaskit_base``."""
+    if root is None:
+        return SimpleNamespace(probe=probe, timestep_grid=timestep_grid, evaluate=evaluate, Setup=Setup,
+                               sample=sample, Denoiser=Denoiser)
+    spec = importlib.util.spec_from_file_location("biaskit_base", Path(root) / "biaskit" / "__init__.py")
+    sys.modules["biaskit_base"] = module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():  # its pandas accessor replaces this one's: the same name
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
+    get = lambda name: importlib.import_module(f"biaskit_base.{name}")  # noqa: E731
+    return SimpleNamespace(probe=get("probe").probe, timestep_grid=get("probe.draws").timestep_grid,
+                           evaluate=get("probe.evaluate").evaluate, Setup=get("probe.statistics").Setup,
+                           sample=get("sampling").sample, Denoiser=get("denoiser").Denoiser)
+
+
+def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | None = None) -> dict:
+    """The timed callables, each making the same number of forwards of batch B = len(x0)
+    (``steps`` for bare / denoiser / sample; K for the probe's and the naive loop's); ``lib``:
+    the functions to time (:func:`library`, default this biaskit's)."""
+    lib = lib or library()
+    timestep_grid, Setup, sample, evaluate, probe = lib.timestep_grid, lib.Setup, lib.sample, lib.evaluate, lib.probe
+    s, B = model.schedule, x0.shape[0]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(x0.shape, generator=g)
+    kept = list(range(s.T - 1, -1, -(s.T // steps)))[:steps]
+    ts = [torch.full((B,), k, dtype=torch.long) for k in kept]
+    time_in = [model.time_features(t) for t in ts]
+    ts_probe = timestep_grid(s.T, num_timesteps=K)
+    setup = Setup(C=x0.shape[1], bands=4 if x0.ndim == 4 else 0, oracle=False)
+    dims = tuple(range(1, x0.ndim))
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+
+    @torch.inference_mode()
+    def bare(n=steps):
+        for i in range(n):
+            model.net(x, time_in[i % steps])
+
+    @torch.inference_mode()
+    def denoiser():
+        for t in ts:
+            model(x, t)
+
+    def chain():
+        sample(model, x, sampler="ddim", steps=steps, progress=False)
+
+    def ev():
+        evaluate([model], None, x0, ts_probe, seed=0, batch_size=B, device=torch.device("cpu"), amp=False,
+                 channels_last=False, setup=setup, progress=False)
+
+    def pr():
+        probe(model, x0, timesteps=s.timesteps[ts_probe].tolist(), n=B, batch_size=B, progress=False,
+              oracle=False, device="cpu")
+
+    @torch.inference_mode()
+    def naive():
+        out = []
+        for k in ts_probe:
+            t = torch.full((B,), int(k), dtype=torch.long)
+            eps = torch.randn(x0.shape, generator=g)
+            alpha, sigma = s.coefficients(t)
+            x_t = alpha.view(shape) * x0 + sigma.view(shape) * eps
+            pred = model(x_t, t)
+            out.append(torch.stack([((pred.x0_hat - x0) ** 2).mean(dims),
+                                    ((pred.eps_hat - eps) ** 2).mean(dims)]))
+        return torch.stack(out).numpy()
+
+    return {"bare": (bare, steps), "denoiser": (denoiser, steps), "sample": (chain, steps),
+            "bare_K": (lambda: bare(K), K), "evaluate": (ev, K), "probe": (pr, K), "naive": (naive, K)}
+
+
+def _times(runs: dict, repeats: int) -> tuple[dict, dict]:
+    """Median wall and CPU seconds of each method, interleaved, after one warm-up call each."""
+    for fn, _ in runs.values():  # warm-up: imports, allocator, first-call paths
+        fn()
+    wall = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, (fn, _) in runs.items():
+            w, c = _clock(fn)
+            wall[k].append(w)
+            cpu[k].append(c)
+    return ({k: statistics.median(v) for k, v in wall.items()},
+            {k: statistics.median(v) for k, v in cpu.items()})
+
+
+def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, repeats: int,
+            base: SimpleNamespace | None = None) -> dict:
+    """Median wall / CPU seconds of each method, its ratio to the bare forwards of the same count,
+    its own CPU cost per forward (around :class:`Null`) and the ratio that cost gives; with
+    ``base`` (:func:`library`) the baseline's methods too, named ``base:METHOD``, interleaved."""
+    schedule = "linear"  # by name: each library builds its own Schedule (T = 1000)
+    libs = {"": library(), **({"base:": base} if base is not None else {})}
+    runs, null = {}, {}
+    for prefix, lib in libs.items():
+        for name, run in methods(lib.Denoiser(net.eval(), schedule, "eps", name=label), x0, K, steps, lib).items():
+            runs[name if name.startswith("bare") else prefix + name] = run
+        for name, run in methods(lib.Denoiser(Null(), schedule, "eps", name="null"), x0, K, steps, lib).items():
+            null[name if name.startswith("bare") else prefix + name] = run
+    wall, cpu = _times(runs, repeats)
+    _, own = _times(null, repeats)
+    rows = {}
+    for k, (_, forwards) in runs.items():
+        ref = "bare" if k.split(":")[-1] in ("bare", "denoiser", "sample") else "bare_K"
+        own_ms = (own[k] - own[ref]) / forwards * 1e3
+        rows[k] = {"forwards": forwards, "wall_s": wall[k], "cpu_s": cpu[k],
+                   "wall_ratio": wall[k] / wall[ref], "cpu_ratio": cpu[k] / cpu[ref], "reference": ref,
+                   "own_ms_per_forward": own_ms, "own_ratio": 1 + own_ms * 1e-3 * forwards / cpu[ref]}
+    return {"net": label, "batch": list(x0.shape), "K": K, "steps": steps, "repeats": repeats, "rows": rows}
+
+
+def table(result: dict) -> str:
+    lines = [f"\n## {result['net']}: batch {tuple(result['batch'])}, {result['steps']} steps, K = "
+             f"{result['K']} t; median of {result['repeats']}",
+             f"{'method':<15}{'forwards':>9}{'wall s':>9}{'ratio':>8}{'cpu s':>9}{'ratio':>8}"
+             f"{'own ms/fwd':>12}{'own ratio':>10}  reference"]
+    for k, r in result["rows"].items():
+        lines.append(f"{k:<15}{r['forwards']:>9}{r['wall_s']:>9.4f}{r['wall_ratio']:>8.3f}"
+                     f"{r['cpu_s']:>9.4f}{r['cpu_ratio']:>8.3f}{r['own_ms_per_forward']:>12.3f}"
+                     f"{r['own_ratio']:>10.3f}  {r['reference']}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--label", default="", help="suffix of the JSON file (e.g. before, after)")
+    p.add_argument("--only", choices=("mlp", "unet"), default=None)
+    p.add_argument("--mlp-batch", type=int, default=4096)
+    p.add_argument("--unet-batch", type=int, default=8)
+    p.add_argument("--baseline", default=None, help="a directory holding another biaskit/ to time alongside")
+    args = p.parse_args(argv)
+    base = library(args.baseline) if args.baseline else None
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    results = []
+    if args.only in (None, "mlp"):
+        from biaskit.models.mlp import MLP
+        x0 = torch.rand(args.mlp_batch, 2, generator=g) * 2 - 1
+        results.append(measure("biaskit MLP (128 hidden, 3 blocks), 2-D points", MLP(dim=2, hidden=128, blocks=3),
+                               x0, K=50, steps=50, repeats=args.repeats, base=base))
+        print(table(results[-1]), flush=True)
+    if args.only in (None, "unet"):
+        x0 = torch.rand(args.unet_batch, 3, 32, 32, generator=g) * 2 - 1
+        results.append(measure("diffusers UNet2DModel (32/64 ch), 3x32x32", UNetNet(), x0, K=10, steps=10,
+                               repeats=args.repeats, base=base))
+        print(table(results[-1]), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench_call{'-' + args.label if args.label else ''}.json"
+    out.write_text(json.dumps({"threads": 1, "torch": torch.__version__, "python": platform.python_version(),
+                               "numpy": np.__version__, "results": results}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,8 @@ usual constant weighting, saved as guided-diffusion saves a model (a plain state
 read back by the ADM loader with guided-diffusion's script flags like any third-party file, then
 fine-tuned with constant and with debias weighting (L_hybrid kept: the variance term trains too)
 and probed before and after on common random numbers (``finetune_study.py``). Samples: DDPM with
-the learned variance, the paper's sampler, from the same x_T for the three models.
+the learned variance and x0_hat clipped (the paper's sampler: guided-diffusion's default
+clip_denoised), from the same x_T for the three models.
 
 Run from the repository root (the base run is the slow part: about 5 minutes on one CPU thread):
 
@@ -78,7 +79,7 @@ def main(argv=None):
     original = Original(guided_diffusion_file(args), FLAGS,
                         {"name": data.name, "n_train": data.n_train, "n_test": data.n_test,
                          "options": dict(data.options)},
-                        target="eps", sampling={"sampler": "ddpm", "variance": "learned"})
+                        target="eps", sampling={"sampler": "ddpm", "variance": "learned", "clip": True})
     return run(original, args)
 
 

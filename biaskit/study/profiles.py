@@ -190,8 +190,10 @@ PROFILES["gpu-smoke"] = {
                         "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
                         "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
                         "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
+    # the full profile's datasets (terminal SNR on the patches) at tiny sizes
     "06_sampling_bias": {"dataset": "gmm", "sample_steps": 10, "eps_scales": [0.99, 1.0, 1.02],
-                         "n_boot": 20},
+                         "n_boot": 20, "image_datasets": ["digits", "patches"],
+                         "terminal_snr_dataset": "patches"},
 }
 PROFILES["gpu-smoke"]["training"]["datasets"]["gmm"].update({"data.n_train": 20_000})
 

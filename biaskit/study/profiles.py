@@ -98,19 +98,17 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "runner": {"threads": 1, "jobs": 2},
-        # patches: the presets' 32-channel UNet, 3000 steps at lr 1e-3 with a cosine decay (DDIM
-        # samples look like photo patches for every variant; 1200 steps of a 16-channel UNet gave
-        # pixel noise), constant and debias only (4 min each on one core); digits keeps short runs
-        # of all four variants; the mixture (sampled in 05) 2400 steps of batch 256
+        # patches: the presets' 32-channel UNet, 2400 steps at lr 1e-3 with a cosine decay
+        # (3000 steps measured 19:02 for the whole profile; 1200 steps of a 16-channel UNet gave
+        # pixel noise), constant and debias only (~4.5 min each on one core); digits keeps short
+        # runs (900 steps) of all four variants; the mixture (sampled in 05) 2400 steps of batch 256
         # seeds: the headline claim (debias vs constant x0 error at high noise) on the mixture
-        # rests on 3 training seeds per variant (+4 runs of ~15 s on one core, ~35 s of the
-        # 2-core wall time); digits (~50 s a run) and patches (~245 s a run) keep one seed, which
-        # their verdicts say (3 seeds of digits constant/debias would add ~100 s of wall time,
-        # beyond the 15-minute budget's margin)
-        "training": _training("quick", 3000, 64, 750, only={"patches": ["constant", "debias"]},
+        # rests on 3 training seeds per variant (+4 runs of ~25 s on one core); digits (~55 s a
+        # run) and patches keep one seed, which their verdicts say
+        "training": _training("quick", 2400, 64, 600, only={"patches": ["constant", "debias"]},
                               seeds={"gmm": {"constant": 3, "debias": 3}},
                               gmm={"steps": 2400, "batch_size": 256, "ckpt_every": 600},
-                              digits={"model.config.channels": 16, "steps": 1200, "ckpt_every": 300,
+                              digits={"model.config.channels": 16, "steps": 900, "ckpt_every": 300,
                                       "optim.lr": 1e-3, "optim.lr_schedule": "cosine"},
                               patches={"optim.lr": 1e-3, "optim.lr_schedule": "cosine"}),
         "common": {"seed": 0, "weightings": WEIGHTINGS, "n_probe": 512, "num_timesteps": 20,
@@ -122,7 +120,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "02_impact": {"dataset": "patches", "weightings": ["constant", "debias"],
                       "steps_list": [2, 5, 10, 50],
                       "samplers": ["ddim", "dpm_solver++"], "fid": True,
-                      "fid_steps": [10], "fid_n": 128, "fid_weightings": ["constant", "debias"]},
+                      "fid_steps": [10], "fid_n": 64, "fid_weightings": ["constant", "debias"],
+                      "n_boot": 100},
         "03_reasons": {"dataset": "patches", "weightings": ["constant", "debias"], "sample_steps": 20,
                        "switch_points": [0, 2, 5, 10, 15, 20]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
@@ -154,7 +153,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                       "steps_list": [2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000],
                       "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
                       "fid_steps": [5, 10, 20, 50, 100, 1000], "fid_n": 10_000,
-                      "fid_weightings": WEIGHTINGS},
+                      "fid_weightings": WEIGHTINGS, "n_boot": 400},
         "03_reasons": {"dataset": "patches", "sample_steps": 50,
                        "switch_points": [0, 5, 10, 20, 30, 40, 50]},
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
@@ -183,7 +182,7 @@ PROFILES["gpu-smoke"] = {
     "01_existence": {"datasets": ["gmm", "digits", "patches"], "replicates": True},
     "02_impact": {"dataset": "patches", "steps_list": [2, 5, 20],
                   "samplers": ["ddpm", "ddim", "dpm_solver++", "unipc"], "fid": True,
-                  "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"]},
+                  "fid_steps": [20], "fid_n": 256, "fid_weightings": ["constant", "debias"], "n_boot": 100},
     "03_reasons": {"dataset": "patches", "sample_steps": 10, "switch_points": [0, 5, 10]},
     "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,

@@ -117,3 +117,13 @@ def test_extra_runs_follow_the_notebook_parameters():
     a, b = to_dict(gmm_v), to_dict(mine)
     for k in ("loss", "schedule", "model"):
         assert a[k] == b[k]
+
+
+def test_a_chosen_scale_of_one_is_not_a_fix():
+    """The fixes' comparison takes "W, eps scaled" only where the sweep chose a scale other than 1:
+    a chosen 1 is the unscaled model, whose samples would count twice (once as the "fix")."""
+    sweep = pd.DataFrame([{"weighting": "constant", "eps_scale": "0.99", "mean_abs_gap": 0.04, "chosen": True},
+                          {"weighting": "constant", "eps_scale": "1", "mean_abs_gap": 0.07, "chosen": False},
+                          {"weighting": "debias", "eps_scale": "1", "mean_abs_gap": 0.01, "chosen": True}])
+    fixes = sb.scaled_fixes(sweep)
+    assert list(fixes) == ["constant, eps scaled"] and fixes["constant, eps scaled"].b == 0.99

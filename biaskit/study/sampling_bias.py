@@ -156,6 +156,15 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
     return pd.DataFrame(rows)
 
 
+def scaled_fixes(sweep_frame: pd.DataFrame) -> dict:
+    """{"W, eps scaled": EpsScale} of each weighting W whose chosen scale (a :func:`sweep` frame's
+    ``chosen`` row) is not 1: a chosen 1 is the unscaled model, whose samples would enter the
+    fixes' comparison a second time as a "fix"."""
+    from ..exposure import EpsScale
+    return {f"{r.weighting}, eps scaled": EpsScale(float(r.eps_scale))
+            for r in sweep_frame[sweep_frame.chosen].itertuples() if float(r.eps_scale) != 1.0}
+
+
 def image_exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, data, eps_scales, sampler: str,
                    steps: int, clip: bool, seed: int, n_boot: int) -> dict[str, pd.DataFrame]:
     """The exposure analysis of an image dataset, whose data law is not known: no E[x0 | x_t] and
@@ -169,9 +178,8 @@ def image_exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, data, e
     frame = exposure(cache, runs, models, noise, x0, **chain)
     scaled = sweep(exposure(cache, runs, models, noise, x0, **chain,
                             eps_scales=[EpsScale(float(b)) for b in eps_scales]))
-    chosen = {f"{r.weighting}, eps scaled": EpsScale(float(r.eps_scale))
-              for r in scaled[scaled.chosen].itertuples()}
-    sets = {**models, **{f"{w}, eps scaled": models[w] for w in models}}
+    chosen = scaled_fixes(scaled)
+    sets = {**models, **{name: models[name.split(", ")[0]] for name in chosen}}
     quality = final_quality(sets, noise, x0, sampler=sampler, steps=steps, clip=clip, seed=seed,
                             scales=chosen, n_boot=n_boot)
     return {"exposure": frame, "gap": sweep(frame), "sweep": scaled, "quality": quality}

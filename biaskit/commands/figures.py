@@ -9,7 +9,7 @@ def add_arguments(p):
     from ..study.profiles import PROFILES
     p.add_argument("--profile", default="quick", choices=list(PROFILES),
                    help="parameter set: smoke (tiny models, about 1.5 min), quick (2 CPU cores, about "
-                        "18 min), full (GPUs), gpu-smoke (the full path in 2-3 min on one GPU)")
+                        "13 min), full (GPUs), gpu-smoke (the full path in 2-3 min on one GPU)")
     p.add_argument("--only", nargs="+", default=(), metavar="NAME",
                    help="notebooks to run, by name or prefix (e.g. 00 02_impact); default all")
     p.add_argument("--jobs", type=int, default=None,

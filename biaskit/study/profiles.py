@@ -1,5 +1,5 @@
 """The figure study, defined once per study profile: ``smoke`` (the test suite: about 1.5 minutes),
-``quick`` (every figure on 2 CPU cores within 15 minutes: 11:47 measured in a fresh clone with an empty cache), ``full`` (GPU sized: 32 px and
+``quick`` (every figure on 2 CPU cores within 15 minutes: 13:03 measured in a fresh clone with an empty cache), ``full`` (GPU sized: 32 px and
 up, long training, FID on 10k samples) and ``gpu-smoke`` (the full profile's code path, short).
 
 ``gpu-smoke`` trains the full profile's models (the presets' ``full`` sizes: architectures,

@@ -39,8 +39,8 @@ from torch import nn
 from . import checks
 from . import parameterization as P
 from . import targets as TG
-from .denoiser import Denoiser, Prediction, _expand, check_output, network_output
-from .processes import VE, Process, get_process, vp_coefficients
+from .denoiser import Denoiser, Prediction, _expand, check_output
+from .processes import Process, get_process, vp_coefficients
 from .schedules import Schedule
 
 __all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",

@@ -31,6 +31,7 @@ Pairing at equal logsnr: two models are compared on the same draws when they sha
 
 from __future__ import annotations
 
+from functools import singledispatch
 from typing import Callable, Sequence
 
 import torch
@@ -40,10 +41,10 @@ from . import checks
 from . import parameterization as P
 from . import targets as TG
 from .denoiser import Denoiser, Prediction, _expand, check_output
-from .processes import Process, get_process, vp_coefficients
+from .processes import DiscreteVP, Process, get_process, vp_coefficients
 from .schedules import Schedule
 
-__all__ = ["ProcessDenoiser", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
+__all__ = ["ProcessDenoiser", "denoiser_under", "TARGETS", "PROCESS_TIME_INPUTS", "view_schedule",
            "default_time_input", "on_common_logsnr", "ProcessOracleNet", "process_oracle",
            "x0_error_factor", "target_weight"]
 
@@ -237,6 +238,35 @@ class ProcessDenoiser(Denoiser):
     def __repr__(self) -> str:
         return (f"ProcessDenoiser({self.process!r}, target {self.target}, time input "
                 f"{self.describe()['time_input']}, view T={self.schedule.T}, source {self.name})")
+
+
+@singledispatch
+def denoiser_under(process: Process, net, target: str | None = None, *, time_input=None,
+                   time_scale: float | None = None, target_sign: int | None = None,
+                   sigma_data: float = 0.5, **common) -> Denoiser:
+    """The denoiser of ``net``, a network trained under ``process``, keyed by the process's class:
+    a :class:`~biaskit.processes.DiscreteVP` gives a :class:`~biaskit.denoiser.Denoiser` on its
+    schedule, every other process a :class:`ProcessDenoiser` (a new Process subclass included).
+
+    ``target``: what the network predicts (None: ``process.default_target``); ``time_input``,
+    ``time_scale`` (None: each class's default), ``target_sign`` (None: 1), ``sigma_data``:
+    as :class:`ProcessDenoiser`; ``common``: the other keywords of :class:`Denoiser` (data_range,
+    channels, name, source, conditioning, any_size, ...)."""
+    return ProcessDenoiser(net, process, target or process.default_target, time_input=time_input,
+                           time_scale=1.0 if time_scale is None else time_scale,
+                           target_sign=target_sign or 1, sigma_data=sigma_data, **common)
+
+
+@denoiser_under.register
+def _(process: DiscreteVP, net, target: str | None = None, *, time_input=None,
+      time_scale: float | None = None, target_sign: int | None = None, sigma_data: float = 0.5,
+      **common) -> Denoiser:
+    # a discrete network is read at its schedule's integer steps; sigma_data has no use there
+    if target_sign not in (None, 1):
+        raise ValueError(f"target_sign={target_sign!r} applies to a continuous process's network, "
+                         f"not to one on the discrete schedule {process.schedule.name}")
+    return Denoiser(net, process.schedule, target or process.default_target,
+                    time_input=time_input or "index", time_scale=time_scale, **common)
 
 
 def on_common_logsnr(models: dict[str, Denoiser]) -> dict[str, Denoiser]:

@@ -4,8 +4,11 @@ logsnr.
 
 A process class owns its facts, each in one place: its config name (``key``), its config keys
 (its constructor's keyword arguments, :meth:`Process.keys`), its default target and time input,
-its own sampler (``sampler``, a name of :mod:`biaskit.sampling`) and its state scale
-(:meth:`Process.vp_scale`). Adding a process is one subclass in :data:`biaskit.processes.PROCESSES`."""
+its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state scale
+(:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
+:meth:`Process.scheduler_defaults`). Adding a process is one subclass, listed in
+:data:`biaskit.processes.PROCESSES` to be built by name; its models are then loaded
+(:func:`biaskit.formulations.denoiser_under`), probed and sampled with no other change."""
 
 from __future__ import annotations
 
@@ -46,6 +49,9 @@ class Process:
     default_target: str = "eps"
     #: the process's own sampler (a :func:`biaskit.sampling.sample` name), None: the common ones
     sampler: str | None = None
+    #: the kind of diffusers scheduler whose own noise levels are this process's (``flow``:
+    #: FlowMatch*, ``edm``: EDM*; :mod:`biaskit.sampling.process_schedulers`), None: none
+    diffusers_kind: str | None = None
     #: the network time inputs a model of this process can be fed (:meth:`default_time_input`)
     TIME_INPUTS: tuple[str, ...] = ("sigma", "c_noise", "t", "logsnr")
 
@@ -84,6 +90,12 @@ class Process:
         """The time input a network of this process is fed unless told: its target's own
         (EDM's preconditioned nets take c_noise), else the process's :attr:`own_time_input`."""
         return get_target(target).time_input or self.own_time_input
+
+    def scheduler_defaults(self, sigma_data: float = 0.5) -> dict:
+        """The config of a diffusers scheduler of kind :attr:`diffusers_kind` that walks this
+        process's own noise levels ({} without one); ``sigma_data``: the model's (EDM's
+        preconditioning)."""
+        return {}
 
     def alpha(self, t) -> torch.Tensor:
         raise NotImplementedError

@@ -220,6 +220,7 @@ class VE(Process):
 
     key, default_target, sampler = "ve", "x0", "heun"
     own_time_input = "sigma"
+    diffusers_kind = "edm"  # EDMEulerScheduler's sigma is sigma = t
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
         sigma_min = checks.positive("process.sigma_min", sigma_min)
@@ -229,6 +230,11 @@ class VE(Process):
         rho = checks.positive("process.rho", rho)  # Karras et al. Eq. 5 takes 1 / rho
         self.name = "ve"
         self.t_min, self.t_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
+
+    def scheduler_defaults(self, sigma_data: float = 0.5) -> dict:
+        """EDM's schedulers on this process's sigma range and rho (Karras et al. 2022, Eq. 5)."""
+        return {"sigma_min": self.t_min, "sigma_max": self.t_max, "rho": self.rho,
+                "sigma_data": sigma_data}
 
     def alpha(self, t) -> torch.Tensor:
         return torch.ones_like(_f64(t))
@@ -273,6 +279,7 @@ class Flow(Process):
     """
 
     key, default_target, sampler = "flow", "flow", "flow_euler"
+    diffusers_kind = "flow"  # FlowMatchEulerDiscreteScheduler's sigma is s(t)
 
     def __init__(self, shift: float = 1.0, t_min: float = 0.0, t_max: float = 1.0,
                  reverse: bool = False):
@@ -281,6 +288,10 @@ class Flow(Process):
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min} and {t_max}")
         self.shift, self.name, self.reverse = float(shift), "flow", bool(reverse)
         self.t_min, self.t_max = float(t_min), float(t_max)
+
+    def scheduler_defaults(self, sigma_data: float = 0.5) -> dict:
+        """FlowMatchEulerDiscreteScheduler with this process's (SD3) time shift."""
+        return {"shift": self.shift}
 
     def own_time(self, t) -> torch.Tensor:
         return 1 - _f64(t) if self.reverse else _f64(t)

@@ -11,11 +11,14 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import TIME_INPUTS, Conditioning, Denoiser
+from ..formulations import denoiser_under
+from ..processes import DiscreteVP, Process
 from ..source import Source
 from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
 
-__all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "make_denoiser", "file_source",
+__all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "discrete_process",
+           "model_under", "make_denoiser", "file_source",
            "image_shape",
            "read_json", "parse_range", "parse_timestep_range"]
 
@@ -161,24 +164,45 @@ def resolve_schedule(state_dict: dict | None = None, *, abar_key=None, betas_key
     return from_diffusers_config(default or DEFAULT_SCHEDULER), "default (DDPM linear, T=1000)"
 
 
-def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
-                  trained_timesteps, source: Source, any_size: bool = False, freeze: bool = True,
-                  conditioning: Conditioning | None = None) -> Denoiser:
-    """The Denoiser of ``net`` on ``schedule`` (cut to ``trained_timesteps``); ``freeze``: eval mode
-    and no gradients (a loaded checkpoint; a network in memory keeps its state)."""
+def discrete_process(schedule: Schedule, trained_timesteps=None, time_input=None) -> tuple[DiscreteVP, dict]:
+    """The process of a network on a discrete ``schedule`` (cut to ``trained_timesteps``, LO:HI):
+    its :class:`~biaskit.processes.DiscreteVP`, and the source extras that record the cut.
+    ``time_input`` (None: index) must be a discrete time input (or a callable)."""
+    extras = {}
     if trained_timesteps is not None:
         schedule = respace(schedule, parse_timestep_range(trained_timesteps, schedule.T))
-        source = source.with_extras(trained_timesteps=[int(schedule.timesteps[0]),
-                                                       int(schedule.timesteps[-1])])
+        extras["trained_timesteps"] = [int(schedule.timesteps[0]), int(schedule.timesteps[-1])]
     time_input = time_input or "index"
     if not callable(time_input) and time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
+    return DiscreteVP(schedule), extras
+
+
+def model_under(process: Process, net, target, *, time_input, time_scale, data_range, channels,
+                source: Source, target_sign=None, any_size: bool = False, freeze: bool = True,
+                conditioning: Conditioning | None = None) -> Denoiser:
+    """The denoiser of ``net`` under ``process`` (:func:`~biaskit.formulations.denoiser_under`:
+    a Denoiser on a DiscreteVP's schedule, a ProcessDenoiser under any other process);
+    ``target`` None: the process's default. ``freeze``: eval mode and no gradients (a loaded
+    checkpoint; a network in memory keeps its state)."""
     if freeze:
         net.eval().requires_grad_(False)
-    return Denoiser(net, schedule, parameterization, time_input=time_input, time_scale=time_scale,
-                    data_range=parse_range(data_range), channels=channels,
-                    name=source.name or "model", source=source, any_size=any_size,
-                    conditioning=conditioning)
+    return denoiser_under(process, net, target, time_input=time_input, time_scale=time_scale,
+                          target_sign=target_sign, data_range=parse_range(data_range),
+                          channels=channels, name=source.name or "model", source=source,
+                          any_size=any_size, conditioning=conditioning)
+
+
+def make_denoiser(net, schedule, parameterization, *, time_input, time_scale, data_range, channels,
+                  trained_timesteps, source: Source, any_size: bool = False, freeze: bool = True,
+                  conditioning: Conditioning | None = None) -> Denoiser:
+    """The Denoiser of ``net`` on ``schedule`` (cut to ``trained_timesteps``):
+    :func:`model_under` its :func:`discrete_process`."""
+    process, extras = discrete_process(schedule, trained_timesteps, time_input)
+    return model_under(process, net, parameterization, time_input=time_input, time_scale=time_scale,
+                       data_range=data_range, channels=channels,
+                       source=source.with_extras(**extras) if extras else source,
+                       any_size=any_size, freeze=freeze, conditioning=conditioning)
 
 
 def file_source(path: Path, fmt: str, **fields) -> Source:

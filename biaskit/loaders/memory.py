@@ -4,8 +4,8 @@
 diffusers ``UNet2DModel`` (its ``UNet2DOutput.sample`` is unwrapped by the Denoiser). What the
 network cannot say is stated, never assumed: the schedule (``schedule=``: a Schedule or a name;
 ``scheduler=``: a diffusers scheduler object or config dict; or ``noise_schedule=`` /
-``scheduler_config=``) or the continuous process (``process=``, or a flow-matching / EDM diffusers
-scheduler). The parameterization defaults to the scheduler's ``prediction_type``, else eps. A
+``scheduler_config=``) or the continuous process (``process=``: a name or a
+:class:`~biaskit.processes.Process` object, or a flow-matching / EDM diffusers scheduler). The parameterization defaults to the scheduler's ``prediction_type``, else eps. A
 diffusers model gives its per-sample shape (``in_channels``, ``sample_size``). The network is not
 frozen nor put in eval mode (the probe does that for its own duration), so it can keep training.
 """
@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..denoiser import Denoiser
+from ..processes import Process
 from ..schedules import PROCESS_SCHEDULERS, as_schedule, scheduler_config
 from ..source import Source
-from .build import conditioning_of, image_shape, make_denoiser, resolve_schedule
+from .build import conditioning_of, discrete_process, image_shape, model_under, resolve_schedule
 from .options import check_options
+from .process_options import check_no_process_options, named_process
 
 __all__ = ["load_module"]
 
@@ -72,11 +74,24 @@ def load_module(net, **options) -> Denoiser:
     if cfg is not None and cfg.get("_class_name") in PROCESS_SCHEDULERS:
         from .process_folders import process_denoiser
         return process_denoiser(net, cfg, o, source, channels, conditioning, freeze=False)
+    process, extras = _process(o, given, type(net).__name__)
+    kind = o.parameterization or (cfg or {}).get("prediction_type")
+    return model_under(process, net, kind, time_input=o.time_input, time_scale=o.time_scale,
+                       target_sign=o.target_sign, data_range=o.data_range, channels=channels,
+                       source=source.with_extras(**extras), any_size=bool(config), freeze=False,
+                       conditioning=conditioning)
+
+
+def _process(o, given, what: str) -> tuple[Process, dict]:
+    """The process the network was trained under, and the source extras saying where it came
+    from: ``process=`` (:func:`~biaskit.loaders.process_options.named_process`), else the
+    discrete schedule of ``given`` (schedule= / scheduler=) or of noise_schedule= /
+    diffusion_steps= / scheduler_config=; none of them is an error."""
     if o.process is not None:
         if given is not None:
             raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
-        from .plugin import process_model
-        return process_model(net, o, source, conditioning, freeze=False)
+        return named_process(o)
+    check_no_process_options(o)
     if given is not None:
         others = [k for k in ("noise_schedule", "diffusion_steps", "scheduler_config") if getattr(o, k) is not None]
         if others:
@@ -86,12 +101,8 @@ def load_module(net, **options) -> Denoiser:
         schedule, where = resolve_schedule(noise_schedule=o.noise_schedule, diffusion_steps=o.diffusion_steps,
                                            scheduler_config=o.scheduler_config)
     else:
-        raise ValueError(f"biaskit.load({type(net).__name__}) needs the schedule it was trained with: "
+        raise ValueError(f"biaskit.load({what}) needs the schedule it was trained with: "
                          "schedule= (a Schedule or a name), scheduler= (a diffusers scheduler or its "
                          "config), noise_schedule= / scheduler_config=, or process=")
-    kind = o.parameterization or (cfg or {}).get("prediction_type", "eps")
-    return make_denoiser(net, schedule, kind, time_input=o.time_input, time_scale=o.time_scale,
-                         data_range=o.data_range, channels=channels,
-                         trained_timesteps=o.trained_timesteps,
-                         source=source.with_extras(schedule_source=where), any_size=bool(config),
-                         freeze=False, conditioning=conditioning)
+    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
+    return process, {"schedule_source": where, **extras}

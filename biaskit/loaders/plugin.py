@@ -1,7 +1,7 @@
 """Any other network: ``model_spec="module_or_file.py:factory"`` names user code (which the user
 trusts: it is theirs) returning an ``nn.Module`` called as ``net(x, time_in)``; the weights file
-is read safely and the schedule, parameterization, time input and data range are stated by the
-user."""
+is read safely and the process (``--process``) or schedule, parameterization, time input and data range are
+stated by the user."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
+from ..processes import Process
 from ..source import Source
-from .build import conditioning_of, file_source, make_denoiser, parse_range, resolve_schedule
-from .options import check_options, flag
+from .build import conditioning_of, discrete_process, file_source, model_under, resolve_schedule
+from .options import check_options
+from .process_options import check_no_process_options, named_process
 from .weights import prefix_for, read_weights
 
-__all__ = ["resolve_factory", "load_plugin", "process_model"]
+__all__ = ["resolve_factory", "load_plugin"]
 
 
 def resolve_factory(model_spec: str):
@@ -115,69 +117,30 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
     conditioning = conditioning_of(o, None, "y", str(model_spec))
+    process, extras = _plugin_process(o, full)
+    return model_under(process, net.to(o.device), o.parameterization, time_input=o.time_input,
+                       time_scale=o.time_scale, target_sign=o.target_sign, data_range=o.data_range,
+                       channels=o.channels, source=source.with_extras(**extras),
+                       conditioning=conditioning)
+
+
+def _plugin_process(o, state_dict: dict) -> tuple[Process, dict]:
+    """The process the plugin was trained under, and the source extras that say where it came
+    from: ``--process`` (:func:`~biaskit.loaders.process_options.named_process`), else the
+    discrete schedule of the schedule options (abar_key / betas_key in ``state_dict``, ...;
+    without any, DDPM linear T=1000 with a warning)."""
     if o.process is not None:
-        return process_model(net.to(o.device), o, source, conditioning=conditioning)
-    given = [k for k in _PROCESS_OPTIONS if getattr(o, k) is not None]
-    if given:
-        raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "
-                         "process the network was trained under)")
+        return named_process(o)
+    check_no_process_options(o)
     if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
                                o.scheduler_config, o.beta_start, o.beta_end)):
         warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
                       "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
-                      "--scheduler-config)", stacklevel=4)
-    schedule, schedule_source = resolve_schedule(full, abar_key=o.abar_key, betas_key=o.betas_key,
-                                        noise_schedule=o.noise_schedule,
-                                        beta_start=o.beta_start, beta_end=o.beta_end,
-                                        diffusion_steps=o.diffusion_steps,
-                                        scheduler_config=o.scheduler_config)
-    return make_denoiser(net.to(o.device), schedule, o.parameterization or "eps",
-                         time_input=o.time_input, time_scale=o.time_scale, data_range=o.data_range,
-                         channels=o.channels, trained_timesteps=o.trained_timesteps,
-                         source=source.with_extras(schedule_source=schedule_source),
-                         conditioning=conditioning)
-
-
-_SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
-                     "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
-# loader option -> (process keyword, value): the options that set a process's parameters
-_PROCESS_OPTIONS = {"flow_shift": ("shift", float),
-                    "flow_time": ("reverse", lambda v: v == "reversed"), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
-                    "sigma_base": ("sigma_base", float), "cosine_s": ("s", float),
-                    "target_sign": (None, int)}
-
-
-def process_kwargs(o) -> dict:
-    """The keywords of process ``o.process`` from the loader options that set them; a ValueError
-    naming the flags that do not apply to it and those that do."""
-    from ..processes import PROCESS_KEYS
-    keys = PROCESS_KEYS[o.process]
-    given = {k: getattr(o, k) for k, (key, _) in _PROCESS_OPTIONS.items()
-             if key is not None and getattr(o, k) is not None}
-    bad = [k for k in given if _PROCESS_OPTIONS[k][0] not in keys]
-    if bad:
-        valid = [flag(k) for k, (key, _) in _PROCESS_OPTIONS.items() if key in keys]
-        raise ValueError(f"{', '.join(flag(k) for k in bad)} do(es) not apply to --process "
-                         f"{o.process}; it takes {', '.join(valid) or 'none of these'}")
-    return {_PROCESS_OPTIONS[k][0]: _PROCESS_OPTIONS[k][1](v) for k, v in given.items()}
-
-
-def process_model(net: nn.Module, o, source: Source, conditioning=None, freeze: bool = True):
-    """A plugin trained under a continuous process (``process=``): a
-    :class:`~biaskit.formulations.ProcessDenoiser` on the process's own log-SNR view."""
-    from ..formulations import ProcessDenoiser
-    from ..processes import PROCESSES, get_process
-    clash = [k for k in _SCHEDULE_SOURCES if getattr(o, k, None) is not None]
-    if clash:
-        raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
-                         f"{', '.join(clash)}")
-    process = get_process(o.process, **process_kwargs(o))
-    target = o.parameterization or PROCESSES[o.process].default_target
-    if freeze:
-        net.eval().requires_grad_(False)
-    return ProcessDenoiser(net, process, target, time_input=o.time_input,
-                           time_scale=1.0 if o.time_scale is None else o.time_scale,
-                           target_sign=o.target_sign or 1,
-                           data_range=parse_range(o.data_range), channels=o.channels,
-                           name=source.name or "model", conditioning=conditioning,
-                           source=source.with_extras(process=o.process))
+                      "--scheduler-config)", stacklevel=5)
+    schedule, schedule_source = resolve_schedule(state_dict, abar_key=o.abar_key, betas_key=o.betas_key,
+                                                 noise_schedule=o.noise_schedule,
+                                                 beta_start=o.beta_start, beta_end=o.beta_end,
+                                                 diffusion_steps=o.diffusion_steps,
+                                                 scheduler_config=o.scheduler_config)
+    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
+    return process, {"schedule_source": schedule_source, **extras}

@@ -17,9 +17,10 @@ Which noise levels are visited:
 
 - a model that can be evaluated at any logsnr (a :class:`~biaskit.formulations.ProcessDenoiser`,
   ``with_schedule``) walks the scheduler's *own* sigmas: :func:`scheduler_logsnr` reads them after
-  ``set_timesteps(steps)`` (its config from the model's process: Flow's shift; VE's sigma_min,
-  sigma_max, rho and the model's sigma_data; ``scheduler_kwargs`` over those) and the model is
-  re-viewed at their logsnr (:func:`biaskit.sampling.run.sampling_grid`);
+  ``set_timesteps(steps)`` (its config from the model's process when the scheduler is of the
+  process's ``diffusers_kind``: :meth:`~biaskit.processes.Process.scheduler_defaults`, e.g.
+  Flow's shift, VE's sigma_min, sigma_max, rho with the model's sigma_data; ``scheduler_kwargs``
+  over those) and the model is re-viewed at their logsnr (:func:`biaskit.sampling.run.sampling_grid`);
 - a discrete VP :class:`~biaskit.denoiser.Denoiser` is exact only at its schedule's steps, so the
   scheduler walks the kept steps of ``spacing`` instead: its sigmas are set to theirs (the
   scheduler's update rule on biaskit's grid; no interpolation between trained timesteps).
@@ -77,15 +78,13 @@ def scheduler_kind(name: str) -> str:
 
 
 def _model_defaults(denoiser, kind: str) -> dict:
-    """The scheduler settings that match the model's own process (when it has one)."""
-    from ..processes import VE, Flow
+    """The scheduler settings that match the model's own process when the scheduler is of its
+    kind (:attr:`~biaskit.processes.Process.diffusers_kind`): the process's
+    :meth:`~biaskit.processes.Process.scheduler_defaults`, with the model's sigma_data."""
     process = getattr(denoiser, "process", None)
-    if kind == "flow" and isinstance(process, Flow):
-        return {"shift": process.shift}
-    if kind == "edm" and isinstance(process, VE):
-        return {"sigma_min": process.t_min, "sigma_max": process.t_max, "rho": process.rho,
-                "sigma_data": getattr(denoiser, "sigma_data", 0.5)}
-    return {}
+    if getattr(process, "diffusers_kind", None) != kind:
+        return {}
+    return process.scheduler_defaults(sigma_data=getattr(denoiser, "sigma_data", 0.5))
 
 
 def make_process_scheduler(name: str, denoiser=None, **scheduler_kwargs):
@@ -113,6 +112,10 @@ def make_process_scheduler(name: str, denoiser=None, **scheduler_kwargs):
     return cls(**{k: v for k, v in config.items() if k in accepted})
 
 
+# A scheduler kind's sigma <-> logsnr: a fact of the kind (what its state z is), not of the
+# model's process: a VP model sampled by flow_match_euler is walked by the same formulas. They
+# are the times of the kind's plain process (flow: Flow at shift 1, s = sigmoid(-lam / 2); edm:
+# VE, sigma_e = exp(-lam / 2)), written here once for the scheduler state (float64, log1p).
 def _sigmas_to_logsnr(kind: str, sigmas: torch.Tensor) -> torch.Tensor:
     s = sigmas.double()
     if kind == "flow":  # snr = ((1 - s) / s)^2

@@ -1,0 +1,76 @@
+"""The loader options that name a model's continuous process: ``process=`` (``--process``: a
+name of :data:`biaskit.processes.PROCESSES`, or from Python a :class:`~biaskit.processes.Process`
+object) and the flags that set its parameters (``--flow-shift``, ``--sigma-min``, ...).
+
+A loader resolves *which* process a network was trained under once, here (:func:`named_process`)
+or from its schedule options (:func:`~biaskit.loaders.build.discrete_process`: a
+:class:`~biaskit.processes.DiscreteVP`), then builds its denoiser with one call,
+:func:`~biaskit.loaders.build.model_under`, which the process's class decides.
+"""
+
+from __future__ import annotations
+
+from ..processes import PROCESSES, Process, get_process
+from .options import flag
+
+__all__ = ["SCHEDULE_SOURCES", "PROCESS_OPTIONS", "process_kwargs", "named_process",
+           "check_no_process_options"]
+
+# the options that set a discrete schedule, which a named process replaces
+SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
+                    "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
+# loader option -> (process keyword, value): the options that set a process's parameters
+# (target_sign sets how its network's output is read, not the process)
+PROCESS_OPTIONS = {"flow_shift": ("shift", float),
+                   "flow_time": ("reverse", lambda v: v == "reversed"),
+                   "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
+                   "sigma_base": ("sigma_base", float), "cosine_s": ("s", float),
+                   "target_sign": (None, int)}
+
+
+def _given(o, keyed: bool = True) -> list[str]:
+    """The process options of ``o`` that are set (``keyed``: only those that set a keyword)."""
+    return [k for k, (key, _) in PROCESS_OPTIONS.items()
+            if getattr(o, k, None) is not None and (key is not None or not keyed)]
+
+
+def process_kwargs(o) -> dict:
+    """The keywords of process ``o.process`` (a name) from the loader options that set them; a
+    ValueError naming the flags that do not apply to it and those that do."""
+    keys = PROCESSES[o.process].keys()
+    given = _given(o)
+    bad = [k for k in given if PROCESS_OPTIONS[k][0] not in keys]
+    if bad:
+        valid = [flag(k) for k, (key, _) in PROCESS_OPTIONS.items() if key in keys]
+        raise ValueError(f"{', '.join(flag(k) for k in bad)} do(es) not apply to --process "
+                         f"{o.process}; it takes {', '.join(valid) or 'none of these'}")
+    return {PROCESS_OPTIONS[k][0]: PROCESS_OPTIONS[k][1](getattr(o, k)) for k in given}
+
+
+def named_process(o) -> tuple[Process, dict]:
+    """The process of loader options ``o`` whose ``process`` is set, and the source extras that
+    record it: a name (its parameters from the flags, :func:`process_kwargs`) or a Process
+    object (used as is: its parameters are its own). A ValueError when a schedule option is
+    also given, or the name is unknown."""
+    clash = [k for k in SCHEDULE_SOURCES if getattr(o, k, None) is not None]
+    if clash:
+        raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
+                         f"{', '.join(clash)}")
+    if isinstance(o.process, Process):
+        given = _given(o)
+        if given:
+            raise ValueError(f"{', '.join(flag(k) for k in given)} set(s) a named process's "
+                             f"parameters; process={o.process!r} is an object with its own")
+        return o.process, {"process": o.process.describe()}
+    if o.process not in PROCESSES:
+        raise ValueError(f"process={o.process!r} is not a process name ({', '.join(sorted(PROCESSES))}) "
+                         "nor a biaskit.processes.Process object")
+    return get_process(o.process, **process_kwargs(o)), {"process": o.process}
+
+
+def check_no_process_options(o) -> None:
+    """A ValueError naming the process flags given to a network on a discrete schedule."""
+    given = _given(o, keyed=False)
+    if given:
+        raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "
+                         "process the network was trained under)")

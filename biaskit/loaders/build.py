@@ -1,5 +1,7 @@
 """What every third-party loader shares: the schedule from exactly one source, the data range,
-the trained timesteps, the class label, and the Denoiser built from them."""
+the trained timesteps, the class label, and the denoiser built from them: a loader resolves the
+process once (:func:`discrete_process` of its schedule, or
+:func:`~biaskit.loaders.process_options.named_process`) and calls :func:`model_under`."""
 
 from __future__ import annotations
 
@@ -179,17 +181,19 @@ def discrete_process(schedule: Schedule, trained_timesteps=None, time_input=None
 
 
 def model_under(process: Process, net, target, *, time_input, time_scale, data_range, channels,
-                source: Source, target_sign=None, any_size: bool = False, freeze: bool = True,
-                conditioning: Conditioning | None = None) -> Denoiser:
+                source: Source, target_sign=None, sigma_data: float = 0.5, any_size: bool = False,
+                freeze: bool = True, conditioning: Conditioning | None = None) -> Denoiser:
     """The denoiser of ``net`` under ``process`` (:func:`~biaskit.formulations.denoiser_under`:
     a Denoiser on a DiscreteVP's schedule, a ProcessDenoiser under any other process);
-    ``target`` None: the process's default. ``freeze``: eval mode and no gradients (a loaded
-    checkpoint; a network in memory keeps its state)."""
+    ``target`` None: the process's default; ``target_sign``, ``sigma_data``: a process
+    network's (:class:`~biaskit.formulations.ProcessDenoiser`). ``freeze``: eval mode and no
+    gradients (a loaded checkpoint; a network in memory keeps its state)."""
     if freeze:
         net.eval().requires_grad_(False)
     return denoiser_under(process, net, target, time_input=time_input, time_scale=time_scale,
-                          target_sign=target_sign, data_range=parse_range(data_range),
-                          channels=channels, name=source.name or "model", source=source,
+                          target_sign=target_sign, sigma_data=sigma_data,
+                          data_range=parse_range(data_range), channels=channels,
+                          name=source.name or "model", source=source,
                           any_size=any_size, conditioning=conditioning)
 
 

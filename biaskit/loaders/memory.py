@@ -5,9 +5,12 @@ diffusers ``UNet2DModel`` (its ``UNet2DOutput.sample`` is unwrapped by the Denoi
 network cannot say is stated, never assumed: the schedule (``schedule=``: a Schedule or a name;
 ``scheduler=``: a diffusers scheduler object or config dict; or ``noise_schedule=`` /
 ``scheduler_config=``) or the continuous process (``process=``: a name or a
-:class:`~biaskit.processes.Process` object, or a flow-matching / EDM diffusers scheduler). The parameterization defaults to the scheduler's ``prediction_type``, else eps. A
-diffusers model gives its per-sample shape (``in_channels``, ``sample_size``). The network is not
-frozen nor put in eval mode (the probe does that for its own duration), so it can keep training.
+:class:`~biaskit.processes.Process` object, or a flow-matching / EDM diffusers scheduler); the
+process's class decides the denoiser (:func:`~biaskit.loaders.build.model_under`). The
+parameterization defaults to the scheduler's ``prediction_type``, else the process's default
+(eps on a schedule). A diffusers model gives its per-sample shape (``in_channels``,
+``sample_size``). The network is not frozen nor put in eval mode (the probe does that for its
+own duration), so it can keep training.
 """
 
 from __future__ import annotations

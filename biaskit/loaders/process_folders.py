@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .build import parse_range
+from .build import model_under
 
 __all__ = ["FLOW_SCHEDULERS", "EDM_SCHEDULERS", "is_process_scheduler_config", "process_denoiser"]
 
@@ -67,18 +67,14 @@ def _edm(cfg: dict, o):
 def process_denoiser(net: nn.Module, cfg: dict, o, source, channels: int, conditioning=None,
                       freeze: bool = True):
     """The folder's network under the process of scheduler config ``cfg`` (options ``o`` of the
-    diffusers loader: parameterization and time_input override the defaults above)."""
-    from ..formulations import ProcessDenoiser
+    diffusers loader: parameterization and time_input override the defaults above), built by
+    :func:`~biaskit.loaders.build.model_under` as every loader's."""
     cls = cfg["_class_name"]
     if o.trained_timesteps is not None:
         raise ValueError(f"trained_timesteps applies to discrete VP schedulers, not {cls}")
     process, target, time_input, extra = (_flow if cls in FLOW_SCHEDULERS else _edm)(cfg, o)
-    if freeze:
-        net.eval().requires_grad_(False)
     source = source.with_extras(process=process.describe(), target=target,
                                 dynamic_shifting=bool(cfg.get("use_dynamic_shifting", False)))
-    return ProcessDenoiser(net, process, target, time_input=time_input,
-                           time_scale=1.0 if o.time_scale is None else o.time_scale,
-                           data_range=parse_range(o.data_range), channels=channels,
-                           name=source.name or "model", source=source, any_size=True,
-                           conditioning=conditioning, **extra)
+    return model_under(process, net, target, time_input=time_input, time_scale=o.time_scale,
+                       data_range=o.data_range, channels=channels, source=source, any_size=True,
+                       freeze=freeze, conditioning=conditioning, **extra)

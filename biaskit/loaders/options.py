@@ -133,7 +133,8 @@ OPTIONS: tuple[Option, ...] = (
        "vp_cosine, vp_linear_logsnr, vesde (score_sde: sigma(t) = sigma_min (sigma_max / "
        "sigma_min)^t, 0.01..50), vesde_tutorial (sigma(t)^2 = (b^(2t) - 1) / (2 ln b), b = "
        "--sigma-base); it is probed and sampled as a VP model at equal logsnr (default "
-       "parameterization: edm for edm, flow for flow, score for vesde*, eps otherwise)",
+       "parameterization, each process's own: "
+       f"{', '.join(f'{c.default_target} for {k}' for k, c in PROCESSES.items())})",
        choices=tuple(sorted(PROCESSES))),
     _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
        check=checks.positive),

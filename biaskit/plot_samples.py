@@ -150,12 +150,12 @@ def integer_log_ticks(ax, values, fontsize: float | None = None):
 def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
     :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, model (or set, as
-    ``evaluate`` names it), ``x`` and optionally sampler. One panel per metric (rows) and sampler (columns), a line per model in
-    its weighting's colour (:func:`weighting_colour`) with its 95% bootstrap band and an error
-    bar at each point (a single point has no band to show); log x (steps span decades). Rows
-    whose model is "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise
-    floor (a grey dashed line with its band), "pure noise" as a dotted line (the score of x_T
-    itself).
+    ``evaluate`` names it), ``x`` and optionally sampler. One panel per metric (rows) and
+    sampler (columns), a line per model in its weighting's colour (:func:`weighting_colour`)
+    with its 95% bootstrap band and an error bar at each point (a single point has no band to
+    show); log x (steps span decades). Rows whose model is "data vs data"
+    (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor (a grey dashed line with
+    its band), "pure noise" as a dotted line (the score of x_T itself).
     ``log_metrics``: metrics drawn on a log y, symmetric-log when a bound is <= 0 (zeros stay
     visible). ``ax``: one Axes per (metric, sampler) panel to draw into, rows by metric."""
     from .metrics import BASELINE

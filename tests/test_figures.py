@@ -462,7 +462,8 @@ def test_own_samplers_keeps_its_former_name_native_samplers(tmp_path, monkeypatc
     assert p["own_samplers"] is False and "native_samplers" not in p
     _check_overrides({"native_samplers": False}, {"05_formulations": path})   # accepted, no error
     mine = {k: v for k, v in PROFILES["quick"]["05_formulations"].items() if k != "own_samplers"}
-    monkeypatch.setitem(PROFILES, "old-keys", {**PROFILES["quick"], "05_formulations": {**mine, "native_samplers": False}})
+    monkeypatch.setitem(PROFILES, "old-keys",
+                        {**PROFILES["quick"], "05_formulations": {**mine, "native_samplers": False}})
     p = profiles.parameters("old-keys", "05_formulations")
     assert p["own_samplers"] is False and "native_samplers" not in p
     # the new name given beside the former one wins

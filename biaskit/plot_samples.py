@@ -1,6 +1,6 @@
 """Figures of sample analyses (:mod:`biaskit.study.samples`): colour statistics of sample sets,
 trajectory statistics along the chain, hybrid sweeps and sample quality against steps or
-training iterations, each weighting in its colour (:func:`biaskit.plot_style.weighting_colour`).
+training iterations, each model in its weighting's colour (:func:`biaskit.plot_style.weighting_colour`).
 Re-exported by :mod:`biaskit.plots`."""
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def plot_channel_stats(df, names: dict | None = None, title: str = "", ax=None):
 def plot_trajectory_stats(df, hue: str | None = None, title: str = "", ax=None):
     """A :func:`biaskit.trajectory.trajectory_stats` frame against t (noise to the left, the chain
     runs left to right): clip fraction of x0_hat, its MSE to the final sample (log y), and the
-    drift of its channel means. ``hue`` names a column (e.g. ``weighting``) for several
-    trajectories in one frame (each weighting in its colour). A chain that clips x0_hat
+    drift of its channel means. ``hue`` names a column (e.g. ``model``) for several
+    trajectories in one frame (each model in its weighting's colour). A chain that clips x0_hat
     (``clip`` column all true) has no x0_hat outside the data range by construction: its clip
     fraction panel is left out. ``ax``: one Axes per panel to draw into."""
     style()
@@ -59,7 +59,7 @@ def plot_trajectory_stats(df, hue: str | None = None, title: str = "", ax=None):
         stats = stats[1:]
     fig, axes = panels(ax, 1, len(stats), figsize=(4.4 * len(stats), 3.8))
     axes = list(axes[0])
-    palette = weighting_palette(df[hue]) if hue == "weighting" else None
+    palette = weighting_palette(df[hue]) if hue == "model" else None
     for a, (col, label) in zip(axes, stats):
         d = df if col != "mse_to_final" else df[df[col] > 0]  # the final step's 0 has no log
         sns.lineplot(data=d, x="t", y=col, hue=hue, marker="o", ms=4, ax=a, palette=palette,
@@ -149,19 +149,21 @@ def integer_log_ticks(ax, values, fontsize: float | None = None):
 
 def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
     """Sample-quality estimates against ``x`` (e.g. sampling steps or training step): a
-    :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, weighting, ``x`` and
-    optionally sampler. One panel per metric (rows) and sampler (columns), a line per weighting
-    in its colour (:func:`weighting_colour`) with its 95% bootstrap band and an error bar at each
-    point (a single point has no band to show); log x (steps span decades). Rows whose weighting
-    is "data vs data" (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor (a grey
-    dashed line with its band), "pure noise" as a dotted line (the score of x_T itself).
+    :func:`biaskit.metrics.evaluate` frame with columns metric, value, lo, hi, model (or set, as
+    ``evaluate`` names it), ``x`` and optionally sampler. One panel per metric (rows) and
+    sampler (columns), a line per model in its weighting's colour (:func:`weighting_colour`)
+    with its 95% bootstrap band and an error bar at each point (a single point has no band to
+    show); log x (steps span decades). Rows whose model is "data vs data"
+    (:func:`biaskit.metrics.data_vs_data`) are drawn as the noise floor (a grey dashed line with
+    its band), "pure noise" as a dotted line (the score of x_T itself).
     ``log_metrics``: metrics drawn on a log y, symmetric-log when a bound is <= 0 (zeros stay
     visible). ``ax``: one Axes per (metric, sampler) panel to draw into, rows by metric."""
     from .metrics import BASELINE
     from .study.verdicts import NOISE
     style()
-    floor, noise = df[df["weighting"] == BASELINE], df[df["weighting"] == NOISE]
-    df = df[~df["weighting"].isin([BASELINE, NOISE])]
+    df = df if "model" in df else df.rename(columns={"set": "model"})
+    floor, noise = df[df["model"] == BASELINE], df[df["model"] == NOISE]
+    df = df[~df["model"].isin([BASELINE, NOISE])]
     by_sampler = "sampler" in df
     pairs = list(dict.fromkeys(zip(df["metric"], df["sampler"] if by_sampler else df["metric"])))
     metrics_ = list(dict.fromkeys(df["metric"]))
@@ -176,7 +178,7 @@ def plot_quality(df, x: str, title: str = "", log_metrics=(), ax=None):
                  for j, s in enumerate(samplers)}
     for (metric, sampler), a in where.items():
         d = df[(df["metric"] == metric) & ((df["sampler"] == sampler) if by_sampler else True)]
-        for w, dw in d.groupby("weighting", sort=False):
+        for w, dw in d.groupby("model", sort=False):
             dw = dw.sort_values(x)
             c = weighting_colour(w)
             a.plot(dw[x], dw["value"], marker="o", ms=3, color=c, label=w, lw=1.2)

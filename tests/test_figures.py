@@ -447,3 +447,24 @@ def test_renamed_parameter_keeps_its_former_name(tmp_path):
     _check_overrides({"weightings": ["constant"]}, {"05_formulations": path})   # accepted, no error
     with pytest.raises(ValueError, match="unknown notebook parameter"):
         _check_overrides({"variant": ["constant"]}, {"05_formulations": path})
+
+
+def test_own_samplers_keeps_its_former_name_native_samplers(tmp_path, monkeypatch):
+    """05's ``own_samplers`` (each process's own sampler) was ``native_samplers``: the former
+    name still sets it, as an override and as a key of a profile."""
+    from biaskit.study import profiles
+    from biaskit.study.notebooks import NOTEBOOK_DIR, notebook_parameters
+    from biaskit.study.runner import _check_overrides
+    path = NOTEBOOK_DIR / "05_formulations.ipynb"
+    p = notebook_parameters("05_formulations", path, "quick", tmp_path, tmp_path, "cpu")
+    assert p["own_samplers"] is True and "native_samplers" not in p
+    p = notebook_parameters("05_formulations", path, "quick", tmp_path, tmp_path, "cpu", {"native_samplers": False})
+    assert p["own_samplers"] is False and "native_samplers" not in p
+    _check_overrides({"native_samplers": False}, {"05_formulations": path})   # accepted, no error
+    mine = {k: v for k, v in PROFILES["quick"]["05_formulations"].items() if k != "own_samplers"}
+    monkeypatch.setitem(PROFILES, "old-keys",
+                        {**PROFILES["quick"], "05_formulations": {**mine, "native_samplers": False}})
+    p = profiles.parameters("old-keys", "05_formulations")
+    assert p["own_samplers"] is False and "native_samplers" not in p
+    # the new name given beside the former one wins
+    assert profiles.renamed({"own_samplers": True, "native_samplers": False}) == {"own_samplers": True}

@@ -53,29 +53,30 @@ def test_with_oracle_adds_the_oracle_error_as_a_model():
 
 
 def test_quality_over_floor_and_summary():
-    q = pd.DataFrame([{"weighting": "a", "metric": "swd", "value": 0.3, "sampler": "ddim", "steps": 2, "clip": False},
-                      {"weighting": "a", "metric": "swd", "value": 0.1, "sampler": "ddim", "steps": 10, "clip": False},
-                      {"weighting": "b", "metric": "swd", "value": 0.2, "sampler": "ddim", "steps": 2, "clip": False},
-                      {"weighting": "b", "metric": "swd", "value": 0.4, "sampler": "ddim", "steps": 10, "clip": False},
-                      {"weighting": "b", "metric": "swd", "value": 0.6, "sampler": "heun", "steps": 2, "clip": False},
-                      {"weighting": BASELINE, "metric": "swd", "value": 0.05, "sampler": None, "steps": None,
+    q = pd.DataFrame([{"model": "a", "metric": "swd", "value": 0.3, "sampler": "ddim", "steps": 2, "clip": False},
+                      {"model": "a", "metric": "swd", "value": 0.1, "sampler": "ddim", "steps": 10, "clip": False},
+                      {"model": "b", "metric": "swd", "value": 0.2, "sampler": "ddim", "steps": 2, "clip": False},
+                      {"model": "b", "metric": "swd", "value": 0.4, "sampler": "ddim", "steps": 10, "clip": False},
+                      {"model": "b", "metric": "swd", "value": 0.6, "sampler": "heun", "steps": 2, "clip": False},
+                      {"model": BASELINE, "metric": "swd", "value": 0.05, "sampler": None, "steps": None,
                        "clip": False}])
     over = fs.quality_over_floor(q)
-    assert BASELINE not in set(over["weighting"])
+    assert BASELINE not in set(over["model"])
     assert list(over["over_floor"]) == pytest.approx([6, 2, 4, 8, 12])
     s = fs.summary_table(fs.high_noise_table(_frame(), -3.0), q, sampler="ddim", clip=False).set_index("model")
     assert s.loc["a", "swd/floor ddim 2 steps"] == pytest.approx(6)
     assert s.loc["b", "swd/floor ddim 10 steps"] == pytest.approx(8)
-    assert s.loc["b", "swd/floor native 2 steps"] == pytest.approx(12)
-    assert math.isnan(s.loc["a", "swd/floor native 2 steps"])
+    assert s.loc["b", "swd/floor own 2 steps"] == pytest.approx(12)
+    assert math.isnan(s.loc["a", "swd/floor own 2 steps"])
 
 
-def test_native_sampler_of_each_process():
-    assert fs.native_sampler(SimpleNamespace(process=VE())) == "heun"
-    assert fs.native_sampler(SimpleNamespace(process=get_process("edm"))) == "heun"
-    assert fs.native_sampler(SimpleNamespace(process=Flow())) == "flow_euler"
-    assert fs.native_sampler(SimpleNamespace()) is None
-    assert fs.native_sampler(SimpleNamespace(process=get_process("vp_cosine"))) is None
+def test_own_sampler_of_each_process():
+    assert fs.own_sampler(SimpleNamespace(process=VE())) == "heun"
+    assert fs.own_sampler(SimpleNamespace(process=get_process("edm"))) == "heun"
+    assert fs.own_sampler(SimpleNamespace(process=Flow())) == "flow_euler"
+    assert fs.own_sampler(SimpleNamespace()) is None
+    assert fs.own_sampler(SimpleNamespace(process=get_process("vp_cosine"))) is None
+    assert fs.OWN_SAMPLERS == ("heun", "flow_euler")   # the "own" columns of summary_table
 
 
 def test_formulation_groups_pair_each_usual_loss_with_its_debias_equivalent():

@@ -248,6 +248,6 @@ def test_data_vs_data_baseline_rows_and_plot():
     with pytest.raises(ValueError, match="held-out rows"):
         M.data_vs_data(data[:50], data[200:], ("swd",))
     from biaskit.plots import plot_quality
-    q = pd.concat([df.assign(steps=s) for s in (2, 10)]).rename(columns={"set": "weighting"})
+    q = pd.concat([df.assign(steps=s) for s in (2, 10)])   # evaluate's own "set" column
     fig = plot_quality(q, "steps")
     assert any(line.get_label() == M.BASELINE for ax in fig.axes for line in ax.get_lines())

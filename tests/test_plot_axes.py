@@ -29,7 +29,7 @@ def _cases():
     g = torch.Generator().manual_seed(0)
     weights = pd.DataFrame({"t": [0, 500, 999], "snr": [100.0, 1.0, 0.01], "logsnr": [4.6, 0.0, -4.6],
                             "constant": [1.0, 2.0, 3.0]})
-    quality = pd.DataFrame([{"metric": m, "sampler": s, "weighting": "w", "steps": n, "value": 1.0 / n,
+    quality = pd.DataFrame([{"metric": m, "sampler": s, "model": "w", "steps": n, "value": 1.0 / n,
                              "lo": 0.5 / n, "hi": 2.0 / n} for m in ("swd", "mmd") for s in ("ddim", "ddpm")
                             for n in (2, 10)])
     hybrid = pd.DataFrame([{"k": k, "metric": "swd", "order": "a then b", "value": 1.0, "lo": 0.5, "hi": 1.5}

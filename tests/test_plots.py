@@ -22,7 +22,7 @@ def test_save_writes_png_and_pdf_reproducibly(tmp_path):
 def test_plot_quality_draws_every_estimate_in_its_panel():
     import numpy as np
     import pandas as pd
-    rows = [{"metric": m, "sampler": s, "weighting": w, "steps": n, "value": v, "lo": v - 0.1,
+    rows = [{"metric": m, "sampler": s, "model": w, "steps": n, "value": v, "lo": v - 0.1,
              "hi": v + 0.1}
             for m in ("swd", "mmd") for s in ("ddim", "ddpm") for w in ("constant", "debias")
             for n, v in ((2, 3.0 + (w == "debias")), (10, 1.0))]
@@ -38,7 +38,7 @@ def test_plot_quality_draws_every_estimate_in_its_panel():
 # --- readable figures: properties a reader relies on -------------------------------------------
 def _quality_frame(steps=(2, 3, 4, 5, 10, 20, 50, 100, 250, 500, 1000), samplers=("ddim", "ddpm")):
     import pandas as pd
-    return pd.DataFrame([{"metric": m, "sampler": s, "weighting": w, "steps": n, "value": 1 / n,
+    return pd.DataFrame([{"metric": m, "sampler": s, "model": w, "steps": n, "value": 1 / n,
                           "lo": 0.8 / n, "hi": 1.2 / n}
                          for m in ("swd", "mmd2") for s in samplers for w in ("constant", "debias")
                          for n in steps])
@@ -142,8 +142,8 @@ def test_channel_stats_and_trajectory_plots_label_every_axis():
     plt.close(fig)
     traj = pd.DataFrame({"t": [999, 500, 0] * 2, "clip_fraction": [0.5, 0.1, 0.0] * 2,
                          "mse_to_final": [1.0, 0.1, 0.0] * 2, "mean_abs_drift": [0.3, 0.1, 0.0] * 2,
-                         "weighting": ["a"] * 3 + ["b"] * 3})
-    fig = plots.plot_trajectory_stats(traj, hue="weighting")
+                         "model": ["a"] * 3 + ["b"] * 3})
+    fig = plots.plot_trajectory_stats(traj, hue="model")
     for ax in fig.axes:
         assert ax.get_xlabel() and ax.get_ylabel() and ax.xaxis_inverted()
     assert np.isclose(fig.axes[1].get_lines()[0].get_ydata().min(), 0.1)  # the log panel drops 0
@@ -188,9 +188,15 @@ def test_one_colour_per_weighting_in_every_figure_and_a_difference_in_its_models
 def test_a_clipped_chain_has_no_clip_fraction_panel():
     import pandas as pd
     d = pd.DataFrame({"t": [999, 500, 0] * 2, "clip_fraction": 0.0, "mse_to_final": [1.0, 0.5, 0.0] * 2,
-                      "mean_abs_drift": [0.1, 0.05, 0.0] * 2, "weighting": ["constant"] * 3 + ["debias"] * 3})
-    clipped = plots.plot_trajectory_stats(d.assign(clip=True), hue="weighting")
-    unclipped = plots.plot_trajectory_stats(d.assign(clip=False), hue="weighting")
+                      "mean_abs_drift": [0.1, 0.05, 0.0] * 2, "model": ["constant"] * 3 + ["debias"] * 3})
+    clipped = plots.plot_trajectory_stats(d.assign(clip=True), hue="model")
+    unclipped = plots.plot_trajectory_stats(d.assign(clip=False), hue="model")
     assert len(clipped.axes) == 2 and len(unclipped.axes) == 3
+    # each model in its weighting's colour, named in the legend
+    from matplotlib.colors import to_rgb
+    legend = clipped.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["constant", "debias"]
+    assert [to_rgb(ln.get_color()) for ln in clipped.axes[0].get_lines()[:2]] == \
+        [to_rgb(plots.weighting_colour("constant")), to_rgb(plots.weighting_colour("debias"))]
     assert not any("outside" in ax.get_ylabel() for ax in clipped.axes)
     plt.close("all")

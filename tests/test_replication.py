@@ -54,12 +54,13 @@ def test_a_summary_without_ratios_gives_no_row(tmp_path):
     assert R.write(tmp_path) is None and not (tmp_path / "replication.md").exists()
 
 
-def _quality(folder: Path, constant, debias, floor, noise=None, seeds=None, samplers=("ddim",)):
+def _quality(folder: Path, constant, debias, floor, noise=None, seeds=None, samplers=("ddim",),
+             column="model"):
     d = folder / "02_impact"
     d.mkdir(parents=True)
     sets = [("constant", constant), ("debias", debias), ("data vs data", floor)]
     sets += [(R.NOISE, noise)] if noise else []
-    rows = [{"weighting": w, "metric": "swd", "sampler": sampler, "steps": s, "clip": True,
+    rows = [{column: w, "metric": "swd", "sampler": sampler, "steps": s, "clip": True,
              "value": (lo + hi) / 2, "lo": lo, "hi": hi, **({"seeds": seeds} if seeds else {})}
             for sampler in samplers for s in (2, 50) for w, (lo, hi) in sets]
     pd.DataFrame(rows).to_csv(d / "quality_vs_steps.csv", index=False)
@@ -87,6 +88,15 @@ def test_samplers_with_the_same_numbers_share_one_row(tmp_path):
     t = R.table(tmp_path)
     quality = t[t["claim"].str.startswith("debias gives")]
     assert len(quality) == 2 and all("ddim = dpm_solver++" in c for c in quality["claim"])
+
+
+def test_a_folder_written_before_the_model_column_was_renamed_reads_the_same(tmp_path):
+    """Figures of an earlier version name the model column ``weighting``: the same table."""
+    _quality(tmp_path / "new", (0.5, 0.6), (0.2, 0.3), (0.0, 0.1), (0.95, 1.05))
+    _quality(tmp_path / "old", (0.5, 0.6), (0.2, 0.3), (0.0, 0.1), (0.95, 1.05), column="weighting")
+    new, old = R.table(tmp_path / "new"), R.table(tmp_path / "old")
+    assert len(new) == 3 and "data vs data 0.05 [0, 0.1]" in new.iloc[0, 1] and "pure noise" in new.iloc[0, 1]
+    pd.testing.assert_frame_equal(new, old)
 
 
 def test_the_report_has_a_header_one_notation_and_the_chance_count(tmp_path):
@@ -132,6 +142,10 @@ def test_artefacts_are_found_by_name(tmp_path):
         pd.DataFrame({"n": [7]}).to_csv(d / name, index=False)
     assert [p.name for p in artefacts.paths(tmp_path, "compare")] == ["digits_compare.csv", "gmm_compare.csv"]
     assert artefacts.read(tmp_path, "high_t_summary")["n"].tolist() == [7]
+    # a former column name reads as the new one, replacing the column of that name beside it
+    pd.DataFrame({"model": ["denoiser"], "weighting": ["debias"], "n": [1]}).to_csv(d / "gmm_compare.csv")
+    assert artefacts.read(tmp_path, "compare", dataset="gmm")[["model", "n"]].values.tolist() == [["debias", 1]]
+    assert "weighting" not in artefacts.read(tmp_path, "compare", dataset="gmm")
     with pytest.raises(KeyError, match="no artefact 'nope'"):
         artefacts.path(tmp_path, "nope")
     with pytest.raises(KeyError, match="needs the field 'dataset'"):

@@ -40,16 +40,22 @@ def test_brightness_spread_is_the_quantile_range_of_per_sample_means():
     assert df.loc["data", "spread"] == pytest.approx(2 * 1.96 / 12**0.5, rel=0.15)
 
 
-def test_replication_rows_read_verdicts_from_intervals(tmp_path):
+@pytest.mark.parametrize("column", ["model", "weighting"])
+def test_replication_rows_read_verdicts_from_intervals(tmp_path, column):
+    """``column``: the name of the column naming the model; ``weighting`` is how a figures folder
+    of an earlier version wrote it (its exposure frames had a ``model`` column beside, the
+    denoiser's own name), read the same."""
     d = tmp_path / "06_sampling_bias"
     d.mkdir()
     row = {"eps_scale": "none", "statistic": "outside_q99", "t": 0}
-    pd.DataFrame([{**row, "weighting": "constant", "chain": 0.2, "chain_lo": 0.15, "chain_hi": 0.25,
+    if column == "weighting":
+        row["model"] = "model"
+    pd.DataFrame([{**row, column: "constant", "chain": 0.2, "chain_lo": 0.15, "chain_hi": 0.25,
                    "gap": 0.19, "gap_lo": 0.14, "gap_hi": 0.24},
-                  {**row, "weighting": "debias", "chain": 0.02, "chain_lo": 0.0, "chain_hi": 0.04,
+                  {**row, column: "debias", "chain": 0.02, "chain_lo": 0.0, "chain_hi": 0.04,
                    "gap": 0.01, "gap_lo": -0.01, "gap_hi": 0.03}]).to_csv(d / "final_states.csv", index=False)
-    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.5, "half": 0.1},
-                  {"weighting": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.1}]
+    pd.DataFrame([{column: "constant", "eps_scale": "none", "mean_abs_gap": 0.5, "half": 0.1},
+                  {column: "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.1}]
                  ).to_csv(d / "exposure_gap.csv", index=False)
     pd.DataFrame([{"set": "constant", "value": 1.0, "lo": 0.9, "hi": 1.1},
                   {"set": "constant, eps scaled", "value": 0.5, "lo": 0.4, "hi": 0.6},
@@ -76,8 +82,8 @@ def test_image_dataset_rows_and_terminal_snr_dataset(tmp_path):
     dataset; the brightness rows name the dataset they were measured on."""
     d = tmp_path / "06_sampling_bias"
     d.mkdir()
-    pd.DataFrame([{"weighting": "constant", "eps_scale": "none", "mean_abs_gap": 0.05, "half": 0.01},
-                  {"weighting": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.01}]
+    pd.DataFrame([{"model": "constant", "eps_scale": "none", "mean_abs_gap": 0.05, "half": 0.01},
+                  {"model": "debias", "eps_scale": "none", "mean_abs_gap": 0.2, "half": 0.01}]
                  ).to_csv(d / "exposure_gap_digits.csv", index=False)
     pd.DataFrame([{"set": "debias", "value": 1.0, "lo": 0.9, "hi": 1.1},
                   {"set": "debias, eps scaled", "value": 1.5, "lo": 1.4, "hi": 1.6}]
@@ -122,8 +128,8 @@ def test_extra_runs_follow_the_notebook_parameters():
 def test_a_chosen_scale_of_one_is_not_a_fix():
     """The fixes' comparison takes "W, eps scaled" only where the sweep chose a scale other than 1:
     a chosen 1 is the unscaled model, whose samples would count twice (once as the "fix")."""
-    sweep = pd.DataFrame([{"weighting": "constant", "eps_scale": "0.99", "mean_abs_gap": 0.04, "chosen": True},
-                          {"weighting": "constant", "eps_scale": "1", "mean_abs_gap": 0.07, "chosen": False},
-                          {"weighting": "debias", "eps_scale": "1", "mean_abs_gap": 0.01, "chosen": True}])
+    sweep = pd.DataFrame([{"model": "constant", "eps_scale": "0.99", "mean_abs_gap": 0.04, "chosen": True},
+                          {"model": "constant", "eps_scale": "1", "mean_abs_gap": 0.07, "chosen": False},
+                          {"model": "debias", "eps_scale": "1", "mean_abs_gap": 0.01, "chosen": True}])
     fixes = sb.scaled_fixes(sweep)
     assert list(fixes) == ["constant, eps scaled"] and fixes["constant, eps scaled"].b == 0.99

@@ -62,13 +62,13 @@ def test_sample_quality_scores_the_samples_of_the_protocol(tiny_runs):
     frames = {clip: study.sample_quality(cache, runs, ref, ["swd"], data=data, sampler="ddim",
                                          steps=3, clip=clip, n=24, seed=0) for clip in (True, False)}
     for clip, q in frames.items():
-        assert list(q["weighting"]) == ["constant", "debias"] and (q["clip"] == clip).all()
+        assert list(q["model"]) == ["constant", "debias"] and (q["clip"] == clip).all()
         den = load_run(runs["debias"], device="cpu")
         x = sample(den, (24, *data.shape), sampler="ddim", steps=3, seed=0, clip=clip, progress=False).x0
         lo, hi = data.data_range
         assert not clip or (x.min() >= lo and x.max() <= hi)
         direct = metrics.evaluate({"debias": x}, ref, ["swd"], data_range=data.data_range, seed=0)
-        assert q.set_index("weighting").loc["debias", "value"] == pytest.approx(direct["value"][0], rel=1e-12)
+        assert q.set_index("model").loc["debias", "value"] == pytest.approx(direct["value"][0], rel=1e-12)
     assert frames[True]["value"].tolist() != frames[False]["value"].tolist()
 
 
@@ -93,5 +93,5 @@ def test_hybrid_quality_ends_are_the_pure_models(tiny_runs):
     assert (h["lo"] <= h["value"]).all() and (h["value"] <= h["hi"]).all()
     traj = study.trajectories(models, noise, sampler="ddim", steps=3, clip=False, seed=0,
                               data_range=data.data_range)
-    assert isinstance(traj, pd.DataFrame) and set(traj["weighting"]) == {"constant", "debias"}
+    assert isinstance(traj, pd.DataFrame) and set(traj["model"]) == {"constant", "debias"}
     assert len(traj) == 2 * 3 and not traj["clip"].any()

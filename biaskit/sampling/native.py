@@ -8,6 +8,11 @@ with abar_prev = abar of the next kept step (1 after the last):
         + sqrt(1 - abar_prev - s^2) eps_hat + s z,  s = eta sqrt(beta_tilde).
 
 Coefficients become Python floats before the loop: no device syncs per step.
+
+"Native" here means biaskit's own implementation, as opposed to a diffusers scheduler run
+through :mod:`.diffusers_adapter` (:data:`NATIVE`: the native discrete-step samplers; the native
+ODE samplers, Heun and flow Euler, are in :mod:`.ode`). A process's own sampler (EDM's Heun, the
+flow Euler ODE) is the study's ``own_sampler``, another idea.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ The notebooks write them as ``out / artefacts.file(NAME)`` and the readers ask f
 (:func:`read`, :func:`paths`), so a file is renamed or moved here only. A file name with a
 ``{field}`` (``{dataset}_compare.csv``) is one artefact per value: :func:`file` fills it in,
 :func:`paths` finds every written one.
+
+A column renamed since a file was written is read under its new name (:data:`RENAMED_COLUMNS`),
+so a figures folder of an earlier version still gives the same table.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ ARTEFACTS = {
     "image_fixes_quality": Artefact("06_sampling_bias", "fixes_quality_{dataset}.csv"),
 }
 MANIFEST = "manifest.json"  # written by the runner at the top of a figures folder
+# former column -> column: the study's frames named the model (a weighting like ``debias``, or
+# ``data vs data``) ``weighting``; an exposure frame had both, its ``model`` the denoiser's own name
+RENAMED_COLUMNS = {"weighting": "model"}
 
 
 def _artefact(name: str) -> Artefact:
@@ -78,6 +84,13 @@ def paths(folder, name: str) -> list[Path]:
 
 
 def read(folder, name: str, **fields) -> pd.DataFrame | None:
-    """The CSV artefact ``name`` under ``folder`` as a frame, None when the run did not write it."""
+    """The CSV artefact ``name`` under ``folder`` as a frame, None when the run did not write it;
+    a former column name (:data:`RENAMED_COLUMNS`) is read as the new one, replacing a column of
+    that name written beside it."""
     p = path(folder, name, **fields)
-    return pd.read_csv(p) if p.exists() else None
+    if not p.exists():
+        return None
+    df = pd.read_csv(p)
+    old = [c for c in RENAMED_COLUMNS if c in df]
+    return df.drop(columns=[RENAMED_COLUMNS[c] for c in old if RENAMED_COLUMNS[c] in df]).rename(
+        columns={c: RENAMED_COLUMNS[c] for c in old})

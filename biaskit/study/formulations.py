@@ -6,10 +6,13 @@ flow matching) of the same data, read as VP denoisers on one log-SNR axis
 - :func:`with_oracle`: a probe frame with the oracle's own x0 error as one more "model".
 - :func:`high_noise_table`: per model, where its excess x0 error over the oracle lies on the
   logsnr axis, and its excess and bias norm at the noisiest probed point.
-- :func:`native_sampler`, :func:`formulation_samples`, :func:`formulation_quality`: samples of
+- :func:`own_sampler`, :func:`formulation_samples`, :func:`formulation_quality`: samples of
   every model from the same noise, with the samplers of the common VP view (DDIM, DPM-Solver++ on
   the reference schedule) and each formulation's own (EDM's Heun on its Karras grid, the flow
   Euler ODE on its time grid), scored against held-out data with the data-vs-data floor.
+
+"Own sampler" is a process's sampler (``Process.sampler``), labelled ``own`` in tables; it is not
+:mod:`biaskit.sampling.native`'s sense of native (biaskit's implementation, not diffusers').
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..processes import PROCESSES
 from .cache import Cache
 from .recipes import sample_run
 from .samples import sample_quality
 
 ORACLE = "oracle (irreducible)"
-NATIVE = ("heun", "flow_euler")  # the samplers of :func:`native_sampler`
+# the samplers of :func:`own_sampler`: every named process's own (EDM's heun, flow's flow_euler)
+OWN_SAMPLERS = tuple(dict.fromkeys(c.sampler for c in PROCESSES.values() if c.sampler))
 
 
 def run_table(runs: dict[str, Path]) -> pd.DataFrame:
@@ -105,7 +110,7 @@ def high_noise_table(df: pd.DataFrame, cut: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def native_sampler(denoiser) -> str | None:
+def own_sampler(denoiser) -> str | None:
     """The sampler of a formulation's own papers: ``heun`` (EDM, Karras et al. 2022 Algorithm 2)
     for a VE / EDM model, ``flow_euler`` for a flow-matching model, None for a VP model (whose
     own samplers are the common ones): the process's ``sampler``."""
@@ -116,7 +121,7 @@ def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name:
                         sampler: str, steps: int, seed: int, clip: bool = False) -> torch.Tensor:
     """(n, *shape) samples of ``models[name]`` (a model of ``runs[name]``, on the view it is given,
     e.g. the common logsnr schedule) from the seeded noise every model shares, cached
-    (:func:`biaskit.study.recipes.sample_run`). A native ODE sampler (``heun``, ``flow_euler``) walks
+    (:func:`biaskit.study.recipes.sample_run`). A process's own ODE sampler (``heun``, ``flow_euler``) walks
     the model's own process grid (:func:`biaskit.sampling.sample`)."""
     return sample_run(cache, runs[name], n, sampler=sampler, steps=steps, seed=seed, clip=bool(clip),
                       denoiser=models[name])
@@ -124,17 +129,17 @@ def formulation_samples(cache: Cache, runs: dict[str, Path], models: dict, name:
 
 def formulation_quality(cache: Cache, runs: dict[str, Path], models: dict, reference, metrics, *,
                         data, samplers, steps_list, n: int, seed: int, clip: bool = False,
-                        baseline=None, native: bool = True, n_boot: int | None = None) -> pd.DataFrame:
+                        baseline=None, own: bool = True, n_boot: int | None = None) -> pd.DataFrame:
     """:func:`biaskit.study.samples.sample_quality` of every model on its view (``models``) for each
-    common sampler of ``samplers`` and, with ``native``, each model's :func:`native_sampler`, at
-    each step count. One row per (weighting = model, sampler, steps, metric) with value, lo, hi;
-    ``baseline`` adds the data-vs-data floor rows (weighting "data vs data", no sampler).
+    common sampler of ``samplers`` and, with ``own``, each model's :func:`own_sampler`, at
+    each step count. One row per (model, sampler, steps, metric) with value, lo, hi;
+    ``baseline`` adds the data-vs-data floor rows (model "data vs data", no sampler).
     ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
     kw = dict(data=data, clip=clip, n=n, seed=seed, n_boot=n_boot)
     frames = []
     for name, den in models.items():
-        own = [native_sampler(den)] if native and native_sampler(den) else []
-        for sampler in list(samplers) + own:
+        mine = [own_sampler(den)] if own and own_sampler(den) else []
+        for sampler in list(samplers) + mine:
             for steps in steps_list:
                 frames.append(sample_quality(cache, {name: runs[name]}, reference, metrics, sampler=sampler,
                                              steps=steps, models={name: den}, **kw))
@@ -149,8 +154,8 @@ def quality_over_floor(quality: pd.DataFrame) -> pd.DataFrame:
     value of its metric) and ``over_floor`` = value / floor (1: as close to the held-out data as
     other data of the same law)."""
     from ..metrics import BASELINE
-    floor = quality[quality["weighting"] == BASELINE].groupby("metric")["value"].first()
-    q = quality[quality["weighting"] != BASELINE].copy()
+    floor = quality[quality["model"] == BASELINE].groupby("metric")["value"].first()
+    q = quality[quality["model"] != BASELINE].copy()
     q["floor"] = q["metric"].map(floor)
     q["over_floor"] = q["value"] / q["floor"]
     return q
@@ -160,17 +165,18 @@ def summary_table(high: pd.DataFrame, quality: pd.DataFrame, *, sampler: str, cl
                   metric: str = "swd") -> pd.DataFrame:
     """Per model: the :func:`high_noise_table` columns that say where its x0 error goes, then its
     ``metric`` / floor (:func:`quality_over_floor`) under protocol ``clip`` with ``sampler`` and
-    with its :func:`native_sampler` (NaN for a VP model), at the fewest and the most steps."""
+    with its :func:`own_sampler` (columns labelled ``own``; NaN for a VP model), at the fewest and
+    the most steps."""
     q = quality_over_floor(quality)
     q = q[(q["metric"] == metric) & (q["clip"] == bool(clip))]
     out = high.set_index("model")[["excess_noisiest", "x0_bias_l2_noisiest", "excess_share_below_cut",
                                    "excess_over_oracle_below_cut"]].copy()
-    for label, rows in ((sampler, q[q["sampler"] == sampler]), ("native", q[q["sampler"].isin(NATIVE)])):
+    for label, rows in ((sampler, q[q["sampler"] == sampler]), ("own", q[q["sampler"].isin(OWN_SAMPLERS)])):
         if rows.empty:
             continue
         for steps in (rows["steps"].min(), rows["steps"].max()):
             out[f"{metric}/floor {label} {int(steps)} steps"] = \
-                rows[rows["steps"] == steps].set_index("weighting")["over_floor"]
+                rows[rows["steps"] == steps].set_index("model")["over_floor"]
     return out.reset_index()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..jsonio import write_json
 from ..safeload import file_sha256
 from .cache import package_digest
+from .profiles import RENAMED_KEYS
 
 KERNEL_NAME = "biaskit-python"
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"  # package data: also when installed
@@ -110,8 +111,9 @@ def declared_parameters(path) -> dict:
 
 
 # notebook parameters renamed: new name -> its former name, still accepted as an override
-# (05_formulations' list of preset variants was called ``weightings``)
-RENAMED_PARAMETERS = {"variants": "weightings"}
+# (05_formulations' list of preset variants was called ``weightings``; the profile keys renamed,
+# :data:`biaskit.study.profiles.RENAMED_KEYS`, are also read in a profile)
+RENAMED_PARAMETERS = {"variants": "weightings", **{new: old for old, new in RENAMED_KEYS.items()}}
 
 
 def accepted_parameters(declared) -> set[str]:

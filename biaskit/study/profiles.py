@@ -129,7 +129,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # 1200 steps of batch 64 sampled one blob instead of the 8 modes); 2-D, K = 8
         "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 5, 10, 50], "samplers": ["ddim", "dpm_solver++"],
-                            "native_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
+                            "own_samplers": True, "quality_metrics": ["swd", "mmd"], "n_boot": 20,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
         # the gmm runs of 01 (constant, debias) and three more of about 20 s each (input
         # perturbation, scaled_linear eps, its zero-terminal-SNR v model)
@@ -159,7 +159,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
         "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                             "steps_list": [2, 3, 5, 10, 20, 50, 100, 1000],
-                            "samplers": ["ddim", "dpm_solver++", "unipc"], "native_samplers": True,
+                            "samplers": ["ddim", "dpm_solver++", "unipc"], "own_samplers": True,
                             "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 200,
                             "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
         "06_sampling_bias": {"dataset": "gmm", "weightings": WEIGHTINGS, "sample_steps": 50,
@@ -187,7 +187,7 @@ PROFILES["gpu-smoke"] = {
     "04_probe_checkpoint": {"dataset": "digits", "model": "auto"},
     "05_formulations": {"dataset": "gmm", "variants": FORMULATIONS, "high_noise_logsnr": -3.0,
                         "steps_list": [2, 5, 20], "samplers": ["ddim", "dpm_solver++", "unipc"],
-                        "native_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
+                        "own_samplers": True, "quality_metrics": ["swd", "mmd", "gmm"], "n_boot": 20,
                         "clip_views": [False, True], "scatter_lim": [-1.5, 1.5]},
     # the full profile's datasets (terminal SNR on the patches) at tiny sizes
     "06_sampling_bias": {"dataset": "gmm", "sample_steps": 10, "eps_scales": [0.99, 1.0, 1.02],
@@ -197,10 +197,23 @@ PROFILES["gpu-smoke"] = {
 PROFILES["gpu-smoke"]["training"]["datasets"]["gmm"].update({"data.n_train": 20_000})
 
 
+# profile keys renamed: former name -> name, a profile entry under the former name is read as the
+# new one (05's ``native_samplers``: the process's own sampler, not sampling.native's ddpm/ddim)
+RENAMED_KEYS = {"native_samplers": "own_samplers"}
+
+
+def renamed(params: dict) -> dict:
+    """``params`` with each former key of :data:`RENAMED_KEYS` under its new name (a new key
+    given as well wins)."""
+    return {**{RENAMED_KEYS[k]: v for k, v in params.items() if k in RENAMED_KEYS},
+            **{k: v for k, v in params.items() if k not in RENAMED_KEYS}}
+
+
 def parameters(profile: str, notebook: str) -> dict:
-    """The profile's common values updated with the notebook's own (a fresh copy)."""
+    """The profile's common values updated with the notebook's own (a fresh copy), former key
+    names read as the new ones (:data:`RENAMED_KEYS`)."""
     p = _check_profile(profile)
-    return copy.deepcopy({**p["common"], **p.get(notebook, {})})
+    return copy.deepcopy({**renamed(p["common"]), **renamed(p.get(notebook, {}))})
 
 
 def runner_settings(profile: str) -> dict:

@@ -105,10 +105,10 @@ def _quality_rows(q: pd.DataFrame, x: str, label: str) -> list[tuple]:
     rows: dict[tuple, dict] = {}
     q = q[q["clip"].astype(str).str.lower() == "true"] if "clip" in q else q
     for (metric, sampler), g in q.groupby(["metric", "sampler"], sort=False):
-        floor_rows = g[g["weighting"] == "data vs data"]
-        noise_rows = g[g["weighting"] == NOISE]
+        floor_rows = g[g["model"] == "data vs data"]
+        noise_rows = g[g["model"] == NOISE]
         for xv in sorted({g[x].min(), g[x].max()}):
-            at = g[g[x] == xv].set_index("weighting")
+            at = g[g[x] == xv].set_index("model")
             if A not in at.index or B not in at.index:
                 continue
             # to 4 significant digits: the two samplers' arithmetic differs in the last bits
@@ -167,17 +167,17 @@ def chain_damage(folder: Path) -> list[tuple]:
 
 
 def colour_shift(folder: Path) -> list[tuple]:
-    """Colour statistics of samples (02): per weighting, the channel whose per-sample mean or
+    """Colour statistics of samples (02): per model, the channel whose per-sample mean or
     std is shifted most from the data's, at the fewest and the most DDIM steps, each with its
     95% interval (independent sets: a side only when the intervals of |shift| are disjoint)."""
     c = read(folder, "colour_statistics")
     if c is None:
         return []
     rows = []
-    c = c[c["set"] != "data"].assign(weighting=lambda d: d["set"].str.split(", ").str[0],
-                                     steps=lambda d: d["set"].str.split(", ").str[1])
+    c = c[c["set"] != "data"].assign(model=lambda d: d["set"].str.split(", ").str[0],
+                                 steps=lambda d: d["set"].str.split(", ").str[1])
     for (clip, stat, steps), g in c.groupby(["clip", "statistic", "steps"], sort=False):
-        worst = {w: d.loc[d["shift"].abs().idxmax()] for w, d in g.groupby("weighting")}
+        worst = {w: d.loc[d["shift"].abs().idxmax()] for w, d in g.groupby("model")}
         if A not in worst or B not in worst:
             continue
         a, b = worst[A], worst[B]

@@ -31,10 +31,7 @@ def protocol(clip: bool) -> str:
 
 def sample_sets(cache: Cache, runs: dict[str, Path], n: int, *, sampler: str, steps: int,
                 clip: bool, seed: int, step: int | None = None, device=None, models=None) -> dict:
-    """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached;
-    ``noise``: also score pure noise, x ~ N(0, I) of the reference's shape (clamped to the data
-    range under ``clip``: what a sampler that never denoised returns), as set "pure noise" (the
-    ceiling against which "neither model generates" is read), cached like the floor.
+    """{name: (n, *shape) samples} of every run from the same seed (same x_T), cached.
     ``models``: {name: the run's model on another view} to sample instead (:func:`sample_run`)."""
     models = models or {}
     return {w: sample_run(cache, run, n, sampler=sampler, steps=steps, seed=seed, step=step,
@@ -48,11 +45,14 @@ def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, d
                    n_boot: int | None = None) -> pd.DataFrame:
     """:func:`biaskit.metrics.evaluate` of each run's ``n`` samples (the first ``n_scored`` of
     them when given) against ``reference``, cached per (run, checkpoint step, sampler, steps,
-    clip, n, seed, metrics, reference). One row per (weighting, metric) with value, lo, hi and
+    clip, n, seed, metrics, reference). One row per (model, metric) with value, lo, hi and
     the columns sampler, steps, clip, protocol and training_step (the checkpoint; None: the last).
-    ``baseline``: other data of the same law, scored at the samples' size as set "data vs data"
+    ``baseline``: other data of the same law, scored at the samples' size as model "data vs data"
     (the noise floor, :func:`biaskit.metrics.data_vs_data`), cached once per (reference,
-    baseline, size, metrics, seed) whatever the sampler. ``models``: {name: the run's model on
+    baseline, size, metrics, seed) whatever the sampler. ``noise``: also score pure noise,
+    x ~ N(0, I) of the reference's shape (clamped to the data range under ``clip``: what a
+    sampler that never denoised returns), as model "pure noise" (the ceiling against which
+    "neither model generates" is read), cached like the floor. ``models``: {name: the run's model on
     another view} sampled instead of the run as loaded (its schedule joins the key);
     ``n_boot``: bootstrap resamples of every interval (None: :data:`biaskit.metrics.N_BOOT`)."""
     from .. import metrics as M
@@ -88,7 +88,7 @@ def sample_quality(cache: Cache, runs: dict[str, Path], reference, metrics, *, d
             return M.evaluate({NOISE: x}, reference, list(metrics), **kw)
         frames.append(cache.frame("quality_noise", {**common, "clip": bool(clip)}, pure_noise))
     q = pd.concat(frames, ignore_index=True)
-    return q.rename(columns={"set": "weighting"}).assign(
+    return q.rename(columns={"set": "model"}).assign(
         sampler=sampler, steps=int(steps), clip=bool(clip), protocol=protocol(clip),
         training_step=step)
 
@@ -152,14 +152,14 @@ def hybrid_quality(cache: Cache, runs: dict[str, Path], models: dict, a: str, b:
 def trajectories(models: dict, noise, *, sampler: str, steps: int, clip: bool, seed: int,
                  data_range) -> pd.DataFrame:
     """:func:`biaskit.trajectory.trajectory_stats` of every model's chain from the same
-    ``noise``, one frame with columns weighting, clip and protocol added."""
+    ``noise``, one frame with columns model (its name in ``models``), clip and protocol added."""
     from ..sampling import sample
     from ..trajectory import trajectory_stats
     rows = []
     for w, den in models.items():
         res = sample(den, noise.clone(), sampler=sampler, steps=steps, seed=seed, clip=clip,
                      return_trajectory=True, progress=False)
-        rows.append(trajectory_stats(res.trajectory, data_range=data_range).assign(weighting=w))
+        rows.append(trajectory_stats(res.trajectory, data_range=data_range).assign(model=w))
     return pd.concat(rows, ignore_index=True).assign(clip=bool(clip), protocol=protocol(clip))
 
 

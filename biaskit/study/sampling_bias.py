@@ -56,7 +56,8 @@ def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data
              steps: int, clip: bool, seed: int, eps_scales=(None,)) -> pd.DataFrame:
     """:func:`biaskit.exposure.visited_states` of every model (and every epsilon scale of
     ``eps_scales``, None = unscaled) from ``noise`` against forward states of ``x0``, cached per
-    (run, noise, x0, sampler, steps, clip, seed, scale); one frame, ``weighting`` naming the model."""
+    (run, noise, x0, sampler, steps, clip, seed, scale); one frame, ``model`` naming the model by
+    its key in ``models`` (in place of the denoiser's own name)."""
     from ..exposure import STATISTICS, visited_states
     frames = []
     for w, den in models.items():
@@ -67,20 +68,20 @@ def exposure(cache: Cache, runs: dict, models: dict, noise, x0, *, mixture, data
                    "statistics": list(STATISTICS)}
             frames.append(cache.frame("exposure", key, lambda: visited_states(
                 den, noise, x0, mixture=mixture, sampler=sampler, steps=steps, clip=clip, seed=seed,
-                eps_scale=scale)).assign(weighting=w))
+                eps_scale=scale)).assign(model=w))
     return pd.concat(frames, ignore_index=True)
 
 
 def sweep(frame: pd.DataFrame, statistic: str = "eps_norm2_per_dim") -> pd.DataFrame:
-    """Per (weighting, eps_scale) of an :func:`exposure` frame: the mean over steps of |gap| of
+    """Per (model, eps_scale) of an :func:`exposure` frame: the mean over steps of |gap| of
     ``statistic`` and the mean of the per-step 95% half-widths (bounding the half-width of the
     mean from above, :func:`biaskit.intervals.mean_of_intervals`); ``chosen`` marks each
-    weighting's scale with the smallest mean |gap| (Ning et al.'s pick, by the norm gap)."""
+    model's scale with the smallest mean |gap| (Ning et al.'s pick, by the norm gap)."""
     d = frame[frame.statistic == statistic].assign(abs_gap=lambda f: f.gap.abs(),
                                                    half=lambda f: (f.gap_hi - f.gap_lo) / 2)
-    out = d.groupby(["weighting", "eps_scale"], sort=False).agg(
+    out = d.groupby(["model", "eps_scale"], sort=False).agg(
         mean_abs_gap=("abs_gap", "mean"), half=("half", "mean")).reset_index()
-    best = out.groupby("weighting").mean_abs_gap.transform("min")
+    best = out.groupby("model").mean_abs_gap.transform("min")
     return out.assign(chosen=out.mean_abs_gap == best)
 
 
@@ -120,15 +121,15 @@ def _mean_interval(d: pd.DataFrame, col: str) -> tuple[float, float, float]:
 
 
 def summary(frame: pd.DataFrame, logsnr_max: float | None = None) -> pd.DataFrame:
-    """Per (weighting, eps_scale, statistic) of an :func:`exposure` frame, over the steps with
+    """Per (model, eps_scale, statistic) of an :func:`exposure` frame, over the steps with
     logsnr <= ``logsnr_max`` (all when None): the means of chain, forward and gap, each with the
     conservative interval of :func:`_mean_interval`; x0_error_to_oracle adds ``off_marginal_share``
     = gap / chain, the part of the model's error at the visited states that its error on the
     forward marginal does not explain."""
     d = frame if logsnr_max is None else frame[frame.logsnr <= logsnr_max]
     rows = []
-    for (w, scale, stat), g in d.groupby(["weighting", "eps_scale", "statistic"], sort=False):
-        row = {"weighting": w, "eps_scale": scale, "statistic": stat, "steps_in_range": len(g)}
+    for (w, scale, stat), g in d.groupby(["model", "eps_scale", "statistic"], sort=False):
+        row = {"model": w, "eps_scale": scale, "statistic": stat, "steps_in_range": len(g)}
         for col in ("chain", "forward", "gap"):
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _mean_interval(g, col)
         if stat == "x0_error_to_oracle":
@@ -157,11 +158,11 @@ def final_quality(models: dict, noise, reference, *, sampler: str, steps: int, c
 
 
 def scaled_fixes(sweep_frame: pd.DataFrame) -> dict:
-    """{"W, eps scaled": EpsScale} of each weighting W whose chosen scale (a :func:`sweep` frame's
+    """{"M, eps scaled": EpsScale} of each model M whose chosen scale (a :func:`sweep` frame's
     ``chosen`` row) is not 1: a chosen 1 is the unscaled model, whose samples would enter the
     fixes' comparison a second time as a "fix"."""
     from ..exposure import EpsScale
-    return {f"{r.weighting}, eps scaled": EpsScale(float(r.eps_scale))
+    return {f"{r.model}, eps scaled": EpsScale(float(r.eps_scale))
             for r in sweep_frame[sweep_frame.chosen].itertuples() if float(r.eps_scale) != 1.0}
 
 
@@ -195,7 +196,7 @@ def _gap_rows(folder: Path, gap: str, quality: str, where: str, **fields) -> lis
     ``quality``) of one dataset (``where``: its name in the claim; ``fields`` fill the names)."""
     rows = []
     if (g := read(folder, gap, **fields)) is not None:
-        g = g.set_index("weighting")
+        g = g.set_index("model")
         if {"constant", "debias"} <= set(g.index):
             a, b = g.loc["constant"], g.loc["debias"]
             rows.append((f"beyond the paper: debias reduces exposure bias{where} (mean |eps-norm gap| per "
@@ -226,7 +227,7 @@ def replication_rows(folder: Path) -> list[tuple]:
     ci = lambda r, c: f"{r[c]:.3g} [{r[c + '_lo']:.3g}, {r[c + '_hi']:.3g}]"  # noqa: E731
     rows = []
     if (f := read(folder, "final_states")) is not None:
-        f = f[(f.statistic == "outside_q99") & (f.eps_scale == "none")].set_index("weighting")
+        f = f[(f.statistic == "outside_q99") & (f.eps_scale == "none")].set_index("model")
         pct = lambda r: f"{100 * r.chain:.1f}% [{100 * r.chain_lo:.1f}%, {100 * r.chain_hi:.1f}%]"  # noqa: E731
         for w, r in f.iterrows():
             rows.append((f"beyond the paper: the {w} model's chain leaves the forward marginal (share of "

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,8 +22,10 @@ import numpy as np
 LEVEL = 0.95
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(n: int, level: float = LEVEL) -> float:
-    """t_{(1 + level) / 2, n - 1}, the two-sided quantile of Student's t with n - 1 degrees of freedom."""
+    """t_{(1 + level) / 2, n - 1}, the two-sided quantile of Student's t with n - 1 degrees of
+    freedom (cached: every column of every t of a probe asks for the same one)."""
     from scipy.stats import t as student_t
     return float(student_t.ppf(0.5 + level / 2, n - 1))
 

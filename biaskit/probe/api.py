@@ -23,6 +23,7 @@ from ..intervals import LEVEL, bootstrap_weights
 from ..safeload import file_sha256
 from .draws import chunk_rows, held_out, schedule_indices, select_labelled, timestep_grid
 from .evaluate import check_finite, evaluate
+from .pipeline import Summaries
 from .statistics import CLIP_TOL, Setup, columns, names, summarise
 
 METHODS = {
@@ -107,6 +108,7 @@ class Evaluation:
     W: np.ndarray | None
     metadata: dict
     process_t: dict = dataclasses.field(default_factory=dict)
+    summaries: dict = dataclasses.field(default_factory=dict)  # {(m, reference or None): summary}
 
     def frame(self, model: str, summary: dict, process_t=None) -> pd.DataFrame:
         """One row per t: model, t, schedule_index, snr, logsnr, [process_t,] n, then each
@@ -126,7 +128,10 @@ class Evaluation:
         return pd.DataFrame(cols)
 
     def summary(self, m: int, reference: int | None = None) -> dict:
-        """Model m's statistics, or with ``reference`` those of model m minus the reference's."""
+        """Model m's statistics, or with ``reference`` those of model m minus the reference's
+        (computed while the forwards ran when the probe asked for them, else now)."""
+        if (m, reference) in self.summaries:
+            return self.summaries[(m, reference)]
         if reference is None:
             return summarise([self.Z[m]], [1.0], self.setup, self.W, self.metadata["seed"], LEVEL)
         return summarise([self.Z[m], self.Z[reference]], [1.0, -1.0], self.setup, self.W,
@@ -198,7 +203,9 @@ def _oracle(o: ProbeOptions, data, schedule, x0):
     return oracle
 
 
-def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
+def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions, jobs=()) -> Evaluation:
+    """Run the models over the draws; ``jobs``: the summaries (m, reference or None) to compute
+    on a worker thread while the forwards run (:class:`~.pipeline.Summaries`)."""
     dens = list(models.values())
     schedule = _check_models(models, data, o)
     device = torch.device(o.device) if o.device is not None else dens[0].device
@@ -219,16 +226,21 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
             d.to(memory_format=torch.channels_last)
     if oracle is not None:
         oracle.to(device).eval()
+    W = bootstrap_weights(n, int(o.bootstrap), o.seed) if o.bootstrap else None
+    pipeline = Summaries(jobs, len(ts), n, setup, W, o.seed) if jobs and rank_world()[1] == 1 else None
     start = time.perf_counter()
     try:
         Z = evaluate(dens, oracle, x0, ts, seed=o.seed, batch_size=int(o.batch_size), device=device, amp=amp,
-                     channels_last=channels_last, setup=setup, progress=o.progress, labels=labels)
+                     channels_last=channels_last, setup=setup, progress=o.progress, labels=labels,
+                     on_rows=None if pipeline is None else pipeline.ready)
+        check_finite(Z, ts, list(models), schedule)
+        summaries = pipeline.results() if pipeline is not None else {}
     finally:
+        if pipeline is not None:
+            pipeline.close()
         for d, mode in zip(dens, modes):
             d.train(mode)
     wall = time.perf_counter() - start
-    check_finite(Z, ts, list(models), schedule)
-    W = bootstrap_weights(n, int(o.bootstrap), o.seed) if o.bootstrap else None
     meta = {
         "schedule": schedule.to_dict(),
         "parameterization": {k: d.parameterization for k, d in models.items()},
@@ -250,7 +262,7 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions) -> Evaluation:
     }
     process_t = {k: d.own_time(d.logsnr_at(torch.as_tensor(ts).long())).numpy()
                  for k, d in models.items() if hasattr(d, "own_time")}
-    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta, process_t)
+    return Evaluation(list(models), Z, ts, n, schedule, setup, W, meta, process_t, summaries)
 
 
 def _named(denoisers) -> dict[str, Denoiser]:
@@ -306,8 +318,9 @@ def compare(denoisers, data, *, reference: str | None = None, options: ProbeOpti
     reference = list(models)[0] if reference is None else reference
     if reference not in models:
         raise ValueError(f"reference {reference!r} is not one of the models: {', '.join(models)}")
-    ev = _evaluate(models, data, o)
-    r = ev.names.index(reference)
+    r = list(models).index(reference)
+    ev = _evaluate(models, data, o, jobs=[(m, None) for m in range(len(models))] +
+                   [(m, r) for m in range(len(models)) if m != r])
     frames = []
     for m, name in enumerate(ev.names):
         frames.append(ev.frame(name, ev.summary(m), ev.process_t.get(name))

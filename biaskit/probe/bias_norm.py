@@ -5,6 +5,7 @@ difference of two models on the same draws is :mod:`.paired_bias`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -64,14 +65,23 @@ def bias_l2_interval(b_hat: np.ndarray, S: np.ndarray, n: int, level: float = LE
     """
     K, C = b_hat.shape
     a = 1.0 - level
-    rng = np.random.default_rng([int(seed), 0xB1A5])
-    Z = rng.standard_normal((draws, C))
-    W = rng.chisquare(n - 1, (draws, C)) / (n - 1)
+    Z, W = _null_draws(int(seed), int(draws), int(C), int(n))
     lo, hi = np.zeros(K), np.zeros(K)
     for k0 in range(0, K, 128):
         sl = slice(k0, min(K, k0 + 128))
         lo[sl], hi[sl] = _invert_bias_test(b_hat[sl], S[sl], n, a, Z, W)
     return lo, hi
+
+
+@functools.lru_cache(maxsize=8)
+def _null_draws(seed: int, draws: int, C: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Monte Carlo draws every t shares: Z (draws, C) ~ N(0, I) and the Wishart trace
+    factors W (draws, C) ~ chi2_{n-1} / (n - 1); cached (read-only) for the probe's groups of t."""
+    rng = np.random.default_rng([seed, 0xB1A5])
+    Z = rng.standard_normal((draws, C))
+    W = rng.chisquare(n - 1, (draws, C)) / (n - 1)
+    Z.flags.writeable = W.flags.writeable = False
+    return Z, W
 
 
 def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32):

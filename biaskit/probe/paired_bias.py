@@ -321,12 +321,13 @@ def _difference_intervals(b, S, n, a, Z, W, iterations: int = 18):
     return out
 
 
-def bias_norm(zs: list[np.ndarray], seed: int, level: float = LEVEL) -> dict:
+def bias_norm(zs: list[np.ndarray], seed: int, level: float = LEVEL, moments=None) -> dict:
     """x0_bias_sq, x0_bias_l2 (with intervals) and x0_bias_p of one model (zs = [z]) or of the
     paired difference of zs[0] and zs[1], from per-sample channel means z (K, n, C): name ->
-    (est, lo, hi), each (K,) (lo, hi None for the p-value)."""
+    (est, lo, hi), each (K,) (lo, hi None for the p-value). ``moments``: the
+    :func:`~.bias_norm.channel_moments` of each z when already computed."""
     if len(zs) == 1:
-        b, S, n = channel_moments(zs[0])
+        b, S, n = moments[0] if moments is not None else channel_moments(zs[0])
         lo, hi = bias_l2_interval(b, S, n, level, seed)
         return {"x0_bias_sq": (bias_sq(b, S, n), lo**2, hi**2), "x0_bias_l2": (bias_l2(b, S, n), lo, hi),
                 "x0_bias_p": (hotelling_p(b, S, n), None, None)}

@@ -1,0 +1,75 @@
+"""The probe's summaries computed while its forward passes run.
+
+:func:`~.evaluate.evaluate` walks the (t, sample) pairs t-major, so the rows of the first t
+positions are final long before the last forward pass. :class:`Summaries` takes each group of
+:data:`~.statistics.GROUP` finished t positions and computes every summary the probe reports of
+them (each model's, and each model minus the reference) on one worker thread, while the main
+thread goes on with the network. The statistics of a t depend on that t's rows alone, so the
+result is the same, bit for bit, as summarising all of Z afterwards (:func:`~.statistics.summarise`);
+only the time is hidden: on a GPU the summaries (numpy on the CPU) run beside the device's
+forwards, on a CPU beside a network that leaves a core free. A group with a value that is not
+finite is skipped (the caller's :func:`~.evaluate.check_finite` names the t and raises).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from ..intervals import LEVEL
+from .statistics import GROUP, Setup, join, summarise
+
+Job = tuple[int, "int | None"]  # (model, reference model or None): one summary of the probe
+
+
+class Summaries:
+    """Summaries of models (and of differences) computed group by group of t.
+
+    Args:
+        jobs: the summaries wanted, each (m, None) for model m or (m, r) for m minus r.
+        K, n: t positions and samples per t; the rows of position k are k n .. (k + 1) n - 1.
+        setup, W, seed, level: as :func:`~.statistics.summarise`.
+    Call :meth:`ready` with the evaluation's Z (M, K n, S) whenever positions 0 .. done - 1 are
+    final; :meth:`results` then returns {job: summary} once every group is done.
+    """
+
+    def __init__(self, jobs: list[Job], K: int, n: int, setup: Setup, W: np.ndarray | None, seed: int,
+                 level: float = LEVEL):
+        self.jobs, self.K, self.n = list(jobs), int(K), int(n)
+        self.setup, self.W, self.seed, self.level = setup, W, int(seed), level
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biaskit-summaries")
+        self.futures: list[Future] = []
+        self.submitted = 0  # t positions handed to the worker
+
+    def ready(self, Z: torch.Tensor, done: int) -> None:
+        """Hand every complete group of positions below ``done`` (all K at the end) to the worker."""
+        while self.submitted < self.K and (self.submitted + GROUP <= done or done >= self.K):
+            k0, k1 = self.submitted, min(self.K, self.submitted + GROUP)
+            rows = Z[:, k0 * self.n:k1 * self.n]
+            self.futures.append(self.pool.submit(self._group, rows, k1 - k0))
+            self.submitted = k1
+
+    def _group(self, rows: torch.Tensor, k: int) -> dict | None:
+        Zg = rows.double().cpu().numpy().reshape(rows.shape[0], k, self.n, rows.shape[-1])
+        if not np.isfinite(Zg).all():
+            return None
+        return {(m, r): summarise([Zg[m]] if r is None else [Zg[m], Zg[r]], [1.0] if r is None else
+                                  [1.0, -1.0], self.setup, self.W, self.seed, self.level)
+                for m, r in self.jobs}
+
+    def results(self) -> dict:
+        """{job: summary} over all K positions (waits for the worker; its error is raised here)."""
+        try:
+            parts = [f.result() for f in self.futures]
+        finally:
+            self.close()
+        if self.submitted < self.K or any(p is None for p in parts):
+            raise RuntimeError("summaries are incomplete: not every t position was handed over or "
+                               "some rows were not finite")
+        return {job: join([p[job] for p in parts]) for job in self.jobs}
+
+    def close(self) -> None:
+        """Stop the worker (pending groups are dropped)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,97 @@
+"""The probe's summaries by groups of t and on a worker thread give the same bits as all at once."""
+
+import numpy as np
+import pytest
+import torch
+
+from biaskit.denoiser import Denoiser
+from biaskit.intervals import bootstrap_weights
+from biaskit.probe import compare
+from biaskit.probe import api
+from biaskit.probe.pipeline import Summaries
+from biaskit.probe.statistics import GROUP, Setup, _summarise_group, columns, summarise
+
+
+def _same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        for x, y in zip(a[name], b[name]):
+            assert (x is None) == (y is None), name
+            if x is not None:
+                assert x.dtype == y.dtype and np.array_equal(x.view(np.uint8), y.view(np.uint8)), name
+
+
+@pytest.mark.parametrize("C,bands,oracle,boot", [(1, 0, True, False), (2, 0, False, True), (3, 4, False, False),
+                                                 (3, 0, True, True)])
+def test_any_grouping_of_t_gives_the_same_bits(C, bands, oracle, boot):
+    """Each statistic of a t reads that t's rows alone: summarising all K positions in one call
+    (no grouping), in GROUP-sized groups (summarise) and in arbitrary pieces agree bit for bit,
+    for one model and for a paired difference."""
+    rng = np.random.default_rng(C * 10 + bands)
+    setup = Setup(C=C, bands=bands, oracle=oracle)
+    S = columns(setup)["width"]
+    K, n = 2 * GROUP + 3, 57
+    Z = rng.standard_normal((K, n, S)) * rng.uniform(0.01, 3, S) + rng.uniform(-1, 1, S)
+    Z2 = Z + 0.1 * rng.standard_normal((K, n, S))
+    W = bootstrap_weights(n, 40, 1) if boot else None
+    for signs, Zs in (([1.0], [Z]), ([1.0, -1.0], [Z, Z2])):
+        whole = _summarise_group(Zs, signs, setup, W, 0, 0.95)
+        _same(summarise(Zs, signs, setup, W, 0), whole)
+        cuts = [0, 1, 5, 6, K]
+        pieces = [summarise([z[a:b] for z in Zs], signs, setup, W, 0) for a, b in zip(cuts, cuts[1:])]
+        joined = {k: tuple(None if v is None else np.concatenate([p[k][i] for p in pieces])
+                           for i, v in enumerate(whole[k])) for k in whole}
+        _same(joined, whole)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x, t):
+        return self.scale * x + 0.01 * t.float().reshape(-1, *[1] * (x.ndim - 1)) / 1000
+
+
+def test_compare_with_the_worker_equals_summaries_computed_afterwards(monkeypatch):
+    """compare() (summaries on the worker while the forwards run, batches straddling t) gives the
+    frame the serial path gives: the same Z summarised after the evaluation."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(37, 3, generator=g) * 2 - 1
+    models = {"a": Denoiser(_Net(0.3), "linear", "eps", name="a"), "b": Denoiser(_Net(0.5), "linear", "eps", name="b")}
+    kw = dict(num_timesteps=GROUP * 2 + 1, n=37, batch_size=50, progress=False, oracle=False, bootstrap=20)
+    piped = compare(models, x0, **kw)
+
+    def serial(models_, data, o, jobs=()):
+        return original(models_, data, o)  # no jobs: Evaluation.summary computes them afterwards
+    original = api._evaluate
+    monkeypatch.setattr(api, "_evaluate", serial)
+    after = compare(models, x0, **kw)
+    assert piped.shape == after.shape and piped.shape[0] == 3 * (GROUP * 2 + 1)
+    assert piped.to_csv() == after.to_csv()
+
+
+def test_a_model_returning_nan_is_named_not_summarised():
+    """A NaN at one t still stops the probe with the t named (the worker skips the group)."""
+    class Bad(torch.nn.Module):
+        def forward(self, x, t):
+            out = x.clone()
+            out[t == t.max()] = float("nan")
+            return out
+    x0 = torch.rand(20, 2) * 2 - 1
+    with pytest.raises(ValueError, match="NaN or inf at t="):
+        compare({"bad": Denoiser(Bad(), "linear", "eps", name="bad")}, x0, num_timesteps=12, n=20,
+                batch_size=16, progress=False, oracle=False)
+
+
+def test_an_error_on_the_worker_reaches_the_caller(monkeypatch):
+    """An exception while summarising is raised by results(), not lost on the thread."""
+    import biaskit.probe.pipeline as pl
+
+    def boom(*args, **kwargs):
+        raise ArithmeticError("summary failed")
+    monkeypatch.setattr(pl, "summarise", boom)
+    s = Summaries([(0, None)], K=3, n=4, setup=Setup(C=1, bands=0, oracle=False), W=None, seed=0)
+    s.ready(torch.zeros(1, 12, columns(Setup(C=1, bands=0, oracle=False))["width"]), 3)
+    with pytest.raises(ArithmeticError, match="summary failed"):
+        s.results()

@@ -10,7 +10,9 @@ the call path around the network:
   sample     ``biaskit.sampling.sample`` with ddim over F kept steps (one model call per step)
   evaluate   the probe's model loop (:func:`biaskit.probe.evaluate.evaluate`): draws, x_t, the
              forwards and every per-sample statistic, over K timesteps x n samples, n = B, F = K
-  probe      :func:`biaskit.probe.probe` (evaluate, then the summaries and intervals per t)
+  probe      :func:`biaskit.probe.probe` (evaluate, and the summaries and intervals per t, computed
+             on a worker thread while the forwards run)
+  probe_serial  the same with ``overlap=False``: the summaries after the forwards, in this thread
   naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
 
 Timings: one torch thread, the methods interleaved, the median over ``--repeats`` of wall and
@@ -31,6 +33,7 @@ Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -88,7 +91,7 @@ def library(root: str | None = None) -> SimpleNamespace:
     """The functions timed, from this biaskit or (``root``) from ROOT/biaskit as ``biaskit_base``."""
     if root is None:
         return SimpleNamespace(probe=probe, timestep_grid=timestep_grid, evaluate=evaluate, Setup=Setup,
-                               sample=sample, Denoiser=Denoiser)
+                               sample=sample, Denoiser=Denoiser, probe_options=_fields("biaskit"))
     spec = importlib.util.spec_from_file_location("biaskit_base", Path(root) / "biaskit" / "__init__.py")
     sys.modules["biaskit_base"] = module = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():  # its pandas accessor replaces this one's: the same name
@@ -97,7 +100,13 @@ def library(root: str | None = None) -> SimpleNamespace:
     get = lambda name: importlib.import_module(f"biaskit_base.{name}")  # noqa: E731
     return SimpleNamespace(probe=get("probe").probe, timestep_grid=get("probe.draws").timestep_grid,
                            evaluate=get("probe.evaluate").evaluate, Setup=get("probe.statistics").Setup,
-                           sample=get("sampling").sample, Denoiser=get("denoiser").Denoiser)
+                           sample=get("sampling").sample, Denoiser=get("denoiser").Denoiser,
+                           probe_options=_fields("biaskit_base"))
+
+
+def _fields(package: str) -> tuple:
+    """The field names of ``package``'s ProbeOptions (the settings its probe() takes)."""
+    return tuple(f.name for f in dataclasses.fields(importlib.import_module(f"{package}.probe.api").ProbeOptions))
 
 
 def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | None = None) -> dict:
@@ -134,9 +143,11 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
         evaluate([model], None, x0, ts_probe, seed=0, batch_size=B, device=torch.device("cpu"), amp=False,
                  channels_last=False, setup=setup, progress=False)
 
-    def pr():
+    def pr(**kw):
         probe(model, x0, timesteps=s.timesteps[ts_probe].tolist(), n=B, batch_size=B, progress=False,
-              oracle=False, device="cpu")
+              oracle=False, device="cpu", **kw)
+
+    overlap = "overlap" in lib.probe_options
 
     @torch.inference_mode()
     def naive():
@@ -151,8 +162,11 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
                                     ((pred.eps_hat - eps) ** 2).mean(dims)]))
         return torch.stack(out).numpy()
 
-    return {"bare": (bare, steps), "denoiser": (denoiser, steps), "sample": (chain, steps),
+    runs = {"bare": (bare, steps), "denoiser": (denoiser, steps), "sample": (chain, steps),
             "bare_K": (lambda: bare(K), K), "evaluate": (ev, K), "probe": (pr, K), "naive": (naive, K)}
+    if overlap:  # the summaries after the forwards, in the calling thread
+        runs["probe_serial"] = (lambda: pr(overlap=False), K)
+    return runs
 
 
 def _times(runs: dict, repeats: int) -> tuple[dict, dict]:

@@ -68,6 +68,9 @@ class ProbeOptions:
     bands: spatial-frequency bands for x0_err_band{j} (images only).
     by_class: one set of rows per class of a labelled data set (column ``label``), each over
         that class's held-out samples (n per class, same seed); needs labels.
+    overlap: compute the summaries on a worker thread while the forwards run
+        (:class:`~.pipeline.Summaries`); False: after them, in this thread. The numbers are the
+        same either way.
     """
 
     timesteps: object = None
@@ -84,6 +87,7 @@ class ProbeOptions:
     channels_last: bool | None = None
     bands: int = 4
     by_class: bool = False
+    overlap: bool = True
 
 
 def _options(options: ProbeOptions | None, settings: dict) -> ProbeOptions:
@@ -227,7 +231,8 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions, jobs=()) -> Ev
     if oracle is not None:
         oracle.to(device).eval()
     W = bootstrap_weights(n, int(o.bootstrap), o.seed) if o.bootstrap else None
-    pipeline = Summaries(jobs, len(ts), n, setup, W, o.seed) if jobs and rank_world()[1] == 1 else None
+    overlap = o.overlap and jobs and rank_world()[1] == 1
+    pipeline = Summaries(jobs, len(ts), n, setup, W, o.seed) if overlap else None
     start = time.perf_counter()
     try:
         Z = evaluate(dens, oracle, x0, ts, seed=o.seed, batch_size=int(o.batch_size), device=device, amp=amp,

@@ -6,7 +6,7 @@ A process class owns its facts, each in one place: its config name (``key``), it
 (its constructor's keyword arguments, :meth:`Process.keys`), its default target and time input,
 its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state scale
 (:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
-:meth:`Process.scheduler_defaults`). Adding a process is one subclass, listed in
+:meth:`Process.scheduler_defaults`, read back by :meth:`Process.from_scheduler_config`). Adding a process is one subclass, listed in
 :data:`biaskit.processes.PROCESSES` to be built by name; its models are then loaded
 (:func:`biaskit.formulations.denoiser_under`), probed and sampled with no other change."""
 
@@ -96,6 +96,14 @@ class Process:
         process's own noise levels ({} without one); ``sigma_data``: the model's (EDM's
         preconditioning)."""
         return {}
+
+    @classmethod
+    def from_scheduler_config(cls, cfg: dict) -> "Process":
+        """The process whose noise levels a diffusers scheduler config of kind
+        :attr:`diffusers_kind` walks (the inverse of :meth:`scheduler_defaults`); a ValueError
+        for a process without one."""
+        raise ValueError(f"process {cls.key or cls.__name__!r} has no diffusers scheduler "
+                         f"({cfg.get('_class_name')} names another process)")
 
     def alpha(self, t) -> torch.Tensor:
         raise NotImplementedError

@@ -3,12 +3,13 @@ x_t = alpha(t) x0 + sigma(t) eps, placed on the log-SNR axis, and the VP coeffic
 logsnr.
 
 A process class owns its facts, each in one place: its config name (``key``), its config keys
-(its constructor's keyword arguments, :meth:`Process.keys`), its default target and time input,
-its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state scale
-(:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
-:meth:`Process.scheduler_defaults`, read back by :meth:`Process.from_scheduler_config`). Adding a process is one subclass, listed in
-:data:`biaskit.processes.PROCESSES` to be built by name; its models are then loaded
-(:func:`biaskit.formulations.denoiser_under`), probed and sampled with no other change."""
+and loader flags (its constructor's keyword arguments, :meth:`Process.keys`), its default target
+and time input, its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state
+scale (:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
+:meth:`Process.scheduler_defaults`, read back by :meth:`Process.from_scheduler_config`). Adding
+a process is one subclass, listed in :data:`biaskit.processes.PROCESSES` to be built by name;
+its models are then loaded (:func:`biaskit.formulations.denoiser_under`), probed and sampled
+with no other change."""
 
 from __future__ import annotations
 

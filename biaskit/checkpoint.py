@@ -220,10 +220,12 @@ def build_net(info: dict, state_dict: dict | None = None, source="weights"):
 
 
 def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
-    """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step;
-    a run under a continuous process (biaskit.json ``process``) gives a
-    :class:`~biaskit.formulations.ProcessDenoiser` of its process, target and time input."""
-    from .denoiser import Denoiser
+    """A run's :class:`biaskit.Denoiser` (EMA weights by default) at its latest or a given step:
+    :func:`~biaskit.formulations.denoiser_under` its process (biaskit.json ``process``, a
+    :class:`~biaskit.formulations.ProcessDenoiser` of its target and time input; none: the
+    schedule's :class:`~biaskit.processes.DiscreteVP`, a Denoiser)."""
+    from .formulations import denoiser_under
+    from .processes import DiscreteVP, process_from_config
     from .models.labels import run_conditioning
     from .safeload import read_checkpoint
     from .schedules import Schedule
@@ -247,9 +249,12 @@ def load_run(run_dir, ema: bool = True, step: int | None = None, device=None):
                                 extras={"weights": "ema" if ema else "online",
                                         "weighting": loss.get("weighting"), "data": info.get("data")}),
                   conditioning=run_conditioning(info["model"]))
-    if "process" in info:  # a continuous-time run: read on its recorded view schedule
-        return _process_denoiser(net, info, schedule, common)
-    return Denoiser(net, schedule, info["parameterization"], time_input=info["time_input"], **common)
+    # a continuous-time run records its process (read on its recorded view schedule); a
+    # discrete run none: its process is the schedule's DiscreteVP, read on that schedule
+    pr = info.get("process", {"name": DiscreteVP.key})
+    return denoiser_under(process_from_config(pr, schedule), net, info["parameterization"],
+                          time_input=info["time_input"], time_scale=pr.get("time_scale"),
+                          sigma_data=pr.get("sigma_data", 0.5), view=schedule, **common)
 
 
 def _fine_tuned(info: dict, state_dict: dict, file: Path, run_dir: Path, ckpt: Path, ema: bool, device):
@@ -286,13 +291,3 @@ def _fine_tuned(info: dict, state_dict: dict, file: Path, run_dir: Path, ckpt: P
                                  "weighting": loss.get("weighting"), "data": info.get("data"),
                                  "init": init["path"]})
     return den
-
-
-def _process_denoiser(net, info: dict, view, common: dict):
-    """The :class:`~biaskit.formulations.ProcessDenoiser` of a process run's biaskit.json."""
-    from .formulations import ProcessDenoiser
-    from .processes import process_from_config
-    pr = info["process"]
-    return ProcessDenoiser(net, process_from_config(pr), info["parameterization"],
-                           time_input=info["time_input"], time_scale=pr.get("time_scale", 1.0),
-                           sigma_data=pr.get("sigma_data", 0.5), view=view, **common)

@@ -54,7 +54,7 @@ def _process_fields() -> list:
             kinds.setdefault(k, tp)
     keys = [(k, tp if k in _SAVED_PROCESS_DEFAULTS else tp | None,
              field(default=_SAVED_PROCESS_DEFAULTS.get(k))) for k, tp in kinds.items()]
-    return [("name", str, field(default="discrete")), *keys, ("sigma_data", float, field(default=0.5))]
+    return [("name", str, field(default=DiscreteVP.key)), *keys, ("sigma_data", float, field(default=0.5))]
 
 
 ProcessConfig = dataclasses.make_dataclass("ProcessConfig", _process_fields())
@@ -204,7 +204,7 @@ class TrainConfig:
         if not 0 <= self.loss.input_perturbation < float("inf"):
             raise ValueError(f"loss.input_perturbation: must be >= 0 (Ning et al. use 0.1), "
                              f"got {self.loss.input_perturbation}")
-        if self.loss.input_perturbation and self.process.name != "discrete":
+        if self.loss.input_perturbation and self.process.name != DiscreteVP.key:
             raise ValueError("loss.input_perturbation: only discrete-schedule runs take it, this run "
                              f"has process.name = {self.process.name!r}")
         if not 0 <= self.ema.decay < 1:

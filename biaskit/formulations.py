@@ -260,11 +260,15 @@ def denoiser_under(process: Process, net, target: str | None = None, *, time_inp
 @denoiser_under.register
 def _(process: DiscreteVP, net, target: str | None = None, *, time_input=None,
       time_scale: float | None = None, target_sign: int | None = None, sigma_data: float = 0.5,
-      **common) -> Denoiser:
-    # a discrete network is read at its schedule's integer steps; sigma_data has no use there
+      view=None, **common) -> Denoiser:
+    # a discrete network is read at its schedule's integer steps (its view is its schedule);
+    # sigma_data has no use there
     if target_sign not in (None, 1):
         raise ValueError(f"target_sign={target_sign!r} applies to a continuous process's network, "
                          f"not to one on the discrete schedule {process.schedule.name}")
+    if view is not None and not (isinstance(view, Schedule) and view.same_as(process.schedule)):
+        raise ValueError(f"a network on the discrete schedule {process.schedule.name} is read on "
+                         "that schedule; view= applies to a continuous process's network")
     return Denoiser(net, process.schedule, target or process.default_target,
                     time_input=time_input or "index", time_scale=time_scale, **common)
 

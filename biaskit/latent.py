@@ -35,8 +35,8 @@ from . import parameterization as P
 from .image_files import image_files
 from .pixels import open_image as _open_image
 from .intervals import LEVEL, t_interval
-from .formulations import ProcessDenoiser
 from .loaders.latent import LATENT_MEAN, LatentPipeline
+from .processes import Flow
 from .safeload import file_sha256
 
 __all__ = ["captions", "CaptionedImages", "load_captioned", "encode_cached", "probe_latent",
@@ -276,7 +276,7 @@ def sample_latent(pipe: LatentPipeline, prompts: list[str], *, steps: int = 50,
         z = (torch.randn((B, C, h, w), generator=g, device=device) if latents is None
              else latents.to(device)) * getattr(scheduler, "init_noise_sigma", 1.0)
         kw = _step_kwargs(scheduler, g, eta)
-        flow = isinstance(den, ProcessDenoiser)
+        flow = isinstance(getattr(den, "process", None), Flow)  # FlowMatchEuler: net fed s N
         N = int(cfg.get("num_train_timesteps", 1000))
         ts, traj = [], []
         for t in scheduler.timesteps:

@@ -3,12 +3,13 @@ x_t = alpha(t) x0 + sigma(t) eps, placed on the log-SNR axis, and the VP coeffic
 logsnr.
 
 A process class owns its facts, each in one place: its config name (``key``), its config keys
-(its constructor's keyword arguments, :meth:`Process.keys`), its default target and time input,
-its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state scale
-(:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
-:meth:`Process.scheduler_defaults`). Adding a process is one subclass, listed in
-:data:`biaskit.processes.PROCESSES` to be built by name; its models are then loaded
-(:func:`biaskit.formulations.denoiser_under`), probed and sampled with no other change."""
+and loader flags (its constructor's keyword arguments, :meth:`Process.keys`), its default target
+and time input, its own sampler (``sampler``, a name of :mod:`biaskit.sampling`), its state
+scale (:meth:`Process.vp_scale`) and its diffusers scheduler (``diffusers_kind``,
+:meth:`Process.scheduler_defaults`, read back by :meth:`Process.from_scheduler_config`). Adding
+a process is one subclass, listed in :data:`biaskit.processes.PROCESSES` to be built by name;
+its models are then loaded (:func:`biaskit.formulations.denoiser_under`), probed and sampled
+with no other change."""
 
 from __future__ import annotations
 
@@ -96,6 +97,14 @@ class Process:
         process's own noise levels ({} without one); ``sigma_data``: the model's (EDM's
         preconditioning)."""
         return {}
+
+    @classmethod
+    def from_scheduler_config(cls, cfg: dict) -> "Process":
+        """The process whose noise levels a diffusers scheduler config of kind
+        :attr:`diffusers_kind` walks (the inverse of :meth:`scheduler_defaults`); a ValueError
+        for a process without one."""
+        raise ValueError(f"process {cls.key or cls.__name__!r} has no diffusers scheduler "
+                         f"({cfg.get('_class_name')} names another process)")
 
     def alpha(self, t) -> torch.Tensor:
         raise NotImplementedError

@@ -236,6 +236,12 @@ class VE(Process):
         return {"sigma_min": self.t_min, "sigma_max": self.t_max, "rho": self.rho,
                 "sigma_data": sigma_data}
 
+    @classmethod
+    def from_scheduler_config(cls, cfg: dict) -> "VE":
+        """The VE process of an EDM scheduler config: its sigma_min, sigma_max, rho (a key it
+        lacks: diffusers' default, which is this class's)."""
+        return cls(**{k: float(cfg[k]) for k in ("sigma_min", "sigma_max", "rho") if k in cfg})
+
     def alpha(self, t) -> torch.Tensor:
         return torch.ones_like(_f64(t))
 
@@ -292,6 +298,13 @@ class Flow(Process):
     def scheduler_defaults(self, sigma_data: float = 0.5) -> dict:
         """FlowMatchEulerDiscreteScheduler with this process's (SD3) time shift."""
         return {"shift": self.shift}
+
+    @classmethod
+    def from_scheduler_config(cls, cfg: dict) -> "Flow":
+        """The flow of a FlowMatch* scheduler config: its ``shift`` (default 1); under
+        ``use_dynamic_shifting`` (a shift set per image size) shift 1, the network's time input
+        being s N whatever the shift (only the sampling grid depends on it)."""
+        return cls(shift=1.0 if cfg.get("use_dynamic_shifting") else float(cfg.get("shift", 1.0)))
 
     def own_time(self, t) -> torch.Tensor:
         return 1 - _f64(t) if self.reverse else _f64(t)

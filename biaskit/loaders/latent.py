@@ -300,9 +300,9 @@ def load_latent_pipeline(path, *, device="cpu", guidance_scale: float = 1.0,
             raise ValueError(f"{folder}: scheduler {sched_cfg['_class_name']}; latent pipelines take "
                              "VP (DDPM-family) schedulers or FlowMatchEulerDiscreteScheduler")
         from ..processes import Flow
-        shift = 1.0 if sched_cfg.get("use_dynamic_shifting") else float(sched_cfg.get("shift", 1.0))
         N = int(sched_cfg.get("num_train_timesteps", 1000))
-        den = ConditionedProcessDenoiser(net, Flow(shift=shift), "flow", time_input=ScaledSigma(N),
+        den = ConditionedProcessDenoiser(net, Flow.from_scheduler_config(sched_cfg), "flow",
+                                         time_input=ScaledSigma(N),
                                          data_range=latent_range, channels=C, name=folder.name,
                                          source=source, any_size=True)
     else:

@@ -11,6 +11,7 @@ guided-diffusion's spelling ``--a_b``. Options with ``cli=False`` are Python key
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from .. import checks
 from ..denoiser import TIME_INPUTS
 from ..formulations import PROCESS_TIME_INPUTS, TARGETS
 from ..processes import PROCESSES
+from .process_options import keyword_options
 
 __all__ = ["Option", "OPTIONS", "IGNORED_FLAGS", "options_for", "check_options", "inapplicable",
            "add_loader_arguments", "loader_kwargs_from_args", "flag", "parse_bool"]
@@ -111,6 +113,57 @@ IGNORED_FLAGS = {
     "model_path": "give the checkpoint as MODEL",
 }
 
+# the process flags written by hand (names read on a command line, value choices, checks);
+# every other process keyword gets its flag from the constructors (process_keyword_flags)
+_PROCESS_FLAGS: tuple[Option, ...] = (
+    _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
+       check=checks.positive),
+    _o("flow_time", _PLUGIN | _MODULE, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
+       "noise; default) or reversed (x_t = t x0 + (1 - t) eps, t = 0 noise, Lipman-style; the "
+       "net is fed that t)", choices=("forward", "reversed")),
+    _o("target_sign", _PLUGIN | _MODULE, "with --process: -1 for a network that outputs its target "
+       "negated (a flow net predicting x0 - eps); default 1", type=int, choices=(1, -1)),
+    _o("sigma_min", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the smallest sigma (defaults "
+       "0.002, 0.002, 0.01)", type=float, check=checks.positive),
+    _o("sigma_max", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
+       "80, 50)", type=float, check=checks.positive),
+    _o("cosine_s", _PLUGIN | _MODULE, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
+       "(1 + s) pi / 2) (default 0, VDM's form; iDDPM used 0.008)", type=float,
+       check=checks.non_negative),
+    _o("sigma_base", _PLUGIN | _MODULE, "with --process vesde_tutorial: the tutorial's sigma b of "
+       "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float, check=checks.positive),
+)
+
+
+def _bool_value(what, value) -> bool:
+    try:
+        return parse_bool(value)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
+def process_keyword_flags(processes=PROCESSES, written=_PROCESS_FLAGS) -> tuple[Option, ...]:
+    """An option ``--KEY`` for each constructor keyword of ``processes``
+    (:func:`~biaskit.loaders.process_options.keyword_options`) without one in ``written``: its
+    help names the processes that take it and their defaults (a keyword's type from its
+    annotation: a float, or a true/false for a bool)."""
+    have = {o.name for o in written}
+    flags = []
+    for name, (key, kind) in keyword_options(processes).items():
+        if name in have:
+            continue
+        takers = {k: inspect.signature(c.__init__).parameters[key].default
+                  for k, c in processes.items() if key in c.keys()}
+        defaults = [f"{v:g}" if isinstance(v, float) else "none" if v is inspect.Parameter.empty
+                    else str(v) for v in takers.values()]
+        said = f"default {defaults[0]}" if len(set(defaults)) == 1 else f"defaults {', '.join(defaults)}"
+        text = f"with --process {' / '.join(takers)}: the process's {key} ({said})"
+        flags.append(_o(name, _PLUGIN | _MODULE, text, type=parse_bool, kind="bool", metavar="BOOL",
+                        check=_bool_value) if kind is bool else
+                     _o(name, _PLUGIN | _MODULE, text, type=kind))
+    return tuple(flags)
+
+
 OPTIONS: tuple[Option, ...] = (
     # oracles and biaskit runs
     _o("schedule", _ORACLE | _MODULE, "schedule of an oracle model (trained models carry their own; "
@@ -136,22 +189,7 @@ OPTIONS: tuple[Option, ...] = (
        "parameterization, each process's own: "
        f"{', '.join(f'{c.default_target} for {k}' for k, c in PROCESSES.items())})",
        choices=tuple(sorted(PROCESSES))),
-    _o("flow_shift", _PLUGIN | _MODULE, "with --process flow: SD3's time shift (default 1)", type=float,
-       check=checks.positive),
-    _o("flow_time", _PLUGIN | _MODULE, "with --process flow: forward (x_t = (1 - t) x0 + t eps, t = 1 "
-       "noise; default) or reversed (x_t = t x0 + (1 - t) eps, t = 0 noise, Lipman-style; the "
-       "net is fed that t)", choices=("forward", "reversed")),
-    _o("target_sign", _PLUGIN | _MODULE, "with --process: -1 for a network that outputs its target "
-       "negated (a flow net predicting x0 - eps); default 1", type=int, choices=(1, -1)),
-    _o("sigma_min", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the smallest sigma (defaults "
-       "0.002, 0.002, 0.01)", type=float, check=checks.positive),
-    _o("sigma_max", _PLUGIN | _MODULE, "with --process ve / edm / vesde: the largest sigma (defaults 80, "
-       "80, 50)", type=float, check=checks.positive),
-    _o("cosine_s", _PLUGIN | _MODULE, "with --process vp_cosine: iDDPM's offset s of cos^2((t + s) / "
-       "(1 + s) pi / 2) (default 0, VDM's form; iDDPM used 0.008)", type=float,
-       check=checks.non_negative),
-    _o("sigma_base", _PLUGIN | _MODULE, "with --process vesde_tutorial: the tutorial's sigma b of "
-       "dx = b^t dw (default 25: sigma(1) = 9.85)", type=float, check=checks.positive),
+    *_PROCESS_FLAGS, *process_keyword_flags(),
     _o("noise_schedule", _THIRD | _MODULE, "named schedule: linear, cosine, scaled_linear, sigmoid"),
     _o("diffusion_steps", _THIRD | _MODULE, "training steps T (default 1000)", type=int,
        check=lambda what, v: checks.integer(what, v, lo=1)),
@@ -229,6 +267,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("shape", _MODULE, "per-sample shape (C, H, W) or (D,) of a network in memory", cli=False),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
+if len(BY_NAME) != len(OPTIONS):  # a process keyword named as another option
+    raise RuntimeError("loader options named twice: " + ", ".join(
+        sorted({o.name for o in OPTIONS if sum(p.name == o.name for p in OPTIONS) > 1})))
 
 
 def options_for(fmt: str) -> list[Option]:

@@ -43,12 +43,13 @@ class ScaledSigma:
         return process.sigma(t) * self.scale
 
 
+# the process is the scheduler config's (Process.from_scheduler_config, the inverse of its
+# scheduler_defaults); how the network is read (target, time input, sign) is diffusers' own
+# convention for the scheduler family, not the process's (VE's own default target is x0)
 def _flow(cfg: dict, o):
     from ..processes import Flow
-    N = int(cfg.get("num_train_timesteps", 1000))
-    shift = 1.0 if cfg.get("use_dynamic_shifting") else float(cfg.get("shift", 1.0))
-    time_input = o.time_input or ScaledSigma(N)
-    return Flow(shift=shift), o.parameterization or "flow", time_input, {}
+    time_input = o.time_input or ScaledSigma(int(cfg.get("num_train_timesteps", 1000)))
+    return Flow.from_scheduler_config(cfg), o.parameterization or "flow", time_input, {}
 
 
 def _edm(cfg: dict, o):
@@ -57,9 +58,7 @@ def _edm(cfg: dict, o):
     if kind not in ("epsilon", "v_prediction"):
         raise ValueError(f"{cfg['_class_name']} with prediction_type={kind!r}: diffusers' EDM "
                          "preconditioning defines epsilon and v_prediction only")
-    process = VE(float(cfg.get("sigma_min", 0.002)), float(cfg.get("sigma_max", 80.0)),
-                 float(cfg.get("rho", 7.0)))
-    return process, o.parameterization or "edm", o.time_input or "c_noise", \
+    return VE.from_scheduler_config(cfg), o.parameterization or "edm", o.time_input or "c_noise", \
         {"sigma_data": float(cfg.get("sigma_data", 0.5)),
          "target_sign": -1 if kind == "v_prediction" else 1}
 

@@ -1,6 +1,8 @@
 """The loader options that name a model's continuous process: ``process=`` (``--process``: a
 name of :data:`biaskit.processes.PROCESSES`, or from Python a :class:`~biaskit.processes.Process`
-object) and the flags that set its parameters (``--flow-shift``, ``--sigma-min``, ...).
+object) and the flags that set its parameters (``--flow-shift``, ``--sigma-min``, ...): one per
+keyword of a named process's constructor (:func:`keyword_options`, as its config keys are
+:meth:`~biaskit.processes.Process.keys`), so a new keyword is a new flag with no edit here.
 
 A loader resolves *which* process a network was trained under once, here (:func:`named_process`)
 or from its schedule options (:func:`~biaskit.loaders.build.discrete_process`: a
@@ -10,41 +12,60 @@ or from its schedule options (:func:`~biaskit.loaders.build.discrete_process`: a
 
 from __future__ import annotations
 
-from ..processes import PROCESSES, Process, get_process
-from .options import flag
+from typing import Callable
 
-__all__ = ["SCHEDULE_SOURCES", "PROCESS_OPTIONS", "process_kwargs", "named_process",
-           "check_no_process_options"]
+from ..processes import PROCESSES, Process, get_process
+
+__all__ = ["SCHEDULE_SOURCES", "RENAMED", "keyword_options", "PROCESS_OPTIONS", "process_kwargs",
+           "named_process", "check_no_process_options"]
 
 # the options that set a discrete schedule, which a named process replaces
 SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
                     "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
-# loader option -> (process keyword, value): the options that set a process's parameters
+# the loader options named otherwise than the process keyword they set, with their value's
+# conversion (a command line reads --flow-shift, --flow-time forward|reversed, --cosine-s)
+RENAMED: dict[str, tuple[str, Callable]] = {
+    "flow_shift": ("shift", float), "flow_time": ("reverse", lambda v: v == "reversed"),
+    "cosine_s": ("s", float)}
+
+
+def keyword_options(processes: dict[str, type[Process]] = PROCESSES) -> dict[str, tuple[str, Callable]]:
+    """loader option -> (process keyword, conversion) for every constructor keyword of
+    ``processes`` (:meth:`~biaskit.processes.Process.key_types`): :data:`RENAMED`'s, every
+    other keyword under its own name, converted by its annotated type."""
+    out = dict(RENAMED)
+    renamed = {key for key, _ in RENAMED.values()}
+    for cls in processes.values():
+        for key, kind in cls.key_types().items():
+            if key not in renamed:
+                out.setdefault(key, (key, kind))
+    return out
+
+
+# loader option -> (process keyword, conversion): the options that set a process's parameters
 # (target_sign sets how its network's output is read, not the process)
-PROCESS_OPTIONS = {"flow_shift": ("shift", float),
-                   "flow_time": ("reverse", lambda v: v == "reversed"),
-                   "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
-                   "sigma_base": ("sigma_base", float), "cosine_s": ("s", float),
-                   "target_sign": (None, int)}
+PROCESS_OPTIONS = {**keyword_options(), "target_sign": (None, int)}
 
 
-def _given(o, keyed: bool = True) -> list[str]:
+def _given(o, keyed: bool = True, table: dict = PROCESS_OPTIONS) -> list[str]:
     """The process options of ``o`` that are set (``keyed``: only those that set a keyword)."""
-    return [k for k, (key, _) in PROCESS_OPTIONS.items()
+    return [k for k, (key, _) in table.items()
             if getattr(o, k, None) is not None and (key is not None or not keyed)]
 
 
-def process_kwargs(o) -> dict:
-    """The keywords of process ``o.process`` (a name) from the loader options that set them; a
-    ValueError naming the flags that do not apply to it and those that do."""
-    keys = PROCESSES[o.process].keys()
-    given = _given(o)
-    bad = [k for k in given if PROCESS_OPTIONS[k][0] not in keys]
+def process_kwargs(o, processes: dict[str, type[Process]] = PROCESSES) -> dict:
+    """The keywords of process ``o.process`` (a name of ``processes``) from the loader options
+    that set them; a ValueError naming the flags that do not apply to it and those that do."""
+    from .options import flag  # options.py builds its process flags from keyword_options
+    table = PROCESS_OPTIONS if processes is PROCESSES else keyword_options(processes)
+    keys = processes[o.process].keys()
+    given = _given(o, table=table)
+    bad = [k for k in given if table[k][0] not in keys]
     if bad:
-        valid = [flag(k) for k, (key, _) in PROCESS_OPTIONS.items() if key in keys]
+        valid = [flag(k) for k, (key, _) in table.items() if key in keys]
         raise ValueError(f"{', '.join(flag(k) for k in bad)} do(es) not apply to --process "
                          f"{o.process}; it takes {', '.join(valid) or 'none of these'}")
-    return {PROCESS_OPTIONS[k][0]: PROCESS_OPTIONS[k][1](getattr(o, k)) for k in given}
+    return {table[k][0]: table[k][1](getattr(o, k)) for k in given}
 
 
 def named_process(o) -> tuple[Process, dict]:
@@ -56,6 +77,7 @@ def named_process(o) -> tuple[Process, dict]:
     if clash:
         raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
                          f"{', '.join(clash)}")
+    from .options import flag
     if isinstance(o.process, Process):
         given = _given(o)
         if given:
@@ -70,6 +92,7 @@ def named_process(o) -> tuple[Process, dict]:
 
 def check_no_process_options(o) -> None:
     """A ValueError naming the process flags given to a network on a discrete schedule."""
+    from .options import flag
     given = _given(o, keyed=False)
     if given:
         raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..processes import PROCESSES
+from ..processes import PROCESSES, DiscreteVP
 from .cache import Cache
 from .recipes import sample_run
 from .samples import sample_quality
@@ -40,7 +40,7 @@ def run_table(runs: dict[str, Path]) -> pd.DataFrame:
     rows = []
     for name, run in runs.items():
         cfg = read_run_info(run)["train_config"]
-        process, loss = cfg.get("process", {}).get("name", "discrete"), cfg["loss"]
+        process, loss = cfg.get("process", {}).get("name", DiscreteVP.key), cfg["loss"]
         ts = loss.get("t_sampling", "uniform")  # an alias of loss.density
         rows.append({"model": name, "process": process, "target": loss["target"],
                      "weighting": loss["weighting"],

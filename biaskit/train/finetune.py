@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import parameterization as P
 from ..config import TrainConfig
 from ..denoiser import Denoiser
+from ..processes import DiscreteVP
 
 
 def load_init(cfg: TrainConfig) -> Denoiser:
@@ -35,7 +36,7 @@ def check_init(cfg: TrainConfig, loaded: Denoiser, data) -> None:
     if cfg.model.config:
         raise ValueError(f"model.config: fine-tuning trains the loaded network as it is; drop "
                          f"{', '.join(sorted(cfg.model.config))} (init.path={cfg.init.path})")
-    if cfg.process.name != "discrete":
+    if cfg.process.name != DiscreteVP.key:
         raise ValueError(f"process.name: fine-tuning continues the loaded model's discrete schedule; "
                          f"drop process.name={cfg.process.name!r}")
     if P.canonical(cfg.loss.target) != loaded.parameterization:

@@ -137,9 +137,10 @@ class StepObjective:
         self.time_in, self.vlb = None, None
 
     def denoiser(self, net, **kw):
-        """``net`` as the run's :class:`~biaskit.denoiser.Denoiser` (``kw``: its other arguments)."""
-        from ..denoiser import Denoiser
-        return Denoiser(net, self.schedule, self.target, **self.denoise, **kw)
+        """``net`` as the run's :class:`~biaskit.denoiser.Denoiser`
+        (:func:`~biaskit.formulations.denoiser_under` its DiscreteVP; ``kw``: its other arguments)."""
+        from ..formulations import denoiser_under
+        return denoiser_under(self.process, net, self.target, **self.denoise, **kw)
 
     def check_model(self, model_config: dict, name: str) -> None:
         """Every network config trains on the discrete schedule (a learned variance too)."""

@@ -33,9 +33,12 @@ __all__ = ["build_process", "process_time_input", "TimeSampler", "ProcessObjecti
 
 
 
-def build_process(cfg) -> Process | None:
-    """The config's continuous process, or None for the discrete schedule."""
-    return None if cfg.process.name == "discrete" else process_from_config(vars(cfg.process))
+def build_process(cfg) -> Process:
+    """The process of a training config: its ``process:`` (:func:`process_from_config`), the
+    :class:`~biaskit.processes.DiscreteVP` of its ``schedule:`` for ``process.name: discrete``."""
+    from ..schedules import get_schedule
+    sched = cfg.schedule
+    return process_from_config(vars(cfg.process), get_schedule(sched.name, sched.T, sched.zero_terminal_snr))
 
 
 def process_time_input(cfg, process: Process, target: str) -> tuple[str, float]:
@@ -87,10 +90,10 @@ class ProcessObjective:
         return obj
 
     def denoiser(self, net, **kw):
-        """``net`` as the run's :class:`~biaskit.formulations.ProcessDenoiser` (``kw``: its other
-        arguments)."""
-        from ..formulations import ProcessDenoiser
-        return ProcessDenoiser(net, self.process, self.target, **self.denoise, **kw)
+        """``net`` as the run's :class:`~biaskit.formulations.ProcessDenoiser`
+        (:func:`~biaskit.formulations.denoiser_under` its process; ``kw``: its other arguments)."""
+        from ..formulations import denoiser_under
+        return denoiser_under(self.process, net, self.target, **self.denoise, **kw)
 
     def check_model(self, model_config: dict, name: str) -> None:
         """ValueError for a network config the process cannot train (a learned variance)."""
@@ -165,18 +168,19 @@ def x0_weight_per_logsnr(cfg, lam) -> torch.Tensor:
     range, as :class:`TimeSampler` draws it. W is 0 outside the range a run trains on."""
     from ..densities import effective_x0_weight
     from ..processes import DiscreteVP
-    from ..schedules import get_schedule
     from ..weighting import per_sample_weights
     loss = cfg.loss
     lam = torch.as_tensor(lam, dtype=torch.float64)
-    if cfg.process.name != "discrete":
-        return ProcessObjective(loss, build_process(cfg), "x0", None,
+    process = build_process(cfg)
+    # the two objectives differ: integer steps normalised on the step table vs a density in t
+    if not isinstance(process, DiscreteVP):
+        return ProcessObjective(loss, process, "x0", None,
                                 cfg.process.sigma_data).x0_weight_per_logsnr(lam)
     if loss.time_density() != "uniform":
         raise ValueError(f"loss.density: {loss.time_density()!r}: W of a discrete run is given for uniform steps")
-    sched = get_schedule(cfg.schedule.name, cfg.schedule.T, cfg.schedule.zero_terminal_snr)
+    sched = process.schedule
     w = [per_sample_weights(loss.weighting, sched, "x0", snr_min=loss.snr_min, normalize=n)[0]
          for n in (loss.normalize, "none")]
     inside = (lam >= sched.logsnr[-1]) & (lam <= sched.logsnr[0])
-    return inside * w[0] / w[1] * effective_x0_weight(loss.weighting, "uniform", DiscreteVP(sched),
+    return inside * w[0] / w[1] * effective_x0_weight(loss.weighting, "uniform", process,
                                                       lam, snr_min=loss.snr_min)

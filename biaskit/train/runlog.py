@@ -86,7 +86,7 @@ class _Log:
             return
         q = self.trainer.quarter(torch.cat([s.t for s in self.pending]))
         self.sums[1].index_add_(0, q, torch.cat([s.mse for s in self.pending]).double())
-        self.sums[2].add_(torch.bincount(q, minlength=4))
+        self.sums[2].index_add_(0, q, torch.ones(q.shape, device=q.device, dtype=torch.float64))  # counts
         losses = torch.stack([s.loss for s in self.pending]).double()
         self.sums[0, :1] = torch.cat([self.sums[0, :1], losses]).cumsum(0)[-1:]
         self.pending.clear()

@@ -33,6 +33,11 @@ class NonFiniteTrainingError(RuntimeError):
     """Training turned non-finite (loss, or weights before a save); nothing non-finite was saved."""
 
 
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite, read with one synchronisation."""
+    return bool(torch.stack([torch.isfinite(x).all() for x in tensors]).all())
+
+
 # --- setup ------------------------------------------------------------------------------------
 def _dataset(cfg: TrainConfig, data, loaded=None):
     """A :class:`biaskit.data.Dataset`, or a (train, test) pair of tensors, as a Dataset; a
@@ -194,10 +199,10 @@ class Trainer:
         bad = self._first_bad.clone()
         if self.world > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MIN)
-        what, weights_ = None, self._params + self._ema_params  # one synchronisation for all of them
+        what = None
         if torch.isfinite(bad):
             what = f"the loss turned non-finite at step {int(bad)}"
-        elif weights and not bool(torch.stack([torch.isfinite(p).all() for p in weights_]).all()):
+        elif weights and not _all_finite(self._params + self._ema_params):
             what = f"the weights turned non-finite by step {self.step}"
         if what is None:
             return

@@ -14,7 +14,7 @@ hits all alike. Target: ratio biaskit / hand <= 1.05.
 loops: before and after in one run (column ``base/hand``, and ``now/base``).
 
 Usage: python benchmarks/bench_train.py [--presets digits-debias,gmm-debias,patches-debias]
-       [--blocks 7] [--block-steps 20] [--threads N] [--baseline DIR]
+       [--blocks 7] [--block-steps 20] [--threads N] [--baseline DIR] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -75,22 +75,24 @@ def baseline(root: str) -> ModuleType:
     return module
 
 
-def trainer(package: ModuleType, name: str, out: str):
-    """``package``'s Trainer of preset ``name`` (quick size) on the CPU, never logging or saving."""
+def trainer(package: ModuleType, name: str, out: str, overrides: list[str] = ()):
+    """``package``'s Trainer of preset ``name`` (quick size, then ``overrides``) on the CPU, never
+    logging or saving."""
     config, train = (importlib.import_module(f"{package.__name__}.{m}") for m in ("config", "train"))
-    cfg = config.apply_overrides(config.get_preset(name, "quick"), [
+    cfg = config.apply_overrides(config.get_preset(name, "quick"), [*overrides,
         f"out={out}", "steps=1000000", "ckpt_every=1000000", "log_every=1000000", "probe_every=0",
         "device=cpu", "ema.start=0"])
     return train.Trainer(cfg)
 
 
-def bench(name: str, blocks: int, block_steps: int, base: ModuleType | None = None) -> dict:
+def bench(name: str, blocks: int, block_steps: int, base: ModuleType | None = None,
+          overrides: list[str] = ()) -> dict:
     """Median wall / CPU ms per step of each loop (biaskit, hand, and base with ``base``)."""
     with tempfile.TemporaryDirectory() as out:
-        ours = trainer(biaskit, name, f"{out}/now")
+        ours = trainer(biaskit, name, f"{out}/now", overrides)
         loops = {"biaskit": ours.run(progress=False)}
         if base is not None:
-            loops["base"] = trainer(base, name, f"{out}/base").run(progress=False)
+            loops["base"] = trainer(base, name, f"{out}/base", overrides).run(progress=False)
         steps = {k: (lambda run=run: next(run)) for k, run in loops.items()}
         steps["hand"] = hand_loop(ours)
         wall, cpu = {k: [] for k in steps}, {k: [] for k in steps}
@@ -117,6 +119,8 @@ def main(argv=None):
     p.add_argument("--block-steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--baseline", default=None, help="a directory holding another biaskit/ to time alongside")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of every preset (a smaller model shows the step's own cost)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,7 +130,7 @@ def main(argv=None):
           + f" {'ratio':>6s}" + (f" {'base/hand':>9s} {'now/base':>8s}" if base else "")
           + f" {'wall ratio':>10s} {'steps/s':>8s}")
     for name in args.presets.split(","):
-        r = bench(name, args.blocks, args.block_steps, base)
+        r = bench(name, args.blocks, args.block_steps, base, args.set)
         cpu, wall = r["cpu_ms"], r["wall_ms"]
         print(f"{r['preset']:16s} {r['params']:8d} {r['batch']:5d} " + " ".join(f"{cpu[k]:14.3f}" for k in labels)
               + f" {cpu['biaskit'] / cpu['hand']:6.3f}"

@@ -5,9 +5,9 @@ same network (same initial weights), batch size, AdamW settings, gradient clippi
 hand-written loop draws (x0, t, eps) with one generator and computes the preset's weight inline
 (debias: w_eps = 1 / sqrt(snr)). biaskit's step is measured through the :func:`biaskit.train`
 generator (per-quarter loss bookkeeping included, no checkpoints). Blocks of steps of the loops
-alternate and the per-step time is the median over blocks of wall and process-CPU time (CPU time is
-the steadier on a shared machine; the ratios are read from it), so that load from other processes
-hits all alike. Target: ratio biaskit / hand <= 1.05.
+alternate, in a rotating order, and the per-step time is the median over blocks of wall and
+process-CPU time (CPU time is the steadier on a shared machine; the ratios are read from it), so
+that load from other processes hits all alike. Target: ratio biaskit / hand <= 1.05.
 
 ``--baseline DIR`` also times the package in DIR/biaskit (e.g. ``git archive BASE biaskit | tar -x
 -C DIR``), imported as ``biaskit_base``, its trainer on the same preset interleaved with the two
@@ -98,8 +98,10 @@ def bench(name: str, blocks: int, block_steps: int, base: ModuleType | None = No
         wall, cpu = {k: [] for k in steps}, {k: [] for k in steps}
         for step in steps.values():  # warm-up
             step(), step()
-        for _ in range(blocks):
-            for label, step in steps.items():
+        order = list(steps)
+        for i in range(blocks):  # each block in another order: no loop always runs after the same one
+            for label in order[i % len(order):] + order[:i % len(order)]:
+                step = steps[label]
                 w, c = time.perf_counter(), time.process_time()
                 for _ in range(block_steps):
                     step()

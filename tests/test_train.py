@@ -208,6 +208,49 @@ def test_generator_yields_every_step_with_quarter_losses(tmp_path):
         torch.testing.assert_close(q[k], expected, equal_nan=True)
 
 
+def test_log_rows_are_the_per_step_sums_in_step_order(tmp_path, monkeypatch):
+    """log.csv's window averages, folded on the device every 3 steps (across log windows of 4),
+    equal plain float64 sums over the yielded steps, one term after another, to the last digit."""
+    import csv
+    from biaskit.train import runlog, train
+    monkeypatch.setattr(runlog, "FOLD_STEPS", 3)
+    x, _, _ = _gauss_data(200)
+    states = list(train(_tiny(tmp_path / "r", steps=10, log_every=4), data=(x, x), progress=False))
+    rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [4, 8, 10]
+    for row, window in zip(rows, (states[0:4], states[4:8], states[8:10])):
+        loss, sums, counts = 0.0, [0.0] * 4, [0] * 4
+        for s in window:
+            loss += float(s.loss)
+            for t, m in zip(s.t.tolist(), s.mse.tolist()):
+                q = min(t * 4 // 1000, 3)
+                sums[q], counts[q] = sums[q] + m, counts[q] + 1
+        assert row["loss"] == f"{loss / len(window):.9g}"
+        for q in range(4):
+            assert row[f"mse_q{q}"] == f"{sums[q] / counts[q]:.9g}"
+        assert float(row["mse"]) == pytest.approx(sum(sums) / sum(counts), rel=1e-8)
+
+
+@pytest.mark.parametrize("nan_from", [2, 6, 7])  # folds of 3 steps: inside the first, last of the second
+def test_first_non_finite_step_survives_the_fold(tmp_path, monkeypatch, nan_from):
+    """The losses fold into the first non-finite step every 3 steps here: the error still names
+    the step the loss first turned NaN, not the step of the fold or of the check (10)."""
+    import biaskit.train.objective as O
+    import biaskit.train.trainer as T
+    from biaskit.train import train
+    monkeypatch.setattr(T, "FOLD_STEPS", 3)
+    original, calls = O.diffusion_loss, []
+
+    def diffusion_loss(*args, **kwargs):
+        calls.append(1)
+        loss, mse = original(*args, **kwargs)
+        return (loss * float("nan") if len(calls) >= nan_from else loss), mse
+    monkeypatch.setattr(O, "diffusion_loss", diffusion_loss)
+    x, _, _ = _gauss_data(200)
+    with pytest.raises(T.NonFiniteTrainingError, match=f"non-finite at step {nan_from};"):
+        list(train(_tiny(tmp_path / "r", steps=12, log_every=100, ckpt_every=10), data=(x, x), progress=False))
+
+
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     x, _, _ = _gauss_data(200)
     run_training(_tiny(tmp_path / "a", steps=2), data=(x, x), progress=False)

@@ -78,8 +78,7 @@ def step_labels(trainer, step: int) -> torch.Tensor:
     cfg, B = trainer.config, trainer.config.batch_size
     b = B // trainer.world
     lo = trainer.rank * b
-    idx = batch_indices(trainer.train_y.shape[0], cfg.seed, step * B + lo, b)
-    y = trainer.train_y[idx.to(trainer.device)]
+    y = trainer.train_y[batch_indices(trainer.train_y.shape[0], cfg.seed, step * B + lo, b, trainer.device)]
     p = float(cfg.loss.label_dropout)
     if p:
         g = torch.Generator(device=trainer.device).manual_seed(derive_seed(cfg.seed, LABEL_STREAM, step))

@@ -99,21 +99,24 @@ def learning_rate(optim_cfg, step: int, total: int) -> float:
     return lr
 
 
-@functools.lru_cache(maxsize=2)
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, _DATA, epoch)))
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(n: int, seed: int, epoch: int, device=None) -> torch.Tensor:
+    """The data order of one epoch: a permutation of range(n) seeded by (seed, epoch), drawn on
+    the CPU and kept on ``device`` (one copy per epoch, not one per batch)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, _DATA, epoch)))
+    return perm if device is None else perm.to(device)
 
 
-def batch_indices(n: int, seed: int, start: int, size: int) -> torch.Tensor:
-    """Positions start..start+size-1 of the data stream, the epochs' permutations end to end."""
+def batch_indices(n: int, seed: int, start: int, size: int, device=None) -> torch.Tensor:
+    """Positions start..start+size-1 of the data stream, the epochs' permutations end to end
+    (on ``device``)."""
     out, pos = [], start
     while pos < start + size:
         epoch, offset = divmod(pos, n)
         take = min(n - offset, start + size - pos)
-        out.append(epoch_permutation(n, seed, epoch)[offset:offset + take])
+        out.append(epoch_permutation(n, seed, epoch, device)[offset:offset + take])
         pos += take
-    return torch.cat(out)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 # --- the objective of a run ---------------------------------------------------------------------

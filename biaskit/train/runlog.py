@@ -14,6 +14,10 @@ from ..atomic import append_text, write_text
 from .objective import TrainState
 
 
+# steps whose loss (and log entries) wait on the device before they are folded into the running
+# sums: the per-step bookkeeping is a list append, its tensor work one batch per FOLD_STEPS steps
+FOLD_STEPS = 64
+
 # keys that only say how long to train, where, and how often to log/probe/checkpoint: a resumed
 # run may change them; every other key changes what is learned, so resuming refuses
 RESUMABLE = ("steps", "out", "device", "threads", "log_every", "ckpt_every", "keep_checkpoints",
@@ -39,7 +43,11 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 class _Log:
     """Window averages of the loss and of the target MSE per quarter of the t range
-    (guided-diffusion's mse_q0..q3), written to RUN_DIR/log.csv every ``log_every`` steps."""
+    (guided-diffusion's mse_q0..q3), written to RUN_DIR/log.csv every ``log_every`` steps.
+
+    The steps' (loss, mse, t) wait in ``pending`` and are added to the float64 sums (3, 4) in
+    step order every :data:`FOLD_STEPS` steps and at each flush: the same additions in the same
+    order as one add per step, so the same numbers, without per-step tensor work."""
 
     FIELDS = ["step", "loss", "mse", "mse_q0", "mse_q1", "mse_q2", "mse_q3", "lr", "steps_per_s", "time_s"]
 
@@ -48,7 +56,7 @@ class _Log:
         self.path = trainer.run_dir / "log.csv"
         dev = trainer.device
         self.sums = torch.zeros(3, 4, device=dev, dtype=torch.float64)  # loss sum, mse sum, count
-        self.ones = torch.ones(trainer.config.batch_size // trainer.world, device=dev, dtype=torch.float64)
+        self.pending: list[TrainState] = []
         self.n, self.lr, self.t0, self.start = 0, 0.0, time.perf_counter(), time.perf_counter()
         if enabled:
             self._truncate(trainer.step)
@@ -65,14 +73,27 @@ class _Log:
         write_text(self.path, text.getvalue())
 
     def add(self, s: TrainState):
-        q = self.trainer.quarter(s.t)
-        self.sums[1].index_add_(0, q, s.mse.double())
-        self.sums[2].index_add_(0, q, self.ones)
-        self.sums[0, :1].add_(s.loss)
+        self.pending.append(s)
         self.n, self.lr = self.n + 1, s.lr
+        if len(self.pending) >= FOLD_STEPS:
+            self._fold()
+
+    def _fold(self):
+        """Add the pending steps to the sums in step order: on the CPU index_add_ and cumsum add
+        one term after another, as one add per step did (bit for bit; on CUDA the float64 sums
+        may differ in their last bits, index_add_ there was already unordered)."""
+        if not self.pending:
+            return
+        q = self.trainer.quarter(torch.cat([s.t for s in self.pending]))
+        self.sums[1].index_add_(0, q, torch.cat([s.mse for s in self.pending]).double())
+        self.sums[2].index_add_(0, q, torch.ones(q.shape, device=q.device, dtype=torch.float64))  # counts
+        losses = torch.stack([s.loss for s in self.pending]).double()
+        self.sums[0, :1] = torch.cat([self.sums[0, :1], losses]).cumsum(0)[-1:]
+        self.pending.clear()
 
     def flush(self) -> dict | None:
         tr = self.trainer
+        self._fold()
         if tr.world > 1:
             dist.all_reduce(self.sums)
             self.sums[0, 0] /= tr.world

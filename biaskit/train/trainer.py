@@ -26,11 +26,16 @@ from ..schedules import get_schedule
 from .conditional import labelled_model, set_step_labels
 from .finetune import check_init, load_init, recorded_init
 from .objective import _DROPOUT, _NOISE, _PERTURB, TrainState, batch_indices, build_objective, learning_rate
-from .runlog import RESUMABLE, _Log, config_differences
+from .runlog import FOLD_STEPS, RESUMABLE, _Log, config_differences
 
 
 class NonFiniteTrainingError(RuntimeError):
     """Training turned non-finite (loss, or weights before a save); nothing non-finite was saved."""
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite, read with one synchronisation."""
+    return bool(torch.stack([torch.isfinite(x).all() for x in tensors]).all())
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -127,9 +132,11 @@ class Trainer:
                                            fused=True if dev.type == "cuda" else None)
         self.autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None)
         self._noise = torch.Generator(dev)
-        # first step whose loss was not finite (inf: none yet), kept on the device so that the
-        # check costs no synchronisation per step; read at each log flush and before each save
+        # first step whose loss was not finite (inf: none yet), kept on the device and folded from
+        # the losses of the steps since (_losses) every FOLD_STEPS steps, at each log flush and
+        # before each save: the check costs no synchronisation and no tensor work per step
         self._first_bad = torch.full((), float("inf"), device=dev, dtype=torch.float64)
+        self._losses: list[torch.Tensor] = []
         self.info = self._run_info()
         if resume:
             self._resume()
@@ -188,13 +195,14 @@ class Trainer:
     def check_finite(self, weights: bool = False):
         """NonFiniteTrainingError naming the first step whose loss was not finite (or, with
         ``weights``, the current step when a weight is not) and the last checkpoint on disk."""
+        self._fold_losses()
         bad = self._first_bad.clone()
         if self.world > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MIN)
         what = None
         if torch.isfinite(bad):
             what = f"the loss turned non-finite at step {int(bad)}"
-        elif weights and not all(bool(torch.isfinite(p).all()) for p in self._params + self._ema_params):
+        elif weights and not _all_finite(self._params + self._ema_params):
             what = f"the weights turned non-finite by step {self.step}"
         if what is None:
             return
@@ -203,6 +211,17 @@ class Trainer:
                 else f"no checkpoint was written in {self.run_dir}")
         raise NonFiniteTrainingError(f"{what}; nothing after it was saved and {last}; lower optim.lr, "
                                      "set optim.grad_clip or check the data and loss.weighting")
+
+    def _fold_losses(self):
+        """_first_bad = min(_first_bad, the first step among the pending ones whose loss is not
+        finite), on the device; the pending losses are those of steps step - len + 1 .. step."""
+        if not self._losses:
+            return
+        losses = torch.stack(self._losses)
+        steps = torch.arange(self.step - len(losses) + 1, self.step + 1, device=losses.device, dtype=torch.float64)
+        bad = torch.where(torch.isfinite(losses), float("inf"), steps).min()
+        self._first_bad = torch.minimum(self._first_bad, bad)
+        self._losses.clear()
 
     def save(self):
         self.check_finite(weights=True)
@@ -228,8 +247,7 @@ class Trainer:
         cfg, B = self.config, self.config.batch_size
         b = B // self.world
         lo, hi = self.rank * b, (self.rank + 1) * b
-        idx = batch_indices(self.train_x.shape[0], cfg.seed, step * B + lo, b)
-        x0 = self.train_x[idx.to(self.device)]
+        x0 = self.train_x[batch_indices(self.train_x.shape[0], cfg.seed, step * B + lo, b, self.device)]
         g = self._noise.manual_seed(derive_seed(cfg.seed, _NOISE, step))
         t = self.objective.draw(B, self.device, g)
         eps = torch.randn((B,) + tuple(x0.shape[1:]), device=self.device, generator=g)
@@ -265,9 +283,11 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self._update_ema()
-        self._first_bad = torch.where(torch.isfinite(loss.detach()) | (self._first_bad < self.step),
-                                      self._first_bad, torch.full_like(self._first_bad, self.step))
-        return TrainState(self.step, loss.detach(), mse.detach(), t, lr)
+        loss = loss.detach()
+        self._losses.append(loss)
+        if len(self._losses) >= FOLD_STEPS:
+            self._fold_losses()
+        return TrainState(self.step, loss, mse.detach(), t, lr)
 
     @torch.no_grad()
     def _update_ema(self):

@@ -15,7 +15,7 @@ the call path around the network:
   probe_serial  the same with ``overlap=False``: the summaries after the forwards, in this thread
   naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
 
-Timings: one torch thread, the methods interleaved, the median over ``--repeats`` of wall and
+Timings: one torch (and BLAS) thread, the methods interleaved, the median over ``--repeats`` of wall and
 process-CPU seconds (CPU time is the steadier on a shared machine). On a loaded machine the
 measured ratios move by several percent from run to run, so each method is also run around a
 network that costs nothing (``Null``: returns its input): its CPU time per forward is the call
@@ -32,7 +32,14 @@ Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# one thread for numpy's BLAS too (torch's is set in main): a multi-threaded BLAS call leaves its
+# threads spinning for a while afterwards, which takes the core from whichever method runs next
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
 import dataclasses
 import importlib
 import importlib.util

@@ -52,7 +52,9 @@ class Summaries:
             self.submitted = k1
 
     def _group(self, rows: torch.Tensor, k: int) -> dict | None:
-        Zg = rows.double().cpu().numpy().reshape(rows.shape[0], k, self.n, rows.shape[-1])
+        # numpy, not torch, widens the rows (exactly): a torch op on this thread would start an
+        # OpenMP team of its own, whose idle spinning takes a core from the forwards afterwards
+        Zg = rows.cpu().numpy().astype(np.float64).reshape(rows.shape[0], k, self.n, rows.shape[-1])
         if not np.isfinite(Zg).all():
             return None
         return {(m, r): summarise([Zg[m]] if r is None else [Zg[m], Zg[r]], [1.0] if r is None else

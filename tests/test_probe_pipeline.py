@@ -89,3 +89,29 @@ def test_an_error_on_the_worker_reaches_the_caller(monkeypatch):
     s.ready(torch.zeros(1, 12, columns(Setup(C=1, bands=0, oracle=False))["width"]), 3)
     with pytest.raises(ArithmeticError, match="summary failed"):
         s.results()
+
+
+def test_group_bounds_cover_every_position_once_and_end_in_one():
+    """Groups tile 0..K-1 in order, none larger than GROUP, and the last is one position."""
+    from biaskit.probe.pipeline import group_bounds
+    for K in range(1, 4 * GROUP + 3):
+        b = group_bounds(K)
+        assert b[0][0] == 0 and b[-1][1] == K and b[-1][1] - b[-1][0] == 1
+        assert all(k1 == k0 for (_, k1), (k0, _) in zip(b, b[1:]))
+        assert all(0 < k1 - k0 <= GROUP for k0, k1 in b)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (2,), (3,), (3, 5, 7)])
+def test_noise_drawn_for_n_samples_equals_the_whole_chunks(shape):
+    """A noise cache told it serves n samples draws only the rows it needs where that is the
+    prefix of the whole chunk, and gives the very numbers the whole chunks give (any n, any
+    shape: those whose row count is not a multiple of 16 numbers draw whole chunks)."""
+    from biaskit.probe.draws import NoiseCache, chunk_rows
+    R = chunk_rows(shape)
+    for n in (1, 2, 8, 24, R, R + 5):
+        full, part = NoiseCache(3, shape, "cpu"), NoiseCache(3, shape, "cpu", n=n)
+        for t in (0, 500, 999):
+            assert torch.equal(full(t, 0, n), part(t, 0, n))
+            assert torch.equal(full(t, n // 2, n), part(t, n // 2, n))
+    with pytest.raises(ValueError, match="noise cache for 8 samples"):
+        NoiseCache(3, shape, "cpu", n=8)(0, 0, 9)

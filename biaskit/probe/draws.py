@@ -10,6 +10,7 @@ draws gives paired per-sample differences.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -65,30 +66,55 @@ def chunk_rows(shape) -> int:
     return max(64, 1 << max(0, math.ceil(math.log2(2**12 / max(math.prod(shape), 1)))))
 
 
-def _noise_chunk(seed: int, t: int, chunk: int, shape, device) -> torch.Tensor:
+def _noise_chunk(seed: int, t: int, chunk: int, shape, device, rows: int | None = None) -> torch.Tensor:
+    """The chunk's first ``rows`` samples (default all :func:`chunk_rows`): the same numbers as
+    those rows of the whole chunk (drawn whole unless :func:`_prefix_exact` says a shorter draw is
+    its prefix)."""
     device = torch.device(device)
-    rows = chunk_rows(shape)
+    full = chunk_rows(shape)
+    rows = full if rows is None or not _prefix_exact(device, tuple(shape), rows) else rows
     on_device = device.type in ("cpu", "cuda")
     g = torch.Generator(device=device if on_device else "cpu").manual_seed(derive_seed(seed, t, chunk))
     eps = torch.randn((rows, *shape), generator=g, device=device if on_device else "cpu")
     return eps if on_device else eps.to(device)
 
 
-class NoiseCache:
-    """:func:`draw_noise` with the last few chunks cached: batches walk t-major through (t, i)."""
+@functools.lru_cache(maxsize=64)
+def _prefix_exact(device: torch.device, shape: tuple, rows: int) -> bool:
+    """Whether ``rows`` samples drawn from a seeded generator are the first ``rows`` of a whole
+    chunk from the same seed. CPU torch fills a float32 normal tensor of at least 16 numbers 16 at
+    a time from a uniform stream drawn first (Box-Muller in blocks), so a draw of a multiple of 16
+    numbers is the prefix of a longer one; that is an implementation fact, so it is checked on this
+    build once per (shape, rows) before it is used, and a chunk is drawn whole otherwise (and on
+    other devices: CUDA's draws depend on the tensor's size)."""
+    full, size = chunk_rows(shape), rows * math.prod(shape)
+    if device.type != "cpu" or rows >= full or size < 16 or size % 16:
+        return False
+    whole = torch.randn((full, *shape), generator=torch.Generator().manual_seed(0x5EED))
+    part = torch.randn((rows, *shape), generator=torch.Generator().manual_seed(0x5EED))
+    return bool(torch.equal(whole[:rows], part))
 
-    def __init__(self, seed, shape, device, keep: int = 8):
+
+class NoiseCache:
+    """:func:`draw_noise` with the last few chunks cached: batches walk t-major through (t, i).
+    ``n``: the number of samples ever asked for (i < n), when known: a chunk's rows past n are
+    then not drawn where the draw of the rows before is the same without them (:func:`_noise_chunk`)."""
+
+    def __init__(self, seed, shape, device, keep: int = 8, n: int | None = None):
         self.seed, self.shape, self.device, self.keep, self.cache = seed, tuple(shape), device, keep, {}
-        self.rows = chunk_rows(shape)
+        self.rows, self.n = chunk_rows(shape), n
 
     def __call__(self, t: int, i0: int, i1: int) -> torch.Tensor:
         parts = []
         R = self.rows
+        if self.n is not None and i1 > self.n:
+            raise ValueError(f"samples {i0}..{i1 - 1} asked of a noise cache for {self.n} samples")
         for c in range(i0 // R, (i1 - 1) // R + 1):
             if (t, c) not in self.cache:
                 if len(self.cache) >= self.keep:
                     self.cache.pop(next(iter(self.cache)))
-                self.cache[(t, c)] = _noise_chunk(self.seed, t, c, self.shape, self.device)
+                need = None if self.n is None else min(R, self.n - c * R)
+                self.cache[(t, c)] = _noise_chunk(self.seed, t, c, self.shape, self.device, need)
             lo, hi = max(i0 - c * R, 0), min(i1 - c * R, R)
             parts.append(self.cache[(t, c)][lo:hi])
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -96,7 +122,7 @@ class NoiseCache:
 
 def draw_noise(seed: int, t: int, i0: int, i1: int, shape, device="cpu") -> torch.Tensor:
     """eps_{t,i} for samples i0 <= i < i1, shape (i1 - i0, *shape): the probe's noise at step t."""
-    return NoiseCache(seed, shape, device)(t, i0, i1)
+    return NoiseCache(seed, shape, device, n=i1)(t, i0, i1)
 
 
 def select_samples(data, n: int, seed: int = 0) -> tuple[torch.Tensor, dict]:

@@ -50,7 +50,7 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
     ts_dev = torch.as_tensor(ts, device=device)
     noise_t = models[0].schedule.timesteps[torch.as_tensor(ts)].tolist()  # draws follow the model's t
     alpha_ts, sigma_ts = models[0].schedule.coefficients(ts_dev)  # (K,), gathered once
-    noise = NoiseCache(seed, x0.shape[1:], device)
+    noise = NoiseCache(seed, x0.shape[1:], device, n=n)
     M = band_matrix(*x0.shape[-2:], setup.bands, device) if setup.bands else None
     width = columns(setup)["width"]
     Z = torch.empty(len(models), stop - start, width, device=device)

@@ -24,6 +24,21 @@ from .statistics import GROUP, Setup, join, summarise
 Job = tuple[int, "int | None"]  # (model, reference model or None): one summary of the probe
 
 
+def group_bounds(K: int) -> list[tuple[int, int]]:
+    """The groups of t positions [k0, k1) summarised together: GROUP at a time, and the last
+    ones halving (8 -> 4, 2, 1, 1), so that what is left to summarise once the last forward is
+    done is one position, while the worker keeps up with groups of about the forwards' pace."""
+    bounds, k0 = [], 0
+    while K - k0 > GROUP:
+        bounds.append((k0, k0 + GROUP))
+        k0 += GROUP
+    while k0 < K:
+        size = max(1, (K - k0) // 2) if K - k0 > 1 else 1
+        bounds.append((k0, k0 + size))
+        k0 += size
+    return bounds
+
+
 class Summaries:
     """Summaries of models (and of differences) computed group by group of t.
 
@@ -41,15 +56,16 @@ class Summaries:
         self.setup, self.W, self.seed, self.level = setup, W, int(seed), level
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biaskit-summaries")
         self.futures: list[Future] = []
-        self.submitted = 0  # t positions handed to the worker
+        self.bounds = group_bounds(self.K)
+        self.submitted = 0  # groups handed to the worker
 
     def ready(self, Z: torch.Tensor, done: int) -> None:
-        """Hand every complete group of positions below ``done`` (all K at the end) to the worker."""
-        while self.submitted < self.K and (self.submitted + GROUP <= done or done >= self.K):
-            k0, k1 = self.submitted, min(self.K, self.submitted + GROUP)
+        """Hand every group of positions below ``done`` to the worker."""
+        while self.submitted < len(self.bounds) and self.bounds[self.submitted][1] <= done:
+            k0, k1 = self.bounds[self.submitted]
             rows = Z[:, k0 * self.n:k1 * self.n]
             self.futures.append(self.pool.submit(self._group, rows, k1 - k0))
-            self.submitted = k1
+            self.submitted += 1
 
     def _group(self, rows: torch.Tensor, k: int) -> dict | None:
         # numpy, not torch, widens the rows (exactly): a torch op on this thread would start an
@@ -67,7 +83,7 @@ class Summaries:
             parts = [f.result() for f in self.futures]
         finally:
             self.close()
-        if self.submitted < self.K or any(p is None for p in parts):
+        if self.submitted < len(self.bounds) or any(p is None for p in parts):
             raise RuntimeError("summaries are incomplete: not every t position was handed over or "
                                "some rows were not finite")
         return {job: join([p[job] for p in parts]) for job in self.jobs}

@@ -238,8 +238,7 @@ class VE(Process):
 
     @classmethod
     def from_scheduler_config(cls, cfg: dict) -> "VE":
-        """The VE process of an EDM scheduler config: its sigma_min, sigma_max, rho (a key it
-        lacks: diffusers' default, which is this class's)."""
+        """The VE process of an EDM scheduler config (a key it lacks: this class's default)."""
         return cls(**{k: float(cfg[k]) for k in ("sigma_min", "sigma_max", "rho") if k in cfg})
 
     def alpha(self, t) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .. import checks
 from ..denoiser import TIME_INPUTS
 from ..formulations import PROCESS_TIME_INPUTS, TARGETS
 from ..processes import PROCESSES
-from .process_options import keyword_options
+from .process_options import keyword_options, spelled
 
 __all__ = ["Option", "OPTIONS", "IGNORED_FLAGS", "options_for", "check_options", "inapplicable",
            "add_loader_arguments", "loader_kwargs_from_args", "flag", "parse_bool"]
@@ -307,7 +307,7 @@ def flag(name: str) -> str:
     """The command-line spelling of an option: data_range -> --data-range (a pasted
     guided-diffusion flag keeps its own: --use_fp16)."""
     o = BY_NAME.get(name)
-    return "--" + name if o is not None and o.kind == "ignored" else "--" + name.replace("_", "-")
+    return "--" + name if o is not None and o.kind == "ignored" else spelled(name)
 
 
 def _add(group, o: Option) -> None:

@@ -17,7 +17,13 @@ from typing import Callable
 from ..processes import PROCESSES, Process, get_process
 
 __all__ = ["SCHEDULE_SOURCES", "RENAMED", "keyword_options", "PROCESS_OPTIONS", "process_kwargs",
-           "named_process", "check_no_process_options"]
+           "named_process", "check_no_process_options", "spelled"]
+
+
+def spelled(name: str) -> str:
+    """The command-line spelling of a loader option: flow_shift -> --flow-shift
+    (:func:`~biaskit.loaders.options.flag` keeps a pasted guided-diffusion flag's own)."""
+    return "--" + name.replace("_", "-")
 
 # the options that set a discrete schedule, which a named process replaces
 SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
@@ -56,14 +62,13 @@ def _given(o, keyed: bool = True, table: dict = PROCESS_OPTIONS) -> list[str]:
 def process_kwargs(o, processes: dict[str, type[Process]] = PROCESSES) -> dict:
     """The keywords of process ``o.process`` (a name of ``processes``) from the loader options
     that set them; a ValueError naming the flags that do not apply to it and those that do."""
-    from .options import flag  # options.py builds its process flags from keyword_options
     table = PROCESS_OPTIONS if processes is PROCESSES else keyword_options(processes)
     keys = processes[o.process].keys()
     given = _given(o, table=table)
     bad = [k for k in given if table[k][0] not in keys]
     if bad:
-        valid = [flag(k) for k, (key, _) in table.items() if key in keys]
-        raise ValueError(f"{', '.join(flag(k) for k in bad)} do(es) not apply to --process "
+        valid = [spelled(k) for k, (key, _) in table.items() if key in keys]
+        raise ValueError(f"{', '.join(spelled(k) for k in bad)} do(es) not apply to --process "
                          f"{o.process}; it takes {', '.join(valid) or 'none of these'}")
     return {table[k][0]: table[k][1](getattr(o, k)) for k in given}
 
@@ -77,11 +82,10 @@ def named_process(o) -> tuple[Process, dict]:
     if clash:
         raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop "
                          f"{', '.join(clash)}")
-    from .options import flag
     if isinstance(o.process, Process):
         given = _given(o)
         if given:
-            raise ValueError(f"{', '.join(flag(k) for k in given)} set(s) a named process's "
+            raise ValueError(f"{', '.join(spelled(k) for k in given)} set(s) a named process's "
                              f"parameters; process={o.process!r} is an object with its own")
         return o.process, {"process": o.process.describe()}
     if o.process not in PROCESSES:
@@ -92,8 +96,7 @@ def named_process(o) -> tuple[Process, dict]:
 
 def check_no_process_options(o) -> None:
     """A ValueError naming the process flags given to a network on a discrete schedule."""
-    from .options import flag
     given = _given(o, keyed=False)
     if given:
-        raise ValueError(f"{', '.join(flag(k) for k in given)} need(s) --process (the continuous "
+        raise ValueError(f"{', '.join(spelled(k) for k in given)} need(s) --process (the continuous "
                          "process the network was trained under)")

@@ -115,3 +115,20 @@ def test_noise_drawn_for_n_samples_equals_the_whole_chunks(shape):
             assert torch.equal(full(t, n // 2, n), part(t, n // 2, n))
     with pytest.raises(ValueError, match="noise cache for 8 samples"):
         NoiseCache(3, shape, "cpu", n=8)(0, 0, 9)
+
+
+def test_per_batch_jobs_run_in_order_and_their_errors_reach_drain():
+    """submit() runs jobs on the worker in order, before groups handed over later; at most
+    PENDING wait; drain() raises a job's error."""
+    from biaskit.probe.pipeline import PENDING
+    s = Summaries([(0, None)], K=1, n=2, setup=Setup(C=1, bands=0, oracle=False), W=None, seed=0)
+    seen = []
+    for i in range(3 * PENDING):
+        s.submit(seen.append, i)
+        assert len(s.jobs_pending) <= PENDING
+    s.drain()
+    assert seen == list(range(3 * PENDING))
+    s.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        s.drain()
+    s.close()

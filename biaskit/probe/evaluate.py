@@ -33,13 +33,15 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
-              setup: Setup, progress, labels=None, on_rows=None) -> np.ndarray:
+              setup: Setup, progress, labels=None, on_rows=None, worker=None) -> np.ndarray:
     """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
     t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
     under torch.distributed each rank takes a contiguous shard of the pairs. ``labels`` (n,):
     each sample's class, passed to the models (conditional ones use it). ``on_rows(Z, done)``
     (one process only): called after each batch with the rows so far, Z (M, K n, S) on the
-    device, of which t positions 0 .. done - 1 are final (:class:`~.pipeline.Summaries`)."""
+    device, of which t positions 0 .. done - 1 are final (:class:`~.pipeline.Summaries`).
+    ``worker`` (one process only; a :class:`~.pipeline.Summaries`): computes each batch's
+    per-sample statistics on its thread while the next forwards run (the same numbers)."""
     n, K = x0.shape[0], len(ts)
     rank, world = rank_world()
     sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
@@ -57,6 +59,12 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
     per_row = (-1,) + (1,) * (x0.ndim - 1)
     bar = tqdm(total=stop - start, desc="probe", unit="pair", disable=not progress or rank != 0)
+    worker = worker if world == 1 else None
+
+    def fill(m: int, a: int, b: int, batch: Batch) -> None:
+        with torch.inference_mode():
+            Z[m, a:b] = per_sample(batch, setup)
+
     with torch.inference_mode():
         for p0 in range(start, stop, batch_size):
             p1 = min(p0 + batch_size, stop)
@@ -85,10 +93,15 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
                         pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)
                 batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
                               model.data_range, M)
-                Z[m, p0 - start:p1 - start] = per_sample(batch, setup)
+                if worker is None:
+                    fill(m, p0 - start, p1 - start, batch)
+                else:
+                    worker.submit(fill, m, p0 - start, p1 - start, batch)
             bar.update(p1 - p0)
             if on_rows is not None and world == 1:
                 on_rows(Z, p1 // n)
+    if worker is not None:
+        worker.drain()  # every batch's rows are written
     bar.close()
     if world > 1:
         Z = gather(Z, sizes)

@@ -1,10 +1,11 @@
-"""The probe's summaries computed while its forward passes run.
+"""The probe's statistics computed while its forward passes run.
 
 :func:`~.evaluate.evaluate` walks the (t, sample) pairs t-major, so the rows of the first t
-positions are final long before the last forward pass. :class:`Summaries` takes each group of
-:data:`~.statistics.GROUP` finished t positions and computes every summary the probe reports of
-them (each model's, and each model minus the reference) on one worker thread, while the main
-thread goes on with the network. The statistics of a t depend on that t's rows alone, so the
+positions are final long before the last forward pass. One worker thread (:class:`Summaries`)
+takes, in order, each batch's per-sample statistics (the rows of Z, from the batch's x0, eps and
+the models' x0_hat, eps_hat) and each group of finished t positions (:func:`group_bounds`), of
+which it computes every summary the probe reports (each model's, and each model minus the
+reference), while the main thread goes on with the network. The statistics of a t depend on that t's rows alone, so the
 result is the same, bit for bit, as summarising all of Z afterwards (:func:`~.statistics.summarise`);
 only the time is hidden: on a GPU the summaries (numpy on the CPU) run beside the device's
 forwards, on a CPU beside a network that leaves a core free. A group with a value that is not
@@ -22,6 +23,7 @@ from ..intervals import LEVEL
 from .statistics import GROUP, Setup, join, summarise
 
 Job = tuple[int, "int | None"]  # (model, reference model or None): one summary of the probe
+PENDING = 4  # per-batch jobs that may wait for the worker
 
 
 def group_bounds(K: int) -> list[tuple[int, int]]:
@@ -54,10 +56,26 @@ class Summaries:
                  level: float = LEVEL):
         self.jobs, self.K, self.n = list(jobs), int(K), int(n)
         self.setup, self.W, self.seed, self.level = setup, W, int(seed), level
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biaskit-summaries")
+        # the worker's torch ops use as many threads as the caller's
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biaskit-summaries",
+                                       initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
         self.futures: list[Future] = []
+        self.jobs_pending: list[Future] = []  # per-batch jobs (:meth:`submit`) not yet drained
         self.bounds = group_bounds(self.K)
         self.submitted = 0  # groups handed to the worker
+
+    def submit(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the worker, before any group handed over later (one thread, in
+        order): the evaluation's per-batch statistics. At most :data:`PENDING` wait at a time, so
+        the batches they hold do not pile up when the worker is the slower."""
+        self.jobs_pending.append(self.pool.submit(fn, *args))
+        while len(self.jobs_pending) > PENDING:
+            self.jobs_pending.pop(0).result()
+
+    def drain(self) -> None:
+        """Wait for every job of :meth:`submit` (its error is raised here)."""
+        while self.jobs_pending:
+            self.jobs_pending.pop(0).result()
 
     def ready(self, Z: torch.Tensor, done: int) -> None:
         """Hand every group of positions below ``done`` to the worker."""

@@ -10,9 +10,10 @@ the call path around the network:
   sample     ``biaskit.sampling.sample`` with ddim over F kept steps (one model call per step)
   evaluate   the probe's model loop (:func:`biaskit.probe.evaluate.evaluate`): draws, x_t, the
              forwards and every per-sample statistic, over K timesteps x n samples, n = B, F = K
-  probe      :func:`biaskit.probe.probe` (evaluate, and the summaries and intervals per t, computed
-             on a worker thread while the forwards run)
-  probe_serial  the same with ``overlap=False``: the summaries after the forwards, in this thread
+  probe      :func:`biaskit.probe.probe` (evaluate, and the summaries and intervals per t; the
+             per-sample statistics and the summaries on a worker thread while the forwards run)
+  probe_serial  the same with ``overlap=False``: the statistics after each forward, in this thread
+  evaluate_overlap  the probe loop with its per-batch statistics on the probe's worker thread
   naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
 
 Timings: one torch (and BLAS) thread, the methods interleaved, the median over ``--repeats`` of wall and
@@ -43,6 +44,7 @@ import argparse  # noqa: E402
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import platform
 import statistics
@@ -97,8 +99,10 @@ def _clock(fn) -> tuple[float, float]:
 def library(root: str | None = None) -> SimpleNamespace:
     """The functions timed, from this biaskit or (``root``) from ROOT/biaskit as ``biaskit_base``."""
     if root is None:
+        from biaskit.probe.pipeline import Summaries
         return SimpleNamespace(probe=probe, timestep_grid=timestep_grid, evaluate=evaluate, Setup=Setup,
-                               sample=sample, Denoiser=Denoiser, probe_options=_fields("biaskit"))
+                               sample=sample, Denoiser=Denoiser, probe_options=_fields("biaskit"),
+                               Summaries=Summaries)
     spec = importlib.util.spec_from_file_location("biaskit_base", Path(root) / "biaskit" / "__init__.py")
     sys.modules["biaskit_base"] = module = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():  # its pandas accessor replaces this one's: the same name
@@ -156,6 +160,14 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
 
     overlap = "overlap" in lib.probe_options
 
+    def ev_overlap():  # the loop's per-batch statistics on the probe's worker thread
+        worker = lib.Summaries([], len(ts_probe), B, setup, None, 0)
+        try:
+            evaluate([model], None, x0, ts_probe, seed=0, batch_size=B, device=torch.device("cpu"),
+                     amp=False, channels_last=False, setup=setup, progress=False, worker=worker)
+        finally:
+            worker.close()
+
     @torch.inference_mode()
     def naive():
         out = []
@@ -171,8 +183,10 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
 
     runs = {"bare": (bare, steps), "denoiser": (denoiser, steps), "sample": (chain, steps),
             "bare_K": (lambda: bare(K), K), "evaluate": (ev, K), "probe": (pr, K), "naive": (naive, K)}
-    if overlap:  # the summaries after the forwards, in the calling thread
+    if overlap:  # the statistics after the forwards, in the calling thread
         runs["probe_serial"] = (lambda: pr(overlap=False), K)
+    if getattr(lib, "Summaries", None) is not None and "worker" in inspect.signature(evaluate).parameters:
+        runs["evaluate_overlap"] = (ev_overlap, K)
     return runs
 
 

@@ -35,14 +35,15 @@ def group_bounds(K: int) -> list[tuple[int, int]]:
         bounds.append((k0, k0 + GROUP))
         k0 += GROUP
     while k0 < K:
-        size = max(1, (K - k0) // 2) if K - k0 > 1 else 1
+        size = max(1, (K - k0) // 2)
         bounds.append((k0, k0 + size))
         k0 += size
     return bounds
 
 
 class Summaries:
-    """Summaries of models (and of differences) computed group by group of t.
+    """Per-batch statistics (:meth:`submit`) and summaries of models (and of differences),
+    group by group of t (:meth:`ready`), computed in order on one worker thread.
 
     Args:
         jobs: the summaries wanted, each (m, None) for model m or (m, r) for m minus r.
@@ -86,8 +87,6 @@ class Summaries:
             self.submitted += 1
 
     def _group(self, rows: torch.Tensor, k: int) -> dict | None:
-        # numpy, not torch, widens the rows (exactly): a torch op on this thread would start an
-        # OpenMP team of its own, whose idle spinning takes a core from the forwards afterwards
         Zg = rows.cpu().numpy().astype(np.float64).reshape(rows.shape[0], k, self.n, rows.shape[-1])
         if not np.isfinite(Zg).all():
             return None

@@ -44,7 +44,6 @@ import argparse  # noqa: E402
 import dataclasses
 import importlib
 import importlib.util
-import inspect
 import json
 import platform
 import statistics
@@ -185,7 +184,7 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
             "bare_K": (lambda: bare(K), K), "evaluate": (ev, K), "probe": (pr, K), "naive": (naive, K)}
     if overlap:  # the statistics after the forwards, in the calling thread
         runs["probe_serial"] = (lambda: pr(overlap=False), K)
-    if getattr(lib, "Summaries", None) is not None and "worker" in inspect.signature(evaluate).parameters:
+    if getattr(lib, "Summaries", None) is not None:  # this tree's evaluate, which takes a worker
         runs["evaluate_overlap"] = (ev_overlap, K)
     return runs
 

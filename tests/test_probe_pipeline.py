@@ -8,7 +8,7 @@ from biaskit.denoiser import Denoiser
 from biaskit.intervals import bootstrap_weights
 from biaskit.probe import compare
 from biaskit.probe.pipeline import Summaries
-from biaskit.probe.statistics import GROUP, Setup, _summarise_group, columns, summarise
+from biaskit.probe.statistics import GROUP, Sample, Setup, columns, summarise, summarise_samples
 
 
 def _same(a: dict, b: dict):
@@ -34,7 +34,7 @@ def test_any_grouping_of_t_gives_the_same_bits(C, bands, oracle, boot):
     Z2 = Z + 0.1 * rng.standard_normal((K, n, S))
     W = bootstrap_weights(n, 40, 1) if boot else None
     for signs, Zs in (([1.0], [Z]), ([1.0, -1.0], [Z, Z2])):
-        whole = _summarise_group(Zs, signs, setup, W, 0, 0.95)
+        whole = summarise_samples([Sample(z, W) for z in Zs], signs, setup, 0, 0.95)
         _same(summarise(Zs, signs, setup, W, 0), whole)
         cuts = [0, 1, 5, 6, K]
         pieces = [summarise([z[a:b] for z in Zs], signs, setup, W, 0) for a, b in zip(cuts, cuts[1:])]
@@ -84,7 +84,7 @@ def test_an_error_on_the_worker_reaches_the_caller(monkeypatch):
 
     def boom(*args, **kwargs):
         raise ArithmeticError("summary failed")
-    monkeypatch.setattr(pl, "summarise", boom)
+    monkeypatch.setattr(pl, "summarise_samples", boom)
     s = Summaries([(0, None)], K=3, n=4, setup=Setup(C=1, bands=0, oracle=False), W=None, seed=0)
     s.ready(torch.zeros(1, 12, columns(Setup(C=1, bands=0, oracle=False))["width"]), 3)
     with pytest.raises(ArithmeticError, match="summary failed"):

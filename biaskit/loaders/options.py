@@ -66,7 +66,6 @@ IGNORED_DEST = "ignored_flag_"
 _THIRD = frozenset({"diffusers", "diffusers-unet", "adm", "plugin"})
 _DIFFUSERS = frozenset({"diffusers", "diffusers-unet"})
 _ADM, _PLUGIN, _RUN, _ORACLE = (frozenset({f}) for f in ("adm", "plugin", "run", "oracle"))
-_RUN = frozenset({"run"})  # a biaskit run (its null label is its num_classes)
 _MODULE = frozenset({"module"})  # a network in memory: biaskit.load(net, ...)
 
 

@@ -237,7 +237,7 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions, jobs=()) -> Ev
     try:
         Z = evaluate(dens, oracle, x0, ts, seed=o.seed, batch_size=int(o.batch_size), device=device, amp=amp,
                      channels_last=channels_last, setup=setup, progress=o.progress, labels=labels,
-                     on_rows=None if pipeline is None else pipeline.ready, worker=pipeline)
+                     worker=pipeline)
         check_finite(Z, ts, list(models), schedule)
         summaries = pipeline.results() if pipeline is not None else {}
     finally:

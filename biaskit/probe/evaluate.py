@@ -33,15 +33,15 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
-              setup: Setup, progress, labels=None, on_rows=None, worker=None) -> np.ndarray:
+              setup: Setup, progress, labels=None, worker=None) -> np.ndarray:
     """Per-sample statistics of every model, (M, K, n, S) float64: the (t, sample) pairs are walked
     t-major in batches of ``batch_size`` with a per-sample t (one forward per model and batch);
     under torch.distributed each rank takes a contiguous shard of the pairs. ``labels`` (n,):
-    each sample's class, passed to the models (conditional ones use it). ``on_rows(Z, done)``
-    (one process only): called after each batch with the rows so far, Z (M, K n, S) on the
-    device, of which t positions 0 .. done - 1 are final (:class:`~.pipeline.Summaries`).
-    ``worker`` (one process only; a :class:`~.pipeline.Summaries`): computes each batch's
-    per-sample statistics on its thread while the next forwards run (the same numbers)."""
+    each sample's class, passed to the models (conditional ones use it). ``worker`` (one process
+    only; a :class:`~.pipeline.Summaries`): computes each batch's per-sample statistics on its
+    thread while the next forwards run (the same numbers), and is told after each batch which t
+    positions are final (``worker.ready(Z, done)``: Z (M, K n, S) on the device, positions
+    0 .. done - 1 final), whose summaries it then computes."""
     n, K = x0.shape[0], len(ts)
     rank, world = rank_world()
     sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
@@ -98,8 +98,8 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
                 else:
                     worker.submit(fill, m, p0 - start, p1 - start, batch)
             bar.update(p1 - p0)
-            if on_rows is not None and world == 1:
-                on_rows(Z, p1 // n)
+            if worker is not None:
+                worker.ready(Z, p1 // n)
     if worker is not None:
         worker.drain()  # every batch's rows are written
     bar.close()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..intervals import LEVEL
-from .statistics import GROUP, Setup, join, summarise
+from .statistics import GROUP, Sample, Setup, join, summarise_samples
 
 Job = tuple[int, "int | None"]  # (model, reference model or None): one summary of the probe
 PENDING = 4  # per-batch jobs that may wait for the worker
@@ -79,8 +79,8 @@ class Summaries:
             self.jobs_pending.pop(0).result()
 
     def ready(self, Z: torch.Tensor, done: int) -> None:
-        """Hand every group of positions below ``done`` to the worker."""
-        while self.submitted < len(self.bounds) and self.bounds[self.submitted][1] <= done:
+        """Hand every group of positions below ``done`` to the worker (none without jobs)."""
+        while self.jobs and self.submitted < len(self.bounds) and self.bounds[self.submitted][1] <= done:
             k0, k1 = self.bounds[self.submitted]
             rows = Z[:, k0 * self.n:k1 * self.n]
             self.futures.append(self.pool.submit(self._group, rows, k1 - k0))
@@ -90,17 +90,16 @@ class Summaries:
         Zg = rows.cpu().numpy().astype(np.float64).reshape(rows.shape[0], k, self.n, rows.shape[-1])
         if not np.isfinite(Zg).all():
             return None
-        return {(m, r): summarise([Zg[m]] if r is None else [Zg[m], Zg[r]], [1.0] if r is None else
-                                  [1.0, -1.0], self.setup, self.W, self.seed, self.level)
+        samples = [Sample(z, self.W) for z in Zg]  # each model's, shared by its jobs
+        return {(m, r): summarise_samples([samples[m]] if r is None else [samples[m], samples[r]],
+                                          [1.0] if r is None else [1.0, -1.0], self.setup, self.seed,
+                                          self.level)
                 for m, r in self.jobs}
 
     def results(self) -> dict:
         """{job: summary} over all K positions (waits for the worker; its error is raised here)."""
-        try:
-            parts = [f.result() for f in self.futures]
-        finally:
-            self.close()
-        if self.submitted < len(self.bounds) or any(p is None for p in parts):
+        parts = [f.result() for f in self.futures]
+        if (self.jobs and self.submitted < len(self.bounds)) or any(p is None for p in parts):
             raise RuntimeError("summaries are incomplete: not every t position was handed over or "
                                "some rows were not finite")
         return {job: join([p[job] for p in parts]) for job in self.jobs}

@@ -318,13 +318,15 @@ def summarise(Zs: list[np.ndarray], signs: list[float], setup: Setup, W: np.ndar
     if list(signs) not in ([1.0], [1.0, -1.0]):
         raise ValueError(f"signs must be [1] or [1, -1], got {signs}")
     K = Zs[0].shape[0]
-    parts = [_summarise_group([Z[k0:k0 + GROUP] for Z in Zs], signs, setup, W, seed, level)
+    parts = [summarise_samples([Sample(Z[k0:k0 + GROUP], W) for Z in Zs], signs, setup, seed, level)
              for k0 in range(0, K, GROUP)]
     return join(parts)
 
 
-def _summarise_group(Zs, signs, setup, W, seed, level) -> dict:
-    at, samples = columns(setup), [Sample(Z, W) for Z in Zs]
+def summarise_samples(samples: list[Sample], signs, setup: Setup, seed: int = 0, level: float = LEVEL) -> dict:
+    """:func:`summarise` of :class:`Sample` objects as they are (one group of t; a Sample shared by
+    several calls computes its means, deviations and moments once)."""
+    at = columns(setup)
     out = {}
     for s in statistics(setup):
         out.update(s.summarise(samples, signs, at, seed, level))

@@ -35,13 +35,13 @@ class SwitchAfter(Wrapped):
         if not 0 <= int(k) <= int(n):
             raise ValueError(f"k must be in 0..{n} (the number of model calls), got {k}")
         super().__init__(den_a, f"{den_a.name} then {den_b.name} after {int(k)}")
-        self.den_a, self.den_b, self.k, self.n = den_a, den_b, int(k), int(n)
+        self.den_b, self.k, self.n = den_b, int(k), int(n)
         self.calls = 0
         if den_a.parameterization != den_b.parameterization:
             self.parameterization = "eps"
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, labels=None) -> Prediction:
-        den = self.den_a if self.calls % self.n < self.k else self.den_b
+        den = self.denoiser if self.calls % self.n < self.k else self.den_b
         self.calls += 1
         return call(den, x_t, t, labels)
 

@@ -99,11 +99,6 @@ def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def source_hash() -> str:
-    """One sha256 over biaskit's Python sources (path and content), to tell code versions apart."""
-    return package_digest()
-
-
 def declared_parameters(path) -> dict:
     """Names and default values (as source text) of a notebook's ``parameters`` cell."""
     import papermill as pm
@@ -173,7 +168,7 @@ def run_notebook(name: str, path, parameters: dict, out_dir, *, threads: int | N
     if threads:  # torch reads these when the kernel imports it
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     inputs = {"notebook_sha256": file_sha256(path), "parameters_sha256": sha256_json(parameters),
-              "biaskit_source_sha256": source_hash()}
+              "biaskit_source_sha256": package_digest()}
     error = None
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in env}

@@ -139,11 +139,7 @@ class StepObjective:
         self.p_t = None if p_t is None else torch.as_tensor(p_t, device=device)
         self.time_in, self.vlb = None, None
 
-    def denoiser(self, net, **kw):
-        """``net`` as the run's :class:`~biaskit.denoiser.Denoiser`
-        (:func:`~biaskit.formulations.denoiser_under` its DiscreteVP; ``kw``: its other arguments)."""
-        from ..formulations import denoiser_under
-        return denoiser_under(self.process, net, self.target, **self.denoise, **kw)
+    denoiser = ProcessObjective.denoiser  # denoiser_under(its DiscreteVP, ...): a Denoiser
 
     def check_model(self, model_config: dict, name: str) -> None:
         """Every network config trains on the discrete schedule (a learned variance too)."""

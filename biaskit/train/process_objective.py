@@ -24,7 +24,7 @@ from contextlib import nullcontext
 
 import torch
 
-from ..densities import GRID, LAM_CAP, TimeSampler  # noqa: F401 - drawn by densities
+from ..densities import TimeSampler
 from ..processes import Process, process_from_config
 from ..targets import get_target
 
@@ -90,8 +90,9 @@ class ProcessObjective:
         return obj
 
     def denoiser(self, net, **kw):
-        """``net`` as the run's :class:`~biaskit.formulations.ProcessDenoiser`
-        (:func:`~biaskit.formulations.denoiser_under` its process; ``kw``: its other arguments)."""
+        """``net`` as the run's denoiser: :func:`~biaskit.formulations.denoiser_under` its process
+        (a :class:`~biaskit.formulations.ProcessDenoiser`, or for a discrete run's
+        :class:`StepObjective` a :class:`~biaskit.denoiser.Denoiser`); ``kw``: its other arguments."""
         from ..formulations import denoiser_under
         return denoiser_under(self.process, net, self.target, **self.denoise, **kw)
 

@@ -16,19 +16,24 @@ the call path around the network:
   evaluate_overlap  the probe loop with its per-batch statistics on the probe's worker thread
   naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
 
-Timings: one torch (and BLAS) thread, the methods interleaved, the median over ``--repeats`` of wall and
-process-CPU seconds (CPU time is the steadier on a shared machine). On a loaded machine the
-measured ratios move by several percent from run to run, so each method is also run around a
-network that costs nothing (``Null``: returns its input): its CPU time per forward is the call
-path's own cost, and ``own ratio`` = 1 + own cost / bare CPU time per forward is the ratio
-the 3% goal is read from. The table is printed and written to
+Timings: one torch (and BLAS) thread. Each call of a method is paired with a call of the bare
+forwards of the same count right before or after it (alternating), and a method's ratio is the
+median of its per-pair ratios, with a distribution-free 95% interval (order statistics): this
+machine's speed drifts by up to 2x over minutes, which the ratio of two adjacent calls cancels
+and a ratio of two medians does not. Three clocks: wall time; process CPU time (every thread: the
+probe's worker included); and the calling thread's CPU time (``main``: the work the caller waits
+for when the worker's runs on a free core or beside a GPU; ``evaluate_overlap``'s main thread is
+the probe's draws, x_t and model calls alone). Each method is also run around a network that costs
+nothing (``Null``: returns its input): its CPU time per forward is the call path's own cost, and
+``own`` = 1 + own cost / bare CPU time per forward (``own main``: the calling thread's) is the ratio
+the 3% goal is read from, steadier than any wall time here. The table is printed and written to
 ``benchmarks/results/bench_call[-LABEL].json``.
 
 ``--baseline DIR`` also times the package in DIR/biaskit (e.g. ``git archive BASE biaskit | tar -x
 -C DIR``), imported as ``biaskit_base``, interleaved with this one on the same nets and inputs:
 before and after in one run.
 
-Usage: python benchmarks/bench_call.py [--repeats 7] [--label after] [--only mlp|unet] [--baseline DIR]
+Usage: python benchmarks/bench_call.py [--repeats 9] [--label after] [--only mlp|unet] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -87,12 +92,6 @@ class Null(nn.Module):
 
     def forward(self, x, t):
         return x
-
-
-def _clock(fn) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def library(root: str | None = None) -> SimpleNamespace:
@@ -189,26 +188,57 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
     return runs
 
 
-def _times(runs: dict, repeats: int) -> tuple[dict, dict]:
-    """Median wall and CPU seconds of each method, interleaved, after one warm-up call each."""
-    for fn, _ in runs.values():  # warm-up: imports, allocator, first-call paths
+def _clock(fn) -> tuple[float, float, float]:
+    """Wall, process-CPU (every thread) and calling-thread CPU seconds of one call of ``fn``."""
+    wall, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - main
+
+
+def _reference(name: str) -> str:
+    """The bare forwards a method is compared with: as many as it makes."""
+    return "bare" if name.split(":")[-1] in ("bare", "denoiser", "sample") else "bare_K"
+
+
+def _times(runs: dict, repeats: int) -> dict:
+    """Each method's ``repeats`` calls, each paired with a call of its bare forwards right before
+    or after it (alternating), so that the machine's drift (its speed moves by up to 2x over
+    minutes) cancels in the ratio of a pair. Returns {method: {"wall", "cpu", "main": lists of
+    seconds; "wall_ratio", "cpu_ratio", "main_ratio": lists of per-pair ratios}}; the bare
+    methods' ratios are 1. One warm-up call each first (imports, allocator, first-call paths)."""
+    for fn, _ in runs.values():
         fn()
-    wall = {k: [] for k in runs}
-    cpu = {k: [] for k in runs}
-    for _ in range(repeats):
+    out = {k: {q: [] for q in ("wall", "cpu", "main", "wall_ratio", "cpu_ratio", "main_ratio")} for k in runs}
+    for r in range(repeats):
         for k, (fn, _) in runs.items():
-            w, c = _clock(fn)
-            wall[k].append(w)
-            cpu[k].append(c)
-    return ({k: statistics.median(v) for k, v in wall.items()},
-            {k: statistics.median(v) for k, v in cpu.items()})
+            ref = runs[_reference(k)][0]
+            first, second = (ref, fn) if r % 2 == 0 else (fn, ref)
+            a, b = _clock(first), _clock(second)
+            mine, bare = (b, a) if r % 2 == 0 else (a, b)
+            for q, i in (("wall", 0), ("cpu", 1), ("main", 2)):
+                out[k][q].append(mine[i])
+                out[k][q + "_ratio"].append(mine[i] / bare[i])
+    return out
+
+
+def median_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Median of ``values`` and its distribution-free interval: the order statistics
+    (x_(j), x_(m - j + 1)) with the largest j such that P(Bin(m, 1/2) < j) <= (1 - level) / 2
+    (coverage >= level for any continuous law; the whole range when m is too small for level)."""
+    from scipy.stats import binom
+    x, m = np.sort(values), len(values)
+    j = max(1, int(binom.ppf((1 - level) / 2, m, 0.5)))  # the least k with P(Bin <= k) >= (1 - level) / 2
+    return float(np.median(x)), float(x[j - 1]), float(x[m - j])
 
 
 def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, repeats: int,
             base: SimpleNamespace | None = None) -> dict:
-    """Median wall / CPU seconds of each method, its ratio to the bare forwards of the same count,
-    its own CPU cost per forward (around :class:`Null`) and the ratio that cost gives; with
-    ``base`` (:func:`library`) the baseline's methods too, named ``base:METHOD``, interleaved."""
+    """Per method: median wall / CPU seconds, the median of its per-pair ratios to the bare
+    forwards of the same count with a 95% interval (:func:`median_interval`), in wall time, in
+    process CPU time (every thread) and in the calling thread's CPU time (``main``: what the
+    probe's worker thread does not count); its own CPU cost per forward (around :class:`Null`,
+    every thread and calling thread only) and the ratios that cost gives. With ``base``
+    (:func:`library`) the baseline's methods too, named ``base:METHOD``, interleaved."""
     schedule = "linear"  # by name: each library builds its own Schedule (T = 1000)
     libs = {"": library(), **({"base:": base} if base is not None else {})}
     runs, null = {}, {}
@@ -217,33 +247,40 @@ def measure(label: str, net: nn.Module, x0: torch.Tensor, K: int, steps: int, re
             runs[name if name.startswith("bare") else prefix + name] = run
         for name, run in methods(lib.Denoiser(Null(), schedule, "eps", name="null"), x0, K, steps, lib).items():
             null[name if name.startswith("bare") else prefix + name] = run
-    wall, cpu = _times(runs, repeats)
-    _, own = _times(null, repeats)
+    t = _times(runs, repeats)
+    own = _times(null, repeats)
+    med = statistics.median
     rows = {}
     for k, (_, forwards) in runs.items():
-        ref = "bare" if k.split(":")[-1] in ("bare", "denoiser", "sample") else "bare_K"
-        own_ms = (own[k] - own[ref]) / forwards * 1e3
-        rows[k] = {"forwards": forwards, "wall_s": wall[k], "cpu_s": cpu[k],
-                   "wall_ratio": wall[k] / wall[ref], "cpu_ratio": cpu[k] / cpu[ref], "reference": ref,
-                   "own_ms_per_forward": own_ms, "own_ratio": 1 + own_ms * 1e-3 * forwards / cpu[ref]}
+        ref = _reference(k)
+        row = {"forwards": forwards, "reference": ref, "wall_s": med(t[k]["wall"]), "cpu_s": med(t[k]["cpu"]),
+               "main_cpu_s": med(t[k]["main"])}
+        for q in ("wall", "cpu", "main"):
+            row[f"{q}_ratio"], row[f"{q}_ratio_lo"], row[f"{q}_ratio_hi"] = median_interval(t[k][q + "_ratio"])
+        bare_cpu = med(t[ref]["cpu"]) / forwards
+        for q, own_key in (("own", "cpu"), ("own_main", "main")):
+            ms = (med(own[k][own_key]) - med(own[ref][own_key])) / forwards * 1e3
+            row[f"{q}_ms_per_forward"], row[f"{q}_ratio"] = ms, 1 + ms * 1e-3 / bare_cpu
+        rows[k] = row
     return {"net": label, "batch": list(x0.shape), "K": K, "steps": steps, "repeats": repeats, "rows": rows}
 
 
 def table(result: dict) -> str:
     lines = [f"\n## {result['net']}: batch {tuple(result['batch'])}, {result['steps']} steps, K = "
-             f"{result['K']} t; median of {result['repeats']}",
-             f"{'method':<15}{'forwards':>9}{'wall s':>9}{'ratio':>8}{'cpu s':>9}{'ratio':>8}"
-             f"{'own ms/fwd':>12}{'own ratio':>10}  reference"]
+             f"{result['K']} t; {result['repeats']} pairs with the bare forwards, medians [95% interval]",
+             f"{'method':<17}{'fwd':>4}{'wall s':>8}{'wall ratio':>21}{'cpu ratio':>21}{'main-thread cpu':>21}"
+             f"{'own ms/fwd':>11}{'own':>7}{'own main':>9}"]
+    r3 = lambda r, q: f"{r[q + '_ratio']:.3f} [{r[q + '_ratio_lo']:.3f}, {r[q + '_ratio_hi']:.3f}]"  # noqa: E731
     for k, r in result["rows"].items():
-        lines.append(f"{k:<15}{r['forwards']:>9}{r['wall_s']:>9.4f}{r['wall_ratio']:>8.3f}"
-                     f"{r['cpu_s']:>9.4f}{r['cpu_ratio']:>8.3f}{r['own_ms_per_forward']:>12.3f}"
-                     f"{r['own_ratio']:>10.3f}  {r['reference']}")
+        lines.append(f"{k:<17}{r['forwards']:>4}{r['wall_s']:>8.3f}{r3(r, 'wall'):>21}{r3(r, 'cpu'):>21}"
+                     f"{r3(r, 'main'):>21}{r['own_ms_per_forward']:>11.3f}{r['own_ratio']:>7.3f}"
+                     f"{r['own_main_ratio']:>9.3f}")
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--label", default="", help="suffix of the JSON file (e.g. before, after)")
     p.add_argument("--only", choices=("mlp", "unet"), default=None)
     p.add_argument("--mlp-batch", type=int, default=4096)

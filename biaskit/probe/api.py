@@ -238,7 +238,8 @@ def _evaluate(models: dict[str, Denoiser], data, o: ProbeOptions, jobs=()) -> Ev
         Z = evaluate(dens, oracle, x0, ts, seed=o.seed, batch_size=int(o.batch_size), device=device, amp=amp,
                      channels_last=channels_last, setup=setup, progress=o.progress, labels=labels,
                      worker=pipeline)
-        check_finite(Z, ts, list(models), schedule)
+        check_finite(Z, ts, list(models), schedule,
+                     pipeline.values()[1] if pipeline is not None and pipeline.complete() else None)
         summaries = pipeline.results() if pipeline is not None else {}
     finally:
         if pipeline is not None:

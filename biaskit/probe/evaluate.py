@@ -3,6 +3,7 @@ torch.distributed and their gathering, and the check that every value is finite.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -65,52 +66,83 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
         with torch.inference_mode():
             Z[m, a:b] = per_sample(batch, setup)
 
-    with torch.inference_mode():
-        for p0 in range(start, stop, batch_size):
-            p1 = min(p0 + batch_size, stop)
-            pieces, p = [], p0
-            while p < p1:
-                k, i0 = divmod(p, n)
-                i1 = min(n, i0 + p1 - p)
-                pieces.append((k, i0, i1))
-                p += i1 - i0
-            x0_b = _cat([x0[i0:i1] for _, i0, i1 in pieces])
-            eps_b = _cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
-            t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])  # models get a real (B,) t
-            alpha = _cat([alpha_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
-            sigma = _cat([sigma_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
-            x_t = P.noisy(x0_b, eps_b, alpha, sigma)
-            o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
-            x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
-            y_b = None if labels is None else _cat([labels[i0:i1] for _, i0, i1 in pieces])
-            for m, model in enumerate(models):
-                with autocast:
-                    # a conditioned model (biaskit.loaders.latent) is told each sample's row
-                    if getattr(model, "takes_rows", False):
-                        rows_b = _cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
-                        pred = model(x_in, t_b, rows=rows_b)
-                    else:
-                        pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)
-                batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
-                              model.data_range, M)
-                if worker is None:
-                    fill(m, p0 - start, p1 - start, batch)
+    def run_models(p0, p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_in, y_b, o_hat) -> None:
+        """Every model's forward on the batch, and its per-sample statistics (here or on the worker)."""
+        for m, model in enumerate(models):
+            with autocast:
+                # a conditioned model (biaskit.loaders.latent) is told each sample's row
+                if getattr(model, "takes_rows", False):
+                    rows_b = _cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
+                    pred = model(x_in, t_b, rows=rows_b)
                 else:
-                    worker.submit(fill, m, p0 - start, p1 - start, batch)
+                    pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)
+            batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
+                          model.data_range, M)
+            if worker is None:
+                fill(m, p0 - start, p1 - start, batch)
+            else:
+                worker.submit(fill, m, p0 - start, p1 - start, batch)
+
+    @torch.inference_mode()
+    def inputs(p0: int) -> tuple:
+        """Batch [p0, p1)'s pieces (k, i0, i1) (one per t it touches), x0, eps, t, alpha, sigma, x_t
+        and labels."""
+        p1 = min(p0 + batch_size, stop)
+        pieces, p = [], p0
+        while p < p1:
+            k, i0 = divmod(p, n)
+            i1 = min(n, i0 + p1 - p)
+            pieces.append((k, i0, i1))
+            p += i1 - i0
+        x0_b = _cat([x0[i0:i1] for _, i0, i1 in pieces])
+        eps_b = _cat([noise(noise_t[k], i0, i1) for k, i0, i1 in pieces])
+        t_b = torch.cat([ts_dev[k].expand(i1 - i0) for k, i0, i1 in pieces])  # models get a real (B,) t
+        alpha = _cat([alpha_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
+        sigma = _cat([sigma_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
+        x_t = P.noisy(x0_b, eps_b, alpha, sigma)
+        y_b = None if labels is None else _cat([labels[i0:i1] for _, i0, i1 in pieces])
+        return p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b
+
+    # with a worker, the next batch's draws are made on a thread of their own while this one's
+    # forwards run (the noise cache is then used by that thread alone: the same draws)
+    ahead = None if worker is None else ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="biaskit-draws", initializer=torch.set_num_threads,
+        initargs=(torch.get_num_threads(),))
+    upcoming = ahead.submit(inputs, start) if ahead is not None and start < stop else None
+    try:
+        for p0 in range(start, stop, batch_size):
+            if ahead is None:
+                p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b = inputs(p0)
+            else:
+                p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b = upcoming.result()
+                if p1 < stop:
+                    upcoming = ahead.submit(inputs, p1)
+            with torch.inference_mode():
+                o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
+                x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
+                run_models(p0, p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_in, y_b, o_hat)
             bar.update(p1 - p0)
             if worker is not None:
                 worker.ready(Z, p1 // n)
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
     if worker is not None:
         worker.drain()  # every batch's rows are written
     bar.close()
     if world > 1:
         Z = gather(Z, sizes)
+    if worker is not None and worker.complete():  # converted group by group on the worker
+        return worker.values()[0]
     return Z.double().cpu().numpy().reshape(len(models), K, n, width)
 
 
-def check_finite(Z: np.ndarray, ts, names: list[str], schedule):
-    for m, Zm in enumerate(Z):
-        bad = ~np.isfinite(Zm).all(axis=(1, 2))
+def check_finite(Z: np.ndarray, ts, names: list[str], schedule, finite: np.ndarray | None = None):
+    """Raise naming the first t at which a model's per-sample statistics Z (M, K, n, S) hold NaN or
+    inf; ``finite`` (M, K): whether each (model, t) is finite, when already known."""
+    finite = np.isfinite(Z).all(axis=(2, 3)) if finite is None else finite
+    for m, ok in enumerate(finite):
+        bad = ~ok
         if bad.any():
             k = int(ts[np.argmax(bad)])
             hint = " (alpha = 0 there: an eps-model's x0_hat = (x_t - sigma eps_hat) / alpha is undefined)" \

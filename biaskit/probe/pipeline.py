@@ -64,6 +64,8 @@ class Summaries:
         self.jobs_pending: list[Future] = []  # per-batch jobs (:meth:`submit`) not yet drained
         self.bounds = group_bounds(self.K)
         self.submitted = 0  # groups handed to the worker
+        self.Z: np.ndarray | None = None       # (M, K, n, S) float64, filled group by group
+        self.finite: np.ndarray | None = None  # (M, K): whether every value of (model, t) is finite
 
     def submit(self, fn, *args) -> None:
         """Run ``fn(*args)`` on the worker, before any group handed over later (one thread, in
@@ -81,25 +83,43 @@ class Summaries:
     def ready(self, Z: torch.Tensor, done: int) -> None:
         """Hand every group of positions below ``done`` to the worker (none without jobs)."""
         while self.jobs and self.submitted < len(self.bounds) and self.bounds[self.submitted][1] <= done:
+            if self.Z is None:
+                self.Z = np.empty((Z.shape[0], self.K, self.n, Z.shape[-1]))
+                self.finite = np.zeros((Z.shape[0], self.K), dtype=bool)
             k0, k1 = self.bounds[self.submitted]
             rows = Z[:, k0 * self.n:k1 * self.n]
-            self.futures.append(self.pool.submit(self._group, rows, k1 - k0))
+            self.futures.append(self.pool.submit(self._group, rows, k0, k1))
             self.submitted += 1
 
-    def _group(self, rows: torch.Tensor, k: int) -> dict | None:
-        Zg = rows.cpu().numpy().astype(np.float64).reshape(rows.shape[0], k, self.n, rows.shape[-1])
-        if not np.isfinite(Zg).all():
+    def _group(self, rows: torch.Tensor, k0: int, k1: int) -> dict | None:
+        """The group's rows as float64 into :attr:`Z` and their finiteness into :attr:`finite`,
+        then its summaries (None when a value is not finite)."""
+        Zg = self.Z[:, k0:k1]  # each model's (k, n, S) block contiguous, as a whole Z's would be
+        Zg[...] = rows.cpu().numpy().reshape(Zg.shape)
+        self.finite[:, k0:k1] = np.isfinite(Zg).all(axis=(2, 3))
+        if not self.finite[:, k0:k1].all():
             return None
-        samples = [Sample(z, self.W) for z in Zg]  # each model's, shared by its jobs
+        samples = [Sample(Zg[m], self.W) for m in range(Zg.shape[0])]  # each model's, shared by its jobs
         return {(m, r): summarise_samples([samples[m]] if r is None else [samples[m], samples[r]],
                                           [1.0] if r is None else [1.0, -1.0], self.setup, self.seed,
                                           self.level)
                 for m, r in self.jobs}
 
+    def complete(self) -> bool:
+        """Whether every group was handed over (then :meth:`values` holds all of Z)."""
+        return bool(self.jobs) and self.submitted == len(self.bounds)
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Z (M, K, n, S) float64, finite (M, K)) once every group is done (waits for the worker),
+        the same values as converting the evaluation's Z whole; call when :meth:`complete`."""
+        for f in self.futures:
+            f.result()
+        return self.Z, self.finite
+
     def results(self) -> dict:
         """{job: summary} over all K positions (waits for the worker; its error is raised here)."""
         parts = [f.result() for f in self.futures]
-        if (self.jobs and self.submitted < len(self.bounds)) or any(p is None for p in parts):
+        if not self.complete() or any(p is None for p in parts):
             raise RuntimeError("summaries are incomplete: not every t position was handed over or "
                                "some rows were not finite")
         return {job: join([p[job] for p in parts]) for job in self.jobs}

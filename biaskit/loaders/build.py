@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -16,11 +17,12 @@ from ..denoiser import TIME_INPUTS, Conditioning, Denoiser
 from ..formulations import denoiser_under
 from ..processes import DiscreteVP, Process
 from ..source import Source
-from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
+from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, as_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
+from .process_options import check_no_process_options, named_process
 
 __all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "discrete_process",
-           "model_under", "make_denoiser", "file_source",
+           "process_of", "model_under", "make_denoiser", "file_source",
            "image_shape",
            "read_json", "parse_range", "parse_timestep_range"]
 
@@ -178,6 +180,38 @@ def discrete_process(schedule: Schedule, trained_timesteps=None, time_input=None
     if not callable(time_input) and time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
     return DiscreteVP(schedule), extras
+
+
+# the loader options that name a discrete schedule's source or its bounds (a format takes some)
+SCHEDULE_OPTIONS = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key", "scheduler_config",
+                    "beta_start", "beta_end")
+
+
+def process_of(o, state_dict: dict | None = None, *, given=None,
+               unscheduled: Callable[[], None]) -> tuple[Process, dict]:
+    """The process a network was trained under, and the source extras that say where it came
+    from: ``o.process`` (:func:`~biaskit.loaders.process_options.named_process`), else the
+    discrete schedule of ``given`` (a schedule-like object: a network in memory's schedule= /
+    scheduler=) or of the schedule options of ``o`` (:data:`SCHEDULE_OPTIONS`; abar_key /
+    betas_key name tensors of ``state_dict``), cut to ``o.trained_timesteps``
+    (:func:`discrete_process`). ``unscheduled()`` is called when no schedule source is given:
+    the loader's own error, or its warning before :func:`resolve_schedule`'s DDPM linear default."""
+    if o.process is not None:
+        if given is not None:
+            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
+        return named_process(o)
+    check_no_process_options(o)
+    options = [k for k in SCHEDULE_OPTIONS if getattr(o, k, None) is not None]
+    if given is not None:
+        if options:
+            raise ValueError(f"give one schedule source, not schedule/scheduler and {', '.join(options)}")
+        schedule, where = as_schedule(given), f"given {type(given).__name__}"
+    else:
+        if not options:
+            unscheduled()
+        schedule, where = resolve_schedule(state_dict, **{k: getattr(o, k, None) for k in SCHEDULE_OPTIONS})
+    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
+    return process, {"schedule_source": where, **extras}
 
 
 def model_under(process: Process, net, target, *, time_input, time_scale, data_range, channels,

@@ -21,7 +21,7 @@ from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, as_schedule, fro
                          from_diffusers_config, get_schedule, respace)
 from .process_options import check_no_process_options, named_process
 
-__all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "discrete_process",
+__all__ = ["DEFAULT_SCHEDULER", "checked_conditioning", "conditioning_of", "resolve_schedule", "discrete_process",
            "process_of", "model_under", "make_denoiser", "file_source",
            "image_shape",
            "read_json", "parse_range", "parse_timestep_range"]
@@ -31,25 +31,35 @@ DEFAULT_SCHEDULER = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 
                      "num_train_timesteps": 1000, "prediction_type": "epsilon"}
 
 
-def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
-    """The :class:`~biaskit.denoiser.Conditioning` of loader options ``o`` (class_label,
-    guidance_scale, null_label, label_keyword) for a network that takes labels as ``keyword``.
-    ``conditional``: whether the weights say it is class-conditional (None: unknown, as for a
-    plugin, which is then conditional when any of these options is given)."""
+def checked_conditioning(o, conditional: bool | None, what: str, why: str = "") -> list[str]:
+    """The class-conditioning options of loader options ``o`` that are given (class_label,
+    guidance_scale, null_label, label_keyword: those ``o`` has), checked against the network
+    ``what``: a ValueError when it is not class-conditional (``conditional`` False; ``why`` says
+    how that is known) and any is given, or when guidance_scale is a comma list (latent
+    pipelines only). ``conditional`` None: unknown (a plugin), nothing to check."""
     given = [k for k in ("class_label", "guidance_scale", "null_label", "label_keyword")
              if getattr(o, k, None) is not None]
-    if conditional is None:
-        conditional = bool(given)
-    if not conditional:
-        if given:
-            raise ValueError(f"{what} is not class-conditional: drop "
-                             f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-        return None
-    if isinstance(o.guidance_scale, tuple):
+    if conditional is False and given:
+        raise ValueError(f"{what} is not class-conditional{why}: drop "
+                         f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    if isinstance(getattr(o, "guidance_scale", None), tuple):
         raise ValueError("--guidance-scale: a comma list of scales applies to latent pipelines; "
                          f"give {what} one scale")
+    return given
+
+
+def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
+    """The :class:`~biaskit.denoiser.Conditioning` of loader options ``o`` (class_label,
+    guidance_scale, null_label, label_keyword; :func:`checked_conditioning`) for a network that
+    takes labels as ``keyword``, None for one that is not class-conditional.
+    ``conditional``: whether the weights say it is class-conditional (None: unknown, as for a
+    plugin, which is then conditional when any of these options is given)."""
+    given = checked_conditioning(o, conditional, what)
+    if not (conditional or given):
+        return None
+    # a format without guidance (a network in memory) has no guidance_scale / null_label option
     return Conditioning(getattr(o, "label_keyword", None) or keyword, o.class_label,
-                        o.guidance_scale, o.null_label)
+                        getattr(o, "guidance_scale", None), getattr(o, "null_label", None))
 
 
 def read_json(path: Path) -> dict:

@@ -21,10 +21,9 @@ from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, as_schedule, fro
                          from_diffusers_config, get_schedule, respace)
 from .process_options import check_no_process_options, named_process
 
-__all__ = ["DEFAULT_SCHEDULER", "checked_conditioning", "conditioning_of", "resolve_schedule", "discrete_process",
-           "process_of", "model_under", "make_denoiser", "file_source",
-           "image_shape",
-           "read_json", "parse_range", "parse_timestep_range"]
+__all__ = ["DEFAULT_SCHEDULER", "SCHEDULE_OPTIONS", "checked_conditioning", "conditioning_of",
+           "resolve_schedule", "discrete_process", "process_of", "model_under", "make_denoiser",
+           "file_source", "image_shape", "read_json", "parse_range", "parse_timestep_range"]
 
 # DDPM (Ho et al. 2020): what a bare diffusers UNet is assumed to be trained with
 DEFAULT_SCHEDULER = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
@@ -208,7 +207,8 @@ def process_of(o, state_dict: dict | None = None, *, given=None,
     the loader's own error, or its warning before :func:`resolve_schedule`'s DDPM linear default."""
     if o.process is not None:
         if given is not None:
-            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
+            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / "
+                             "scheduler=")
         return named_process(o)
     check_no_process_options(o)
     options = [k for k in SCHEDULE_OPTIONS if getattr(o, k, None) is not None]

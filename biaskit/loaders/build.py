@@ -1,7 +1,8 @@
 """What every third-party loader shares: the schedule from exactly one source, the data range,
 the trained timesteps, the class label, and the denoiser built from them: a loader resolves the
 process once (:func:`discrete_process` of its schedule, or
-:func:`~biaskit.loaders.process_options.named_process`) and calls :func:`model_under`."""
+:func:`~biaskit.loaders.process_options.named_process`; both by :func:`process_of` for a plugin
+or a network in memory) and calls :func:`model_under`."""
 
 from __future__ import annotations
 

@@ -93,6 +93,30 @@ def test_guidance_scale_one_is_conditional_zero_unconditional(digits, run):
         assert torch.equal(net(x, time_in), net(x, time_in, y=torch.full((5,), 10)))
 
 
+def test_each_sample_is_trained_with_its_own_label_or_the_null_class(digits, tmp_path):
+    # the labels the network gets are those of the very rows of x0 the loss sees (found by
+    # matching the rows in the data, not by redrawing the batch), the null class 10 at rate ~0.2
+    from biaskit.train.trainer import Trainer
+    trainer = Trainer(_config(tmp_path / "pairs", num_classes=10), data=digits)
+    seen, loss = [], trainer.objective.loss
+    trainer.objective.loss = lambda model, x0, *a: (seen.append((x0.clone(), model.labels.clone())),
+                                                    loss(model, x0, *a))[1]
+    for _ in range(4):
+        trainer.train_step()
+    x_all, y_all = digits.train, torch.as_tensor(digits.train_labels)
+    nulls = 0
+    for x0, y in seen:
+        assert x0.shape[0] == y.shape[0] == 128
+        same = (x0[:, None] == x_all[None]).flatten(2).all(-1)  # (b, N): the data rows equal to x0_i
+        assert same.any(1).all()
+        for i in range(len(y)):
+            if y[i] == 10:
+                nulls += 1
+            else:
+                assert y[i] in y_all[same[i]], i
+    assert 0.12 < nulls / (4 * 128) < 0.28  # label_dropout 0.2 (sd 0.018)
+
+
 def test_conditional_training_errors_name_the_key(digits, tmp_path):
     with pytest.raises(ValueError, match="carries no labels"):
         run_training(_config(tmp_path / "a", num_classes=10), data=(digits.train, digits.test),

@@ -311,3 +311,29 @@ def test_hybrid_of_a_vp_and_an_edm_oracle_is_the_vp_chain():
     pure = sample(vp, noise, sampler="ddim", steps=10, progress=False).x0
     mixed = hybrid_sample(vp, edm, 4, noise, sampler="ddim", steps=10, progress=False).x0
     assert (pure - mixed).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("sampler", ["diffusers_ddim", "dpmpp_2m", "euler"])
+def test_a_hybrid_of_x0_and_v_models_under_a_diffusers_scheduler_reads_their_targets(sampler):
+    # every oracle here is E[x0 | x_t] at the chain's logsnr, whatever its target and process: a
+    # hybrid of two x0 models, two v models or one of each walks exactly the pure x0 chain; a
+    # scheduler fed an x0 or v output as eps (or an x0 output as v) would not
+    from biaskit.formulations import process_oracle
+    from biaskit.sampling import hybrid_sample
+    TOL = 1e-4  # diffusers steps in float32; a misread target moves samples by ~0.1 and more
+    mix = _gmm()
+    noise = torch.randn(32, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    kw = dict(sampler=sampler, steps=10, progress=False)
+    # (not Flow: its view starts at abar = 0, where these schedulers give NaN for any model)
+    for process in (ContinuousVP(), VE()):
+        x0 = [process_oracle(mix, process, "x0", data_range=(-3, 3), name=f"x0 {i}") for i in (0, 1)]
+        v = [process_oracle(mix, process, "v", data_range=(-3, 3), name=f"v {i}") for i in (0, 1)]
+        pure = sample(x0[0], noise, **kw).x0
+        assert (sample(v[0], noise, **kw).x0 - pure).abs().max() < TOL
+        for a, b in ((x0[0], x0[1]), (v[0], v[1]), (x0[0], v[1])):
+            mixed = hybrid_sample(a, b, 5, noise, **kw).x0
+            assert (mixed - pure).abs().max() < TOL, (process.name, a.name, b.name)
+    # the discrete x0 oracles of one schedule alike
+    vp = [oracle_denoiser(mix, get_schedule("linear", 1000), data_range=(-3, 3), name=f"vp {i}") for i in (0, 1)]
+    pure = sample(vp[0], noise, **kw).x0
+    assert (hybrid_sample(vp[0], vp[1], 5, noise, **kw).x0 - pure).abs().max() < TOL

@@ -139,6 +139,25 @@ def test_wrong_types_are_type_errors_naming_what_was_expected(call, match):
         call(tiny_unet())
 
 
+def test_a_class_conditional_network_in_memory_gets_its_class_label():
+    # a diffusers UNet with class embeddings, read with one class for all: its eps is the
+    # network's own output at that label (a network in memory has no guidance options)
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                 layers_per_block=1, norm_num_groups=4, num_class_embeds=3,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    d = biaskit.load(unet, schedule="linear", class_label=2)
+    assert (d.conditioning.keyword, d.conditioning.class_label, d.conditioning.guidance_scale) == \
+        ("class_labels", 2, None)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 700])
+    with torch.no_grad():
+        want = unet(x, t, class_labels=torch.tensor([2, 2])).sample
+        assert torch.allclose(d(x, t).eps_hat, want, atol=1e-6)
+    with pytest.raises(ValueError, match="do not apply"):
+        biaskit.load(unet, schedule="linear", guidance_scale=2.0)
+
+
 def test_a_schedule_is_asked_for_never_assumed():
     with pytest.raises(ValueError, match="needs the schedule it was trained with"):
         biaskit.load(tiny_unet())

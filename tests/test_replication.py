@@ -152,6 +152,21 @@ def test_artefacts_are_found_by_name(tmp_path):
         artefacts.file("compare")
 
 
+def test_an_artefact_file_gives_back_its_dataset_underscores_and_all(tmp_path):
+    from biaskit.study import artefacts
+    for name in ("compare", "image_exposure_gap", "image_fixes_quality"):
+        for dataset in ("digits", "fashion_mnist", "my_cats_64", "compare_x"):
+            p = artefacts.path(tmp_path, name, dataset=dataset)
+            assert artefacts.field_values(name, p) == {"dataset": dataset}
+    with pytest.raises(ValueError, match="gmm_compare.png is not a file of artefact 'compare'"):
+        artefacts.field_values("compare", tmp_path / "gmm_compare.png")
+    # the report's header names the dataset a compare file was written for (it read "fashion" before)
+    d = tmp_path / "01_existence"
+    d.mkdir()
+    pd.DataFrame({"n": [64]}).to_csv(d / artefacts.file("compare", dataset="fashion_mnist"), index=False)
+    assert "Probe draws per t (held-out x0, one noise each): fashion_mnist 64." in R.header(tmp_path)
+
+
 def test_every_artefact_is_written_by_its_notebook_through_the_table():
     import json
 

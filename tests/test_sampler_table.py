@@ -64,6 +64,20 @@ def test_a_registered_sampler_converges_to_the_gaussian_flow_map(toy):
     assert r.timesteps == [999, 832, 666, 500, 333, 166, 0]
 
 
+def test_sample_looks_its_sampler_up_once(monkeypatch):
+    # a family that answers one name and counts how often it is asked: sample() resolves once
+    from biaskit.sampling import table
+    asked = []
+    def resolve(name):
+        asked.append(name)
+        return SamplerSpec(name, vp_euler) if name == "counted_vp_euler" else None
+    monkeypatch.setattr(table, "_FAMILIES", [*table._FAMILIES, (resolve, None)])
+    x = sample(_gaussian(), (4, 2), sampler="counted_vp_euler", steps=5, progress=False).x0
+    assert asked == ["counted_vp_euler"] and x.shape == (4, 2)
+    with pytest.raises(ValueError, match="counted_vp_euler: steps must be in 1..1000"):
+        sample(_gaussian(), (4, 2), sampler="counted_vp_euler", steps=0, progress=False)
+
+
 def test_the_row_sets_options_calls_and_grid(toy):
     """A row's options reach its function, its calls count feed hybrid sampling, and its grid kind
     picks the noise levels."""

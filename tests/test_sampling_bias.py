@@ -100,6 +100,12 @@ def test_image_dataset_rows_and_terminal_snr_dataset(tmp_path):
         == "undecided, 1 seed (points against the claim)"
     (claim,) = [k for k in rows if k.startswith("Lin et al.")]
     assert "on patches" in claim and rows[claim] == "undecided, 1 seed (points against the claim)"
+    # a dataset name with an underscore (an image folder's) is read back whole
+    (d / "exposure_gap_digits.csv").rename(d / "exposure_gap_my_digits.csv")
+    (d / "fixes_quality_digits.csv").rename(d / "fixes_quality_my_digits.csv")
+    rows = {r[0]: r[2] for r in sb.replication_rows(tmp_path)}
+    assert rows["beyond the paper: debias reduces exposure bias on my_digits (mean |eps-norm gap| per dim "
+                "along the chain)"] == reversed_
 
 
 def test_extra_runs_follow_the_notebook_parameters():

@@ -320,6 +320,16 @@ def make():
 '''
 
 
+def test_a_plugin_without_a_schedule_warns_at_its_caller_and_is_ddpm_linear(tmp_path):
+    (tmp_path / "plug.py").write_text(PLUGIN)
+    with pytest.warns(UserWarning, match="assuming DDPM linear, T=1000") as seen:
+        d = biaskit.load(None, model_spec=f"{tmp_path / 'plug.py'}:make")
+    assert [Path(w.filename).name for w in seen] == [Path(__file__).name]  # the user's line, not ours
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)  # Ho et al. 2020
+    assert torch.allclose(d.schedule.abar, torch.cumprod(1 - betas, 0))
+    assert d.info["schedule_source"] == "default (DDPM linear, T=1000)"
+
+
 def test_plugin_schedule_from_checkpoint_and_scaled_time(tmp_path):
     (tmp_path / "plug.py").write_text(PLUGIN)
     abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1001), 0)

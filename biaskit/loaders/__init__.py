@@ -56,14 +56,11 @@ def _run_conditioning(den, o, spec):
     """A conditional run read with one class for all (class_label) or classifier-free guidance
     (guidance_scale; its null label is the run's num_classes)."""
     from dataclasses import replace
-    given = [k for k in ("class_label", "guidance_scale") if getattr(o, k, None) is not None]
+
+    from .build import checked_conditioning
+    given = checked_conditioning(o, den.conditioning is not None, str(spec),
+                                 " (its model has no num_classes)")
     if not given:
         return den
-    if den.conditioning is None:
-        raise ValueError(f"{spec} is not class-conditional (its model has no num_classes): drop "
-                         f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-    if isinstance(o.guidance_scale, tuple):
-        raise ValueError("--guidance-scale: a comma list of scales applies to latent pipelines; "
-                         "give a run one scale")
     den.conditioning = replace(den.conditioning, **{k: getattr(o, k) for k in given})
     return den

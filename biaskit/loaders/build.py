@@ -1,12 +1,14 @@
 """What every third-party loader shares: the schedule from exactly one source, the data range,
 the trained timesteps, the class label, and the denoiser built from them: a loader resolves the
 process once (:func:`discrete_process` of its schedule, or
-:func:`~biaskit.loaders.process_options.named_process`) and calls :func:`model_under`."""
+:func:`~biaskit.loaders.process_options.named_process`; both by :func:`process_of` for a plugin
+or a network in memory) and calls :func:`model_under`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -16,38 +18,48 @@ from ..denoiser import TIME_INPUTS, Conditioning, Denoiser
 from ..formulations import denoiser_under
 from ..processes import DiscreteVP, Process
 from ..source import Source
-from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, from_abar, from_betas,
+from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, as_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
+from .process_options import check_no_process_options, named_process
 
-__all__ = ["DEFAULT_SCHEDULER", "conditioning_of", "resolve_schedule", "discrete_process",
-           "model_under", "make_denoiser", "file_source",
-           "image_shape",
-           "read_json", "parse_range", "parse_timestep_range"]
+__all__ = ["DEFAULT_SCHEDULER", "SCHEDULE_OPTIONS", "checked_conditioning", "conditioning_of",
+           "resolve_schedule", "discrete_process", "process_of", "model_under", "make_denoiser",
+           "file_source", "image_shape", "read_json", "parse_range", "parse_timestep_range"]
 
 # DDPM (Ho et al. 2020): what a bare diffusers UNet is assumed to be trained with
 DEFAULT_SCHEDULER = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
                      "num_train_timesteps": 1000, "prediction_type": "epsilon"}
 
 
-def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
-    """The :class:`~biaskit.denoiser.Conditioning` of loader options ``o`` (class_label,
-    guidance_scale, null_label, label_keyword) for a network that takes labels as ``keyword``.
-    ``conditional``: whether the weights say it is class-conditional (None: unknown, as for a
-    plugin, which is then conditional when any of these options is given)."""
+def checked_conditioning(o, conditional: bool | None, what: str, why: str = "") -> list[str]:
+    """The class-conditioning options of loader options ``o`` that are given (class_label,
+    guidance_scale, null_label, label_keyword: those ``o`` has), checked against the network
+    ``what``: a ValueError when it is not class-conditional (``conditional`` False; ``why`` says
+    how that is known) and any is given, or when guidance_scale is a comma list (latent
+    pipelines only). ``conditional`` None: unknown (a plugin), nothing to check."""
     given = [k for k in ("class_label", "guidance_scale", "null_label", "label_keyword")
              if getattr(o, k, None) is not None]
-    if conditional is None:
-        conditional = bool(given)
-    if not conditional:
-        if given:
-            raise ValueError(f"{what} is not class-conditional: drop "
-                             f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-        return None
-    if isinstance(o.guidance_scale, tuple):
+    if conditional is False and given:
+        raise ValueError(f"{what} is not class-conditional{why}: drop "
+                         f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    if isinstance(getattr(o, "guidance_scale", None), tuple):
         raise ValueError("--guidance-scale: a comma list of scales applies to latent pipelines; "
                          f"give {what} one scale")
+    return given
+
+
+def conditioning_of(o, conditional: bool | None, keyword: str, what: str):
+    """The :class:`~biaskit.denoiser.Conditioning` of loader options ``o`` (class_label,
+    guidance_scale, null_label, label_keyword; :func:`checked_conditioning`) for a network that
+    takes labels as ``keyword``, None for one that is not class-conditional.
+    ``conditional``: whether the weights say it is class-conditional (None: unknown, as for a
+    plugin, which is then conditional when any of these options is given)."""
+    given = checked_conditioning(o, conditional, what)
+    if not (conditional or given):
+        return None
+    # a format without guidance (a network in memory) has no guidance_scale / null_label option
     return Conditioning(getattr(o, "label_keyword", None) or keyword, o.class_label,
-                        o.guidance_scale, o.null_label)
+                        getattr(o, "guidance_scale", None), getattr(o, "null_label", None))
 
 
 def read_json(path: Path) -> dict:
@@ -178,6 +190,39 @@ def discrete_process(schedule: Schedule, trained_timesteps=None, time_input=None
     if not callable(time_input) and time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time input {time_input!r}; valid: {', '.join(TIME_INPUTS)}")
     return DiscreteVP(schedule), extras
+
+
+# the loader options that name a discrete schedule's source or its bounds (a format takes some)
+SCHEDULE_OPTIONS = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key", "scheduler_config",
+                    "beta_start", "beta_end")
+
+
+def process_of(o, state_dict: dict | None = None, *, given=None,
+               unscheduled: Callable[[], None]) -> tuple[Process, dict]:
+    """The process a network was trained under, and the source extras that say where it came
+    from: ``o.process`` (:func:`~biaskit.loaders.process_options.named_process`), else the
+    discrete schedule of ``given`` (a schedule-like object: a network in memory's schedule= /
+    scheduler=) or of the schedule options of ``o`` (:data:`SCHEDULE_OPTIONS`; abar_key /
+    betas_key name tensors of ``state_dict``), cut to ``o.trained_timesteps``
+    (:func:`discrete_process`). ``unscheduled()`` is called when no schedule source is given:
+    the loader's own error, or its warning before :func:`resolve_schedule`'s DDPM linear default."""
+    if o.process is not None:
+        if given is not None:
+            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / "
+                             "scheduler=")
+        return named_process(o)
+    check_no_process_options(o)
+    options = [k for k in SCHEDULE_OPTIONS if getattr(o, k, None) is not None]
+    if given is not None:
+        if options:
+            raise ValueError(f"give one schedule source, not schedule/scheduler and {', '.join(options)}")
+        schedule, where = as_schedule(given), f"given {type(given).__name__}"
+    else:
+        if not options:
+            unscheduled()
+        schedule, where = resolve_schedule(state_dict, **{k: getattr(o, k, None) for k in SCHEDULE_OPTIONS})
+    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
+    return process, {"schedule_source": where, **extras}
 
 
 def model_under(process: Process, net, target, *, time_input, time_scale, data_range, channels,

@@ -18,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..denoiser import Denoiser
-from ..processes import Process
-from ..schedules import PROCESS_SCHEDULERS, as_schedule, scheduler_config
+from ..schedules import PROCESS_SCHEDULERS, scheduler_config
 from ..source import Source
-from .build import conditioning_of, discrete_process, image_shape, model_under, resolve_schedule
+from .build import conditioning_of, image_shape, model_under, process_of
 from .options import check_options
-from .process_options import check_no_process_options, named_process
 
 __all__ = ["load_module"]
 
@@ -77,7 +75,7 @@ def load_module(net, **options) -> Denoiser:
     if cfg is not None and cfg.get("_class_name") in PROCESS_SCHEDULERS:
         from .process_folders import process_denoiser
         return process_denoiser(net, cfg, o, source, channels, conditioning, freeze=False)
-    process, extras = _process(o, given, type(net).__name__)
+    process, extras = process_of(o, given=given, unscheduled=_unscheduled(type(net).__name__))
     kind = o.parameterization or (cfg or {}).get("prediction_type")
     return model_under(process, net, kind, time_input=o.time_input, time_scale=o.time_scale,
                        target_sign=o.target_sign, data_range=o.data_range, channels=channels,
@@ -85,27 +83,10 @@ def load_module(net, **options) -> Denoiser:
                        conditioning=conditioning)
 
 
-def _process(o, given, what: str) -> tuple[Process, dict]:
-    """The process the network was trained under, and the source extras saying where it came
-    from: ``process=`` (:func:`~biaskit.loaders.process_options.named_process`), else the
-    discrete schedule of ``given`` (schedule= / scheduler=) or of noise_schedule= /
-    diffusion_steps= / scheduler_config=; none of them is an error."""
-    if o.process is not None:
-        if given is not None:
-            raise ValueError(f"process={o.process!r} replaces the discrete schedule: drop schedule= / scheduler=")
-        return named_process(o)
-    check_no_process_options(o)
-    if given is not None:
-        others = [k for k in ("noise_schedule", "diffusion_steps", "scheduler_config") if getattr(o, k) is not None]
-        if others:
-            raise ValueError(f"give one schedule source, not schedule/scheduler and {', '.join(others)}")
-        schedule, where = as_schedule(given), f"given {type(given).__name__}"
-    elif any(getattr(o, k) is not None for k in ("noise_schedule", "diffusion_steps", "scheduler_config")):
-        schedule, where = resolve_schedule(noise_schedule=o.noise_schedule, diffusion_steps=o.diffusion_steps,
-                                           scheduler_config=o.scheduler_config)
-    else:
+def _unscheduled(what: str):
+    """A network in memory without a schedule or process: the error naming the ways to give one."""
+    def refuse():
         raise ValueError(f"biaskit.load({what}) needs the schedule it was trained with: "
                          "schedule= (a Schedule or a name), scheduler= (a diffusers scheduler or its "
                          "config), noise_schedule= / scheduler_config=, or process=")
-    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
-    return process, {"schedule_source": where, **extras}
+    return refuse

@@ -14,11 +14,9 @@ from torch import nn
 
 from .. import safeload
 from ..denoiser import Denoiser
-from ..processes import Process
 from ..source import Source
-from .build import conditioning_of, discrete_process, file_source, model_under, resolve_schedule
+from .build import conditioning_of, file_source, model_under, process_of
 from .options import check_options
-from .process_options import check_no_process_options, named_process
 from .weights import prefix_for, read_weights
 
 __all__ = ["resolve_factory", "load_plugin"]
@@ -117,30 +115,16 @@ def load_plugin(weights, model_spec, **options) -> Denoiser:
         safeload.load_into(net, sd, strict=o.strict, what=f"weights in {path.name}")
         source = file_source(path, "plugin", extras={**source.extras, **note})
     conditioning = conditioning_of(o, None, "y", str(model_spec))
-    process, extras = _plugin_process(o, full)
+    process, extras = process_of(o, full, unscheduled=_assume_ddpm)
     return model_under(process, net.to(o.device), o.parameterization, time_input=o.time_input,
                        time_scale=o.time_scale, target_sign=o.target_sign, data_range=o.data_range,
                        channels=o.channels, source=source.with_extras(**extras),
                        conditioning=conditioning)
 
 
-def _plugin_process(o, state_dict: dict) -> tuple[Process, dict]:
-    """The process the plugin was trained under, and the source extras that say where it came
-    from: ``--process`` (:func:`~biaskit.loaders.process_options.named_process`), else the
-    discrete schedule of the schedule options (abar_key / betas_key in ``state_dict``, ...;
-    without any, DDPM linear T=1000 with a warning)."""
-    if o.process is not None:
-        return named_process(o)
-    check_no_process_options(o)
-    if all(v is None for v in (o.noise_schedule, o.diffusion_steps, o.abar_key, o.betas_key,
-                               o.scheduler_config, o.beta_start, o.beta_end)):
-        warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
-                      "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
-                      "--scheduler-config)", stacklevel=5)
-    schedule, schedule_source = resolve_schedule(state_dict, abar_key=o.abar_key, betas_key=o.betas_key,
-                                                 noise_schedule=o.noise_schedule,
-                                                 beta_start=o.beta_start, beta_end=o.beta_end,
-                                                 diffusion_steps=o.diffusion_steps,
-                                                 scheduler_config=o.scheduler_config)
-    process, extras = discrete_process(schedule, o.trained_timesteps, o.time_input)
-    return process, {"schedule_source": schedule_source, **extras}
+def _assume_ddpm() -> None:
+    """A plugin without a schedule or process: warn that DDPM linear, T=1000 is assumed."""
+    # the frames up to the caller of biaskit.load: here, process_of, load_plugin, load_third_party, load
+    warnings.warn("no schedule given for the plugin model; assuming DDPM linear, T=1000 (pass "
+                  "--noise-schedule/--diffusion-steps, --abar-key, --betas-key or "
+                  "--scheduler-config)", stacklevel=6)

@@ -6,7 +6,8 @@ keyword of a named process's constructor (:func:`keyword_options`, as its config
 
 A loader resolves *which* process a network was trained under once, here (:func:`named_process`)
 or from its schedule options (:func:`~biaskit.loaders.build.discrete_process`: a
-:class:`~biaskit.processes.DiscreteVP`), then builds its denoiser with one call,
+:class:`~biaskit.processes.DiscreteVP`; the one choice between the two:
+:func:`~biaskit.loaders.build.process_of`), then builds its denoiser with one call,
 :func:`~biaskit.loaders.build.model_under`, which the process's class decides.
 """
 

@@ -59,10 +59,15 @@ def model_calls(sampler: str, denoiser, steps: int, spacing: str = "even",
 def check_steps(sampler: str, denoiser, steps) -> None:
     """ValueError for an unknown sampler, or unless 1 <= ``steps`` <= T of the denoiser's
     schedule (every sampler visits distinct schedule steps)."""
-    _check_model(lookup(sampler), denoiser)
+    _check_steps(lookup(sampler), denoiser, steps)
+
+
+def _check_steps(spec: SamplerSpec, denoiser, steps) -> None:
+    """:func:`check_steps` for the looked-up row ``spec`` of a sampler."""
+    _check_model(spec, denoiser)
     T = denoiser.schedule.T
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
-        raise ValueError(f"{sampler}: steps must be in 1..{T} (an integer), got {steps!r}")
+        raise ValueError(f"{spec.name}: steps must be in 1..{T} (an integer), got {steps!r}")
 
 
 def _check_model(spec: SamplerSpec, denoiser) -> None:
@@ -145,7 +150,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
     spec = lookup(sampler)
-    check_steps(sampler, denoiser, steps)
+    _check_steps(spec, denoiser, steps)
     denoiser.check_shape(shape_or_noise.shape[1:] if isinstance(shape_or_noise, torch.Tensor)
                          else tuple(shape_or_noise)[1:])
     if device is None:

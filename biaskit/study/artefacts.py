@@ -5,7 +5,7 @@ under that notebook's folder ``FIGURES/NOTEBOOK/``.
 The notebooks write them as ``out / artefacts.file(NAME)`` and the readers ask for them by name
 (:func:`read`, :func:`paths`), so a file is renamed or moved here only. A file name with a
 ``{field}`` (``{dataset}_compare.csv``) is one artefact per value: :func:`file` fills it in,
-:func:`paths` finds every written one.
+:func:`paths` finds every written one and :func:`field_values` reads the values back from its name.
 
 A column renamed since a file was written is read under its new name (:data:`RENAMED_COLUMNS`),
 so a figures folder of an earlier version still gives the same table.
@@ -13,8 +13,10 @@ so a figures folder of an earlier version still gives the same table.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
 
 import pandas as pd
 
@@ -74,13 +76,27 @@ def path(folder, name: str, **fields) -> Path:
     return Path(folder) / _artefact(name).notebook / file(name, **fields)
 
 
+def _parts(name: str) -> list[tuple[str, str | None]]:
+    """The file name of artefact ``name`` as (literal text, the {field} after it or None)."""
+    return [(text, field) for text, field, _, _ in Formatter().parse(_artefact(name).file)]
+
+
 def paths(folder, name: str) -> list[Path]:
     """Every written file of artefact ``name`` under ``folder`` (one per value of its fields), sorted."""
-    a = _artefact(name)
-    pattern = a.file
-    for field in {p.split("}")[0] for p in a.file.split("{")[1:]}:
-        pattern = pattern.replace("{" + field + "}", "*")
-    return sorted((Path(folder) / a.notebook).glob(pattern))
+    pattern = "".join(text + ("*" if field is not None else "") for text, field in _parts(name))
+    return sorted((Path(folder) / _artefact(name).notebook).glob(pattern))
+
+
+def field_values(name: str, p) -> dict[str, str]:
+    """The {field} values of artefact ``name``'s file ``p`` (a path, as :func:`paths` gives
+    it): the inverse of :func:`file`, ``fashion_mnist_compare.csv`` -> {dataset: fashion_mnist}.
+    A ValueError when ``p``'s name is not a file of that artefact."""
+    pattern = "".join(re.escape(text) + (f"(?P<{field}>.+)" if field is not None else "")
+                      for text, field in _parts(name))
+    found = re.fullmatch(pattern, Path(p).name)
+    if found is None:
+        raise ValueError(f"{Path(p).name} is not a file of artefact {name!r} ({_artefact(name).file})")
+    return found.groupdict()
 
 
 def read(folder, name: str, **fields) -> pd.DataFrame | None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artefacts import MANIFEST, paths, read
+from .artefacts import MANIFEST, field_values, paths, read
 from .verdicts import A, B, MIN_SEEDS, NOISE, chance_note, ci, lower_is_better, seeded, side
 
 
@@ -272,7 +272,7 @@ def header(folder) -> str:
         lines.append(f"Training seeds per weighting in the relative-difference rows: {seeds}; every "
                      f"other row compares one training seed per weighting. A verdict needs "
                      f"{MIN_SEEDS} seeds.")
-    n = [f"{p.name.split('_')[0]} {int(pd.read_csv(p, usecols=['n'])['n'].iloc[0])}"
+    n = [f"{field_values('compare', p)['dataset']} {int(pd.read_csv(p, usecols=['n'])['n'].iloc[0])}"
          for p in paths(folder, "compare")]
     if n:
         lines.append(f"Probe draws per t (held-out x0, one noise each): {', '.join(n)}.")

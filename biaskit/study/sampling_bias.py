@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .artefacts import paths, read
+from .artefacts import field_values, paths, read
 from .cache import Cache, run_key, tensor_digest
 # the runs of the fixes (study settings live in profiles)
 from .profiles import EXTRA_RUNS, NOTEBOOK_EXTRA_RUNS, TERMINAL_SNR_RUNS
@@ -242,7 +242,7 @@ def replication_rows(folder: Path) -> list[tuple]:
                          _disjoint(b.chain_lo, b.chain_hi, a.chain_lo, a.chain_hi, "observed", "reversed")))
     rows += _gap_rows(folder, "exposure_gap", "fixes_quality", "")
     for p in paths(folder, "image_exposure_gap"):
-        dataset = p.stem[len("exposure_gap_"):]
+        dataset = field_values("image_exposure_gap", p)["dataset"]
         rows += _gap_rows(folder, "image_exposure_gap", "image_fixes_quality", f" on {dataset}", dataset=dataset)
     if (br := read(folder, "brightness")) is not None:
         br = br.set_index("set")

@@ -4,9 +4,10 @@ with probability ``loss.label_dropout`` (classifier-free guidance, Ho & Salimans
 A run is conditional when ``model.config.num_classes`` = K > 0 (:mod:`biaskit.models.labels`:
 labels 0..K-1, null class K); its data set must carry labels (``train_labels``: digits, MNIST,
 an image folder with one subfolder per class, ``--data FILE`` with labels). At 0-based step s
-the rank's batch holds the samples ``batch_indices(N, seed, s B + lo, b)`` (the trainer's own
-rule, so x0 and y stay paired), and sample i's label is replaced by K when u_i < p, with u drawn
-for the global batch from its own random stream ``derive_seed(seed, LABEL_STREAM, s)``: the data
+the labels are those of the samples the trainer drew for the rank's batch (its indices
+:meth:`~biaskit.train.trainer.Trainer.indices`, given here: x0 and y stay paired), and sample
+i's label is replaced by K when u_i < p, with u drawn for the global batch B from its own
+random stream ``derive_seed(seed, LABEL_STREAM, s)`` (rank r keeps u[r b:(r + 1) b]): the data
 order, t, eps, dropout and input-perturbation streams are those of the same run without labels,
 and a run without ``num_classes`` never reaches this module (its numbers do not change by a bit).
 
@@ -20,7 +21,6 @@ import torch
 from torch import nn
 
 from ..rng import derive_seed
-from .objective import batch_indices
 
 __all__ = ["LABEL_STREAM", "Labelled", "labelled_model", "step_labels", "set_step_labels",
            "num_classes"]
@@ -72,22 +72,23 @@ def labelled_model(trainer) -> Labelled | None:
     return Labelled(trainer.model)
 
 
-def step_labels(trainer, step: int) -> torch.Tensor:
-    """(b,) labels of this rank's batch at 0-based ``step``, each replaced by the null class K
-    with probability loss.label_dropout (see the module)."""
-    cfg, B = trainer.config, trainer.config.batch_size
-    b = B // trainer.world
-    lo = trainer.rank * b
-    y = trainer.train_y[batch_indices(trainer.train_y.shape[0], cfg.seed, step * B + lo, b, trainer.device)]
-    p = float(cfg.loss.label_dropout)
+def step_labels(trainer, step: int, idx: torch.Tensor) -> torch.Tensor:
+    """(b,) labels of this rank's batch at 0-based ``step`` (``idx``: its (b,) data indices, as
+    the trainer drew them), each replaced by the null class K with probability
+    loss.label_dropout (see the module)."""
+    y = trainer.train_y[idx]
+    p = float(trainer.config.loss.label_dropout)
     if p:
+        cfg, b = trainer.config, idx.shape[0]
+        lo = trainer.rank * b
         g = torch.Generator(device=trainer.device).manual_seed(derive_seed(cfg.seed, LABEL_STREAM, step))
-        u = torch.rand(B, device=trainer.device, generator=g)[lo:lo + b]
+        u = torch.rand(cfg.batch_size, device=trainer.device, generator=g)[lo:lo + b]
         y = torch.where(u < p, torch.full_like(y, num_classes(trainer.model_config)), y)
     return y
 
 
-def set_step_labels(trainer, step: int) -> None:
-    """Give a conditional run's model the labels of 0-based ``step`` (nothing for another run)."""
+def set_step_labels(trainer, step: int, idx: torch.Tensor) -> None:
+    """Give a conditional run's model the labels of 0-based ``step``, whose batch holds the data
+    indices ``idx`` (nothing for another run)."""
     if getattr(trainer, "labelled", None) is not None:
-        trainer.labelled.labels = step_labels(trainer, step)
+        trainer.labelled.labels = step_labels(trainer, step, idx)

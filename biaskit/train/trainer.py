@@ -242,12 +242,21 @@ class Trainer:
                                           "weighting": self.config.loss.weighting})
 
     # --- one step ----------------------------------------------------------------------------
-    def batch(self, step: int):
-        """(x0, t, eps) of this rank for 0-based ``step``: its slice of the global batch."""
+    def indices(self, step: int) -> torch.Tensor:
+        """(b,) data indices of this rank's batch at 0-based ``step``: its slice (rank * b, b =
+        B / world) of the global batch's positions step * B .. of the data stream
+        (:func:`~biaskit.train.objective.batch_indices`)."""
+        B = self.config.batch_size
+        b = B // self.world
+        return batch_indices(self.train_x.shape[0], self.config.seed, step * B + self.rank * b, b, self.device)
+
+    def batch(self, step: int, idx: torch.Tensor | None = None):
+        """(x0, t, eps) of this rank for 0-based ``step``: its slice of the global batch;
+        ``idx``: the step's :meth:`indices`, when already drawn."""
         cfg, B = self.config, self.config.batch_size
         b = B // self.world
         lo, hi = self.rank * b, (self.rank + 1) * b
-        x0 = self.train_x[batch_indices(self.train_x.shape[0], cfg.seed, step * B + lo, b, self.device)]
+        x0 = self.train_x[self.indices(step) if idx is None else idx]
         g = self._noise.manual_seed(derive_seed(cfg.seed, _NOISE, step))
         t = self.objective.draw(B, self.device, g)
         eps = torch.randn((B,) + tuple(x0.shape[1:]), device=self.device, generator=g)
@@ -268,8 +277,9 @@ class Trainer:
             group["lr"] = lr
         if self.has_dropout:
             torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, self.step))
-        x0, t, eps = self.batch(self.step)
-        set_step_labels(self, self.step)
+        idx = self.indices(self.step)
+        x0, t, eps = self.batch(self.step, idx)
+        set_step_labels(self, self.step, idx)
         xi = self.perturbation(self.step, eps) if self.objective.gamma else None
         loss, mse = self.objective.loss(self.model, x0, t, eps, self.autocast, xi)
         self.optimizer.zero_grad(set_to_none=True)

@@ -324,7 +324,8 @@ def test_a_hybrid_of_x0_and_v_models_under_a_diffusers_scheduler_reads_their_tar
     mix = _gmm()
     noise = torch.randn(32, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     kw = dict(sampler=sampler, steps=10, progress=False)
-    # (not Flow: its view starts at abar = 0, where these schedulers give NaN for any model)
+    # (not Flow: its view starts at abar = 0, where these schedulers are undefined: refused,
+    # test_sampler_table::test_samples_that_are_not_finite_are_refused_in_one_line)
     for process in (ContinuousVP(), VE()):
         x0 = [process_oracle(mix, process, "x0", data_range=(-3, 3), name=f"x0 {i}") for i in (0, 1)]
         v = [process_oracle(mix, process, "v", data_range=(-3, 3), name=f"v {i}") for i in (0, 1)]

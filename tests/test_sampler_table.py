@@ -145,3 +145,44 @@ def test_every_row_is_one_of_the_common_signature():
     assert model_calls("heun", den, 5) == 9 and model_calls("ddpm", den, 5) == 5
     assert model_calls("diffusers_heun", den, 5) == 9  # Heun's 2nd evaluation but the last
     assert lookup("ddim").options == ("eta",) and lookup("ddpm").options == ("variance",)
+
+
+def test_samples_that_are_not_finite_are_refused_in_one_line():
+    """A chain never returns NaN samples: from zero SNR (a flow model's t = 1) a VP scheduler
+    divides by alpha = 0, and a model that returns NaN at one step spoils the chain; both raise a
+    ValueError naming the sampler, the model and the cause."""
+    from biaskit.formulations import process_oracle
+    from biaskit.processes import Flow
+    mix = GaussianMixture.isotropic([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], 0.3)
+    noise = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    flow = process_oracle(mix, Flow(), "x0", data_range=(-3, 3), name="flow x0")
+    assert torch.isfinite(sample(flow, noise, sampler="flow_euler", steps=8, progress=False).x0).all()
+    with pytest.raises(ValueError, match=r"'dpmpp_2m' gave 16 of 16 samples that are not finite from "
+                                         r"model 'flow x0': the chain starts at zero SNR"):
+        sample(flow, noise, sampler="dpmpp_2m", steps=8, progress=False)
+
+    den = oracle_denoiser(mix, get_schedule("linear", 1000), data_range=(-3, 3), name="vp")
+
+    class NanAtOneStep(torch.nn.Module):  # the oracle, but NaN for the first 3 samples at its 4th call
+        def __init__(self):
+            super().__init__()
+            self.inner, self.schedule, self.name, self.calls = den, den.schedule, "nan at one step", 0
+            self.parameterization, self.data_range = den.parameterization, den.data_range
+
+        def forward(self, x, t, *args, **kw):
+            out = self.inner(x, t, *args, **kw)
+            self.calls += 1
+            if self.calls == 4:
+                out.x0_hat[:3] = out.eps_hat[:3] = float("nan")
+            return out
+
+        def __getattr__(self, key):
+            try:
+                return super().__getattr__(key)
+            except AttributeError:
+                return getattr(self.inner, key)
+
+    assert torch.isfinite(sample(den, noise, sampler="ddim", steps=10, progress=False).x0).all()
+    with pytest.raises(ValueError, match=r"gave 3 of 16 samples that are not finite from model "
+                                         r"'nan at one step': the model or a step returned NaN/inf"):
+        sample(NanAtOneStep(), noise, sampler="ddim", steps=10, progress=False)

@@ -166,4 +166,26 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         x0 = spec.function(ModelCall(denoiser, grid, clip, device, labels), x, grid,
                            generator=generator, callback=record, progress=progress,
                            **spec.own_options(eta=eta, variance=variance, scheduler_kwargs=scheduler_kwargs))
+    check_finite_samples(x0, sampler, denoiser, grid)
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)
+
+
+def check_finite_samples(x0: torch.Tensor, sampler: str, denoiser, grid: Grid) -> None:
+    """Raise, in one line, when a chain's samples x0 (B, ...) hold NaN or inf (never return them):
+    a chain that starts at zero SNR (logsnr = -inf at its noisiest step: a flow model's t = 1, a
+    flow scheduler's sigma = 1) where the sampler or the model's target is undefined (x0 from an
+    eps estimate divides by alpha = 0; a VP scheduler's step does too), or a model or step that
+    returned non-finite values."""
+    bad = ~torch.isfinite(x0.reshape(x0.shape[0], -1)).all(1)
+    if not bool(bad.any()):
+        return
+    name = getattr(denoiser, "name", None) or type(denoiser).__name__
+    target = getattr(denoiser, "parameterization", "?")
+    start = grid.kept.logsnr[-1].item()
+    why = (f"the chain starts at zero SNR (logsnr = -inf at its noisiest step), where this model (target "
+           f"{target}) or {sampler}'s step is undefined: sample on a grid without that step (the "
+           "model's own sampler), or a flow model with flow_euler and an x0, v or flow target"
+           if start == float("-inf") else
+           f"the model or a step returned NaN/inf (noisiest step logsnr {start:.3g})")
+    raise ValueError(f"sampler {sampler!r} gave {int(bad.sum())} of {bad.numel()} samples that are not "
+                     f"finite from model {name!r}: {why}")

@@ -4,14 +4,14 @@
 positions are final long before the last forward pass. One worker thread (:class:`Summaries`)
 takes, in order, each batch's per-sample statistics (the rows of Z, from the batch's x0, eps and
 the models' x0_hat, eps_hat) and each group of finished t positions (:func:`group_bounds`), of
-which it converts the rows to float64 (the evaluation's Z), records which (model, t) are
-finite and computes every summary the probe reports (each model's, and each model minus the
-reference), while the main thread goes on with the network (and a second thread, in
-:func:`~.evaluate.evaluate`, makes the next batch's draws). The statistics of a t depend on that
-t's rows alone, so the result is the same, bit for bit, as summarising all of Z afterwards
-(:func:`~.statistics.summarise`); only the time is hidden: on a GPU the summaries (numpy on the CPU) run beside the device's
-forwards, on a CPU beside a network that leaves a core free. A group with a value that is not
-finite is skipped (the caller's :func:`~.evaluate.check_finite` names the t and raises).
+which it converts the rows to float64 (the evaluation's Z), records which (model, t) are finite and
+computes every summary the probe reports (each model's, and each model minus the reference), while
+the main thread goes on with the network (and a second thread, in :func:`~.evaluate.evaluate`,
+makes the next batch's draws). The statistics of a t depend on that t's rows alone, so the result
+is the same, bit for bit, as summarising all of Z afterwards (:func:`~.statistics.summarise`); only
+the time is hidden: on a GPU the summaries (numpy on the CPU) run beside the device's forwards, on
+a CPU beside a network that leaves a core free. A group with a value that is not finite is skipped
+(the caller's :func:`~.evaluate.check_finite` names the t and raises).
 """
 
 from __future__ import annotations

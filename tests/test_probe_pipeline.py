@@ -66,16 +66,33 @@ def test_compare_with_the_worker_equals_summaries_computed_afterwards():
 
 
 def test_a_model_returning_nan_is_named_not_summarised():
-    """A NaN at one t still stops the probe with the t named (the worker skips the group)."""
+    """A NaN at one t of the second model still stops the probe naming that model and that t, the
+    same with the worker (which records finiteness per (model, t) and skips the group) and without."""
     class Bad(torch.nn.Module):
         def forward(self, x, t):
             out = x.clone()
-            out[t == t.max()] = float("nan")
+            out[t == 454] = float("nan")  # one middle t of the 12-step grid (0, 91, .., 999)
             return out
     x0 = torch.rand(20, 2) * 2 - 1
-    with pytest.raises(ValueError, match="NaN or inf at t="):
-        compare({"bad": Denoiser(Bad(), "linear", "eps", name="bad")}, x0, num_timesteps=12, n=20,
-                batch_size=16, progress=False, oracle=False)
+    models = {"good": Denoiser(_Net(0.3), "linear", "eps", name="good"),
+              "bad": Denoiser(Bad(), "linear", "eps", name="bad")}
+    for overlap in (True, False):
+        with pytest.raises(ValueError, match=r"model 'bad' returned NaN or inf at t=454 "):
+            compare(models, x0, num_timesteps=12, n=20, batch_size=16, progress=False, oracle=False,
+                    overlap=overlap)
+
+
+def test_the_workers_float64_rows_equal_the_whole_conversion():
+    """Z as the worker converts it group by group (two models, batches straddling t) is the
+    array the serial path converts whole, byte for byte."""
+    from biaskit.probe.api import ProbeOptions, _evaluate
+    x0 = torch.rand(37, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    models = {"a": Denoiser(_Net(0.3), "linear", "eps", name="a"), "b": Denoiser(_Net(0.5), "linear", "eps", name="b")}
+    o = ProbeOptions(num_timesteps=GROUP * 2 + 3, n=37, batch_size=50, progress=False, oracle=False)
+    piped = _evaluate(models, x0, o, jobs=[(0, None), (1, 0)])
+    serial = _evaluate(models, x0, o)
+    assert piped.Z.shape == serial.Z.shape == (2, GROUP * 2 + 3, 37, serial.Z.shape[-1])
+    assert piped.Z.dtype == serial.Z.dtype == np.float64 and piped.Z.tobytes() == serial.Z.tobytes()
 
 
 def test_an_error_on_the_worker_reaches_the_caller(monkeypatch):

@@ -11,11 +11,11 @@ import math
 import numpy as np
 
 from ..intervals import LEVEL
-from .kept_count import KeptCount, settled_bands
+from .kept_count import KeptCount
 
 BIAS_NORM = ("x0_bias_sq", "x0_bias_l2", "x0_bias_p")
 BIAS_DRAWS = 8192      # Monte Carlo draws of the sampling law of ||b_hat||^2 (common to every t)
-NARROW_AT = (3, 6, 10, 16)   # bisection steps before which the draws settled in the bracket are dropped
+NARROW_AFTER = (6, 12, 20)   # bisection steps after which the draws settled in the bracket are dropped
 
 
 def bias_sq(b_hat: np.ndarray, S: np.ndarray, n: int) -> np.ndarray:
@@ -112,31 +112,29 @@ def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32, counter=KeptCo
     # F_r(Q): the share of draws with Q_sim(r) <= Q (count / R is the mean of the booleans
     # exactly: the count is an integer), counted where the answer can still change in the bracket
     R = D.shape[1]
-    right0 = norm + 12 * np.sqrt(tau2) + 1e-300
-    bands = [settled_bands(B, D, right0) for B in B2]
 
-    def G(r, pick, counts):                                                  # F_r(Q) - a1(r), (K,)
-        r32 = r.astype(np.float32)[:, None]
-        F = pick([count(r32) / R for count in counts])
+    def G(r, pick, count, delta=None):                                       # F_r(Q) - a1(r), (K,)
+        F = pick(count(r.astype(np.float32)[:, None], delta) / R)
         return F - (a / 2) * (1 - np.exp(-r**2 / tau2))
 
+    counts = counter(B2, D)
+
     def root(target, pick):  # the r where G crosses target (G falls with r); 0 when G(0) <= target
-        counts = [counter(B, D, band) for B, band in zip(B2, bands)]
-        start = G(np.zeros_like(norm), pick, counts) > target
-        left, right = np.zeros_like(norm), right0.copy()
+        count = counts.restart()
+        start = G(np.zeros_like(norm), pick, count) > target
+        left, right = np.zeros_like(norm), norm + 12 * np.sqrt(tau2) + 1e-300
         for i in range(iterations):
-            if i in NARROW_AT:
-                for count in counts:
-                    count.narrow(left, right)
             mid = (left + right) / 2
-            above = G(mid, pick, counts) > target
+            # every later r32 is within delta of this one: float32(mid') for mid' in [left, right]
+            delta = (right - left) / 2 + 2.0**-20 * right + 2.0**-140 if i in NARROW_AFTER else None
+            above = G(mid, pick, count, delta) > target
             left, right = np.where(above, mid, left), np.where(above, right, mid)
         return np.where(start, (left + right) / 2, 0.0)
 
     # r is kept if some direction keeps it: the lower bound from the direction that makes Q
     # least extreme above, the upper from the one that makes it least extreme below
-    lo = root(1 - a, lambda Fs: np.minimum.reduce(Fs))
-    hi = root(0.0, lambda Fs: np.maximum.reduce(Fs))
+    lo = root(1 - a, lambda F: F.min(0))
+    hi = root(0.0, lambda F: F.max(0))
     return np.where(degenerate, norm, lo), np.where(degenerate, norm, hi)
 
 

@@ -91,13 +91,17 @@ class KeptCount:
         np.less_equal(w, per_row(-r**2), out=self.live_kept[:-1])
         count = self.fixed + self._row_sums(self.live_kept)
         if delta is not None:
-            T_out, T_in, d32 = settled_thresholds(r, np.tile(delta, len(self.Bs)), self.Bmax, self.Dmax)
-            z, p = w + per_row(r**2), np.abs(self.Bl) * per_row(d32)
-            inside = np.append(z + p < per_row(T_in), False)
-            live = ~(inside[:-1] | (z - p > per_row(T_out)))
-            self.fixed += self._row_sums(inside)
-            self._keep(self._row_sums(np.append(live, False)), self.Bl[live], self.Dl[live])
+            self._narrow(r, delta, w, per_row)
         return count.reshape(len(self.Bs), self.K)
+
+    @np.errstate(over="ignore", invalid="ignore")         # rows with overflow have no claims
+    def _narrow(self, r, delta, w, per_row):  # drop the live draws settled within delta of r
+        T_out, T_in, d32 = settled_thresholds(r, np.tile(delta, len(self.Bs)), self.Bmax, self.Dmax)
+        z, p = w + per_row(r**2), np.abs(self.Bl) * per_row(d32)
+        inside = np.append(z + p < per_row(T_in), False)
+        live = ~(inside[:-1] | (z - p > per_row(T_out)))
+        self.fixed += self._row_sums(inside)
+        self._keep(self._row_sums(np.append(live, False)), self.Bl[live], self.Dl[live])
 
     def _every_draw(self, r32, delta):  # the counts over every draw; with delta, the first narrowing
         r, counts, n, Bl, Dl = r32[:, 0], [], [], [], []
@@ -112,11 +116,11 @@ class KeptCount:
             counts.append(count_kept(B, D, r32[sl], z, inside))
             if delta is None:
                 continue
-            # the tests of __call__, in place: z = fl(w + s), p = fl(|B| d32)
-            np.add(z, (r[sl] ** 2)[:, None], out=z)
-            np.multiply(np.abs(B, out=p), d32[j, sl, None], out=p)
-            np.less(np.add(z, p, out=self.spare2[:k]), T_in[j, sl, None], out=inside)
-            np.greater(np.subtract(z, p, out=p), T_out[j, sl, None], out=settled)
+            with np.errstate(over="ignore", invalid="ignore"):  # the tests of _narrow, in place
+                np.add(z, (r[sl] ** 2)[:, None], out=z)                          # z = fl(w + s)
+                np.multiply(np.abs(B, out=p), d32[j, sl, None], out=p)         # p = fl(|B| d32)
+                np.less(np.add(z, p, out=self.spare2[:k]), T_in[j, sl, None], out=inside)
+                np.greater(np.subtract(z, p, out=p), T_out[j, sl, None], out=settled)
             settled |= inside
             self.fixed[j * self.K + sl.start:j * self.K + sl.stop] += inside.view(np.uint8).sum(1, dtype=np.int64)
             np.logical_not(settled, out=settled)

@@ -85,7 +85,7 @@ class KeptCount:
     def __call__(self, r32: np.ndarray, delta: np.ndarray | None = None) -> np.ndarray:
         if self.n is None:
             return self._every_draw(r32, delta).reshape(len(self.Bs), self.K)
-        r = np.tile(r32[:, 0], len(self.Bs))
+        r = np.concatenate([r32[:, 0]] * len(self.Bs))
         per_row = functools.partial(np.repeat, repeats=self.n)
         w = self.Bl * per_row(r) + self.Dl
         np.less_equal(w, per_row(-r**2), out=self.live_kept[:-1])
@@ -96,7 +96,7 @@ class KeptCount:
 
     @np.errstate(over="ignore", invalid="ignore")         # rows with overflow have no claims
     def _narrow(self, r, delta, w, per_row):  # drop the live draws settled within delta of r
-        T_out, T_in, d32 = settled_thresholds(r, np.tile(delta, len(self.Bs)), self.Bmax, self.Dmax)
+        T_out, T_in, d32 = settled_thresholds(r, np.concatenate([delta] * len(self.Bs)), self.Bmax, self.Dmax)
         z, p = w + per_row(r**2), np.abs(self.Bl) * per_row(d32)
         inside = np.append(z + p < per_row(T_in), False)
         live = ~(inside[:-1] | (z - p > per_row(T_out)))

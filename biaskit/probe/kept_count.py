@@ -18,6 +18,14 @@ _TINY = 2.0**-140       # above every float32 underflow error here (a few 2^-150
 _UP = 1 + 2.0**-20      # float64 -> float32 casts and float32(r) ~ r, with room
 
 
+def count_true(flags: np.ndarray) -> np.ndarray:
+    """The number of True along the last axis of a contiguous bool array (..., R), (...,) int64
+    (a 16-bit sum of the bytes holds it exactly up to 65535 and is several times faster than a
+    64-bit one; count / R is bit for bit flags.mean(-1), whose float64 sum of 0s and 1s is exact)."""
+    dtype = np.uint16 if flags.shape[-1] <= np.iinfo(np.uint16).max else np.int64
+    return flags.view(np.uint8).sum(-1, dtype=dtype).astype(np.int64)
+
+
 def count_kept(B: np.ndarray, D: np.ndarray, r32: np.ndarray, work=None, kept=None) -> np.ndarray:
     """The number of draws kept at r32 (K, 1) float32, (K,) int64, from B, D (K, R) float32: every
     draw evaluated (``work``, ``kept``: optional (K, R) float32 and bool buffers; on return they
@@ -27,8 +35,7 @@ def count_kept(B: np.ndarray, D: np.ndarray, r32: np.ndarray, work=None, kept=No
     np.multiply(B, r32, out=work)
     np.add(work, D, out=work)
     np.less_equal(work, -r32**2, out=kept)
-    dtype = np.uint16 if D.shape[1] <= np.iinfo(np.uint16).max else np.int64
-    return kept.view(np.uint8).sum(1, dtype=dtype).astype(np.int64)
+    return count_true(kept)
 
 
 def settled_thresholds(c: np.ndarray, delta: np.ndarray, Bmax: np.ndarray, Dmax: np.ndarray):

@@ -11,9 +11,11 @@ import math
 import numpy as np
 
 from ..intervals import LEVEL
+from .kept_count import KeptCount
 
 BIAS_NORM = ("x0_bias_sq", "x0_bias_l2", "x0_bias_p")
 BIAS_DRAWS = 8192      # Monte Carlo draws of the sampling law of ||b_hat||^2 (common to every t)
+NARROW_AFTER = (6, 12, 20)   # bisection steps after which the draws settled in the bracket are dropped
 
 
 def bias_sq(b_hat: np.ndarray, S: np.ndarray, n: int) -> np.ndarray:
@@ -84,7 +86,10 @@ def _null_draws(seed: int, draws: int, C: int, n: int) -> tuple[np.ndarray, np.n
     return Z, W
 
 
-def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32):
+def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32, counter=KeptCount):
+    """(lo, hi), (K,) each, for the K rows of b_hat (K, C), S (K, C, C); see :func:`bias_l2_interval`.
+    ``counter``: how the kept draws are counted (:class:`.kept_count.KeptCount`, or a reference
+    with the same interface that evaluates every draw)."""
     lam, V = np.linalg.eigh(S)
     lam = np.clip(lam, 0.0, None)                                            # (K, C), ascending
     norm = np.sqrt((b_hat**2).sum(-1))
@@ -104,35 +109,32 @@ def _invert_bias_test(b_hat, S, n, a, Z, W, iterations: int = 32):
     B2 = [_by_t((2 * Z @ (np.sqrt(lam) * u).T / math.sqrt(n)).astype(np.float32))  # 2 u' Sigma^1/2 Z / sqrt(n)
           for u in directions]
 
-    # F_r(Q): the share of draws with Q_sim(r) <= Q, counted in two buffers reused by every r
-    # (count / R is the mean of the booleans exactly: the count is an integer; a 16-bit sum
-    # holds it exactly for up to 65535 draws and is 6x faster than a 64-bit one)
-    R, work, kept = D.shape[1], np.empty_like(D), np.empty(D.shape, dtype=bool)
-    count_dtype = np.uint16 if R <= np.iinfo(np.uint16).max else np.int64
+    # F_r(Q): the share of draws with Q_sim(r) <= Q (count / R is the mean of the booleans
+    # exactly: the count is an integer), counted where the answer can still change in the bracket
+    R = D.shape[1]
 
-    def F_dir(B, r32):
-        np.multiply(B, r32, out=work)
-        np.add(work, D, out=work)
-        np.less_equal(work, -r32**2, out=kept)
-        return kept.view(np.uint8).sum(1, dtype=count_dtype).astype(np.int64) / R
-
-    def G(r, pick):                                                          # F_r(Q) - a1(r), (K,)
-        r32 = r.astype(np.float32)[:, None]
-        F = pick([F_dir(B, r32) for B in B2])
+    def G(r, pick, count, delta=None):                                       # F_r(Q) - a1(r), (K,)
+        F = pick(count(r.astype(np.float32)[:, None], delta) / R)
         return F - (a / 2) * (1 - np.exp(-r**2 / tau2))
 
+    counts = counter(B2, D)
+
     def root(target, pick):  # the r where G crosses target (G falls with r); 0 when G(0) <= target
+        count = counts.restart()
+        start = G(np.zeros_like(norm), pick, count) > target
         left, right = np.zeros_like(norm), norm + 12 * np.sqrt(tau2) + 1e-300
-        for _ in range(iterations):
+        for i in range(iterations):
             mid = (left + right) / 2
-            above = G(mid, pick) > target
+            # every later r32 is within delta of this one: float32(mid') for mid' in [left, right]
+            delta = (right - left) / 2 + 2.0**-20 * right + 2.0**-140 if i in NARROW_AFTER else None
+            above = G(mid, pick, count, delta) > target
             left, right = np.where(above, mid, left), np.where(above, right, mid)
-        return np.where(G(np.zeros_like(norm), pick) > target, (left + right) / 2, 0.0)
+        return np.where(start, (left + right) / 2, 0.0)
 
     # r is kept if some direction keeps it: the lower bound from the direction that makes Q
     # least extreme above, the upper from the one that makes it least extreme below
-    lo = root(1 - a, lambda Fs: np.minimum.reduce(Fs))
-    hi = root(0.0, lambda Fs: np.maximum.reduce(Fs))
+    lo = root(1 - a, lambda F: F.min(0))
+    hi = root(0.0, lambda F: F.max(0))
     return np.where(degenerate, norm, lo), np.where(degenerate, norm, hi)
 
 

@@ -11,6 +11,7 @@ from scipy.stats import chi2
 
 from ..intervals import LEVEL
 from .bias_norm import BIAS_DRAWS, bias_l2, bias_l2_interval, bias_sq, channel_moments, hotelling_p
+from .kept_count import count_true
 
 GAMMA = 1e-3           # the nuisance mean pair is restricted to its 1 - GAMMA confidence set
 
@@ -288,7 +289,7 @@ def _difference_intervals(b, S, n, a, Z, W, iterations: int = 18):
 
         def tails_of(qA, qB):  # P*(T* <= T), P*(T* >= T), (K,) each, from q_M* (K, R)
             Ts = (np.sqrt(np.maximum(qB, 0)) - np.sqrt(np.maximum(qA, 0))) if power == 1 else qB - qA
-            return (Ts <= Tk).mean(1), (Ts >= Tk).mean(1)
+            return count_true(Ts <= Tk) / Ts.shape[-1], count_true(Ts >= Tk) / Ts.shape[-1]
 
         def profiled(curve, direction, d):  # the tails at the point of one nuisance curve
             mu = _mean_at(curve, d, power, direction, 1e-4 * span).astype(np.float32)

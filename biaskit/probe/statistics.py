@@ -147,7 +147,7 @@ class Sample:
 
     @cached_property
     def D(self) -> np.ndarray:
-        return self.Z - self.Z.mean(1, keepdims=True)
+        return self.Z - self.zbar[:, None]                 # zbar's reduction, not a second one
 
     @cached_property
     def boot(self) -> np.ndarray:
@@ -262,7 +262,7 @@ def _x0_var(zbar: np.ndarray, at: dict, m: Sample) -> np.ndarray:
 
 def _x0_var_influence(m: Sample, at: dict) -> np.ndarray:
     """Gradient of x0_var at zbar applied to z - zbar, (K, n) (the tr(S) / n is O(1/n), left out)."""
-    bias, zbar = at["x0_bias_c"], m.Z.mean(1, keepdims=True)
+    bias, zbar = at["x0_bias_c"], m.zbar[:, None]
     return m.D[..., at["x0_mse"]] - (2.0 / at["setup"].C) * (m.D[..., bias] * zbar[..., bias]).sum(-1)
 
 

@@ -14,6 +14,8 @@ the call path around the network:
              per-sample statistics and the summaries on a worker thread while the forwards run)
   probe_serial  the same with ``overlap=False``: the statistics after each forward, in this thread
   evaluate_overlap  the probe loop with its per-batch statistics on the probe's worker thread
+  probe_draws  the probe loop without its statistics (a worker that drops them): the probe's draws
+             (on their own thread), x_t and model calls: the call path of the probe
   naive      a hand-written loop over t: noise, x_t, the denoiser and the errors x0 / eps MSE
 
 Timings: one torch (and BLAS) thread. Each call of a method is paired with a call of the bare
@@ -166,6 +168,23 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
         finally:
             worker.close()
 
+    class Drop:  # a worker that takes the per-sample statistics and drops them
+        def submit(self, fn, *args):
+            pass
+
+        def ready(self, Z, done):
+            pass
+
+        def drain(self):
+            pass
+
+        def complete(self):
+            return False
+
+    def draws():  # the probe loop without its statistics: draws (on their thread), x_t, model calls
+        evaluate([model], None, x0, ts_probe, seed=0, batch_size=B, device=torch.device("cpu"), amp=False,
+                 channels_last=False, setup=setup, progress=False, worker=Drop())
+
     @torch.inference_mode()
     def naive():
         out = []
@@ -185,6 +204,7 @@ def methods(model, x0: torch.Tensor, K: int, steps: int, lib: SimpleNamespace | 
         runs["probe_serial"] = (lambda: pr(overlap=False), K)
     if getattr(lib, "Summaries", None) is not None:  # this tree's evaluate, which takes a worker
         runs["evaluate_overlap"] = (ev_overlap, K)
+        runs["probe_draws"] = (draws, K)
     return runs
 
 

@@ -119,6 +119,7 @@ def chain_states(denoiser, noise: torch.Tensor, *, sampler: str = "ddim", steps:
     from .sampling import sample
     steps_seen = []
     model = EpsScaled(denoiser, eps_scale) if eps_scale is not None else denoiser
+    sample_options.setdefault("check_finite", False)  # a diverging chain's states are its NaN
     sample(model, noise.clone(), sampler=sampler, steps=steps, clip=clip, seed=seed, progress=False,
            callback=lambda s: steps_seen.append(dict(t=s.t, logsnr=s.logsnr, x_t=s.x_t,
                                                      x0_hat=s.x0_hat, eps_hat=s.eps_hat)),

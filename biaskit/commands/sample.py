@@ -226,13 +226,19 @@ def run(args) -> int:
     arrays, x0s = {}, {}
     for n in steps:
         watch = _FirstNonFinite()
-        r = S.sample(model if scale is None else EpsScaled(model, scale), shape, steps=n,
-                     return_trajectory=args.trajectory, progress=not args.no_progress, callback=watch,
-                     **kwargs)
+        try:
+            r = S.sample(model if scale is None else EpsScaled(model, scale), shape, steps=n,
+                         return_trajectory=args.trajectory, progress=not args.no_progress, callback=watch,
+                         **kwargs)
+            why = ""
+        except ValueError as e:  # samples not finite: said with the first call that went so
+            if watch.first is None:
+                raise
+            why = f": {e}"
         if watch.first is not None:
             i, t = watch.first
             raise ValueError(f"the {n}-step {args.sampler} chain went non-finite (NaN/inf) at model "
-                             f"call {i} (t = {t}); nothing was written")
+                             f"call {i} (t = {t}); nothing was written{why}") from None
         suffix = "" if len(steps) == 1 else f"_{n}"
         arrays[f"x0{suffix}"] = r.x0.float().cpu().numpy()
         arrays[f"timesteps{suffix}"] = np.asarray(r.timesteps, dtype=np.int64)

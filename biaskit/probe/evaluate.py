@@ -42,8 +42,13 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
     only; a :class:`~.pipeline.Summaries`): computes each batch's per-sample statistics on its
     thread while the next forwards run (the same numbers), and is told after each batch which t
     positions are final (``worker.ready(Z, done)``: Z (M, K n, S) on the device, positions
-    0 .. done - 1 final), whose summaries it then computes."""
+    0 .. done - 1 final), whose summaries it then computes, converting the rows to float64 as it
+    goes (the Z returned is then the worker's). With a worker, the next batch's draws and x_t are
+    made on a second thread while this batch's forwards run (two batches' inputs are alive at once)."""
     n, K = x0.shape[0], len(ts)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # the draws' thread then uses this GPU too
+        device = torch.device("cuda", torch.cuda.current_device())
     rank, world = rank_world()
     sizes = [(K * n * (r + 1)) // world - (K * n * r) // world for r in range(world)]
     start = (K * n * rank) // world
@@ -83,8 +88,14 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
             else:
                 worker.submit(fill, m, p0 - start, p1 - start, batch)
 
-    @torch.inference_mode()
+    # the draws' thread works on the caller's CUDA stream (a thread's current stream is its own)
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+
     def inputs(p0: int) -> tuple:
+        with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
+            return batch_inputs(p0)
+
+    def batch_inputs(p0: int) -> tuple:
         """Batch [p0, p1)'s pieces (k, i0, i1) (one per t it touches), x0, eps, t, alpha, sigma, x_t
         and labels."""
         p1 = min(p0 + batch_size, stop)
@@ -104,7 +115,8 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
         return p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b
 
     # with a worker, the next batch's draws are made on a thread of their own while this one's
-    # forwards run (the noise cache is then used by that thread alone: the same draws)
+    # forwards run (the noise cache is then used by that thread alone: the same draws; two
+    # batches' inputs are then alive at once)
     ahead = None if worker is None else ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="biaskit-draws", initializer=torch.set_num_threads,
         initargs=(torch.get_num_threads(),))

@@ -109,7 +109,7 @@ class Summaries:
 
     def complete(self) -> bool:
         """Whether every group was handed over (then :meth:`values` holds all of Z)."""
-        return bool(self.jobs) and self.submitted == len(self.bounds)
+        return bool(self.jobs) and self.Z is not None and self.submitted == len(self.bounds)
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """(Z (M, K, n, S) float64, finite (M, K)) once every group is done (waits for the worker),

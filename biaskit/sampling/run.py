@@ -116,7 +116,7 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
            variance: str = "fixed_small", clip: bool = False, seed: int = 0,
            callback: Callable[[StepInfo], None] | None = None, return_trajectory: bool = False,
            progress: bool = True, spacing: str = "even", device=None,
-           scheduler_kwargs: dict | None = None, labels=None) -> SampleResult:
+           scheduler_kwargs: dict | None = None, labels=None, check_finite: bool = True) -> SampleResult:
     """Draw samples from ``denoiser`` with ``steps`` steps of ``sampler``.
 
     Args:
@@ -141,6 +141,9 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         device: where to sample (default: the denoiser's device, else the noise's, else CPU).
         labels: (B,) the class of each sample, for a class-conditional model (one class for all
             and classifier-free guidance are the model's own settings, :class:`Conditioning`).
+        check_finite: raise a one-line ValueError when the samples hold NaN or inf
+            (:func:`check_finite_samples`); False returns them, for a sweep that records a
+            diverging chain as a NaN row.
 
     Returns a :class:`SampleResult` whose ``timesteps`` (and trajectory ``t``) are the model's
     own timesteps, ``schedule_index`` the steps of its schedule.
@@ -166,7 +169,8 @@ def sample(denoiser, shape_or_noise, *, sampler: str = "ddim", steps: int = 50, 
         x0 = spec.function(ModelCall(denoiser, grid, clip, device, labels), x, grid,
                            generator=generator, callback=record, progress=progress,
                            **spec.own_options(eta=eta, variance=variance, scheduler_kwargs=scheduler_kwargs))
-    check_finite_samples(x0, sampler, denoiser, grid)
+    if check_finite:
+        check_finite_samples(x0, sampler, denoiser, grid)
     return SampleResult(x0, record.t, sampler, record.trajectory(), record.index)
 
 
@@ -176,7 +180,7 @@ def check_finite_samples(x0: torch.Tensor, sampler: str, denoiser, grid: Grid) -
     flow scheduler's sigma = 1) where the sampler or the model's target is undefined (x0 from an
     eps estimate divides by alpha = 0; a VP scheduler's step does too), or a model or step that
     returned non-finite values."""
-    bad = ~torch.isfinite(x0.reshape(x0.shape[0], -1)).all(1)
+    bad = ~torch.isfinite(x0).flatten(1).all(1)  # (B,); B = 0 gives nothing to refuse
     if not bool(bad.any()):
         return
     name = getattr(denoiser, "name", None) or type(denoiser).__name__

@@ -145,6 +145,6 @@ def sample_run(cache: Cache, run_dir, n: int, *, sampler: str = "ddim", steps: i
     def compute():
         den = denoiser if denoiser is not None else load_run(run_dir, step=step, device=device)
         return {"x0": sample(den, (int(n), *shape), sampler=sampler, steps=int(steps), seed=int(seed),
-                             progress=False, **sample_kwargs).x0}
+                             progress=False, check_finite=False, **sample_kwargs).x0}
 
     return cache.tensors("samples", key, compute, label=f"{Path(run_dir).name}-{sampler}-{steps}")["x0"]

@@ -20,9 +20,9 @@ from ..processes import DiscreteVP, Process
 from ..source import Source
 from ..schedules import (ADM_SCHEDULES, Schedule, adm_schedule, as_schedule, from_abar, from_betas,
                          from_diffusers_config, get_schedule, respace)
-from .process_options import check_no_process_options, named_process
+from .process_options import SCHEDULE_OPTIONS, check_no_process_options, named_process
 
-__all__ = ["DEFAULT_SCHEDULER", "SCHEDULE_OPTIONS", "checked_conditioning", "conditioning_of",
+__all__ = ["DEFAULT_SCHEDULER", "checked_conditioning", "conditioning_of",
            "resolve_schedule", "discrete_process", "process_of", "model_under", "make_denoiser",
            "file_source", "image_shape", "read_json", "parse_range", "parse_timestep_range"]
 
@@ -192,17 +192,12 @@ def discrete_process(schedule: Schedule, trained_timesteps=None, time_input=None
     return DiscreteVP(schedule), extras
 
 
-# the loader options that name a discrete schedule's source or its bounds (a format takes some)
-SCHEDULE_OPTIONS = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key", "scheduler_config",
-                    "beta_start", "beta_end")
-
-
 def process_of(o, state_dict: dict | None = None, *, given=None,
                unscheduled: Callable[[], None]) -> tuple[Process, dict]:
     """The process a network was trained under, and the source extras that say where it came
     from: ``o.process`` (:func:`~biaskit.loaders.process_options.named_process`), else the
     discrete schedule of ``given`` (a schedule-like object: a network in memory's schedule= /
-    scheduler=) or of the schedule options of ``o`` (:data:`SCHEDULE_OPTIONS`; abar_key /
+    scheduler=) or of the schedule options of ``o`` (:data:`~.process_options.SCHEDULE_OPTIONS`; abar_key /
     betas_key name tensors of ``state_dict``), cut to ``o.trained_timesteps``
     (:func:`discrete_process`). ``unscheduled()`` is called when no schedule source is given:
     the loader's own error, or its warning before :func:`resolve_schedule`'s DDPM linear default."""

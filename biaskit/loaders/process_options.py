@@ -17,8 +17,8 @@ from typing import Callable
 
 from ..processes import PROCESSES, Process, get_process
 
-__all__ = ["SCHEDULE_SOURCES", "RENAMED", "keyword_options", "PROCESS_OPTIONS", "process_kwargs",
-           "named_process", "check_no_process_options", "spelled"]
+__all__ = ["SCHEDULE_OPTIONS", "SCHEDULE_SOURCES", "RENAMED", "keyword_options", "PROCESS_OPTIONS",
+           "process_kwargs", "named_process", "check_no_process_options", "spelled"]
 
 
 def spelled(name: str) -> str:
@@ -26,9 +26,12 @@ def spelled(name: str) -> str:
     (:func:`~biaskit.loaders.options.flag` keeps a pasted guided-diffusion flag's own)."""
     return "--" + name.replace("_", "-")
 
-# the options that set a discrete schedule, which a named process replaces
-SCHEDULE_SOURCES = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key",
-                    "scheduler_config", "beta_start", "beta_end", "trained_timesteps")
+# the loader options that name a discrete schedule's source or its bounds (a format takes some)
+SCHEDULE_OPTIONS = ("noise_schedule", "diffusion_steps", "abar_key", "betas_key", "scheduler_config",
+                    "beta_start", "beta_end")
+# the options that set a discrete schedule (its source, and the steps kept of it), which a named
+# process replaces
+SCHEDULE_SOURCES = SCHEDULE_OPTIONS + ("trained_timesteps",)
 # the loader options named otherwise than the process keyword they set, with their value's
 # conversion (a command line reads --flow-shift, --flow-time forward|reversed, --cosine-s)
 RENAMED: dict[str, tuple[str, Callable]] = {

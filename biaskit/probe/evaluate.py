@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +32,21 @@ def gather(Z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     """torch.cat of the pieces of a batch; one piece (a batch within one t) as it is, no copy."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class Inputs(NamedTuple):
+    """One batch of (t, sample) pairs [p0, p1): its pieces (k, i0, i1), one per t position k it
+    touches, and x0, eps, t (B,), alpha, sigma (broadcastable), x_t and the labels (or None)."""
+
+    p1: int
+    pieces: list
+    x0: torch.Tensor
+    eps: torch.Tensor
+    t: torch.Tensor
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    x_t: torch.Tensor
+    y: torch.Tensor | None
 
 
 def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device, amp, channels_last,
@@ -71,33 +87,33 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
         with torch.inference_mode():
             Z[m, a:b] = per_sample(batch, setup)
 
-    def run_models(p0, p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_in, y_b, o_hat) -> None:
-        """Every model's forward on the batch, and its per-sample statistics (here or on the worker)."""
+    def run_models(p0: int, b: Inputs, x_in, o_hat) -> None:
+        """Every model's forward on batch [p0, b.p1), and its per-sample statistics (here or on
+        the worker)."""
         for m, model in enumerate(models):
             with autocast:
                 # a conditioned model (biaskit.loaders.latent) is told each sample's row
                 if getattr(model, "takes_rows", False):
-                    rows_b = _cat([torch.arange(i0, i1, device=device) for _, i0, i1 in pieces])
-                    pred = model(x_in, t_b, rows=rows_b)
+                    rows_b = _cat([torch.arange(i0, i1, device=device) for _, i0, i1 in b.pieces])
+                    pred = model(x_in, b.t, rows=rows_b)
                 else:
-                    pred = model(x_in, t_b) if y_b is None else model(x_in, t_b, y_b)
-            batch = Batch(x0_b, eps_b, alpha, sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
+                    pred = model(x_in, b.t) if b.y is None else model(x_in, b.t, b.y)
+            batch = Batch(b.x0, b.eps, b.alpha, b.sigma, pred.x0_hat.float(), pred.eps_hat.float(), o_hat,
                           model.data_range, M)
             if worker is None:
-                fill(m, p0 - start, p1 - start, batch)
+                fill(m, p0 - start, b.p1 - start, batch)
             else:
-                worker.submit(fill, m, p0 - start, p1 - start, batch)
+                worker.submit(fill, m, p0 - start, b.p1 - start, batch)
 
     # the draws' thread works on the caller's CUDA stream (a thread's current stream is its own)
     stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
 
-    def inputs(p0: int) -> tuple:
+    def inputs(p0: int) -> Inputs:
         with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
             return batch_inputs(p0)
 
-    def batch_inputs(p0: int) -> tuple:
-        """Batch [p0, p1)'s pieces (k, i0, i1) (one per t it touches), x0, eps, t, alpha, sigma, x_t
-        and labels."""
+    def batch_inputs(p0: int) -> Inputs:
+        """Batch [p0, p1)'s :class:`Inputs`."""
         p1 = min(p0 + batch_size, stop)
         pieces, p = [], p0
         while p < p1:
@@ -112,7 +128,7 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
         sigma = _cat([sigma_ts[k].expand(i1 - i0) for k, i0, i1 in pieces]).reshape(per_row)
         x_t = P.noisy(x0_b, eps_b, alpha, sigma)
         y_b = None if labels is None else _cat([labels[i0:i1] for _, i0, i1 in pieces])
-        return p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b
+        return Inputs(p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b)
 
     # with a worker, the next batch's draws are made on a thread of their own while this one's
     # forwards run (the noise cache is then used by that thread alone: the same draws; two
@@ -123,19 +139,16 @@ def evaluate(models: list[Denoiser], oracle, x0, ts, *, seed, batch_size, device
     upcoming = ahead.submit(inputs, start) if ahead is not None and start < stop else None
     try:
         for p0 in range(start, stop, batch_size):
-            if ahead is None:
-                p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b = inputs(p0)
-            else:
-                p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_t, y_b = upcoming.result()
-                if p1 < stop:
-                    upcoming = ahead.submit(inputs, p1)
+            b = inputs(p0) if ahead is None else upcoming.result()
+            if ahead is not None and b.p1 < stop:
+                upcoming = ahead.submit(inputs, b.p1)
             with torch.inference_mode():
-                o_hat = oracle(x_t, t_b).x0_hat if oracle is not None else None
-                x_in = x_t.contiguous(memory_format=torch.channels_last) if channels_last else x_t
-                run_models(p0, p1, pieces, x0_b, eps_b, t_b, alpha, sigma, x_in, y_b, o_hat)
-            bar.update(p1 - p0)
+                o_hat = oracle(b.x_t, b.t).x0_hat if oracle is not None else None
+                x_in = b.x_t.contiguous(memory_format=torch.channels_last) if channels_last else b.x_t
+                run_models(p0, b, x_in, o_hat)
+            bar.update(b.p1 - p0)
             if worker is not None:
-                worker.ready(Z, p1 // n)
+                worker.ready(Z, b.p1 // n)
     finally:
         if ahead is not None:
             ahead.shutdown(wait=True, cancel_futures=True)
